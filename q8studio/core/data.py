@@ -1,0 +1,239 @@
+"""Calibration and evaluation data: ``.npz``, ``.npy`` or a folder of images, checked against the model.
+
+Arrays are streamed from disk batch by batch (never loaded whole), so calibrating on 500
+samples needs no more memory than on 50. Values are checked for NaN/Inf as they stream.
+"""
+
+from __future__ import annotations
+
+import os
+import zipfile
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from functools import partial
+from pathlib import Path
+from typing import BinaryIO, Callable, ContextManager, Iterator, Protocol
+
+import numpy as np
+
+from .errors import Q8Error
+from .imagefolder import ImagePreprocessing, ImageFolderSource
+from .model import LoadedModel, TensorInfo
+
+LABELS_KEY = "labels"
+
+
+class RowSource(Protocol):
+    """A 2-D-or-more array read sequentially along its leading (sample) axis."""
+
+    shape: tuple[int, ...]
+    dtype: np.dtype
+
+    def iter_rows(self, batch_size: int, limit: int) -> Iterator[np.ndarray]: ...
+
+
+@dataclass
+class _NpyStream:
+    """Rows of one ``.npy`` array (a file, or a member of an ``.npz``), read sequentially."""
+
+    opener: Callable[[], ContextManager[BinaryIO]]  # a fresh stream at the start of the .npy bytes
+    shape: tuple[int, ...]
+    dtype: np.dtype
+
+    def iter_rows(self, batch_size: int, limit: int) -> Iterator[np.ndarray]:
+        row_items = int(np.prod(self.shape[1:], dtype=np.int64))
+        with self.opener() as stream:
+            _read_npy_header(stream)
+            done = 0
+            while done < limit:
+                count = min(batch_size, limit - done)
+                buffer = _read_exact(stream, count * row_items * self.dtype.itemsize)
+                yield np.frombuffer(buffer, dtype=self.dtype).reshape((count, *self.shape[1:]))
+                done += count
+
+
+@dataclass
+class Dataset:
+    """Model inputs keyed by input name (leading axis = samples) and optional integer labels."""
+
+    sources: dict[str, RowSource]
+    labels: np.ndarray | None
+    count: int
+    source: str
+    input_dtypes: dict[str, np.dtype] = field(default_factory=dict)
+
+    def batches(self, batch_size: int = 1) -> Iterator[dict[str, np.ndarray]]:
+        """Feeds for the model, ``batch_size`` samples at a time, cast to the model's types and checked."""
+        iterators = {name: src.iter_rows(batch_size, self.count) for name, src in self.sources.items()}
+        start = 0
+        while start < self.count:
+            feed = {}
+            for name, rows in iterators.items():
+                batch = next(rows)
+                _check_finite(batch, name, start)
+                feed[name] = np.ascontiguousarray(batch, dtype=self.input_dtypes.get(name, batch.dtype))
+            start += len(next(iter(feed.values())))
+            yield feed
+
+    def first_sample(self) -> dict[str, np.ndarray]:
+        return next(self.batches(1))
+
+    def limited(self, samples: int | None) -> "Dataset":
+        """The first ``samples`` samples (all of them for ``None``)."""
+        if samples is None or samples >= self.count:
+            return self
+        if samples < 1:
+            raise Q8Error(f"The sample count must be at least 1 (got {samples}).")
+        labels = self.labels[:samples] if self.labels is not None else None
+        return Dataset(self.sources, labels, samples, f"{self.source} ({samples} samples)", self.input_dtypes)
+
+
+def load_data(
+    path: str | os.PathLike[str],
+    model: LoadedModel,
+    *,
+    samples: int | None = None,
+    preprocessing: ImagePreprocessing | None = None,
+) -> Dataset:
+    """Open a data source and check it fits the model's inputs; nothing is read in bulk yet."""
+    path = Path(path)
+    if not path.exists():
+        raise Q8Error(f"No such data file or folder: {path}")
+    if path.is_dir():
+        sources, labels = _image_folder(path, model, preprocessing)
+    elif path.suffix.lower() == ".npz":
+        sources, labels = _npz(path)
+    elif path.suffix.lower() == ".npy":
+        sources, labels = _npy(path, model), None
+    else:
+        raise Q8Error(f"{path.name}: data must be a .npz file, a .npy file or a folder of images.")
+    count = _check_against_model(sources, labels, model, path.name)
+    dtypes = {t.name: np.dtype(t.dtype) for t in model.input_specs() if t.dtype}
+    return Dataset(sources, labels, count, str(path), dtypes).limited(samples)
+
+
+def _npz(path: Path) -> tuple[dict[str, RowSource], np.ndarray | None]:
+    try:
+        archive = zipfile.ZipFile(path)
+    except (zipfile.BadZipFile, OSError):
+        raise Q8Error(f"{path.name} is not a valid .npz file.") from None
+    sources: dict[str, RowSource] = {}
+    labels = None
+    with archive:
+        for member in archive.namelist():
+            if not member.endswith(".npy"):
+                continue
+            key = member[: -len(".npy")]
+            try:
+                with archive.open(member) as stream:
+                    shape, dtype = _read_npy_header(stream)
+            except (ValueError, OSError, zipfile.BadZipFile) as exc:
+                raise Q8Error(f"{path.name}: array '{key}' cannot be read ({exc}).") from None
+            if key == LABELS_KEY:
+                with archive.open(member) as stream:
+                    labels = np.lib.format.read_array(stream)
+                continue
+            sources[key] = _NpyStream(partial(_npz_member, path, member), shape, dtype)
+    if not sources:
+        raise Q8Error(f"{path.name} contains no input arrays.")
+    return sources, labels
+
+
+def _npy(path: Path, model: LoadedModel) -> dict[str, RowSource]:
+    inputs = model.input_specs()
+    if len(inputs) != 1:
+        names = ", ".join(t.name for t in inputs)
+        raise Q8Error(f"A .npy file can only feed a single-input model; this one has inputs {names}: use .npz.")
+    try:
+        with path.open("rb") as stream:
+            shape, dtype = _read_npy_header(stream)
+    except (ValueError, OSError) as exc:
+        raise Q8Error(f"{path.name} is not a valid .npy file ({exc}).") from None
+    return {inputs[0].name: _NpyStream(partial(path.open, "rb"), shape, dtype)}
+
+
+def _image_folder(
+    path: Path, model: LoadedModel, preprocessing: ImagePreprocessing | None
+) -> tuple[dict[str, RowSource], np.ndarray | None]:
+    inputs = model.input_specs()
+    if len(inputs) != 1:
+        raise Q8Error("An image folder can only feed a single-input model.")
+    source = ImageFolderSource(path, preprocessing or ImagePreprocessing.for_input(inputs[0]))
+    return {inputs[0].name: source}, source.labels
+
+
+def _check_against_model(
+    sources: dict[str, RowSource], labels: np.ndarray | None, model: LoadedModel, label: str
+) -> int:
+    expected = {t.name: t for t in model.input_specs()}
+    if set(sources) != set(expected):
+        raise Q8Error(
+            f"{label} has arrays {sorted(sources)} but the model expects inputs {sorted(expected)}."
+        )
+    counts = {name: src.shape[0] if src.shape else 0 for name, src in sources.items()}
+    if len(set(counts.values())) != 1:
+        raise Q8Error(f"{label}: the input arrays have different sample counts {counts}.")
+    count = next(iter(counts.values()))
+    if count == 0:
+        raise Q8Error(f"{label} contains no samples.")
+    for name, src in sources.items():
+        _check_shape_and_type(name, src, expected[name], label)
+    if labels is not None:
+        if labels.ndim != 1 or not np.issubdtype(labels.dtype, np.integer):
+            raise Q8Error(f"{label}: 'labels' must be a 1-D array of integer class ids.")
+        if len(labels) != count:
+            raise Q8Error(f"{label}: {len(labels)} labels for {count} samples.")
+    return count
+
+
+def _check_shape_and_type(name: str, src: RowSource, spec: TensorInfo, label: str) -> None:
+    if spec.shape is not None:
+        if len(src.shape) != len(spec.shape):
+            raise Q8Error(
+                f"{label}: '{name}' has shape {list(src.shape)} (rank {len(src.shape)}) but the model "
+                f"expects rank {len(spec.shape)} {spec.shape_text()} (leading axis = samples)."
+            )
+        for axis, (have, want) in enumerate(zip(src.shape[1:], spec.shape[1:]), start=1):
+            if isinstance(want, int) and want > 0 and have != want:
+                raise Q8Error(
+                    f"{label}: '{name}' has size {have} on axis {axis} but the model expects "
+                    f"{want} ({spec.shape_text()})."
+                )
+    if spec.dtype is not None:
+        want_dtype = np.dtype(spec.dtype)
+        if np.issubdtype(want_dtype, np.floating) and not np.issubdtype(src.dtype, np.number):
+            raise Q8Error(f"{label}: '{name}' holds {src.dtype} values but the model expects {want_dtype}.")
+        if np.issubdtype(want_dtype, np.integer) and not np.issubdtype(src.dtype, np.integer):
+            raise Q8Error(f"{label}: '{name}' holds {src.dtype} values but the model expects {want_dtype}.")
+
+
+def _check_finite(batch: np.ndarray, name: str, start: int) -> None:
+    if np.issubdtype(batch.dtype, np.floating) and not np.isfinite(batch).all():
+        bad = int(np.argmax(~np.isfinite(batch.reshape(len(batch), -1)).all(axis=1)))
+        raise Q8Error(f"Input '{name}' has NaN or Inf values (first in sample {start + bad}).")
+
+
+@contextmanager
+def _npz_member(path: Path, member: str) -> Iterator[BinaryIO]:
+    with zipfile.ZipFile(path) as archive, archive.open(member) as stream:
+        yield stream
+
+
+def _read_npy_header(stream: BinaryIO) -> tuple[tuple[int, ...], np.dtype]:
+    version = np.lib.format.read_magic(stream)
+    if version == (1, 0):
+        shape, fortran, dtype = np.lib.format.read_array_header_1_0(stream)
+    else:
+        shape, fortran, dtype = np.lib.format.read_array_header_2_0(stream)
+    if fortran and len(shape) > 1:
+        raise ValueError("Fortran-ordered arrays are not supported; save with np.ascontiguousarray")
+    if dtype.hasobject:
+        raise ValueError("object arrays are not supported")
+    return tuple(shape), dtype
+
+
+def _read_exact(stream: BinaryIO, size: int) -> bytes:
+    data = stream.read(size)
+    if len(data) != size:
+        raise Q8Error("The data file ended early (truncated array).")
+    return data

@@ -1,0 +1,242 @@
+"""Float32 vs int8 side by side: accuracy, agreement, output error, latency, size, per-layer error.
+
+Both models run over the same data with their intermediate tensors exposed; an activation X of
+the float model is matched to the DequantizeLinear output that stands for X in the int8 model.
+Errors are accumulated batch by batch, so evaluation memory does not grow with the data.
+"""
+
+from __future__ import annotations
+
+import statistics
+import time
+from dataclasses import dataclass, field
+
+import numpy as np
+
+from .calibrate import batch_size_for, with_outputs
+from .data import Dataset
+from .metrics import ErrorAccumulator
+from .model import LoadedModel
+from .progress import NO_PROGRESS, Progress
+from .session import cpu_session
+
+
+@dataclass(frozen=True)
+class LayerError:
+    """Error of one quantized activation, as the int8 model computes it (errors of earlier layers included)."""
+
+    tensor: str
+    node: str
+    op_type: str
+    sqnr_db: float
+    mse: float
+    cosine: float
+    max_abs_error: float
+
+    def to_dict(self) -> dict[str, object]:
+        return dict(self.__dict__)
+
+
+@dataclass
+class ModelScore:
+    """One model's column of the side-by-side table."""
+
+    top1: float | None
+    latency_ms: float
+    file_size: int
+
+
+@dataclass
+class ErrorAnalysis:
+    """How far the int8 model's outputs and activations are from float32 on some data."""
+
+    samples: int
+    outputs: dict[str, ErrorAccumulator]
+    layers: list[LayerError]
+    float_top1: float | None
+    int8_top1: float | None
+    agreement: float | None
+
+    def to_dict(self) -> dict[str, object]:
+        return {
+            "samples": self.samples,
+            "float32_top1": self.float_top1,
+            "int8_top1": self.int8_top1,
+            "top1_agreement": self.agreement,
+            "outputs": {name: acc.to_dict() for name, acc in self.outputs.items()},
+            "layers": [layer.to_dict() for layer in self.layers],
+        }
+
+
+@dataclass
+class Comparison:
+    """The side-by-side view: error analysis plus latency and size of both models."""
+
+    errors: ErrorAnalysis
+    float32: ModelScore
+    int8: ModelScore
+    threads: int = 0
+
+    @property
+    def speedup(self) -> float:
+        return self.float32.latency_ms / self.int8.latency_ms if self.int8.latency_ms else 0.0
+
+    def to_dict(self) -> dict[str, object]:
+        return {
+            **self.errors.to_dict(),
+            "float32": self.float32.__dict__,
+            "int8": self.int8.__dict__,
+            "speedup": self.speedup,
+            "latency_threads": self.threads,
+        }
+
+
+def dequantized_counterparts(int8: LoadedModel) -> dict[str, str]:
+    """Float activation name -> the int8 model's DequantizeLinear output that approximates it."""
+    graph = int8.graph
+    counterparts = {}
+    for node in graph.nodes:
+        if node.op_type != "QuantizeLinear" or node.inputs[0] in graph.initializers:
+            continue
+        for consumer in graph.consumers.get(node.outputs[0], []):
+            dq = graph.nodes[consumer]
+            if dq.op_type == "DequantizeLinear":
+                counterparts[node.inputs[0]] = dq.outputs[0]
+                break
+    return counterparts
+
+
+def compare_models(
+    float_model: LoadedModel,
+    int8_model: LoadedModel,
+    data: Dataset,
+    *,
+    latency_runs: int = 30,
+    threads: int = 0,
+    progress: Progress = NO_PROGRESS,
+) -> Comparison:
+    """Errors, accuracy, latency and size of both models on ``data``."""
+    errors = analyse_errors(float_model, int8_model, data, progress=progress)
+    float_ms, int8_ms = measure_latency(
+        float_model, int8_model, data, runs=latency_runs, threads=threads, progress=progress
+    )
+    return Comparison(
+        errors=errors,
+        float32=ModelScore(errors.float_top1, float_ms, float_model.file_size),
+        int8=ModelScore(errors.int8_top1, int8_ms, int8_model.file_size),
+        threads=threads,
+    )
+
+
+def analyse_errors(
+    float_model: LoadedModel, int8_model: LoadedModel, data: Dataset, *, progress: Progress = NO_PROGRESS
+) -> ErrorAnalysis:
+    """Run both models over ``data`` with intermediate tensors exposed and accumulate their differences."""
+    outputs = list(float_model.graph.outputs)
+    pairs = {
+        name: dq for name, dq in dequantized_counterparts(int8_model).items()
+        if name in float_model.graph.tensors and name not in outputs
+    }
+    float_session = cpu_session(with_outputs(float_model.proto, list(pairs)))
+    int8_session = cpu_session(with_outputs(int8_model.proto, list(pairs.values())))
+    float_names = outputs + list(pairs)
+    int8_names = list(int8_model.graph.outputs) + list(pairs.values())
+
+    output_errors = {name: ErrorAccumulator() for name in outputs}
+    layer_errors = {name: ErrorAccumulator() for name in pairs}
+    top1 = _Top1(data.labels)
+    done = 0
+    progress.report("Comparing", 0, data.count)
+    for feed in data.batches(batch_size_for(float_model)):
+        float_values = dict(zip(float_names, float_session.run(float_names, feed)))
+        int8_values = dict(zip(int8_names, int8_session.run(int8_names, feed)))
+        for name, int8_name in zip(outputs, int8_model.graph.outputs):
+            output_errors[name].update(float_values[name], int8_values[int8_name])
+        for name, dq in pairs.items():
+            layer_errors[name].update(float_values[name], int8_values[dq])
+        top1.update(float_values[outputs[0]], int8_values[int8_model.graph.outputs[0]], done)
+        done += len(next(iter(feed.values())))
+        progress.report("Comparing", done, data.count)
+    return ErrorAnalysis(
+        samples=data.count,
+        outputs=output_errors,
+        layers=_layer_table(float_model, layer_errors),
+        float_top1=top1.float_accuracy,
+        int8_top1=top1.int8_accuracy,
+        agreement=top1.agreement,
+    )
+
+
+def measure_latency(
+    float_model: LoadedModel,
+    int8_model: LoadedModel,
+    data: Dataset,
+    *,
+    runs: int = 30,
+    warmup: int = 5,
+    threads: int = 0,
+    progress: Progress = NO_PROGRESS,
+) -> tuple[float, float]:
+    """Median batch-1 latency (ms) of both models, alternating runs so both see the same machine state."""
+    sample = data.first_sample()
+    sessions = [cpu_session(float_model.proto, threads=threads), cpu_session(int8_model.proto, threads=threads)]
+    for session in sessions:
+        for _ in range(warmup):
+            session.run(None, sample)
+    times: list[list[float]] = [[], []]
+    for run in range(runs):
+        for index, session in enumerate(sessions):
+            started = time.perf_counter()
+            session.run(None, sample)
+            times[index].append((time.perf_counter() - started) * 1000.0)
+        progress.report("Timing", run + 1, runs)
+    return statistics.median(times[0]), statistics.median(times[1])
+
+
+class _Top1:
+    """Top-1 accuracy of both models and their agreement, for classifier-shaped outputs [N, classes]."""
+
+    def __init__(self, labels: np.ndarray | None) -> None:
+        self.labels = labels
+        self.total = self.float_correct = self.int8_correct = self.agree = 0
+        self.applicable = True
+
+    def update(self, float_out: np.ndarray, int8_out: np.ndarray, start: int) -> None:
+        if float_out.ndim != 2 or float_out.shape[1] < 2:
+            self.applicable = False
+            return
+        float_pred, int8_pred = float_out.argmax(axis=1), int8_out.argmax(axis=1)
+        self.total += len(float_pred)
+        self.agree += int((float_pred == int8_pred).sum())
+        if self.labels is not None:
+            truth = self.labels[start:start + len(float_pred)]
+            self.float_correct += int((float_pred == truth).sum())
+            self.int8_correct += int((int8_pred == truth).sum())
+
+    @property
+    def agreement(self) -> float | None:
+        return self.agree / self.total if self.applicable and self.total else None
+
+    @property
+    def float_accuracy(self) -> float | None:
+        return self.float_correct / self.total if self._labelled else None
+
+    @property
+    def int8_accuracy(self) -> float | None:
+        return self.int8_correct / self.total if self._labelled else None
+
+    @property
+    def _labelled(self) -> bool:
+        return self.applicable and self.labels is not None and self.total > 0
+
+
+def _layer_table(float_model: LoadedModel, errors: dict[str, ErrorAccumulator]) -> list[LayerError]:
+    rows = []
+    for tensor, acc in errors.items():
+        producer = float_model.graph.producer.get(tensor)
+        node = float_model.graph.nodes[producer] if producer is not None else None
+        rows.append(LayerError(
+            tensor, node.name if node else "(input)", node.op_type if node else "Input",
+            acc.sqnr_db, acc.mse, acc.cosine, acc.max_abs,
+        ))
+    return sorted(rows, key=lambda row: row.sqnr_db)

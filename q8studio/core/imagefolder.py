@@ -1,0 +1,130 @@
+"""A folder of PNG/JPEG images as model input, with the usual classifier preprocessing.
+
+Images are decoded batch by batch. Sub-folders named by integer class id (``3/img.png``)
+provide labels, as in the common ImageNet-style layout.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import Iterator
+
+import numpy as np
+from PIL import Image, UnidentifiedImageError
+
+from .errors import Q8Error
+from .model import TensorInfo
+
+IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".bmp")
+LAYOUTS = ("NCHW", "NHWC")
+COLORS = ("rgb", "bgr", "gray")
+
+
+@dataclass(frozen=True)
+class ImagePreprocessing:
+    """How an image file becomes one model input row: resize, colour order, scale, normalise, layout."""
+
+    size: tuple[int, int] = (224, 224)  # (height, width)
+    layout: str = "NCHW"
+    color: str = "rgb"
+    scale: float = 1.0 / 255.0
+    mean: tuple[float, ...] = (0.0,)
+    std: tuple[float, ...] = (1.0,)
+
+    def __post_init__(self) -> None:
+        if self.layout not in LAYOUTS:
+            raise Q8Error(f"Image layout must be one of {', '.join(LAYOUTS)} (got '{self.layout}').")
+        if self.color not in COLORS:
+            raise Q8Error(f"Image colour must be one of {', '.join(COLORS)} (got '{self.color}').")
+        if min(self.size) < 1:
+            raise Q8Error(f"Image size must be positive (got {self.size}).")
+        if any(s == 0 for s in self.std):
+            raise Q8Error("Image std values must be non-zero.")
+
+    @property
+    def channels(self) -> int:
+        return 1 if self.color == "gray" else 3
+
+    @classmethod
+    def for_input(cls, spec: TensorInfo) -> "ImagePreprocessing":
+        """A guess from the input's shape: channel axis position and spatial size."""
+        shape = spec.shape or ()
+        if len(shape) == 4 and shape[1] in (1, 3):
+            return cls(size=(_dim(shape[2]), _dim(shape[3])), layout="NCHW", color="gray" if shape[1] == 1 else "rgb")
+        if len(shape) == 4 and shape[3] in (1, 3):
+            return cls(size=(_dim(shape[1]), _dim(shape[2])), layout="NHWC", color="gray" if shape[3] == 1 else "rgb")
+        raise Q8Error(f"Input '{spec.name}' {spec.shape_text()} does not look like an image batch.")
+
+    @classmethod
+    def from_json(cls, path: Path) -> "ImagePreprocessing":
+        try:
+            raw = json.loads(Path(path).read_text())
+            return cls(
+                size=tuple(raw.get("size", cls.size)),
+                layout=raw.get("layout", cls.layout),
+                color=raw.get("color", cls.color),
+                scale=float(raw.get("scale", cls.scale)),
+                mean=tuple(raw.get("mean", cls.mean)),
+                std=tuple(raw.get("std", cls.std)),
+            )
+        except (OSError, ValueError, TypeError) as exc:
+            raise Q8Error(f"Cannot read preprocessing settings from {path}: {exc}") from None
+
+    def to_dict(self) -> dict[str, object]:
+        return asdict(self)
+
+    def apply(self, image: Image.Image) -> np.ndarray:
+        """One image -> float32 array in the model's layout (without the batch axis)."""
+        mode = "L" if self.color == "gray" else "RGB"
+        height, width = self.size
+        resized = image.convert(mode).resize((width, height), Image.Resampling.BILINEAR)
+        pixels = np.asarray(resized, dtype=np.float32)
+        if pixels.ndim == 2:
+            pixels = pixels[:, :, None]
+        if self.color == "bgr":
+            pixels = pixels[:, :, ::-1]
+        pixels = pixels * np.float32(self.scale)
+        pixels = (pixels - np.asarray(self.mean, np.float32)) / np.asarray(self.std, np.float32)
+        return np.ascontiguousarray(pixels.transpose(2, 0, 1) if self.layout == "NCHW" else pixels)
+
+
+def _dim(value: int | str | None) -> int:
+    return value if isinstance(value, int) and value > 0 else 224
+
+
+class ImageFolderSource:
+    """Image files of a folder (recursively), decoded and preprocessed on demand."""
+
+    def __init__(self, folder: Path, preprocessing: ImagePreprocessing) -> None:
+        self.files = sorted(p for p in folder.rglob("*") if p.suffix.lower() in IMAGE_SUFFIXES and p.is_file())
+        if not self.files:
+            raise Q8Error(f"The folder {folder} contains no images (PNG or JPEG).")
+        self.preprocessing = preprocessing
+        h, w = preprocessing.size
+        c = preprocessing.channels
+        self.shape = (len(self.files), c, h, w) if preprocessing.layout == "NCHW" else (len(self.files), h, w, c)
+        self.dtype = np.dtype(np.float32)
+        self.labels = _labels_from_folders(folder, self.files)
+
+    def load(self, index: int) -> np.ndarray:
+        path = self.files[index]
+        try:
+            with Image.open(path) as image:
+                return self.preprocessing.apply(image)
+        except (UnidentifiedImageError, OSError) as exc:
+            raise Q8Error(f"Cannot read image {path.name}: {exc}") from None
+
+    def iter_rows(self, batch_size: int, limit: int) -> Iterator[np.ndarray]:
+        for start in range(0, limit, batch_size):
+            stop = min(start + batch_size, limit)
+            yield np.stack([self.load(i) for i in range(start, stop)])
+
+
+def _labels_from_folders(folder: Path, files: list[Path]) -> np.ndarray | None:
+    """Class ids from parent folder names, when every image sits in a folder named by an integer."""
+    names = [f.parent.name for f in files]
+    if any(f.parent == folder for f in files) or not all(n.isdigit() for n in names):
+        return None
+    return np.array([int(n) for n in names], dtype=np.int64)

@@ -1,0 +1,321 @@
+"""Load and validate an ONNX model and describe it as a format-neutral graph.
+
+Every user-facing problem (missing file, not ONNX, truncated, missing external data,
+invalid graph) becomes a one-line :class:`Q8Error`; the rest of q8studio works on
+:class:`LoadedModel`, never on raw file paths.
+"""
+
+from __future__ import annotations
+
+import os
+from collections import Counter
+from dataclasses import dataclass, field
+from functools import cached_property
+from pathlib import Path
+
+import numpy as np
+import onnx
+from google.protobuf.message import DecodeError
+from onnx import numpy_helper
+
+from .errors import Q8Error
+from .optypes import QDQ_QUANTIZABLE_OPS, node_kind
+
+FLOAT_TYPES = {onnx.TensorProto.FLOAT, onnx.TensorProto.FLOAT16, onnx.TensorProto.DOUBLE}
+
+
+@dataclass(frozen=True)
+class TensorInfo:
+    """Name, static shape (``None``/str for unknown or symbolic dims) and element type of a tensor."""
+
+    name: str
+    shape: tuple[int | str | None, ...] | None
+    dtype: str | None
+    is_initializer: bool = False
+
+    @property
+    def is_float(self) -> bool:
+        return self.dtype in ("float32", "float16", "float64")
+
+    def shape_text(self) -> str:
+        if self.shape is None:
+            return "?"
+        return "[" + ", ".join("?" if d is None else str(d) for d in self.shape) + "]"
+
+
+@dataclass(frozen=True)
+class Node:
+    """One graph node; ``namespace`` comes from exporter scopes like ``/encoder/layer.3/Add``."""
+
+    index: int
+    name: str
+    op_type: str
+    domain: str
+    inputs: tuple[str, ...]
+    outputs: tuple[str, ...]
+    attributes: dict[str, object]
+    namespace: tuple[str, ...]
+    kind: str
+    quantizable: bool
+
+
+@dataclass
+class Graph:
+    """Nodes, tensors and the edges between them, in topological order."""
+
+    nodes: list[Node]
+    tensors: dict[str, TensorInfo]
+    inputs: list[str]
+    outputs: list[str]
+    initializers: set[str]
+    producer: dict[str, int] = field(default_factory=dict)
+    consumers: dict[str, list[int]] = field(default_factory=dict)
+
+    def __post_init__(self) -> None:
+        for node in self.nodes:
+            for name in node.outputs:
+                self.producer[name] = node.index
+            for name in node.inputs:
+                if name:
+                    self.consumers.setdefault(name, []).append(node.index)
+
+    def edges(self) -> list[tuple[int, int, str]]:
+        """(producer node, consumer node, tensor name) for every tensor flowing between nodes."""
+        result = []
+        for name, consumer_list in self.consumers.items():
+            src = self.producer.get(name)
+            if src is not None:
+                result.extend((src, dst, name) for dst in consumer_list)
+        return result
+
+    def node_by_name(self, name: str) -> Node:
+        for node in self.nodes:
+            if node.name == name:
+                return node
+        raise Q8Error(f"The model has no node named '{name}'.")
+
+
+@dataclass
+class LoadedModel:
+    """A validated model (shape-inferred, every node named) and its neutral graph."""
+
+    path: Path
+    proto: onnx.ModelProto
+    graph: Graph
+    external_files: tuple[str, ...] = ()
+
+    @property
+    def opset(self) -> int:
+        for entry in self.proto.opset_import:
+            if entry.domain in ("", "ai.onnx"):
+                return entry.version
+        return 0
+
+    @property
+    def file_size(self) -> int:
+        """Bytes on disk, external data files included."""
+        return self.path.stat().st_size + sum((self.path.parent / name).stat().st_size for name in self.external_files)
+
+    @cached_property
+    def _initializers(self) -> dict[str, onnx.TensorProto]:
+        return {t.name: t for t in self.proto.graph.initializer}
+
+    def weight(self, name: str) -> np.ndarray:
+        """The value of an initializer as a numpy array."""
+        if name not in self._initializers:
+            raise Q8Error(f"'{name}' is not a weight (initializer) of this model.")
+        return numpy_helper.to_array(self._initializers[name])
+
+    def input_specs(self) -> list[TensorInfo]:
+        """The model inputs a user must feed (initializers listed as inputs excluded)."""
+        return [self.graph.tensors[n] for n in self.graph.inputs]
+
+    def quantizable_nodes(self) -> list[Node]:
+        return [n for n in self.graph.nodes if n.quantizable]
+
+    def summary(self) -> dict[str, object]:
+        """What ``q8studio inspect`` prints: nodes by op, parameters, quantizable layers."""
+        params = sum(int(np.prod(t.dims)) for t in self.proto.graph.initializer)
+        return {
+            "path": str(self.path),
+            "opset": self.opset,
+            "ir_version": self.proto.ir_version,
+            "producer": f"{self.proto.producer_name} {self.proto.producer_version}".strip(),
+            "file_size_bytes": self.file_size,
+            "inputs": [_tensor_dict(t) for t in self.input_specs()],
+            "outputs": [_tensor_dict(self.graph.tensors[n]) for n in self.graph.outputs],
+            "node_count": len(self.graph.nodes),
+            "ops": dict(Counter(n.op_type for n in self.graph.nodes).most_common()),
+            "parameters": params,
+            "quantizable_nodes": [n.name for n in self.quantizable_nodes()],
+        }
+
+
+def load_model(path: str | os.PathLike[str]) -> LoadedModel:
+    """Read, validate and shape-infer an ONNX model; raise Q8Error with the reason if it is unusable."""
+    path = Path(path)
+    if not path.exists():
+        raise Q8Error(f"No such file: {path}")
+    if not path.is_file():
+        raise Q8Error(f"{path} is not a file.")
+    proto = _parse(path)
+    external_files = tuple(sorted(_external_data_files(proto)))
+    _load_external_data(proto, path, external_files)
+    try:
+        onnx.checker.check_model(proto, full_check=False)
+    except onnx.checker.ValidationError as exc:
+        raise Q8Error(f"{path.name} is not a valid ONNX model: {_first_line(exc)}") from None
+    proto = _infer_shapes(proto)
+    _name_nodes(proto)
+    return LoadedModel(path=path, proto=proto, graph=build_graph(proto), external_files=external_files)
+
+
+def model_from_proto(proto: onnx.ModelProto, path: Path) -> LoadedModel:
+    """Wrap an in-memory model (e.g. one q8studio produced) without re-reading it."""
+    proto = _infer_shapes(proto)
+    _name_nodes(proto)
+    return LoadedModel(path=path, proto=proto, graph=build_graph(proto))
+
+
+def require_float_tensors(model: LoadedModel) -> None:
+    """Quantization needs float weights or activations; say so plainly when there are none."""
+    if not any(t.is_float for t in model.graph.tensors.values()):
+        raise Q8Error(f"{model.path.name} has no float tensors to quantize.")
+    if not model.quantizable_nodes():
+        raise Q8Error(f"{model.path.name} has no operators that int8 quantization supports.")
+
+
+def _parse(path: Path) -> onnx.ModelProto:
+    data = path.read_bytes()
+    if not data:
+        raise Q8Error(f"{path.name} is empty.")
+    proto = onnx.ModelProto()
+    try:
+        proto.ParseFromString(data)
+    except DecodeError:
+        if _looks_like_onnx_prefix(data):
+            raise Q8Error(f"{path.name} is truncated or corrupted (the ONNX data ends early).") from None
+        raise Q8Error(f"{path.name} is not an ONNX model (its content is not an ONNX protobuf).") from None
+    if proto.ir_version <= 0 or not proto.HasField("graph"):
+        raise Q8Error(f"{path.name} is not an ONNX model (no graph found in it).")
+    if len(proto.graph.node) == 0:
+        raise Q8Error(f"{path.name} contains an empty graph (no nodes).")
+    return proto
+
+
+def _looks_like_onnx_prefix(data: bytes) -> bool:
+    """ONNX files start with field 1 (ir_version, varint): tag byte 0x08 and a small version."""
+    return len(data) >= 2 and data[0] == 0x08 and 0 < data[1] < 32
+
+
+def _external_data_files(proto: onnx.ModelProto) -> set[str]:
+    files = set()
+    for tensor in proto.graph.initializer:
+        if tensor.data_location == onnx.TensorProto.EXTERNAL:
+            for entry in tensor.external_data:
+                if entry.key == "location":
+                    files.add(entry.value)
+    return files
+
+
+def _load_external_data(proto: onnx.ModelProto, path: Path, files: tuple[str, ...]) -> None:
+    for name in files:
+        if not (path.parent / name).is_file():
+            raise Q8Error(f"{path.name} needs the external data file '{name}', which is missing next to it.")
+    if files:
+        try:
+            onnx.external_data_helper.load_external_data_for_model(proto, str(path.parent))
+        except (OSError, ValueError) as exc:
+            raise Q8Error(f"Could not read the external data of {path.name}: {_first_line(exc)}") from None
+
+
+def _infer_shapes(proto: onnx.ModelProto) -> onnx.ModelProto:
+    """Best-effort shape inference: a model that fails it is still usable, just with fewer shapes."""
+    try:
+        return onnx.shape_inference.infer_shapes(proto, check_type=False, strict_mode=False, data_prop=True)
+    except (onnx.shape_inference.InferenceError, RuntimeError, ValueError):
+        return proto
+
+
+def _name_nodes(proto: onnx.ModelProto) -> None:
+    """Give unnamed or duplicate-named nodes unique names: exclusion and reports refer to nodes by name."""
+    seen: set[str] = set()
+    for index, node in enumerate(proto.graph.node):
+        if not node.name or node.name in seen:
+            node.name = f"{node.op_type}_{index}"
+        seen.add(node.name)
+
+
+def build_graph(proto: onnx.ModelProto) -> Graph:
+    """The neutral graph of a (shape-inferred) model."""
+    g = proto.graph
+    initializers = {t.name for t in g.initializer}
+    tensors: dict[str, TensorInfo] = {}
+    for vi in list(g.input) + list(g.output) + list(g.value_info):
+        tensors[vi.name] = _value_info(vi, vi.name in initializers)
+    for init in g.initializer:
+        dtype = onnx.helper.tensor_dtype_to_np_dtype(init.data_type).name
+        tensors[init.name] = TensorInfo(init.name, tuple(init.dims), dtype, True)
+    nodes = [_node(i, n, tensors) for i, n in enumerate(g.node)]
+    for node in nodes:
+        for name in node.inputs + node.outputs:
+            if name and name not in tensors:
+                tensors[name] = TensorInfo(name, None, None)
+    inputs = [vi.name for vi in g.input if vi.name not in initializers]
+    return Graph(nodes, tensors, inputs, [o.name for o in g.output], initializers)
+
+
+def _node(index: int, proto: onnx.NodeProto, tensors: dict[str, TensorInfo]) -> Node:
+    attributes = {a.name: _attribute_value(a) for a in proto.attribute}
+    float_input = any(tensors.get(name, TensorInfo(name, None, None)).is_float for name in proto.input if name)
+    return Node(
+        index=index,
+        name=proto.name,
+        op_type=proto.op_type,
+        domain=proto.domain,
+        inputs=tuple(proto.input),
+        outputs=tuple(proto.output),
+        attributes=attributes,
+        namespace=namespace_of(proto.name),
+        kind=node_kind(proto.op_type),
+        quantizable=proto.domain in ("", "ai.onnx") and proto.op_type in QDQ_QUANTIZABLE_OPS and float_input,
+    )
+
+
+def namespace_of(node_name: str) -> tuple[str, ...]:
+    """Scope path of an exporter-written name: '/encoder/layer.3/attn/MatMul' -> ('encoder', 'layer.3', 'attn')."""
+    parts = [p for p in node_name.split("/") if p]
+    return tuple(parts[:-1])
+
+
+def _attribute_value(attr: onnx.AttributeProto) -> object:
+    value = onnx.helper.get_attribute_value(attr)
+    if isinstance(value, bytes):
+        return value.decode("utf-8", errors="replace")
+    if isinstance(value, onnx.TensorProto):
+        return numpy_helper.to_array(value).tolist() if np.prod(value.dims) <= 16 else f"tensor{list(value.dims)}"
+    if isinstance(value, onnx.GraphProto):
+        return f"subgraph '{value.name}' ({len(value.node)} nodes)"
+    if isinstance(value, list):
+        return [v.decode("utf-8", errors="replace") if isinstance(v, bytes) else v for v in value if not hasattr(v, "node")]
+    return value
+
+
+def _value_info(vi: onnx.ValueInfoProto, is_initializer: bool) -> TensorInfo:
+    if not vi.type.HasField("tensor_type"):
+        return TensorInfo(vi.name, None, None, is_initializer)
+    tt = vi.type.tensor_type
+    dtype = onnx.helper.tensor_dtype_to_np_dtype(tt.elem_type).name if tt.elem_type else None
+    shape = None
+    if tt.HasField("shape"):
+        shape = tuple(d.dim_value if d.HasField("dim_value") else (d.dim_param or None) for d in tt.shape.dim)
+    return TensorInfo(vi.name, shape, dtype, is_initializer)
+
+
+def _tensor_dict(t: TensorInfo) -> dict[str, object]:
+    return {"name": t.name, "shape": list(t.shape) if t.shape is not None else None, "dtype": t.dtype}
+
+
+def _first_line(exc: BaseException) -> str:
+    text = str(exc).strip()
+    return text.splitlines()[0] if text else type(exc).__name__

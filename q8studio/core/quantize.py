@@ -1,0 +1,168 @@
+"""Build the int8 QDQ model: our statistics and clipping, onnxruntime's graph rewriting.
+
+onnxruntime.quantization places Quantize/DequantizeLinear nodes well; its calibrators keep
+every activation in memory and its entropy method degenerates to min/max with defaults. So
+we collect statistics ourselves, choose ranges ourselves, and hand them to ``quantize_static``
+per tensor through its public ``TensorQuantOverrides`` (and a range cache, so it runs no
+calibration pass of its own).
+"""
+
+from __future__ import annotations
+
+import logging
+import tempfile
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+import onnx
+from onnxruntime.quantization import CalibrationMethod, QuantFormat, QuantType, quantize_static
+from onnxruntime.quantization.calibrate import TensorData, TensorsData, save_tensors_data
+
+from .calibrate import collect_statistics
+from .clipping import INT8, UINT8, activation_range
+from .data import Dataset
+from .errors import Q8Error
+from .fileio import atomic_path, same_file
+from .floatnodes import FloatNode, find_float_nodes
+from .model import LoadedModel, load_model, require_float_tensors
+from .preprocess import PreparedModel, prepare_for_quantization
+from .progress import NO_PROGRESS, Progress
+from .recipe import Recipe
+from .session import cpu_session
+from .stats import TensorStats
+from .weights import WeightError, weight_errors
+
+
+@dataclass
+class QuantizeResult:
+    """What a quantization run produced and how: enough for the report, the GUI and evaluation."""
+
+    output_path: Path
+    recipe: Recipe
+    prepared: PreparedModel
+    stats: dict[str, TensorStats]
+    ranges: dict[str, tuple[float, float]]
+    float_nodes: list[FloatNode]
+    weights: list[WeightError]
+    timings: dict[str, float] = field(default_factory=dict)
+    calibration_samples: int = 0
+
+
+def quantize_model(
+    model: LoadedModel,
+    calibration: Dataset,
+    recipe: Recipe,
+    output: str | Path,
+    *,
+    progress: Progress = NO_PROGRESS,
+) -> QuantizeResult:
+    """Calibrate, clip, quantize and verify; the int8 model appears at ``output`` only if it runs."""
+    output = Path(output)
+    if same_file(model.path, output):
+        raise Q8Error(f"Refusing to overwrite the source model {model.path}; choose another output path.")
+    require_float_tensors(model)
+    timings: dict[str, float] = {}
+
+    started = time.perf_counter()
+    progress.report("Pre-processing", 0, 1)
+    prepared = prepare_for_quantization(model, per_channel=recipe.per_channel)
+    _check_exclusions(prepared.model, recipe.exclude)
+    timings["preprocess_s"] = time.perf_counter() - started
+
+    started = time.perf_counter()
+    data = calibration.limited(recipe.samples)
+    stats = collect_statistics(prepared.model, data, ema_momentum=recipe.ema_momentum, progress=progress)
+    timings["calibrate_s"] = time.perf_counter() - started
+
+    started = time.perf_counter()
+    progress.report("Choosing ranges", 0, 1)
+    ranges = activation_ranges(stats, recipe)
+    timings["ranges_s"] = time.perf_counter() - started
+
+    started = time.perf_counter()
+    progress.report("Writing the int8 model", 0, 1)
+    with atomic_path(output) as staging:
+        _write_qdq_model(prepared.model.proto, ranges, recipe, staging)
+        int8 = load_model(staging)
+        cpu_session(int8.proto).run(None, data.first_sample())
+    timings["quantize_s"] = time.perf_counter() - started
+
+    int8 = load_model(output)
+    return QuantizeResult(
+        output_path=output,
+        recipe=recipe,
+        prepared=prepared,
+        stats=stats,
+        ranges=ranges,
+        float_nodes=find_float_nodes(prepared.model, int8, recipe.exclude),
+        weights=weight_errors(prepared.model, int8),
+        timings=timings,
+        calibration_samples=data.count,
+    )
+
+
+def activation_ranges(stats: dict[str, TensorStats], recipe: Recipe) -> dict[str, tuple[float, float]]:
+    """(rmin, rmax) of every calibrated tensor by the recipe's clipping method."""
+    qtype = UINT8 if recipe.activation_type == "uint8" else INT8
+    return {
+        name: activation_range(
+            s, recipe.method, qtype=qtype, symmetric=recipe.symmetric_activations, percentile=recipe.percentile
+        )
+        for name, s in stats.items()
+        if s.count > 0
+    }
+
+
+def _write_qdq_model(
+    prepared: onnx.ModelProto, ranges: dict[str, tuple[float, float]], recipe: Recipe, output: Path
+) -> None:
+    with tempfile.TemporaryDirectory(prefix="q8studio-quant-") as tmp:
+        source = Path(tmp) / "prepared.onnx"
+        onnx.save(prepared, str(source))
+        cache = Path(tmp) / "ranges.json"
+        save_tensors_data(_tensors_data(ranges), cache)
+        overrides = {name: [{"rmin": np.float32(lo), "rmax": np.float32(hi)}] for name, (lo, hi) in ranges.items()}
+        previous = logging.getLogger().level
+        logging.getLogger().setLevel(logging.ERROR)  # quantize_static prints advice on every call
+        try:
+            quantize_static(
+                str(source),
+                str(output),
+                calibration_data_reader=None,
+                calibration_cache_path=str(cache),
+                quant_format=QuantFormat.QDQ,
+                per_channel=recipe.per_channel,
+                activation_type=QuantType.QUInt8 if recipe.activation_type == "uint8" else QuantType.QInt8,
+                weight_type=QuantType.QInt8,
+                nodes_to_exclude=list(recipe.exclude),
+                extra_options={
+                    "ActivationSymmetric": recipe.symmetric_activations,
+                    "WeightSymmetric": True,
+                    "TensorQuantOverrides": overrides,
+                },
+            )
+        except Q8Error:
+            raise
+        except Exception as exc:  # the quantizer raises assorted types for unsupported graphs
+            raise Q8Error(f"onnxruntime's quantizer failed on this model: {str(exc).splitlines()[0]}") from None
+        finally:
+            logging.getLogger().setLevel(previous)
+
+
+def _tensors_data(ranges: dict[str, tuple[float, float]]) -> TensorsData:
+    return TensorsData(
+        CalibrationMethod.MinMax,
+        {n: TensorData(lowest=np.float32(lo), highest=np.float32(hi)) for n, (lo, hi) in ranges.items()},
+    )
+
+
+def _check_exclusions(model: LoadedModel, exclude: tuple[str, ...]) -> None:
+    names = {n.name for n in model.graph.nodes}
+    missing = [name for name in exclude if name not in names]
+    if missing:
+        raise Q8Error(
+            f"No node named {', '.join(repr(m) for m in missing)} in the model to quantize "
+            "(BatchNorm nodes are folded into the layer before them)."
+        )

@@ -1,0 +1,85 @@
+"""Quantization settings as one typed value, saved and loaded as JSON to reproduce a run."""
+
+from __future__ import annotations
+
+import json
+from dataclasses import asdict, dataclass, field, fields, replace
+from pathlib import Path
+
+from .clipping import METHODS
+from .errors import Q8Error
+from .fileio import atomic_write_text
+
+GRANULARITIES = ("per-tensor", "per-channel")
+ACTIVATION_TYPES = ("uint8", "int8")
+
+
+@dataclass(frozen=True)
+class Recipe:
+    """Everything that decides the int8 model, validated on construction."""
+
+    method: str = "minmax"
+    percentile: float = 99.99
+    ema_momentum: float = 0.9
+    granularity: str = "per-tensor"
+    activation_type: str = "uint8"
+    symmetric_activations: bool = False
+    samples: int | None = None
+    exclude: tuple[str, ...] = field(default_factory=tuple)
+
+    def __post_init__(self) -> None:
+        if self.method not in METHODS:
+            raise Q8Error(f"Unknown clipping method '{self.method}'; choose one of {', '.join(METHODS)}.")
+        if not 0.0 < self.percentile <= 100.0:
+            raise Q8Error(f"The percentile must be in (0, 100] (got {self.percentile}).")
+        if not 0.0 < self.ema_momentum < 1.0:
+            raise Q8Error(f"The EMA momentum must be in (0, 1) (got {self.ema_momentum}).")
+        if self.granularity not in GRANULARITIES:
+            raise Q8Error(f"Granularity must be one of {', '.join(GRANULARITIES)} (got '{self.granularity}').")
+        if self.activation_type not in ACTIVATION_TYPES:
+            raise Q8Error(f"Activation type must be uint8 or int8 (got '{self.activation_type}').")
+        if self.samples is not None and self.samples < 1:
+            raise Q8Error(f"The sample count must be at least 1 (got {self.samples}).")
+        object.__setattr__(self, "exclude", tuple(self.exclude))
+
+    @property
+    def per_channel(self) -> bool:
+        return self.granularity == "per-channel"
+
+    def with_changes(self, **changes: object) -> "Recipe":
+        return replace(self, **changes)
+
+    def to_dict(self) -> dict[str, object]:
+        data = asdict(self)
+        data["exclude"] = list(self.exclude)
+        return data
+
+    @classmethod
+    def from_dict(cls, data: dict[str, object]) -> "Recipe":
+        known = {f.name for f in fields(cls)}
+        unknown = sorted(set(data) - known)
+        if unknown:
+            raise Q8Error(f"Unknown recipe settings: {', '.join(unknown)}.")
+        values = dict(data)
+        if "exclude" in values:
+            values["exclude"] = tuple(values["exclude"])  # type: ignore[arg-type]
+        try:
+            return cls(**values)  # type: ignore[arg-type]
+        except TypeError as exc:
+            raise Q8Error(f"Invalid recipe: {exc}") from None
+
+    def save(self, path: str | Path) -> None:
+        atomic_write_text(Path(path), json.dumps({"q8studio_recipe": 1, **self.to_dict()}, indent=2))
+
+    @classmethod
+    def load(cls, path: str | Path) -> "Recipe":
+        try:
+            data = json.loads(Path(path).read_text())
+        except (OSError, ValueError) as exc:
+            raise Q8Error(f"Cannot read recipe {path}: {exc}") from None
+        if not isinstance(data, dict):
+            raise Q8Error(f"{path} is not a q8studio recipe.")
+        data.pop("q8studio_recipe", None)
+        if "recipe" in data and isinstance(data["recipe"], dict):  # a full report also holds the recipe
+            data = data["recipe"]
+        return cls.from_dict(data)

@@ -1,0 +1,75 @@
+"""The JSON report of a quantization run: the recipe to reproduce it and everything it measured."""
+
+from __future__ import annotations
+
+import datetime
+import json
+import math
+from pathlib import Path
+
+from .evaluate import Comparison, ErrorAnalysis
+from .fileio import atomic_write_text
+from .quantize import QuantizeResult
+
+REPORT_VERSION = 1
+
+
+def quantize_report(
+    result: QuantizeResult, *, source: Path, calibration: str, errors: ErrorAnalysis | None = None
+) -> dict[str, object]:
+    """Everything a user needs to understand, and re-run, a quantization."""
+    report: dict[str, object] = {
+        "q8studio_report": REPORT_VERSION,
+        "created": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
+        "source_model": str(source),
+        "output_model": str(result.output_path),
+        "recipe": result.recipe.to_dict(),
+        "calibration": {"data": calibration, "samples": result.calibration_samples},
+        "preprocessing": result.prepared.notes,
+        "ranges": {
+            name: {
+                "rmin": lo,
+                "rmax": hi,
+                "observed_min": result.stats[name].min,
+                "observed_max": result.stats[name].max,
+            }
+            for name, (lo, hi) in result.ranges.items()
+        },
+        "weights": [w.to_dict() for w in result.weights],
+        "float_nodes": [n.to_dict() for n in result.float_nodes],
+        "timings": result.timings,
+    }
+    if errors is not None:
+        report["layer_errors_on_calibration"] = errors.to_dict()
+    return report
+
+
+def evaluation_report(comparison: Comparison, float_path: Path, int8_path: Path, data: str) -> dict[str, object]:
+    return {
+        "q8studio_report": REPORT_VERSION,
+        "float_model": str(float_path),
+        "int8_model": str(int8_path),
+        "data": data,
+        **comparison.to_dict(),
+    }
+
+
+def to_json(report: dict[str, object]) -> str:
+    """Strict JSON: non-finite numbers (an SQNR of +inf means identical tensors) become null."""
+    return json.dumps(_finite(report), indent=2)
+
+
+def write_report(report: dict[str, object], path: Path) -> None:
+    atomic_write_text(Path(path), to_json(report))
+
+
+def _finite(value: object) -> object:
+    if isinstance(value, float):
+        return value if math.isfinite(value) else None
+    if isinstance(value, dict):
+        return {k: _finite(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [_finite(v) for v in value]
+    if hasattr(value, "item") and callable(value.item):  # numpy scalars
+        return _finite(value.item())
+    return value

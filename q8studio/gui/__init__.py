@@ -1,0 +1,1 @@
+"""PySide6 widgets; all numerics are delegated to :mod:`q8studio.core`."""

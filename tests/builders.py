@@ -1,0 +1,113 @@
+"""Small real ONNX models for tests, built with onnx.helper, and the onnx package's test architectures."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import onnx
+from onnx import TensorProto, helper, numpy_helper
+
+LIGHT_MODELS = Path(onnx.__file__).parent / "backend" / "test" / "data" / "light"
+
+
+def _init(name: str, array: np.ndarray) -> onnx.TensorProto:
+    return numpy_helper.from_array(np.asarray(array), name)
+
+
+def small_cnn(opset: int = 13, seed: int = 0, channels: int = 8) -> onnx.ModelProto:
+    """Conv+BN+ReLU, depthwise conv, 1x1 conv, residual Add, pooling and Gemm on a [N,3,16,16] input."""
+    rng = np.random.default_rng(seed)
+    c = channels
+
+    def conv_w(out_c: int, in_c: int, k: int) -> np.ndarray:
+        return (rng.standard_normal((out_c, in_c, k, k)) * np.sqrt(2.0 / (in_c * k * k))).astype(np.float32)
+
+    inits = [
+        _init("stem.w", conv_w(c, 3, 3)), _init("stem.b", np.zeros(c, np.float32)),
+        _init("bn.scale", rng.uniform(0.5, 1.5, c).astype(np.float32)),
+        _init("bn.bias", rng.uniform(-0.2, 0.2, c).astype(np.float32)),
+        _init("bn.mean", rng.uniform(-0.1, 0.1, c).astype(np.float32)),
+        _init("bn.var", rng.uniform(0.5, 2.0, c).astype(np.float32)),
+        _init("dw.w", conv_w(c, 1, 3)), _init("dw.b", rng.uniform(-0.1, 0.1, c).astype(np.float32)),
+        _init("pw.w", conv_w(c, c, 1)), _init("pw.b", rng.uniform(-0.1, 0.1, c).astype(np.float32)),
+        _init("fc.w", (rng.standard_normal((10, c)) * 0.3).astype(np.float32)),
+        _init("fc.b", np.zeros(10, np.float32)),
+    ]
+    nodes = [
+        helper.make_node("Conv", ["x", "stem.w", "stem.b"], ["stem"], name="/stem/Conv", pads=[1, 1, 1, 1]),
+        helper.make_node(
+            "BatchNormalization", ["stem", "bn.scale", "bn.bias", "bn.mean", "bn.var"], ["stem_bn"], name="/stem/bn/BatchNormalization"
+        ),
+        helper.make_node("Relu", ["stem_bn"], ["stem_relu"], name="/stem/Relu"),
+        helper.make_node("Conv", ["stem_relu", "dw.w", "dw.b"], ["dw"], name="/block/dw/Conv", pads=[1, 1, 1, 1], group=c),
+        helper.make_node("Relu", ["dw"], ["dw_relu"], name="/block/dw/Relu"),
+        helper.make_node("Conv", ["dw_relu", "pw.w", "pw.b"], ["pw"], name="/block/pw/Conv"),
+        helper.make_node("Add", ["pw", "stem_relu"], ["res"], name="/block/Add"),
+        helper.make_node("Relu", ["res"], ["res_relu"], name="/block/Relu"),
+        helper.make_node("MaxPool", ["res_relu"], ["pool"], name="/pool/MaxPool", kernel_shape=[2, 2], strides=[2, 2]),
+        helper.make_node("GlobalAveragePool", ["pool"], ["gap"], name="/head/GlobalAveragePool"),
+        helper.make_node("Flatten", ["gap"], ["flat"], name="/head/Flatten"),
+        helper.make_node("Gemm", ["flat", "fc.w", "fc.b"], ["logits"], name="/head/fc/Gemm", transB=1),
+    ]
+    graph = helper.make_graph(
+        nodes, "small_cnn",
+        [helper.make_tensor_value_info("x", TensorProto.FLOAT, ["N", 3, 16, 16])],
+        [helper.make_tensor_value_info("logits", TensorProto.FLOAT, ["N", 10])],
+        inits,
+    )
+    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", opset)])
+    model.ir_version = 8
+    onnx.checker.check_model(model)
+    return model
+
+
+def light_model(name: str, seed: int = 0) -> onnx.ModelProto:
+    """One of the onnx package's architecture-only models, with its ConstantOfShape weights made real.
+
+    Those files replace every weight by a ConstantOfShape node to stay small; random He-scaled
+    weights (and unit BatchNorm statistics) give activations with realistic spreads.
+    """
+    model = onnx.load(str(LIGHT_MODELS / f"light_{name}.onnx"))
+    rng = np.random.default_rng(seed)
+    shapes = {t.name: numpy_helper.to_array(t) for t in model.graph.initializer}
+    keep, new_inits = [], []
+    for node in model.graph.node:
+        if node.op_type != "ConstantOfShape":
+            keep.append(node)
+            continue
+        shape = tuple(int(d) for d in shapes[node.input[0]])
+        new_inits.append(_init(node.output[0], _random_weight(node.output[0], shape, rng)))
+    del model.graph.node[:]
+    model.graph.node.extend(keep)
+    used = {i for n in keep for i in n.input}
+    kept_inits = [t for t in model.graph.initializer if t.name in used]
+    del model.graph.initializer[:]
+    model.graph.initializer.extend(kept_inits + new_inits)
+    inits = {t.name for t in model.graph.initializer}
+    graph_inputs = [i for i in model.graph.input if i.name not in inits and i.name in used]
+    del model.graph.input[:]
+    model.graph.input.extend(graph_inputs)
+    model.ir_version = max(model.ir_version, 4)  # IR 3 required initializers to be listed as inputs
+    onnx.checker.check_model(model)
+    return model
+
+
+def _random_weight(name: str, shape: tuple[int, ...], rng: np.random.Generator) -> np.ndarray:
+    lowered = name.lower()
+    if len(shape) >= 2:
+        fan_in = int(np.prod(shape[1:]))
+        return (rng.standard_normal(shape) * np.sqrt(2.0 / fan_in)).astype(np.float32)
+    if "var" in lowered or lowered.endswith("_s_0") or "scale" in lowered or "riv" in lowered:
+        return rng.uniform(0.8, 1.2, shape).astype(np.float32)
+    return (rng.standard_normal(shape) * 0.05).astype(np.float32)
+
+
+def save(model: onnx.ModelProto, path: Path) -> Path:
+    onnx.save(model, str(path))
+    return path
+
+
+def write_npz(path: Path, **arrays: np.ndarray) -> Path:
+    np.savez(path, **arrays)
+    return path

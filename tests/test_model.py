@@ -1,0 +1,110 @@
+"""Loading real models, and the one-line reason for each kind of unusable file."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import onnx
+import pytest
+from onnx import TensorProto, helper
+
+from builders import light_model, save, small_cnn
+from q8studio.core.errors import Q8Error
+from q8studio.core.model import load_model, namespace_of, require_float_tensors
+
+
+def test_small_cnn_graph_structure(cnn_path: Path) -> None:
+    model = load_model(cnn_path)
+    graph = model.graph
+    assert [n.op_type for n in graph.nodes][:3] == ["Conv", "BatchNormalization", "Relu"]
+    assert graph.inputs == ["x"] and graph.outputs == ["logits"]
+    # shape inference reached the intermediate tensors
+    assert graph.tensors["pool"].shape == ("N", 8, 8, 8)
+    assert graph.tensors["stem.w"].is_initializer
+    # the residual Add joins the stem and the pointwise conv
+    add = graph.node_by_name("/block/Add")
+    producers = {graph.nodes[graph.producer[t]].name for t in add.inputs}
+    assert producers == {"/block/pw/Conv", "/stem/Relu"}
+    assert (graph.producer["stem_relu"], add.index, "stem_relu") in graph.edges()
+    quantizable = {n.name for n in model.quantizable_nodes()}
+    assert {"/stem/Conv", "/block/dw/Conv", "/head/fc/Gemm", "/block/Add"} <= quantizable
+    assert graph.node_by_name("/block/dw/Conv").namespace == ("block", "dw")
+    assert graph.node_by_name("/stem/bn/BatchNormalization").kind == "normalisation"
+
+
+def test_summary_counts_parameters_and_ops(cnn_path: Path) -> None:
+    summary = load_model(cnn_path).summary()
+    expected_params = sum(int(np.prod(t.dims)) for t in small_cnn().graph.initializer)
+    assert summary["parameters"] == expected_params
+    assert summary["ops"]["Conv"] == 3 and summary["ops"]["Relu"] == 3
+    assert summary["inputs"] == [{"name": "x", "shape": ["N", 3, 16, 16], "dtype": "float32"}]
+
+
+def test_unnamed_nodes_get_unique_names(tmp_path: Path) -> None:
+    proto = small_cnn()
+    for node in proto.graph.node:
+        node.name = ""
+    names = [n.name for n in load_model(save(proto, tmp_path / "m.onnx")).graph.nodes]
+    assert len(set(names)) == len(names) and names[0] == "Conv_0"
+
+
+def test_namespace_of_exporter_names() -> None:
+    assert namespace_of("/encoder/layer.3/attention/MatMul") == ("encoder", "layer.3", "attention")
+    assert namespace_of("Conv_12") == ()
+
+
+def test_real_architecture_from_onnx_package(tmp_path: Path) -> None:
+    model = load_model(save(light_model("squeezenet"), tmp_path / "squeezenet.onnx"))
+    assert model.opset == 9
+    assert model.summary()["ops"]["Conv"] == 26
+    assert model.graph.tensors[model.graph.inputs[0]].shape == (1, 3, 224, 224)
+
+
+def test_external_data_model_loads(tmp_path: Path) -> None:
+    path = tmp_path / "ext.onnx"
+    onnx.save(small_cnn(), str(path), save_as_external_data=True, location="ext.bin", size_threshold=0)
+    model = load_model(path)
+    assert model.weight("stem.w").shape == (8, 3, 3, 3)
+    assert model.file_size > path.stat().st_size  # the external file counts
+
+
+@pytest.mark.parametrize(
+    "make, message",
+    [
+        (lambda d: d / "missing.onnx", "No such file"),
+        (lambda d: d, "is not a file"),
+        (lambda d: _write(d / "empty.onnx", b""), "is empty"),
+        (lambda d: _write(d / "notes.onnx", b"hello, I am a text file\n" * 20), "not an ONNX model"),
+        (lambda d: _write(d / "cut.onnx", small_cnn().SerializeToString()[:900]), "truncated"),
+    ],
+    ids=["missing", "directory", "empty", "text", "truncated"],
+)
+def test_bad_files_give_one_line_reasons(tmp_path: Path, make, message: str) -> None:
+    with pytest.raises(Q8Error, match=message) as info:
+        load_model(make(tmp_path))
+    assert "\n" not in str(info.value)
+
+
+def test_missing_external_data_is_named(tmp_path: Path) -> None:
+    path = tmp_path / "ext.onnx"
+    onnx.save(small_cnn(), str(path), save_as_external_data=True, location="weights.bin", size_threshold=0)
+    (tmp_path / "weights.bin").unlink()
+    with pytest.raises(Q8Error, match="external data file 'weights.bin'"):
+        load_model(path)
+
+
+def test_model_without_float_tensors_cannot_be_quantized(tmp_path: Path) -> None:
+    graph = helper.make_graph(
+        [helper.make_node("Add", ["a", "b"], ["c"], name="add")], "ints",
+        [helper.make_tensor_value_info(n, TensorProto.INT32, [4]) for n in ("a", "b")],
+        [helper.make_tensor_value_info("c", TensorProto.INT32, [4])],
+    )
+    model = load_model(save(helper.make_model(graph, opset_imports=[helper.make_opsetid("", 13)]), tmp_path / "i.onnx"))
+    with pytest.raises(Q8Error, match="no float tensors to quantize"):
+        require_float_tensors(model)
+
+
+def _write(path: Path, data: bytes) -> Path:
+    path.write_bytes(data)
+    return path
