@@ -19,7 +19,8 @@ class FloatNode:
 
 
 def find_float_nodes(prepared: LoadedModel, int8: LoadedModel, exclude: tuple[str, ...]) -> list[FloatNode]:
-    """Nodes of the int8 model that still read float activations not coming from a DequantizeLinear.
+    """Nodes of the int8 model that compute in float: operators the quantizer has no int8 form of
+    (even when fed by a DequantizeLinear), and quantizable ones reading a float tensor directly.
 
     Nodes that vanished (a ReLU absorbed into the output range of the layer before it) and nodes
     without float inputs (shape arithmetic) are not float layers and are not listed.
@@ -34,7 +35,8 @@ def find_float_nodes(prepared: LoadedModel, int8: LoadedModel, exclude: tuple[st
             name for name in node.inputs
             if name and int8.graph.tensors.get(name) is not None and int8.graph.tensors[name].is_float
         ]
-        if float_inputs and not all(name in dequantized for name in float_inputs):
+        quantized = node.op_type in QDQ_QUANTIZABLE_OPS and all(name in dequantized for name in float_inputs)
+        if float_inputs and not quantized:
             kept.append(FloatNode(node.name, node.op_type, _reason(node.name, node.op_type, exclude)))
     return kept
 

@@ -1,0 +1,122 @@
+"""Data sources checked against the model: the happy paths and each rejected input's reason."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pytest
+from PIL import Image
+
+from builders import write_npz
+from q8studio.core.data import load_data
+from q8studio.core.demo import demo_assets
+from q8studio.core.errors import Q8Error
+from q8studio.core.imagefolder import ImagePreprocessing
+from q8studio.core.model import load_model
+
+
+def test_npz_streams_in_batches_equal_to_the_array(cnn_path: Path, tmp_path: Path) -> None:
+    images = np.random.default_rng(0).standard_normal((10, 3, 16, 16)).astype(np.float32)
+    data = load_data(write_npz(tmp_path / "d.npz", x=images, labels=np.arange(10)), load_model(cnn_path))
+    batches = list(data.batches(4))
+    assert [len(b["x"]) for b in batches] == [4, 4, 2]
+    np.testing.assert_array_equal(np.concatenate([b["x"] for b in batches]), images)
+    np.testing.assert_array_equal(data.labels, np.arange(10))
+
+
+def test_compressed_npz_and_sample_limit(cnn_path: Path, tmp_path: Path) -> None:
+    images = np.random.default_rng(0).standard_normal((10, 3, 16, 16)).astype(np.float32)
+    np.savez_compressed(tmp_path / "c.npz", x=images)
+    data = load_data(tmp_path / "c.npz", load_model(cnn_path), samples=3)
+    assert data.count == 3 and data.labels is None
+    np.testing.assert_array_equal(next(data.batches(8))["x"], images[:3])
+
+
+def test_npy_for_single_input_and_float64_is_cast(cnn_path: Path, tmp_path: Path) -> None:
+    images = np.random.default_rng(0).standard_normal((5, 3, 16, 16))
+    np.save(tmp_path / "x.npy", images)
+    batch = load_data(tmp_path / "x.npy", load_model(cnn_path)).first_sample()["x"]
+    assert batch.dtype == np.float32 and batch.shape == (1, 3, 16, 16)
+
+
+def test_demo_image_folder_matches_test_set() -> None:
+    """The bundled PNGs, preprocessed as preprocess.json says, are exactly rows of test.npz."""
+    assets = demo_assets()
+    model = load_model(assets.model)
+    prep = ImagePreprocessing.from_json(assets.preprocessing)
+    images = load_data(assets.images, model, preprocessing=prep)
+    assert images.count == 10
+    np.testing.assert_array_equal(images.labels, np.arange(10))  # class sub-folders give labels
+    with np.load(assets.test) as test:
+        rows = [int(p.stem.split("_")[-1]) for p in images.sources["image"].files]
+        expected = test["image"][rows]
+    loaded = np.concatenate([b["image"] for b in images.batches(4)])
+    np.testing.assert_allclose(loaded, expected, atol=1e-6)
+
+
+def test_image_preprocessing_layouts_and_colours(tmp_path: Path) -> None:
+    pixels = np.zeros((4, 6, 3), np.uint8)
+    pixels[..., 0] = 255  # pure red
+    image = Image.fromarray(pixels)
+    nchw = ImagePreprocessing(size=(2, 3), layout="NCHW", color="rgb", scale=1 / 255).apply(image)
+    nhwc_bgr = ImagePreprocessing(size=(2, 3), layout="NHWC", color="bgr", scale=1 / 255).apply(image)
+    assert nchw.shape == (3, 2, 3) and np.allclose(nchw[0], 1.0) and np.allclose(nchw[1:], 0.0)
+    assert nhwc_bgr.shape == (2, 3, 3) and np.allclose(nhwc_bgr[..., 2], 1.0) and np.allclose(nhwc_bgr[..., 0], 0.0)
+    normalised = ImagePreprocessing(size=(2, 3), color="gray", scale=1.0, mean=(10.0,), std=(2.0,)).apply(
+        Image.fromarray(np.full((4, 6), 30, np.uint8))
+    )
+    assert normalised.shape == (1, 2, 3) and np.allclose(normalised, 10.0)
+
+
+@pytest.mark.parametrize(
+    "arrays, message",
+    [
+        ({"y": np.zeros((2, 3, 16, 16), np.float32)}, r"has arrays \['y'\] but the model expects inputs \['x'\]"),
+        ({"x": np.zeros((2, 3, 16), np.float32)}, "rank 3"),
+        ({"x": np.zeros((2, 3, 8, 16), np.float32)}, "size 8 on axis 2"),
+        ({"x": np.zeros((0, 3, 16, 16), np.float32)}, "no samples"),
+        ({"x": np.full((2, 3, 16, 16), "a")}, "holds <U1 values but the model expects float32"),
+        ({"x": np.zeros((2, 3, 16, 16), np.float32), "labels": np.zeros(3, np.int64)}, "3 labels for 2 samples"),
+        ({"x": np.zeros((2, 3, 16, 16), np.float32), "labels": np.zeros(2)}, "integer class ids"),
+    ],
+    ids=["wrong-name", "wrong-rank", "wrong-dim", "empty", "strings", "label-count", "float-labels"],
+)
+def test_mismatched_data_is_rejected_with_the_reason(cnn_path: Path, tmp_path: Path, arrays, message) -> None:
+    path = tmp_path / "bad.npz"
+    np.savez(path, **arrays)
+    with pytest.raises(Q8Error, match=message):
+        load_data(path, load_model(cnn_path))
+
+
+def test_nan_values_are_rejected_naming_the_sample(cnn_path: Path, tmp_path: Path) -> None:
+    images = np.zeros((6, 3, 16, 16), np.float32)
+    images[4, 0, 0, 0] = np.nan
+    data = load_data(write_npz(tmp_path / "nan.npz", x=images), load_model(cnn_path))
+    with pytest.raises(Q8Error, match="NaN or Inf values \\(first in sample 4\\)"):
+        list(data.batches(2))
+
+
+@pytest.mark.parametrize(
+    "make, message",
+    [
+        (lambda d: d / "none.npz", "No such data file"),
+        (lambda d: _touch(d / "x.csv"), "must be a .npz file"),
+        (lambda d: _touch(d / "broken.npz", b"not a zip"), "not a valid .npz"),
+        (lambda d: _mkdir(d / "empty_folder"), "contains no images"),
+    ],
+    ids=["missing", "wrong-suffix", "not-zip", "empty-folder"],
+)
+def test_unusable_data_sources(cnn_path: Path, tmp_path: Path, make, message) -> None:
+    with pytest.raises(Q8Error, match=message):
+        load_data(make(tmp_path), load_model(cnn_path))
+
+
+def _touch(path: Path, content: bytes = b"") -> Path:
+    path.write_bytes(content)
+    return path
+
+
+def _mkdir(path: Path) -> Path:
+    path.mkdir()
+    return path

@@ -1,0 +1,162 @@
+"""Quantization on real models: outputs that ONNX Runtime runs, the underlying tool's traps handled."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import numpy as np
+import onnx
+import pytest
+from onnx import TensorProto, helper, numpy_helper
+
+from builders import light_model, save, small_cnn, write_npz
+from q8studio.core.data import load_data
+from q8studio.core.errors import Cancelled, Q8Error
+from q8studio.core.evaluate import analyse_errors
+from q8studio.core.model import load_model
+from q8studio.core.progress import CancelToken, Progress
+from q8studio.core.quantize import quantize_model
+from q8studio.core.recipe import Recipe
+from q8studio.core.session import cpu_session
+
+
+def _quantize(model_path: Path, data_path: Path, out: Path, **recipe: object):
+    model = load_model(model_path)
+    return quantize_model(model, load_data(data_path, model), Recipe(**recipe), out)
+
+
+@pytest.mark.parametrize("granularity", ["per-tensor", "per-channel"])
+@pytest.mark.parametrize("activations", ["uint8", "int8"])
+def test_small_cnn_quantizes_to_a_runnable_qdq_model(cnn_path, cnn_data, tmp_path, granularity, activations) -> None:
+    result = _quantize(cnn_path, cnn_data, tmp_path / "q.onnx", granularity=granularity, activation_type=activations)
+    proto = onnx.load(str(result.output_path))
+    ops = {n.op_type for n in proto.graph.node}
+    assert {"QuantizeLinear", "DequantizeLinear", "Conv", "Gemm"} <= ops
+    assert "BatchNormalization" not in ops  # folded before quantizing
+    assert any("Folded 1 BatchNormalization" in note for note in result.prepared.notes)
+    # activations are quantized to the requested type
+    q_types = {numpy_helper.to_array(i).dtype for i in proto.graph.initializer if i.name.endswith("_zero_point")}
+    assert np.dtype(activations) in q_types
+    # every weight is quantized; per-channel gives one scale per output channel
+    stem = next(w for w in result.weights if w.tensor.endswith("stem.w"))
+    assert stem.axis == (0 if granularity == "per-channel" else None)
+    assert stem.sqnr_db > 30
+    errors = analyse_errors(result.prepared.model, load_model(result.output_path), load_data(cnn_data, load_model(cnn_path)))
+    assert errors.outputs["logits"].sqnr_db > 25 and errors.outputs["logits"].cosine > 0.99
+
+
+def test_ranges_reach_the_int8_model(cnn_path, cnn_data, tmp_path) -> None:
+    """The scale and zero point onnxruntime wrote for an activation come from our range."""
+    result = _quantize(cnn_path, cnn_data, tmp_path / "q.onnx", method="percentile", percentile=99.0)
+    inits = {i.name: numpy_helper.to_array(i) for i in onnx.load(str(result.output_path)).graph.initializer}
+    rmin, rmax = result.ranges["gap"]
+    assert rmin == 0.0 and rmax < result.stats["gap"].max  # percentile clipped the top
+    assert inits["gap_scale"] == pytest.approx(rmax / 255.0, rel=1e-6)
+    assert int(inits["gap_zero_point"]) == 0
+
+
+def test_per_channel_on_old_opset_model_is_upgraded_and_runs(tmp_path) -> None:
+    """Trap (a): per-channel DequantizeLinear needs opset 13; an opset-9 model must be upgraded first."""
+    model_path = save(light_model("squeezenet"), tmp_path / "squeezenet.onnx")
+    images = np.random.default_rng(0).random((3, 3, 224, 224), dtype=np.float32)
+    data_path = write_npz(tmp_path / "calib.npz", data_0=images)
+    result = _quantize(model_path, data_path, tmp_path / "sq.int8.onnx", granularity="per-channel")
+    assert any("Upgraded the opset from 11 to 13" in note for note in result.prepared.notes)
+    proto = onnx.load(str(result.output_path))
+    assert proto.opset_import[0].version >= 13
+    assert any(a.name == "axis" for n in proto.graph.node if n.op_type == "DequantizeLinear" for a in n.attribute)
+    out = cpu_session(proto).run(None, {"data_0": images[:1]})[0]
+    assert out.shape == (1, 1000, 1, 1) and np.isfinite(out).all()
+
+
+def test_failed_symbolic_shape_inference_falls_back_and_leaves_no_files(tmp_path, monkeypatch) -> None:
+    """Trap (b): onnxruntime's symbolic shape inference fails on com.microsoft.Inverse and writes a
+    scratch file into the working directory; we fall back, say so, and leave the directory clean."""
+    w = numpy_helper.from_array(np.eye(4, dtype=np.float32) * 2 + 0.1, "w")
+    graph = helper.make_graph(
+        [
+            helper.make_node("MatMul", ["x", "w"], ["m"], name="matmul"),
+            helper.make_node("Inverse", ["m"], ["y"], name="inverse", domain="com.microsoft"),
+        ],
+        "inverse", [helper.make_tensor_value_info("x", TensorProto.FLOAT, ["N", 4, 4])],
+        [helper.make_tensor_value_info("y", TensorProto.FLOAT, ["N", 4, 4])], [w],
+    )
+    proto = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 13), helper.make_opsetid("com.microsoft", 1)])
+    proto.ir_version = 8
+    model_path = save(proto, tmp_path / "inverse.onnx")
+    x = np.eye(4, dtype=np.float32)[None] + np.random.default_rng(0).random((8, 4, 4), dtype=np.float32) * 0.1
+    data_path = write_npz(tmp_path / "x.npz", x=x)
+    workdir = tmp_path / "work"
+    workdir.mkdir()
+    monkeypatch.chdir(workdir)
+    result = _quantize(model_path, data_path, tmp_path / "inverse.int8.onnx")
+    assert any("symbolic shape inference" in note and "failed" in note for note in result.prepared.notes)
+    assert any(note.startswith("Pre-processed with ONNX shape inference") for note in result.prepared.notes)
+    assert os.listdir(workdir) == []
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["inverse.int8.onnx", "inverse.onnx", "work", "x.npz"]
+    assert [(n.name, n.op_type) for n in result.float_nodes] == [("inverse", "Inverse")]
+
+
+def test_entropy_searches_real_thresholds(tmp_path) -> None:
+    """Trap (c): onnxruntime's default entropy calibrator reproduces minmax; ours must not."""
+    model_path = save(small_cnn(), tmp_path / "cnn.onnx")
+    rng = np.random.default_rng(3)
+    images = rng.standard_normal((32, 3, 16, 16)).astype(np.float32)
+    images[0, 0, 0, 0] = 40.0  # one outlier pixel
+    data_path = write_npz(tmp_path / "d.npz", x=images)
+    minmax = _quantize(model_path, data_path, tmp_path / "mm.onnx", method="minmax")
+    entropy = _quantize(model_path, data_path, tmp_path / "en.onnx", method="entropy")
+    assert minmax.ranges["x"][1] == pytest.approx(40.0)
+    assert entropy.ranges["x"][1] < 10.0
+    assert (tmp_path / "mm.onnx").read_bytes() != (tmp_path / "en.onnx").read_bytes()
+
+
+def test_excluded_nodes_stay_float_and_are_listed(cnn_path, cnn_data, tmp_path) -> None:
+    result = _quantize(cnn_path, cnn_data, tmp_path / "q.onnx", exclude=("/head/fc/Gemm",))
+    assert ("/head/fc/Gemm", "kept in float on request") in [(n.name, n.reason) for n in result.float_nodes]
+    proto = onnx.load(str(result.output_path))
+    gemm = next(n for n in proto.graph.node if n.name == "/head/fc/Gemm")
+    assert gemm.input[1] == "fc.w"  # the float weight, no DequantizeLinear in front
+
+
+def test_unknown_exclusion_is_a_user_error(cnn_path, cnn_data, tmp_path) -> None:
+    with pytest.raises(Q8Error, match="No node named 'nope'"):
+        _quantize(cnn_path, cnn_data, tmp_path / "q.onnx", exclude=("nope",))
+    assert not (tmp_path / "q.onnx").exists()
+
+
+def test_source_model_is_never_overwritten(cnn_path, cnn_data) -> None:
+    before = cnn_path.read_bytes()
+    with pytest.raises(Q8Error, match="Refusing to overwrite the source model"):
+        _quantize(cnn_path, cnn_data, cnn_path)
+    assert cnn_path.read_bytes() == before
+
+
+def test_nan_in_calibration_data_leaves_no_output(cnn_path, tmp_path) -> None:
+    images = np.zeros((4, 3, 16, 16), np.float32)
+    images[2] = np.inf
+    data_path = write_npz(tmp_path / "inf.npz", x=images)
+    with pytest.raises(Q8Error, match="NaN or Inf"):
+        _quantize(cnn_path, data_path, tmp_path / "out" / "q.onnx")
+    assert not (tmp_path / "out").exists() or list((tmp_path / "out").iterdir()) == []
+
+
+def test_cancel_stops_calibration_and_writes_nothing(cnn_path, cnn_data, tmp_path) -> None:
+    token = CancelToken()
+    seen: list[tuple[str, int]] = []
+
+    def on_progress(stage: str, done: int, total: int) -> None:
+        seen.append((stage, done))
+        if stage == "Calibrating" and done >= 8:
+            token.cancel()
+
+    model = load_model(cnn_path)
+    with pytest.raises(Cancelled):
+        quantize_model(
+            model, load_data(cnn_data, model), Recipe(), tmp_path / "q.onnx",
+            progress=Progress(on_progress, token, min_interval_s=0.0),
+        )
+    assert max(done for stage, done in seen if stage == "Calibrating") < 24
+    assert not (tmp_path / "q.onnx").exists()
+    assert [p.name for p in tmp_path.iterdir() if p.name.startswith(".q.onnx")] == []
