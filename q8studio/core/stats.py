@@ -1,0 +1,204 @@
+"""Streaming per-tensor statistics for calibration: min/max, moving averages and a histogram.
+
+Calibration runs every intermediate tensor of every sample through :meth:`TensorStats.update`,
+so memory must not grow with the number of samples and the update must cost a few ns per
+element. The histogram is exact under streaming: it covers ``[-bound, bound]`` with ``bound``
+the smallest power of two >= max|x| seen so far, and when a batch needs a larger bound the
+bins are merged pairwise, which is lossless because the bin grid of ``2*bound`` is the grid of
+``bound`` with every other edge removed. Feeding data in any batching therefore gives the
+histogram computed in one shot with the final bound, bit for bit.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Iterable
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+
+from .errors import Q8Error
+
+HIST_BINS: int = 8192
+"""Bins of the signed histogram; a power of two so that halving the resolution is exact."""
+
+_HALF = HIST_BINS // 2
+_MIN_BOUND = 2.0**-64
+"""Floor for the bound so that ``HIST_BINS / (2 * bound)`` stays finite in float32."""
+_CHUNK = 1 << 16
+"""Elements binned at a time: the float32/intp scratch buffers stay in L2 cache."""
+
+
+def _bound_for(max_abs: float) -> float:
+    """Smallest power of two >= ``max_abs``; 1.0 for all-zero data so the edges stay usable."""
+    if max_abs == 0.0:
+        return 1.0
+    mantissa, exponent = math.frexp(max_abs)  # max_abs = mantissa * 2**exponent, mantissa in [0.5, 1)
+    bound = math.ldexp(1.0, exponent - 1) if mantissa == 0.5 else math.ldexp(1.0, exponent)
+    return max(bound, _MIN_BOUND)
+
+
+def _double_bins(hist: np.ndarray) -> np.ndarray:
+    """The histogram over ``[-2b, 2b]`` from the one over ``[-b, b]``: bin i moves to N/4 + i//2."""
+    out = np.zeros_like(hist)
+    out[HIST_BINS // 4 : 3 * HIST_BINS // 4] = hist.reshape(-1, 2).sum(axis=1)
+    return out
+
+
+def _bin_into(hist: np.ndarray, values: np.ndarray, bound: float) -> None:
+    """Add float32 ``values`` (all within ``[-bound, bound]``) to ``hist`` in place.
+
+    The index ``floor((x + bound) / (2 * bound) * N)`` is computed as ``floor(x * s) + N/2`` with
+    ``s = N / (2 * bound)`` a power of two: the product is exact in float32, whereas ``x + bound``
+    would round and could move a value across a bin edge differently for ``bound`` and
+    ``2 * bound``, breaking the exact merge. (One documented exception: when ``bound >= 8192``, a
+    negative subnormal whose product underflows to -0 lands in the zero bin instead of the one
+    below it.) ``+bound`` itself maps to index N and is clipped into the last bin.
+    """
+    scale = np.float32(HIST_BINS / (2.0 * bound))
+    fbuf = np.empty(min(values.size, _CHUNK), dtype=np.float32)
+    ibuf = np.empty(fbuf.size, dtype=np.intp)
+    for start in range(0, values.size, _CHUNK):
+        chunk = values[start : start + _CHUNK]
+        f, idx = fbuf[: chunk.size], ibuf[: chunk.size]
+        np.multiply(chunk, scale, out=f)
+        np.floor(f, out=f)
+        np.minimum(f, _HALF - 1, out=f)
+        np.add(f, _HALF, out=f)
+        np.copyto(idx, f, casting="unsafe")
+        hist += np.bincount(idx, minlength=HIST_BINS)
+
+
+@dataclass(eq=False)  # identity equality: comparing histograms elementwise is never meant
+class TensorStats:
+    """Running statistics of one tensor over the calibration set; memory independent of sample count.
+
+    ``bound`` is 0 before any data, 1.0 while every value seen is zero (zeros always fall in bin
+    N/2 whatever the bound, so the first non-zero batch may then set any bound, even a smaller
+    one), and otherwise the smallest power of two >= max|x|. ``at_bound`` counts values equal to
+    ``+bound``: they are clipped into the last bin, and must move to their own bin when the bound
+    doubles for the merge to stay exact.
+    """
+
+    name: str
+    count: int = 0
+    min: float = math.inf
+    max: float = -math.inf
+    bound: float = 0.0
+    hist: np.ndarray = field(default_factory=lambda: np.zeros(HIST_BINS, dtype=np.int64))
+    ema_min: float | None = None
+    ema_max: float | None = None
+    momentum: float = 0.9
+    at_bound: int = 0
+
+    @property
+    def max_abs(self) -> float:
+        """Largest |x| seen (0.0 before any data)."""
+        return max(-self.min, self.max, 0.0)
+
+    def update(self, batch: np.ndarray) -> None:
+        """Add one batch of values (any shape); NaN or Inf raise :class:`Q8Error` naming the tensor."""
+        values = np.asarray(batch, dtype=np.float32).reshape(-1)
+        if values.size == 0:
+            return
+        lo, hi = float(values.min()), float(values.max())
+        if not (math.isfinite(lo) and math.isfinite(hi)):
+            raise Q8Error(
+                f"Tensor {self.name!r} contains NaN or infinite values; "
+                "check the model and the calibration data."
+            )
+        self._grow(_bound_for(max(-lo, hi, self.max_abs)))
+        _bin_into(self.hist, values, self.bound)
+        if hi == self.bound:
+            self.at_bound += int(np.count_nonzero(values == hi))
+        self.count += values.size
+        self.min, self.max = min(self.min, lo), max(self.max, hi)
+        self._update_ema(lo, hi)
+
+    def _grow(self, bound: float) -> None:
+        """Re-bin the histogram for a larger ``bound`` by merging bin pairs (exact)."""
+        if self.max_abs == 0.0:  # nothing but zeros so far: only bin N/2 is used, valid for any bound
+            self.bound = bound
+            return
+        while self.bound < bound:
+            self.hist[-1] -= self.at_bound
+            self.hist = _double_bins(self.hist)
+            self.hist[3 * HIST_BINS // 4] += self.at_bound  # where +old_bound falls under the new bound
+            self.at_bound = 0
+            self.bound *= 2.0
+
+    def _update_ema(self, lo: float, hi: float) -> None:
+        if self.ema_min is None or self.ema_max is None:
+            self.ema_min, self.ema_max = lo, hi
+            return
+        keep = self.momentum
+        self.ema_min = self.ema_min * keep + lo * (1.0 - keep)
+        self.ema_max = self.ema_max * keep + hi * (1.0 - keep)
+
+    @property
+    def bin_width(self) -> float:
+        return 2.0 * self.bound / HIST_BINS
+
+    @property
+    def edges(self) -> np.ndarray:
+        """The HIST_BINS + 1 bin edges over ``[-bound, bound]`` (exact: the width is a power of two)."""
+        return (np.arange(HIST_BINS + 1, dtype=np.float64) - _HALF) * self.bin_width
+
+    @property
+    def centers(self) -> np.ndarray:
+        return (np.arange(HIST_BINS, dtype=np.float64) - _HALF + 0.5) * self.bin_width
+
+    def abs_hist(self) -> tuple[np.ndarray, np.ndarray]:
+        """Histogram of |x|: HIST_BINS // 2 counts and their edges over ``[0, bound]``.
+
+        The negative half is folded onto the positive one, so a negative value exactly on an edge
+        counts in the bin below the edge; the resulting error is below one bin width.
+        """
+        counts = self.hist[_HALF:] + self.hist[_HALF - 1 :: -1]
+        return counts, self.edges[_HALF:]
+
+    def to_dict(self) -> dict[str, Any]:
+        """JSON-friendly form; the histogram is stored trimmed of its leading and trailing zeros."""
+        nonzero = np.flatnonzero(self.hist)
+        start, stop = (int(nonzero[0]), int(nonzero[-1]) + 1) if nonzero.size else (0, 0)
+        seen = self.count > 0
+        return {
+            "name": self.name,
+            "count": self.count,
+            "min": self.min if seen else None,
+            "max": self.max if seen else None,
+            "bound": self.bound,
+            "hist_start": start,
+            "hist": self.hist[start:stop].tolist(),
+            "at_bound": self.at_bound,
+            "ema_min": self.ema_min,
+            "ema_max": self.ema_max,
+            "momentum": self.momentum,
+        }
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> TensorStats:
+        hist = np.zeros(HIST_BINS, dtype=np.int64)
+        start = int(data["hist_start"])
+        hist[start : start + len(data["hist"])] = data["hist"]
+        return cls(
+            name=data["name"],
+            count=int(data["count"]),
+            min=math.inf if data["min"] is None else float(data["min"]),
+            max=-math.inf if data["max"] is None else float(data["max"]),
+            bound=float(data["bound"]),
+            hist=hist,
+            ema_min=data["ema_min"],
+            ema_max=data["ema_max"],
+            momentum=float(data["momentum"]),
+            at_bound=int(data["at_bound"]),
+        )
+
+
+def collect_tensor_stats(batches: Iterable[np.ndarray], name: str = "t", momentum: float = 0.9) -> TensorStats:
+    """Statistics of a tensor over ``batches``: for tests and one-shot use."""
+    stats = TensorStats(name=name, momentum=momentum)
+    for batch in batches:
+        stats.update(batch)
+    return stats

@@ -1,0 +1,171 @@
+"""Streaming statistics: exactness of the streamed histogram, min/max/EMA, errors, serialisation."""
+
+from __future__ import annotations
+
+import json
+import math
+
+import numpy as np
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+from hypothesis.extra import numpy as hnp
+
+from q8studio.core.errors import Q8Error
+from q8studio.core.stats import HIST_BINS, TensorStats, collect_tensor_stats
+
+
+def reference_bound(values: np.ndarray) -> float:
+    """Smallest power of two >= max|x|, via log2 (independent of the implementation's frexp),
+    never below the documented floor of 2**-64 that keeps the bin scale finite in float32."""
+    top = float(np.max(np.abs(values)))
+    return 1.0 if top == 0 else max(2.0 ** math.ceil(math.log2(top)), 2.0**-64)
+
+
+def reference_hist(values: np.ndarray, bound: float) -> np.ndarray:
+    """One-shot histogram by the documented rule, in float64 (exact for float32 inputs)."""
+    x = values.astype(np.float64).ravel()
+    idx = np.floor(x * (HIST_BINS / (2.0 * bound))).astype(np.int64) + HIST_BINS // 2
+    return np.bincount(np.minimum(idx, HIST_BINS - 1), minlength=HIST_BINS)
+
+
+def assert_same(streamed: TensorStats, values: np.ndarray) -> None:
+    """Streamed statistics equal the one-shot ones, and both equal the reference."""
+    one_shot = collect_tensor_stats([values])
+    bound = reference_bound(values)
+    for stats in (streamed, one_shot):
+        assert stats.bound == bound
+        assert stats.count == values.size
+        assert stats.min == float(values.min()) and stats.max == float(values.max())
+        np.testing.assert_array_equal(stats.hist, reference_hist(values, bound))
+    assert streamed.at_bound == one_shot.at_bound == int(np.count_nonzero(values == bound))
+
+
+def test_streaming_equals_one_shot_with_growing_range() -> None:
+    rng = np.random.default_rng(0)
+    batches = [
+        np.zeros((3, 5), np.float32),  # all zeros first: bound must still end up exact
+        (rng.standard_normal(1000) * 1e-3).astype(np.float32),
+        np.array([0.5, -0.5, 1.0, -1.0], np.float32),  # exactly on the bound when it is 1
+        (rng.standard_normal((4, 50_000)) * 3).astype(np.float32),  # spans several chunks
+        np.array([16.0, 16.0, -16.0], np.float32),
+        (rng.standard_normal(70_000) * 300).astype(np.float32),
+        np.array([2.0**20], np.float32),  # more than log2(HIST_BINS) doublings at once
+    ]
+    stats = collect_tensor_stats(batches)
+    assert_same(stats, np.concatenate([b.ravel() for b in batches]))
+    assert stats.bound == 2.0**20 and stats.hist[-1] == 1 and stats.at_bound == 1
+
+
+@settings(max_examples=150, deadline=None)
+@given(
+    st.lists(
+        hnp.arrays(
+            np.float32,
+            st.integers(1, 40),
+            elements=st.one_of(
+                # subnormals excluded: with bound >= 8192 a negative subnormal times
+                # HIST_BINS / (2 * bound) underflows to -0 (documented in stats._bin_into)
+                st.floats(-1e6, 1e6, width=32, allow_subnormal=False),
+                st.sampled_from([0.0, -0.0, 1.0, -1.0, 0.25, 2.0, -8.0, 1024.0, 3.0]),
+            ),
+        ),
+        min_size=1,
+        max_size=6,
+    )
+)
+def test_streaming_equals_one_shot_property(batches: list[np.ndarray]) -> None:
+    assert_same(collect_tensor_stats(batches), np.concatenate(batches))
+
+
+def test_value_on_the_bound_goes_to_last_bin_and_moves_when_bound_doubles() -> None:
+    stats = collect_tensor_stats([np.array([1.0, -1.0, 1.0], np.float32)])
+    assert stats.bound == 1.0
+    assert stats.hist[-1] == 2 and stats.hist[0] == 1 and stats.at_bound == 2
+    stats.update(np.array([3.0], np.float32))
+    assert stats.bound == 4.0 and stats.at_bound == 0
+    np.testing.assert_array_equal(stats.hist, reference_hist(np.array([1.0, -1.0, 1.0, 3.0]), 4.0))
+
+
+def test_all_zero_data_keeps_bound_one_then_shrinks_exactly() -> None:
+    stats = collect_tensor_stats([np.zeros(10, np.float32), np.array([-0.0], np.float32)])
+    assert stats.bound == 1.0 and stats.hist[HIST_BINS // 2] == 11 and stats.hist.sum() == 11
+    stats.update(np.array([0.01, -0.003], np.float32))
+    assert stats.bound == 2.0**-6
+    assert_same(stats, np.array([0.0] * 11 + [0.01, -0.003], np.float32))
+
+
+def test_bound_is_zero_before_data_and_empty_batches_are_ignored() -> None:
+    stats = TensorStats("t")
+    stats.update(np.zeros((0, 3), np.float32))
+    assert (stats.count, stats.bound, stats.ema_min, stats.hist.sum()) == (0, 0.0, None, 0)
+    assert stats.min == math.inf and stats.max == -math.inf
+
+
+def test_any_shape_and_dtype_is_accepted() -> None:
+    stats = collect_tensor_stats([np.arange(-3, 9, dtype=np.int64).reshape(3, 2, 2), np.array([0.5])])
+    assert (stats.count, stats.min, stats.max, stats.bound) == (13, -3.0, 8.0, 8.0)
+
+
+@pytest.mark.parametrize("bad", [np.nan, np.inf, -np.inf])
+def test_non_finite_values_raise_naming_the_tensor(bad: float) -> None:
+    stats = collect_tensor_stats([np.ones(4, np.float32)], name="/layer1/Relu_output_0")
+    with pytest.raises(Q8Error, match="/layer1/Relu_output_0"):
+        stats.update(np.array([1.0, bad, 2.0], np.float32))
+    assert stats.count == 4 and stats.max == 1.0 and stats.hist.sum() == 4
+
+
+def test_float64_overflowing_float32_is_rejected() -> None:
+    with pytest.raises(Q8Error, match="'big'"), np.errstate(over="ignore"):
+        collect_tensor_stats([np.array([1e300])], name="big")
+
+
+def test_ema_follows_the_recurrence() -> None:
+    batches = [np.array([-1.0, 2.0]), np.array([-3.0, 1.0]), np.array([-2.0, 0.0, 5.0])]
+    stats = collect_tensor_stats(batches, momentum=0.9)
+    assert stats.ema_min == pytest.approx((-1.0 * 0.9 + -3.0 * 0.1) * 0.9 + -2.0 * 0.1)  # -1.28
+    assert stats.ema_max == pytest.approx((2.0 * 0.9 + 1.0 * 0.1) * 0.9 + 5.0 * 0.1)  # 2.21
+    assert (stats.min, stats.max) == (-3.0, 5.0)
+
+
+def test_edges_and_centers() -> None:
+    stats = collect_tensor_stats([np.array([-3.0, 0.1], np.float32)])
+    edges, centers = stats.edges, stats.centers
+    assert edges.size == HIST_BINS + 1 and centers.size == HIST_BINS
+    assert edges[0] == -4.0 and edges[-1] == 4.0 and edges[HIST_BINS // 2] == 0.0
+    np.testing.assert_array_equal(centers, (edges[:-1] + edges[1:]) / 2)
+    used = np.flatnonzero(stats.hist)
+    values = np.array([-3.0, np.float32(0.1)])
+    assert used.size == 2 and np.all((edges[used] <= values) & (values < edges[used + 1]))
+
+
+def test_abs_hist_matches_numpy_histogram_of_abs() -> None:
+    rng = np.random.default_rng(1)
+    stats = TensorStats("t")
+    width = 8.0 / HIST_BINS
+    bins = rng.integers(-HIST_BINS // 2, HIST_BINS // 2, 100_000)
+    values = ((bins + rng.uniform(0.1, 0.9, bins.size)) * width).astype(np.float32)  # off the edges
+    stats.update(values)
+    assert stats.bound == 4.0
+    counts, edges = stats.abs_hist()
+    assert counts.size == HIST_BINS // 2 and edges[0] == 0.0 and edges[-1] == 4.0
+    np.testing.assert_array_equal(counts, np.histogram(np.abs(values), bins=edges)[0])
+
+
+def test_dict_round_trip_through_json_is_exact_and_compact() -> None:
+    rng = np.random.default_rng(2)
+    stats = collect_tensor_stats([np.maximum(rng.standard_normal(5000), 0), [4.0]], name="relu", momentum=0.99)
+    text = json.dumps(stats.to_dict())
+    back = TensorStats.from_dict(json.loads(text))
+    np.testing.assert_array_equal(back.hist, stats.hist)
+    for field in ("name", "count", "min", "max", "bound", "ema_min", "ema_max", "momentum", "at_bound"):
+        assert getattr(back, field) == getattr(stats, field)
+    assert len(json.loads(text)["hist"]) <= HIST_BINS // 2 + 1  # negative half of a ReLU is trimmed
+    back.update(np.array([-9.0]))
+    stats.update(np.array([-9.0]))
+    np.testing.assert_array_equal(back.hist, stats.hist)
+
+
+def test_empty_stats_round_trip() -> None:
+    back = TensorStats.from_dict(json.loads(json.dumps(TensorStats("e").to_dict())))
+    assert back.count == 0 and back.min == math.inf and back.max == -math.inf and back.hist.sum() == 0
