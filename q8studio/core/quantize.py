@@ -141,6 +141,9 @@ def _write_qdq_model(
                     "ActivationSymmetric": recipe.symmetric_activations,
                     "WeightSymmetric": True,
                     "TensorQuantOverrides": overrides,
+                    # onnxruntime's QDQ default for MatMul is axis 1, the reduction axis of a
+                    # batched [B, K, N] weight; the output channels are the last axis.
+                    "QDQOpTypePerChannelSupportToAxis": {"MatMul": -1},
                 },
             )
         except Q8Error:

@@ -1,0 +1,319 @@
+"""Quantization ranges from calibration statistics, and the scale/zero-point arithmetic behind them.
+
+Choosing the clipping range trades clipping error (values outside saturate) against rounding
+error (a wider range means a coarser step); each method in :data:`METHODS` makes that trade
+differently. ``quant_params`` and ``fake_quantize`` reproduce onnxruntime's arithmetic, so the
+errors estimated here are the ones the quantized model will show.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+from numpy.typing import ArrayLike
+
+from .errors import Q8Error
+from .stats import HIST_BINS, TensorStats
+
+METHODS: tuple[str, ...] = ("minmax", "percentile", "entropy", "mse", "ema")
+
+_KL_SMOOTHING = 1e-4
+"""Mass moved to the reference support so the KL divergence stays finite where Q is empty."""
+_MSE_CANDIDATES = 100
+"""Thresholds per stage of the MSE search (a coarse grid over (0, max|x|], then a fine one)."""
+
+
+@dataclass(frozen=True)
+class QuantType:
+    """An integer target: its name and the codes it may use."""
+
+    name: str
+    qmin: int
+    qmax: int
+
+    @property
+    def levels(self) -> int:
+        return self.qmax - self.qmin + 1
+
+
+UINT8 = QuantType("uint8", 0, 255)
+INT8 = QuantType("int8", -128, 127)
+INT8_SYMMETRIC_WEIGHTS = QuantType("int8", -127, 127)
+
+
+def effective_qtype(qtype: QuantType, symmetric: bool) -> QuantType:
+    """The codes onnxruntime really uses: it drops -128 whenever int8 is symmetric."""
+    return INT8_SYMMETRIC_WEIGHTS if symmetric and qtype == INT8 else qtype
+
+
+# --- scale and zero point -------------------------------------------------------------------
+
+
+def quant_params(
+    rmin: ArrayLike, rmax: ArrayLike, qtype: QuantType, symmetric: bool
+) -> tuple[np.float32 | np.ndarray, int | np.ndarray]:
+    """Scale (float32) and zero point for the range ``[rmin, rmax]``, exactly as onnxruntime.
+
+    Like ``onnxruntime.quantization.quant_utils.compute_scale_zp`` on float32 ranges: the range is
+    widened to include 0 (so 0 is exactly representable), symmetrised if asked, the scale is
+    computed in float64 and rounded to float32 last, the zero point is rounded half to even, and a
+    scale below float32's smallest normal becomes (1.0, 0). Works elementwise on arrays (one
+    range per channel); scalars give ``(np.float32, int)``.
+    """
+    lo = np.minimum(np.asarray(rmin, dtype=np.float32), 0).astype(np.float64)
+    hi = np.maximum(np.asarray(rmax, dtype=np.float32), 0).astype(np.float64)
+    if symmetric:
+        hi = np.maximum(-lo, hi)
+        lo = -hi
+    scale = (hi - lo) / (qtype.qmax - qtype.qmin)
+    degenerate = scale < np.finfo(np.float32).tiny
+    scale = np.where(degenerate, 1.0, scale)
+    if symmetric:
+        zero_point = np.full(scale.shape, np.round((qtype.qmin + qtype.qmax) / 2.0))
+    else:
+        zero_point = np.round(qtype.qmin - lo / scale)
+    zero_point = np.where(degenerate, 0, zero_point).astype(np.int64)
+    scale = scale.astype(np.float32)
+    if scale.ndim == 0:
+        return np.float32(scale), int(zero_point)
+    return scale, zero_point
+
+
+def fake_quantize(x: ArrayLike, scale: ArrayLike, zero_point: ArrayLike, qtype: QuantType) -> np.ndarray:
+    """Quantize then dequantize in float32, as QuantizeLinear/DequantizeLinear do (ties to even)."""
+    s = np.asarray(scale, dtype=np.float32)
+    z = np.asarray(zero_point, dtype=np.float32)
+    q = np.clip(np.rint(np.asarray(x, dtype=np.float32) / s) + z, qtype.qmin, qtype.qmax)
+    return (q - z) * s
+
+
+def sqnr_db(reference: ArrayLike, approx: ArrayLike) -> float:
+    """Signal-to-quantization-noise ratio in dB; ``inf`` when ``approx`` is exact."""
+    ref = np.asarray(reference, dtype=np.float64)
+    noise = float(np.sum((ref - np.asarray(approx, dtype=np.float64)) ** 2))
+    signal = float(np.sum(ref**2))
+    if noise == 0.0:
+        return float("inf")
+    if signal == 0.0:
+        return float("-inf")
+    return 10.0 * float(np.log10(signal / noise))
+
+
+# --- weights ----------------------------------------------------------------------------------
+
+
+def weight_channel_axis(op_type: str, attrs: dict, weight_rank: int) -> int:
+    """The output-channel axis of a node's weight: where onnxruntime puts per-channel scales.
+
+    For MatMul this is the last axis (the output features of B); onnxruntime's QDQ path
+    hard-codes axis 1, which is the same axis for the usual 2-D weights.
+    """
+    if op_type == "Conv":
+        return 0
+    if op_type == "ConvTranspose":
+        return 1
+    if op_type == "Gemm":
+        return 0 if attrs.get("transB", 0) else 1
+    if op_type == "MatMul":
+        return weight_rank - 1
+    raise Q8Error(f"Per-channel weights are not supported for {op_type} nodes.")
+
+
+def weight_range(w: np.ndarray, axis: int | None) -> tuple[np.ndarray, np.ndarray]:
+    """Symmetric range ``(-max|w|, max|w|)``: for the whole tensor (shape ()) or per channel."""
+    magnitude = np.abs(np.asarray(w, dtype=np.float32))
+    if axis is None:
+        top = np.asarray(magnitude.max())
+    else:
+        others = tuple(d for d in range(magnitude.ndim) if d != axis % magnitude.ndim)
+        top = magnitude.max(axis=others)
+    return -top, top
+
+
+def weight_quant_params(w: np.ndarray, axis: int | None) -> tuple[np.ndarray, np.ndarray]:
+    """Symmetric int8 [-127, 127] scales (float32) and zero points (int8) of a weight."""
+    lo, hi = weight_range(w, axis)
+    scale, zero_point = quant_params(lo, hi, INT8_SYMMETRIC_WEIGHTS, symmetric=True)
+    return np.asarray(scale, dtype=np.float32), np.asarray(zero_point, dtype=np.int8)
+
+
+# --- activation ranges ------------------------------------------------------------------------
+
+
+def activation_range(
+    stats: TensorStats,
+    method: str,
+    *,
+    qtype: QuantType = UINT8,
+    symmetric: bool = False,
+    percentile: float = 99.99,
+) -> tuple[float, float]:
+    """The clipping range ``(rmin, rmax)`` of an activation, always containing 0.
+
+    ``symmetric`` changes how percentile, entropy and MSE search (on |x|, giving ``(-T, T)``);
+    minmax and ema return the observed range and leave symmetrising to :func:`quant_params`.
+    """
+    if method not in METHODS:
+        raise Q8Error(f"Unknown clipping method {method!r}; choose one of: {', '.join(METHODS)}.")
+    if not 0.0 < percentile <= 100.0:
+        raise Q8Error(f"The percentile must be in (0, 100], not {percentile}.")
+    if stats.count == 0:
+        raise Q8Error(f"Tensor {stats.name!r} received no calibration data.")
+    if method == "minmax":
+        lo, hi = stats.min, stats.max
+    elif method == "ema":
+        lo, hi = stats.ema_min, stats.ema_max
+    elif stats.max_abs == 0.0:
+        lo = hi = 0.0
+    elif method == "percentile":
+        lo, hi = _percentile_range(stats, percentile, symmetric)
+    elif method == "entropy":
+        lo, hi = _entropy_range(stats, qtype, symmetric)
+    else:
+        lo, hi = _mse_range(stats, qtype, symmetric)
+    return min(float(lo), 0.0), max(float(hi), 0.0)
+
+
+def _clip_at(stats: TensorStats, threshold: ArrayLike, symmetric: bool) -> tuple[ArrayLike, ArrayLike]:
+    """The range a threshold T on |x| stands for (works on arrays of thresholds too)."""
+    if symmetric:
+        return -threshold, threshold
+    return np.maximum(stats.min, -threshold), np.minimum(stats.max, threshold)
+
+
+def _hist_quantile(counts: np.ndarray, edges: np.ndarray, fraction: float) -> float:
+    """Value below which ``fraction`` of the histogram's mass lies, linear inside the bin."""
+    cumulative = np.cumsum(counts)
+    target = fraction * cumulative[-1]
+    i = min(int(np.searchsorted(cumulative, target)), counts.size - 1)
+    below = cumulative[i - 1] if i else 0
+    inside = (target - below) / counts[i] if counts[i] else 0.0
+    return float(edges[i] + inside * (edges[i + 1] - edges[i]))
+
+
+def _percentile_range(stats: TensorStats, percentile: float, symmetric: bool) -> tuple[float, float]:
+    """p-th percentile of |x| as ``(-T, T)``, or the (100-p)-th and p-th percentiles of x."""
+    if symmetric:
+        counts, edges = stats.abs_hist()
+        top = min(_hist_quantile(counts, edges, percentile / 100.0), stats.max_abs)
+        return -top, top
+    edges = stats.edges
+    lo = _hist_quantile(stats.hist, edges, 1.0 - percentile / 100.0)
+    hi = _hist_quantile(stats.hist, edges, percentile / 100.0)
+    return float(np.clip(lo, stats.min, stats.max)), float(np.clip(hi, stats.min, stats.max))
+
+
+def _entropy_range(stats: TensorStats, qtype: QuantType, symmetric: bool) -> tuple[float, float]:
+    """Range minimising KL(P || Q), the TensorRT calibration recipe (Migacz 2017).
+
+    Symmetric ranges search one threshold T on the |x| histogram. Asymmetric ranges search each
+    sign's tail on its own one-sided histogram: folding both signs into |x| would let the denser
+    side decide for the other (an input whose background sits at -0.96 and strokes reach +2.2 would
+    be clipped to +-0.96). Non-negative data (ReLU outputs) spend every code on [0, T].
+    """
+    if symmetric:
+        counts, edges = stats.abs_hist()
+        top = _kl_threshold(counts, edges, qtype.levels // 2, stats.max_abs, zero_bin_first=True)
+        return -top, top
+    half = HIST_BINS // 2
+    positive, negative, edges = stats.hist[half:], stats.hist[:half][::-1], stats.edges[half:]
+    if stats.min >= 0.0:
+        return 0.0, _kl_threshold(positive, edges, qtype.levels, stats.max, zero_bin_first=True)
+    if stats.max <= 0.0:
+        return -_kl_threshold(negative, edges, qtype.levels, -stats.min, zero_bin_first=False), 0.0
+    levels = qtype.levels // 2
+    low = _kl_threshold(negative, edges, levels, -stats.min, zero_bin_first=False)
+    high = _kl_threshold(positive, edges, levels, stats.max, zero_bin_first=True)
+    return -low, high
+
+
+def _kl_threshold(
+    counts: np.ndarray, edges: np.ndarray, levels: int, limit: float, *, zero_bin_first: bool
+) -> float:
+    """Threshold on a one-sided histogram (bin 0 nearest zero) minimising KL(P || Q).
+
+    Tries every bin edge i from ``levels`` up to the last non-empty bin. P is the histogram cut
+    at i with the outliers added to its last bin; Q quantizes the cut histogram (without
+    outliers) into ``levels`` groups of near-equal size, spread evenly over each group's
+    non-empty bins. Q is constant on each group, so KL needs only group sums: prefix sums make
+    every candidate O(levels) and the whole search vectorised. When bin 0 holds the exact zeros
+    (``zero_bin_first``) it takes its neighbour's count, as in NVIDIA's calibrator: zeros are
+    exact under any threshold, yet a ReLU's zero spike would dominate the KL.
+    """
+    h = counts.astype(np.float64)
+    if not h.any():
+        return 0.0
+    if zero_bin_first:
+        h[0] = h[1]
+    last = max(int(np.flatnonzero(h)[-1]) + 1, levels)
+    cuts = np.arange(levels, last + 1)
+    blocks = np.array_split(cuts, -(-cuts.size // 256))  # keeps the temporaries in cache
+    kl = np.concatenate([_kl_divergences(h, block, levels) for block in blocks])
+    return min(float(edges[cuts[np.argmin(kl)]]), limit)
+
+
+def _kl_divergences(h: np.ndarray, cuts: np.ndarray, levels: int) -> np.ndarray:
+    """KL(P || Q) for each cut of histogram ``h`` (see :func:`_kl_threshold`)."""
+    zero = np.zeros(1)
+    mass = np.concatenate([zero, np.cumsum(h)])
+    nonempty = np.concatenate([zero, np.cumsum(h > 0)])
+    xlogx = np.concatenate([zero, np.cumsum(_xlogx(h))])
+    total, inside = mass[-1], mass[cuts]
+    last = h[cuts - 1] + (total - inside)  # P's last bin, outliers included
+    groups = (np.arange(levels + 1)[None, :] * cuts[:, None]) // levels
+    group_mass = np.diff(mass[groups], axis=1)
+    group_bins = np.diff(nonempty[groups], axis=1)
+    group_bins[:, -1] += (last > 0).astype(np.int64) - (h[cuts - 1] > 0)
+    support = nonempty[cuts] - (h[cuts - 1] > 0) + (last > 0)
+    q = group_mass / np.maximum(group_bins * inside[:, None], 1.0)
+    q = (1.0 - _KL_SMOOTHING) * q + _KL_SMOOTHING / support[:, None]
+    group_mass[:, -1] += total - inside  # now P's mass per group
+    p_log_p = (xlogx[cuts - 1] + _xlogx(last)) / total - np.log(total)
+    return p_log_p - np.sum(group_mass * np.log(q), axis=1) / total
+
+
+def _xlogx(x: np.ndarray) -> np.ndarray:
+    return x * np.log(np.where(x > 0, x, 1.0))
+
+
+def _mse_range(stats: TensorStats, qtype: QuantType, symmetric: bool) -> tuple[float, float]:
+    """Range minimising the expected quantize-dequantize squared error over the histogram.
+
+    A grid of thresholds over (0, max|x|] (max|x| itself included, so never worse than minmax
+    on the histogram), then a finer grid between the best one's neighbours.
+    """
+    top, n = stats.max_abs, _MSE_CANDIDATES
+    step = top / n
+    coarse = step * np.arange(1, n + 1)
+    best = coarse[np.argmin(_qdq_errors(stats, coarse, qtype, symmetric))]
+    fine = np.linspace(max(best - step, step / n), min(best + step, top), n)
+    best = fine[np.argmin(_qdq_errors(stats, fine, qtype, symmetric))]
+    lo, hi = _clip_at(stats, best, symmetric)
+    return float(lo), float(hi)
+
+
+def _qdq_errors(stats: TensorStats, thresholds: np.ndarray, qtype: QuantType, symmetric: bool) -> np.ndarray:
+    """Sum over the histogram of count * (c - qdq(c))^2, for the range of each threshold."""
+    lo, hi = _clip_at(stats, thresholds, symmetric)
+    return _range_errors(stats, np.atleast_1d(lo), np.atleast_1d(hi), qtype, symmetric)
+
+
+def _range_errors(
+    stats: TensorStats, lo: np.ndarray, hi: np.ndarray, qtype: QuantType, symmetric: bool
+) -> np.ndarray:
+    used = np.flatnonzero(stats.hist)
+    centers, counts = stats.centers[used], stats.hist[used].astype(np.float64)
+    real = effective_qtype(qtype, symmetric)
+    scale, zero_point = quant_params(lo, hi, real, symmetric)
+    approx = fake_quantize(centers[None, :], scale[:, None], zero_point[:, None], real)
+    return np.sum(counts * (centers - approx) ** 2, axis=1)
+
+
+def expected_qdq_mse(
+    stats: TensorStats, rmin: float, rmax: float, qtype: QuantType = UINT8, symmetric: bool = False
+) -> float:
+    """Mean squared quantize-dequantize error of the calibration data for a range (bin centres)."""
+    errors = _range_errors(stats, np.array([rmin]), np.array([rmax]), qtype, symmetric)
+    return float(errors[0]) / stats.count
+
