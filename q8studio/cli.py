@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import sys
 from pathlib import Path
 from dataclasses import replace
@@ -23,6 +24,7 @@ if TYPE_CHECKING:
     from .core.recipe import Recipe
 
 COMMANDS = ("inspect", "quantize", "evaluate")
+EXIT_INTERNAL_ERROR = 1
 EXIT_USER_ERROR = 2
 EXIT_INTERRUPTED = 130
 LAYER_ROWS_SHOWN = 10
@@ -40,6 +42,14 @@ def run_command(argv: list[str]) -> int:
     except (KeyboardInterrupt, Cancelled):
         print("q8studio: interrupted", file=sys.stderr)
         return EXIT_INTERRUPTED
+    except BrokenPipeError:  # the reader went away (`| head`): not an error of ours
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+    except Exception as exc:  # a bug of ours: one line, the traceback only on request
+        if os.environ.get("Q8STUDIO_DEBUG"):
+            raise
+        print(f"q8studio: internal error: {type(exc).__name__}: {exc} (set Q8STUDIO_DEBUG=1 for details)",
+              file=sys.stderr)
+        return EXIT_INTERNAL_ERROR
     return 0
 
 

@@ -1,0 +1,136 @@
+"""The command line as a user runs it: README commands, JSON output, one-line errors, exit codes."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from builders import save, small_cnn
+from q8studio.__main__ import main
+from q8studio.core.demo import demo_assets
+
+# The console script installed beside this interpreter, as a user's shell would find it.
+Q8STUDIO = str(Path(sys.executable).with_name("q8studio"))
+
+
+@pytest.fixture(scope="module")
+def demo_run(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
+    """The README's quantize command on the demo, run once through the installed console script."""
+    assets = demo_assets()
+    out = tmp_path_factory.mktemp("demo")
+    command = [
+        Q8STUDIO, "quantize", str(assets.model), "--calib", str(assets.calibration), "--method", "entropy",
+        "--granularity", "per-channel", "-o", str(out / "m.int8.onnx"), "--report", str(out / "r.json"),
+        "--save-recipe", str(out / "recipe.json"),
+    ]
+    done = subprocess.run(command, capture_output=True, text=True, cwd=out, timeout=300)
+    assert done.returncode == 0, done.stderr
+    return {"int8": out / "m.int8.onnx", "report": out / "r.json", "recipe": out / "recipe.json", "dir": out}
+
+
+def test_inspect_json_describes_the_demo(capsys: pytest.CaptureFixture[str]) -> None:
+    assert main(["inspect", str(demo_assets().model), "--json"]) == 0
+    summary = json.loads(capsys.readouterr().out)
+    assert summary["ops"] == {
+        "Conv": 6, "BatchNormalization": 6, "Relu": 6, "Add": 2, "MaxPool": 1, "GlobalAveragePool": 1,
+        "Flatten": 1, "Gemm": 1,
+    }
+    assert summary["inputs"][0]["name"] == "image" and "/fc/Gemm" in summary["quantizable_nodes"]
+
+
+def test_quantize_report_holds_recipe_ranges_errors_and_timings(demo_run: dict[str, Path]) -> None:
+    report = json.loads(demo_run["report"].read_text())
+    assert report["recipe"]["method"] == "entropy" and report["recipe"]["granularity"] == "per-channel"
+    assert report["calibration"]["samples"] == 500
+    image_range = report["ranges"]["image"]
+    assert image_range["rmin"] <= 0.0 <= image_range["rmax"] <= image_range["observed_max"]
+    layers = report["layer_errors_on_calibration"]["layers"]
+    assert len(layers) >= 10 and [row["sqnr_db"] for row in layers] == sorted(row["sqnr_db"] for row in layers)
+    assert all(w["axis"] is not None for w in report["weights"] if w["tensor"].endswith("weight"))
+    assert set(report["timings"]) == {"preprocess_s", "calibrate_s", "ranges_s", "quantize_s"}
+    assert sorted(p.name for p in demo_run["dir"].iterdir()) == ["m.int8.onnx", "r.json", "recipe.json"]
+
+
+def test_demo_per_channel_entropy_within_one_point_of_float(demo_run: dict[str, Path]) -> None:
+    assets = demo_assets()
+    done = subprocess.run(
+        [Q8STUDIO, "evaluate", str(assets.model), str(demo_run["int8"]), "--data", str(assets.test), "--json",
+         "--latency-runs", "5"],
+        capture_output=True, text=True, timeout=300,
+    )
+    assert done.returncode == 0, done.stderr
+    result = json.loads(done.stdout)
+    assert result["float32"]["top1"] == pytest.approx(0.9889, abs=1e-3)
+    assert result["int8"]["top1"] >= result["float32"]["top1"] - 0.01
+    assert result["top1_agreement"] > 0.97
+    assert result["int8"]["file_size"] < result["float32"]["file_size"]
+    assert result["float32"]["latency_ms"] > 0 and result["int8"]["latency_ms"] > 0
+    assert result["layers"] and result["outputs"]["logits"]["sqnr_db"] > 15
+
+
+def test_saved_recipe_reproduces_the_model(demo_run: dict[str, Path], tmp_path: Path) -> None:
+    assets = demo_assets()
+    again = tmp_path / "again.onnx"
+    code = main(["quantize", str(assets.model), "--calib", str(assets.calibration), "--recipe",
+                 str(demo_run["recipe"]), "-o", str(again)])
+    assert code == 0
+    assert again.read_bytes() == demo_run["int8"].read_bytes()
+
+
+def test_python_dash_m_runs_the_cli() -> None:
+    done = subprocess.run([sys.executable, "-m", "q8studio", "inspect", str(demo_assets().model)],
+                          capture_output=True, text=True, timeout=120)
+    assert done.returncode == 0 and "quantizable layers (24)" in done.stdout
+
+
+def _bad_model(d: Path) -> Path:
+    path = d / "bad.onnx"
+    path.write_bytes(small_cnn().SerializeToString()[:700])
+    return path
+
+
+@pytest.mark.parametrize(
+    "make_args, message",
+    [
+        (lambda d, m, x: ["quantize", str(d / "missing.onnx"), "--calib", str(x), "-o", str(d / "o.onnx")], "No such file"),
+        (lambda d, m, x: ["quantize", str(_bad_model(d)), "--calib", str(x), "-o", str(d / "o.onnx")], "truncated"),
+        (lambda d, m, x: ["quantize", str(m), "--calib", str(demo_assets().test), "-o", str(d / "o.onnx")],
+         "model expects inputs"),
+        (lambda d, m, x: ["quantize", str(m), "--calib", str(x), "-o", str(m)], "Refusing to overwrite"),
+        (lambda d, m, x: ["quantize", str(m), "--calib", str(x), "-o", str(d / "o.onnx"), "--percentile", "120"],
+         "percentile must be in"),
+        (lambda d, m, x: ["quantize", str(m), "--calib", str(x), "-o", str(d / "o.onnx"), "--samples", "0"],
+         "at least 1"),
+        (lambda d, m, x: ["evaluate", str(m), str(d / "nothing.onnx"), "--data", str(x)], "No such file"),
+        (lambda d, m, x: ["inspect", str(x)], "not an ONNX model"),
+    ],
+    ids=["missing-model", "truncated", "mismatched-data", "overwrite-source", "bad-percentile", "zero-samples",
+         "missing-int8", "npz-as-model"],
+)
+def test_bad_input_one_line_error_nonzero_exit_no_output(tmp_path, capsys, make_args, message) -> None:
+    model = save(small_cnn(), tmp_path / "cnn.onnx")
+    data = tmp_path / "x.npz"
+    np.savez(data, x=np.zeros((4, 3, 16, 16), np.float32))
+    before = model.read_bytes()
+    assert main(make_args(tmp_path, model, data)) == 2
+    err = capsys.readouterr().err
+    assert err.startswith("q8studio: error: ") and message in err and err.count("\n") == 1
+    assert not (tmp_path / "o.onnx").exists()
+    assert model.read_bytes() == before
+    assert not [p for p in tmp_path.iterdir() if p.name.endswith(".tmp")]
+
+
+def test_core_never_imports_qt() -> None:
+    code = (
+        "import sys, pkgutil, importlib, q8studio.core as core\n"
+        "for m in pkgutil.iter_modules(core.__path__): importlib.import_module('q8studio.core.' + m.name)\n"
+        "bad = [m for m in sys.modules if m.split('.')[0] in ('PySide6', 'pyqtgraph', 'shiboken6') or m.startswith('q8studio.gui')]\n"
+        "assert not bad, bad\n"
+    )
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
+    assert done.returncode == 0, done.stderr
