@@ -160,3 +160,16 @@ def test_cancel_stops_calibration_and_writes_nothing(cnn_path, cnn_data, tmp_pat
     assert max(done for stage, done in seen if stage == "Calibrating") < 24
     assert not (tmp_path / "q.onnx").exists()
     assert [p.name for p in tmp_path.iterdir() if p.name.startswith(".q.onnx")] == []
+
+
+def test_ranges_the_quantizer_does_not_read_do_not_change_the_model(cnn_path, cnn_data, tmp_path, monkeypatch) -> None:
+    """Calibration skips tensors the dry run shows onnxruntime never reads a range for; the int8
+    model must be byte-identical to one built with statistics of every candidate tensor."""
+    import q8studio.core.quantize as quantize_module
+
+    recipe = dict(method="entropy", granularity="per-channel")
+    reduced = _quantize(cnn_path, cnn_data, tmp_path / "reduced.onnx", **recipe)
+    monkeypatch.setattr(quantize_module, "ranges_read_by_quantizer", lambda proto, r: quantize_module.tensors_to_calibrate(proto))
+    full = _quantize(cnn_path, cnn_data, tmp_path / "full.onnx", **recipe)
+    assert set(reduced.ranges) < set(full.ranges)
+    assert (tmp_path / "reduced.onnx").read_bytes() == (tmp_path / "full.onnx").read_bytes()

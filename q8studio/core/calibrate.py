@@ -9,8 +9,11 @@ from __future__ import annotations
 
 import copy
 import itertools
+from concurrent.futures import Future, ThreadPoolExecutor
 
+import numpy as np
 import onnx
+from onnxruntime import InferenceSession
 from .data import Dataset
 from .model import LoadedModel
 from .optypes import QDQ_QUANTIZABLE_OPS
@@ -62,21 +65,40 @@ def collect_statistics(
     model: LoadedModel,
     data: Dataset,
     *,
+    names: list[str] | None = None,
     ema_momentum: float = 0.9,
     progress: Progress = NO_PROGRESS,
 ) -> dict[str, TensorStats]:
-    """Run ``model`` over ``data`` once and return statistics for each tensor to quantize."""
-    names = tensors_to_calibrate(model.proto)
+    """Run ``model`` over ``data`` once and return statistics of ``names`` (default: every
+    tensor onnxruntime might quantize).
+
+    Inference of the next batch runs in a worker thread while this one updates the statistics:
+    onnxruntime releases the GIL, numpy's histogramming holds it, so the two overlap. At most
+    two batches of activations are alive at once, whatever the number of samples.
+    """
+    names = tensors_to_calibrate(model.proto) if names is None else names
     session = cpu_session(with_outputs(model.proto, names))
     stats = {name: TensorStats(name, momentum=ema_momentum) for name in names}
-    batch_size = batch_size_for(model)
     done = 0
     progress.report("Calibrating", 0, data.count)
-    for feed in data.batches(batch_size):
-        values = session.run(names, feed)
-        for name, value in zip(names, values):
-            stats[name].update(value)
-        del values
-        done += len(next(iter(feed.values())))
-        progress.report("Calibrating", done, data.count)
+    with ThreadPoolExecutor(max_workers=1, thread_name_prefix="q8studio-calibrate") as runner:
+        batches = data.batches(batch_size_for(model))
+        pending = _submit(runner, session, names, next(batches, None))
+        while pending is not None:
+            values, size = pending.result()
+            pending = _submit(runner, session, names, next(batches, None))
+            for name, value in zip(names, values):
+                stats[name].update(value)
+            del values
+            done += size
+            progress.report("Calibrating", done, data.count)
     return stats
+
+
+def _submit(
+    runner: ThreadPoolExecutor, session: InferenceSession, names: list[str], feed: dict[str, np.ndarray] | None
+) -> Future[tuple[list[np.ndarray], int]] | None:
+    if feed is None:
+        return None
+    size = len(next(iter(feed.values())))
+    return runner.submit(lambda: (session.run(names, feed), size))

@@ -20,7 +20,7 @@ import onnx
 from onnxruntime.quantization import CalibrationMethod, QuantFormat, QuantType, quantize_static
 from onnxruntime.quantization.calibrate import TensorData, TensorsData, save_tensors_data
 
-from .calibrate import collect_statistics
+from .calibrate import collect_statistics, tensors_to_calibrate
 from .clipping import INT8, UINT8, activation_range
 from .data import Dataset
 from .errors import Q8Error
@@ -33,6 +33,10 @@ from .recipe import Recipe
 from .session import cpu_session
 from .stats import TensorStats
 from .weights import WeightError, weight_errors
+
+
+SCALE_SUFFIX = "_scale"  # onnxruntime names the scale of tensor X "X_scale"
+PLACEHOLDER_RANGE = (-1.0, 1.0)
 
 
 @dataclass
@@ -73,7 +77,10 @@ def quantize_model(
 
     started = time.perf_counter()
     data = calibration.limited(recipe.samples)
-    stats = collect_statistics(prepared.model, data, ema_momentum=recipe.ema_momentum, progress=progress)
+    names = ranges_read_by_quantizer(prepared.model.proto, recipe)
+    stats = collect_statistics(
+        prepared.model, data, names=names, ema_momentum=recipe.ema_momentum, progress=progress
+    )
     timings["calibrate_s"] = time.perf_counter() - started
 
     started = time.perf_counter()
@@ -103,6 +110,29 @@ def quantize_model(
     )
 
 
+def ranges_read_by_quantizer(prepared: onnx.ModelProto, recipe: Recipe) -> list[str]:
+    """The activations whose ranges onnxruntime's quantizer will actually use for this recipe.
+
+    Of the tensors around quantizable ops, many get no range of their own: a ReLU folds into the
+    layer before it, MaxPool shares its input's scale. A dry run with placeholder ranges asks the
+    quantizer itself (tens of milliseconds), and calibration then skips the rest: fewer exposed
+    outputs keep ONNX Runtime's fusions, and fewer histograms cost less.
+    """
+    candidates = tensors_to_calibrate(prepared)
+    with tempfile.TemporaryDirectory(prefix="q8studio-dry-") as tmp:
+        output = Path(tmp) / "dry.onnx"
+        _write_qdq_model(prepared, {name: PLACEHOLDER_RANGE for name in candidates}, recipe, output)
+        quantized = onnx.load(str(output), load_external_data=False)
+    initializers = {t.name for t in quantized.graph.initializer}
+    by_scale = {f"{name}{SCALE_SUFFIX}": name for name in candidates}
+    read = {
+        by_scale.get(node.input[1], node.input[0])
+        for node in quantized.graph.node
+        if node.op_type == "QuantizeLinear" and node.input[0] not in initializers
+    }
+    return [name for name in candidates if name in read]
+
+
 def activation_ranges(stats: dict[str, TensorStats], recipe: Recipe) -> dict[str, tuple[float, float]]:
     """(rmin, rmax) of every calibrated tensor by the recipe's clipping method."""
     qtype = UINT8 if recipe.activation_type == "uint8" else INT8
@@ -118,11 +148,14 @@ def activation_ranges(stats: dict[str, TensorStats], recipe: Recipe) -> dict[str
 def _write_qdq_model(
     prepared: onnx.ModelProto, ranges: dict[str, tuple[float, float]], recipe: Recipe, output: Path
 ) -> None:
+    """quantize_static with our ranges. Its range cache must list every candidate tensor, even
+    those whose range it never reads (see :func:`ranges_read_by_quantizer`): they get a placeholder."""
+    unread = {name: PLACEHOLDER_RANGE for name in tensors_to_calibrate(prepared) if name not in ranges}
     with tempfile.TemporaryDirectory(prefix="q8studio-quant-") as tmp:
         source = Path(tmp) / "prepared.onnx"
         onnx.save(prepared, str(source))
         cache = Path(tmp) / "ranges.json"
-        save_tensors_data(_tensors_data(ranges), cache)
+        save_tensors_data(_tensors_data({**unread, **ranges}), cache)
         overrides = {name: [{"rmin": np.float32(lo), "rmax": np.float32(hi)}] for name, (lo, hi) in ranges.items()}
         previous = logging.getLogger().level
         logging.getLogger().setLevel(logging.ERROR)  # quantize_static prints advice on every call
