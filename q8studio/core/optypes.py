@@ -34,7 +34,7 @@ _KINDS: dict[str, frozenset[str]] = {
         "QLinearAveragePool", "QLinearConcat", "QLinearSigmoid", "QLinearLeakyRelu", "QGemm",
     }),
     "elementwise": frozenset({
-        "Add", "Sub", "Mul", "Div", "Pow", "Sqrt", "Exp", "Log", "Neg", "Abs", "Min", "Max", "Where",
+        "Add", "Sum", "Sub", "Mul", "Div", "Pow", "Sqrt", "Exp", "Log", "Neg", "Abs", "Min", "Max", "Where",
         "Equal", "Less", "Greater", "Not", "And", "Or", "ReduceSum",
     }),
 }
