@@ -62,6 +62,31 @@ def small_cnn(opset: int = 13, seed: int = 0, channels: int = 8) -> onnx.ModelPr
     return model
 
 
+def inverse_model() -> onnx.ModelProto:
+    """MatMul then com.microsoft.Inverse: onnxruntime's symbolic shape inference fails on it (and
+    leaves a scratch file in the working directory), so pre-processing takes its fallback path."""
+    w = _init("w", np.eye(4, dtype=np.float32) * 2 + 0.1)
+    graph = helper.make_graph(
+        [
+            helper.make_node("MatMul", ["x", "w"], ["m"], name="matmul"),
+            helper.make_node("Inverse", ["m"], ["y"], name="inverse", domain="com.microsoft"),
+        ],
+        "inverse", [helper.make_tensor_value_info("x", TensorProto.FLOAT, ["N", 4, 4])],
+        [helper.make_tensor_value_info("y", TensorProto.FLOAT, ["N", 4, 4])], [w],
+    )
+    model = helper.make_model(
+        graph, opset_imports=[helper.make_opsetid("", 13), helper.make_opsetid("com.microsoft", 1)]
+    )
+    model.ir_version = 8
+    return model
+
+
+def inverse_inputs(count: int = 8) -> np.ndarray:
+    """Well-conditioned [count, 4, 4] inputs for :func:`inverse_model`."""
+    noise = np.random.default_rng(0).random((count, 4, 4), dtype=np.float32) * 0.1
+    return np.eye(4, dtype=np.float32)[None] + noise
+
+
 def light_model(name: str, seed: int = 0) -> onnx.ModelProto:
     """One of the onnx package's architecture-only models, with its ConstantOfShape weights made real.
 

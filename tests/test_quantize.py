@@ -10,7 +10,7 @@ import onnx
 import pytest
 from onnx import TensorProto, helper, numpy_helper
 
-from builders import light_model, save, small_cnn, write_npz
+from builders import inverse_inputs, inverse_model, light_model, save, small_cnn, write_npz
 from q8studio.core.data import load_data
 from q8studio.core.errors import Cancelled, Q8Error
 from q8studio.core.evaluate import analyse_errors
@@ -73,20 +73,8 @@ def test_per_channel_on_old_opset_model_is_upgraded_and_runs(tmp_path) -> None:
 def test_failed_symbolic_shape_inference_falls_back_and_leaves_no_files(tmp_path, monkeypatch) -> None:
     """Trap (b): onnxruntime's symbolic shape inference fails on com.microsoft.Inverse and writes a
     scratch file into the working directory; we fall back, say so, and leave the directory clean."""
-    w = numpy_helper.from_array(np.eye(4, dtype=np.float32) * 2 + 0.1, "w")
-    graph = helper.make_graph(
-        [
-            helper.make_node("MatMul", ["x", "w"], ["m"], name="matmul"),
-            helper.make_node("Inverse", ["m"], ["y"], name="inverse", domain="com.microsoft"),
-        ],
-        "inverse", [helper.make_tensor_value_info("x", TensorProto.FLOAT, ["N", 4, 4])],
-        [helper.make_tensor_value_info("y", TensorProto.FLOAT, ["N", 4, 4])], [w],
-    )
-    proto = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 13), helper.make_opsetid("com.microsoft", 1)])
-    proto.ir_version = 8
-    model_path = save(proto, tmp_path / "inverse.onnx")
-    x = np.eye(4, dtype=np.float32)[None] + np.random.default_rng(0).random((8, 4, 4), dtype=np.float32) * 0.1
-    data_path = write_npz(tmp_path / "x.npz", x=x)
+    model_path = save(inverse_model(), tmp_path / "inverse.onnx")
+    data_path = write_npz(tmp_path / "x.npz", x=inverse_inputs())
     workdir = tmp_path / "work"
     workdir.mkdir()
     monkeypatch.chdir(workdir)
@@ -173,3 +161,13 @@ def test_ranges_the_quantizer_does_not_read_do_not_change_the_model(cnn_path, cn
     full = _quantize(cnn_path, cnn_data, tmp_path / "full.onnx", **recipe)
     assert set(reduced.ranges) < set(full.ranges)
     assert (tmp_path / "reduced.onnx").read_bytes() == (tmp_path / "full.onnx").read_bytes()
+
+
+def test_quantizing_leaves_the_loaded_model_intact(tmp_path) -> None:
+    """onnxruntime's pre-processing, on its fallback path, moves weights out of the protobuf it is
+    handed; ours is never handed over."""
+    model = load_model(save(inverse_model(), tmp_path / "inverse.onnx"))
+    before = model.proto.SerializeToString()
+    data = load_data(write_npz(tmp_path / "x.npz", x=inverse_inputs()), model)
+    quantize_model(model, data, Recipe(), tmp_path / "q.onnx")
+    assert model.proto.SerializeToString() == before

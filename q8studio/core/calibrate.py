@@ -67,10 +67,11 @@ def collect_statistics(
     *,
     names: list[str] | None = None,
     ema_momentum: float = 0.9,
+    histograms: bool = True,
     progress: Progress = NO_PROGRESS,
 ) -> dict[str, TensorStats]:
     """Run ``model`` over ``data`` once and return statistics of ``names`` (default: every
-    tensor onnxruntime might quantize).
+    tensor onnxruntime might quantize), with histograms unless ``histograms`` is False.
 
     Inference of the next batch runs in a worker thread while this one updates the statistics:
     onnxruntime releases the GIL, numpy's histogramming holds it, so the two overlap. At most
@@ -78,7 +79,7 @@ def collect_statistics(
     """
     names = tensors_to_calibrate(model.proto) if names is None else names
     session = cpu_session(with_outputs(model.proto, names))
-    stats = {name: TensorStats(name, momentum=ema_momentum) for name in names}
+    stats = {name: TensorStats(name, momentum=ema_momentum, histogram=histograms) for name in names}
     done = 0
     progress.report("Calibrating", 0, data.count)
     with ThreadPoolExecutor(max_workers=1, thread_name_prefix="q8studio-calibrate") as runner:

@@ -141,6 +141,11 @@ def weight_quant_params(w: np.ndarray, axis: int | None) -> tuple[np.ndarray, np
 # --- activation ranges ------------------------------------------------------------------------
 
 
+def needs_histogram(method: str) -> bool:
+    """minmax and ema work from running extremes alone; the other methods search a histogram."""
+    return method not in ("minmax", "ema")
+
+
 def activation_range(
     stats: TensorStats,
     method: str,
@@ -160,6 +165,8 @@ def activation_range(
         raise Q8Error(f"The percentile must be in (0, 100], not {percentile}.")
     if stats.count == 0:
         raise Q8Error(f"Tensor {stats.name!r} received no calibration data.")
+    if needs_histogram(method) and not stats.histogram:
+        raise Q8Error(f"The {method} method needs a histogram of {stats.name!r}, which was not collected.")
     if method == "minmax":
         lo, hi = stats.min, stats.max
     elif method == "ema":

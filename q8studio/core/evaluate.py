@@ -194,7 +194,8 @@ def measure_latency(
 
 
 class _Top1:
-    """Top-1 accuracy of both models and their agreement, for classifier-shaped outputs [N, classes]."""
+    """Top-1 accuracy of both models and their agreement, for classifier-shaped outputs [N, classes]
+    (trailing axes of size 1 ignored)."""
 
     def __init__(self, labels: np.ndarray | None) -> None:
         self.labels = labels
@@ -202,6 +203,7 @@ class _Top1:
         self.applicable = True
 
     def update(self, float_out: np.ndarray, int8_out: np.ndarray, start: int) -> None:
+        float_out, int8_out = _as_scores(float_out), _as_scores(int8_out)
         if float_out.ndim != 2 or float_out.shape[1] < 2:
             self.applicable = False
             return
@@ -228,6 +230,13 @@ class _Top1:
     @property
     def _labelled(self) -> bool:
         return self.applicable and self.labels is not None and self.total > 0
+
+
+def _as_scores(output: np.ndarray) -> np.ndarray:
+    """[N, C, 1, 1] (a convolutional head) as [N, C]; other shapes unchanged."""
+    while output.ndim > 2 and output.shape[-1] == 1:
+        output = output[..., 0]
+    return output
 
 
 def _layer_table(float_model: LoadedModel, errors: dict[str, ErrorAccumulator]) -> list[LayerError]:

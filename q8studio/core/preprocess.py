@@ -7,6 +7,7 @@ failures. We try the full path, fall back step by step, and say in the notes wha
 
 from __future__ import annotations
 
+import copy
 import logging
 import os
 import tempfile
@@ -64,10 +65,13 @@ def _pre_process(proto: onnx.ModelProto, notes: list[str]) -> onnx.ModelProto:
 
 
 def _run_pre_process(proto: onnx.ModelProto, **options: bool) -> onnx.ModelProto:
-    """quant_pre_process in a private folder and working directory, with its logging silenced."""
+    """quant_pre_process in a private folder and working directory, with its logging silenced.
+
+    It gets a copy: on its fallback path it moves the weights out of the protobuf it is handed.
+    """
     with tempfile.TemporaryDirectory(prefix="q8studio-prep-") as tmp, _quiet_onnxruntime(), _inside(tmp):
         output = Path(tmp) / "prepared.onnx"
-        quant_pre_process(proto, str(output), **options)
+        quant_pre_process(copy.deepcopy(proto), str(output), **options)
         if not output.is_file():
             raise Q8Error("pre-processing wrote no model")
         return onnx.load(str(output))

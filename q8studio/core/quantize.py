@@ -21,7 +21,7 @@ from onnxruntime.quantization import CalibrationMethod, QuantFormat, QuantType, 
 from onnxruntime.quantization.calibrate import TensorData, TensorsData, save_tensors_data
 
 from .calibrate import collect_statistics, tensors_to_calibrate
-from .clipping import INT8, UINT8, activation_range
+from .clipping import INT8, UINT8, activation_range, needs_histogram
 from .data import Dataset
 from .errors import Q8Error
 from .fileio import atomic_path, same_file
@@ -60,9 +60,14 @@ def quantize_model(
     recipe: Recipe,
     output: str | Path,
     *,
+    histograms: bool | None = None,
     progress: Progress = NO_PROGRESS,
 ) -> QuantizeResult:
-    """Calibrate, clip, quantize and verify; the int8 model appears at ``output`` only if it runs."""
+    """Calibrate, clip, quantize and verify; the int8 model appears at ``output`` only if it runs.
+
+    ``histograms``: collect activation histograms (needed to show them, or to compare clipping
+    methods afterwards); by default only when the recipe's method needs them.
+    """
     output = Path(output)
     if same_file(model.path, output):
         raise Q8Error(f"Refusing to overwrite the source model {model.path}; choose another output path.")
@@ -79,7 +84,8 @@ def quantize_model(
     data = calibration.limited(recipe.samples)
     names = ranges_read_by_quantizer(prepared.model.proto, recipe)
     stats = collect_statistics(
-        prepared.model, data, names=names, ema_momentum=recipe.ema_momentum, progress=progress
+        prepared.model, data, names=names, ema_momentum=recipe.ema_momentum, progress=progress,
+        histograms=needs_histogram(recipe.method) if histograms is None else histograms,
     )
     timings["calibrate_s"] = time.perf_counter() - started
 

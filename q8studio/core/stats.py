@@ -78,7 +78,8 @@ class TensorStats:
     N/2 whatever the bound, so the first non-zero batch may then set any bound, even a smaller
     one), and otherwise the smallest power of two >= max|x|. ``at_bound`` counts values equal to
     ``+bound``: they are clipped into the last bin, and must move to their own bin when the bound
-    doubles for the merge to stay exact.
+    doubles for the merge to stay exact. With ``histogram=False`` only min, max and the EMA are
+    kept: minmax and ema need nothing more, and binning is most of calibration's cost.
     """
 
     name: str
@@ -91,6 +92,7 @@ class TensorStats:
     ema_max: float | None = None
     momentum: float = 0.9
     at_bound: int = 0
+    histogram: bool = True
 
     @property
     def max_abs(self) -> float:
@@ -108,10 +110,11 @@ class TensorStats:
                 f"Tensor {self.name!r} contains NaN or infinite values; "
                 "check the model and the calibration data."
             )
-        self._grow(_bound_for(max(-lo, hi, self.max_abs)))
-        _bin_into(self.hist, values, self.bound)
-        if hi == self.bound:
-            self.at_bound += int(np.count_nonzero(values == hi))
+        if self.histogram:
+            self._grow(_bound_for(max(-lo, hi, self.max_abs)))
+            _bin_into(self.hist, values, self.bound)
+            if hi == self.bound:
+                self.at_bound += int(np.count_nonzero(values == hi))
         self.count += values.size
         self.min, self.max = min(self.min, lo), max(self.max, hi)
         self._update_ema(lo, hi)
@@ -175,6 +178,7 @@ class TensorStats:
             "ema_min": self.ema_min,
             "ema_max": self.ema_max,
             "momentum": self.momentum,
+            "histogram": self.histogram,
         }
 
     @classmethod
@@ -193,6 +197,7 @@ class TensorStats:
             ema_max=data["ema_max"],
             momentum=float(data["momentum"]),
             at_bound=int(data["at_bound"]),
+            histogram=bool(data.get("histogram", True)),
         )
 
 

@@ -1,0 +1,85 @@
+"""Float vs int8 comparison: the metrics' arithmetic and what the comparison reports on real models."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+from onnx import TensorProto, helper, numpy_helper
+
+from builders import save, write_npz
+from q8studio.core.clipping import activation_range
+from q8studio.core.data import load_data
+from q8studio.core.errors import Q8Error
+from q8studio.core.evaluate import analyse_errors, compare_models
+from q8studio.core.metrics import ErrorAccumulator
+from q8studio.core.model import load_model
+from q8studio.core.quantize import quantize_model
+from q8studio.core.recipe import Recipe
+from q8studio.core.session import cpu_session
+
+
+def test_error_accumulator_matches_direct_formulas_across_batches() -> None:
+    rng = np.random.default_rng(0)
+    reference = rng.standard_normal(10_000)
+    approx = reference + rng.standard_normal(10_000) * 0.01
+    acc = ErrorAccumulator()
+    for part in np.array_split(np.arange(10_000), 7):
+        acc.update(reference[part], approx[part])
+    noise = reference - approx
+    assert acc.sqnr_db == pytest.approx(10 * np.log10((reference**2).sum() / (noise**2).sum()))
+    assert acc.mse == pytest.approx((noise**2).mean())
+    cosine = reference @ approx / np.linalg.norm(reference) / np.linalg.norm(approx)
+    assert acc.cosine == pytest.approx(cosine)
+    assert acc.max_abs == pytest.approx(np.abs(noise).max())
+
+
+def _conv_head_model():
+    """A classifier whose head is a convolution: logits shaped [N, 10, 1, 1], as in squeezenet."""
+    w = numpy_helper.from_array(np.random.default_rng(2).standard_normal((10, 3, 4, 4)).astype(np.float32), "w")
+    graph = helper.make_graph(
+        [helper.make_node("Conv", ["x", "w"], ["y"], name="head")], "head",
+        [helper.make_tensor_value_info("x", TensorProto.FLOAT, ["N", 3, 4, 4])],
+        [helper.make_tensor_value_info("y", TensorProto.FLOAT, ["N", 10, 1, 1])], [w],
+    )
+    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 13)])
+    model.ir_version = 8
+    return model
+
+
+def test_agreement_and_accuracy_for_a_convolutional_head(tmp_path) -> None:
+    rng = np.random.default_rng(3)
+    x = rng.standard_normal((40, 3, 4, 4)).astype(np.float32)
+    float_model = load_model(save(_conv_head_model(), tmp_path / "head.onnx"))
+    data = load_data(write_npz(tmp_path / "d.npz", x=x, labels=rng.integers(0, 10, 40)), float_model)
+    quantize_model(float_model, data, Recipe(), tmp_path / "head.int8.onnx")
+    comparison = compare_models(float_model, load_model(tmp_path / "head.int8.onnx"), data, latency_runs=3)
+    errors = comparison.errors
+    assert errors.agreement is not None and errors.agreement > 0.8
+    session = cpu_session(float_model.proto)
+    logits = np.concatenate([session.run(None, feed)[0] for feed in data.batches(8)]).reshape(40, 10)
+    assert errors.float_top1 == pytest.approx(float((logits.argmax(1) == data.labels).mean()))
+    assert comparison.float32.file_size == (tmp_path / "head.onnx").stat().st_size
+
+
+def test_minmax_skips_histograms_and_histogram_methods_need_them(cnn_path, cnn_data, tmp_path) -> None:
+    model = load_model(cnn_path)
+    data = load_data(cnn_data, model)
+    result = quantize_model(model, data, Recipe(method="minmax"), tmp_path / "q.onnx")
+    stats = next(iter(result.stats.values()))
+    assert not stats.histogram and stats.hist.sum() == 0 and stats.count > 0
+    with pytest.raises(Q8Error, match="needs a histogram"):
+        activation_range(stats, "entropy")
+    shown = quantize_model(model, data, Recipe(method="minmax"), tmp_path / "q2.onnx", histograms=True)
+    assert next(iter(shown.stats.values())).hist.sum() > 0
+    assert (tmp_path / "q.onnx").read_bytes() == (tmp_path / "q2.onnx").read_bytes()
+
+
+def test_layer_errors_are_worst_first_and_cover_quantized_activations(cnn_path, cnn_data, tmp_path) -> None:
+    model = load_model(cnn_path)
+    data = load_data(cnn_data, model)
+    result = quantize_model(model, data, Recipe(), tmp_path / "q.onnx")
+    errors = analyse_errors(result.prepared.model, load_model(tmp_path / "q.onnx"), data)
+    sqnrs = [layer.sqnr_db for layer in errors.layers]
+    assert sqnrs == sorted(sqnrs) and len(sqnrs) >= 5
+    assert {"stem_relu", "gap"} <= {layer.tensor for layer in errors.layers}
+    assert all(0.9 < layer.cosine <= 1.0 for layer in errors.layers)
