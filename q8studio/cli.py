@@ -1,4 +1,4 @@
-"""The command-line face of the core: inspect, quantize, evaluate.
+"""The command-line face of the core: inspect, quantize, evaluate, explain, profile.
 
 User errors print one line on stderr and exit 2; Ctrl-C exits 130. Heavy modules are
 imported inside the commands so ``q8studio --help`` is instant.
@@ -18,12 +18,17 @@ from .core.errors import Cancelled, Q8Error
 from .core.progress import Progress
 
 if TYPE_CHECKING:
+    import numpy as np
+
     from .core.evaluate import Comparison, ErrorAnalysis, LayerError
+    from .core.explain import NodeExplanation
     from .core.imagefolder import ImagePreprocessing
+    from .core.profile import ProfileReport
     from .core.quantize import QuantizeResult
     from .core.recipe import Recipe
+    from .core.speedup import KeepFloatOutcome
 
-COMMANDS = ("inspect", "quantize", "evaluate")
+COMMANDS = ("inspect", "quantize", "evaluate", "explain", "profile")
 EXIT_INTERNAL_ERROR = 1
 EXIT_USER_ERROR = 2
 EXIT_INTERRUPTED = 130
@@ -77,6 +82,10 @@ def build_parser() -> argparse.ArgumentParser:
     quantize.add_argument("--exclude", nargs="+", default=None, metavar="NODE_NAME", help="keep these nodes in float")
     quantize.add_argument("--report", type=Path, metavar="REPORT.json")
     quantize.add_argument("--save-recipe", type=Path, metavar="RECIPE.json")
+    quantize.add_argument("--keep-slow-float", action="store_true",
+                          help="profile, keep the layers int8 made slower in float, re-quantize and re-measure")
+    quantize.add_argument("--data", type=Path, help="samples to time on, for --keep-slow-float")
+    quantize.add_argument("--threads", type=int, default=0, help="intra-op threads when timing (0 = all cores)")
     _add_image_options(quantize)
     quantize.set_defaults(handler=_quantize)
 
@@ -90,6 +99,30 @@ def build_parser() -> argparse.ArgumentParser:
     evaluate.add_argument("--json", action="store_true")
     _add_image_options(evaluate)
     evaluate.set_defaults(handler=_evaluate)
+
+    explain = sub.add_parser("explain", help="how one int8 layer computes, checked bit for bit against ONNX Runtime")
+    explain.add_argument("int8_model", type=Path)
+    explain.add_argument("--node", required=True, metavar="NAME", help="a Conv, Gemm or MatMul node")
+    explain.add_argument("--data", type=Path, required=True)
+    explain.add_argument("--sample", type=int, default=0, metavar="K", help="which sample of DATA (default 0)")
+    explain.add_argument("--float", dest="float_model", type=Path, metavar="FLOAT.onnx",
+                         help="also show the float model's value of the same tensor and the layer's SQNR")
+    explain.add_argument("--element", type=int, nargs="+", metavar="I",
+                         help="the output element to work through (default: the largest unsaturated one)")
+    explain.add_argument("--json", action="store_true")
+    _add_image_options(explain)
+    explain.set_defaults(handler=_explain)
+
+    profile = sub.add_parser("profile", help="per-layer kernels and times of the float and int8 models")
+    profile.add_argument("float_model", type=Path)
+    profile.add_argument("int8_model", type=Path)
+    profile.add_argument("--data", type=Path, required=True)
+    profile.add_argument("--runs", type=int, default=200, help="profiled runs of each model")
+    profile.add_argument("--latency-runs", type=int, default=50, help="unprofiled alternating runs for the verdict")
+    profile.add_argument("--threads", type=int, default=0, help="intra-op threads for both models (0 = all cores)")
+    profile.add_argument("--json", action="store_true")
+    _add_image_options(profile)
+    profile.set_defaults(handler=_profile)
     return parser
 
 
@@ -134,12 +167,19 @@ def _quantize(args: argparse.Namespace) -> None:
     model = load_model(args.model)
     calibration = load_data(args.calib, model, preprocessing=_preprocessing(args))
     progress = Progress(callback=_stderr_progress(), min_interval_s=0.5)
-    result = quantize_model(model, calibration, recipe, args.output, progress=progress)
+    outcome = None
+    if args.keep_slow_float:
+        outcome = _keep_slow_float(args, model, calibration, recipe, progress)
+        result, recipe = outcome.chosen.result, outcome.chosen.result.recipe
+    else:
+        result = quantize_model(model, calibration, recipe, args.output, progress=progress)
     int8 = load_model(result.output_path)
     errors = analyse_errors(
         result.prepared.model, int8, calibration.limited(CALIBRATION_SAMPLES_FOR_ERRORS), progress=progress
     )
     _print_quantize_summary(result, errors)
+    if outcome is not None:
+        _print_keep_float(outcome)
     if args.report:
         write_report(quantize_report(result, source=args.model, calibration=str(args.calib), errors=errors), args.report)
         print(f"report: {args.report}")
@@ -167,6 +207,55 @@ def _evaluate(args: argparse.Namespace) -> None:
         _print_comparison(comparison)
 
 
+def _keep_slow_float(
+    args: argparse.Namespace, model: object, calibration: object, recipe: Recipe, progress: Progress
+) -> KeepFloatOutcome:
+    from .core.data import load_data
+    from .core.speedup import keep_slow_float
+
+    if args.data is None:
+        raise Q8Error("--keep-slow-float needs --data DATA: the samples to time both models on.")
+    data = load_data(args.data, model, samples=1, preprocessing=_preprocessing(args))  # type: ignore[arg-type]
+    return keep_slow_float(
+        model, calibration, recipe, args.output, data, threads=args.threads, progress=progress  # type: ignore[arg-type]
+    )
+
+
+def _explain(args: argparse.Namespace) -> None:
+    from .core.data import load_data
+    from .core.explain import explain_node
+    from .core.model import load_model
+    from .core.report import to_json
+
+    int8_model = load_model(args.int8_model)
+    float_model = load_model(args.float_model) if args.float_model else None
+    data = load_data(args.data, int8_model, preprocessing=_preprocessing(args))
+    element = tuple(args.element) if args.element else None
+    explanation = explain_node(int8_model, args.node, data, args.sample, float_model, element=element)
+    if args.json:
+        print(to_json(explanation.to_dict()))
+    else:
+        _print_explanation(explanation)
+
+
+def _profile(args: argparse.Namespace) -> None:
+    from .core.data import load_data
+    from .core.model import load_model
+    from .core.profile import profile_models
+    from .core.report import to_json
+
+    float_model = load_model(args.float_model)
+    int8_model = load_model(args.int8_model)
+    data = load_data(args.data, float_model, samples=1, preprocessing=_preprocessing(args))
+    progress = Progress(callback=_stderr_progress(), min_interval_s=0.5)
+    report = profile_models(float_model, int8_model, data, runs=args.runs, latency_runs=args.latency_runs,
+                            threads=args.threads, progress=progress)
+    if args.json:
+        print(to_json(report.to_dict()))
+    else:
+        _print_profile(report)
+
+
 def _recipe_from_args(args: argparse.Namespace, base: Recipe) -> Recipe:
     changes = {
         "method": args.method,
@@ -183,6 +272,7 @@ def _recipe_from_args(args: argparse.Namespace, base: Recipe) -> Recipe:
 
 def _preprocessing(args: argparse.Namespace) -> ImagePreprocessing | None:
     from .core.imagefolder import ImagePreprocessing
+    from .core.profile import ProfileReport
 
     base = ImagePreprocessing.from_json(args.preprocess) if args.preprocess else None
     changes = {
@@ -244,3 +334,101 @@ def _print_layers(layers: list[LayerError], title: str) -> None:
         print(f"  {row.sqnr_db:>9.2f} {row.mse:>11.4g} {row.cosine:>9.5f}  {row.node} [{row.op_type}] -> {row.tensor}")
     if len(layers) > LAYER_ROWS_SHOWN:
         print(f"  ... {len(layers) - LAYER_ROWS_SHOWN} more (use --json / --report for all)")
+
+
+def _print_keep_float(outcome: KeepFloatOutcome) -> None:
+    print(f"speed: float32 {outcome.float_ms:.3f} ms; default int8 {outcome.default.latency_ms:.3f} ms "
+          f"(ratio {outcome.ratio_before:.2f}); written int8 {outcome.chosen.latency_ms:.3f} ms "
+          f"(ratio {outcome.ratio_after:.2f})")
+    if outcome.kept_float:
+        print(f"  kept in float because int8 made them slower ({len(outcome.kept_float)}): {', '.join(outcome.kept_float)}")
+    print(f"  {outcome.verdict()}")
+
+
+def _print_explanation(e: NodeExplanation) -> None:
+    import numpy as np
+
+    print(f"{e.node}: {e.kind}, run by ONNX Runtime as {e.runtime_kernel} (sample {e.sample})")
+    print(f"  input  x  {e.x.dtype:5}  S_x = {_values(e.x.scale)}  Z_x = {_values(e.x.zero_point)}")
+    axis = f" per channel (axis {e.w.axis})" if e.w.per_channel else ""
+    print(f"  weight w  {e.w.dtype:5}  S_w{axis} = {_values(e.w.scale)}  Z_w = {_values(e.w.zero_point)}")
+    if e.bias_q is not None:
+        print(f"  bias   b  int32  scale S_x*S_w, zero point 0: {_values(e.bias_q)}")
+    if e.y is not None:
+        print(f"  output y  {e.y.dtype:5}  S_y = {_values(e.y.scale)}  Z_y = {_values(e.y.zero_point)}")
+        m = e.multipliers
+        print(f"  M = S_x*S_w/S_y = {_values(np.array([x.real for x in m]))}; M0 = {_values(np.array([x.m0 for x in m]))}, "
+              f"n = {_values(np.array([x.shift for x in m]))}; largest |error| of M0*2^-n: "
+              f"{max(abs(x.rel_error) for x in m):.1e}")
+    for note in e.notes:
+        print(f"  note: {note}")
+    for check in e.checks:
+        print(f"  check: {check.summary()}" + (f" ({check.cause})" if check.cause else ""))
+    if e.float_tensor is not None:
+        sqnr = "n/a" if e.sqnr_db is None else f"{e.sqnr_db:.2f} dB"
+        print(f"  float model: tensor {e.float_tensor}; SQNR of the int8 output against it: {sqnr}")
+    ex = e.example
+    print(f"worked example: output element {list(ex.index)}")
+    padding = "; padding holds Z_x" if not ex.in_bounds.all() else ""
+    print(f"  receptive field x_q ({'x'.join(map(str, ex.x_q.shape))}{padding}):")
+    _print_grid(ex.x_q)
+    print(f"  weights w_q ({'x'.join(map(str, ex.w_q.shape))}):")
+    _print_grid(ex.w_q)
+    for step in ex.steps():
+        print(f"  {step}")
+
+
+def _values(array: np.ndarray, shown: int = 4) -> str:
+    """A scalar as itself; a vector as its first values and range (or its one value when all are equal)."""
+    flat = array.reshape(-1)
+    text = str if flat.dtype.kind in "iu" else (lambda v: f"{v:.4g}")
+    if flat.size == 1:
+        return str(flat[0]) if flat.dtype.kind in "iu" else f"{flat[0]:.6g}"
+    if (flat == flat[0]).all():
+        return f"{text(flat[0])} (all {flat.size} channels)"
+    head = ", ".join(text(v) for v in flat[:shown])
+    return f"[{head}{', ...' if flat.size > shown else ''}] ({flat.size} values, {text(flat.min())} .. {text(flat.max())})"
+
+
+def _print_grid(values: np.ndarray, rows: int = 6, columns: int = 16) -> None:
+    """Integer arrays as aligned rows: channels of a window, or one long row of a matrix product."""
+    grid = values.reshape(-1, values.shape[-1]) if values.ndim > 1 else values.reshape(1, -1)
+    for row in grid[:rows]:
+        cells = " ".join(f"{int(v):5d}" for v in row[:columns])
+        print(f"    {cells}{' ...' if row.size > columns else ''}")
+    if len(grid) > rows:
+        print(f"    ... {len(grid) - rows} more rows")
+
+
+def _print_profile(r: ProfileReport) -> None:
+    if r.latency_ms:
+        print(f"latency (median, alternating, threads {r.threads or 'all'}): float32 {r.latency_ms[0]:.3f} ms, "
+              f"int8 {r.latency_ms[1]:.3f} ms")
+    print(f"{'layer':34} {'float32 kernel':26} {'int8 kernel':28} {'float us':>9} {'int8 us':>8} {'+glue us':>8} "
+          f"{'speed-up':>8} {'MACs':>11}")
+    for layer in r.layers:
+        mark = "  slower in int8" if layer.slower_in_int8 else ""
+        print(f"{layer.node[:34]:34} {' + '.join(layer.float_kernels)[:26] or '-':26} "
+              f"{' + '.join(layer.int8_kernels)[:28] or '-':28} {layer.float_total_us:9.1f} {layer.int8_us:8.1f} "
+              f"{layer.int8_glue_us:8.1f} {layer.speedup:7.2f}x {layer.macs:11,}{mark}")
+    print("(microseconds per run; float us includes the float model's layout kernels charged to the layer, +glue us the "
+          "int8 layer's share of Quantize/Dequantize and layout kernels)")
+    for name, profile in (("float32", r.float32), ("int8", r.int8)):
+        print(f"{name}: kernels {profile.kernel_us:.1f} us of a {profile.run_us:.1f} us profiled run; glue: "
+              f"Quantize/Dequantize {profile.qdq_us:.1f} us, layout {profile.layout_us:.1f} us")
+    print(f"integer kernels ran {100 * r.integer_mac_share:.1f}% of the multiply-accumulates")
+    constants = [b for b in r.boundaries if b.at.startswith("constant")]
+    for b in r.boundaries:
+        if b not in constants:
+            way = "enters int8" if b.enters_int8 else "leaves int8"
+            print(f"float32 {way} at {b.tensor} ({b.at}) by {b.kernel}, for {', '.join(b.layers) or '-'}")
+    if constants:
+        layers = sorted({name for b in constants for name in b.layers})
+        print(f"{len(constants)} weights/biases are dequantized to float32 on every run, for {', '.join(layers)}")
+    islands = r.float_islands
+    print(f"float islands in the int8 model: {', '.join(layer.node for layer in islands) if islands else 'none'}")
+    slower = [layer.node for layer in r.layers if layer.slower_in_int8]
+    if slower:
+        print(f"slower in int8 ({len(slower)}): {', '.join(slower)}")
+        print("  `q8studio quantize ... --keep-slow-float --data DATA` keeps them in float and re-measures.")
+    print(r.verdict())

@@ -1,0 +1,401 @@
+"""How one int8 layer really computes, checked bit for bit against ONNX Runtime on a real sample.
+
+For a Conv, Gemm or MatMul of a QDQ int8 model this gathers what the integer kernel uses (S_x,
+Z_x from the DequantizeLinear on the input; w_q, S_w, Z_w from the one on the weight; the int32
+bias; S_y, Z_y from the QuantizeLinear after the node; M = S_x S_w / S_y split into M0 and a
+shift n), runs the model on one sample with the node's integer input and output exposed, and
+recomputes the output with the integer reference kernels of :mod:`.intkernels`. Exposing the
+QuantizeLinear output keeps ONNX Runtime's fusion intact, so its value is what the fused
+integer kernel produced.
+"""
+
+from __future__ import annotations
+
+import itertools
+import tempfile
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+
+from .calibrate import with_outputs
+from .data import Dataset
+from .errors import Q8Error
+from .explainstep import WorkedElement, accumulators, conv_geometry, pick_element, worked_element
+from .intkernels import channel_multipliers, qlinear_conv, qlinear_gemm, qlinear_matmul
+from .intmath import Multiplier, float32_multiplier
+from .metrics import measure
+from .model import Graph, LoadedModel, Node
+from .runtimegraph import RuntimeNode, open_session, source_node
+
+EXPLAINABLE_OPS = ("Conv", "Gemm", "MatMul")
+ABSORBED_ACTIVATIONS = ("Relu", "Clip")
+
+
+@dataclass(frozen=True)
+class QuantParams:
+    """How one tensor is quantized: the 8-bit tensor's name, scale(s), zero point(s), type, axis."""
+
+    tensor: str
+    scale: np.ndarray
+    zero_point: np.ndarray
+    dtype: str
+    axis: int | None = None
+
+    @property
+    def per_channel(self) -> bool:
+        return self.scale.size > 1
+
+    def to_dict(self) -> dict[str, object]:
+        return {"tensor": self.tensor, "scale": self.scale.tolist(), "zero_point": self.zero_point.tolist(),
+                "dtype": self.dtype, "axis": self.axis}
+
+
+@dataclass(frozen=True)
+class Check:
+    """One output compared element by element with ONNX Runtime's."""
+
+    reference: str
+    total: int
+    differing: int
+    max_diff: float
+    cause: str = ""
+    tolerance: float = 0.0  # 0 for integer outputs; float32 outputs match within rounding
+
+    @property
+    def bit_exact(self) -> bool:
+        return self.exact and self.tolerance == 0.0
+
+    @property
+    def exact(self) -> bool:
+        return self.differing == 0
+
+    @property
+    def fraction(self) -> float:
+        return self.differing / self.total if self.total else 0.0
+
+    def summary(self) -> str:
+        if self.exact:
+            agreement = "bit-exact with" if self.tolerance == 0.0 else f"within {self.tolerance:.1g} of"
+            return f"{self.reference}: {agreement} ONNX Runtime ({self.total} elements)"
+        return (f"{self.reference}: {self.differing} of {self.total} elements ({100 * self.fraction:.3f}%) differ "
+                f"from ONNX Runtime, by at most {self.max_diff:g}")
+
+    def to_dict(self) -> dict[str, object]:
+        return {**self.__dict__, "exact": self.exact, "bit_exact": self.bit_exact, "fraction": self.fraction}
+
+
+@dataclass
+class NodeExplanation:
+    """Everything behind one int8 layer's output on one sample, and how it compares."""
+
+    node: str
+    op_type: str
+    kind: str
+    attributes: dict[str, object]
+    x: QuantParams
+    w: QuantParams
+    bias_q: np.ndarray | None
+    y: QuantParams | None
+    multipliers: list[Multiplier]
+    runtime_kernel: str
+    sample: int
+    x_q: np.ndarray
+    reference: np.ndarray
+    runtime: np.ndarray
+    checks: list[Check]
+    example: WorkedElement
+    float_tensor: str | None = None
+    float_output: np.ndarray | None = None
+    sqnr_db: float | None = None
+    notes: list[str] = field(default_factory=list)
+
+    @property
+    def ort_multipliers(self) -> np.ndarray:
+        """M as ONNX Runtime computes it, in float32."""
+        scale = self.y.scale if self.y is not None else np.float32(1.0)
+        return np.atleast_1d(float32_multiplier(self.x.scale, self.w.scale, scale))
+
+    def to_dict(self) -> dict[str, object]:
+        return {
+            "node": self.node, "op_type": self.op_type, "kind": self.kind, "attributes": self.attributes,
+            "sample": self.sample, "runtime_kernel": self.runtime_kernel,
+            "x": self.x.to_dict(), "w": self.w.to_dict(), "y": self.y.to_dict() if self.y else None,
+            "bias_q": None if self.bias_q is None else self.bias_q.tolist(),
+            "multipliers": [m.__dict__ for m in self.multipliers],
+            "ort_multipliers": self.ort_multipliers.tolist(),
+            "checks": [c.to_dict() for c in self.checks],
+            "float_tensor": self.float_tensor, "sqnr_db": self.sqnr_db,
+            "example": self.example.to_dict(), "notes": self.notes,
+        }
+
+
+@dataclass(frozen=True)
+class _Layer:
+    """The quantization around one node, read from its Quantize/Dequantize neighbours."""
+
+    x: QuantParams
+    w: QuantParams
+    bias_q: np.ndarray | None
+    y: QuantParams | None
+    y_tensor: str  # the runtime tensor holding the node's result (8-bit, or float when not requantized)
+    activation: Node | None  # a Relu/Clip left between the node and its QuantizeLinear
+
+
+def explain_node(
+    int8_model: LoadedModel,
+    node_name: str,
+    data: Dataset,
+    sample: int = 0,
+    float_model: LoadedModel | None = None,
+    *,
+    element: tuple[int, ...] | None = None,
+    threads: int = 0,
+) -> NodeExplanation:
+    """Explain ``node_name`` of a QDQ int8 model on sample ``sample`` of ``data``.
+
+    ``float_model`` adds the float value of the same tensor and the SQNR of the int8 output;
+    ``element`` chooses the worked output element (default: the largest unsaturated one).
+    """
+    graph = int8_model.graph
+    node, renamed = _find_node(graph, node_name)
+    if node.op_type not in EXPLAINABLE_OPS:
+        raise Q8Error(
+            f"{node_name} is a {node.op_type}, not a Conv/Gemm/MatMul: only those have an integer kernel to explain."
+        )
+    layer = _layer(int8_model, node)
+    feed = _sample(data, sample)
+    exposed = [layer.x.tensor, layer.y_tensor] + ([layer.w.tensor] if layer.w.tensor not in graph.initializers else [])
+    values, kernels = _run(int8_model, exposed, feed, threads)
+    x_q, runtime = values[layer.x.tensor], values[layer.y_tensor]
+    w_q = int8_model.weight(layer.w.tensor) if layer.w.tensor in graph.initializers else values[layer.w.tensor]
+    kernel = _kernel_of(kernels, graph, node)
+    integer_ref, ort_ref = (_reference(node, layer, x_q, w_q, requant) for requant in ("integer", "ort"))
+    notes = renamed + _notes(node, layer, kernel, float_model)
+    if layer.w.tensor not in graph.initializers:
+        notes.append("The second input is an activation, quantized at run time like the first: 'w' below is its "
+                     "8-bit value on this sample, not a stored weight.")
+    float_tensor = float_output = None
+    if float_model is not None:
+        float_tensor, float_output = _float_counterpart(int8_model, float_model, node, layer, feed, threads)
+        if float_tensor is None:
+            notes.append("The float model has no tensor of the same name to compare with.")
+    index = element if element is not None else pick_element(runtime, layer.y, float_output)
+    return NodeExplanation(
+        node=node.name, op_type=node.op_type, kind=_kind(node, w_q), attributes=dict(node.attributes),
+        x=layer.x, w=layer.w, bias_q=layer.bias_q, y=layer.y,
+        multipliers=channel_multipliers(layer.x.scale, layer.w.scale, layer.y.scale if layer.y else 1.0),
+        runtime_kernel=kernel.op_type if kernel else "(not found)", sample=sample, x_q=x_q,
+        reference=integer_ref, runtime=runtime,
+        checks=_checks(integer_ref, ort_ref, runtime, kernel, layer),
+        example=worked_element(node, layer.x, layer.w, layer.bias_q, layer.y, x_q, w_q, index, runtime,
+                               float_output, relu=layer.activation is not None),
+        float_tensor=float_tensor, float_output=float_output, sqnr_db=_sqnr(layer, runtime, float_output), notes=notes,
+    )
+
+
+def _find_node(graph: Graph, name: str) -> tuple[Node, list[str]]:
+    """The node, or the node pre-processing fused it into (``/mm1/MatMul`` -> ``/mm1/MatMul/MatMulAddFusion``)."""
+    fused = [n for n in graph.nodes if n.name.startswith(name.rstrip("/") + "/")]
+    if any(n.name == name for n in graph.nodes) or not fused:
+        return graph.node_by_name(name), []
+    return fused[0], [f"Pre-processing fused {name} into {fused[0].name} (a {fused[0].op_type}); explaining that."]
+
+
+def _layer(model: LoadedModel, node: Node) -> _Layer:
+    graph = model.graph
+    x_dq, w_dq = (_dequantize_node(graph, node.inputs[i]) for i in (0, 1))
+    if x_dq is None or w_dq is None:
+        raise Q8Error(f"Node {node.name} runs in float: its inputs are not quantized (no DequantizeLinear feeds it).")
+    bias_q = None
+    if len(node.inputs) > 2 and node.inputs[2]:
+        bias_dq = _dequantize_node(graph, node.inputs[2])
+        if bias_dq is None:
+            raise Q8Error(f"Node {node.name} has a float bias: the int8 model does not run it as an integer kernel.")
+        bias_q = model.weight(bias_dq.inputs[0]).astype(np.int64)
+    after, activation = _next_quantize(graph, node)
+    y = _params(model, after) if after is not None else None
+    y_tensor = after.outputs[0] if after is not None else node.outputs[0]
+    return _Layer(_params(model, x_dq), _params(model, w_dq), bias_q, y, y_tensor, activation)
+
+
+def _dequantize_node(graph: Graph, tensor: str) -> Node | None:
+    index = graph.producer.get(tensor)
+    node = graph.nodes[index] if index is not None else None
+    return node if node is not None and node.op_type == "DequantizeLinear" else None
+
+
+def _next_quantize(graph: Graph, node: Node) -> tuple[Node | None, Node | None]:
+    """The QuantizeLinear that requantizes the node's output, and a Relu/Clip kept before it."""
+    consumers = [graph.nodes[i] for i in graph.consumers.get(node.outputs[0], [])]
+    if len(consumers) == 1 and consumers[0].op_type in ABSORBED_ACTIVATIONS:
+        activation = consumers[0]
+        after = [graph.nodes[i] for i in graph.consumers.get(activation.outputs[0], [])]
+        quantize = next((n for n in after if n.op_type == "QuantizeLinear"), None)
+        return (quantize, activation) if quantize is not None else (None, None)
+    return next((n for n in consumers if n.op_type == "QuantizeLinear"), None), None
+
+
+def _params(model: LoadedModel, qdq: Node) -> QuantParams:
+    """Scale, zero point, type and axis of a Quantize/DequantizeLinear node (constants only)."""
+    try:
+        scale = model.weight(qdq.inputs[1]).astype(np.float32)
+        zero = model.weight(qdq.inputs[2]) if len(qdq.inputs) > 2 and qdq.inputs[2] else np.uint8(0)
+    except Q8Error:
+        raise Q8Error(
+            f"{qdq.name} takes its scale or zero point from another node; only constant ones can be explained."
+        ) from None
+    zero = np.asarray(zero)
+    tensor = qdq.inputs[0] if qdq.op_type == "DequantizeLinear" else qdq.outputs[0]
+    axis = qdq.attributes.get("axis", 1) if scale.size > 1 else None
+    return QuantParams(tensor, scale, zero, zero.dtype.name, axis)  # type: ignore[arg-type]
+
+
+def _sample(data: Dataset, index: int) -> dict[str, np.ndarray]:
+    if not 0 <= index < data.count:
+        raise Q8Error(f"Sample {index} does not exist: the data has samples 0 to {data.count - 1}.")
+    return next(itertools.islice(data.batches(1), index, None))
+
+
+def _run(model: LoadedModel, names: list[str], feed: dict[str, np.ndarray], threads: int
+         ) -> tuple[dict[str, np.ndarray], list[RuntimeNode]]:
+    """Run ``model`` with ``names`` exposed; also return the kernels ONNX Runtime ran."""
+    names = list(dict.fromkeys(names))
+    with tempfile.TemporaryDirectory(prefix="q8studio-explain-") as tmp:
+        session, kernels = open_session(with_outputs(model.proto, names), Path(tmp), threads=threads)
+        values = session.run(names, feed)
+    return dict(zip(names, values)), kernels
+
+
+def _kernel_of(kernels: list[RuntimeNode], graph: Graph, node: Node) -> RuntimeNode | None:
+    return next((k for k in kernels if source_node(k, graph) == node.name), None)
+
+
+def _reference(node: Node, layer: _Layer, x_q: np.ndarray, w_q: np.ndarray, requant: str) -> np.ndarray:
+    """The node's output from integers alone; float32 accumulators times S_x S_w when not requantized."""
+    x, w, y = layer.x, layer.w, layer.y
+    relu = layer.activation is not None
+    if y is None:
+        return _float_output(node, layer, x_q, w_q)
+    common = {"y_qtype": np.dtype(y.dtype), "relu": relu, "requant": requant}
+    if node.op_type == "Conv":
+        return qlinear_conv(x_q, x.scale, int(x.zero_point), w_q, w.scale, w.zero_point, layer.bias_q, y.scale,
+                            int(y.zero_point), **conv_geometry(node, x_q.shape, w_q.shape), **common)
+    if node.op_type == "Gemm":
+        return qlinear_gemm(x_q, x.scale, int(x.zero_point), w_q, w.scale, w.zero_point, layer.bias_q, y.scale,
+                            int(y.zero_point), trans_a=bool(node.attributes.get("transA", 0)),
+                            trans_b=bool(node.attributes.get("transB", 0)), **common)
+    return qlinear_matmul(x_q, x.scale, int(x.zero_point), w_q, w.scale, w.zero_point, y.scale, int(y.zero_point),
+                          **common)
+
+
+def _float_output(node: Node, layer: _Layer, x_q: np.ndarray, w_q: np.ndarray) -> np.ndarray:
+    """A node that is not requantized: its float32 output is ``S_x S_w acc`` (plus the bias)."""
+    acc = accumulators(node, layer.x, layer.w, layer.bias_q, x_q, w_q)
+    scale = np.float32(layer.x.scale) * layer.w.scale.astype(np.float32)
+    axis = 1 if node.op_type == "Conv" else -1
+    shape = [1] * acc.ndim
+    shape[axis] = scale.size
+    return acc.astype(np.float32) * scale.reshape(shape if scale.size > 1 else ())
+
+
+def _kind(node: Node, w_q: np.ndarray) -> str:
+    if node.op_type != "Conv":
+        return node.op_type
+    group = int(node.attributes.get("group", 1))
+    if group == 1:
+        return "Conv"
+    return "depthwise Conv" if w_q.shape[1] == 1 else f"grouped Conv ({group} groups)"
+
+
+def _checks(integer_ref: np.ndarray, ort_ref: np.ndarray, runtime: np.ndarray, kernel: RuntimeNode | None,
+            layer: _Layer) -> list[Check]:
+    """The integer path against ONNX Runtime, then (for requantized outputs) ONNX Runtime's own formula."""
+    if layer.y is None:
+        return [_check("reference S_x * S_w * acc", integer_ref, runtime, kernel, layer)]
+    return [_check("integer reference (M0, n)", integer_ref, runtime, kernel, layer),
+            _check("ONNX Runtime's float32 requantization", ort_ref, runtime, kernel, layer)]
+
+
+def _check(
+    title: str, reference: np.ndarray, runtime: np.ndarray, kernel: RuntimeNode | None, layer: _Layer
+) -> Check:
+    if reference.shape != runtime.shape:
+        raise Q8Error(f"The reference output has shape {reference.shape} but ONNX Runtime's has {runtime.shape}.")
+    if layer.y is None:  # float outputs: compare within float32 rounding
+        diff = np.abs(reference.astype(np.float64) - runtime.astype(np.float64))
+        tolerance = 1e-5 * max(1.0, float(np.abs(runtime).max(initial=0.0)))
+        differing = int((diff > tolerance).sum())
+        cause = "" if not differing else "float32 sums in a different order than the exact integer sum"
+        return Check(title, runtime.size, differing, float(diff.max(initial=0.0)), cause, tolerance)
+    diff = np.abs(reference.astype(np.int64) - runtime.astype(np.int64))
+    differing = int((diff > 0).sum())
+    return Check(title, runtime.size, differing, float(diff.max(initial=0)), _cause(title, differing, diff, kernel))
+
+
+def _cause(title: str, differing: int, diff: np.ndarray, kernel: RuntimeNode | None) -> str:
+    if not differing:
+        return ""
+    if int(diff.max()) > 1:
+        return "unexpected: the reference and ONNX Runtime disagree by more than one step"
+    if kernel is not None and kernel.op_type.startswith(("QLinear", "QGemm")):
+        if title.startswith("integer"):
+            return (f"{kernel.op_type} requantizes in float32, rint(float32(acc) * float32(M)); the integer path "
+                    "applies M exactly as M0 * 2^-n. They round differently where acc * M lies within float32 "
+                    "rounding of a half-integer.")
+        return "unexpected: this formula should match ONNX Runtime's integer kernel exactly"
+    op = kernel.op_type if kernel is not None else "a float kernel"
+    return (f"ONNX Runtime ran this node as {op} in float32 between DequantizeLinear and QuantizeLinear, "
+            "not as an integer kernel; float sums round differently from the exact integer sum.")
+
+
+def _notes(node: Node, layer: _Layer, kernel: RuntimeNode | None, float_model: LoadedModel | None) -> list[str]:
+    notes = []
+    if kernel is None or not kernel.op_type.startswith(("QLinear", "QGemm", "MatMulInteger", "ConvInteger")):
+        name = kernel.op_type if kernel else "an unknown kernel"
+        notes.append(f"ONNX Runtime runs this node as {name}, a float kernel between DequantizeLinear and "
+                     "QuantizeLinear: the integer arithmetic below is what it simulates, not what it executes.")
+        if layer.x.dtype == "int8" and node.op_type == "Conv":
+            notes.append("On x86 ONNX Runtime fuses int8-activation QDQ convolutions only with the session option "
+                         "session.qdqisint8allowed=1; uint8 activations fuse by default.")
+    if layer.y is None:
+        notes.append("The output is not re-quantized: it stays float32 (S_x * S_w * acc), read by float operators.")
+    if layer.activation is not None:
+        notes.append(f"{layer.activation.op_type} {layer.activation.name} stays in the graph; with Z_y at the bottom "
+                     "of the output range it only clamps at Z_y.")
+    if float_model is not None:
+        producer = float_model.graph.producer.get(node.outputs[0])
+        original = float_model.graph.nodes[producer] if producer is not None else None
+        if original is not None and original.op_type in ABSORBED_ACTIVATIONS:
+            notes.append(f"{original.op_type} {original.name} of the float model was removed by the quantizer: "
+                         "the clamp to the output range [Z_y, qmax] does its work.")
+        elif original is not None and original.op_type == "BatchNormalization":
+            notes.append(f"{original.name} is folded into this node's weights and bias.")
+    return notes
+
+
+def _float_counterpart(int8_model: LoadedModel, float_model: LoadedModel, node: Node, layer: _Layer,
+                       feed: dict[str, np.ndarray], threads: int) -> tuple[str | None, np.ndarray | None]:
+    """The float model's tensor standing for the node's output, and its value on the same sample.
+
+    It has the node's output name (after BatchNorm folding, the BatchNorm's output; with a ReLU
+    removed, the ReLU's), or for a model output the name the DequantizeLinear after it restores.
+    """
+    candidates = [node.outputs[0]]
+    if layer.y is not None:
+        candidates += [int8_model.graph.nodes[i].outputs[0] for i in int8_model.graph.consumers.get(layer.y.tensor, [])]
+    name = next((c for c in candidates if c in float_model.graph.tensors), None)
+    if name is None:
+        return None, None
+    values, _ = _run(float_model, [name], feed, threads)
+    return name, values[name]
+
+
+def _sqnr(layer: _Layer, runtime: np.ndarray, float_output: np.ndarray | None) -> float | None:
+    """SQNR (dB) of the runtime's output, dequantized, against the float model's."""
+    if float_output is None or float_output.shape != runtime.shape:
+        return None
+    if layer.y is None:
+        return measure(float_output, runtime).sqnr_db
+    centered = runtime.astype(np.float64) - layer.y.zero_point.astype(np.float64)
+    return measure(float_output, layer.y.scale.astype(np.float64) * centered).sqnr_db

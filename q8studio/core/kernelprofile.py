@@ -1,0 +1,184 @@
+"""One model under ONNX Runtime's built-in profiler: every kernel, its mean time, and what it serves.
+
+The profiler writes a JSON trace (one event per kernel per run, in microseconds) into a temporary
+folder that is deleted after reading. Kernel events are assigned to the ``model_run`` span that
+contains them, so warm-up and disturbed runs can be dropped as whole runs.
+"""
+
+from __future__ import annotations
+
+import bisect
+import json
+import math
+import tempfile
+from collections import defaultdict
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+from .errors import Q8Error
+from .model import LoadedModel
+from .runtimegraph import QDQ_OPS, RuntimeNode, absorbed_nodes, is_glue, open_session, source_node
+
+INTEGER_TYPES = ("uint8", "int8")
+KEPT_RUNS = 0.8
+"""Fraction of the profiled runs averaged: the fastest ones (see :func:`_kernel_times`)."""
+
+
+@dataclass(frozen=True)
+class KernelTime:
+    """One kernel of a profiled model: what it is, what it computes and its mean time per run."""
+
+    name: str
+    op_type: str
+    domain: str
+    us: float
+    integer: bool  # its first input is 8-bit integers
+    node: str | None  # the source node it computes; None for glue
+    glue: bool  # Quantize/Dequantize, or a layout kernel ONNX Runtime inserted
+
+    @property
+    def label(self) -> str:
+        return f"{self.op_type} (NCHWc)" if self.domain.endswith("nchwc") else self.op_type
+
+
+@dataclass
+class ModelProfile:
+    """The kernels of one model, its mean profiled run time, and who each glue kernel serves."""
+
+    kernels: list[KernelTime]
+    run_us: float
+    runs: int
+    glue_owners: dict[str, list[str]]
+    absorbed: dict[str, str]
+    graph: list[RuntimeNode]
+
+    @property
+    def kernel_us(self) -> float:
+        return sum(k.us for k in self.kernels)
+
+    @property
+    def qdq_us(self) -> float:
+        return sum(k.us for k in self.kernels if k.op_type in QDQ_OPS)
+
+    @property
+    def layout_us(self) -> float:
+        return sum(k.us for k in self.kernels if k.glue and k.op_type not in QDQ_OPS)
+
+    def to_dict(self) -> dict[str, object]:
+        return {
+            "run_us": self.run_us,
+            "kernel_sum_us": self.kernel_us,
+            "qdq_glue_us": self.qdq_us,
+            "layout_glue_us": self.layout_us,
+            "runs": self.runs,
+            "kernels": [{**k.__dict__, "label": k.label} for k in self.kernels],
+        }
+
+
+def profile_model(
+    model: LoadedModel, feed: dict[str, np.ndarray], *, runs: int, warmup: int, threads: int
+) -> ModelProfile:
+    """Run ``model`` ``warmup + runs`` times under the profiler and tie each kernel to its source node."""
+    if runs < 1:
+        raise Q8Error(f"Profiling needs at least one run (got {runs}).")
+    with tempfile.TemporaryDirectory(prefix="q8studio-profile-") as tmp:
+        session, kernels = open_session(model.proto, Path(tmp), threads=threads, profile=True)
+        for _ in range(warmup + runs):
+            session.run(None, feed)
+        events = json.loads(Path(session.end_profiling()).read_text())
+    times, run_us, types = _kernel_times(events, warmup)
+    profile = []
+    for k in kernels:
+        glue = is_glue(k, model.graph)
+        integer = types.get(k.name, "") in INTEGER_TYPES
+        node = None if glue else source_node(k, model.graph)
+        profile.append(KernelTime(k.name, k.op_type, k.domain, times.get(k.name, 0.0), integer, node, glue))
+    computed = {k.node for k in profile if k.node is not None}
+    owners = _glue_owners(kernels, profile)
+    return ModelProfile(profile, run_us, runs, owners, absorbed_nodes(model.graph, computed), kernels)
+
+
+def _kernel_times(events: list[dict], warmup: int) -> tuple[dict[str, float], float, dict[str, str]]:
+    """Mean time per run of each kernel, the mean run time, and each kernel's first input type.
+
+    Warm-up runs are dropped, and so is the slowest fifth of the rest: runs disturbed by other
+    processes. Kernels and runs are averaged over the same runs, so kernel times still add up.
+    """
+    spans = sorted(
+        (e["ts"], e["ts"] + e["dur"]) for e in events if e.get("cat") == "Session" and e["name"] == "model_run"
+    )[warmup:]
+    if not spans:
+        raise Q8Error("ONNX Runtime's profiler recorded no runs.")
+    fastest = sorted(spans, key=lambda span: span[1] - span[0])[: max(1, math.ceil(len(spans) * KEPT_RUNS))]
+    spans = sorted(fastest)
+    starts = [start for start, _ in spans]
+    totals: dict[str, float] = defaultdict(float)
+    types: dict[str, str] = {}
+    for event in events:
+        if event.get("cat") != "Node" or not event["name"].endswith("_kernel_time"):
+            continue
+        name = event["name"][: -len("_kernel_time")]
+        shapes = event.get("args", {}).get("input_type_shape") or [{}]
+        types[name] = next(iter(shapes[0]), "")
+        position = bisect.bisect_right(starts, event["ts"]) - 1
+        if position >= 0 and event["ts"] <= spans[position][1]:
+            totals[name] += event["dur"]
+    runs = len(spans)
+    return {k: v / runs for k, v in totals.items()}, sum(end - start for start, end in spans) / runs, types
+
+
+def _glue_owners(kernels: list[RuntimeNode], profile: list[KernelTime]) -> dict[str, list[str]]:
+    """Glue kernel -> the source nodes whose kernels it serves (its cost is theirs).
+
+    A Quantize serves the layers it feeds, a Dequantize the layer it follows, a layout kernel
+    both sides; when the preferred side has no layer (a model input or output), the other one.
+    A compute kernel with no known source node stands for itself, by kernel name.
+    """
+    flow = _Flow(kernels, {k.name: k for k in profile})
+    owners = {}
+    for kernel in kernels:
+        if not flow.info[kernel.name].glue:
+            continue
+        down, up = flow.reach(kernel, downstream=True), flow.reach(kernel, downstream=False)
+        if kernel.op_type == "DequantizeLinear":
+            owners[kernel.name] = up or down
+        elif kernel.op_type in QDQ_OPS:
+            owners[kernel.name] = down or up
+        else:
+            owners[kernel.name] = list(dict.fromkeys(up + down))
+    return owners
+
+
+class _Flow:
+    """Who produces and who consumes each tensor of the runtime graph."""
+
+    def __init__(self, kernels: list[RuntimeNode], info: dict[str, KernelTime]) -> None:
+        self.info = info
+        self.by_name = {k.name: k for k in kernels}
+        self.producer = {name: k.name for k in kernels for name in k.outputs}
+        self.consumers: dict[str, list[str]] = defaultdict(list)
+        for k in kernels:
+            for name in k.inputs:
+                self.consumers[name].append(k.name)
+
+    def reach(self, start: RuntimeNode, *, downstream: bool) -> list[str]:
+        """Source nodes of the nearest non-glue kernels on one side of ``start``, walking through glue."""
+        found: list[str] = []
+        seen, frontier = {start.name}, [start]
+        while frontier:
+            current = frontier.pop()
+            if downstream:
+                neighbours = [c for name in current.outputs for c in self.consumers[name]]
+            else:
+                neighbours = [self.producer[name] for name in current.inputs if name in self.producer]
+            for neighbour in neighbours:
+                if neighbour in seen:
+                    continue
+                seen.add(neighbour)
+                if self.info[neighbour].glue:
+                    frontier.append(self.by_name[neighbour])
+                else:
+                    found.append(self.info[neighbour].node or neighbour)
+        return list(dict.fromkeys(found))

@@ -1,0 +1,356 @@
+"""Where int8 really ran and what it cost, layer by layer, from ONNX Runtime's own profiler.
+
+Both models run the same sample under the profiler (:mod:`.kernelprofile`). Source nodes that
+share a kernel in either model form one layer row, so both columns always time the same work:
+Conv + BatchNorm + ReLU fused in float; a residual Add summed into a float convolution but run
+as its own QLinearAdd in int8. Quantize/Dequantize and layout kernels are glue, charged to the
+layers that need them: a layer pays in int8 only if it beats float with its glue included.
+"""
+
+from __future__ import annotations
+
+import math
+from collections import defaultdict
+from dataclasses import dataclass, field, replace
+
+from .data import Dataset
+from .evaluate import measure_latency
+from .kernelprofile import KernelTime, ModelProfile, profile_model
+from .model import Graph, LoadedModel, Node
+from .progress import NO_PROGRESS, Progress
+from .runtimegraph import resolve_name
+
+COMPUTE_OPS = frozenset({"Conv", "Gemm", "MatMul"})
+PAYS_BELOW = 0.95
+"""An int8 model taking 95% of the float32 time or more does not repay its accuracy loss."""
+
+
+@dataclass(frozen=True)
+class LayerTiming:
+    """One layer: the source nodes it covers, the kernels that ran it and its time in each model (us)."""
+
+    node: str
+    op_type: str
+    members: tuple[str, ...]
+    float_kernels: tuple[str, ...]
+    int8_kernels: tuple[str, ...]
+    float_us: float
+    float_glue_us: float
+    int8_us: float
+    int8_glue_us: float
+    macs: int
+    integer_macs: int
+    integer: bool  # every int8 kernel of the layer computes on integers
+
+    @property
+    def float_total_us(self) -> float:
+        return self.float_us + self.float_glue_us
+
+    @property
+    def int8_total_us(self) -> float:
+        return self.int8_us + self.int8_glue_us
+
+    @property
+    def speedup(self) -> float:
+        """Float time over int8 time, glue included: above 1 means int8 pays for this layer."""
+        if self.int8_total_us <= 0.0:
+            return math.inf if self.float_total_us > 0.0 else 1.0
+        return self.float_total_us / self.int8_total_us
+
+    @property
+    def slower_in_int8(self) -> bool:
+        return self.int8_total_us > self.float_total_us
+
+    def to_dict(self) -> dict[str, object]:
+        return {**self.__dict__, "speedup": self.speedup, "slower_in_int8": self.slower_in_int8}
+
+
+@dataclass(frozen=True)
+class Boundary:
+    """A kernel of the int8 model converting between float32 and 8-bit integers at run time."""
+
+    kernel: str
+    op_type: str
+    tensor: str  # the float32 side
+    at: str  # "model input", "model output", "inside the model" or a constant dequantized every run
+    layers: tuple[str, ...]  # the int8 layers it serves
+
+    @property
+    def enters_int8(self) -> bool:
+        return self.op_type != "DequantizeLinear"
+
+    def to_dict(self) -> dict[str, object]:
+        return {**self.__dict__, "enters_int8": self.enters_int8}
+
+
+@dataclass
+class ProfileReport:
+    """Per-layer kernels and times of both models, glue, integer MAC share and float32 boundaries."""
+
+    layers: list[LayerTiming]
+    float32: ModelProfile
+    int8: ModelProfile
+    boundaries: list[Boundary]
+    latency_ms: tuple[float, float] | None = None  # clean (unprofiled) float32, int8
+    threads: int = 0
+    notes: list[str] = field(default_factory=list)
+
+    @property
+    def integer_mac_share(self) -> float:
+        total = sum(layer.macs for layer in self.layers)
+        return sum(layer.integer_macs for layer in self.layers) / total if total else 0.0
+
+    @property
+    def float_islands(self) -> list[LayerTiming]:
+        """Layers the int8 model still computes in float: excluded, unsupported or not fused."""
+        return [layer for layer in self.layers if layer.int8_kernels and not layer.integer]
+
+    @property
+    def ratio(self) -> float:
+        """int8 time / float32 time: clean latencies when measured, else profiled run times."""
+        float_time, int8_time = self.latency_ms or (self.float32.run_us, self.int8.run_us)
+        return int8_time / float_time if float_time else math.inf
+
+    def verdict(self) -> str:
+        """One plain sentence: does int8 pay for this model here, and where its time goes."""
+        slower = sum(layer.slower_in_int8 for layer in self.layers)
+        pays = "int8 pays" if self.ratio < PAYS_BELOW else "int8 does not pay here"
+        return (
+            f"{pays}: it takes {self.ratio:.2f}x the float32 time; {slower} of {len(self.layers)} layers are "
+            f"slower in int8; {100 * self.integer_mac_share:.0f}% of multiply-accumulates ran in integer kernels; "
+            f"glue costs {self.int8.qdq_us:.1f} us (Quantize/Dequantize) + {self.int8.layout_us:.1f} us (layout) per run."
+        )
+
+    def to_dict(self) -> dict[str, object]:
+        return {
+            "threads": self.threads,
+            "latency_ms": dict(zip(("float32", "int8"), self.latency_ms)) if self.latency_ms else None,
+            "ratio_int8_to_float": self.ratio,
+            "verdict": self.verdict(),
+            "integer_mac_share": self.integer_mac_share,
+            "float32": self.float32.to_dict(),
+            "int8": self.int8.to_dict(),
+            "layers": [layer.to_dict() for layer in self.layers],
+            "slower_in_int8": slower_in_int8(self),
+            "float_islands": [layer.node for layer in self.float_islands],
+            "boundaries": [b.to_dict() for b in self.boundaries],
+            "notes": self.notes,
+        }
+
+
+def profile_models(
+    float_model: LoadedModel,
+    int8_model: LoadedModel,
+    data: Dataset,
+    *,
+    runs: int = 100,
+    warmup: int = 10,
+    threads: int = 0,
+    latency_runs: int = 50,
+    progress: Progress = NO_PROGRESS,
+) -> ProfileReport:
+    """Profile both models on the first sample of ``data`` and join their kernels layer by layer.
+
+    ``latency_runs`` > 0 also times both models without the profiler (alternating runs): the
+    profiler costs a few microseconds per kernel, too much to judge small models by.
+    """
+    sample = data.first_sample()
+    progress.report("Profiling", 0, 2)
+    float_profile = profile_model(float_model, sample, runs=runs, warmup=warmup, threads=threads)
+    progress.report("Profiling", 1, 2)
+    int8_profile = profile_model(int8_model, sample, runs=runs, warmup=warmup, threads=threads)
+    progress.report("Profiling", 2, 2)
+    layers = join_layers(float_model.graph, int8_model.graph, float_profile, int8_profile)
+    latency = None
+    if latency_runs > 0:
+        latency = measure_latency(float_model, int8_model, data, runs=latency_runs, threads=threads, progress=progress)
+    report = ProfileReport(layers, float_profile, int8_profile, [], latency, threads)
+    report.boundaries = find_boundaries(int8_model.graph, int8_profile, layers)
+    return report
+
+
+def slower_in_int8(report: ProfileReport) -> list[str]:
+    """Layers whose int8 time, their share of Quantize/Dequantize and layout glue included, exceeds float32's."""
+    return [layer.node for layer in report.layers if layer.slower_in_int8]
+
+
+def speedup_overlay(report: ProfileReport) -> dict[str, float]:
+    """Node -> its layer's float32 time over int8 time, glue included, for colouring the graph (< 1: slower)."""
+    return {m: layer.speedup for layer in report.layers if layer.int8_kernels for m in layer.members}
+
+
+def kernel_overlay(report: ProfileReport) -> dict[str, float]:
+    """Node -> 1.0 where the int8 model computes its layer with integer kernels, 0.0 where with float ones."""
+    return {m: float(layer.integer) for layer in report.layers if layer.int8_kernels for m in layer.members}
+
+
+def boundary_marks(report: ProfileReport) -> dict[str, set[str]]:
+    """Badge -> nodes: "Q" on layers where float32 enters int8 at run time, "DQ" where it leaves.
+
+    Weights and biases dequantized on every run are left out: they are constants, not data flow.
+    """
+    marks: dict[str, set[str]] = {"Q": set(), "DQ": set()}
+    for boundary in report.boundaries:
+        if not boundary.at.startswith("constant"):
+            marks["Q" if boundary.enters_int8 else "DQ"].update(boundary.layers)
+    return marks
+
+
+class _Groups:
+    """Union-find over node names: nodes that share a kernel in either model end up in one layer."""
+
+    def __init__(self) -> None:
+        self.parent: dict[str, str] = {}
+
+    def find(self, name: str) -> str:
+        self.parent.setdefault(name, name)
+        while self.parent[name] != name:
+            self.parent[name] = self.parent[self.parent[name]]
+            name = self.parent[name]
+        return name
+
+    def union(self, a: str, b: str) -> None:
+        self.parent[self.find(a)] = self.find(b)
+
+
+@dataclass
+class _Row:
+    members: list[str] = field(default_factory=list)
+    kernels: tuple[list[str], list[str]] = field(default_factory=lambda: ([], []))
+    compute_us: list[float] = field(default_factory=lambda: [0.0, 0.0])
+    glue_us: list[float] = field(default_factory=lambda: [0.0, 0.0])
+
+
+def join_layers(float_graph: Graph, int8_graph: Graph, fp: ModelProfile, qp: ModelProfile) -> list[LayerTiming]:
+    """One row per group of source nodes computed together, in the float model's order."""
+    qp, aliases = _renamed(qp, {node.name for node in float_graph.nodes})
+    groups = _Groups()
+    for alias, name in aliases.items():  # keep the int8 model's own names in the row too
+        groups.union(alias, name)
+    for profile in (fp, qp):
+        for kernel in profile.kernels:
+            if not kernel.glue:
+                groups.find(kernel.node or kernel.name)
+        for node, anchor in profile.absorbed.items():
+            groups.union(node, anchor)
+    rows: dict[str, _Row] = defaultdict(_Row)
+    for name in list(groups.parent):
+        rows[groups.find(name)].members.append(name)
+    for side, profile in enumerate((fp, qp)):
+        for kernel in profile.kernels:
+            _charge(rows, groups, side, kernel, profile.glue_owners.get(kernel.name))
+    order = _order(float_graph, int8_graph)
+    integer_nodes = _integer_nodes(qp)
+    return sorted(
+        (_layer(row, float_graph, int8_graph, order, integer_nodes) for row in rows.values() if row.members),
+        key=lambda layer: min(order.get(m, math.inf) for m in layer.members),
+    )
+
+
+def _renamed(qp: ModelProfile, float_names: set[str]) -> tuple[ModelProfile, dict[str, str]]:
+    """The int8 profile with nodes renamed to the float nodes they came from (pre-processing fusions)."""
+    aliases: dict[str, str] = {}
+
+    def name(n: str) -> str:
+        found = n if n in float_names else resolve_name(n, float_names) or n
+        if found != n:
+            aliases[n] = found
+        return found
+
+    kernels = [replace(k, node=name(k.node)) if k.node else k for k in qp.kernels]
+    owners = {k: [name(n) for n in v] for k, v in qp.glue_owners.items()}
+    absorbed = {name(k): name(v) for k, v in qp.absorbed.items()}
+    return replace(qp, kernels=kernels, glue_owners=owners, absorbed=absorbed), aliases
+
+
+def _charge(rows: dict[str, _Row], groups: _Groups, side: int, kernel: KernelTime, owners: list[str] | None) -> None:
+    if not kernel.glue:
+        row = rows[groups.find(kernel.node or kernel.name)]
+        row.compute_us[side] += kernel.us
+        suffix = "" if side == 0 or kernel.integer else " (float)"
+        row.kernels[side].append(kernel.label + suffix)
+        return
+    owners = owners or [kernel.name]
+    for owner in owners:
+        row = rows[groups.find(owner)]
+        if not row.members:
+            row.members.append(owner)
+        row.glue_us[side] += kernel.us / len(owners)
+
+
+def _order(float_graph: Graph, int8_graph: Graph) -> dict[str, float]:
+    order: dict[str, float] = {node.name: float(node.index) for node in float_graph.nodes}
+    for node in int8_graph.nodes:
+        order.setdefault(node.name, len(float_graph.nodes) + node.index)
+    return order
+
+
+def _integer_nodes(qp: ModelProfile) -> set[str]:
+    """Nodes of the int8 model computed by an integer kernel, their absorbed nodes included."""
+    direct = {k.node for k in qp.kernels if k.node is not None and not k.glue and k.integer}
+    return direct | {node for node, anchor in qp.absorbed.items() if anchor in direct}
+
+
+def _layer(row: _Row, float_graph: Graph, int8_graph: Graph, order: dict[str, float], integer: set[str]) -> LayerTiming:
+    members = sorted(row.members, key=lambda m: order.get(m, math.inf))
+    nodes = {n.name: n for n in int8_graph.nodes} | {n.name: n for n in float_graph.nodes}
+    anchor = next((m for m in members if m in nodes and nodes[m].op_type in COMPUTE_OPS), members[0])
+    macs = {m: node_macs(float_graph, nodes[m]) for m in members if m in nodes and nodes[m].op_type in COMPUTE_OPS}
+    return LayerTiming(
+        node=anchor,
+        op_type=nodes[anchor].op_type if anchor in nodes else "(runtime)",
+        members=tuple(members),
+        float_kernels=tuple(row.kernels[0]),
+        int8_kernels=tuple(row.kernels[1]),
+        float_us=row.compute_us[0],
+        float_glue_us=row.glue_us[0],
+        int8_us=row.compute_us[1],
+        int8_glue_us=row.glue_us[1],
+        macs=sum(macs.values()),
+        integer_macs=sum(v for m, v in macs.items() if m in integer),
+        integer=bool(row.kernels[1]) and not any(k.endswith(" (float)") for k in row.kernels[1]),
+    )
+
+
+def node_macs(graph: Graph, node: Node) -> int:
+    """Multiply-accumulates of one Conv/Gemm/MatMul at batch 1, from static shapes (0 when unknown)."""
+    def shape(name: str) -> tuple[int, ...] | None:
+        info = graph.tensors.get(name)
+        if info is None or info.shape is None:
+            return None
+        return tuple(d if isinstance(d, int) and d > 0 else 1 for d in info.shape)
+
+    out = shape(node.outputs[0])
+    first = shape(node.inputs[0])
+    if out is None or first is None:
+        return 0
+    if node.op_type == "Conv":
+        weight = shape(node.inputs[1])
+        return math.prod(out) * math.prod(weight[1:]) if weight else 0
+    if node.op_type in ("Gemm", "MatMul"):
+        trans_a = node.op_type == "Gemm" and bool(node.attributes.get("transA", 0))
+        return math.prod(out) * (first[-2] if trans_a else first[-1])
+    return 0
+
+
+def find_boundaries(int8_graph: Graph, qp: ModelProfile, layers: list[LayerTiming]) -> list[Boundary]:
+    """The Quantize/Dequantize kernels that still run: where float32 enters and leaves int8."""
+    row_of = {member: layer.node for layer in layers for member in layer.members}
+    runtime = {k.name: k for k in qp.graph}
+    found = []
+    for kernel in qp.kernels:
+        if kernel.op_type not in ("QuantizeLinear", "DequantizeLinear", "DynamicQuantizeLinear"):
+            continue
+        entering = kernel.op_type != "DequantizeLinear"
+        source, result = runtime[kernel.name].inputs[0], runtime[kernel.name].outputs[0]
+        tensor = source if entering else result
+        if source in int8_graph.initializers:
+            at = "constant, dequantized on every run"
+        elif tensor in (int8_graph.inputs if entering else int8_graph.outputs):
+            at = "model input" if entering else "model output"
+        else:
+            at = "inside the model"
+        owners = qp.glue_owners.get(kernel.name, [])
+        layers = tuple(dict.fromkeys(row_of.get(o, o) for o in owners))
+        found.append(Boundary(kernel.name, kernel.op_type, tensor, at, layers))
+    return found

@@ -1,0 +1,215 @@
+"""Keep the layers int8 made slower in float: quantize, profile, exclude, re-quantize, re-measure.
+
+int8 pays per layer, not per model: on a CPU a large pointwise convolution runs several times
+faster in int8, while a depthwise convolution, a 3-channel stem or a tiny layer can run slower
+than in float once its Quantize/Dequantize and layout glue is counted. Keeping a layer in float
+in the middle of int8 layers makes a float island with new glue around it, so several
+candidates are built and profiled; all of them are then timed against float32 in one
+alternating loop and the fastest is written.
+"""
+
+from __future__ import annotations
+
+import itertools
+import shutil
+import statistics
+import tempfile
+import time
+from dataclasses import dataclass, field, replace
+from pathlib import Path
+
+from .data import Dataset
+from .errors import Q8Error
+from .fileio import atomic_path, same_file
+from .model import LoadedModel, load_model
+from .profile import PAYS_BELOW, LayerTiming, ProfileReport, profile_models
+from .progress import NO_PROGRESS, Progress
+from .quantize import QuantizeResult, quantize_model
+from .recipe import Recipe
+from .session import cpu_session
+
+
+@dataclass
+class Candidate:
+    """One int8 export tried: the nodes it keeps in float, the model (in memory), its profile and latency (ms)."""
+
+    exclude: tuple[str, ...]
+    result: QuantizeResult
+    int8: LoadedModel
+    report: ProfileReport
+    latency_ms: float = 0.0
+
+
+@dataclass
+class KeepFloatOutcome:
+    """The default export, every candidate tried, and the one written to the output path."""
+
+    float_ms: float
+    candidates: list[Candidate]
+    chosen: Candidate
+
+    @property
+    def default(self) -> Candidate:
+        return self.candidates[0]
+
+    @property
+    def kept_float(self) -> tuple[str, ...]:
+        """Nodes the chosen model keeps in float beyond those the recipe already excluded."""
+        requested = set(self.default.exclude)
+        return tuple(name for name in self.chosen.exclude if name not in requested)
+
+    @property
+    def ratio_before(self) -> float:
+        return self.default.latency_ms / self.float_ms
+
+    @property
+    def ratio_after(self) -> float:
+        return self.chosen.latency_ms / self.float_ms
+
+    @property
+    def pays(self) -> bool:
+        return self.ratio_after < PAYS_BELOW
+
+    def verdict(self) -> str:
+        kept = f"{len(self.kept_float)} node(s) kept in float" if self.kept_float else "no node kept in float"
+        change = f"int8/float32 latency {self.ratio_before:.2f} -> {self.ratio_after:.2f} ({kept})"
+        if self.pays:
+            return f"{change}: int8 pays, {1 / self.ratio_after:.2f}x faster than float32."
+        return (
+            f"{change}: int8 does not pay for this model on this machine, even with the layers it slows "
+            "kept in float; deploy the float32 model."
+        )
+
+    def to_dict(self) -> dict[str, object]:
+        return {
+            "float32_ms": self.float_ms,
+            "default_int8_ms": self.default.latency_ms,
+            "chosen_int8_ms": self.chosen.latency_ms,
+            "ratio_before": self.ratio_before,
+            "ratio_after": self.ratio_after,
+            "pays": self.pays,
+            "kept_float": list(self.kept_float),
+            "verdict": self.verdict(),
+            "candidates": [{"exclude": list(c.exclude), "int8_ms": c.latency_ms} for c in self.candidates],
+        }
+
+
+def keep_slow_float(
+    model: LoadedModel,
+    calibration: Dataset,
+    recipe: Recipe,
+    output: str | Path,
+    data: Dataset,
+    *,
+    rounds: int = 3,
+    profile_runs: int = 100,
+    latency_runs: int = 50,
+    threads: int = 0,
+    progress: Progress = NO_PROGRESS,
+) -> KeepFloatOutcome:
+    """Quantize with ``recipe``, then keep the layers int8 made slower in float, and time the candidates.
+
+    Two kinds of candidates: every slower layer kept in float, re-profiled up to ``rounds`` times
+    (new float islands bring new glue, which can slow their neighbours), and only the slower
+    layers at the model's float edges, which add no island. Timing uses the first sample of
+    ``data``; the fastest candidate is written to ``output``.
+    """
+    output = Path(output)
+    if same_file(model.path, output):
+        raise Q8Error(f"Refusing to overwrite the source model {model.path}; choose another output path.")
+    with tempfile.TemporaryDirectory(prefix="q8studio-keepfloat-") as tmp:
+        trials = _Trials(model, calibration, recipe, data, Path(tmp), profile_runs, threads, progress, rounds + 2)
+        default = current = trials.attempt(tuple(recipe.exclude))
+        for _ in range(rounds):
+            more = slower_nodes(current.report, current.result) - set(current.exclude)
+            if not more:
+                break
+            current = trials.attempt(current.exclude + _in_graph_order(more, current.result))
+        edges = slower_nodes(default.report, default.result, edges_only=True) - set(default.exclude)
+        if edges and all(set(c.exclude) != set(default.exclude) | edges for c in trials.candidates):
+            trials.attempt(default.exclude + _in_graph_order(edges, default.result))
+        float_ms, latencies = alternating_latency(model, [c.int8 for c in trials.candidates], data,
+                                                  runs=latency_runs, threads=threads, progress=progress)
+        for candidate, latency in zip(trials.candidates, latencies):
+            candidate.latency_ms = latency
+        chosen = min(trials.candidates, key=lambda c: c.latency_ms)
+        with atomic_path(output) as staging:
+            shutil.copyfile(chosen.result.output_path, staging)
+        chosen.result = replace(chosen.result, output_path=output)
+    return KeepFloatOutcome(float_ms, trials.candidates, chosen)
+
+
+@dataclass
+class _Trials:
+    """Quantizes and profiles one candidate per set of nodes kept in float, into ``folder``."""
+
+    model: LoadedModel
+    calibration: Dataset
+    recipe: Recipe
+    data: Dataset
+    folder: Path
+    profile_runs: int
+    threads: int
+    progress: Progress
+    expected: int
+    candidates: list[Candidate] = field(default_factory=list)
+
+    def attempt(self, exclude: tuple[str, ...]) -> Candidate:
+        self.progress.report("Keeping slow layers in float", len(self.candidates), self.expected)
+        path = self.folder / f"{len(self.candidates)}.onnx"
+        result = quantize_model(self.model, self.calibration, self.recipe.with_changes(exclude=exclude), path,
+                                progress=self.progress)
+        int8 = load_model(result.output_path)
+        report = profile_models(self.model, int8, self.data, runs=self.profile_runs, threads=self.threads,
+                                latency_runs=0)
+        self.candidates.append(Candidate(exclude, result, int8, report))
+        return self.candidates[-1]
+
+
+def slower_nodes(report: ProfileReport, result: QuantizeResult, *, edges_only: bool = False) -> set[str]:
+    """Excludable nodes (of the quantized, prepared model) in int8-computed layers that int8 made slower.
+
+    ``edges_only`` keeps only the runs of slower layers at the start and the end of the model:
+    moving the float/int8 boundary inward adds no Quantize/Dequantize pair, unlike an island.
+    """
+    rows = [layer for layer in report.layers if layer.integer]
+    slower = [layer for layer in rows if layer.slower_in_int8]
+    if edges_only:
+        slower = _leading(rows) + _leading(rows[::-1])
+    excludable = {node.name for node in result.prepared.model.quantizable_nodes()}
+    return {m for layer in slower for m in layer.members if m in excludable}
+
+
+def _leading(rows: list[LayerTiming]) -> list[LayerTiming]:
+    return list(itertools.takewhile(lambda layer: layer.slower_in_int8, rows))
+
+
+def _in_graph_order(names: set[str], result: QuantizeResult) -> tuple[str, ...]:
+    return tuple(node.name for node in result.prepared.model.graph.nodes if node.name in names)
+
+
+def alternating_latency(
+    float_model: LoadedModel,
+    int8_models: list[LoadedModel],
+    data: Dataset,
+    *,
+    runs: int,
+    threads: int,
+    warmup: int = 5,
+    progress: Progress = NO_PROGRESS,
+) -> tuple[float, list[float]]:
+    """Median batch-1 latency (ms) of float32 and every int8 model, one run of each in turn."""
+    sample = data.first_sample()
+    sessions = [cpu_session(m.proto, threads=threads) for m in [float_model, *int8_models]]
+    for session in sessions:
+        for _ in range(warmup):
+            session.run(None, sample)
+    times: list[list[float]] = [[] for _ in sessions]
+    for run in range(runs):
+        progress.report("Timing", run, runs)
+        for session, series in zip(sessions, times):
+            started = time.perf_counter()
+            session.run(None, sample)
+            series.append((time.perf_counter() - started) * 1000.0)
+    medians = [statistics.median(series) for series in times]
+    return medians[0], medians[1:]

@@ -1,0 +1,99 @@
+"""`q8studio explain`, `q8studio profile` and `quantize --keep-slow-float` as a user runs them."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+
+from q8studio.__main__ import main
+from q8studio.core.demo import demo_assets
+from q8studio.core.model import load_model
+
+
+@pytest.fixture(scope="module")
+def demo_int8(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    assets = demo_assets()
+    out = tmp_path_factory.mktemp("cli-explain") / "m.int8.onnx"
+    argv = ["quantize", str(assets.model), "--calib", str(assets.calibration), "--samples", "100",
+            "--granularity", "per-channel", "-o", str(out)]
+    assert main(argv) == 0
+    return out
+
+
+def run(argv: list[str], capsys: pytest.CaptureFixture[str]) -> tuple[int, str, str]:
+    code = main(argv)
+    captured = capsys.readouterr()
+    return code, captured.out, captured.err
+
+
+def test_explain_prints_numbers_worked_example_and_check(demo_int8: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    assets = demo_assets()
+    code, out, _ = run(["explain", str(demo_int8), "--node", "/block1/depthwise/conv/Conv", "--data", str(assets.test),
+                        "--float", str(assets.model), "--sample", "2"], capsys)
+    assert code == 0
+    assert "depthwise Conv, run by ONNX Runtime as QLinearConv (sample 2)" in out
+    for text in ("S_x =", "Z_x =", "S_w per channel (axis 0)", "S_y =", "M0 =", "n =", "receptive field x_q (1x3x3",
+                 "acc = Σ", "requantize: round(", "clamp to [0, 255]", "ONNX Runtime's float32 requantization: bit-exact",
+                 "SQNR of the int8 output", "removed by the quantizer"):
+        assert text in out, text
+
+
+def test_explain_json_of_the_final_gemm(demo_int8: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    code, out, _ = run(["explain", str(demo_int8), "--node", "/fc/Gemm", "--data", str(demo_assets().test),
+                        "--element", "0", "3", "--json"], capsys)
+    assert code == 0
+    data = json.loads(out)
+    assert data["runtime_kernel"] == "QGemm" and data["example"]["index"] == [0, 3]
+    assert data["checks"][1]["exact"] and data["checks"][0]["max_diff"] <= 1
+
+
+def test_profile_prints_the_per_layer_kernel_table(demo_int8: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    assets = demo_assets()
+    code, out, _ = run(["profile", str(assets.model), str(demo_int8), "--data", str(assets.test), "--runs", "30",
+                        "--latency-runs", "10", "--threads", "1"], capsys)
+    assert code == 0
+    row = next(line for line in out.splitlines() if line.startswith("/block2/depthwise/conv/Conv"))
+    assert "Conv (NCHWc)" in row and "QLinearConv" in row
+    assert "float32 enters int8 at image (model input)" in out and "float32 leaves int8 at logits (model output)" in out
+    assert "integer kernels ran 100.0% of the multiply-accumulates" in out
+    assert "int8 pays" in out or "int8 does not pay here" in out
+
+
+def test_profile_json(demo_int8: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    assets = demo_assets()
+    code, out, _ = run(["profile", str(assets.model), str(demo_int8), "--data", str(assets.test), "--runs", "20",
+                        "--latency-runs", "0", "--json"], capsys)
+    assert code == 0
+    data = json.loads(out)
+    assert data["latency_ms"] is None and data["integer_mac_share"] == 1.0
+    assert {row["node"] for row in data["layers"]} >= {"/stem/conv/Conv", "/fc/Gemm"}
+    assert data["int8"]["kernel_sum_us"] <= data["int8"]["run_us"]
+
+
+def test_quantize_keep_slow_float(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    assets = demo_assets()
+    out_model = tmp_path / "fast.onnx"
+    code, out, _ = run(["quantize", str(assets.model), "--calib", str(assets.calibration), "--samples", "50",
+                        "-o", str(out_model), "--keep-slow-float", "--data", str(assets.test), "--threads", "1",
+                        "--save-recipe", str(tmp_path / "recipe.json")], capsys)
+    assert code == 0 and load_model(out_model)
+    assert "speed: float32" in out and "(ratio" in out and "kept in float because int8 made them slower" in out
+    recipe = json.loads((tmp_path / "recipe.json").read_text())
+    assert recipe["exclude"] and "/stem/conv/Conv" in recipe["exclude"]  # the saved recipe reproduces the export
+
+
+@pytest.mark.parametrize("argv, message", [
+    (["explain", "{int8}", "--node", "/pool/MaxPool", "--data", "{test}"], "not a Conv/Gemm/MatMul"),
+    (["explain", "{int8}", "--node", "/stem/conv/Conv", "--data", "{test}", "--sample", "100000"], "does not exist"),
+    (["quantize", "{model}", "--calib", "{calib}", "-o", "{tmp}/x.onnx", "--keep-slow-float"], "needs --data DATA"),
+    (["profile", "{model}", "{int8}", "--data", "{test}", "--runs", "0"], "at least one run"),
+])
+def test_user_errors_are_one_line_with_exit_code_2(
+    demo_int8: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str], argv: list[str], message: str
+) -> None:
+    assets = demo_assets()
+    paths = {"int8": demo_int8, "test": assets.test, "model": assets.model, "calib": assets.calibration, "tmp": tmp_path}
+    code, _, err = run([a.format(**paths) for a in argv], capsys)
+    assert code == 2 and message in err and len(err.strip().splitlines()) == 1

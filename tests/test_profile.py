@@ -1,0 +1,193 @@
+"""Where int8 ran and what it cost: ONNX Runtime's profiler on the demo and on onnx.helper models."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+import onnx
+import pytest
+from onnx import TensorProto, helper, numpy_helper
+
+from builders import save, write_npz
+from q8studio.core.data import load_data
+from q8studio.core.demo import demo_assets
+from q8studio.core.model import LoadedModel, load_model
+from q8studio.core.profile import (
+    ProfileReport,
+    boundary_marks,
+    kernel_overlay,
+    profile_models,
+    slower_in_int8,
+    speedup_overlay,
+)
+from q8studio.core.quantize import quantize_model
+from q8studio.core.recipe import Recipe
+from q8studio.core.report import to_json
+from q8studio.core.runtimegraph import RuntimeNode, op_family, resolve_name, source_node
+from q8studio.core.speedup import keep_slow_float
+
+# Outside its kernels, ONNX Runtime's executor spends a few microseconds per kernel on every run
+# (planning and releasing buffers, and with profiling on, recording the event): about 3 us on the
+# development machine. Kernel times must add up to the run time up to that, with room for a busy
+# machine; a model with heavy kernels must have almost all of its run time inside them.
+PER_KERNEL_OVERHEAD_US = 10.0
+FIXED_OVERHEAD_US = 40.0
+HEAVY_MODEL_COVERAGE = 0.8
+PROFILE = {"runs": 40, "warmup": 5, "threads": 1}
+
+
+def quantized(model_path: Path, data_path: Path, out: Path, **recipe: object) -> LoadedModel:
+    model = load_model(model_path)
+    result = quantize_model(model, load_data(data_path, model, samples=50), Recipe(**recipe), out)
+    return load_model(result.output_path)
+
+
+@pytest.fixture(scope="module")
+def demo_report(tmp_path_factory: pytest.TempPathFactory) -> ProfileReport:
+    assets = demo_assets()
+    out = tmp_path_factory.mktemp("profile-demo")
+    float_model = load_model(assets.model)
+    int8 = quantized(assets.model, assets.calibration, out / "q.onnx", granularity="per-channel")
+    return profile_models(float_model, int8, load_data(assets.test, float_model, samples=1), latency_runs=20, **PROFILE)
+
+
+def layer(report: ProfileReport, name: str):
+    return next(row for row in report.layers if row.node == name)
+
+
+def test_quantized_demo_convolutions_run_in_integer_kernels(demo_report: ProfileReport) -> None:
+    convs = [row for row in demo_report.layers if row.op_type == "Conv"]
+    assert len(convs) == 6
+    for row in convs:
+        assert "QLinearConv" in row.int8_kernels and row.integer and row.integer_macs == row.macs > 0
+        assert any(k.startswith("Conv") for k in row.float_kernels)
+    assert layer(demo_report, "/fc/Gemm").int8_kernels == ("QGemm",)
+    assert demo_report.integer_mac_share == 1.0 and not demo_report.float_islands
+    assert layer(demo_report, "/stem/conv/Conv").macs == 16 * 16 * 16 * 9  # 16 channels of 16x16, 3x3x1 taps
+
+
+def test_fused_float_nodes_join_the_layer_that_computes_them(demo_report: ProfileReport) -> None:
+    stem = layer(demo_report, "/stem/conv/Conv")
+    assert set(stem.members) == {"/stem/conv/Conv", "/stem/bn/BatchNormalization", "/stem/relu/Relu"}
+    pointwise = layer(demo_report, "/block1/pointwise/conv/Conv")  # float sums the Add into the Conv
+    assert "/block1/Add" in pointwise.members and "QLinearAdd" in pointwise.int8_kernels
+    float_nodes = {n.name for n in load_model(demo_assets().model).graph.nodes}
+    assert float_nodes <= {m for row in demo_report.layers for m in row.members}
+
+
+@pytest.mark.parametrize("side", ["float32", "int8"])
+def test_kernel_times_add_up_to_the_run_time(demo_report: ProfileReport, side: str) -> None:
+    profile = getattr(demo_report, side)
+    gap = profile.run_us - profile.kernel_us
+    assert 0 <= gap <= PER_KERNEL_OVERHEAD_US * len(profile.kernels) + FIXED_OVERHEAD_US
+    rows = sum(row.float_total_us if side == "float32" else row.int8_total_us for row in demo_report.layers)
+    assert rows == pytest.approx(profile.kernel_us)  # every kernel, glue included, is charged to a layer
+
+
+def test_float32_enters_and_leaves_int8_at_the_model_edges(demo_report: ProfileReport) -> None:
+    edges = {(b.tensor, b.at, b.enters_int8) for b in demo_report.boundaries}
+    assert edges == {("image", "model input", True), ("logits", "model output", False)}
+    glue = {b.kernel: b.layers for b in demo_report.boundaries}
+    assert glue == {"image_QuantizeLinear": ("/stem/conv/Conv",), "logits_DequantizeLinear": ("/fc/Gemm",)}
+    assert demo_report.int8.qdq_us > 0 and layer(demo_report, "/stem/conv/Conv").int8_glue_us > 0
+
+
+def test_slower_layers_and_verdict_are_consistent(demo_report: ProfileReport) -> None:
+    slower = slower_in_int8(demo_report)
+    assert slower == [row.node for row in demo_report.layers if row.int8_total_us > row.float_total_us]
+    assert ("does not pay" in demo_report.verdict()) == (demo_report.ratio >= 0.95)
+    data = json.loads(to_json(demo_report.to_dict()))
+    assert data["slower_in_int8"] == slower and len(data["layers"]) == len(demo_report.layers)
+
+
+def test_graph_overlays_cover_every_node_of_each_layer(demo_report: ProfileReport) -> None:
+    speed, kernels = speedup_overlay(demo_report), kernel_overlay(demo_report)
+    stem = layer(demo_report, "/stem/conv/Conv")
+    assert speed["/stem/relu/Relu"] == speed["/stem/conv/Conv"] == stem.speedup
+    assert set(kernels.values()) == {1.0} and set(kernels) == set(speed)
+    assert boundary_marks(demo_report) == {"Q": {"/stem/conv/Conv"}, "DQ": {"/fc/Gemm"}}
+
+
+def test_int8_activations_leave_float_convolutions_between_qdq(tmp_path: Path) -> None:
+    """On x86 ONNX Runtime fuses int8-activation QDQ only where it can switch to uint8 (here the 1x1
+    convolutions); the other convolutions run in float between Dequantize and Quantize kernels."""
+    assets = demo_assets()
+    float_model = load_model(assets.model)
+    int8 = quantized(assets.model, assets.calibration, tmp_path / "s8.onnx", activation_type="int8")
+    report = profile_models(float_model, int8, load_data(assets.test, float_model, samples=1), latency_runs=0, **PROFILE)
+    stem = layer(report, "/stem/conv/Conv")
+    assert not stem.integer and stem.int8_kernels == ("Conv (float)",) and stem.integer_macs == 0
+    assert {"/stem/conv/Conv", "/block1/depthwise/conv/Conv"} <= {row.node for row in report.float_islands}
+    assert "QLinearConv" in layer(report, "/block1/pointwise/conv/Conv").int8_kernels
+    assert 0.0 < report.integer_mac_share < 0.5
+    assert any(b.at == "constant, dequantized on every run" for b in report.boundaries)
+    assert kernel_overlay(report)["/stem/conv/Conv"] == 0.0 and "/block1/depthwise/conv/Conv" in boundary_marks(report)["Q"]
+    assert report.int8.qdq_us > 0
+
+
+def conv_stack(channels: int = 48, size: int = 40, depth: int = 4) -> onnx.ModelProto:
+    """Convolutions heavy enough that kernels, not executor overhead, fill the run."""
+    rng = np.random.default_rng(0)
+    nodes, inits, x = [], [], "x"
+    for i in range(depth):
+        w = (rng.standard_normal((channels, channels if i else 3, 3, 3)) * 0.1).astype(np.float32)
+        inits.append(numpy_helper.from_array(w, f"w{i}"))
+        nodes.append(helper.make_node("Conv", [x, f"w{i}"], [f"c{i}"], name=f"/conv{i}/Conv", pads=[1, 1, 1, 1]))
+        nodes.append(helper.make_node("Relu", [f"c{i}"], [f"r{i}"], name=f"/relu{i}/Relu"))
+        x = f"r{i}"
+    graph = helper.make_graph(nodes, "stack", [helper.make_tensor_value_info("x", TensorProto.FLOAT, [1, 3, size, size])],
+                              [helper.make_tensor_value_info(x, TensorProto.FLOAT, [1, channels, size, size])], inits)
+    return helper.make_model(graph, opset_imports=[helper.make_opsetid("", 13)], ir_version=8)
+
+
+def test_heavy_kernels_account_for_nearly_all_of_the_run(tmp_path: Path) -> None:
+    model = save(conv_stack(), tmp_path / "stack.onnx")
+    data = write_npz(tmp_path / "x.npz", x=np.random.default_rng(1).standard_normal((4, 3, 40, 40)).astype(np.float32))
+    int8 = quantized(model, data, tmp_path / "q.onnx")
+    report = profile_models(load_model(model), int8, load_data(data, int8), latency_runs=0, **PROFILE)
+    for profile in (report.float32, report.int8):
+        assert HEAVY_MODEL_COVERAGE * profile.run_us <= profile.kernel_us <= profile.run_us
+    assert [row.node for row in report.layers] == [f"/conv{i}/Conv" for i in range(4)]
+    assert all(row.integer and row.macs > 0 for row in report.layers)
+
+
+def test_keep_slow_float_on_the_demo_writes_the_fastest_candidate(tmp_path: Path) -> None:
+    assets = demo_assets()
+    model = load_model(assets.model)
+    outcome = keep_slow_float(model, load_data(assets.calibration, model, samples=50), Recipe(), tmp_path / "k.onnx",
+                              load_data(assets.test, model, samples=1), rounds=2, profile_runs=30, latency_runs=20,
+                              threads=1)
+    assert len(outcome.candidates) >= 2 and outcome.default.exclude == ()
+    assert outcome.kept_float and set(outcome.kept_float) <= {n.name for n in model.graph.nodes}
+    assert outcome.chosen.latency_ms == min(c.latency_ms for c in outcome.candidates)
+    assert outcome.chosen.result.output_path == tmp_path / "k.onnx" and load_model(tmp_path / "k.onnx")
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["k.onnx"]
+    assert ("does not pay" in outcome.verdict()) == (not outcome.pays)
+    assert json.loads(to_json(outcome.to_dict()))["kept_float"] == list(outcome.kept_float)
+
+
+# --- tying runtime kernels to source nodes --------------------------------------------------
+
+
+@pytest.mark.parametrize("name, expected", [
+    ("/fc/Gemm", "/fc/Gemm"),
+    ("/stem/conv/Conv_token_1", "/stem/conv/Conv"),
+    ("/pool/MaxPool_token_20_token_3", "/pool/MaxPool"),
+    ("fused /mm1/MatMul/MatMulAddFusion", "/mm1/MatMul"),
+    ("/mm1/MatMul/MatMulAddFusion", "/mm1/MatMul"),
+    ("Transpose_token_23", None),
+    ("/stem/Other", None),  # a scope is not a node, however its name reads
+])
+def test_rewritten_kernel_names_resolve_to_whole_source_names(name: str, expected: str | None) -> None:
+    names = {"/fc/Gemm", "/stem/conv/Conv", "/pool/MaxPool", "/mm1/MatMul", "/stem"}
+    assert resolve_name(name, names) == expected
+
+
+def test_nchwc_kernels_are_named_after_their_fused_output() -> None:
+    graph = load_model(demo_assets().model).graph
+    kernel = RuntimeNode("/block1/pointwise/bn/BatchNormalization_output_0_nchwc", "Conv", "com.microsoft.nchwc", (), ())
+    assert source_node(kernel, graph) == "/block1/pointwise/conv/Conv"  # walked up from the folded BatchNorm
+    assert [op_family(op) for op in ("QLinearConv", "NhwcMaxPool", "QGemm", "FusedConv", "Conv", "QuantizeLinear")] == [
+        "Conv", "MaxPool", "Gemm", "Conv", "Conv", "QuantizeLinear"]
