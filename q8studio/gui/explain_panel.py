@@ -1,0 +1,315 @@
+"""The Explain panel: how the selected int8 layer computes, with one output element worked through.
+
+It only displays a :class:`~q8studio.core.explain.NodeExplanation`; computing one runs the model
+and belongs in a worker thread (``explain_node``). Top to bottom: a coloured badge with the
+bit-exact check against ONNX Runtime, the quantization numbers, per-channel S_w and the error of
+M0 * 2^-n, the receptive field and weights of the worked element as grids (padding greyed),
+and the arithmetic chain from the int32 sum to the dequantized value.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import pyqtgraph as pg
+from PySide6.QtCore import Qt
+from PySide6.QtGui import QBrush, QColor, QFontDatabase
+from PySide6.QtWidgets import (
+    QFrame,
+    QHBoxLayout,
+    QHeaderView,
+    QLabel,
+    QPlainTextEdit,
+    QScrollArea,
+    QTableWidget,
+    QTableWidgetItem,
+    QVBoxLayout,
+    QWidget,
+)
+
+from ..core.explain import NodeExplanation, QuantParams
+from . import formatting as fmt
+
+pg.setConfigOptions(antialias=True, background="w", foreground="#333")  # the app's plot style
+
+BADGE_COLOURS = {"exact": "#2e7d32", "close": "#e08a00", "wrong": "#c62828", "none": "#757575"}
+PADDING_BRUSH = QBrush(QColor("#e6e6e6"))
+GRID_CHANNELS = 8  # channels of a receptive field shown as grids; the chain still sums them all
+ROW_VALUES = 16  # values per row when a matrix row is shown as a grid
+
+
+class ExplainPanel(QWidget):
+    """Numbers, per-channel plot, worked example and check result of one explained node."""
+
+    def __init__(self, parent: QWidget | None = None) -> None:
+        super().__init__(parent)
+        self.title = QLabel()
+        self.title.setWordWrap(True)
+        self.title.setTextInteractionFlags(Qt.TextInteractionFlag.TextSelectableByMouse)
+        self.badge = QLabel()
+        self.badge.setAlignment(Qt.AlignmentFlag.AlignCenter)
+        self.message = QLabel()
+        self.message.setWordWrap(True)
+        self.content = QWidget()
+        body = QVBoxLayout(self.content)
+        body.setContentsMargins(0, 0, 0, 0)
+        body.addWidget(self._section("Quantization of this layer"))
+        body.addWidget(self._numbers_table())
+        body.addLayout(self._plots())
+        body.addWidget(self._section("Worked example"))
+        self.element_label = QLabel()
+        self.element_label.setWordWrap(True)
+        body.addWidget(self.element_label)
+        body.addLayout(self._grids())
+        body.addWidget(self._steps_view())
+        self.notes = QLabel()
+        self.notes.setWordWrap(True)
+        body.addWidget(self.notes)
+        body.addStretch(1)
+        scroll = QScrollArea()
+        scroll.setWidgetResizable(True)
+        scroll.setFrameShape(QFrame.Shape.NoFrame)
+        scroll.setWidget(self.content)
+        top = QHBoxLayout()
+        top.addWidget(self.title, 1)
+        top.addWidget(self.badge)
+        layout = QVBoxLayout(self)
+        layout.setContentsMargins(4, 4, 4, 4)
+        layout.addLayout(top)
+        layout.addWidget(self.message)
+        layout.addWidget(scroll, 1)
+        self.explanation: NodeExplanation | None = None
+        self.show_explanation(None)
+
+    # --- construction -------------------------------------------------------------------------
+
+    @staticmethod
+    def _section(text: str) -> QLabel:
+        label = QLabel(f"<b>{text}</b>")
+        label.setContentsMargins(0, 6, 0, 2)
+        return label
+
+    def _numbers_table(self) -> QTableWidget:
+        self.numbers = QTableWidget(0, 2)
+        self.numbers.setHorizontalHeaderLabels(["Quantity", "Value"])
+        self.numbers.verticalHeader().hide()
+        self.numbers.horizontalHeader().setSectionResizeMode(0, QHeaderView.ResizeMode.ResizeToContents)
+        self.numbers.horizontalHeader().setStretchLastSection(True)
+        self.numbers.setEditTriggers(QTableWidget.EditTrigger.NoEditTriggers)
+        self.numbers.setAlternatingRowColors(True)
+        return self.numbers
+
+    def _plots(self) -> QHBoxLayout:
+        self.scale_plot = _small_plot("S_w per output channel", "channel", "S_w")
+        self.scale_curve = pg.PlotDataItem(pen=pg.mkPen("#1f77b4", width=1.2), symbol="o", symbolSize=5,
+                                           symbolBrush="#1f77b4", symbolPen=None)
+        self.scale_plot.addItem(self.scale_curve)
+        self.channel_line = pg.InfiniteLine(angle=90, pen=pg.mkPen("#ff7f0e", width=1.5, style=Qt.PenStyle.DashLine))
+        self.scale_plot.addItem(self.channel_line)
+        self.error_plot = _small_plot("M0·2⁻ⁿ / M − 1 per channel", "channel", "relative error")
+        self.error_curve = pg.PlotDataItem(pen=None, symbol="s", symbolSize=5, symbolBrush="#d62728", symbolPen=None)
+        self.error_plot.addItem(self.error_curve)
+        row = QHBoxLayout()
+        row.addWidget(self.scale_plot)
+        row.addWidget(self.error_plot)
+        return row
+
+    def _grids(self) -> QVBoxLayout:
+        self.x_table, self.w_table = _grid_table(), _grid_table()
+        self.grid_note = QLabel()
+        column = QVBoxLayout()
+        for title, table in (("Input x_q: the receptive field (grey: padding)", self.x_table),
+                             ("Weights w_q of this output channel", self.w_table)):
+            column.addWidget(QLabel(title))
+            column.addWidget(table)
+        column.addWidget(self.grid_note)
+        return column
+
+    def _steps_view(self) -> QPlainTextEdit:
+        self.steps = QPlainTextEdit()
+        self.steps.setReadOnly(True)
+        self.steps.setFont(QFontDatabase.systemFont(QFontDatabase.SystemFont.FixedFont))
+        self.steps.setMinimumHeight(170)
+        self.steps.setLineWrapMode(QPlainTextEdit.LineWrapMode.NoWrap)
+        return self.steps
+
+    # --- content ------------------------------------------------------------------------------
+
+    def show_message(self, text: str) -> None:
+        """A one-line state instead of content: "Explaining…", an error, or why a node cannot be explained."""
+        self.explanation = None
+        self.message.setText(text)
+        self.message.show()
+        self.content.hide()
+        self.title.setText("")
+        self._set_badge("", "none")
+
+    def show_explanation(self, expl: NodeExplanation | None) -> None:
+        if expl is None:
+            self.show_message("Select a Conv, Gemm or MatMul node of the int8 model to see how it computes.")
+            return
+        self.explanation = expl
+        self.message.hide()
+        self.content.show()
+        self.title.setText(f"<b>{expl.node}</b> — {expl.kind}, run by ONNX Runtime as <b>{expl.runtime_kernel}</b> "
+                           f"(sample {expl.sample})")
+        self._show_check(expl)
+        self._fill_numbers(expl)
+        self._fill_plots(expl)
+        self._fill_example(expl)
+
+    def _show_check(self, expl: NodeExplanation) -> None:
+        check = expl.checks[0]
+        if check.exact:
+            self._set_badge("bit-exact with ONNX Runtime" if check.bit_exact else "matches ONNX Runtime (float32)", "exact")
+        elif check.max_diff <= 1:
+            self._set_badge(f"{check.differing} of {check.total} off by 1", "close")
+        else:
+            self._set_badge(f"{check.differing} of {check.total} differ", "wrong")
+        lines = [c.summary() + (f" — {c.cause}" if c.cause else "") for c in expl.checks]
+        self.badge.setToolTip("\n".join(lines))
+        self.notes.setText("<br>".join([f"<b>Check:</b> {line}" for line in lines] + list(expl.notes)))
+
+    def _set_badge(self, text: str, state: str) -> None:
+        self.badge.setText(text)
+        self.badge.setVisible(bool(text))
+        self.badge.setStyleSheet(f"background: {BADGE_COLOURS[state]}; color: white; border-radius: 4px; "
+                                 "padding: 3px 8px; font-weight: bold;")
+
+    def _fill_numbers(self, expl: NodeExplanation) -> None:
+        rows = [*_params_rows("x", expl.x), *_params_rows("w", expl.w)]
+        if expl.bias_q is not None:
+            rows.append(("bias b_q (int32)", _values(expl.bias_q)))
+        if expl.y is not None:
+            rows += _params_rows("y", expl.y)
+            multipliers = expl.multipliers
+            rows += [
+                ("M = S_x·S_w/S_y", _values(np.array([m.real for m in multipliers]))),
+                ("M0", _values(np.array([m.m0 for m in multipliers]))),
+                ("n (right shift)", _values(np.array([m.shift for m in multipliers]))),
+                ("max |error of M0·2⁻ⁿ|", f"{max(abs(m.rel_error) for m in multipliers):.2e}"),
+            ]
+        else:
+            rows.append(("output", "not re-quantized: stays float32 (S_x·S_w·acc)"))
+        if expl.float_tensor is not None:
+            rows.append(("SQNR vs float", f"{fmt.decibels(expl.sqnr_db)} ({expl.float_tensor})"))
+        self.numbers.setRowCount(len(rows))
+        for index, (name, value) in enumerate(rows):
+            self.numbers.setItem(index, 0, QTableWidgetItem(name))
+            self.numbers.setItem(index, 1, QTableWidgetItem(value))
+        _fit_height(self.numbers)
+
+    def _fill_plots(self, expl: NodeExplanation) -> None:
+        channels = np.arange(expl.w.scale.size)
+        self.scale_curve.setData(channels, expl.w.scale.reshape(-1).astype(np.float64))
+        self.error_curve.setData(np.arange(len(expl.multipliers)), np.array([m.rel_error for m in expl.multipliers]))
+        self.error_plot.setVisible(expl.y is not None)  # without requantization there is no M to approximate
+        self.channel_line.setValue(expl.example.index[1] if expl.op_type == "Conv" else expl.example.index[-1])
+        title = "S_w per output channel" if expl.w.per_channel else "S_w (one for the tensor)"
+        self.scale_plot.setTitle(title, size="9pt")
+        for plot in (self.scale_plot, self.error_plot):
+            plot.setXRange(-0.5, max(channels.size, len(expl.multipliers)) - 0.5, padding=0.02)
+            plot.enableAutoRange(axis="y")
+        if not expl.w.per_channel:  # one point: show it against zero rather than in a range of its own
+            self.scale_plot.setYRange(0.0, 2.0 * float(expl.w.scale), padding=0.05)
+
+    def _fill_example(self, expl: NodeExplanation) -> None:
+        ex = expl.example
+        channel = ex.index[1] if expl.op_type == "Conv" else ex.index[-1]
+        self.element_label.setText(
+            f"Output element <b>{list(ex.index)}</b> (channel {channel}, dashed in the S_w plot): "
+            f"{ex.products.size} products (x_q − {ex.x_zero_point})·(w_q − {ex.w_zero_point}), summed in int32."
+        )
+        _fill_grid(self.x_table, ex.x_q, ex.in_bounds)
+        _fill_grid(self.w_table, ex.w_q, np.ones(ex.w_q.shape, bool))
+        hidden = ex.x_q.shape[0] - GRID_CHANNELS if ex.x_q.ndim == 3 and ex.x_q[0].size > 1 else 0
+        self.grid_note.setText(f"First {GRID_CHANNELS} of {ex.x_q.shape[0]} input channels shown." if hidden > 0 else "")
+        self.steps.setPlainText("\n".join(ex.steps()))
+
+
+def _small_plot(title: str, x_label: str, y_label: str) -> pg.PlotWidget:
+    plot = pg.PlotWidget()
+    plot.setTitle(title, size="9pt")
+    plot.setLabel("bottom", x_label)
+    plot.setLabel("left", y_label)
+    plot.showGrid(x=True, y=True, alpha=0.15)
+    plot.setMenuEnabled(False)
+    plot.setFixedHeight(170)
+    for axis in ("bottom", "left"):
+        plot.getAxis(axis).enableAutoSIPrefix(False)
+    return plot
+
+
+def _grid_table() -> QTableWidget:
+    table = QTableWidget()
+    table.setEditTriggers(QTableWidget.EditTrigger.NoEditTriggers)
+    table.horizontalHeader().setSectionResizeMode(QHeaderView.ResizeMode.ResizeToContents)
+    table.verticalHeader().setSectionResizeMode(QHeaderView.ResizeMode.ResizeToContents)
+    return table
+
+
+def _fit_height(table: QTableWidget, max_rows: int = 16) -> None:
+    """Show up to ``max_rows`` rows without an inner scroll bar; the panel itself scrolls."""
+    table.resizeRowsToContents()
+    table.resizeColumnsToContents()
+    rows = sum(table.rowHeight(r) for r in range(min(table.rowCount(), max_rows)))
+    scroll = table.horizontalScrollBar().sizeHint().height()  # room for it, should the panel be narrow
+    table.setFixedHeight(table.horizontalHeader().height() + rows + 2 * table.frameWidth() + scroll)
+
+
+def grid_rows(values: np.ndarray) -> tuple[np.ndarray, list[str]]:
+    """A receptive field as a 2-D grid and its row labels.
+
+    ``(C, kh, kw)`` windows stack the first channels' rows (labelled ``c<i> r<j>``); a 1-D row of
+    a matrix product, or a 1x1 window across channels, wraps every ``ROW_VALUES`` values
+    (labelled by the first index).
+    """
+    if values.ndim == 3 and values.shape[1] * values.shape[2] > 1:
+        shown = values[:GRID_CHANNELS]
+        labels = [f"c{c} r{r}" for c in range(shown.shape[0]) for r in range(shown.shape[1])]
+        return shown.reshape(-1, shown.shape[2]), labels
+    flat = values.reshape(-1)
+    width = min(ROW_VALUES, flat.size)
+    rows = -(-flat.size // width)
+    padded = np.full(rows * width, np.iinfo(np.int64).min, np.int64)
+    padded[: flat.size] = flat
+    return padded.reshape(rows, width), [str(r * width) for r in range(rows)]
+
+
+def _fill_grid(table: QTableWidget, values: np.ndarray, in_bounds: np.ndarray) -> None:
+    grid, labels = grid_rows(values)
+    mask, _ = grid_rows(in_bounds.astype(np.int64))
+    table.clear()
+    table.setRowCount(grid.shape[0])
+    table.setColumnCount(grid.shape[1])
+    table.setVerticalHeaderLabels(labels)
+    table.setHorizontalHeaderLabels([str(c) for c in range(grid.shape[1])])
+    for r in range(grid.shape[0]):
+        for c in range(grid.shape[1]):
+            if grid[r, c] == np.iinfo(np.int64).min:
+                continue  # past the end of a wrapped row
+            item = QTableWidgetItem(str(int(grid[r, c])))
+            item.setTextAlignment(Qt.AlignmentFlag.AlignRight | Qt.AlignmentFlag.AlignVCenter)
+            if not mask[r, c]:
+                item.setBackground(PADDING_BRUSH)
+                item.setToolTip("padding: the zero point Z_x, which stands for real 0")
+            table.setItem(r, c, item)
+    _fit_height(table)
+
+
+def _params_rows(symbol: str, params: QuantParams) -> list[tuple[str, str]]:
+    per = f" per channel (axis {params.axis})" if params.per_channel else ""
+    return [
+        (f"S_{symbol}{per}", _values(params.scale)),
+        (f"Z_{symbol} ({params.dtype})", _values(params.zero_point)),
+    ]
+
+
+def _values(array: np.ndarray) -> str:
+    """A scalar as itself; a vector as its range, or its one value when every channel has it."""
+    flat = np.asarray(array).reshape(-1)
+    text = (lambda v: str(int(v))) if flat.dtype.kind in "iu" else (lambda v: fmt.number(float(v), 6))
+    if flat.size == 1:
+        return text(flat[0])
+    if (flat == flat[0]).all():
+        return f"{text(flat[0])} (all {flat.size} channels)"
+    return f"{text(flat.min())} … {text(flat.max())} ({flat.size} channels)"

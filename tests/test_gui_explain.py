@@ -1,0 +1,103 @@
+"""The Explain panel shows the numbers, plot, worked example and check of an explained demo node."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+pytest.importorskip("pytestqt")
+
+from q8studio.core.data import load_data  # noqa: E402
+from q8studio.core.demo import demo_assets  # noqa: E402
+from q8studio.core.explain import NodeExplanation, explain_node  # noqa: E402
+from q8studio.core.model import load_model  # noqa: E402
+from q8studio.core.quantize import quantize_model  # noqa: E402
+from q8studio.core.recipe import Recipe  # noqa: E402
+from q8studio.gui import formatting as fmt  # noqa: E402
+from q8studio.gui.explain_panel import PADDING_BRUSH, ExplainPanel, grid_rows  # noqa: E402
+
+
+@pytest.fixture(scope="module")
+def explanations(tmp_path_factory: pytest.TempPathFactory) -> dict[str, NodeExplanation]:
+    assets = demo_assets()
+    model = load_model(assets.model)
+    out = tmp_path_factory.mktemp("gui-explain") / "q.onnx"
+    result = quantize_model(model, load_data(assets.calibration, model, samples=100), Recipe(granularity="per-channel"), out)
+    int8 = load_model(result.output_path)
+    data = load_data(assets.test, int8, samples=4)
+    found = {name: explain_node(int8, name, data, 1, model) for name in ("/block1/depthwise/conv/Conv", "/fc/Gemm")}
+    found["corner"] = explain_node(int8, "/stem/conv/Conv", data, 1, model, element=(0, 3, 0, 0))
+    return found
+
+
+def table_rows(panel: ExplainPanel) -> dict[str, str]:
+    return {panel.numbers.item(r, 0).text(): panel.numbers.item(r, 1).text() for r in range(panel.numbers.rowCount())}
+
+
+def test_panel_shows_the_numbers_of_the_explained_node(qtbot, explanations, tmp_path: Path) -> None:
+    e = explanations["/block1/depthwise/conv/Conv"]
+    panel = ExplainPanel()
+    qtbot.addWidget(panel)
+    panel.resize(620, 1000)
+    panel.show_explanation(e)
+    rows = table_rows(panel)
+    assert rows["S_x"] == fmt.number(float(e.x.scale), 6)
+    assert rows["Z_x (uint8)"] == str(int(e.x.zero_point))
+    assert rows["S_w per channel (axis 0)"].endswith("(16 channels)")
+    assert rows["Z_w (int8)"] == "0 (all 16 channels)"
+    assert rows["S_y"] == fmt.number(float(e.y.scale), 6)
+    assert rows["n (right shift)"] == f"{min(m.shift for m in e.multipliers)} … {max(m.shift for m in e.multipliers)} (16 channels)"
+    assert rows["SQNR vs float"].startswith(fmt.decibels(e.sqnr_db))
+    assert "depthwise Conv" in panel.title.text() and "QLinearConv" in panel.title.text()
+    assert panel.badge.text() == "bit-exact with ONNX Runtime" and not panel.badge.isHidden()
+    x, y = panel.scale_curve.getData()
+    np.testing.assert_array_equal(x, np.arange(16))
+    np.testing.assert_allclose(y, e.w.scale)
+    np.testing.assert_allclose(panel.error_curve.getData()[1], [m.rel_error for m in e.multipliers])
+    assert panel.channel_line.value() == e.example.index[1]
+    assert panel.grab().save(str(tmp_path / "explain_panel.png"))
+
+
+def test_worked_example_grids_and_arithmetic_chain(qtbot, explanations) -> None:
+    e = explanations["/block1/depthwise/conv/Conv"]
+    panel = ExplainPanel()
+    qtbot.addWidget(panel)
+    panel.show_explanation(e)
+    ex = e.example
+    cells = [[int(panel.x_table.item(r, c).text()) for c in range(3)] for r in range(3)]
+    assert cells == ex.x_q[0].tolist()
+    assert [[int(panel.w_table.item(r, c).text()) for c in range(3)] for r in range(3)] == ex.w_q[0].tolist()
+    text = panel.steps.toPlainText()
+    assert f"= {ex.acc}" in text and f"round({ex.acc_with_bias}·{ex.multiplier.m0} / 2^{ex.multiplier.shift})" in text
+    assert f"clamp to [{ex.qmin}, {ex.qmax}] = {ex.y_q}" in text
+
+
+def test_gemm_rows_wrap_and_messages_replace_the_content(qtbot, explanations) -> None:
+    e = explanations["/fc/Gemm"]
+    panel = ExplainPanel()
+    qtbot.addWidget(panel)
+    panel.show_explanation(e)
+    assert panel.x_table.rowCount() == 2 and panel.x_table.columnCount() == 16  # 32 inputs, 16 per row
+    assert panel.x_table.item(1, 0).text() == str(int(e.example.x_q[16]))
+    panel.show_message("Explaining /fc/Gemm…")
+    assert panel.content.isHidden() and panel.message.text() == "Explaining /fc/Gemm…" and panel.badge.isHidden()
+    panel.show_explanation(None)
+    assert panel.explanation is None and "Select a Conv, Gemm or MatMul node" in panel.message.text()
+
+
+def test_padding_cells_are_greyed(qtbot, explanations) -> None:
+    panel = ExplainPanel()
+    qtbot.addWidget(panel)
+    panel.show_explanation(explanations["corner"])
+    padded = [[panel.x_table.item(r, c).background().color().name() == PADDING_BRUSH.color().name()
+               for c in range(3)] for r in range(3)]
+    assert padded == [[True, True, True], [True, False, False], [True, False, False]]
+
+
+def test_windows_and_matrix_rows_become_grids() -> None:
+    grid, labels = grid_rows(np.arange(18).reshape(2, 3, 3))
+    assert grid.shape == (6, 3) and labels[:4] == ["c0 r0", "c0 r1", "c0 r2", "c1 r0"]
+    wrapped, row_labels = grid_rows(np.arange(20))
+    assert wrapped.shape == (2, 16) and row_labels == ["0", "16"]
