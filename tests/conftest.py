@@ -24,3 +24,20 @@ def cnn_data(tmp_path: Path) -> Path:
     images = rng.standard_normal((24, 3, 16, 16)).astype(np.float32)
     labels = rng.integers(0, 10, 24)
     return write_npz(tmp_path / "cnn_data.npz", x=images, labels=labels)
+
+
+@pytest.fixture(autouse=True)
+def _no_worker_thread_left_running():
+    """Fail a test that leaves a q8studio worker QThread running (it would outlive its window)."""
+    yield
+    import sys
+
+    tasks = sys.modules.get("q8studio.gui.tasks")
+    if tasks is None:  # core tests never import Qt
+        return
+    running = tasks.running_threads()
+    for thread in running:
+        thread.quit()
+        thread.wait(5000)
+    if running:
+        pytest.fail(f"worker threads left running: {[t.objectName() for t in running]}")

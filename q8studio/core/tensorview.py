@@ -1,0 +1,356 @@
+"""Numbers the inspector and histogram panels show for one node or tensor.
+
+The GUI computes nothing itself; everything it plots about a single weight or activation comes
+from here: weight statistics and per-channel ranges, a display-sized view of a calibration
+histogram, every clipping method's range for one tensor and how much of the data each cuts, the
+float and int8-dequantized values of one activation on a few samples, and a preprocessed image
+as displayable pixels.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Collection
+from dataclasses import dataclass, field
+
+import numpy as np
+
+from .calibrate import batch_size_for, with_outputs
+from .clipping import INT8, METHODS, UINT8, activation_range, weight_channel_axis
+from .data import Dataset
+from .errors import Q8Error
+from .evaluate import dequantized_counterparts
+from .model import Graph, LoadedModel, Node
+from .progress import NO_PROGRESS, Progress
+from .recipe import Recipe
+from .session import cpu_session
+from .stats import TensorStats
+
+DISPLAY_BINS = 200
+"""Bins of a histogram on screen: enough to show shape, few enough to draw instantly."""
+
+
+@dataclass(frozen=True)
+class WeightSummary:
+    """Statistics of one weight tensor, and its per-output-channel range when it has channels."""
+
+    name: str
+    shape: tuple[int, ...]
+    min: float
+    max: float
+    mean: float
+    std: float
+    channel_axis: int | None
+    channel_min: np.ndarray | None
+    channel_max: np.ndarray | None
+
+    @property
+    def range_spread(self) -> float | None:
+        """Widest channel range over the narrowest: a large spread is why per-channel quantization helps."""
+        if self.channel_min is None or self.channel_max is None:
+            return None
+        widths = self.channel_max - self.channel_min
+        narrowest = float(widths.min())
+        return math.inf if narrowest == 0.0 else float(widths.max()) / narrowest
+
+
+def node_weights(model: LoadedModel, node: Node) -> list[str]:
+    """The node's float initializer inputs, the main weight (highest rank) first."""
+    names = [
+        name for name in node.inputs
+        if name in model.graph.initializers and model.graph.tensors[name].is_float
+    ]
+    return sorted(names, key=lambda name: -len(model.graph.tensors[name].shape or ()))
+
+
+def weight_summary(model: LoadedModel, name: str, node: Node) -> WeightSummary:
+    """Min/max/mean/std of a weight, plus per-channel min/max along the axis int8 would use."""
+    w = model.weight(name).astype(np.float64)
+    axis = _channel_axis(node, w.ndim) if w.ndim >= 2 else None
+    channel_min = channel_max = None
+    if axis is not None:
+        others = tuple(d for d in range(w.ndim) if d != axis)
+        channel_min, channel_max = w.min(axis=others), w.max(axis=others)
+    return WeightSummary(
+        name=name,
+        shape=tuple(w.shape),
+        min=float(w.min()) if w.size else 0.0,
+        max=float(w.max()) if w.size else 0.0,
+        mean=float(w.mean()) if w.size else 0.0,
+        std=float(w.std()) if w.size else 0.0,
+        channel_axis=axis,
+        channel_min=channel_min,
+        channel_max=channel_max,
+    )
+
+
+def _channel_axis(node: Node, rank: int) -> int | None:
+    try:
+        return weight_channel_axis(node.op_type, node.attributes, rank) % rank
+    except Q8Error:  # not a per-channel op (e.g. a BatchNorm scale): no channel view
+        return None
+
+
+def value_histogram(values: np.ndarray, bins: int = 100) -> tuple[np.ndarray, np.ndarray]:
+    """Counts and edges of finite values; a constant tensor gets one bin around its value."""
+    flat = np.asarray(values, dtype=np.float64).ravel()
+    flat = flat[np.isfinite(flat)]
+    if flat.size == 0:
+        return np.zeros(1, dtype=np.int64), np.array([-0.5, 0.5])
+    lo, hi = float(flat.min()), float(flat.max())
+    if lo == hi:
+        lo, hi = lo - 0.5, hi + 0.5
+    return np.histogram(flat, bins=bins, range=(lo, hi))
+
+
+def weight_histogram(values: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """A weight's histogram with a bin count that suits its size (a 32-value bias gets ~11 bins)."""
+    size = int(np.asarray(values).size)
+    return value_histogram(values, bins=int(np.clip(2.0 * math.sqrt(size), 8, 100)))
+
+
+def display_histogram(stats: TensorStats, bins: int = DISPLAY_BINS) -> tuple[np.ndarray, np.ndarray]:
+    """The calibration histogram cut to its occupied bins and merged into about ``bins`` bins.
+
+    Whole groups of adjacent bins are summed, so every count is exact and the edges are edges of
+    the full histogram; nothing is re-estimated.
+    """
+    used = np.flatnonzero(stats.hist)
+    if used.size == 0:
+        return np.zeros(1, dtype=np.int64), np.array([-0.5, 0.5])
+    first, last = int(used[0]), int(used[-1]) + 1
+    group = max(1, math.ceil((last - first) / bins))
+    stop = first + group * math.ceil((last - first) / group)
+    hist = np.zeros(stop - first, dtype=np.int64)
+    available = min(stop, stats.hist.size) - first
+    hist[:available] = stats.hist[first:first + available]
+    counts = hist.reshape(-1, group).sum(axis=1)
+    edges = (np.arange(first, stop + 1, group, dtype=np.float64) - stats.hist.size // 2) * stats.bin_width
+    return counts, edges
+
+
+@dataclass(frozen=True)
+class MethodRange:
+    """One clipping method's range for a tensor and the share of calibration values it clips."""
+
+    method: str
+    rmin: float
+    rmax: float
+    clipped: float
+
+
+def method_ranges(
+    stats: TensorStats, *, activation_type: str = "uint8", symmetric: bool = False, percentile: float = 99.99
+) -> list[MethodRange]:
+    """Every method's range for one calibrated tensor, so a plot can show what each one cuts."""
+    qtype = UINT8 if activation_type == "uint8" else INT8
+    ranges = []
+    for method in METHODS:
+        lo, hi = activation_range(stats, method, qtype=qtype, symmetric=symmetric, percentile=percentile)
+        ranges.append(MethodRange(method, lo, hi, clipped_fraction(stats, lo, hi)))
+    return ranges
+
+
+def clipped_fraction(stats: TensorStats, rmin: float, rmax: float) -> float:
+    """Share of calibration values outside ``[rmin, rmax]``.
+
+    Bins wholly outside count fully; a bin the limit cuts counts in proportion to the part of it
+    beyond the limit, where a bin's occupied part ends at the observed min/max (so minmax clips 0).
+    """
+    if stats.count == 0:
+        return 0.0
+    edges = stats.edges
+    left, right = np.maximum(edges[:-1], stats.min), np.minimum(edges[1:], stats.max)
+    width = np.maximum(right - left, 0.0)
+    above = np.clip(right - max(rmax, stats.min), 0.0, width)
+    below = np.clip(min(rmin, stats.max) - left, 0.0, width)
+    share = np.divide(above + below, width, out=(left > rmax).astype(np.float64), where=width > 0)
+    return float(np.sum(stats.hist * np.minimum(share, 1.0))) / float(stats.hist.sum())
+
+
+FUSED_KINDS = frozenset({"activation", "normalisation"})
+"""Nodes int8 fuses into the layer before them: a Conv's int8 output is the one after its ReLU."""
+
+
+def activation_tensor_for(
+    node_name: str, source: LoadedModel, prepared: LoadedModel | None, available: Collection[str]
+) -> str | None:
+    """The calibrated tensor that stands for a node's output, or None.
+
+    The node's own output when it was calibrated; otherwise, when int8 fuses the node with what
+    follows (Conv → BatchNorm → ReLU), the output of that fused chain; otherwise, for ops that
+    reuse their input's scale (MaxPool, Reshape), their calibrated input. The source graph is
+    searched first, then the quantized (BatchNorm-folded) one, which may hold the node too.
+    """
+    graphs = [source.graph] + ([prepared.graph] if prepared is not None else [])
+    for graph in graphs:
+        node = next((n for n in graph.nodes if n.name == node_name), None)
+        if node is None:
+            continue
+        found = _fused_output(graph, node, available) or next((t for t in node.inputs if t in available), None)
+        if found is not None:
+            return found
+    return None
+
+
+def _fused_output(graph: Graph, node: Node, available: Collection[str], steps: int = 3) -> str | None:
+    for _ in range(steps):
+        hit = next((name for name in node.outputs if name in available), None)
+        if hit is not None:
+            return hit
+        consumers = graph.consumers.get(node.outputs[0], []) if len(node.outputs) == 1 else []
+        if len(consumers) != 1 or graph.nodes[consumers[0]].kind not in FUSED_KINDS:
+            return None
+        node = graph.nodes[consumers[0]]
+    return None
+
+
+@dataclass(frozen=True)
+class TensorComparison:
+    """One activation's float values and their int8-dequantized counterparts on the same samples."""
+
+    tensor: str
+    float_values: np.ndarray
+    int8_values: np.ndarray
+    samples: int
+
+    @property
+    def error(self) -> np.ndarray:
+        return self.int8_values - self.float_values
+
+
+class TensorProbe:
+    """Float and int8 sessions with every comparable activation exposed, built once per int8 model.
+
+    Creating ONNX Runtime sessions costs far more than running a few samples, so a GUI that
+    compares the tensor of each node the user clicks keeps one probe per quantization run.
+    """
+
+    def __init__(self, float_model: LoadedModel, int8_model: LoadedModel) -> None:
+        counterparts = dequantized_counterparts(int8_model)
+        self.pairs = {name: dq for name, dq in counterparts.items() if name in float_model.graph.tensors}
+        for name in float_model.graph.outputs:
+            if name in int8_model.graph.outputs:
+                self.pairs.setdefault(name, name)
+        self.batch_size = batch_size_for(float_model)
+        # One thread each: a few samples run fast anyway, and ONNX Runtime's spinning thread pools
+        # would otherwise take the cores from the window and from a quantization running meanwhile.
+        self._float = cpu_session(with_outputs(float_model.proto, list(self.pairs)), threads=1)
+        self._int8 = cpu_session(with_outputs(int8_model.proto, list(self.pairs.values())), threads=1)
+
+    def compare(
+        self, tensor: str, data: Dataset, *, samples: int = 16, progress: Progress = NO_PROGRESS
+    ) -> TensorComparison:
+        """The tensor's float and int8-dequantized values on the first ``samples`` samples, flattened.
+
+        In the QDQ model the int8 value of activation X is the DequantizeLinear output fed by
+        QuantizeLinear(X): that is what the next layer really receives.
+        """
+        if tensor not in self.pairs:
+            raise Q8Error(
+                f"'{tensor}' has no int8 counterpart: the quantizer fused it into the next layer or kept it float."
+            )
+        int8_name = self.pairs[tensor]
+        subset = data.limited(samples)
+        float_parts, int8_parts = [], []
+        done = 0
+        for feed in subset.batches(self.batch_size):
+            float_parts.append(self._float.run([tensor], feed)[0].astype(np.float32).ravel())
+            int8_parts.append(self._int8.run([int8_name], feed)[0].astype(np.float32).ravel())
+            done += len(next(iter(feed.values())))
+            progress.report("Comparing one tensor", done, subset.count)
+        return TensorComparison(tensor, np.concatenate(float_parts), np.concatenate(int8_parts), subset.count)
+
+
+def display_image(sample: np.ndarray, layout: str) -> np.ndarray:
+    """A preprocessed sample (C,H,W or H,W,C) stretched to uint8 pixels, (H,W) or (H,W,3).
+
+    Normalised inputs have arbitrary ranges; min-max stretching shows what the model sees.
+    """
+    pixels = np.asarray(sample, dtype=np.float64)
+    if pixels.ndim == 4:
+        pixels = pixels[0]
+    if pixels.ndim != 3:
+        raise Q8Error(f"A sample of shape {list(pixels.shape)} is not an image.")
+    if layout == "NCHW":
+        pixels = pixels.transpose(1, 2, 0)
+    if pixels.shape[2] not in (1, 3):
+        raise Q8Error(f"An image needs 1 or 3 channels, not {pixels.shape[2]}.")
+    lo, hi = float(pixels.min()), float(pixels.max())
+    scaled = (pixels - lo) / (hi - lo) * 255.0 if hi > lo else np.zeros_like(pixels)
+    image = np.ascontiguousarray(np.rint(scaled).astype(np.uint8))
+    return image[:, :, 0] if image.shape[2] == 1 else image
+
+
+@dataclass(frozen=True)
+class ComparisonView:
+    """The histograms of a :class:`TensorComparison`: what the plots need, without the raw values."""
+
+    tensor: str
+    samples: int
+    edges: np.ndarray
+    float_counts: np.ndarray
+    int8_counts: np.ndarray
+    error_edges: np.ndarray
+    error_counts: np.ndarray
+    mean_error: float
+    max_abs_error: float
+
+
+def comparison_view(comparison: TensorComparison, bins: int = 120) -> ComparisonView:
+    """Float and int8 values on shared bins, and the error histogram."""
+    _, edges = value_histogram(np.concatenate([comparison.float_values, comparison.int8_values]), bins=bins)
+    error = comparison.error
+    error_counts, error_edges = value_histogram(error, bins=bins)
+    return ComparisonView(
+        tensor=comparison.tensor,
+        samples=comparison.samples,
+        edges=edges,
+        float_counts=np.histogram(comparison.float_values, bins=edges)[0],
+        int8_counts=np.histogram(comparison.int8_values, bins=edges)[0],
+        error_edges=error_edges,
+        error_counts=error_counts,
+        mean_error=float(error.mean()) if error.size else 0.0,
+        max_abs_error=float(np.abs(error).max()) if error.size else 0.0,
+    )
+
+
+@dataclass(frozen=True)
+class NodeNumbers:
+    """Everything the inspector and histogram panels show about one node, computed in one go.
+
+    Computing it takes from milliseconds to seconds (entropy and MSE searches, big weights), so
+    the GUI runs it off its own thread and only draws the result.
+    """
+
+    node: str
+    weights: list[WeightSummary]
+    weight_histogram: tuple[np.ndarray, np.ndarray] | None
+    tensor: str | None = None
+    stats: TensorStats | None = None
+    activation_histogram: tuple[np.ndarray, np.ndarray] | None = None
+    ranges: list[MethodRange] = field(default_factory=list)
+
+
+def node_numbers(
+    model: LoadedModel,
+    node_name: str,
+    *,
+    stats: dict[str, TensorStats] | None = None,
+    prepared: LoadedModel | None = None,
+    recipe: Recipe | None = None,
+) -> NodeNumbers:
+    """Weight statistics and histogram, and (after a calibration) the activation histogram and ranges."""
+    node = model.graph.node_by_name(node_name)
+    names = node_weights(model, node)
+    summaries = [weight_summary(model, name, node) for name in names]
+    histogram = weight_histogram(model.weight(names[0])) if names else None
+    if stats is None:
+        return NodeNumbers(node_name, summaries, histogram)
+    tensor = activation_tensor_for(node_name, model, prepared, stats)
+    if tensor is None:
+        return NodeNumbers(node_name, summaries, histogram)
+    recipe = recipe or Recipe()
+    ranges = method_ranges(stats[tensor], activation_type=recipe.activation_type,
+                           symmetric=recipe.symmetric_activations, percentile=recipe.percentile)
+    return NodeNumbers(node_name, summaries, histogram, tensor, stats[tensor], display_histogram(stats[tensor]), ranges)

@@ -1,0 +1,112 @@
+"""One quantize-then-compare run, as the GUI performs it, and the per-layer rows it displays.
+
+The GUI runs this in a worker thread: quantize with the recipe, then compare the source float
+model with the int8 one on the evaluation data (the calibration data when there is none).
+Both steps report to the same :class:`Progress`, so Cancel stops either.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from .data import Dataset
+from .evaluate import Comparison, LayerError, compare_models
+from .model import LoadedModel, load_model
+from .progress import NO_PROGRESS, Progress
+from .quantize import QuantizeResult, quantize_model
+from .recipe import Recipe
+from .tensorview import activation_tensor_for, clipped_fraction
+
+METRICS: dict[str, tuple[str, bool]] = {
+    "sqnr_db": ("SQNR (dB)", True),
+    "cosine": ("cosine similarity", True),
+    "mse": ("MSE", False),
+}
+"""Per-layer metrics that can colour the graph: key -> (title, whether a low value is bad)."""
+
+
+@dataclass(frozen=True)
+class LayerRow:
+    """One row of the per-layer table: the error, the observed range and the range the method kept."""
+
+    node: str
+    op_type: str
+    tensor: str
+    sqnr_db: float
+    mse: float
+    cosine: float
+    max_abs_error: float
+    observed_min: float
+    observed_max: float
+    clip_min: float
+    clip_max: float
+    clipped: float
+
+
+@dataclass
+class StudioRun:
+    """Everything one GUI run produced: the quantization, the int8 model and the comparison."""
+
+    result: QuantizeResult
+    int8: LoadedModel
+    comparison: Comparison
+    evaluation_data: str
+    _rows: list[LayerRow] | None = field(default=None, init=False, repr=False)
+
+    def layer_rows(self) -> list[LayerRow]:
+        """The comparison's per-layer errors (worst first) joined with their calibration ranges."""
+        if self._rows is None:  # the table, the graph colours and the inspector all ask for them
+            self._rows = [self._row(layer) for layer in self.comparison.errors.layers]
+        return self._rows
+
+    def _row(self, layer: LayerError) -> LayerRow:
+        stats = self.result.stats.get(layer.tensor)
+        clip = self.result.ranges.get(layer.tensor, (math.nan, math.nan))
+        return LayerRow(
+            node=layer.node, op_type=layer.op_type, tensor=layer.tensor,
+            sqnr_db=layer.sqnr_db, mse=layer.mse, cosine=layer.cosine, max_abs_error=layer.max_abs_error,
+            observed_min=stats.min if stats else math.nan,
+            observed_max=stats.max if stats else math.nan,
+            clip_min=clip[0], clip_max=clip[1],
+            clipped=clipped_fraction(stats, *clip) if stats and layer.tensor in self.result.ranges else math.nan,
+        )
+
+
+def quantize_and_compare(
+    model: LoadedModel,
+    calibration: Dataset,
+    evaluation: Dataset | None,
+    recipe: Recipe,
+    output: Path,
+    *,
+    latency_runs: int = 30,
+    progress: Progress = NO_PROGRESS,
+) -> StudioRun:
+    """Quantize ``model`` to ``output`` and compare it with the float model on the evaluation data.
+
+    Histograms are always collected: the GUI draws them with every method's clipping range.
+    """
+    result = quantize_model(model, calibration, recipe, output, histograms=True, progress=progress)
+    int8 = load_model(result.output_path)
+    data = evaluation if evaluation is not None else calibration.limited(recipe.samples)
+    comparison = compare_models(model, int8, data, latency_runs=latency_runs, progress=progress)
+    return StudioRun(result, int8, comparison, data.source)
+
+
+def overlay_values(rows: list[LayerRow], metric: str, shown: LoadedModel, prepared: LoadedModel) -> dict[str, float]:
+    """Node name -> the metric of the quantized activation that stands for it, to colour the graph.
+
+    A node gets the row of its own output, or of the tensor :func:`activation_tensor_for` picks
+    (a Conv fused with its ReLU gets the ReLU's error), so the colours match the histograms.
+    """
+    by_tensor = {row.tensor: getattr(row, metric) for row in rows}
+    values: dict[str, float] = {}
+    for node in shown.graph.nodes:
+        tensor = next((name for name in node.outputs if name in by_tensor), None)
+        if tensor is None:
+            tensor = activation_tensor_for(node.name, shown, prepared, by_tensor)
+        if tensor is not None and math.isfinite(by_tensor[tensor]):
+            values[node.name] = by_tensor[tensor]
+    return values

@@ -1,0 +1,110 @@
+"""``q8studio [MODEL] [--demo] [--run] [--screenshot PATH]``: start the window.
+
+``--run`` starts quantization as soon as the model (and, for the demo, its data) is loaded;
+``--screenshot`` saves the window once the run has ended, or once the model is shown without
+``--run``, then exits: exit code 0 if everything worked, 1 if loading or the run failed.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from pathlib import Path
+
+import shiboken6
+from PySide6.QtCore import QTimer
+from PySide6.QtWidgets import QApplication
+
+from .main_window import MainWindow
+
+SETTLE_MS = 500
+"""Let layouts, plots and the worker that computes the selected node's numbers finish first."""
+ACTIVATION_TAB = 1
+
+
+def parse_args(argv: list[str]) -> argparse.Namespace:
+    parser = argparse.ArgumentParser(
+        prog="q8studio",
+        description="Inspect and int8-quantize ONNX models (GUI). Commands: inspect, quantize, evaluate.",
+    )
+    parser.add_argument("model", nargs="?", type=Path, help="an ONNX model to open")
+    parser.add_argument("--demo", action="store_true", help="open the bundled demo model with its data")
+    parser.add_argument("--run", action="store_true", help="quantize and compare as soon as the model is loaded")
+    parser.add_argument("--screenshot", type=Path, metavar="PATH.png",
+                        help="save the window after loading (and the run), then exit")
+    args = parser.parse_args(argv)
+    if args.demo and args.model:
+        parser.error("give either MODEL or --demo, not both")
+    if (args.run or args.screenshot) and not (args.demo or args.model):
+        parser.error("--run and --screenshot need MODEL or --demo")
+    return args
+
+
+class _Script:
+    """Drives the window for ``--run`` / ``--screenshot`` and records the exit code."""
+
+    def __init__(self, window: MainWindow, args: argparse.Namespace) -> None:
+        self.window = window
+        self.args = args
+        self.exit_code = 0
+        window.model_loaded.connect(self._on_loaded)
+        window.run_ended.connect(self._on_run_ended)
+        window.loader.failed.connect(lambda *_: self._finish(1))
+
+    def _on_loaded(self, _model: object) -> None:
+        if self.args.run:
+            QTimer.singleShot(0, self._start_run)
+        elif self.args.screenshot:
+            QTimer.singleShot(SETTLE_MS, lambda: self._finish(0))
+
+    def _start_run(self) -> None:
+        self.window.start_run()
+        if not self.window.runner.busy:  # refused (no data, bad settings): the dialog says why
+            self._finish(1)
+
+    def fail(self) -> None:
+        """Nothing could be opened (the dialog says why): end a scripted session with an error."""
+        self._finish(1)
+
+    def _on_run_ended(self, outcome: str) -> None:
+        if outcome == "finished":  # the screenshot shows what the run added: the clipping ranges
+            self.window.histograms.tabs.setCurrentIndex(ACTIVATION_TAB)
+        self._finish(0 if outcome == "finished" else 1)
+
+    def _finish(self, code: int) -> None:
+        self.exit_code = max(self.exit_code, code)
+        if code and self.window.errors.last_message:  # a script has no one to read the dialog
+            print(f"q8studio: error: {self.window.errors.last_message}", file=sys.stderr)
+        if self.args.screenshot:
+            QTimer.singleShot(SETTLE_MS, self._screenshot_and_quit)
+
+    def _screenshot_and_quit(self) -> None:
+        path = self.args.screenshot
+        path.parent.mkdir(parents=True, exist_ok=True)
+        if not self.window.grab().save(str(path)):
+            print(f"q8studio: error: could not save the screenshot to {path}", file=sys.stderr)
+            self.exit_code = 1
+        else:
+            print(f"screenshot: {path}")
+        self.window.close()
+
+
+def run_gui(argv: list[str]) -> int:
+    args = parse_args(argv)
+    app = QApplication.instance() or QApplication(sys.argv[:1])
+    app.setApplicationName("q8studio")
+    app.setOrganizationName("q8studio")
+    window = MainWindow()
+    script = _Script(window, args)
+    window.show()
+    if args.demo:
+        if not window.open_demo():
+            script.fail()
+    elif args.model:
+        window.open_model(args.model)
+    app.exec()
+    code = script.exit_code
+    # Destroy the widgets while QApplication still exists: left to interpreter shutdown,
+    # PySide may tear them down in an order that crashes.
+    shiboken6.delete(window)
+    return code

@@ -1,0 +1,46 @@
+"""How numbers read on screen: the same figure is formatted the same way in every panel."""
+
+from __future__ import annotations
+
+import math
+
+
+def number(value: float | None, digits: int = 4) -> str:
+    """Compact significant-digit form; an em dash for missing values."""
+    if value is None or (isinstance(value, float) and math.isnan(value)):
+        return "—"
+    if math.isinf(value):
+        return "∞" if value > 0 else "−∞"
+    return f"{value:.{digits}g}"
+
+
+def percent(value: float | None, digits: int = 2) -> str:
+    return "—" if value is None else f"{100.0 * value:.{digits}f}%"
+
+
+def decibels(value: float | None) -> str:
+    if value is None or math.isnan(value):
+        return "—"
+    return "∞ dB (exact)" if math.isinf(value) and value > 0 else f"{value:.2f} dB"
+
+
+def size(num_bytes: int) -> str:
+    """Bytes in the largest unit that keeps the figure readable."""
+    value = float(num_bytes)
+    for unit in ("B", "KB", "MB", "GB"):
+        if value < 1024.0 or unit == "GB":
+            return f"{value:.0f} {unit}" if unit == "B" else f"{value:.1f} {unit}"
+        value /= 1024.0
+    return f"{value:.1f} GB"
+
+
+def duration(seconds: float) -> str:
+    if seconds < 0:
+        return ""
+    if seconds < 60:
+        return f"{seconds:.0f} s"
+    return f"{int(seconds // 60)} min {int(seconds % 60):02d} s"
+
+
+def value_range(lo: float, hi: float) -> str:
+    return f"[{number(lo)}, {number(hi)}]"

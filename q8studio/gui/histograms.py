@@ -1,0 +1,268 @@
+"""Weight, activation and float-vs-int8 plots for the selected node (pyqtgraph).
+
+Histograms are step curves (``stepMode="center"``: x holds the bin edges). Each tab states in
+its header what it shows, or why it is empty, so an empty plot never looks like a bug.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import pyqtgraph as pg
+from PySide6.QtCore import Qt
+from PySide6.QtWidgets import QCheckBox, QHBoxLayout, QLabel, QTabWidget, QVBoxLayout, QWidget
+
+from ..core.stats import TensorStats
+from ..core.tensorview import ComparisonView, MethodRange, WeightSummary
+from . import formatting as fmt
+
+pg.setConfigOptions(antialias=True, background="w", foreground="#333")
+
+METHOD_COLOURS: dict[str, str] = {
+    "minmax": "#d62728",
+    "percentile": "#2ca02c",
+    "entropy": "#9467bd",
+    "mse": "#ff7f0e",
+    "ema": "#17becf",
+}
+LOG_TICKS = [[(float(power), f"{10 ** power:g}") for power in range(13)]]
+"""Log-scale count axes label decades only; pyqtgraph's minor labels pile up over short ranges."""
+FLOAT_COLOUR = "#1f77b4"
+INT8_COLOUR = "#ff7f0e"
+ERROR_COLOUR = "#7f7f7f"
+
+
+def _plot(title: str, x_label: str, y_label: str) -> pg.PlotWidget:
+    plot = pg.PlotWidget()
+    plot.setTitle(title, size="9pt")
+    plot.setLabel("bottom", x_label)
+    plot.setLabel("left", y_label)
+    plot.showGrid(x=True, y=True, alpha=0.15)
+    plot.setMenuEnabled(False)
+    plot.setMinimumHeight(140)
+    for axis in ("bottom", "left"):
+        plot.getAxis(axis).enableAutoSIPrefix(False)  # "value (x0.001)" reads worse than 0.002
+    return plot
+
+
+def _step(colour: str, alpha: int = 90) -> pg.PlotDataItem:
+    """A histogram curve: outlined steps filled down to zero."""
+    brush = pg.mkColor(colour)
+    brush.setAlpha(alpha)
+    return pg.PlotDataItem(stepMode="center", fillLevel=0, pen=pg.mkPen(colour, width=1.2), brush=brush)
+
+
+def _header() -> QLabel:
+    label = QLabel()
+    label.setWordWrap(True)
+    label.setTextInteractionFlags(Qt.TextInteractionFlag.TextSelectableByMouse)
+    return label
+
+
+class HistogramPanel(QWidget):
+    """Three tabs: the node's main weight, its calibrated activation, and its int8 error."""
+
+    def __init__(self, parent: QWidget | None = None) -> None:
+        super().__init__(parent)
+        self.log_counts = QCheckBox("Log counts")
+        self.log_counts.setChecked(True)  # a ReLU's spike at zero flattens everything else on a linear scale
+        self.log_counts.setToolTip("Show histogram counts on a log scale (rare outliers become visible)")
+        self.log_counts.toggled.connect(self._apply_log)
+        self.tabs = QTabWidget()
+        self.tabs.addTab(self._weights_tab(), "Weights")
+        self.tabs.addTab(self._activation_tab(), "Activation")
+        self.tabs.addTab(self._int8_tab(), "Float vs int8")
+        top = QHBoxLayout()
+        top.addStretch(1)
+        top.addWidget(self.log_counts)
+        layout = QVBoxLayout(self)
+        layout.setContentsMargins(4, 4, 4, 4)
+        layout.addLayout(top)
+        layout.addWidget(self.tabs)
+        self.method_lines: dict[str, list[pg.InfiniteLine]] = {}
+        self._apply_log(True)
+        self.clear()
+
+    # --- construction -------------------------------------------------------------------------
+
+    def _weights_tab(self) -> QWidget:
+        self.weight_header = _header()
+        self.weight_plot = _plot("Weight values", "value", "count")
+        self.weight_hist = _step(FLOAT_COLOUR)
+        self.weight_plot.addItem(self.weight_hist)
+        self.channel_plot = _plot("Per-channel range", "output channel", "value")
+        self.channel_max = pg.PlotDataItem(pen=pg.mkPen("#d62728", width=1.5), symbol="o", symbolSize=4,
+                                           symbolBrush="#d62728", symbolPen=None)
+        self.channel_min = pg.PlotDataItem(pen=pg.mkPen(FLOAT_COLOUR, width=1.5), symbol="o", symbolSize=4,
+                                           symbolBrush=FLOAT_COLOUR, symbolPen=None)
+        band = pg.mkColor("#aaaaaa")
+        band.setAlpha(60)
+        self.channel_band = pg.FillBetweenItem(self.channel_min, self.channel_max, brush=band)
+        for item in (self.channel_band, self.channel_max, self.channel_min):
+            self.channel_plot.addItem(item)
+        return _tab(self.weight_header, self.weight_plot, self.channel_plot)
+
+    def _activation_tab(self) -> QWidget:
+        self.activation_header = _header()
+        self.activation_plot = _plot("Calibration histogram and clipping ranges", "value", "count")
+        self.activation_hist = _step("#555555", alpha=70)
+        self.activation_plot.addItem(self.activation_hist)
+        self.method_legend = QLabel()
+        self.method_legend.setTextFormat(Qt.TextFormat.RichText)
+        tab = _tab(self.activation_header, self.activation_plot)
+        tab.layout().addWidget(self.method_legend)
+        return tab
+
+    def _int8_tab(self) -> QWidget:
+        self.int8_header = _header()
+        self.overlay_plot = _plot(
+            f"<span style='color:{FLOAT_COLOUR}'>float32</span> vs "
+            f"<span style='color:{INT8_COLOUR}'>int8 (dequantized)</span> values", "value", "count"
+        )
+        self.float_hist = _step(FLOAT_COLOUR, alpha=60)
+        self.int8_hist = _step(INT8_COLOUR, alpha=60)
+        self.overlay_plot.addItem(self.float_hist)
+        self.overlay_plot.addItem(self.int8_hist)
+        self.error_plot = _plot("Error (int8 − float)", "error", "count")
+        self.error_hist = _step(ERROR_COLOUR)
+        self.error_plot.addItem(self.error_hist)
+        return _tab(self.int8_header, self.overlay_plot, self.error_plot)
+
+    # --- content ------------------------------------------------------------------------------
+
+    def clear(self) -> None:
+        self.show_weight(None, None, "Select a node to see its weights.")
+        self.show_activation(None, None, [], "", "Select a node to see its calibrated activation.")
+        self.show_comparison(None, "Select a node to compare its float and int8 values.")
+
+    def show_weight(
+        self, summary: WeightSummary | None, histogram: tuple[np.ndarray, np.ndarray] | None, message: str = ""
+    ) -> None:
+        """The weight's histogram and, for per-channel ops, each output channel's min and max."""
+        if summary is None or histogram is None:
+            self.weight_header.setText(message)
+            self.weight_hist.setData([], [])
+            self._clear_channels()
+            return
+        counts, edges = histogram
+        self.weight_hist.setData(edges, counts)
+        self.weight_header.setText(
+            f"<b>{summary.name}</b> {list(summary.shape)} — min {fmt.number(summary.min)}, "
+            f"max {fmt.number(summary.max)}, mean {fmt.number(summary.mean)}, std {fmt.number(summary.std)}"
+        )
+        if summary.channel_min is None or summary.channel_max is None:
+            self._clear_channels()
+            return
+        self.channel_plot.show()
+        channels = np.arange(summary.channel_min.size)
+        self.channel_min.setData(channels, summary.channel_min)
+        self.channel_max.setData(channels, summary.channel_max)
+        self.channel_plot.setTitle(
+            f"Per-channel <span style='color:#d62728'>max</span> / <span style='color:{FLOAT_COLOUR}'>min</span> "
+            f"(axis {summary.channel_axis}), spread {fmt.number(summary.range_spread, 3)}×",
+            size="9pt",
+        )
+        self._autorange()
+
+    def show_activation(
+        self,
+        stats: TensorStats | None,
+        histogram: tuple[np.ndarray, np.ndarray] | None,
+        ranges: list[MethodRange],
+        chosen: str,
+        message: str = "",
+    ) -> None:
+        """The calibration histogram with a vertical line at each method's limits; the chosen one is bold.
+
+        ``message`` explains an empty plot, or prefixes the header of a full one.
+        """
+        for lines in self.method_lines.values():
+            for line in lines:
+                self.activation_plot.removeItem(line)
+        self.method_lines = {}
+        self.method_legend.clear()
+        if stats is None or histogram is None:
+            self.activation_header.setText(message)
+            self.activation_hist.setData([], [])
+            return
+        counts, edges = histogram
+        self.activation_hist.setData(edges, counts)
+        self.activation_header.setText(
+            (f"{message}<br>" if message else "") +
+            f"<b>{stats.name}</b> — {stats.count:,} values, observed [{fmt.number(stats.min)}, "
+            f"{fmt.number(stats.max)}]. Lines: each method's clipping range (bold = used)."
+        )
+        for index, entry in enumerate(ranges):
+            self._add_method(entry, index, entry.method == chosen, stats.min < 0)
+        self.method_legend.setText(_legend_html(ranges, chosen))
+        self._autorange()
+
+    def _add_method(self, entry: MethodRange, index: int, chosen: bool, signed: bool) -> None:
+        colour = METHOD_COLOURS.get(entry.method, "#000000")
+        style = Qt.PenStyle.SolidLine if chosen else Qt.PenStyle.DashLine
+        pen = pg.mkPen(colour, width=3 if chosen else 1.5, style=style)
+        height = 0.95 - 0.09 * index
+        lines = [pg.InfiniteLine(entry.rmax, angle=90, pen=pen, label=entry.method,
+                                 labelOpts={"position": height, "color": colour, "anchors": [(1, 0.5), (1, 0.5)]})]
+        if signed and entry.rmin < 0:
+            lines.append(pg.InfiniteLine(entry.rmin, angle=90, pen=pen))
+        for line in lines:
+            line.setZValue(10 if chosen else 5)
+            self.activation_plot.addItem(line)
+        self.method_lines[entry.method] = lines
+
+    def show_comparison(self, view: ComparisonView | None, message: str = "") -> None:
+        """Float and dequantized int8 histograms on shared bins, and the error histogram."""
+        if view is None:
+            self.int8_header.setText(message)
+            for item in (self.float_hist, self.int8_hist, self.error_hist):
+                item.setData([], [])
+            return
+        self.float_hist.setData(view.edges, view.float_counts)
+        self.int8_hist.setData(view.edges, view.int8_counts)
+        self.error_hist.setData(view.error_edges, view.error_counts)
+        self.int8_header.setText(
+            f"<b>{view.tensor}</b> on {view.samples} calibration samples — "
+            f"mean error {fmt.number(view.mean_error)}, max |error| {fmt.number(view.max_abs_error)}"
+        )
+        self._autorange()
+
+    def _clear_channels(self) -> None:
+        """Only weights quantized per output channel (Conv, Gemm, MatMul) get the channel plot."""
+        self.channel_min.setData([], [])
+        self.channel_max.setData([], [])
+        self.channel_plot.hide()
+
+    def _apply_log(self, on: bool) -> None:
+        for plot in (self.weight_plot, self.activation_plot, self.overlay_plot, self.error_plot):
+            plot.setLogMode(x=False, y=on)
+            plot.getAxis("left").setTicks(LOG_TICKS if on else None)
+        self._autorange()
+
+    def _autorange(self) -> None:
+        for plot in (self.weight_plot, self.channel_plot, self.activation_plot, self.overlay_plot, self.error_plot):
+            plot.enableAutoRange()
+
+
+def _legend_html(ranges: list[MethodRange], chosen: str) -> str:
+    """A table under the plot (never over the data): colour, method, range, share of values clipped."""
+    rows = []
+    for entry in ranges:
+        colour = METHOD_COLOURS.get(entry.method, "#000000")
+        name = f"<b>{entry.method}</b> (used)" if entry.method == chosen else entry.method
+        rows.append(
+            f"<tr><td style='color:{colour}'>{'━━' if entry.method == chosen else '╍╍'}</td><td>{name}</td>"
+            f"<td>[{fmt.number(entry.rmin)}, {fmt.number(entry.rmax)}]</td>"
+            f"<td>clips {fmt.percent(entry.clipped, 3)}</td></tr>"
+        )
+    return "<table cellspacing='0' cellpadding='1'>" + "".join(rows) + "</table>"
+
+
+def _tab(header: QLabel, *plots: pg.PlotWidget) -> QWidget:
+    tab = QWidget()
+    layout = QVBoxLayout(tab)
+    layout.setContentsMargins(2, 2, 2, 2)
+    layout.addWidget(header)
+    for plot in plots:
+        layout.addWidget(plot, 1)
+    return tab
+

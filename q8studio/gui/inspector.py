@@ -1,0 +1,128 @@
+"""The node inspector: what a node is, what flows in and out, what its weights look like, what int8 did."""
+
+from __future__ import annotations
+
+from PySide6.QtCore import Qt
+from PySide6.QtWidgets import QHeaderView, QLabel, QTreeWidget, QTreeWidgetItem, QVBoxLayout, QWidget
+
+from ..core.model import LoadedModel, Node
+from ..core.tensorview import WeightSummary, activation_tensor_for, node_weights
+from ..core.workflow import StudioRun
+from . import formatting as fmt
+
+
+class Inspector(QWidget):
+    """A two-column tree (property, value) grouped in sections; sections start expanded."""
+
+    def __init__(self, parent: QWidget | None = None) -> None:
+        super().__init__(parent)
+        self.title = QLabel("Select a node in the graph or the table.")
+        self.title.setWordWrap(True)
+        self.title.setTextInteractionFlags(Qt.TextInteractionFlag.TextSelectableByMouse)
+        self.tree = QTreeWidget()
+        self.tree.setColumnCount(2)
+        self.tree.setHeaderLabels(["Property", "Value"])
+        self.tree.header().setSectionResizeMode(0, QHeaderView.ResizeMode.Interactive)
+        self.tree.header().setStretchLastSection(True)
+        self.tree.setColumnWidth(0, 170)
+        self.tree.setTextElideMode(Qt.TextElideMode.ElideMiddle)
+        self.tree.setAlternatingRowColors(True)
+        self.tree.setUniformRowHeights(True)
+        layout = QVBoxLayout(self)
+        layout.setContentsMargins(4, 4, 4, 4)
+        layout.addWidget(self.title)
+        layout.addWidget(self.tree)
+
+    def clear(self) -> None:
+        self.tree.clear()
+        self.title.setText("Select a node in the graph or the table.")
+
+    def show_node(
+        self, model: LoadedModel, name: str, run: StudioRun | None = None, weights: list[WeightSummary] | None = None
+    ) -> None:
+        """Everything known about a node; ``weights`` None means its statistics are still being computed."""
+        node = model.graph.node_by_name(name)
+        self.tree.clear()
+        self.title.setText(f"<b>{node.op_type}</b> &nbsp; {node.name}")
+        self._section("Node", [
+            ("Op type", node.op_type + (f" ({node.domain})" if node.domain else "")),
+            ("Kind", node.kind),
+            ("Name", node.name),
+            ("Namespace", "/".join(node.namespace) or "—"),
+            ("Quantizable", "yes" if node.quantizable else "no"),
+        ])
+        if node.attributes:
+            self._section("Attributes", [(key, _attribute_text(value)) for key, value in node.attributes.items()])
+        self._section("Inputs", [(name, _tensor_text(model, name)) for name in node.inputs if name])
+        self._section("Outputs", [(name, _tensor_text(model, name)) for name in node.outputs])
+        if weights is None and node_weights(model, node):
+            self._section("Weights", [("Statistics", "computing…")])
+        for summary in weights or []:
+            self._weight_section(summary)
+        if run is not None:
+            self._quantization_section(model, node, run)
+        self.tree.expandAll()
+
+    def _weight_section(self, summary: WeightSummary) -> None:
+        rows = [
+            ("Shape", "[" + ", ".join(str(d) for d in summary.shape) + "]"),
+            ("Min", fmt.number(summary.min)),
+            ("Max", fmt.number(summary.max)),
+            ("Mean", fmt.number(summary.mean)),
+            ("Std", fmt.number(summary.std)),
+        ]
+        if summary.channel_axis is not None and summary.channel_min is not None:
+            rows.append(("Channels", f"{summary.channel_min.size} (axis {summary.channel_axis})"))
+            rows.append(("Range spread", f"{fmt.number(summary.range_spread, 3)}× (widest / narrowest channel)"))
+        self._section(f"Weight {summary.name}", rows)
+
+    def _quantization_section(self, model: LoadedModel, node: Node, run: StudioRun) -> None:
+        rows: list[tuple[str, str]] = []
+        kept = next((f for f in run.result.float_nodes if f.name == node.name), None)
+        if kept is not None:
+            rows.append(("Kept in float", kept.reason))
+        tensor = activation_tensor_for(node.name, model, run.result.prepared.model, run.result.stats)
+        if tensor is not None:
+            stats = run.result.stats[tensor]
+            rows.append(("Tensor", tensor))
+            rows.append(("Observed range", fmt.value_range(stats.min, stats.max)))
+            if tensor in run.result.ranges:
+                rows.append((f"{run.result.recipe.method} range", fmt.value_range(*run.result.ranges[tensor])))
+        layer = next((row for row in run.comparison.errors.layers if row.tensor == tensor), None)
+        if layer is not None:
+            rows.extend([
+                ("SQNR", fmt.decibels(layer.sqnr_db)),
+                ("MSE", fmt.number(layer.mse)),
+                ("Cosine", fmt.number(layer.cosine, 6)),
+                ("Max |error|", fmt.number(layer.max_abs_error)),
+            ])
+        if not rows:
+            rows.append(("Int8", "no quantized activation of its own (fused or shape-only)"))
+        self._section("Quantization", rows)
+
+    def _section(self, title: str, rows: list[tuple[str, str]]) -> None:
+        section = QTreeWidgetItem(self.tree, [title])
+        font = section.font(0)
+        font.setBold(True)
+        section.setFont(0, font)
+        section.setFirstColumnSpanned(True)
+        for key, value in rows:
+            item = QTreeWidgetItem(section, [key, value])
+            item.setToolTip(0, key)
+            item.setToolTip(1, value)
+
+
+def _tensor_text(model: LoadedModel, name: str) -> str:
+    info = model.graph.tensors.get(name)
+    if info is None:
+        return "?"
+    text = f"{info.shape_text()} {info.dtype or '?'}"
+    return text + ("  (weight)" if info.is_initializer else "")
+
+
+def _attribute_text(value: object) -> str:
+    if isinstance(value, float):
+        return fmt.number(value, 6)
+    if isinstance(value, (list, tuple)):
+        return "[" + ", ".join(_attribute_text(v) for v in value) + "]"
+    return str(value)

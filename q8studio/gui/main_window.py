@@ -1,0 +1,474 @@
+"""The main window: lays out the panels, owns the session and the workers, and wires them together.
+
+Panels only talk to the :class:`Session`; this window turns session changes into panel updates
+and user commands (open, run, cancel, export) into core calls on worker threads.
+"""
+
+from __future__ import annotations
+
+import tempfile
+from pathlib import Path
+from typing import Callable
+
+from PySide6.QtCore import QByteArray, QSettings, Qt, QTimer, Signal
+from PySide6.QtGui import QAction, QCloseEvent, QDragEnterEvent, QDropEvent, QKeySequence
+from PySide6.QtWidgets import QDockWidget, QFileDialog, QLabel, QMainWindow, QSplitter, QStackedWidget
+
+from ..core.data import Dataset
+from ..core.demo import demo_assets
+from ..core.errors import Q8Error
+from ..core.model import LoadedModel, load_model
+from ..core.progress import Progress
+from ..core.tensorview import NodeNumbers, TensorProbe, comparison_view, node_numbers
+from ..core.workflow import METRICS, StudioRun, overlay_values, quantize_and_compare
+from . import formatting as fmt
+from .errors import ErrorReporter
+from .exports import Exporter
+from .graph_view import GraphView
+from .histograms import HistogramPanel
+from .inspector import Inspector
+from .quantize_panel import QuantizePanel
+from .results_panel import ResultsPanel
+from .session import Session
+from .start_page import StartPage
+from .tasks import TaskRunner
+
+DEFAULT_SIZE = (1400, 900)
+MAX_RECENT = 8
+COMPARE_SAMPLES = 16
+FLOAT_BADGE = "FP32"
+
+
+class MainWindow(QMainWindow):
+    """``model_loaded``, ``run_finished`` and ``run_ended`` let scripts (``--run --screenshot``) follow along."""
+
+    model_loaded = Signal(object)
+    run_finished = Signal(object)
+    run_ended = Signal(str)  # "finished", "failed" or "cancelled"
+
+    def __init__(self, settings: QSettings | None = None) -> None:
+        super().__init__()
+        self.settings = settings if settings is not None else QSettings("q8studio", "q8studio")
+        self.setWindowTitle("q8studio")
+        self.setAcceptDrops(True)
+        self.resize(*DEFAULT_SIZE)
+        self.session = Session(self)
+        self.errors = ErrorReporter(self)
+        self.loader = TaskRunner("q8studio-load", self)
+        self.runner = TaskRunner("q8studio-run", self)
+        self.inspect = TaskRunner("q8studio-inspect", self)
+        self.probe = TaskRunner("q8studio-probe", self)
+        self._workdir = tempfile.TemporaryDirectory(prefix="q8studio-")
+        self._runs = 0
+        self._after_load: Callable[[LoadedModel], None] | None = None
+        self._run_data: Dataset | None = None
+
+        self.start_page = StartPage()
+        self.graph = GraphView()
+        self.stack = QStackedWidget()
+        self.stack.addWidget(self.start_page)
+        self.stack.addWidget(self.graph)
+        self.setCentralWidget(self.stack)
+        self.inspector = Inspector()
+        self.histograms = HistogramPanel()
+        self.quantize_panel = QuantizePanel(self.errors)
+        self.results = ResultsPanel()
+        self.exporter = Exporter(self, self.session, self.quantize_panel, self.errors,
+                                 lambda text: self.statusBar().showMessage(text, 8000), self._last_folder)
+        self._build_docks()
+        self._build_actions()
+        self.model_status = QLabel()
+        self.statusBar().addPermanentWidget(self.model_status)
+        self._connect()
+        self._restore_settings()
+        self._show_workspace(False)
+
+    # --- construction -------------------------------------------------------------------------
+
+    def _build_docks(self) -> None:
+        right = QSplitter(Qt.Orientation.Vertical)
+        right.addWidget(self.inspector)
+        right.addWidget(self.histograms)
+        right.setSizes([230, 520])
+        self.docks: dict[str, QDockWidget] = {}
+        for key, title, widget, area in (
+            ("quantize", "Quantize", self.quantize_panel, Qt.DockWidgetArea.LeftDockWidgetArea),
+            ("inspector", "Node", right, Qt.DockWidgetArea.RightDockWidgetArea),
+            ("results", "Results", self.results, Qt.DockWidgetArea.BottomDockWidgetArea),
+        ):
+            dock = QDockWidget(title, self)
+            dock.setObjectName(f"{key}Dock")
+            dock.setWidget(widget)
+            self.addDockWidget(area, dock)
+            self.docks[key] = dock
+        self.resizeDocks([self.docks["quantize"], self.docks["inspector"]], [360, 460], Qt.Orientation.Horizontal)
+        self.resizeDocks([self.docks["results"]], [250], Qt.Orientation.Vertical)
+
+    def _action(self, menu: object, text: str, slot: Callable[[], object], shortcut: str | QKeySequence | None = None,
+                tip: str = "") -> QAction:
+        action = QAction(text, self)
+        if shortcut is not None:
+            action.setShortcut(QKeySequence(shortcut))
+        action.setStatusTip(tip)
+        action.triggered.connect(lambda _checked=False: slot())
+        menu.addAction(action)  # type: ignore[attr-defined]
+        return action
+
+    def _build_actions(self) -> None:
+        bar = self.menuBar()
+        file_menu = bar.addMenu("&File")
+        self._action(file_menu, "&Open model…", self.open_dialog, QKeySequence.StandardKey.Open, "Open an ONNX model")
+        self._action(file_menu, "Open &demo", self.open_demo, None, "The bundled digits CNN with its data")
+        self.recent_menu = file_menu.addMenu("Open &recent")
+        file_menu.addSeparator()
+        exporter = self.exporter
+        self.export_model_action = self._action(file_menu, "&Export int8 model…", exporter.export_model, "Ctrl+E",
+                                                "Save the int8 model of the last run")
+        self.export_report_action = self._action(file_menu, "Export &report…", exporter.export_report, None,
+                                                 "Save the JSON report of the last run")
+        file_menu.addSeparator()
+        self._action(file_menu, "&Load recipe…", exporter.load_recipe, None, "Restore every quantization setting")
+        self._action(file_menu, "&Save recipe…", exporter.save_recipe, None, "Save the quantization settings as JSON")
+        file_menu.addSeparator()
+        self._action(file_menu, "&Quit", self.close, QKeySequence.StandardKey.Quit)
+
+        run_menu = bar.addMenu("&Run")
+        self.run_action = self._action(run_menu, "&Quantize and compare", self.start_run, "Ctrl+R",
+                                       "Calibrate, write the int8 model and compare it with float32")
+        self.cancel_action = self._action(run_menu, "&Cancel", self.cancel_run, "Esc", "Stop the running job")
+
+        view_menu = bar.addMenu("&View")
+        self._action(view_menu, "&Find node…", self.focus_search, QKeySequence.StandardKey.Find)
+        self._action(view_menu, "Fit &graph", self.graph.fit)
+        view_menu.addSeparator()
+        for dock in self.docks.values():
+            view_menu.addAction(dock.toggleViewAction())
+        self._set_run_actions()
+
+    def _connect(self) -> None:
+        session = self.session
+        session.model_changed.connect(self._on_model_changed)
+        session.selection_changed.connect(self._on_selection_changed)
+        session.exclusions_changed.connect(self._on_exclusions_changed)
+        session.run_changed.connect(self._on_run_changed)
+        self.graph.node_selected.connect(session.select)
+        self.graph.keep_in_float_requested.connect(session.toggle_float)
+        self.results.node_activated.connect(session.select)
+        self.results.keep_in_float_requested.connect(session.toggle_float)
+        self.results.overlay_metric_changed.connect(lambda _: self._update_overlay())
+        self.quantize_panel.exclusions_edited.connect(session.set_exclusions)
+        self.quantize_panel.run_requested.connect(self.start_run)
+        self.quantize_panel.cancel_requested.connect(self.cancel_run)
+        self.start_page.open_requested.connect(self.open_dialog)
+        self.start_page.demo_requested.connect(self.open_demo)
+        self.start_page.recent_requested.connect(self.open_model)
+        self.loader.finished.connect(self._on_model_loaded)
+        self.loader.failed.connect(self._on_load_failed)
+        self.runner.progress.connect(self.quantize_panel.show_progress)
+        self.runner.finished.connect(self._on_run_finished)
+        self.runner.failed.connect(self._on_run_failed)
+        self.runner.cancelled.connect(self._on_run_cancelled)
+        self.inspect.finished.connect(self._on_node_numbers)
+        self.inspect.failed.connect(lambda message, details: self.errors.show(message, details))
+        self.probe.finished.connect(self.histograms.show_comparison)
+        self.probe.failed.connect(lambda message, _details: self.histograms.show_comparison(None, message))
+
+    # --- opening models -----------------------------------------------------------------------
+
+    def open_dialog(self) -> None:
+        path, _ = QFileDialog.getOpenFileName(self, "Open ONNX model", str(self._last_folder()),
+                                              "ONNX models (*.onnx);;All files (*)")
+        if path:
+            self.open_model(Path(path))
+
+    def open_model(self, path: Path, then: Callable[[LoadedModel], None] | None = None) -> None:
+        """Load on a worker; the current model stays until the new one has loaded."""
+        if self.runner.busy:
+            self.errors.show("Wait for the running quantization to finish, or cancel it (Esc), before opening a model.")
+            return
+        self._after_load = then
+        self.statusBar().showMessage(f"Opening {Path(path).name}…")
+        self.loader.start(lambda _progress: load_model(path))
+
+    def open_demo(self) -> bool:
+        """The bundled model with its calibration and test data already chosen; False if it is missing."""
+        try:
+            assets = demo_assets()
+        except Q8Error as exc:
+            self.errors.show(str(exc))
+            return False
+
+        def choose_data(_model: LoadedModel) -> None:
+            self.quantize_panel.set_calibration(assets.calibration)
+            self.quantize_panel.set_evaluation(assets.test)
+
+        self.open_model(assets.model, then=choose_data)
+        return True
+
+    def _on_model_loaded(self, model: LoadedModel) -> None:
+        self.session.set_model(model)
+        self._remember_recent(model.path)
+        self.settings.setValue("lastDirectory", str(model.path.parent))
+        then, self._after_load = self._after_load, None
+        if then is not None:
+            then(model)
+        self.statusBar().showMessage(f"Opened {model.path}", 5000)
+        self.model_loaded.emit(model)
+
+    def _on_load_failed(self, message: str, details: str) -> None:
+        self._after_load = None
+        self.statusBar().showMessage("Could not open the model.", 5000)
+        self.errors.show(message, details)
+
+    def _on_model_changed(self, model: LoadedModel | None) -> None:
+        self.graph.set_model(model)
+        self.quantize_panel.set_model(model)
+        self.inspector.clear()
+        self.histograms.clear()
+        self._show_workspace(model is not None)
+        if model is None:
+            self.setWindowTitle("q8studio")
+            self.model_status.setText("")
+            return
+        summary = model.summary()
+        self.setWindowTitle(f"{model.path.name} — q8studio")
+        self.model_status.setText(
+            f"{model.path.name}: {summary['node_count']} nodes, {summary['parameters']:,} parameters, "
+            f"opset {summary['opset']}, {fmt.size(model.file_size)}"
+        )
+
+    # --- selection ----------------------------------------------------------------------------
+
+    def focus_search(self) -> None:
+        if self.session.model is not None:
+            self.graph.search.setFocus()
+            self.graph.search.selectAll()
+
+    def _on_selection_changed(self, name: str) -> None:
+        self.graph.select_node(name)
+        self.results.select_node(name)
+        self._show_node(name)
+
+    def _show_node(self, name: str) -> None:
+        """Show what is known at once; compute the node's numbers on a worker, then plot them."""
+        model, run = self.session.model, self.session.run
+        self.probe.cancel()  # a comparison still running belongs to the previous node
+        if model is None or not name:
+            self.inspect.cancel()
+            self.inspector.clear()
+            self.histograms.clear()
+            return
+        self.inspector.show_node(model, name, run)
+        self.histograms.show_weight(None, None, "Computing…")
+        if run is None:
+            self.histograms.show_activation(None, None, [], "", "Run quantization (Ctrl+R) to collect this node's "
+                                            "calibration statistics.")
+            self.histograms.show_comparison(None, "Run quantization (Ctrl+R) to compare float and int8 values.")
+            self.inspect.start(lambda _progress: node_numbers(model, name))
+            return
+        self.histograms.show_activation(None, None, [], "", "Computing…")
+        self.histograms.show_comparison(None, "Computing…")
+        result = run.result
+        self.inspect.start(lambda _progress: node_numbers(
+            model, name, stats=result.stats, prepared=result.prepared.model, recipe=result.recipe
+        ))
+
+    def _on_node_numbers(self, numbers: NodeNumbers) -> None:
+        model, run = self.session.model, self.session.run
+        if model is None or numbers.node != self.session.selected:
+            return
+        node = model.graph.node_by_name(numbers.node)
+        self.inspector.show_node(model, numbers.node, run, numbers.weights)
+        main = numbers.weights[0] if numbers.weights else None
+        self.histograms.show_weight(main, numbers.weight_histogram, f"{node.op_type} {node.name} has no weights.")
+        if run is None:
+            return
+        if numbers.tensor is None:
+            none = f"{node.op_type} {node.name} has no calibrated activation (int8 leaves it to its neighbours)."
+            self.histograms.show_activation(None, None, [], "", none)
+            self.histograms.show_comparison(None, none)
+            return
+        fused = "" if numbers.tensor in node.outputs else (
+            f"int8 fuses {node.op_type} with its neighbours; showing the tensor that is quantized:")
+        self.histograms.show_activation(numbers.stats, numbers.activation_histogram, numbers.ranges,
+                                        run.result.recipe.method, fused)
+        self._compare_tensor(numbers.tensor)
+
+    def _compare_tensor(self, tensor: str) -> None:
+        data, probe = self.session.run_calibration, self.session.run_probe
+        if data is None or probe is None:
+            return
+        self.histograms.show_comparison(None, f"Running both models on {COMPARE_SAMPLES} samples…")
+        self.probe.start(lambda progress: comparison_view(
+            probe.compare(tensor, data, samples=COMPARE_SAMPLES, progress=progress)
+        ))
+
+    def _on_exclusions_changed(self, names: tuple[str, ...]) -> None:
+        self.quantize_panel.set_exclusions(names)
+        self._update_marks()
+        if names:
+            self.statusBar().showMessage(f"Kept in float at the next run: {', '.join(names)}", 5000)
+
+    # --- running ------------------------------------------------------------------------------
+
+    def start_run(self) -> None:
+        """Quantize and compare on the run worker; the window stays live and Esc cancels."""
+        model = self.session.model
+        if model is None or self.runner.busy:
+            return
+        try:
+            recipe = self.quantize_panel.recipe()
+            calibration, evaluation = self.quantize_panel.datasets()
+        except Q8Error as exc:
+            self.errors.show(str(exc))
+            return
+        self._runs += 1
+        output = Path(self._workdir.name) / f"{model.path.stem}.run{self._runs}.int8.onnx"
+        self._run_data = calibration
+
+        def task(progress: Progress) -> tuple[StudioRun, TensorProbe]:
+            run = quantize_and_compare(model, calibration, evaluation, recipe, output, progress=progress)
+            progress.report("Preparing the tensor probe", 0, 1)
+            return run, TensorProbe(run.result.prepared.model, run.int8)
+
+        self.runner.start(task)
+        self.quantize_panel.set_running(True)
+        self._set_run_actions()
+        self.statusBar().showMessage("Quantizing…")
+
+    def cancel_run(self) -> None:
+        if self.runner.busy:
+            self.runner.cancel()
+            self.quantize_panel.stage.setText("Cancelling…")
+
+    def _on_run_finished(self, outcome: tuple[StudioRun, TensorProbe]) -> None:
+        run, probe = outcome
+        self._run_ended()
+        self.session.set_run(run, self._run_data, probe)
+        self.quantize_panel.show_outcome(
+            f"Done: int8 model compared on {run.comparison.errors.samples:,} samples.", complete=True
+        )
+        self.statusBar().showMessage("Quantization finished.", 5000)
+        if self.session.selected is None and run.comparison.errors.layers:
+            self.session.select(self.results.node_at_row(0))
+        self.run_finished.emit(run)
+        self.run_ended.emit("finished")
+
+    def _on_run_failed(self, message: str, details: str) -> None:
+        self._run_ended()
+        self.quantize_panel.show_outcome("Failed: " + message, complete=False)
+        self.errors.show(message, details)
+        self.run_ended.emit("failed")
+
+    def _on_run_cancelled(self) -> None:
+        self._run_ended()
+        self.quantize_panel.show_outcome("Cancelled.", complete=False)
+        self.statusBar().showMessage("Cancelled.", 5000)
+        self.run_ended.emit("cancelled")
+
+    def _run_ended(self) -> None:
+        self.quantize_panel.set_running(False)
+        self._set_run_actions()
+
+    def _set_run_actions(self) -> None:
+        busy = self.runner.busy
+        self.run_action.setEnabled(not busy)
+        self.cancel_action.setEnabled(busy)
+        has_run = self.session.run is not None
+        self.export_model_action.setEnabled(has_run and not busy)
+        self.export_report_action.setEnabled(has_run and not busy)
+
+    def _update_marks(self) -> None:
+        """FP32 badges: the layers the user keeps in float, and those the last run left in float."""
+        run = self.session.run
+        kept = set(self.session.exclude) | ({n.name for n in run.result.float_nodes} if run is not None else set())
+        self.graph.set_marked(kept, FLOAT_BADGE)
+
+    def _on_run_changed(self, run: StudioRun | None) -> None:
+        self.results.show_run(run)
+        self._update_overlay()
+        self._update_marks()
+        self._set_run_actions()
+        if self.session.selected:
+            self.results.select_node(self.session.selected)
+            self._show_node(self.session.selected)
+
+    def _update_overlay(self) -> None:
+        run, model = self.session.run, self.session.model
+        if run is None or model is None:
+            self.graph.set_overlay(None, title="")
+            return
+        metric = self.results.metric_key()
+        title, low_is_bad = METRICS[metric]
+        values = overlay_values(run.layer_rows(), metric, model, run.result.prepared.model)
+        self.graph.set_overlay(values, title=f"int8 {title}", low_is_bad=low_is_bad)
+
+    # --- window state -------------------------------------------------------------------------
+
+    def _last_folder(self) -> Path:
+        return Path(str(self.settings.value("lastDirectory", str(Path.home()))))
+
+    def _show_workspace(self, on: bool) -> None:
+        self.stack.setCurrentWidget(self.graph if on else self.start_page)
+        for dock in self.docks.values():
+            dock.setVisible(on)
+
+    def recent_files(self) -> list[Path]:
+        stored = self.settings.value("recentFiles", []) or []
+        paths = [stored] if isinstance(stored, str) else list(stored)
+        return [Path(p) for p in paths]
+
+    def _remember_recent(self, path: Path) -> None:
+        resolved = str(Path(path).resolve())
+        paths = [resolved] + [str(p) for p in self.recent_files() if str(p) != resolved]
+        self.settings.setValue("recentFiles", paths[:MAX_RECENT])
+        self._refresh_recent()
+
+    def _refresh_recent(self) -> None:
+        paths = [p for p in self.recent_files() if p.is_file()]
+        self.start_page.set_recent(paths)
+        self.recent_menu.clear()
+        for path in paths:
+            action = self.recent_menu.addAction(str(path))
+            action.triggered.connect(lambda _checked=False, p=path: self.open_model(p))
+        self.recent_menu.setEnabled(bool(paths))
+
+    def _restore_settings(self) -> None:
+        geometry = self.settings.value("geometry")
+        if isinstance(geometry, QByteArray):
+            self.restoreGeometry(geometry)
+        state = self.settings.value("windowState")
+        if isinstance(state, QByteArray):
+            self.restoreState(state)
+        self._refresh_recent()
+
+    def dragEnterEvent(self, event: QDragEnterEvent) -> None:
+        if _dropped_model(event) is not None:
+            event.acceptProposedAction()
+
+    def dropEvent(self, event: QDropEvent) -> None:
+        path = _dropped_model(event)
+        if path is not None:
+            event.acceptProposedAction()
+            QTimer.singleShot(0, lambda: self.open_model(path))
+
+    def closeEvent(self, event: QCloseEvent) -> None:
+        self.settings.setValue("geometry", self.saveGeometry())
+        if self.session.model is not None:  # docks are hidden on the start page: keep the workspace layout
+            self.settings.setValue("windowState", self.saveState())
+        self.settings.sync()
+        for runner in (self.runner, self.probe, self.inspect, self.loader):
+            runner.shutdown()
+        self.errors.close()
+        self._workdir.cleanup()
+        super().closeEvent(event)
+
+
+def _dropped_model(event: QDragEnterEvent | QDropEvent) -> Path | None:
+    mime = event.mimeData()
+    if not mime.hasUrls():
+        return None
+    for url in mime.urls():
+        if url.isLocalFile() and url.toLocalFile().lower().endswith(".onnx"):
+            return Path(url.toLocalFile())
+    return None

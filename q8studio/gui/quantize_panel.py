@@ -1,0 +1,490 @@
+"""The quantize panel: calibration/evaluation data, image preprocessing with a preview, the recipe, Run.
+
+Data is checked against the model as soon as it is chosen, so a mismatch is reported while the
+user still remembers which file it was; the previous choice stays in place.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+from PySide6.QtCore import Qt, Signal
+from PySide6.QtGui import QImage, QPixmap
+from PySide6.QtWidgets import (
+    QCheckBox,
+    QComboBox,
+    QDoubleSpinBox,
+    QFileDialog,
+    QFormLayout,
+    QGroupBox,
+    QHBoxLayout,
+    QLabel,
+    QLineEdit,
+    QListWidget,
+    QProgressBar,
+    QPushButton,
+    QScrollArea,
+    QSpinBox,
+    QToolButton,
+    QVBoxLayout,
+    QWidget,
+)
+
+from ..core.clipping import METHODS
+from ..core.data import Dataset, load_data
+from ..core.errors import Q8Error
+from ..core.imagefolder import COLORS, LAYOUTS, ImageFolderSource, ImagePreprocessing
+from ..core.model import LoadedModel
+from ..core.recipe import ACTIVATION_TYPES, GRANULARITIES, Recipe
+from ..core.tensorview import display_image
+from . import formatting as fmt
+from .errors import ErrorReporter
+
+DATA_FILTER = "Data (*.npz *.npy);;All files (*)"
+PREVIEW_PIXELS = 112
+
+
+class DataField(QWidget):
+    """A path with File… and Folder… buttons (and a clear button when the field is optional)."""
+
+    chosen = Signal(object)  # Path | None
+
+    def __init__(self, placeholder: str, optional: bool, parent: QWidget | None = None) -> None:
+        super().__init__(parent)
+        self.edit = QLineEdit()
+        self.edit.setReadOnly(True)
+        self.edit.setPlaceholderText(placeholder)
+        file_button = QToolButton(text="File…")
+        file_button.setToolTip(".npz with one array per model input (and optional 'labels'), or .npy")
+        folder_button = QToolButton(text="Folder…")
+        folder_button.setToolTip("A folder of PNG/JPEG images; sub-folders named by class id give labels")
+        file_button.clicked.connect(self._pick_file)
+        folder_button.clicked.connect(self._pick_folder)
+        layout = QHBoxLayout(self)
+        layout.setContentsMargins(0, 0, 0, 0)
+        layout.addWidget(self.edit, 1)
+        layout.addWidget(file_button)
+        layout.addWidget(folder_button)
+        if optional:
+            clear = QToolButton(text="×")
+            clear.setToolTip("Use the calibration data")
+            clear.clicked.connect(lambda: self.chosen.emit(None))
+            layout.addWidget(clear)
+
+    def path(self) -> Path | None:
+        return Path(self.edit.text()) if self.edit.text() else None
+
+    def set_path(self, path: Path | None) -> None:
+        self.edit.setText(str(path) if path else "")
+        self.edit.setToolTip(str(path) if path else "")
+        self.edit.setCursorPosition(len(self.edit.text()))
+
+    def _pick_file(self) -> None:
+        path, _ = QFileDialog.getOpenFileName(self, "Choose data", self.edit.text(), DATA_FILTER)
+        if path:
+            self.chosen.emit(Path(path))
+
+    def _pick_folder(self) -> None:
+        path = QFileDialog.getExistingDirectory(self, "Choose an image folder", self.edit.text())
+        if path:
+            self.chosen.emit(Path(path))
+
+
+class QuantizePanel(QWidget):
+    """Every setting of a run; ``recipe()`` and ``datasets()`` turn them into core values."""
+
+    run_requested = Signal()
+    cancel_requested = Signal()
+    exclusions_edited = Signal(object)  # tuple[str, ...]
+
+    def __init__(self, reporter: ErrorReporter, parent: QWidget | None = None) -> None:
+        super().__init__(parent)
+        self._reporter = reporter
+        self._model: LoadedModel | None = None
+        self._exclude: tuple[str, ...] = ()
+        body = QWidget()
+        settings = QVBoxLayout(body)
+        settings.addWidget(self._data_group())
+        settings.addWidget(self._preprocessing_group())
+        settings.addWidget(self._preview_group())
+        settings.addWidget(self._recipe_group())
+        settings.addWidget(self._float_group())
+        settings.addStretch(1)
+        scroll = QScrollArea()
+        scroll.setWidget(body)
+        scroll.setWidgetResizable(True)
+        scroll.setFrameShape(QScrollArea.Shape.NoFrame)
+        scroll.setHorizontalScrollBarPolicy(Qt.ScrollBarPolicy.ScrollBarAlwaysOff)
+        scroll.setMinimumWidth(body.minimumSizeHint().width() + scroll.verticalScrollBar().sizeHint().width())
+        layout = QVBoxLayout(self)  # Run, Cancel and the progress stay in view however far the settings scroll
+        layout.setContentsMargins(0, 0, 0, 0)
+        layout.addWidget(scroll, 1)
+        layout.addWidget(self._run_group())
+        self.set_recipe(Recipe())
+        self._show_method_parameter(self.method.currentText())
+        self.set_model(None)
+
+    # --- construction -------------------------------------------------------------------------
+
+    def _data_group(self) -> QGroupBox:
+        group = QGroupBox("Data")
+        form = QFormLayout(group)
+        form.setRowWrapPolicy(QFormLayout.RowWrapPolicy.WrapLongRows)
+        self.calibration = DataField("choose calibration data", optional=False)
+        self.evaluation = DataField("same as calibration", optional=True)
+        self.calibration.chosen.connect(self.set_calibration)
+        self.evaluation.chosen.connect(self.set_evaluation)
+        self.samples = QSpinBox()
+        self.samples.setRange(0, 10_000_000)
+        self.samples.setSpecialValueText("all")
+        self.samples.setToolTip("Calibration samples to use (0 = all)")
+        self.data_info = QLabel()
+        self.data_info.setWordWrap(True)
+        form.addRow(QLabel("Calibration data"))
+        form.addRow(self.calibration)
+        form.addRow(QLabel("Evaluation data (optional)"))
+        form.addRow(self.evaluation)
+        form.addRow("Calibration samples", self.samples)
+        form.addRow(self.data_info)
+        return group
+
+    def _preview_group(self) -> QGroupBox:
+        group = QGroupBox("Preview")
+        layout = QVBoxLayout(group)
+        self.preview = QLabel("no preview")
+        self.preview.setAlignment(Qt.AlignmentFlag.AlignCenter)
+        self.preview.setMinimumHeight(PREVIEW_PIXELS + 8)
+        self.preview.setStyleSheet("border: 1px solid palette(mid); background: palette(base);")
+        self.preview_caption = QLabel()
+        self.preview_caption.setWordWrap(True)
+        layout.addWidget(self.preview)
+        layout.addWidget(self.preview_caption)
+        return group
+
+    def _preprocessing_group(self) -> QGroupBox:
+        self.preprocessing_box = QGroupBox("Image preprocessing")
+        self.preprocessing_box.setToolTip("How image files become model input; used for image folders")
+        form = QFormLayout(self.preprocessing_box)
+        self.height_spin, self.width_spin = QSpinBox(), QSpinBox()
+        for spin in (self.height_spin, self.width_spin):
+            spin.setRange(1, 4096)
+        size = QHBoxLayout()
+        size.addWidget(self.height_spin)
+        size.addWidget(QLabel("×"))
+        size.addWidget(self.width_spin)
+        self.layout_combo = QComboBox()
+        self.layout_combo.addItems(LAYOUTS)
+        self.color_combo = QComboBox()
+        self.color_combo.addItems(COLORS)
+        self.scale_edit, self.mean_edit, self.std_edit = QLineEdit(), QLineEdit(), QLineEdit()
+        self.mean_edit.setToolTip("One value, or one per channel, separated by commas")
+        self.std_edit.setToolTip("One value, or one per channel, separated by commas")
+        load = QPushButton("Load settings…")
+        load.setToolTip("Read preprocessing settings from a JSON file")
+        load.clicked.connect(self._load_preprocessing)
+        form.addRow("Size (H × W)", size)
+        form.addRow("Layout", self.layout_combo)
+        form.addRow("Colour", self.color_combo)
+        form.addRow("Scale", self.scale_edit)
+        form.addRow("Mean", self.mean_edit)
+        form.addRow("Std", self.std_edit)
+        form.addRow(load)
+        for spin in (self.height_spin, self.width_spin):
+            spin.editingFinished.connect(self.update_preview)
+        for combo in (self.layout_combo, self.color_combo):
+            combo.currentIndexChanged.connect(self.update_preview)
+        for edit in (self.scale_edit, self.mean_edit, self.std_edit):
+            edit.editingFinished.connect(self.update_preview)
+        return self.preprocessing_box
+
+    def _recipe_group(self) -> QGroupBox:
+        group = QGroupBox("Quantization")
+        form = QFormLayout(group)
+        self.method = QComboBox()
+        self.method.addItems(METHODS)
+        self.method.setToolTip(
+            "How each activation's range is chosen from calibration:\n"
+            "minmax: observed extremes · percentile: cut the rarest values\n"
+            "entropy: minimise KL divergence · mse: minimise quantization error\n"
+            "ema: moving average of per-batch extremes"
+        )
+        self.percentile = QDoubleSpinBox()
+        self.percentile.setRange(50.0, 100.0)
+        self.percentile.setDecimals(4)
+        self.percentile.setSingleStep(0.01)
+        self.momentum = QDoubleSpinBox()
+        self.momentum.setRange(0.01, 0.99)
+        self.momentum.setDecimals(3)
+        self.momentum.setSingleStep(0.01)
+        self.granularity = QComboBox()
+        self.granularity.addItems(GRANULARITIES)
+        self.granularity.setToolTip("Weights: one scale per tensor, or one per output channel")
+        self.activation_type = QComboBox()
+        self.activation_type.addItems(ACTIVATION_TYPES)
+        self.symmetric = QCheckBox("Symmetric activations")
+        form.addRow("Clipping method", self.method)
+        self.percentile_label, self.momentum_label = QLabel("Percentile"), QLabel("EMA momentum")
+        form.addRow(self.percentile_label, self.percentile)
+        form.addRow(self.momentum_label, self.momentum)
+        form.addRow("Weights", self.granularity)
+        form.addRow("Activations", self.activation_type)
+        form.addRow(self.symmetric)
+        self.method.currentTextChanged.connect(self._show_method_parameter)
+        return group
+
+    def _float_group(self) -> QGroupBox:
+        group = QGroupBox("Layers kept in float")
+        layout = QVBoxLayout(group)
+        hint = QLabel("Right-click a node in the graph or a row of the layer table ▸ Keep in float.")
+        hint.setWordWrap(True)
+        self.float_list = QListWidget()
+        self.float_list.setMaximumHeight(90)
+        remove = QPushButton("Quantize again")
+        remove.setToolTip("Remove the selected layers from the float list")
+        remove.clicked.connect(self._remove_selected)
+        layout.addWidget(hint)
+        layout.addWidget(self.float_list)
+        layout.addWidget(remove, 0, Qt.AlignmentFlag.AlignRight)
+        return group
+
+    def _run_group(self) -> QGroupBox:
+        group = QGroupBox("Run")
+        layout = QVBoxLayout(group)
+        buttons = QHBoxLayout()
+        self.run_button = QPushButton("Quantize and compare")
+        self.run_button.setToolTip("Calibrate, write the int8 model and compare it with float32 (Ctrl+R)")
+        self.run_button.setDefault(True)
+        self.cancel_button = QPushButton("Cancel")
+        self.cancel_button.setToolTip("Stop the run (Esc)")
+        self.run_button.clicked.connect(self.run_requested)
+        self.cancel_button.clicked.connect(self.cancel_requested)
+        buttons.addWidget(self.run_button, 1)
+        buttons.addWidget(self.cancel_button)
+        self.progress = QProgressBar()
+        self.progress.setTextVisible(True)
+        self.stage = QLabel("Ready.")
+        self.stage.setWordWrap(True)
+        layout.addLayout(buttons)
+        layout.addWidget(self.progress)
+        layout.addWidget(self.stage)
+        self.set_running(False)
+        return group
+
+    # --- model, data and preview --------------------------------------------------------------
+
+    def set_model(self, model: LoadedModel | None) -> None:
+        """A new model: its data must be chosen again; preprocessing starts from the input's shape."""
+        self._model = model
+        self.calibration.set_path(None)
+        self.evaluation.set_path(None)
+        self.data_info.setText("")
+        self.setEnabled(model is not None)
+        spec = model.input_specs()[0] if model is not None and len(model.input_specs()) == 1 else None
+        try:
+            guess = ImagePreprocessing.for_input(spec) if spec is not None else None
+        except Q8Error:
+            guess = None
+        self.set_preprocessing(guess or ImagePreprocessing())
+        self.update_preview()
+
+    def set_calibration(self, path: Path | None) -> bool:
+        """Choose calibration data if it fits the model; otherwise say why and keep the old choice."""
+        if path is None or self._model is None:
+            return False
+        dataset = self._check(path)
+        if dataset is None:
+            return False
+        self.calibration.set_path(path)
+        self.update_preview()
+        self._describe_data()
+        return True
+
+    def set_evaluation(self, path: Path | None) -> bool:
+        if path is not None and self._check(path) is None:
+            return False
+        self.evaluation.set_path(path)
+        self._describe_data()
+        self.update_preview()
+        return True
+
+    def _check(self, path: Path) -> Dataset | None:
+        try:
+            return self._load(path)
+        except Q8Error as exc:
+            self._reporter.show(str(exc))
+            return None
+
+    def _load(self, path: Path) -> Dataset:
+        assert self._model is not None
+        return load_data(path, self._model, preprocessing=self.preprocessing() if path.is_dir() else None)
+
+    def datasets(self) -> tuple[Dataset, Dataset | None]:
+        """The calibration and (optional) evaluation data, loaded with the current preprocessing."""
+        if self._model is None:
+            raise Q8Error("Open a model first.")
+        calibration = self.calibration.path()
+        if calibration is None:
+            raise Q8Error("Choose calibration data first: a .npz or .npy file, or a folder of images.")
+        evaluation = self.evaluation.path()
+        return self._load(calibration), self._load(evaluation) if evaluation else None
+
+    def _describe_data(self) -> None:
+        parts = []
+        for label, field in (("calibration", self.calibration), ("evaluation", self.evaluation)):
+            path = field.path()
+            if path is None:
+                continue
+            try:
+                data = self._load(path)
+            except Q8Error:
+                continue
+            labelled = "labelled" if data.labels is not None else "no labels"
+            parts.append(f"{label}: {data.count:,} samples ({labelled})")
+        self.data_info.setText(" · ".join(parts))
+
+    def preprocessing(self) -> ImagePreprocessing:
+        """The image settings in the form; raises Q8Error for values that are not numbers."""
+        try:
+            return ImagePreprocessing(
+                size=(self.height_spin.value(), self.width_spin.value()),
+                layout=self.layout_combo.currentText(),
+                color=self.color_combo.currentText(),
+                scale=float(self.scale_edit.text()),
+                mean=_floats(self.mean_edit.text()),
+                std=_floats(self.std_edit.text()),
+            )
+        except ValueError:
+            raise Q8Error(
+                "Image preprocessing: scale, mean and std must be numbers (mean/std comma-separated)."
+            ) from None
+
+    def set_preprocessing(self, pre: ImagePreprocessing) -> None:
+        self.height_spin.setValue(pre.size[0])
+        self.width_spin.setValue(pre.size[1])
+        self.layout_combo.setCurrentText(pre.layout)
+        self.color_combo.setCurrentText(pre.color)
+        self.scale_edit.setText(f"{pre.scale:.6g}")
+        self.mean_edit.setText(", ".join(f"{v:.6g}" for v in pre.mean))
+        self.std_edit.setText(", ".join(f"{v:.6g}" for v in pre.std))
+
+    def _load_preprocessing(self) -> None:
+        path, _ = QFileDialog.getOpenFileName(self, "Preprocessing settings", "", "JSON (*.json);;All files (*)")
+        if path:
+            try:
+                self.set_preprocessing(ImagePreprocessing.from_json(Path(path)))
+            except Q8Error as exc:
+                self._reporter.show(str(exc))
+                return
+            self.update_preview()
+
+    def update_preview(self) -> None:
+        """Show the first calibration sample as the model will receive it."""
+        path = self.calibration.path()
+        folders = [p for p in (path, self.evaluation.path()) if p is not None and p.is_dir()]
+        self.preprocessing_box.setVisible(bool(folders))
+        if path is None or self._model is None:
+            self._set_preview(None, "The first calibration sample will show here.")
+            return
+        try:
+            sample, layout = self._first_sample(path)
+            pixels = display_image(sample, layout)
+        except Q8Error as exc:
+            self._set_preview(None, f"No preview: {exc}")
+            return
+        shape = "×".join(str(d) for d in sample.shape)
+        self._set_preview(pixels, f"Sample 0 as the model sees it ({shape}, range "
+                                  f"[{fmt.number(float(sample.min()))}, {fmt.number(float(sample.max()))}]).")
+
+    def _first_sample(self, path: Path) -> tuple[np.ndarray, str]:
+        assert self._model is not None
+        if path.is_dir():
+            pre = self.preprocessing()
+            return ImageFolderSource(path, pre).load(0), pre.layout
+        spec = self._model.input_specs()[0]
+        layout = ImagePreprocessing.for_input(spec).layout
+        return self._load(path).first_sample()[spec.name][0], layout
+
+    def _set_preview(self, pixels: np.ndarray | None, caption: str) -> None:
+        self.preview_caption.setText(caption)
+        if pixels is None:
+            self.preview.setPixmap(QPixmap())
+            self.preview.setText("no preview")
+            return
+        height, width = pixels.shape[:2]
+        fmt_ = QImage.Format.Format_Grayscale8 if pixels.ndim == 2 else QImage.Format.Format_RGB888
+        image = QImage(pixels.data, width, height, pixels.strides[0], fmt_).copy()
+        scaled = QPixmap.fromImage(image).scaled(
+            PREVIEW_PIXELS, PREVIEW_PIXELS, Qt.AspectRatioMode.KeepAspectRatio, Qt.TransformationMode.FastTransformation
+        )
+        self.preview.setPixmap(scaled)
+
+    # --- recipe -------------------------------------------------------------------------------
+
+    def recipe(self) -> Recipe:
+        """The settings as a validated Recipe (Q8Error for an invalid combination)."""
+        return Recipe(
+            method=self.method.currentText(),
+            percentile=self.percentile.value(),
+            ema_momentum=self.momentum.value(),
+            granularity=self.granularity.currentText(),
+            activation_type=self.activation_type.currentText(),
+            symmetric_activations=self.symmetric.isChecked(),
+            samples=self.samples.value() or None,
+            exclude=self._exclude,
+        )
+
+    def set_recipe(self, recipe: Recipe) -> None:
+        """Restore every setting of a recipe (the float list goes through ``exclusions_edited``)."""
+        self.method.setCurrentText(recipe.method)
+        self.percentile.setValue(recipe.percentile)
+        self.momentum.setValue(recipe.ema_momentum)
+        self.granularity.setCurrentText(recipe.granularity)
+        self.activation_type.setCurrentText(recipe.activation_type)
+        self.symmetric.setChecked(recipe.symmetric_activations)
+        self.samples.setValue(recipe.samples or 0)
+        self.exclusions_edited.emit(recipe.exclude)
+
+    def set_exclusions(self, names: tuple[str, ...]) -> None:
+        self._exclude = tuple(names)
+        self.float_list.clear()
+        self.float_list.addItems(list(names))
+
+    def _remove_selected(self) -> None:
+        chosen = {item.text() for item in self.float_list.selectedItems()}
+        if chosen:
+            self.exclusions_edited.emit(tuple(n for n in self._exclude if n not in chosen))
+
+    def _show_method_parameter(self, method: str) -> None:
+        for widget in (self.percentile, self.percentile_label):
+            widget.setVisible(method == "percentile")
+        for widget in (self.momentum, self.momentum_label):
+            widget.setVisible(method == "ema")
+
+    # --- run state ----------------------------------------------------------------------------
+
+    def set_running(self, running: bool) -> None:
+        self.run_button.setEnabled(not running)
+        self.cancel_button.setEnabled(running)
+        if running:
+            self.progress.setRange(0, 0)  # busy until the first report
+            self.stage.setText("Starting…")
+
+    def show_progress(self, stage: str, done: int, total: int, eta_s: float) -> None:
+        self.progress.setRange(0, max(total, 1))
+        self.progress.setValue(min(done, total))
+        left = f" — about {fmt.duration(eta_s)} left" if eta_s >= 1.0 else ""
+        counts = f" {done:,}/{total:,}" if total > 1 else ""
+        self.stage.setText(f"{stage}{counts}{left}")
+
+    def show_outcome(self, text: str, complete: bool) -> None:
+        self.progress.setRange(0, 1)
+        self.progress.setValue(1 if complete else 0)
+        self.stage.setText(text)
+
+
+def _floats(text: str) -> tuple[float, ...]:
+    values = tuple(float(part) for part in text.replace(";", ",").split(",") if part.strip())
+    if not values:
+        raise ValueError("empty")
+    return values

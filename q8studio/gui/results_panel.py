@@ -1,0 +1,290 @@
+"""Results: float32 | int8 side by side, and the per-layer error table (worst first, sortable).
+
+The table sorts on the raw numbers (``SORT_ROLE``), not on the text, so 9.5 dB sorts below 10 dB.
+"""
+
+from __future__ import annotations
+
+import math
+from pathlib import Path
+
+from PySide6.QtCore import (
+    QAbstractTableModel,
+    QModelIndex,
+    QPersistentModelIndex,
+    QPoint,
+    QSortFilterProxyModel,
+    Qt,
+    Signal,
+)
+from PySide6.QtGui import QAction, QColor
+from PySide6.QtWidgets import (
+    QAbstractItemView,
+    QComboBox,
+    QHBoxLayout,
+    QHeaderView,
+    QLabel,
+    QMenu,
+    QSplitter,
+    QTableView,
+    QTableWidget,
+    QTableWidgetItem,
+    QVBoxLayout,
+    QWidget,
+)
+
+from ..core.workflow import METRICS, LayerRow, StudioRun
+from . import formatting as fmt
+
+SORT_ROLE = Qt.ItemDataRole.UserRole
+NODE_ROLE = Qt.ItemDataRole.UserRole + 1
+_Index = QModelIndex | QPersistentModelIndex
+
+COLUMNS: list[tuple[str, str]] = [
+    ("Layer", "node"),
+    ("Op", "op_type"),
+    ("SQNR (dB)", "sqnr_db"),
+    ("MSE", "mse"),
+    ("Cosine", "cosine"),
+    ("Max |error|", "max_abs_error"),
+    ("Observed range", "observed"),
+    ("Clip range", "clip"),
+    ("Clipped", "clipped"),
+]
+SQNR_COLUMN = 2
+SUMMARY_ROWS = ("Top-1 accuracy", "Top-1 agreement", "Output SQNR", "Output cosine",
+                "Median latency", "Speed-up", "File size")
+
+
+class LayerTableModel(QAbstractTableModel):
+    """Rows of :class:`LayerRow`; the display text is formatted, the sort value is the number."""
+
+    def __init__(self, parent: QWidget | None = None) -> None:
+        super().__init__(parent)
+        self.rows: list[LayerRow] = []
+
+    def set_rows(self, rows: list[LayerRow]) -> None:
+        self.beginResetModel()
+        self.rows = list(rows)
+        self.endResetModel()
+
+    def rowCount(self, parent: _Index = QModelIndex()) -> int:
+        return 0 if parent.isValid() else len(self.rows)
+
+    def columnCount(self, parent: _Index = QModelIndex()) -> int:
+        return 0 if parent.isValid() else len(COLUMNS)
+
+    def headerData(self, section: int, orientation: Qt.Orientation, role: int = Qt.ItemDataRole.DisplayRole) -> object:
+        if orientation == Qt.Orientation.Horizontal and role == Qt.ItemDataRole.DisplayRole:
+            return COLUMNS[section][0]
+        return None
+
+    def data(self, index: _Index, role: int = Qt.ItemDataRole.DisplayRole) -> object:
+        if not index.isValid():
+            return None
+        row = self.rows[index.row()]
+        key = COLUMNS[index.column()][1]
+        if role == Qt.ItemDataRole.DisplayRole:
+            return _cell_text(row, key)
+        if role == SORT_ROLE:
+            return _cell_value(row, key)
+        if role == NODE_ROLE:
+            return row.node
+        if role == Qt.ItemDataRole.ToolTipRole:
+            return f"{row.node} → {row.tensor}"
+        if role == Qt.ItemDataRole.TextAlignmentRole and index.column() >= SQNR_COLUMN:
+            return int(Qt.AlignmentFlag.AlignRight | Qt.AlignmentFlag.AlignVCenter)
+        if role == Qt.ItemDataRole.BackgroundRole and key == "sqnr_db":
+            return _sqnr_colour(row.sqnr_db)
+        return None
+
+
+def _cell_value(row: LayerRow, key: str) -> object:
+    if key == "observed":
+        value = row.observed_max - row.observed_min
+    elif key == "clip":
+        value = row.clip_max - row.clip_min
+    else:
+        value = getattr(row, key)
+    if isinstance(value, float) and math.isnan(value):
+        return -math.inf
+    return value
+
+
+def _cell_text(row: LayerRow, key: str) -> str:
+    if key == "observed":
+        return "—" if math.isnan(row.observed_min) else fmt.value_range(row.observed_min, row.observed_max)
+    if key == "clip":
+        return "shares its input's" if math.isnan(row.clip_min) else fmt.value_range(row.clip_min, row.clip_max)
+    if key == "clipped":
+        return fmt.percent(None if math.isnan(row.clipped) else row.clipped, 3)
+    if key == "sqnr_db":
+        return "∞" if math.isinf(row.sqnr_db) else f"{row.sqnr_db:.2f}"
+    if key == "cosine":
+        return f"{row.cosine:.6f}"
+    value = getattr(row, key)
+    return fmt.number(value) if isinstance(value, float) else str(value)
+
+
+def _sqnr_colour(sqnr_db: float) -> QColor:
+    """Red below ~20 dB, amber around 30, green from ~40: the usual int8 comfort zones."""
+    t = 1.0 if math.isinf(sqnr_db) else min(max((sqnr_db - 20.0) / 20.0, 0.0), 1.0)
+    red = QColor(244, 170, 160)
+    green = QColor(178, 226, 178)
+    return QColor(
+        round(red.red() + (green.red() - red.red()) * t),
+        round(red.green() + (green.green() - red.green()) * t),
+        round(red.blue() + (green.blue() - red.blue()) * t),
+    )
+
+
+class ResultsPanel(QWidget):
+    """The comparison of one run; emits the node of a clicked row and Keep-in-float requests."""
+
+    node_activated = Signal(str)
+    keep_in_float_requested = Signal(str)
+    overlay_metric_changed = Signal(str)
+
+    def __init__(self, parent: QWidget | None = None) -> None:
+        super().__init__(parent)
+        self.summary = QTableWidget(len(SUMMARY_ROWS), 2)
+        self.summary.setHorizontalHeaderLabels(["float32", "int8"])
+        self.summary.setVerticalHeaderLabels(list(SUMMARY_ROWS))
+        self.summary.setEditTriggers(QAbstractItemView.EditTrigger.NoEditTriggers)
+        self.summary.setSelectionMode(QAbstractItemView.SelectionMode.NoSelection)
+        self.summary.horizontalHeader().setSectionResizeMode(QHeaderView.ResizeMode.Stretch)
+        self.summary.verticalHeader().setSectionResizeMode(QHeaderView.ResizeMode.ResizeToContents)
+        self.summary.setMinimumWidth(330)
+        self.notes = QLabel("Run quantization (Ctrl+R) to compare float32 and int8.")
+        self.notes.setWordWrap(True)
+        self.notes.setTextInteractionFlags(Qt.TextInteractionFlag.TextSelectableByMouse)
+        left = QWidget()
+        left_layout = QVBoxLayout(left)
+        left_layout.setContentsMargins(0, 0, 0, 0)
+        left_layout.addWidget(self.summary, 1)
+        left_layout.addWidget(self.notes)
+
+        self.model = LayerTableModel(self)
+        self.proxy = QSortFilterProxyModel(self)
+        self.proxy.setSourceModel(self.model)
+        self.proxy.setSortRole(SORT_ROLE)
+        self.table = QTableView()
+        self.table.setModel(self.proxy)
+        self.table.setSortingEnabled(True)
+        self.table.setSelectionBehavior(QAbstractItemView.SelectionBehavior.SelectRows)
+        self.table.setSelectionMode(QAbstractItemView.SelectionMode.SingleSelection)
+        self.table.setEditTriggers(QAbstractItemView.EditTrigger.NoEditTriggers)
+        self.table.setAlternatingRowColors(True)
+        self.table.verticalHeader().setVisible(False)
+        self.table.verticalHeader().setDefaultSectionSize(self.table.fontMetrics().height() + 6)
+        self.table.horizontalHeader().setSectionResizeMode(QHeaderView.ResizeMode.ResizeToContents)
+        self.table.horizontalHeader().setStretchLastSection(True)
+        self.table.setContextMenuPolicy(Qt.ContextMenuPolicy.CustomContextMenu)
+        self.table.customContextMenuRequested.connect(self._context_menu)
+        self.table.selectionModel().currentRowChanged.connect(self._row_changed)
+        self.metric = QComboBox()
+        for key, (title, _) in METRICS.items():
+            self.metric.addItem(title, key)
+        self.metric.setToolTip("The per-layer metric that colours the graph")
+        self.metric.currentIndexChanged.connect(lambda _: self.overlay_metric_changed.emit(self.metric_key()))
+        header = QHBoxLayout()
+        self.table_title = QLabel("<b>Per-layer error</b> (worst first)")
+        header.addWidget(self.table_title)
+        header.addStretch(1)
+        header.addWidget(QLabel("Colour graph by"))
+        header.addWidget(self.metric)
+        right = QWidget()
+        right_layout = QVBoxLayout(right)
+        right_layout.setContentsMargins(0, 0, 0, 0)
+        right_layout.addLayout(header)
+        right_layout.addWidget(self.table, 1)
+
+        splitter = QSplitter(Qt.Orientation.Horizontal)
+        splitter.addWidget(left)
+        splitter.addWidget(right)
+        splitter.setStretchFactor(0, 2)
+        splitter.setStretchFactor(1, 5)
+        splitter.setSizes([360, 1000])
+        layout = QVBoxLayout(self)
+        layout.setContentsMargins(4, 4, 4, 4)
+        layout.addWidget(splitter)
+        self.show_run(None)
+
+    def metric_key(self) -> str:
+        return str(self.metric.currentData())
+
+    def show_run(self, run: StudioRun | None) -> None:
+        self._fill_summary(run)
+        self.model.set_rows(run.layer_rows() if run is not None else [])
+        self.proxy.sort(SQNR_COLUMN, Qt.SortOrder.AscendingOrder)
+        self.table.horizontalHeader().setSortIndicator(SQNR_COLUMN, Qt.SortOrder.AscendingOrder)
+        if run is None:
+            self.notes.setText("Run quantization (Ctrl+R) to compare float32 and int8.")
+            return
+        result, errors = run.result, run.comparison.errors
+        parts = [
+            f"{result.recipe.method}, {result.recipe.granularity}, {result.recipe.activation_type} activations"
+            + (" (symmetric)" if result.recipe.symmetric_activations else ""),
+            f"calibrated on {result.calibration_samples:,} samples",
+            f"compared on {errors.samples:,} samples of {Path(run.evaluation_data.split(' (')[0]).name}",
+        ]
+        if result.float_nodes:
+            parts.append(f"{len(result.float_nodes)} layer(s) kept in float (hover for why)")
+        self.notes.setText(" · ".join(parts))
+        self.notes.setToolTip("\n".join(
+            [f"{n.name} [{n.op_type}]: {n.reason}" for n in result.float_nodes] + result.prepared.notes
+        ))
+        self.table_title.setText(f"<b>Per-layer error</b> — {len(errors.layers)} quantized activations, worst first")
+
+    def _fill_summary(self, run: StudioRun | None) -> None:
+        if run is None:
+            self.summary.clearContents()
+            return
+        c = run.comparison
+        outputs = list(c.errors.outputs.values())
+        first = outputs[0] if outputs else None
+        cells = [
+            (fmt.percent(c.float32.top1), fmt.percent(c.int8.top1)),
+            ("—", fmt.percent(c.errors.agreement)),
+            ("—", fmt.decibels(first.sqnr_db) if first else "—"),
+            ("—", f"{first.cosine:.6f}" if first else "—"),
+            (f"{c.float32.latency_ms:.3f} ms", f"{c.int8.latency_ms:.3f} ms"),
+            ("1.00×", f"{c.speedup:.2f}×"),
+            (fmt.size(c.float32.file_size), fmt.size(c.int8.file_size)),
+        ]
+        for row, pair in enumerate(cells):
+            for column, text in enumerate(pair):
+                item = QTableWidgetItem(text)
+                item.setTextAlignment(Qt.AlignmentFlag.AlignRight | Qt.AlignmentFlag.AlignVCenter)
+                self.summary.setItem(row, column, item)
+
+    def select_node(self, name: str) -> None:
+        """Highlight the node's row without emitting ``node_activated``."""
+        blocker = self.table.selectionModel().blockSignals(True)
+        self.table.clearSelection()
+        for row in range(self.proxy.rowCount()):
+            index = self.proxy.index(row, 0)
+            if index.data(NODE_ROLE) == name:
+                self.table.selectRow(row)
+                self.table.scrollTo(index)
+                break
+        self.table.selectionModel().blockSignals(blocker)
+
+    def node_at_row(self, row: int) -> str:
+        """The node of a row in the current (sorted) order."""
+        return str(self.proxy.index(row, 0).data(NODE_ROLE))
+
+    def _row_changed(self, current: QModelIndex, _previous: QModelIndex) -> None:
+        if current.isValid():
+            self.node_activated.emit(str(current.data(NODE_ROLE)))
+
+    def _context_menu(self, pos: QPoint) -> None:
+        index = self.table.indexAt(pos)
+        if not index.isValid():
+            return
+        node = str(index.data(NODE_ROLE))
+        menu = QMenu(self)
+        action = QAction(f"Keep {node} in float", menu)
+        action.triggered.connect(lambda: self.keep_in_float_requested.emit(node))
+        menu.addAction(action)
+        menu.exec(self.table.viewport().mapToGlobal(pos))

@@ -1,0 +1,68 @@
+"""The state every panel shares: the open model, the selected node, the float-kept layers, the last run.
+
+Panels never talk to each other; they change the session and listen to its signals, so one
+node selection (from the graph, the table or the search box) updates every view the same way.
+"""
+
+from __future__ import annotations
+
+from PySide6.QtCore import QObject, Signal
+
+from ..core.data import Dataset
+from ..core.model import LoadedModel
+from ..core.tensorview import TensorProbe
+from ..core.workflow import StudioRun
+
+
+class Session(QObject):
+    model_changed = Signal(object)  # LoadedModel | None
+    selection_changed = Signal(str)  # node name, "" for none
+    exclusions_changed = Signal(object)  # tuple[str, ...]
+    run_changed = Signal(object)  # StudioRun | None
+
+    def __init__(self, parent: QObject | None = None) -> None:
+        super().__init__(parent)
+        self.model: LoadedModel | None = None
+        self.selected: str | None = None
+        self.exclude: tuple[str, ...] = ()
+        self.run: StudioRun | None = None
+        self.run_calibration: Dataset | None = None
+        self.run_probe: TensorProbe | None = None
+
+    def set_model(self, model: LoadedModel | None) -> None:
+        """A new model starts from scratch: no selection, no exclusions, no results."""
+        self.model = model
+        self.selected = None
+        self.exclude = ()
+        self.set_run(None, None, None)
+        self.model_changed.emit(model)
+        self.exclusions_changed.emit(self.exclude)
+        self.selection_changed.emit("")
+
+    def select(self, name: str | None) -> None:
+        if self.model is None or name == self.selected:
+            return
+        if name and name not in {node.name for node in self.model.graph.nodes}:
+            return
+        self.selected = name or None
+        self.selection_changed.emit(name or "")
+
+    def set_exclusions(self, names: tuple[str, ...] | list[str]) -> None:
+        unique = tuple(dict.fromkeys(names))
+        if unique != self.exclude:
+            self.exclude = unique
+            self.exclusions_changed.emit(unique)
+
+    def toggle_float(self, name: str) -> None:
+        """Keep a node in float, or quantize it again if it already was kept."""
+        if name in self.exclude:
+            self.set_exclusions([n for n in self.exclude if n != name])
+        else:
+            self.set_exclusions([*self.exclude, name])
+
+    def set_run(self, run: StudioRun | None, calibration: Dataset | None, probe: TensorProbe | None) -> None:
+        """The last run, the data it calibrated on, and the probe that compares its tensors."""
+        self.run = run
+        self.run_calibration = calibration
+        self.run_probe = probe
+        self.run_changed.emit(run)

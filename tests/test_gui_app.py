@@ -1,0 +1,47 @@
+"""The ``q8studio`` GUI entry: its arguments, and the scripted demo run that saves a screenshot."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+from PySide6.QtGui import QImage
+
+from q8studio.gui.app import parse_args
+
+
+def test_arguments() -> None:
+    args = parse_args(["--demo", "--run", "--screenshot", "x.png"])
+    assert args.demo and args.run and args.screenshot == Path("x.png") and args.model is None
+    assert parse_args(["m.onnx"]).model == Path("m.onnx")
+    for bad in (["m.onnx", "--demo"], ["--run"], ["--screenshot", "x.png"]):
+        with pytest.raises(SystemExit):
+            parse_args(bad)
+
+
+def test_demo_run_screenshot_from_the_command_line(tmp_path: Path) -> None:
+    shot = tmp_path / "docs" / "window.png"
+    env = {**os.environ, "QT_QPA_PLATFORM": "offscreen", "XDG_CONFIG_HOME": str(tmp_path / "config"),
+           "HOME": str(tmp_path)}
+    done = subprocess.run(
+        [sys.executable, "-m", "q8studio", "--demo", "--run", "--screenshot", str(shot)],
+        env=env, capture_output=True, text=True, timeout=180,
+    )
+    assert done.returncode == 0, done.stderr
+    image = QImage(str(shot))
+    assert (image.width(), image.height()) == (1400, 900)
+
+
+def test_a_model_that_fails_to_load_exits_non_zero(tmp_path: Path) -> None:
+    bad = tmp_path / "bad.onnx"
+    bad.write_text("not a model")
+    env = {**os.environ, "QT_QPA_PLATFORM": "offscreen", "XDG_CONFIG_HOME": str(tmp_path / "config"),
+           "HOME": str(tmp_path)}
+    done = subprocess.run(
+        [sys.executable, "-m", "q8studio", str(bad), "--screenshot", str(tmp_path / "x.png")],
+        env=env, capture_output=True, text=True, timeout=120,
+    )
+    assert done.returncode == 1 and (tmp_path / "x.png").is_file()

@@ -1,0 +1,348 @@
+"""The main window on the demo: selection from graph and table, a full run, cancel, export, errors.
+
+Assertions look at data first (what the inspector lists, what a plot holds, which row is
+selected) and compare it with what the core computes for the same input.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from pathlib import Path
+
+import numpy as np
+import onnx
+import pytest
+from PySide6.QtCore import QMimeData, QPointF, QSettings, Qt, QUrl
+from PySide6.QtGui import QDropEvent
+from PySide6.QtWidgets import QMessageBox, QTreeWidget
+
+from q8studio.core.data import load_data
+from q8studio.core.demo import demo_assets
+from q8studio.core.errors import Q8Error
+from q8studio.core.evaluate import compare_models
+from q8studio.core.imagefolder import ImageFolderSource, ImagePreprocessing
+from q8studio.core.model import load_model
+from q8studio.core.recipe import Recipe
+from q8studio.core.tensorview import display_image, weight_histogram
+from q8studio.gui import formatting as fmt
+from q8studio.gui.main_window import COMPARE_SAMPLES, MainWindow
+from q8studio.gui.quantize_panel import PREVIEW_PIXELS
+from q8studio.gui.results_panel import COLUMNS, SORT_ROLE
+
+RUN_TIMEOUT_MS = 60_000
+
+
+def make_window(qtbot, settings_path: Path) -> MainWindow:
+    window = MainWindow(QSettings(str(settings_path), QSettings.Format.IniFormat))
+    qtbot.addWidget(window)
+    window.show()
+    return window
+
+
+@pytest.fixture
+def window(qtbot, tmp_path: Path) -> MainWindow:
+    return make_window(qtbot, tmp_path / "settings.ini")
+
+
+@pytest.fixture
+def demo(qtbot, window: MainWindow) -> MainWindow:
+    with qtbot.waitSignal(window.model_loaded, timeout=10_000):
+        window.open_demo()
+    window.quantize_panel.samples.setValue(120)  # keep the suite fast; the demo has 500
+    return window
+
+
+def run_to_end(qtbot, window: MainWindow):
+    with qtbot.waitSignal(window.run_finished, timeout=RUN_TIMEOUT_MS) as blocker:
+        window.start_run()
+    return blocker.args[0]
+
+
+def tree_rows(tree: QTreeWidget) -> dict[str, dict[str, str]]:
+    sections = {}
+    for i in range(tree.topLevelItemCount()):
+        section = tree.topLevelItem(i)
+        children = [section.child(j) for j in range(section.childCount())]
+        sections[section.text(0)] = {child.text(0): child.text(1) for child in children}
+    return sections
+
+
+def plotted(item) -> tuple[np.ndarray, np.ndarray]:
+    """The data a curve was given (``getData`` would return it log-transformed in log mode)."""
+    return np.asarray(item.xData), np.asarray(item.yData)
+
+
+def click_graph_node(qtbot, window: MainWindow, name: str) -> None:
+    """A real mouse click on the node's box in the graph."""
+    graph = window.graph
+    qtbot.waitUntil(lambda: graph.item_for_node(name) is not None, timeout=5000)
+    item = graph.item_for_node(name)
+    graph.canvas.centerOn(item)
+    pos = graph.canvas.mapFromScene(item.sceneBoundingRect().center())
+    qtbot.mouseClick(graph.canvas.viewport(), Qt.MouseButton.LeftButton, pos=pos)
+
+
+def test_start_page_then_demo_with_its_data(qtbot, window: MainWindow) -> None:
+    assert window.stack.currentWidget() is window.start_page
+    assert not window.docks["quantize"].isVisible()
+    with qtbot.waitSignal(window.model_loaded, timeout=10_000):
+        qtbot.mouseClick(window.start_page.findChildren(type(window.quantize_panel.run_button))[1],
+                         Qt.MouseButton.LeftButton)
+    assets = demo_assets()
+    assert window.stack.currentWidget() is window.graph
+    assert window.session.model.path == assets.model
+    assert window.quantize_panel.calibration.path() == assets.calibration
+    assert window.quantize_panel.evaluation.path() == assets.test
+    assert not window.quantize_panel.preview.pixmap().isNull()
+    assert window.recent_files()[0] == assets.model.resolve()
+    assert "digits_cnn.onnx" in window.windowTitle()
+
+
+def test_graph_click_shows_the_node_in_inspector_and_histograms(qtbot, demo: MainWindow) -> None:
+    name = "/block1/depthwise/conv/Conv"
+    with qtbot.waitSignal(demo.inspect.finished, timeout=5000):
+        click_graph_node(qtbot, demo, name)
+    assert demo.session.selected == name
+    model = demo.session.model
+    node = model.graph.node_by_name(name)
+    rows = tree_rows(demo.inspector.tree)
+    assert rows["Node"]["Op type"] == "Conv" and rows["Node"]["Name"] == name
+    assert rows["Attributes"]["group"] == str(node.attributes["group"])
+    weight = model.weight("block1.depthwise.conv.weight")
+    section = rows["Weight block1.depthwise.conv.weight"]
+    assert section["Min"] == fmt.number(float(weight.min())) and section["Max"] == fmt.number(float(weight.max()))
+    assert section["Channels"].startswith(f"{weight.shape[0]} (axis 0)")
+    activation = model.graph.tensors[node.inputs[0]]
+    assert rows["Inputs"][node.inputs[0]] == f"{activation.shape_text()} float32" == "[batch, 16, 16, 16] float32"
+    x, y = plotted(demo.histograms.weight_hist)
+    assert y.sum() == weight.size
+    np.testing.assert_allclose(x, weight_histogram(weight)[1])
+    _, channel_max = plotted(demo.histograms.channel_max)
+    np.testing.assert_allclose(channel_max, weight.reshape(weight.shape[0], -1).max(axis=1), rtol=1e-6)
+    assert "Run quantization" in demo.histograms.activation_header.text()
+
+
+def test_full_run_matches_the_core_and_table_clicks_select_nodes(qtbot, demo: MainWindow, monkeypatch) -> None:
+    overlays: list[tuple[dict, str]] = []
+    original = demo.graph.set_overlay
+    monkeypatch.setattr(demo.graph, "set_overlay",
+                        lambda values, **kw: (overlays.append((values, kw.get("title", ""))), original(values, **kw)))
+    run = run_to_end(qtbot, demo)
+    assets = demo_assets()
+    model = load_model(assets.model)
+    test = load_data(assets.test, model)
+    core = compare_models(model, run.int8, test, latency_runs=1)
+
+    summary = demo.results.summary
+    cell = lambda row, column: summary.item(row, column).text()  # noqa: E731
+    assert cell(0, 0) == fmt.percent(core.errors.float_top1) and cell(0, 1) == fmt.percent(core.errors.int8_top1)
+    assert cell(1, 1) == fmt.percent(core.errors.agreement)
+    output = next(iter(core.errors.outputs.values()))
+    assert cell(2, 1) == fmt.decibels(output.sqnr_db) and cell(3, 1) == f"{output.cosine:.6f}"
+    assert cell(4, 1) == f"{run.comparison.int8.latency_ms:.3f} ms" and cell(5, 1) == f"{run.comparison.speedup:.2f}×"
+    assert cell(6, 0) == fmt.size(model.file_size) and cell(6, 1) == fmt.size(run.result.output_path.stat().st_size)
+
+    proxy = demo.results.proxy
+    shown = [demo.results.node_at_row(r) for r in range(proxy.rowCount())]
+    assert shown == [layer.node for layer in core.errors.layers]  # worst first, the core's order
+    sqnr_column = [c[1] for c in COLUMNS].index("sqnr_db")
+    assert proxy.index(0, sqnr_column).data() == f"{core.errors.layers[0].sqnr_db:.2f}"
+
+    mse_column = [c[1] for c in COLUMNS].index("mse")
+    demo.results.table.sortByColumn(mse_column, Qt.SortOrder.DescendingOrder)
+    mse = [proxy.index(r, mse_column).data(SORT_ROLE) for r in range(proxy.rowCount())]
+    assert mse == sorted(mse, reverse=True)  # numeric, not text order
+
+    values, title = overlays[-1]
+    assert "SQNR" in title and values[core.errors.layers[0].node] == pytest.approx(core.errors.layers[0].sqnr_db)
+
+    # a table click selects the node everywhere and shows its activation and int8 error
+    target_row = next(r for r in range(proxy.rowCount()) if demo.results.node_at_row(r) == "/block1/relu/Relu")
+    with qtbot.waitSignal(demo.probe.finished, timeout=10_000):
+        rect = demo.results.table.visualRect(proxy.index(target_row, 0))
+        qtbot.mouseClick(demo.results.table.viewport(), Qt.MouseButton.LeftButton, pos=rect.center())
+    assert demo.session.selected == "/block1/relu/Relu"
+    assert demo.graph.selected_node() == "/block1/relu/Relu"
+    assert tree_rows(demo.inspector.tree)["Node"]["Name"] == "/block1/relu/Relu"
+    tensor = "/block1/relu/Relu_output_0"
+    stats = run.result.stats[tensor]
+    _, counts = plotted(demo.histograms.activation_hist)
+    assert counts.sum() == stats.count
+    minmax_line = demo.histograms.method_lines["minmax"][0]
+    assert minmax_line.value() == pytest.approx(run.result.ranges[tensor][1])
+    assert set(demo.histograms.method_lines) == {"minmax", "percentile", "entropy", "mse", "ema"}
+    _, float_counts = plotted(demo.histograms.float_hist)
+    _, int8_counts = plotted(demo.histograms.int8_hist)
+    per_sample = int(np.prod(demo.session.model.graph.tensors[tensor].shape[1:]))
+    assert float_counts.sum() == int8_counts.sum() == COMPARE_SAMPLES * per_sample
+
+
+def test_cancel_leaves_the_window_usable(qtbot, demo: MainWindow) -> None:
+    with qtbot.waitSignal(demo.run_ended, timeout=5000) as blocker:
+        demo.start_run()
+        assert demo.runner.busy and not demo.quantize_panel.run_button.isEnabled()
+        qtbot.keyClick(demo, Qt.Key.Key_Escape)
+    assert blocker.args == ["cancelled"]
+    assert demo.session.run is None and demo.quantize_panel.run_button.isEnabled()
+    assert demo.quantize_panel.stage.text() == "Cancelled."
+    assert run_to_end(qtbot, demo) is demo.session.run
+
+
+def test_export_model_report_and_recipe_round_trip(qtbot, demo: MainWindow, tmp_path: Path) -> None:
+    demo.session.toggle_float("/fc/Gemm")
+    assert demo.quantize_panel.recipe().exclude == ("/fc/Gemm",)
+    panel = demo.quantize_panel
+    panel.method.setCurrentText("percentile")
+    panel.percentile.setValue(99.9)
+    panel.granularity.setCurrentText("per-channel")
+    run = run_to_end(qtbot, demo)
+    assert any(n.name == "/fc/Gemm" for n in run.result.float_nodes)
+
+    exported = tmp_path / "out" / "digits.int8.onnx"
+    assert demo.exporter.export_model(exported)
+    int8 = load_model(exported)
+    assert any(n.op_type == "QuantizeLinear" for n in int8.graph.nodes)
+    onnx.checker.check_model(int8.proto)
+
+    source = demo.session.model.path
+    before = source.read_bytes()
+    assert not demo.exporter.export_model(source)
+    assert "Refusing to overwrite" in demo.errors.last_message and source.read_bytes() == before
+    demo.errors.close()
+
+    report_path = tmp_path / "report.json"
+    assert demo.exporter.export_report(report_path)
+    report = json.loads(report_path.read_text())
+    assert report["recipe"]["method"] == "percentile" and report["evaluation"]["int8"]["top1"] is not None
+
+    recipe_path = tmp_path / "recipe.json"
+    assert demo.exporter.save_recipe(recipe_path)
+    panel.method.setCurrentText("minmax")
+    panel.granularity.setCurrentText("per-tensor")
+    demo.session.set_exclusions(())
+    assert demo.exporter.load_recipe(recipe_path)
+    assert panel.recipe() == Recipe.load(recipe_path) == run.result.recipe
+    assert demo.session.exclude == ("/fc/Gemm",)
+
+
+def test_corrupt_model_gives_a_dialog_and_keeps_the_open_model(qtbot, demo: MainWindow, tmp_path: Path) -> None:
+    corrupt = tmp_path / "broken.onnx"
+    corrupt.write_bytes(demo_assets().model.read_bytes()[:2000])
+    with qtbot.waitSignal(demo.loader.failed, timeout=10_000):
+        demo.open_model(corrupt)
+    dialog = demo.errors.dialog
+    assert isinstance(dialog, QMessageBox) and dialog.isVisible()
+    assert "truncated or corrupted" in dialog.text() and dialog.text().count(".") <= 3
+    assert demo.session.model.path == demo_assets().model
+    dialog.accept()
+    demo.session.select("/fc/Gemm")
+    assert tree_rows(demo.inspector.tree)["Node"]["Op type"] == "Gemm"
+
+
+def test_mismatched_data_gives_a_dialog_and_keeps_the_choice(qtbot, demo: MainWindow, tmp_path: Path) -> None:
+    wrong = tmp_path / "wrong.npz"
+    np.savez(wrong, image=np.zeros((4, 3, 16, 16), np.float32))
+    assert not demo.quantize_panel.set_calibration(wrong)
+    assert "expects" in demo.errors.last_message and demo.errors.dialog.isVisible()
+    assert demo.quantize_panel.calibration.path() == demo_assets().calibration
+    nan = tmp_path / "nan.npz"
+    np.savez(nan, image=np.full((4, 1, 16, 16), np.nan, np.float32))
+    assert demo.quantize_panel.set_calibration(nan)  # shapes fit; the values fail during the run
+    with qtbot.waitSignal(demo.run_ended, timeout=RUN_TIMEOUT_MS) as blocker:
+        demo.start_run()
+    assert blocker.args == ["failed"] and "NaN" in demo.errors.last_message
+    assert demo.quantize_panel.run_button.isEnabled() and demo.session.model is not None
+
+
+def test_keep_in_float_from_the_graph_marks_the_node(qtbot, demo: MainWindow) -> None:
+    demo.graph.keep_in_float_requested.emit("/block2/Add")
+    assert demo.session.exclude == ("/block2/Add",)
+    assert "FP32" in demo.graph.item_for_node("/block2/Add").badges
+    assert [demo.quantize_panel.float_list.item(i).text() for i in range(demo.quantize_panel.float_list.count())] \
+        == ["/block2/Add"]
+    demo.graph.keep_in_float_requested.emit("/block2/Add")  # the same request again quantizes it again
+    assert demo.session.exclude == ()
+
+
+def test_drop_an_onnx_file_opens_it(qtbot, window: MainWindow, cnn_path: Path) -> None:
+    mime = QMimeData()
+    mime.setUrls([QUrl.fromLocalFile(str(cnn_path))])
+    event = QDropEvent(QPointF(10, 10), Qt.DropAction.CopyAction, mime, Qt.MouseButton.LeftButton,
+                       Qt.KeyboardModifier.NoModifier)
+    with qtbot.waitSignal(window.model_loaded, timeout=10_000):
+        window.dropEvent(event)
+    assert window.session.model.path == cnn_path
+    assert window.quantize_panel.calibration.path() is None
+
+
+def test_geometry_is_remembered(qtbot, tmp_path: Path) -> None:
+    first = make_window(qtbot, tmp_path / "s.ini")
+    first.resize(700, 500)  # the start page fits the offscreen screen (800x600); restoring clamps to it
+    first.close()
+    second = make_window(qtbot, tmp_path / "s.ini")
+    assert (second.width(), second.height()) == (700, 500)
+
+
+def test_recent_files_are_remembered(qtbot, tmp_path: Path, cnn_path: Path) -> None:
+    first = make_window(qtbot, tmp_path / "s.ini")
+    with qtbot.waitSignal(first.model_loaded, timeout=10_000):
+        first.open_model(cnn_path)
+    first.close()
+    second = make_window(qtbot, tmp_path / "s.ini")
+    assert second.recent_files() == [cnn_path.resolve()]
+    assert second.start_page.recent.item(0).toolTip() == str(cnn_path.resolve())
+    assert [a.text() for a in second.recent_menu.actions()] == [str(cnn_path.resolve())]
+    with qtbot.waitSignal(second.model_loaded, timeout=10_000):
+        item = second.start_page.recent.item(0)
+        qtbot.mouseClick(second.start_page.recent.viewport(), Qt.MouseButton.LeftButton,
+                         pos=second.start_page.recent.visualItemRect(item).center())
+    assert second.session.model.path == cnn_path.resolve()
+
+
+def test_image_folder_shows_preprocessing_and_a_preview(qtbot, demo: MainWindow) -> None:
+    assets = demo_assets()
+    panel = demo.quantize_panel
+    assert not panel.preprocessing_box.isVisibleTo(panel)  # .npz data needs no image settings
+    panel.set_preprocessing(ImagePreprocessing.from_json(assets.preprocessing))
+    assert panel.set_calibration(assets.images)
+    assert panel.preprocessing_box.isVisibleTo(panel)
+    calibration, evaluation = panel.datasets()
+    assert calibration.count == 10 and calibration.labels is not None and evaluation.count == 360
+    expected = display_image(ImageFolderSource(assets.images, panel.preprocessing()).load(0), "NCHW")
+    image = panel.preview.pixmap().toImage()
+    assert image.width() == image.height() == PREVIEW_PIXELS  # 16x16 scaled up, nearest neighbour
+    assert image.pixelColor(0, 0).red() == expected[0, 0]
+    panel.std_edit.setText("not a number")
+    with pytest.raises(Q8Error, match="must be numbers"):
+        panel.datasets()
+
+
+def test_cancel_during_calibration_stops_within_two_seconds(qtbot, demo: MainWindow, tmp_path: Path) -> None:
+    with np.load(demo_assets().calibration) as data:
+        images = np.tile(data["image"], (40, 1, 1, 1))  # 20,000 samples: calibration would take many seconds
+    big = tmp_path / "big.npz"
+    np.savez(big, image=images)
+    assert demo.quantize_panel.set_calibration(big)
+    demo.quantize_panel.samples.setValue(0)
+    stages: list[str] = []
+    demo.runner.progress.connect(lambda stage, *_: stages.append(stage))
+    demo.start_run()
+    qtbot.waitUntil(lambda: "Calibrating" in stages, timeout=30_000)
+    started = time.monotonic()
+    with qtbot.waitSignal(demo.run_ended, timeout=5000) as blocker:
+        demo.cancel_run()
+    assert blocker.args == ["cancelled"] and time.monotonic() - started < 2.0
+    assert demo.session.run is None and not demo.runner.busy
+
+
+def test_keyboard_shortcuts(qtbot, demo: MainWindow) -> None:
+    demo.activateWindow()
+    qtbot.waitUntil(demo.isActiveWindow, timeout=2000)
+    qtbot.keyClick(demo, Qt.Key.Key_F, Qt.KeyboardModifier.ControlModifier)
+    assert demo.graph.search.hasFocus()
+    with qtbot.waitSignal(demo.run_ended, timeout=RUN_TIMEOUT_MS) as blocker:
+        qtbot.keyClick(demo, Qt.Key.Key_R, Qt.KeyboardModifier.ControlModifier)
+        assert demo.runner.busy
+        qtbot.keyClick(demo, Qt.Key.Key_Escape)
+    assert blocker.args == ["cancelled"]

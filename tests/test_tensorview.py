@@ -1,0 +1,204 @@
+"""The per-node numbers the inspector and histogram panels show, checked against direct numpy."""
+
+from __future__ import annotations
+
+import math
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from q8studio.core.clipping import INT8, METHODS, activation_range
+from q8studio.core.data import load_data
+from q8studio.core.demo import demo_assets
+from q8studio.core.errors import Q8Error
+from q8studio.core.model import load_model
+from q8studio.core.recipe import Recipe
+from q8studio.core.stats import collect_tensor_stats
+from q8studio.core.tensorview import (
+    TensorProbe,
+    activation_tensor_for,
+    clipped_fraction,
+    comparison_view,
+    display_histogram,
+    display_image,
+    method_ranges,
+    node_numbers,
+    node_weights,
+    value_histogram,
+    weight_histogram,
+    weight_summary,
+)
+from q8studio.core.workflow import StudioRun, quantize_and_compare
+
+
+@pytest.fixture(scope="module")
+def demo_run(tmp_path_factory: pytest.TempPathFactory) -> tuple[StudioRun, object]:
+    assets = demo_assets()
+    model = load_model(assets.model)
+    calibration = load_data(assets.calibration, model, samples=64)
+    output = tmp_path_factory.mktemp("run") / "demo.int8.onnx"
+    run = quantize_and_compare(model, calibration, None, Recipe(), output, latency_runs=2)
+    return run, calibration
+
+
+def test_weight_summary_matches_numpy_per_channel(cnn_path: Path) -> None:
+    model = load_model(cnn_path)
+    node = model.graph.node_by_name("/stem/Conv")
+    assert node_weights(model, node) == ["stem.w", "stem.b"]
+    w = model.weight("stem.w")
+    summary = weight_summary(model, "stem.w", node)
+    assert summary.channel_axis == 0
+    assert summary.min == pytest.approx(w.min()) and summary.max == pytest.approx(w.max())
+    assert summary.mean == pytest.approx(w.mean(), rel=1e-5) and summary.std == pytest.approx(w.std(), rel=1e-5)
+    np.testing.assert_allclose(summary.channel_min, w.reshape(8, -1).min(axis=1))
+    np.testing.assert_allclose(summary.channel_max, w.reshape(8, -1).max(axis=1))
+    widths = summary.channel_max - summary.channel_min
+    assert summary.range_spread == pytest.approx(widths.max() / widths.min())
+
+
+def test_gemm_channels_follow_transb_and_vectors_have_none(cnn_path: Path) -> None:
+    model = load_model(cnn_path)
+    gemm = model.graph.node_by_name("/head/fc/Gemm")  # transB=1: weight [10, 8], outputs on axis 0
+    assert weight_summary(model, "fc.w", gemm).channel_min.shape == (10,)
+    bn = model.graph.node_by_name("/stem/bn/BatchNormalization")
+    summary = weight_summary(model, "bn.scale", bn)
+    assert summary.channel_axis is None and summary.range_spread is None
+
+
+def test_display_histogram_keeps_every_count_and_exact_edges() -> None:
+    values = np.random.default_rng(0).normal(0.5, 2.0, 50_000).astype(np.float32)
+    stats = collect_tensor_stats([values[:20_000], values[20_000:]])
+    counts, edges = display_histogram(stats, bins=100)
+    assert counts.sum() == values.size
+    assert len(edges) == len(counts) + 1 and len(counts) <= 101
+    assert edges[0] <= values.min() and edges[-1] >= values.max()
+    inside = np.histogram(values, bins=edges)[0]
+    np.testing.assert_array_equal(inside, counts)
+
+
+def test_value_histogram_of_a_constant_is_one_bin() -> None:
+    counts, edges = value_histogram(np.full(7, 3.0))
+    assert counts.sum() == 7 and edges[0] < 3.0 < edges[-1]
+
+
+def test_method_ranges_are_the_clipping_module_ranges_and_minmax_clips_nothing() -> None:
+    values = np.random.default_rng(1).standard_normal(100_000).astype(np.float32)
+    stats = collect_tensor_stats([values])
+    ranges = method_ranges(stats, activation_type="int8", symmetric=True, percentile=99.0)
+    assert [r.method for r in ranges] == list(METHODS)
+    for entry in ranges:
+        expected = activation_range(stats, entry.method, qtype=INT8, symmetric=True, percentile=99.0)
+        assert (entry.rmin, entry.rmax) == expected
+    by_method = {r.method: r for r in ranges}
+    assert by_method["minmax"].clipped == 0.0
+    true_share = float(np.mean(np.abs(values) > by_method["percentile"].rmax))
+    assert by_method["percentile"].clipped == pytest.approx(true_share, abs=2e-4)
+    assert by_method["percentile"].clipped == pytest.approx(0.01, abs=1e-3)
+
+
+def test_clipped_fraction_matches_the_data_share() -> None:
+    values = np.random.default_rng(2).uniform(-1.0, 3.0, 200_000).astype(np.float32)
+    stats = collect_tensor_stats([values])
+    share = clipped_fraction(stats, -0.5, 2.0)
+    assert share == pytest.approx(float(np.mean((values < -0.5) | (values > 2.0))), abs=1e-3)
+
+
+def test_activation_tensor_follows_fusions_and_shared_scales(demo_run: tuple[StudioRun, object]) -> None:
+    run, _ = demo_run
+    source = load_model(demo_assets().model)
+    prepared, stats = run.result.prepared.model, run.result.stats
+    # Conv → BatchNorm → ReLU is one int8 layer: all three show the ReLU's output.
+    for name in ("/stem/conv/Conv", "/stem/bn/BatchNormalization", "/stem/relu/Relu"):
+        assert activation_tensor_for(name, source, prepared, stats) == "/stem/relu/Relu_output_0"
+    # MaxPool reuses its input's scale: it shows its (calibrated) input.
+    pool = source.graph.node_by_name("/pool/MaxPool")
+    assert activation_tensor_for("/pool/MaxPool", source, prepared, stats) == pool.inputs[0]
+    assert activation_tensor_for("/fc/Gemm", source, prepared, {}) is None
+
+
+def test_compare_tensor_returns_float_and_dequantized_values(demo_run: tuple[StudioRun, object]) -> None:
+    run, calibration = demo_run
+    tensor = "/block1/relu/Relu_output_0"
+    comparison = TensorProbe(run.result.prepared.model, run.int8).compare(tensor, calibration, samples=5)
+    assert comparison.samples == 5
+    assert comparison.float_values.shape == comparison.int8_values.shape == (5 * 16 * 16 * 16,)
+    lo, hi = run.result.ranges[tensor]
+    assert lo == 0.0  # a ReLU output: uint8 with zero point 0, so int8 values are multiples of the scale
+    steps = comparison.int8_values / np.float32(hi / 255.0)
+    np.testing.assert_allclose(steps, np.rint(steps), atol=1e-3)
+    assert 0.0 < np.abs(comparison.error).max() < 0.1 * hi
+
+
+def test_compare_tensor_explains_a_tensor_without_int8_counterpart(demo_run: tuple[StudioRun, object]) -> None:
+    run, calibration = demo_run
+    probe = TensorProbe(run.result.prepared.model, run.int8)
+    with pytest.raises(Q8Error, match="no int8 counterpart"):
+        probe.compare("/stem/bn/BatchNormalization_output_0", calibration)
+    logits = probe.compare("logits", calibration, samples=2)  # graph outputs compare directly
+    assert logits.float_values.shape == (20,)
+
+
+def test_display_image_stretches_to_uint8() -> None:
+    chw = np.stack([np.full((4, 5), v, np.float32) for v in (-1.0, 0.0, 1.0)])
+    rgb = display_image(chw, "NCHW")
+    assert rgb.shape == (4, 5, 3) and rgb.dtype == np.uint8
+    assert rgb[0, 0].tolist() == [0, 128, 255]
+    gray = display_image(np.arange(12, dtype=np.float32).reshape(3, 4, 1), "NHWC")
+    assert gray.shape == (3, 4) and gray.min() == 0 and gray.max() == 255
+    assert display_image(np.zeros((1, 2, 2), np.float32), "NCHW").max() == 0
+    with pytest.raises(Q8Error):
+        display_image(np.zeros((5, 2, 2), np.float32), "NCHW")
+
+
+def test_range_spread_of_a_dead_channel_is_infinite(cnn_path: Path, tmp_path: Path) -> None:
+    import onnx
+    from onnx import numpy_helper
+
+    proto = onnx.load(str(cnn_path))
+    for init in proto.graph.initializer:
+        if init.name == "stem.w":
+            w = numpy_helper.to_array(init).copy()
+            w[3] = 0.0
+            init.CopyFrom(numpy_helper.from_array(w, "stem.w"))
+    path = tmp_path / "dead.onnx"
+    onnx.save(proto, str(path))
+    model = load_model(path)
+    summary = weight_summary(model, "stem.w", model.graph.node_by_name("/stem/Conv"))
+    assert math.isinf(summary.range_spread)
+
+
+def test_node_numbers_before_and_after_calibration(demo_run: tuple[StudioRun, object]) -> None:
+    run, _ = demo_run
+    model = load_model(demo_assets().model)
+    before = node_numbers(model, "/stem/conv/Conv")
+    assert [w.name for w in before.weights] == node_weights(model, model.graph.node_by_name("/stem/conv/Conv"))
+    counts, edges = before.weight_histogram
+    assert counts.sum() == model.weight(before.weights[0].name).size
+    assert before.tensor is None and before.ranges == []
+
+    recipe = Recipe(method="entropy", activation_type="int8", symmetric_activations=True)
+    after = node_numbers(model, "/stem/conv/Conv", stats=run.result.stats, prepared=run.result.prepared.model,
+                         recipe=recipe)
+    assert after.tensor == "/stem/relu/Relu_output_0" and after.stats is run.result.stats[after.tensor]
+    assert after.activation_histogram[0].sum() == after.stats.count
+    assert after.ranges == method_ranges(after.stats, activation_type="int8", symmetric=True)
+    assert node_numbers(model, "/fc/Gemm", stats={}, prepared=run.result.prepared.model).tensor is None
+
+
+def test_weight_histogram_bins_follow_the_size() -> None:
+    assert len(weight_histogram(np.arange(32.0))[0]) == 11
+    assert len(weight_histogram(np.arange(100_000.0))[0]) == 100
+    assert len(weight_histogram(np.arange(3.0))[0]) == 8
+
+
+def test_comparison_view_histograms_share_bins(demo_run: tuple[StudioRun, object]) -> None:
+    run, calibration = demo_run
+    probe = TensorProbe(run.result.prepared.model, run.int8)
+    comparison = probe.compare("/block1/relu/Relu_output_0", calibration, samples=3)
+    view = comparison_view(comparison, bins=50)
+    total = comparison.float_values.size
+    assert view.float_counts.sum() == view.int8_counts.sum() == view.error_counts.sum() == total
+    assert len(view.edges) == 51 and view.samples == 3
+    assert view.max_abs_error == pytest.approx(float(np.abs(comparison.error).max()))
+    assert view.mean_error == pytest.approx(float(comparison.error.mean()), abs=1e-7)

@@ -1,0 +1,83 @@
+"""The GUI's quantize-then-compare run, without a window: results, layer rows, overlay, cancel."""
+
+from __future__ import annotations
+
+import math
+import sys
+from pathlib import Path
+
+import pytest
+
+from q8studio.core.data import load_data
+from q8studio.core.demo import demo_assets
+from q8studio.core.errors import Cancelled
+from q8studio.core.evaluate import compare_models
+from q8studio.core.model import load_model
+from q8studio.core.progress import CancelToken, Progress
+from q8studio.core.recipe import Recipe
+from q8studio.core.workflow import METRICS, overlay_values, quantize_and_compare
+
+
+def test_run_compares_the_source_model_on_the_evaluation_data(tmp_path: Path) -> None:
+    assets = demo_assets()
+    model = load_model(assets.model)
+    calibration = load_data(assets.calibration, model, samples=48)
+    test = load_data(assets.test, model, samples=40)
+    stages: list[str] = []
+    run = quantize_and_compare(
+        model, calibration, test, Recipe(method="percentile"), tmp_path / "m.int8.onnx",
+        latency_runs=2, progress=Progress(callback=lambda stage, done, total: stages.append(stage), min_interval_s=0),
+    )
+    assert run.result.output_path.is_file() and run.int8.path == run.result.output_path
+    assert run.comparison.errors.samples == 40 and run.comparison.float32.file_size == model.file_size
+    assert {"Calibrating", "Comparing", "Timing"} <= set(stages)
+    again = compare_models(model, run.int8, test, latency_runs=1)
+    assert run.comparison.errors.int8_top1 == again.errors.int8_top1
+    assert [layer.tensor for layer in run.comparison.errors.layers] == [layer.tensor for layer in again.errors.layers]
+
+    rows = run.layer_rows()
+    assert [row.tensor for row in rows] == [layer.tensor for layer in run.comparison.errors.layers]
+    for row in rows:
+        if row.tensor in run.result.ranges:
+            assert (row.clip_min, row.clip_max) == run.result.ranges[row.tensor]
+            assert row.observed_min == run.result.stats[row.tensor].min
+            assert 0.0 <= row.clipped < 0.01
+
+    for metric in METRICS:
+        values = overlay_values(rows, metric, model, run.result.prepared.model)
+        assert values and all(math.isfinite(v) for v in values.values())
+    sqnr = overlay_values(rows, "sqnr_db", model, run.result.prepared.model)
+    relu = next(row for row in rows if row.tensor == "/stem/relu/Relu_output_0")
+    assert sqnr["/stem/conv/Conv"] == sqnr["/stem/relu/Relu"] == relu.sqnr_db  # one fused int8 layer
+
+
+def test_evaluation_defaults_to_the_calibration_data(tmp_path: Path) -> None:
+    assets = demo_assets()
+    model = load_model(assets.model)
+    calibration = load_data(assets.calibration, model)
+    run = quantize_and_compare(model, calibration, None, Recipe(samples=24), tmp_path / "m.onnx", latency_runs=1)
+    assert run.comparison.errors.samples == 24
+
+
+def test_cancel_stops_the_run_before_writing(tmp_path: Path) -> None:
+    assets = demo_assets()
+    model = load_model(assets.model)
+    token = CancelToken()
+    token.cancel()
+    with pytest.raises(Cancelled):
+        quantize_and_compare(model, load_data(assets.calibration, model), None, Recipe(), tmp_path / "m.onnx",
+                             progress=Progress(cancel_token=token))
+    assert not (tmp_path / "m.onnx").exists()
+
+
+def test_the_source_model_stays_usable_without_sympy(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Without sympy, onnxruntime's pre-processing strips the weights of the proto it is given."""
+    monkeypatch.setitem(sys.modules, "onnxruntime.tools.symbolic_shape_infer", None)  # what a missing sympy does
+    assets = demo_assets()
+    model = load_model(assets.model)
+    before = model.proto.SerializeToString()
+    run = quantize_and_compare(model, load_data(assets.calibration, model, samples=16), None, Recipe(),
+                               tmp_path / "m.onnx", latency_runs=1)
+    assert any("sympy" in note for note in run.result.prepared.notes)  # the fallback path really ran
+    assert model.proto.SerializeToString() == before
+    assert run.comparison.errors.samples == 16
