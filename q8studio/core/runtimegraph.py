@@ -17,8 +17,8 @@ from pathlib import Path
 import onnx
 import onnxruntime as ort
 
-from .errors import Q8Error
 from .model import Graph
+from .session import cpu_session, session_options
 
 QDQ_OPS = frozenset({"QuantizeLinear", "DequantizeLinear", "DynamicQuantizeLinear"})
 LAYOUT_OPS = frozenset({"Transpose", "ReorderInput", "ReorderOutput"})
@@ -38,29 +38,17 @@ class RuntimeNode:
     outputs: tuple[str, ...]
 
 
-def session_options(threads: int) -> ort.SessionOptions:
-    """The options q8studio runs every model with (CPU, fixed threads, quiet logs)."""
-    options = ort.SessionOptions()
-    options.log_severity_level = 3
-    options.intra_op_num_threads = threads
-    options.inter_op_num_threads = 1
-    return options
-
-
 def open_session(
     model: onnx.ModelProto, folder: Path, *, threads: int = 0, profile: bool = False
 ) -> tuple[ort.InferenceSession, list[RuntimeNode]]:
-    """A CPU session and the graph it runs; profiling files and the graph go to ``folder``."""
-    options = session_options(threads)
+    """A CPU session and the graph it runs; profiling files and the graph go to ``folder``.
+    A profiled session keeps ORT's spinning threads, as timing should (see session_options)."""
+    options = session_options(threads=threads, spinning=profile)
     options.optimized_model_filepath = str(folder / "optimized.onnx")
     if profile:
         options.enable_profiling = True
         options.profile_file_prefix = str(folder / "profile")
-    try:
-        session = ort.InferenceSession(model.SerializeToString(), options, providers=["CPUExecutionProvider"])
-    except Exception as exc:  # ORT raises several unrelated exception types for bad models
-        message = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
-        raise Q8Error(f"ONNX Runtime cannot load the model: {message}") from None
+    session = cpu_session(model, options=options)
     optimized = onnx.load(options.optimized_model_filepath, load_external_data=False)
     nodes = [
         RuntimeNode(n.name, n.op_type, n.domain, tuple(n.input), tuple(n.output)) for n in optimized.graph.node
