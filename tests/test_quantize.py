@@ -171,3 +171,22 @@ def test_quantizing_leaves_the_loaded_model_intact(tmp_path) -> None:
     data = load_data(write_npz(tmp_path / "x.npz", x=inverse_inputs()), model)
     quantize_model(model, data, Recipe(), tmp_path / "q.onnx")
     assert model.proto.SerializeToString() == before
+
+
+def test_model_outputs_keep_their_observed_range(tmp_path) -> None:
+    """Clipping a classifier's largest outputs turns its top classes into ties; outputs, and what
+    they merely reshape, keep minmax whatever the method."""
+    proto = small_cnn()
+    graph = proto.graph
+    graph.node[-1].output[0] = "logits_flat"
+    graph.node.append(helper.make_node("Softmax", ["logits_flat"], ["probs"], name="/head/Softmax", axis=1))
+    graph.node.append(helper.make_node("Reshape", ["probs", "shape"], ["out"], name="/head/Reshape"))
+    graph.initializer.append(numpy_helper.from_array(np.array([-1, 10, 1, 1], np.int64), "shape"))
+    del graph.output[:]
+    graph.output.append(helper.make_tensor_value_info("out", TensorProto.FLOAT, ["N", 10, 1, 1]))
+    images = np.random.default_rng(5).standard_normal((32, 3, 16, 16)).astype(np.float32)
+    result = _quantize(save(proto, tmp_path / "m.onnx"), write_npz(tmp_path / "d.npz", x=images),
+                       tmp_path / "q.onnx", method="percentile", percentile=90.0)
+    probs = result.stats["probs"]
+    assert result.ranges["probs"] == (0.0, pytest.approx(probs.max))
+    assert result.ranges["gap"][1] < result.stats["gap"].max  # inner layers are clipped as asked

@@ -14,6 +14,7 @@ import tempfile
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Collection
 
 import numpy as np
 import onnx
@@ -37,6 +38,7 @@ from .weights import WeightError, weight_errors
 
 SCALE_SUFFIX = "_scale"  # onnxruntime names the scale of tensor X "X_scale"
 PLACEHOLDER_RANGE = (-1.0, 1.0)
+VALUE_PRESERVING_OPS = frozenset({"Reshape", "Flatten", "Squeeze", "Unsqueeze", "Transpose", "Identity"})
 
 
 @dataclass
@@ -91,7 +93,7 @@ def quantize_model(
 
     started = time.perf_counter()
     progress.report("Choosing ranges", 0, 1)
-    ranges = activation_ranges(stats, recipe)
+    ranges = activation_ranges(stats, recipe, output_tensors(prepared.model))
     timings["ranges_s"] = time.perf_counter() - started
 
     started = time.perf_counter()
@@ -139,12 +141,32 @@ def ranges_read_by_quantizer(prepared: onnx.ModelProto, recipe: Recipe) -> list[
     return [name for name in candidates if name in read]
 
 
-def activation_ranges(stats: dict[str, TensorStats], recipe: Recipe) -> dict[str, tuple[float, float]]:
-    """(rmin, rmax) of every calibrated tensor by the recipe's clipping method."""
+def output_tensors(model: LoadedModel) -> set[str]:
+    """The graph outputs and the tensors they merely reshape (their values, so their ranges, are the same)."""
+    graph = model.graph
+    found, pending = set(), list(graph.outputs)
+    while pending:
+        name = pending.pop()
+        found.add(name)
+        producer = graph.producer.get(name)
+        if producer is not None and graph.nodes[producer].op_type in VALUE_PRESERVING_OPS:
+            pending.append(graph.nodes[producer].inputs[0])
+    return found
+
+
+def activation_ranges(
+    stats: dict[str, TensorStats], recipe: Recipe, outputs: Collection[str] = ()
+) -> dict[str, tuple[float, float]]:
+    """(rmin, rmax) of every calibrated tensor by the recipe's clipping method.
+
+    The model's ``outputs`` keep their observed range whatever the method: a classifier's largest
+    outputs decide its prediction, and clipping them turns the top classes into ties.
+    """
     qtype = UINT8 if recipe.activation_type == "uint8" else INT8
     return {
         name: activation_range(
-            s, recipe.method, qtype=qtype, symmetric=recipe.symmetric_activations, percentile=recipe.percentile
+            s, "minmax" if name in outputs else recipe.method,
+            qtype=qtype, symmetric=recipe.symmetric_activations, percentile=recipe.percentile,
         )
         for name, s in stats.items()
         if s.count > 0
