@@ -111,10 +111,15 @@ class ProfileReport:
         float_time, int8_time = self.latency_ms or (self.float32.run_us, self.int8.run_us)
         return int8_time / float_time if float_time else math.inf
 
+    @property
+    def pays(self) -> bool:
+        """Whether int8 is measurably faster than float32 for this model."""
+        return self.ratio < PAYS_BELOW
+
     def verdict(self) -> str:
         """One plain sentence: does int8 pay for this model here, and where its time goes."""
         slower = sum(layer.slower_in_int8 for layer in self.layers)
-        pays = "int8 pays" if self.ratio < PAYS_BELOW else "int8 does not pay here"
+        pays = "int8 pays" if self.pays else "int8 does not pay here"
         return (
             f"{pays}: it takes {self.ratio:.2f}x the float32 time; {slower} of {len(self.layers)} layers are "
             f"slower in int8; {100 * self.integer_mac_share:.0f}% of multiply-accumulates ran in integer kernels; "

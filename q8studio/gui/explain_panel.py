@@ -28,6 +28,7 @@ from PySide6.QtWidgets import (
 
 from ..core.explain import NodeExplanation, QuantParams
 from . import formatting as fmt
+from .plots import make_plot
 
 pg.setConfigOptions(antialias=True, background="w", foreground="#333")  # the app's plot style
 
@@ -99,13 +100,13 @@ class ExplainPanel(QWidget):
         return self.numbers
 
     def _plots(self) -> QHBoxLayout:
-        self.scale_plot = _small_plot("S_w per output channel", "channel", "S_w")
+        self.scale_plot = _fixed_height_plot("S_w per output channel", "channel", "S_w")
         self.scale_curve = pg.PlotDataItem(pen=pg.mkPen("#1f77b4", width=1.2), symbol="o", symbolSize=5,
                                            symbolBrush="#1f77b4", symbolPen=None)
         self.scale_plot.addItem(self.scale_curve)
         self.channel_line = pg.InfiniteLine(angle=90, pen=pg.mkPen("#ff7f0e", width=1.5, style=Qt.PenStyle.DashLine))
         self.scale_plot.addItem(self.channel_line)
-        self.error_plot = _small_plot("M0·2⁻ⁿ / M − 1 per channel", "channel", "relative error")
+        self.error_plot = _fixed_height_plot("M0·2⁻ⁿ / M − 1 per channel", "channel", "relative error")
         self.error_curve = pg.PlotDataItem(pen=None, symbol="s", symbolSize=5, symbolBrush="#d62728", symbolPen=None)
         self.error_plot.addItem(self.error_curve)
         row = QHBoxLayout()
@@ -226,19 +227,6 @@ class ExplainPanel(QWidget):
         self.steps.setPlainText("\n".join(ex.steps()))
 
 
-def _small_plot(title: str, x_label: str, y_label: str) -> pg.PlotWidget:
-    plot = pg.PlotWidget()
-    plot.setTitle(title, size="9pt")
-    plot.setLabel("bottom", x_label)
-    plot.setLabel("left", y_label)
-    plot.showGrid(x=True, y=True, alpha=0.15)
-    plot.setMenuEnabled(False)
-    plot.setFixedHeight(170)
-    for axis in ("bottom", "left"):
-        plot.getAxis(axis).enableAutoSIPrefix(False)
-    return plot
-
-
 def _grid_table() -> QTableWidget:
     table = QTableWidget()
     table.setEditTriggers(QTableWidget.EditTrigger.NoEditTriggers)
@@ -313,3 +301,9 @@ def _values(array: np.ndarray) -> str:
     if (flat == flat[0]).all():
         return f"{text(flat[0])} (all {flat.size} channels)"
     return f"{text(flat.min())} … {text(flat.max())} ({flat.size} channels)"
+
+
+def _fixed_height_plot(title: str, x_label: str, y_label: str) -> pg.PlotWidget:
+    plot = make_plot(title, x_label, y_label)
+    plot.setFixedHeight(170)
+    return plot

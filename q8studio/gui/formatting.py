@@ -44,3 +44,10 @@ def duration(seconds: float) -> str:
 
 def value_range(lo: float, hi: float) -> str:
     return f"[{number(lo)}, {number(hi)}]"
+
+
+def progress_text(stage: str, done: int, total: int, eta_s: float) -> str:
+    """A worker's stage as a status line: "Calibrating 120/500 — about 4 s left"."""
+    left = f" — about {duration(eta_s)} left" if eta_s >= 1.0 else ""
+    counts = f" {done:,}/{total:,}" if total > 1 else ""
+    return f"{stage}{counts}{left}"

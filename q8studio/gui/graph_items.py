@@ -7,6 +7,7 @@ becomes ~10,000 small items plus a few hundred paths instead of tens of thousand
 
 from __future__ import annotations
 
+import math
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from functools import cache
@@ -77,18 +78,59 @@ def overlay_colour(goodness: float) -> QColor:
 
 @dataclass(frozen=True)
 class OverlayScale:
-    """Per-node values and how to read them: which end of [vmin, vmax] is bad."""
+    """Per-node values and how to read them: which end of [vmin, vmax] is bad, and how the bar is spaced.
+
+    ``spacing`` "log" spreads ratios evenly (0.25x, 1x and 4x sit at the ends and the middle);
+    "log_to_one" spreads values that crowd towards 1 by their distance from it (0.98, 0.998,
+    0.9998). ``categories`` turns the scale into named colours, one per integer value.
+    ``fixed`` says the ends were chosen, not taken from the values: values beyond them saturate.
+    """
 
     values: dict[str, float]
     title: str
     low_is_bad: bool
     vmin: float
     vmax: float
+    spacing: str = "linear"
+    categories: tuple[tuple[str, str], ...] = ()
+    unit: str = ""
+    fixed: bool = False
+
+    def _axis(self, value: float) -> float:
+        if self.spacing == "log":
+            return math.log(max(value, 1e-12))
+        if self.spacing == "log_to_one":
+            return -math.log(max(1.0 - value, 1e-12))
+        return value
+
+    def _from_axis(self, position: float) -> float:
+        if self.spacing == "log":
+            return math.exp(position)
+        if self.spacing == "log_to_one":
+            return 1.0 - math.exp(-position)
+        return position
 
     def goodness(self, value: float) -> float:
         """0 for the worst end of the scale, 1 for the best."""
-        t = 1.0 if self.vmax <= self.vmin else (value - self.vmin) / (self.vmax - self.vmin)
+        lo, hi = self._axis(self.vmin), self._axis(self.vmax)
+        t = 1.0 if hi <= lo else (self._axis(value) - lo) / (hi - lo)
         return t if self.low_is_bad else 1.0 - t
+
+    def colour(self, value: float) -> QColor:
+        if self.categories:
+            index = min(max(int(round(value)), 0), len(self.categories) - 1)
+            return QColor(self.categories[index][1])
+        return overlay_colour(self.goodness(value))
+
+    def middle(self) -> float:
+        """The value at the middle of the colour bar."""
+        return self._from_axis((self._axis(self.vmin) + self._axis(self.vmax)) / 2)
+
+    def labels(self) -> tuple[str, str, str]:
+        """The values at the bar's low end, middle and high end; saturating ends read "≤" and "≥"."""
+        low, high = (f"{'≤' if self.fixed else ''}{self.vmin:.4g}{self.unit}",
+                     f"{'≥' if self.fixed else ''}{self.vmax:.4g}{self.unit}")
+        return low, f"{self.middle():.4g}{self.unit}", high
 
 
 def _tensor_text(name: str, tensors: Mapping[str, TensorInfo]) -> str:
@@ -359,18 +401,32 @@ class _CornerPanel(QWidget):
 
 
 class ValueLegend(_CornerPanel):
-    """Title, colour bar and the values at its ends, for the per-node overlay."""
+    """Title and either a colour bar with the values at its ends and middle, or named colour chips."""
 
     def __init__(self, parent: QWidget) -> None:
         super().__init__(parent)
         self.title = ""
-        self.low = self.high = ""
+        self.low = self.mid = self.high = ""
         self.stops: tuple[QColor, ...] = ()
+        self.categories: tuple[tuple[str, QColor], ...] = ()
         self.setFixedSize(190, 58)
 
-    def show_scale(self, title: str, low: str, high: str, stops: tuple[QColor, QColor, QColor]) -> None:
+    def show_scale(self, title: str, low: str, high: str, stops: tuple[QColor, QColor, QColor], mid: str = "") -> None:
         """``stops``: the colours at the low end, the middle and the high end of the bar."""
-        self.title, self.low, self.high, self.stops = title, low, high, stops
+        self.title, self.low, self.mid, self.high, self.stops, self.categories = title, low, mid, high, stops, ()
+        self._show()
+
+    def show_categories(self, title: str, categories: tuple[tuple[str, QColor], ...]) -> None:
+        """One chip per named colour, e.g. "integer kernel" and "float kernel"."""
+        self.title, self.categories, self.stops = title, categories, ()
+        self.low = self.mid = self.high = ""
+        self._show()
+
+    def _show(self) -> None:
+        width = _metrics(8.5, True).horizontalAdvance(self.title) + 24
+        if self.categories:
+            width = max(width, sum(_metrics(7.5).horizontalAdvance(label) + 28 for label, _ in self.categories) + 12)
+        self.setFixedSize(int(max(190, width)), 50 if self.categories else 58)
         self.show()
         self.update()
 
@@ -380,6 +436,9 @@ class ValueLegend(_CornerPanel):
         painter.setPen(QColor(TEXT))
         painter.setFont(_font(8.5, True))
         painter.drawText(QRectF(10, 4, self.width() - 20, 16), Qt.AlignmentFlag.AlignLeft, self.title)
+        if self.categories:
+            self._paint_categories(painter)
+            return
         bar = QRectF(10, 23, self.width() - 20, 10)
         gradient = QLinearGradient(bar.topLeft(), bar.topRight())
         for position, colour in zip((0.0, 0.5, 1.0), self.stops):
@@ -391,7 +450,20 @@ class ValueLegend(_CornerPanel):
         painter.setFont(_font(7.5))
         labels = QRectF(10, 36, self.width() - 20, 16)
         painter.drawText(labels, Qt.AlignmentFlag.AlignLeft, self.low)
+        painter.drawText(labels, Qt.AlignmentFlag.AlignHCenter, self.mid)
         painter.drawText(labels, Qt.AlignmentFlag.AlignRight, self.high)
+
+    def _paint_categories(self, painter: QPainter) -> None:
+        painter.setFont(_font(7.5))
+        x = 10.0
+        for label, colour in self.categories:
+            painter.setPen(colour.darker(150))
+            painter.setBrush(colour)
+            painter.drawRoundedRect(QRectF(x, 30, 12, 12), 2, 2)
+            painter.setPen(QColor(TEXT))
+            width = _metrics(7.5).horizontalAdvance(label)
+            painter.drawText(QRectF(x + 16, 27, width + 4, 18), Qt.AlignmentFlag.AlignVCenter, label)
+            x += width + 28
 
 
 class KindLegend(_CornerPanel):

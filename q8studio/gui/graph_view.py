@@ -335,15 +335,28 @@ class GraphView(QWidget):
     # ---- overlays and badges ----------------------------------------------------------------------------
 
     def set_overlay(self, values: dict[str, float] | None, *, title: str = "", low_is_bad: bool = True,
-                    vmin: float | None = None, vmax: float | None = None) -> None:
-        """Colour nodes by a value (e.g. SQNR in dB) red (bad) → green (good); None restores kind colours."""
+                    vmin: float | None = None, vmax: float | None = None, spacing: str = "linear",
+                    categories: tuple[tuple[str, str], ...] = (), unit: str = "") -> None:
+        """Colour nodes by a value (e.g. SQNR in dB) red (bad) → green (good); None restores kind colours.
+
+        Without ``vmin``/``vmax`` the scale spans the values; with them it is fixed and values beyond
+        saturate. ``spacing`` and ``categories`` are those of :class:`OverlayScale`: ``categories``
+        gives value ``i`` the colour and legend label ``categories[i]`` (label, colour).
+        """
         if values is None:
             self._overlay = None
         else:
             finite = [v for v in values.values() if math.isfinite(v)] or [0.0, 1.0]
-            self._overlay = OverlayScale(dict(values), title, low_is_bad,
-                                     min(finite) if vmin is None else vmin, max(finite) if vmax is None else vmax)
+            self._overlay = OverlayScale(
+                dict(values), title, low_is_bad, min(finite) if vmin is None else vmin,
+                max(finite) if vmax is None else vmax, spacing, categories, unit,
+                fixed=vmin is not None and vmax is not None,
+            )
         self._apply_overlay()
+
+    def overlay(self) -> OverlayScale | None:
+        """What colours the graph now (values, title, scale), or None for the kind colours."""
+        return self._overlay
 
     def _apply_overlay(self) -> None:
         overlay = self._overlay
@@ -358,11 +371,17 @@ class GraphView(QWidget):
             values = [overlay.values[nodes[i].name] for i in self._layout.members[box_id] if nodes[i].name in overlay.values]
             values = [v for v in values if not math.isnan(v)]
             if values:
-                item.set_fill(overlay_colour(overlay.goodness(worst(values))))
+                item.set_fill(overlay.colour(worst(values)))
             else:
                 item.set_fill(None, dimmed=True)
-        ends = [overlay_colour(overlay.goodness(v)) for v in (overlay.vmin, (overlay.vmin + overlay.vmax) / 2, overlay.vmax)]
-        self.value_legend.show_scale(overlay.title, f"{overlay.vmin:.3g}", f"{overlay.vmax:.3g}", tuple(ends))
+        if overlay.categories:
+            self.value_legend.show_categories(overlay.title, tuple((label, QColor(colour))
+                                                                    for label, colour in overlay.categories))
+        else:
+            ends = tuple(overlay_colour(overlay.goodness(v)) for v in (overlay.vmin, overlay.middle(), overlay.vmax))
+            low, mid, high = overlay.labels()
+            self.value_legend.show_scale(overlay.title, low, high, ends, mid)
+        self._on_resize()  # the legend's width follows its title
 
     def set_marked(self, names: set[str], tag: str) -> None:
         """Badge ``tag`` (e.g. "FP32") on these nodes, replacing the previous set for that tag."""

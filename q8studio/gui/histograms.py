@@ -14,6 +14,7 @@ from PySide6.QtWidgets import QCheckBox, QHBoxLayout, QLabel, QTabWidget, QVBoxL
 from ..core.stats import TensorStats
 from ..core.tensorview import ComparisonView, MethodRange, WeightSummary
 from . import formatting as fmt
+from .plots import make_plot
 
 pg.setConfigOptions(antialias=True, background="w", foreground="#333")
 
@@ -29,19 +30,6 @@ LOG_TICKS = [[(float(power), f"{10 ** power:g}") for power in range(13)]]
 FLOAT_COLOUR = "#1f77b4"
 INT8_COLOUR = "#ff7f0e"
 ERROR_COLOUR = "#7f7f7f"
-
-
-def _plot(title: str, x_label: str, y_label: str) -> pg.PlotWidget:
-    plot = pg.PlotWidget()
-    plot.setTitle(title, size="9pt")
-    plot.setLabel("bottom", x_label)
-    plot.setLabel("left", y_label)
-    plot.showGrid(x=True, y=True, alpha=0.15)
-    plot.setMenuEnabled(False)
-    plot.setMinimumHeight(140)
-    for axis in ("bottom", "left"):
-        plot.getAxis(axis).enableAutoSIPrefix(False)  # "value (x0.001)" reads worse than 0.002
-    return plot
 
 
 def _step(colour: str, alpha: int = 90) -> pg.PlotDataItem:
@@ -86,10 +74,10 @@ class HistogramPanel(QWidget):
 
     def _weights_tab(self) -> QWidget:
         self.weight_header = _header()
-        self.weight_plot = _plot("Weight values", "value", "count")
+        self.weight_plot = make_plot("Weight values", "value", "count")
         self.weight_hist = _step(FLOAT_COLOUR)
         self.weight_plot.addItem(self.weight_hist)
-        self.channel_plot = _plot("Per-channel range", "output channel", "value")
+        self.channel_plot = make_plot("Per-channel range", "output channel", "value")
         self.channel_max = pg.PlotDataItem(pen=pg.mkPen("#d62728", width=1.5), symbol="o", symbolSize=4,
                                            symbolBrush="#d62728", symbolPen=None)
         self.channel_min = pg.PlotDataItem(pen=pg.mkPen(FLOAT_COLOUR, width=1.5), symbol="o", symbolSize=4,
@@ -103,7 +91,7 @@ class HistogramPanel(QWidget):
 
     def _activation_tab(self) -> QWidget:
         self.activation_header = _header()
-        self.activation_plot = _plot("Calibration histogram and clipping ranges", "value", "count")
+        self.activation_plot = make_plot("Calibration histogram and clipping ranges", "value", "count")
         self.activation_hist = _step("#555555", alpha=70)
         self.activation_plot.addItem(self.activation_hist)
         self.method_legend = QLabel()
@@ -114,7 +102,7 @@ class HistogramPanel(QWidget):
 
     def _int8_tab(self) -> QWidget:
         self.int8_header = _header()
-        self.overlay_plot = _plot(
+        self.overlay_plot = make_plot(
             f"<span style='color:{FLOAT_COLOUR}'>float32</span> vs "
             f"<span style='color:{INT8_COLOUR}'>int8 (dequantized)</span> values", "value", "count"
         )
@@ -122,7 +110,7 @@ class HistogramPanel(QWidget):
         self.int8_hist = _step(INT8_COLOUR, alpha=60)
         self.overlay_plot.addItem(self.float_hist)
         self.overlay_plot.addItem(self.int8_hist)
-        self.error_plot = _plot("Error (int8 − float)", "error", "count")
+        self.error_plot = make_plot("Error (int8 − float)", "error", "count")
         self.error_hist = _step(ERROR_COLOUR)
         self.error_plot.addItem(self.error_hist)
         return _tab(self.int8_header, self.overlay_plot, self.error_plot)

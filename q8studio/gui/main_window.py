@@ -1,7 +1,8 @@
 """The main window: lays out the panels, owns the session and the workers, and wires them together.
 
 Panels only talk to the :class:`Session`; this window turns session changes into panel updates
-and user commands (open, run, cancel, export) into core calls on worker threads.
+and user commands (open, run, cancel, export) into core calls on worker threads. The speed jobs
+(profile, keep slower layers in float) live in :mod:`.int8_actions`, Explain in :mod:`.explain_dock`.
 """
 
 from __future__ import annotations
@@ -18,17 +19,21 @@ from ..core.data import Dataset
 from ..core.demo import demo_assets
 from ..core.errors import Q8Error
 from ..core.model import LoadedModel, load_model
-from ..core.progress import Progress
-from ..core.tensorview import NodeNumbers, TensorProbe, comparison_view, node_numbers
-from ..core.workflow import METRICS, StudioRun, overlay_values, quantize_and_compare
+from ..core.profile import ProfileReport, boundary_marks
+from ..core.tensorview import NodeNumbers, comparison_view, node_numbers
+from ..core.workflow import StudioRun
 from . import formatting as fmt
 from .errors import ErrorReporter
+from .explain_dock import ExplainDock
 from .exports import Exporter
 from .graph_view import GraphView
 from .histograms import HistogramPanel
 from .inspector import Inspector
+from .int8_actions import Int8Actions
+from .overlays import show_overlay
 from .quantize_panel import QuantizePanel
 from .results_panel import ResultsPanel
+from .runs import RunOutcome, run_and_profile
 from .session import Session
 from .start_page import StartPage
 from .tasks import TaskRunner
@@ -37,6 +42,9 @@ DEFAULT_SIZE = (1400, 900)
 MAX_RECENT = 8
 COMPARE_SAMPLES = 16
 FLOAT_BADGE = "FP32"
+LAYOUT_VERSION = 2
+"""Bumped when docks are added: a layout saved without them is ignored rather than restored half-way."""
+ENTER_BADGE, LEAVE_BADGE = "→int8", "→fp32"  # where float32 enters and leaves the int8 model at run time
 
 
 class MainWindow(QMainWindow):
@@ -61,7 +69,7 @@ class MainWindow(QMainWindow):
         self._workdir = tempfile.TemporaryDirectory(prefix="q8studio-")
         self._runs = 0
         self._after_load: Callable[[LoadedModel], None] | None = None
-        self._run_data: Dataset | None = None
+        self._run_data: tuple[Dataset, Dataset | None] | None = None
 
         self.start_page = StartPage()
         self.graph = GraphView()
@@ -73,8 +81,10 @@ class MainWindow(QMainWindow):
         self.histograms = HistogramPanel()
         self.quantize_panel = QuantizePanel(self.errors)
         self.results = ResultsPanel()
-        self.exporter = Exporter(self, self.session, self.quantize_panel, self.errors,
-                                 lambda text: self.statusBar().showMessage(text, 8000), self._last_folder)
+        self.explain_dock = ExplainDock(self.session, self)
+        self.int8 = Int8Actions(self.session, self.results.speed, self.quantize_panel, self.errors, self._status,
+                                self._next_output, self)
+        self.exporter = Exporter(self, self.session, self.quantize_panel, self.errors, self._status, self._last_folder)
         self._build_docks()
         self._build_actions()
         self.model_status = QLabel()
@@ -101,6 +111,8 @@ class MainWindow(QMainWindow):
             dock.setWidget(widget)
             self.addDockWidget(area, dock)
             self.docks[key] = dock
+        self.tabifyDockWidget(self.docks["inspector"], self.explain_dock)
+        self.docks["explain"] = self.explain_dock
         self.resizeDocks([self.docks["quantize"], self.docks["inspector"]], [360, 460], Qt.Orientation.Horizontal)
         self.resizeDocks([self.docks["results"]], [250], Qt.Orientation.Vertical)
 
@@ -136,6 +148,11 @@ class MainWindow(QMainWindow):
         self.run_action = self._action(run_menu, "&Quantize and compare", self.start_run, "Ctrl+R",
                                        "Calibrate, write the int8 model and compare it with float32")
         self.cancel_action = self._action(run_menu, "&Cancel", self.cancel_run, "Esc", "Stop the running job")
+        run_menu.addSeparator()
+        self.profile_action = self._action(run_menu, "&Profile int8 vs float", self.profile, "Ctrl+P",
+                                           "Time every layer of both models: where int8 ran, what it made faster")
+        self.keep_float_action = self._action(run_menu, "&Keep slower layers in float", self.keep_slower_in_float,
+                                              None, "Re-quantize with the layers int8 made slower kept in float")
 
         view_menu = bar.addMenu("&View")
         self._action(view_menu, "&Find node…", self.focus_search, QKeySequence.StandardKey.Find)
@@ -151,6 +168,10 @@ class MainWindow(QMainWindow):
         session.selection_changed.connect(self._on_selection_changed)
         session.exclusions_changed.connect(self._on_exclusions_changed)
         session.run_changed.connect(self._on_run_changed)
+        session.profile_changed.connect(self._on_profile_changed)
+        self.int8.busy_changed.connect(self._set_run_actions)
+        self.results.speed.profile_requested.connect(self.profile)
+        self.results.speed.keep_float_requested.connect(self.keep_slower_in_float)
         self.graph.node_selected.connect(session.select)
         self.graph.keep_in_float_requested.connect(session.toggle_float)
         self.results.node_activated.connect(session.select)
@@ -314,7 +335,7 @@ class MainWindow(QMainWindow):
     def start_run(self) -> None:
         """Quantize and compare on the run worker; the window stays live and Esc cancels."""
         model = self.session.model
-        if model is None or self.runner.busy:
+        if model is None or self.runner.busy or self.int8.keeping:
             return
         try:
             recipe = self.quantize_panel.recipe()
@@ -322,29 +343,44 @@ class MainWindow(QMainWindow):
         except Q8Error as exc:
             self.errors.show(str(exc))
             return
-        self._runs += 1
-        output = Path(self._workdir.name) / f"{model.path.stem}.run{self._runs}.int8.onnx"
-        self._run_data = calibration
+        output = self._next_output()
+        self._run_data = calibration, evaluation
 
-        def task(progress: Progress) -> tuple[StudioRun, TensorProbe]:
-            run = quantize_and_compare(model, calibration, evaluation, recipe, output, progress=progress)
-            progress.report("Preparing the tensor probe", 0, 1)
-            return run, TensorProbe(run.result.prepared.model, run.int8)
-
-        self.runner.start(task)
+        self.int8.cancel()  # a profile of the previous run would only slow this one down
+        self.runner.start(lambda progress: run_and_profile(model, calibration, evaluation, recipe, output, progress))
         self.quantize_panel.set_running(True)
         self._set_run_actions()
         self.statusBar().showMessage("Quantizing…")
 
     def cancel_run(self) -> None:
-        if self.runner.busy:
-            self.runner.cancel()
+        """Esc: stop the run, or the speed job (profile, keep slower layers in float)."""
+        if self.runner.busy or self.int8.keeping:
             self.quantize_panel.stage.setText("Cancelling…")
+        self.runner.cancel()
+        self.int8.cancel()
 
-    def _on_run_finished(self, outcome: tuple[StudioRun, TensorProbe]) -> None:
-        run, probe = outcome
+    def profile(self) -> None:
+        """Run ▸ Profile int8 vs float: show the Speed tab and measure both models again."""
+        if self.session.run is not None and not self.runner.busy:
+            self.results.show_speed()
+            self.int8.profile()
+
+    def keep_slower_in_float(self) -> None:
+        if self.session.run is not None and not self.runner.busy:
+            self.results.show_speed()
+            self.int8.keep_slower_in_float()
+
+    def _next_output(self) -> Path:
+        """A new int8 file in the session's scratch folder: runs never overwrite each other."""
+        self._runs += 1
+        stem = self.session.model.path.stem if self.session.model is not None else "model"
+        return Path(self._workdir.name) / f"{stem}.run{self._runs}.int8.onnx"
+
+    def _on_run_finished(self, outcome: RunOutcome) -> None:
+        run = outcome.run
         self._run_ended()
-        self.session.set_run(run, self._run_data, probe)
+        assert self._run_data is not None
+        self.int8.deliver(outcome, *self._run_data)
         self.quantize_panel.show_outcome(
             f"Done: int8 model compared on {run.comparison.errors.samples:,} samples.", complete=True
         )
@@ -371,12 +407,16 @@ class MainWindow(QMainWindow):
         self._set_run_actions()
 
     def _set_run_actions(self) -> None:
-        busy = self.runner.busy
+        busy = self.runner.busy or self.int8.keeping
         self.run_action.setEnabled(not busy)
-        self.cancel_action.setEnabled(busy)
+        self.cancel_action.setEnabled(busy or self.int8.busy)
         has_run = self.session.run is not None
-        self.export_model_action.setEnabled(has_run and not busy)
-        self.export_report_action.setEnabled(has_run and not busy)
+        for action in (self.export_model_action, self.export_report_action):
+            action.setEnabled(has_run and not busy)
+        can_start = has_run and not busy
+        self.profile_action.setEnabled(can_start and not self.int8.busy)
+        self.keep_float_action.setEnabled(can_start and not self.int8.busy)
+        self.results.speed.set_busy(self.int8.busy, can_start)
 
     def _update_marks(self) -> None:
         """FP32 badges: the layers the user keeps in float, and those the last run left in float."""
@@ -385,25 +425,31 @@ class MainWindow(QMainWindow):
         self.graph.set_marked(kept, FLOAT_BADGE)
 
     def _on_run_changed(self, run: StudioRun | None) -> None:
+        """The overlay follows in :meth:`_on_profile_changed`: the session always emits that next."""
         self.results.show_run(run)
-        self._update_overlay()
         self._update_marks()
         self._set_run_actions()
         if self.session.selected:
             self.results.select_node(self.session.selected)
             self._show_node(self.session.selected)
 
+    def _on_profile_changed(self, report: ProfileReport | None) -> None:
+        """Speed overlays and the badges where float32 enters (→int8) and leaves (→fp32) the int8 model."""
+        marks = boundary_marks(report) if report is not None else {"Q": set(), "DQ": set()}
+        self.graph.set_marked(marks["Q"], ENTER_BADGE)
+        self.graph.set_marked(marks["DQ"], LEAVE_BADGE)
+        self._update_overlay()
+        if self.session.selected:
+            self.results.select_node(self.session.selected)
+
     def _update_overlay(self) -> None:
-        run, model = self.session.run, self.session.model
-        if run is None or model is None:
-            self.graph.set_overlay(None, title="")
-            return
-        metric = self.results.metric_key()
-        title, low_is_bad = METRICS[metric]
-        values = overlay_values(run.layer_rows(), metric, model, run.result.prepared.model)
-        self.graph.set_overlay(values, title=f"int8 {title}", low_is_bad=low_is_bad)
+        session = self.session
+        show_overlay(self.graph, self.results.metric_key(), session.model, session.run, session.profile)
 
     # --- window state -------------------------------------------------------------------------
+
+    def _status(self, text: str) -> None:
+        self.statusBar().showMessage(text, 8000)
 
     def _last_folder(self) -> Path:
         return Path(str(self.settings.value("lastDirectory", str(Path.home()))))
@@ -439,7 +485,7 @@ class MainWindow(QMainWindow):
             self.restoreGeometry(geometry)
         state = self.settings.value("windowState")
         if isinstance(state, QByteArray):
-            self.restoreState(state)
+            self.restoreState(state, LAYOUT_VERSION)
         self._refresh_recent()
 
     def dragEnterEvent(self, event: QDragEnterEvent) -> None:
@@ -455,9 +501,9 @@ class MainWindow(QMainWindow):
     def closeEvent(self, event: QCloseEvent) -> None:
         self.settings.setValue("geometry", self.saveGeometry())
         if self.session.model is not None:  # docks are hidden on the start page: keep the workspace layout
-            self.settings.setValue("windowState", self.saveState())
+            self.settings.setValue("windowState", self.saveState(LAYOUT_VERSION))
         self.settings.sync()
-        for runner in (self.runner, self.probe, self.inspect, self.loader):
+        for runner in (self.runner, self.probe, self.inspect, self.loader, self.explain_dock.runner, self.int8.runner):
             runner.shutdown()
         self.errors.close()
         self._workdir.cleanup()

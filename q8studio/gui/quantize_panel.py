@@ -473,9 +473,7 @@ class QuantizePanel(QWidget):
     def show_progress(self, stage: str, done: int, total: int, eta_s: float) -> None:
         self.progress.setRange(0, max(total, 1))
         self.progress.setValue(min(done, total))
-        left = f" — about {fmt.duration(eta_s)} left" if eta_s >= 1.0 else ""
-        counts = f" {done:,}/{total:,}" if total > 1 else ""
-        self.stage.setText(f"{stage}{counts}{left}")
+        self.stage.setText(fmt.progress_text(stage, done, total, eta_s))
 
     def show_outcome(self, text: str, complete: bool) -> None:
         self.progress.setRange(0, 1)

@@ -1,4 +1,5 @@
-"""Results: float32 | int8 side by side, and the per-layer error table (worst first, sortable).
+"""Results: float32 | int8 side by side, the per-layer error table (worst first, sortable) and the
+Speed tab, with the choice of what colours the graph above both.
 
 The table sorts on the raw numbers (``SORT_ROLE``), not on the text, so 9.5 dB sorts below 10 dB.
 """
@@ -9,9 +10,7 @@ import math
 from pathlib import Path
 
 from PySide6.QtCore import (
-    QAbstractTableModel,
     QModelIndex,
-    QPersistentModelIndex,
     QPoint,
     QSortFilterProxyModel,
     Qt,
@@ -26,6 +25,7 @@ from PySide6.QtWidgets import (
     QLabel,
     QMenu,
     QSplitter,
+    QTabWidget,
     QTableView,
     QTableWidget,
     QTableWidgetItem,
@@ -33,12 +33,13 @@ from PySide6.QtWidgets import (
     QWidget,
 )
 
-from ..core.workflow import METRICS, LayerRow, StudioRun
+from ..core.workflow import LayerRow, StudioRun
 from . import formatting as fmt
+from .graph_items import faded
+from .overlays import OVERLAYS, fixed_scale
+from .row_table import NODE_ROLE, SORT_ROLE, RowTableModel
+from .speed_panel import SpeedPanel
 
-SORT_ROLE = Qt.ItemDataRole.UserRole
-NODE_ROLE = Qt.ItemDataRole.UserRole + 1
-_Index = QModelIndex | QPersistentModelIndex
 
 COLUMNS: list[tuple[str, str]] = [
     ("Layer", "node"),
@@ -52,51 +53,31 @@ COLUMNS: list[tuple[str, str]] = [
     ("Clipped", "clipped"),
 ]
 SQNR_COLUMN = 2
+NUMBER_KEYS = {key for _, key in COLUMNS[SQNR_COLUMN:]}
+_SQNR_SCALE = fixed_scale("sqnr_db")
 SUMMARY_ROWS = ("Top-1 accuracy", "Top-1 agreement", "Output SQNR", "Output cosine",
                 "Median latency", "Speed-up", "File size")
 
 
-class LayerTableModel(QAbstractTableModel):
-    """Rows of :class:`LayerRow`; the display text is formatted, the sort value is the number."""
+class LayerTableModel(RowTableModel[LayerRow]):
+    """One row per quantized activation; sorts on the numbers, shows them formatted."""
 
-    def __init__(self, parent: QWidget | None = None) -> None:
-        super().__init__(parent)
-        self.rows: list[LayerRow] = []
+    columns = COLUMNS
 
-    def set_rows(self, rows: list[LayerRow]) -> None:
-        self.beginResetModel()
-        self.rows = list(rows)
-        self.endResetModel()
+    def cell_text(self, row: LayerRow, key: str) -> str:
+        return _cell_text(row, key)
 
-    def rowCount(self, parent: _Index = QModelIndex()) -> int:
-        return 0 if parent.isValid() else len(self.rows)
+    def cell_value(self, row: LayerRow, key: str) -> object:
+        return _cell_value(row, key)
 
-    def columnCount(self, parent: _Index = QModelIndex()) -> int:
-        return 0 if parent.isValid() else len(COLUMNS)
+    def row_tip(self, row: LayerRow) -> str:
+        return f"{row.node} → {row.tensor}"
 
-    def headerData(self, section: int, orientation: Qt.Orientation, role: int = Qt.ItemDataRole.DisplayRole) -> object:
-        if orientation == Qt.Orientation.Horizontal and role == Qt.ItemDataRole.DisplayRole:
-            return COLUMNS[section][0]
-        return None
+    def is_number(self, key: str) -> bool:
+        return key in NUMBER_KEYS
 
-    def data(self, index: _Index, role: int = Qt.ItemDataRole.DisplayRole) -> object:
-        if not index.isValid():
-            return None
-        row = self.rows[index.row()]
-        key = COLUMNS[index.column()][1]
-        if role == Qt.ItemDataRole.DisplayRole:
-            return _cell_text(row, key)
-        if role == SORT_ROLE:
-            return _cell_value(row, key)
-        if role == NODE_ROLE:
-            return row.node
-        if role == Qt.ItemDataRole.ToolTipRole:
-            return f"{row.node} → {row.tensor}"
-        if role == Qt.ItemDataRole.TextAlignmentRole and index.column() >= SQNR_COLUMN:
-            return int(Qt.AlignmentFlag.AlignRight | Qt.AlignmentFlag.AlignVCenter)
-        if role == Qt.ItemDataRole.BackgroundRole and key == "sqnr_db":
-            return _sqnr_colour(row.sqnr_db)
-        return None
+    def background(self, row: LayerRow, key: str) -> object:
+        return _sqnr_colour(row.sqnr_db) if key == "sqnr_db" else None
 
 
 def _cell_value(row: LayerRow, key: str) -> object:
@@ -127,15 +108,8 @@ def _cell_text(row: LayerRow, key: str) -> str:
 
 
 def _sqnr_colour(sqnr_db: float) -> QColor:
-    """Red below ~20 dB, amber around 30, green from ~40: the usual int8 comfort zones."""
-    t = 1.0 if math.isinf(sqnr_db) else min(max((sqnr_db - 20.0) / 20.0, 0.0), 1.0)
-    red = QColor(244, 170, 160)
-    green = QColor(178, 226, 178)
-    return QColor(
-        round(red.red() + (green.red() - red.red()) * t),
-        round(red.green() + (green.green() - red.green()) * t),
-        round(red.blue() + (green.blue() - red.blue()) * t),
-    )
+    """The graph's SQNR colour, paler: the table and the graph read the same way."""
+    return faded(_SQNR_SCALE.colour(sqnr_db))
 
 
 class ResultsPanel(QWidget):
@@ -183,25 +157,31 @@ class ResultsPanel(QWidget):
         self.table.customContextMenuRequested.connect(self._context_menu)
         self.table.selectionModel().currentRowChanged.connect(self._row_changed)
         self.metric = QComboBox()
-        for key, (title, _) in METRICS.items():
-            self.metric.addItem(title, key)
-        self.metric.setToolTip("The per-layer metric that colours the graph")
+        for key, overlay in OVERLAYS.items():
+            self.metric.addItem(overlay.label, key)
+        self.metric.setToolTip("What colours the graph: a per-layer error, or the speed profile")
         self.metric.currentIndexChanged.connect(lambda _: self.overlay_metric_changed.emit(self.metric_key()))
-        header = QHBoxLayout()
         self.table_title = QLabel("<b>Per-layer error</b> (worst first)")
-        header.addWidget(self.table_title)
-        header.addStretch(1)
-        header.addWidget(QLabel("Colour graph by"))
-        header.addWidget(self.metric)
-        right = QWidget()
-        right_layout = QVBoxLayout(right)
-        right_layout.setContentsMargins(0, 0, 0, 0)
-        right_layout.addLayout(header)
-        right_layout.addWidget(self.table, 1)
+        errors = QWidget()
+        errors_layout = QVBoxLayout(errors)
+        errors_layout.setContentsMargins(0, 2, 0, 0)
+        errors_layout.addWidget(self.table_title)
+        errors_layout.addWidget(self.table, 1)
+        self.speed = SpeedPanel()
+        self.speed.node_activated.connect(self.node_activated)
+        corner = QWidget()
+        corner_layout = QHBoxLayout(corner)
+        corner_layout.setContentsMargins(0, 0, 0, 2)
+        corner_layout.addWidget(QLabel("Colour graph by"))
+        corner_layout.addWidget(self.metric)
+        self.tabs = QTabWidget()
+        self.tabs.addTab(errors, "Per-layer error")
+        self.tabs.addTab(self.speed, "Speed")
+        self.tabs.setCornerWidget(corner, Qt.Corner.TopRightCorner)
 
         splitter = QSplitter(Qt.Orientation.Horizontal)
         splitter.addWidget(left)
-        splitter.addWidget(right)
+        splitter.addWidget(self.tabs)
         splitter.setStretchFactor(0, 2)
         splitter.setStretchFactor(1, 5)
         splitter.setSizes([360, 1000])
@@ -212,6 +192,13 @@ class ResultsPanel(QWidget):
 
     def metric_key(self) -> str:
         return str(self.metric.currentData())
+
+    def set_metric(self, key: str) -> None:
+        """Choose what colours the graph, as if picked in the box."""
+        self.metric.setCurrentIndex(self.metric.findData(key))
+
+    def show_speed(self) -> None:
+        self.tabs.setCurrentWidget(self.speed)
 
     def show_run(self, run: StudioRun | None) -> None:
         self._fill_summary(run)
@@ -259,7 +246,8 @@ class ResultsPanel(QWidget):
                 self.summary.setItem(row, column, item)
 
     def select_node(self, name: str) -> None:
-        """Highlight the node's row without emitting ``node_activated``."""
+        """Highlight the node's row in both tables without emitting ``node_activated``."""
+        self.speed.select_node(name)
         blocker = self.table.selectionModel().blockSignals(True)
         self.table.clearSelection()
         for row in range(self.proxy.rowCount()):

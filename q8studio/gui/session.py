@@ -1,4 +1,5 @@
-"""The state every panel shares: the open model, the selected node, the float-kept layers, the last run.
+"""The state every panel shares: the open model, the selected node, the float-kept layers, the last run
+and its speed profile.
 
 Panels never talk to each other; they change the session and listen to its signals, so one
 node selection (from the graph, the table or the search box) updates every view the same way.
@@ -10,6 +11,7 @@ from PySide6.QtCore import QObject, Signal
 
 from ..core.data import Dataset
 from ..core.model import LoadedModel
+from ..core.profile import ProfileReport
 from ..core.tensorview import TensorProbe
 from ..core.workflow import StudioRun
 
@@ -19,6 +21,7 @@ class Session(QObject):
     selection_changed = Signal(str)  # node name, "" for none
     exclusions_changed = Signal(object)  # tuple[str, ...]
     run_changed = Signal(object)  # StudioRun | None
+    profile_changed = Signal(object)  # ProfileReport | None
 
     def __init__(self, parent: QObject | None = None) -> None:
         super().__init__(parent)
@@ -28,6 +31,8 @@ class Session(QObject):
         self.run: StudioRun | None = None
         self.run_calibration: Dataset | None = None
         self.run_probe: TensorProbe | None = None
+        self.run_evaluation: Dataset | None = None
+        self.profile: ProfileReport | None = None
 
     def set_model(self, model: LoadedModel | None) -> None:
         """A new model starts from scratch: no selection, no exclusions, no results."""
@@ -60,9 +65,22 @@ class Session(QObject):
         else:
             self.set_exclusions([*self.exclude, name])
 
-    def set_run(self, run: StudioRun | None, calibration: Dataset | None, probe: TensorProbe | None) -> None:
-        """The last run, the data it calibrated on, and the probe that compares its tensors."""
+    def set_run(self, run: StudioRun | None, calibration: Dataset | None, probe: TensorProbe | None, *,
+                evaluation: Dataset | None = None, profile: ProfileReport | None = None) -> None:
+        """The last run, the data it calibrated and was compared on, the probe that compares its tensors,
+        and its speed profile when one was measured with it (the old profile belongs to the old model)."""
         self.run = run
         self.run_calibration = calibration
         self.run_probe = probe
+        self.run_evaluation = evaluation
+        self.profile = profile
         self.run_changed.emit(run)
+        self.profile_changed.emit(profile)
+
+    def set_profile(self, profile: ProfileReport | None) -> None:
+        self.profile = profile
+        self.profile_changed.emit(profile)
+
+    def sample_data(self) -> Dataset | None:
+        """The samples Explain and the profiler run on: the run's evaluation data, else its calibration data."""
+        return self.run_evaluation if self.run_evaluation is not None else self.run_calibration

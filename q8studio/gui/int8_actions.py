@@ -1,0 +1,170 @@
+"""Run ▸ Profile int8 vs float, and Run ▸ Keep slower layers in float: the speed half of a run.
+
+Every run arrives profiled (:mod:`.runs`); profiling again measures the same models anew.
+Keeping the slower layers in float searches candidates with the core, then runs once more with
+the exclusions it chose, so the session holds that run exactly as if the user had run with those
+layers kept in float: the int8 model to export, FP32 badges, the keep-in-float list, results,
+histograms and a fresh profile. Both jobs share one worker so their timings never compete.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+
+from PySide6.QtCore import QObject, Signal
+
+from ..core.data import Dataset
+from ..core.profile import ProfileReport
+from ..core.progress import Progress
+from ..core.speedup import KeepFloatOutcome, keep_slow_float
+from ..core.workflow import StudioRun
+from .errors import ErrorReporter
+from .quantize_panel import QuantizePanel
+from .runs import RunOutcome, profile_run, run_and_profile
+from .session import Session
+from .speed_panel import SpeedPanel
+from .tasks import TaskRunner
+
+NO_RUN = "Run quantization (Ctrl+R): both models are then profiled layer by layer."
+
+
+@dataclass
+class KeptFloat:
+    """What keeping the slower layers in float produced: the core's search and the run it chose."""
+
+    outcome: KeepFloatOutcome
+    chosen: RunOutcome
+
+
+class Int8Actions(QObject):
+    """Delivers runs to the session and runs the profile and keep-in-float jobs; ``busy_changed`` after each."""
+
+    busy_changed = Signal()
+    profiled = Signal(object)  # ProfileReport
+    kept_float = Signal(object)  # KeepFloatOutcome
+
+    def __init__(self, session: Session, speed: SpeedPanel, quantize_panel: QuantizePanel, errors: ErrorReporter,
+                 status: Callable[[str], None], next_output: Callable[[], Path], parent: QObject | None = None) -> None:
+        super().__init__(parent)
+        self.session = session
+        self.speed = speed
+        self.quantize_panel = quantize_panel
+        self.errors = errors
+        self.status = status
+        self.next_output = next_output
+        self.runner = TaskRunner("q8studio-speed", self)
+        self.keeping = False  # the running job is keep-in-float (it replaces the run when done)
+        self.runner.progress.connect(self._on_progress)
+        self.runner.finished.connect(self._on_finished)
+        self.runner.failed.connect(self._on_failed)
+        self.runner.cancelled.connect(self._on_cancelled)
+        speed.cancel_requested.connect(self.cancel)
+        session.run_changed.connect(self._on_run_changed)
+        session.profile_changed.connect(self._on_profile_changed)
+
+    @property
+    def busy(self) -> bool:
+        return self.runner.busy
+
+    def deliver(self, outcome: RunOutcome, calibration: Dataset, evaluation: Dataset | None) -> None:
+        """Make ``outcome`` the session's run, with its profile or the reason it has none."""
+        self.session.set_run(outcome.run, calibration, outcome.probe, evaluation=evaluation, profile=outcome.profile)
+        if outcome.profile is None:
+            self.speed.show_report(None, f"Profiling failed: {outcome.profile_problem}")
+
+    def profile(self) -> None:
+        """Profile the current run's float32 and int8 models again, on the worker; the old profile
+        stays on screen until the new one replaces it."""
+        session = self.session
+        run, model, data = session.run, session.model, session.sample_data()
+        if run is None or model is None or data is None or self.busy:
+            return
+        self.runner.start(lambda progress: profile_run(model, run.int8, data, progress))
+        self.busy_changed.emit()
+
+    def keep_slower_in_float(self) -> None:
+        """Keep the layers int8 made slower in float, re-quantize, compare and profile again."""
+        session = self.session
+        run, model, data = session.run, session.model, session.sample_data()
+        calibration, evaluation = session.run_calibration, session.run_evaluation
+        if run is None or model is None or calibration is None or data is None or self.busy:
+            return
+        recipe, scratch, output = run.result.recipe, self.next_output(), self.next_output()
+
+        def task(progress: Progress) -> KeptFloat:
+            outcome = keep_slow_float(model, calibration, recipe, scratch, data, progress=progress)
+            chosen = run_and_profile(model, calibration, evaluation, outcome.chosen.result.recipe, output, progress)
+            return KeptFloat(outcome, chosen)
+
+        self.keeping = True
+        self.speed.show_notice("")
+        self.runner.start(task)
+        self.quantize_panel.set_running(True)
+        self.status("Keeping the layers int8 made slower in float…")
+        self.busy_changed.emit()
+
+    def cancel(self) -> None:
+        if self.busy:
+            self.runner.cancel()
+            self.speed.stage.setText("Cancelling…")
+
+    def _end(self) -> bool:
+        """The job is over: free the panels; True if it was keep-in-float."""
+        keeping, self.keeping = self.keeping, False
+        if keeping:
+            self.quantize_panel.set_running(False)
+        self.busy_changed.emit()
+        return keeping
+
+    def _on_progress(self, stage: str, done: int, total: int, eta_s: float) -> None:
+        self.speed.show_progress(stage, done, total, eta_s)
+        if self.keeping:
+            self.quantize_panel.show_progress(stage, done, total, eta_s)
+
+    def _on_run_changed(self, run: StudioRun | None) -> None:
+        """A profile or search still running belongs to the previous run."""
+        self.runner.cancel()
+        if run is None:
+            self.speed.show_notice("")
+
+    def _on_profile_changed(self, report: ProfileReport | None) -> None:
+        if report is not None:
+            self.speed.show_report(report)
+        elif self.session.run is None:
+            self.speed.show_report(None, NO_RUN)
+
+    def _on_finished(self, result: ProfileReport | KeptFloat) -> None:
+        if not self._end():
+            self.session.set_profile(result)
+            self.status("Profiled int8 against float32 again: see Results ▸ Speed.")
+            self.profiled.emit(result)
+            return
+        assert isinstance(result, KeptFloat)
+        outcome, session = result.outcome, self.session
+        session.set_exclusions(result.chosen.run.result.recipe.exclude)
+        self.deliver(result.chosen, session.run_calibration, session.run_evaluation)
+        kept = (f"Kept {len(outcome.kept_float)} node(s) in float that int8 made slower"
+                if outcome.kept_float else "Kept no node in float: none made the model faster")
+        self.speed.show_notice(f"{kept}, re-quantized, compared and profiled again. Timed against float32 while "
+                               f"choosing: <b>{outcome.verdict()}</b>", outcome.pays)
+        self.quantize_panel.show_outcome(f"Done: {outcome.verdict()}", complete=True)
+        self.status(outcome.verdict())
+        self.kept_float.emit(outcome)
+
+    def _on_failed(self, message: str, details: str) -> None:
+        if self._end():
+            self.quantize_panel.show_outcome("Failed: " + message, complete=False)
+            self.speed.show_notice(f"Keeping the slower layers in float failed: {message}", good=False)
+            self.errors.show(message, details)
+        elif self.session.profile is None:
+            self.speed.show_report(None, f"Profiling failed: {message}")
+        else:
+            self.speed.show_notice(f"Profiling again failed: {message}", good=False)
+
+    def _on_cancelled(self) -> None:
+        if self._end():
+            self.quantize_panel.show_outcome("Cancelled.", complete=False)
+        elif self.session.profile is None and self.session.run is not None:
+            self.speed.show_report(None, "Profiling cancelled: Run ▸ Profile int8 vs float (Ctrl+P) measures again.")

@@ -1,0 +1,81 @@
+"""A read-only table model over a list of row objects: shown formatted, sorted on raw values."""
+
+from __future__ import annotations
+
+from typing import Generic, TypeVar
+
+from PySide6.QtCore import QAbstractTableModel, QModelIndex, QPersistentModelIndex, Qt
+from PySide6.QtWidgets import QWidget
+
+SORT_ROLE = Qt.ItemDataRole.UserRole
+NODE_ROLE = Qt.ItemDataRole.UserRole + 1
+_Index = QModelIndex | QPersistentModelIndex
+Row = TypeVar("Row")
+
+
+class RowTableModel(QAbstractTableModel, Generic[Row]):
+    """Subclasses say what a cell shows (``cell_text``), sorts by (``cell_value``) and decorates."""
+
+    columns: list[tuple[str, str]] = []  # (header, key)
+    header_tips: dict[str, str] = {}
+
+    def __init__(self, parent: QWidget | None = None) -> None:
+        super().__init__(parent)
+        self.rows: list[Row] = []
+
+    def set_rows(self, rows: list[Row]) -> None:
+        self.beginResetModel()
+        self.rows = list(rows)
+        self.endResetModel()
+
+    def rowCount(self, parent: _Index = QModelIndex()) -> int:
+        return 0 if parent.isValid() else len(self.rows)
+
+    def columnCount(self, parent: _Index = QModelIndex()) -> int:
+        return 0 if parent.isValid() else len(self.columns)
+
+    def headerData(self, section: int, orientation: Qt.Orientation, role: int = Qt.ItemDataRole.DisplayRole) -> object:
+        if orientation != Qt.Orientation.Horizontal:
+            return None
+        if role == Qt.ItemDataRole.DisplayRole:
+            return self.columns[section][0]
+        if role == Qt.ItemDataRole.ToolTipRole:
+            return self.header_tips.get(self.columns[section][1])
+        return None
+
+    def data(self, index: _Index, role: int = Qt.ItemDataRole.DisplayRole) -> object:
+        if not index.isValid():
+            return None
+        row = self.rows[index.row()]
+        key = self.columns[index.column()][1]
+        if role == Qt.ItemDataRole.DisplayRole:
+            return self.cell_text(row, key)
+        if role == SORT_ROLE:
+            return self.cell_value(row, key)
+        if role == NODE_ROLE:
+            return self.node_of(row)
+        if role == Qt.ItemDataRole.ToolTipRole:
+            return self.row_tip(row)
+        if role == Qt.ItemDataRole.TextAlignmentRole and self.is_number(key):
+            return int(Qt.AlignmentFlag.AlignRight | Qt.AlignmentFlag.AlignVCenter)
+        if role == Qt.ItemDataRole.BackgroundRole:
+            return self.background(row, key)
+        return None
+
+    def cell_text(self, row: Row, key: str) -> str:
+        raise NotImplementedError
+
+    def cell_value(self, row: Row, key: str) -> object:
+        raise NotImplementedError
+
+    def node_of(self, row: Row) -> str:
+        return getattr(row, "node")
+
+    def row_tip(self, row: Row) -> str | None:
+        return None
+
+    def is_number(self, key: str) -> bool:
+        return False
+
+    def background(self, row: Row, key: str) -> object:
+        return None

@@ -1,0 +1,52 @@
+"""What one GUI run computes on its worker: quantize, compare, prepare the tensor probe, profile.
+
+Profiling is part of the run rather than a job after it: timings taken while the window's other
+workers (node numbers, tensor comparisons, Explain) react to the finished run would measure them
+too. A run whose profile fails is still a run: it keeps its results and says why it has no profile.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+
+from ..core.data import Dataset
+from ..core.errors import Q8Error
+from ..core.model import LoadedModel
+from ..core.profile import ProfileReport, profile_models
+from ..core.progress import Progress
+from ..core.recipe import Recipe
+from ..core.tensorview import TensorProbe
+from ..core.workflow import StudioRun, quantize_and_compare
+
+PROFILE_RUNS = 50
+"""Profiled runs per model: enough for stable per-layer means, short enough to follow every run."""
+LATENCY_RUNS = 30
+
+
+@dataclass
+class RunOutcome:
+    """One run, the probe that compares its tensors, and its speed profile (or why there is none)."""
+
+    run: StudioRun
+    probe: TensorProbe
+    profile: ProfileReport | None
+    profile_problem: str = ""
+
+
+def profile_run(model: LoadedModel, int8: LoadedModel, data: Dataset, progress: Progress) -> ProfileReport:
+    """Both models layer by layer, with the GUI's run counts."""
+    return profile_models(model, int8, data, runs=PROFILE_RUNS, latency_runs=LATENCY_RUNS, progress=progress)
+
+
+def run_and_profile(model: LoadedModel, calibration: Dataset, evaluation: Dataset | None, recipe: Recipe,
+                    output: Path, progress: Progress) -> RunOutcome:
+    """Quantize and compare, then profile on the samples Explain uses (evaluation, else calibration)."""
+    run = quantize_and_compare(model, calibration, evaluation, recipe, output, progress=progress)
+    progress.report("Preparing the tensor probe", 0, 1)
+    probe = TensorProbe(run.result.prepared.model, run.int8)
+    try:
+        report = profile_run(model, run.int8, evaluation if evaluation is not None else calibration, progress)
+    except Q8Error as exc:
+        return RunOutcome(run, probe, None, str(exc))
+    return RunOutcome(run, probe, report)

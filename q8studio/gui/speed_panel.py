@@ -1,0 +1,293 @@
+"""The Speed tab: where int8 ran, what each layer cost in float32 and in int8, and whether int8 pays.
+
+It only displays a :class:`~q8studio.core.profile.ProfileReport` (profiling runs both models and
+belongs in a worker): a sortable table of layers, slowest in int8 first, the verdict in plain
+words, a summary (latency, glue, integer share, where float32 enters and leaves int8), and the
+buttons that profile again or keep the layers int8 made slower in float.
+"""
+
+from __future__ import annotations
+
+import math
+
+from PySide6.QtCore import (
+    QModelIndex,
+    QSortFilterProxyModel,
+    Qt,
+    Signal,
+)
+from PySide6.QtWidgets import (
+    QAbstractItemView,
+    QFrame,
+    QHBoxLayout,
+    QHeaderView,
+    QLabel,
+    QProgressBar,
+    QPushButton,
+    QSplitter,
+    QTableView,
+    QTextBrowser,
+    QVBoxLayout,
+    QWidget,
+)
+
+from ..core.profile import LayerTiming, ProfileReport, slower_in_int8
+from . import formatting as fmt
+from .graph_items import faded
+from .overlays import fixed_scale
+from .row_table import NODE_ROLE, SORT_ROLE, RowTableModel
+
+
+COLUMNS: list[tuple[str, str]] = [
+    ("Layer", "node"),
+    ("Op", "op_type"),
+    ("Speed-up", "speedup"),
+    ("µs float32", "float_total_us"),
+    ("µs int8", "int8_us"),
+    ("+ glue µs", "int8_glue_us"),
+    ("int8 computes in", "integer"),
+    ("float32 kernel", "float_kernels"),
+    ("int8 kernel", "int8_kernels"),
+    ("MACs", "macs"),
+]
+SPEEDUP_COLUMN = 2
+NUMBER_COLUMNS = {"speedup", "float_total_us", "int8_us", "int8_glue_us", "macs"}
+TOOLTIPS = {
+    "float_total_us": "Mean time per run of the float32 kernels of this layer, layout kernels included",
+    "int8_us": "Mean time per run of the int8 model's kernels of this layer",
+    "int8_glue_us": "This layer's share of the int8 model's Quantize/Dequantize and layout kernels",
+    "speedup": "float32 time / int8 time, glue included: below 1× int8 made the layer slower",
+    "integer": "Whether the int8 model computes this layer with integer kernels or float ones",
+    "macs": "Multiply-accumulates of the layer's Conv/Gemm/MatMul at batch 1",
+}
+BANNERS = {True: "color: #1b5e20; background: #e8f5e9; border: 1px solid #a5d6a7;",
+           False: "color: #8a1c1c; background: #fdecea; border: 1px solid #f5b7b1;",
+           None: "background: #f3f5f8; border: 1px solid #d6dbe1;"}
+"""Banner styles: int8 pays, does not pay, or neutral."""
+_SPEED_SCALE = fixed_scale("speedup")
+
+
+class SpeedTableModel(RowTableModel[LayerTiming]):
+    """One row per profiled layer; sorts on the numbers, shows them formatted."""
+
+    columns = COLUMNS
+    header_tips = TOOLTIPS
+
+    def cell_text(self, row: LayerTiming, key: str) -> str:
+        return _cell_text(row, key)
+
+    def cell_value(self, row: LayerTiming, key: str) -> object:
+        return _cell_value(row, key)
+
+    def row_tip(self, row: LayerTiming) -> str:
+        return "\n".join(row.members)
+
+    def is_number(self, key: str) -> bool:
+        return key in NUMBER_COLUMNS
+
+    def background(self, row: LayerTiming, key: str) -> object:
+        if key == "speedup" and row.int8_kernels:
+            return faded(_SPEED_SCALE.colour(row.speedup))
+        return None
+
+
+def _cell_value(layer: LayerTiming, key: str) -> object:
+    value = getattr(layer, key)
+    if isinstance(value, tuple):
+        return " + ".join(value)
+    if key == "integer":
+        return int(value) if layer.int8_kernels else -1
+    return value
+
+
+def _cell_text(layer: LayerTiming, key: str) -> str:
+    value = getattr(layer, key)
+    if isinstance(value, tuple):
+        return " + ".join(value) or "—"
+    if key == "integer":
+        return ("integer" if value else "float") if layer.int8_kernels else "—"
+    if key == "speedup":
+        return "∞" if math.isinf(value) else f"{value:.2f}×"
+    if key == "macs":
+        return f"{value:,}"
+    if isinstance(value, float):
+        return f"{value:.1f}"
+    return str(value)
+
+
+def summary_html(report: ProfileReport) -> str:
+    """Latency, glue, integer share and the float32 boundaries, one item a line."""
+    lines = []
+    if report.latency_ms:
+        float_ms, int8_ms = report.latency_ms
+        lines.append(f"Median latency: float32 <b>{float_ms:.3f} ms</b>, int8 <b>{int8_ms:.3f} ms</b>")
+    else:
+        lines.append(f"Profiled run: float32 {report.float32.run_us:.1f} µs, int8 {report.int8.run_us:.1f} µs")
+    lines.append(f"int8 takes <b>{report.ratio:.2f}×</b> the float32 time "
+                 f"({len(slower_in_int8(report))} of {len(report.layers)} layers slower)")
+    lines.append(f"Glue per run: Quantize/Dequantize {report.int8.qdq_us:.1f} µs, "
+                 f"layout {report.int8.layout_us:.1f} µs")
+    lines.append(f"Integer kernels ran {fmt.percent(report.integer_mac_share, 0)} of the multiply-accumulates")
+    constants = 0
+    for boundary in report.boundaries:
+        if boundary.at.startswith("constant"):
+            constants += 1
+            continue
+        layers = ", ".join(boundary.layers) or "—"
+        if boundary.enters_int8:
+            lines.append(f"float32 enters int8 at <b>{boundary.tensor}</b> ({boundary.at}) → {layers}")
+        else:
+            lines.append(f"float32 leaves int8 at <b>{boundary.tensor}</b> ({boundary.at}) ← {layers}")
+    if constants:
+        lines.append(f"{constants} weights/biases are dequantized to float32 on every run")
+    islands = report.float_islands
+    lines.append("Float islands: " + (", ".join(layer.node for layer in islands) if islands else "none"))
+    return "<br>".join(lines)
+
+
+class SpeedPanel(QWidget):
+    """The speed profile of the last run; asks for a new profile or for the slower layers kept in float."""
+
+    node_activated = Signal(str)
+    profile_requested = Signal()
+    keep_float_requested = Signal()
+    cancel_requested = Signal()
+
+    def __init__(self, parent: QWidget | None = None) -> None:
+        super().__init__(parent)
+        self.verdict = _banner()
+        self.notice = _banner()
+        self.summary = QTextBrowser()
+        self.summary.setFrameShape(QFrame.Shape.NoFrame)
+        self.summary.setStyleSheet("background: transparent;")
+        self.profile_button = QPushButton("Profile again")
+        self.profile_button.setToolTip("Run ▸ Profile int8 vs float (Ctrl+P): time every layer of both models")
+        self.profile_button.clicked.connect(self.profile_requested)
+        self.keep_button = QPushButton("Keep slower layers in float")
+        self.keep_button.clicked.connect(self.keep_float_requested)
+        self.cancel_button = QPushButton("Cancel")
+        self.cancel_button.clicked.connect(self.cancel_requested)
+        self.progress = QProgressBar()
+        self.progress.setTextVisible(False)
+        self.progress.setMaximumHeight(8)
+        self.stage = QLabel()
+        buttons = QHBoxLayout()
+        buttons.addWidget(self.profile_button)
+        buttons.addWidget(self.keep_button)
+        buttons.addWidget(self.cancel_button)
+        left = QWidget()
+        column = QVBoxLayout(left)
+        column.setContentsMargins(0, 0, 4, 0)
+        column.addWidget(self.summary, 1)
+        column.addLayout(buttons)
+        column.addWidget(self.progress)
+        column.addWidget(self.stage)
+
+        self.model = SpeedTableModel(self)
+        self.proxy = QSortFilterProxyModel(self)
+        self.proxy.setSourceModel(self.model)
+        self.proxy.setSortRole(SORT_ROLE)
+        self.table = QTableView()
+        self.table.setModel(self.proxy)
+        self.table.setSortingEnabled(True)
+        self.table.setSelectionBehavior(QAbstractItemView.SelectionBehavior.SelectRows)
+        self.table.setSelectionMode(QAbstractItemView.SelectionMode.SingleSelection)
+        self.table.setEditTriggers(QAbstractItemView.EditTrigger.NoEditTriggers)
+        self.table.setAlternatingRowColors(True)
+        self.table.verticalHeader().setVisible(False)
+        self.table.verticalHeader().setDefaultSectionSize(self.table.fontMetrics().height() + 6)
+        self.table.horizontalHeader().setSectionResizeMode(QHeaderView.ResizeMode.ResizeToContents)
+        self.table.horizontalHeader().setStretchLastSection(True)
+        self.table.selectionModel().currentRowChanged.connect(self._row_changed)
+
+        splitter = QSplitter(Qt.Orientation.Horizontal)
+        splitter.addWidget(left)
+        splitter.addWidget(self.table)
+        splitter.setStretchFactor(0, 2)
+        splitter.setStretchFactor(1, 5)
+        splitter.setSizes([340, 800])
+        layout = QVBoxLayout(self)
+        layout.setContentsMargins(0, 2, 0, 0)
+        layout.addWidget(self.notice)
+        layout.addWidget(self.verdict)
+        layout.addWidget(splitter, 1)
+        self.report: ProfileReport | None = None
+        self._state = (False, False)
+        self.show_report(None)
+        self.show_notice("")
+
+    def show_report(self, report: ProfileReport | None, message: str = "") -> None:
+        """The profile of the current run, or ``message`` saying why there is none yet."""
+        self.report = report
+        self.model.set_rows(report.layers if report is not None else [])
+        self.proxy.sort(SPEEDUP_COLUMN, Qt.SortOrder.AscendingOrder)
+        self.table.horizontalHeader().setSortIndicator(SPEEDUP_COLUMN, Qt.SortOrder.AscendingOrder)
+        self.set_busy(*self._state)
+        if report is None:
+            self.verdict.setText(message)
+            self.verdict.setStyleSheet(_banner_style(None))
+            self.verdict.setVisible(bool(message))
+            self.summary.clear()
+            return
+        self.verdict.setText(report.verdict())
+        self.verdict.setStyleSheet(_banner_style(report.pays))
+        self.verdict.show()
+        self.summary.setHtml(summary_html(report))
+
+    def show_notice(self, text: str, good: bool | None = None) -> None:
+        """A result worth keeping on screen, e.g. what keeping the slower layers in float achieved."""
+        self.notice.setStyleSheet(_banner_style(good))
+        self.notice.setText(text)
+        self.notice.setVisible(bool(text))
+
+    def set_busy(self, busy: bool, can_start: bool) -> None:
+        """While a speed job runs only Cancel works; ``can_start``: there is a run and nothing else runs."""
+        if busy and not self._state[0]:
+            self.progress.setRange(0, 0)
+            self.stage.setText("Starting…")
+        self._state = (busy, can_start)
+        self.cancel_button.setEnabled(busy)
+        self.profile_button.setEnabled(can_start and not busy)
+        has_slower = self.report is not None and bool(slower_in_int8(self.report))
+        self.keep_button.setEnabled(can_start and not busy and has_slower)
+        self.keep_button.setToolTip(
+            "Re-quantize with the layers int8 made slower kept in float, then re-measure" if has_slower or
+            self.report is None else "No layer is slower in int8: there is nothing to keep in float")
+        self.progress.setVisible(busy)
+        self.stage.setVisible(busy)
+
+    def show_progress(self, stage: str, done: int, total: int, eta_s: float) -> None:
+        self.progress.setRange(0, max(total, 1))
+        self.progress.setValue(min(done, total))
+        self.stage.setText(fmt.progress_text(stage, done, total, eta_s))
+
+    def select_node(self, name: str) -> None:
+        """Highlight the row of the layer that holds ``name`` without emitting ``node_activated``."""
+        blocker = self.table.selectionModel().blockSignals(True)
+        self.table.clearSelection()
+        for row in range(self.proxy.rowCount()):
+            index = self.proxy.index(row, 0)
+            layer = self.model.rows[self.proxy.mapToSource(index).row()]
+            if name in layer.members:
+                self.table.selectRow(row)
+                self.table.scrollTo(index)
+                break
+        self.table.selectionModel().blockSignals(blocker)
+
+    def node_at_row(self, row: int) -> str:
+        return str(self.proxy.index(row, 0).data(NODE_ROLE))
+
+    def _row_changed(self, current: QModelIndex, _previous: QModelIndex) -> None:
+        if current.isValid():
+            self.node_activated.emit(str(current.data(NODE_ROLE)))
+
+
+def _banner() -> QLabel:
+    label = QLabel()
+    label.setWordWrap(True)
+    label.setTextInteractionFlags(Qt.TextInteractionFlag.TextSelectableByMouse)
+    return label
+
+
+def _banner_style(good: bool | None) -> str:
+    return f"QLabel {{ {BANNERS[good]} border-radius: 4px; padding: 3px 6px; }}"

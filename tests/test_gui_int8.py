@@ -1,0 +1,197 @@
+"""How int8 really runs, in the window: Explain dock, Speed tab, speed overlays, keep slower layers in float.
+
+Each test runs the demo once (120 calibration samples); what the window shows is compared with
+what the core computes for the same models and data.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pytest
+from PySide6.QtCore import QSettings, Qt
+
+from q8studio.core.data import load_data
+from q8studio.core.demo import demo_assets
+from q8studio.core.explain import explain_node
+from q8studio.core.profile import boundary_marks, kernel_overlay, profile_models, speedup_overlay
+from q8studio.gui import formatting as fmt
+from q8studio.gui.explain_dock import HINT
+from q8studio.gui.graph_items import OverlayScale
+from q8studio.gui.main_window import ENTER_BADGE, LEAVE_BADGE, MainWindow
+from q8studio.gui.speed_panel import COLUMNS, SORT_ROLE
+
+RUN_TIMEOUT_MS = 60_000
+DEPTHWISE = "/block1/depthwise/conv/Conv"
+
+
+@pytest.fixture
+def demo(qtbot, tmp_path: Path) -> MainWindow:
+    window = MainWindow(QSettings(str(tmp_path / "settings.ini"), QSettings.Format.IniFormat))
+    qtbot.addWidget(window)
+    window.show()
+    with qtbot.waitSignal(window.model_loaded, timeout=10_000):
+        window.open_demo()
+    window.quantize_panel.samples.setValue(120)
+    return window
+
+
+def run_to_end(qtbot, window: MainWindow):
+    with qtbot.waitSignal(window.run_finished, timeout=RUN_TIMEOUT_MS):
+        window.start_run()
+    assert window.session.profile is not None, window.results.speed.verdict.text()
+    return window.session.run
+
+
+def click_graph_node(qtbot, window: MainWindow, name: str) -> None:
+    graph = window.graph
+    qtbot.waitUntil(lambda: graph.item_for_node(name) is not None, timeout=5000)
+    item = graph.item_for_node(name)
+    graph.canvas.centerOn(item)
+    pos = graph.canvas.mapFromScene(item.sceneBoundingRect().center())
+    qtbot.mouseClick(graph.canvas.viewport(), Qt.MouseButton.LeftButton, pos=pos)
+
+
+def explained(qtbot, window: MainWindow, node: str, sample: int = 0):
+    panel = window.explain_dock.panel
+    qtbot.waitUntil(lambda: panel.explanation is not None and panel.explanation.node == node
+                    and panel.explanation.sample == sample, timeout=10_000)
+    return panel.explanation
+
+
+def numbers(window: MainWindow) -> dict[str, str]:
+    table = window.explain_dock.panel.numbers
+    return {table.item(r, 0).text(): table.item(r, 1).text() for r in range(table.rowCount())}
+
+
+def test_explain_dock_explains_the_selected_node_like_the_core(qtbot, demo: MainWindow) -> None:
+    dock = demo.explain_dock
+    assert demo.tabifiedDockWidgets(dock) == [demo.docks["inspector"]]
+    run = run_to_end(qtbot, demo)
+    dock.raise_()
+    click_graph_node(qtbot, demo, DEPTHWISE)
+    shown = explained(qtbot, demo, DEPTHWISE)
+    test = load_data(demo_assets().test, run.int8)
+    core = explain_node(run.int8, DEPTHWISE, test, 0, demo.session.model)
+    np.testing.assert_array_equal(shown.x.scale, core.x.scale)
+    np.testing.assert_array_equal(shown.w.scale, core.w.scale)
+    assert [(m.m0, m.shift) for m in shown.multipliers] == [(m.m0, m.shift) for m in core.multipliers]
+    assert shown.example.index == core.example.index and shown.example.y_q == core.example.y_q
+    assert numbers(demo)["S_x"] == fmt.number(float(core.x.scale), 6)
+    assert numbers(demo)["S_y"] == fmt.number(float(core.y.scale), 6)
+    assert numbers(demo)["M0"] == str(core.multipliers[0].m0)
+    assert dock.panel.badge.text() == "bit-exact with ONNX Runtime"
+    assert dock.source.text() == "of 360 in test.npz" and dock.sample.maximum() == 359
+
+    dock.sample.setValue(3)
+    shown = explained(qtbot, demo, DEPTHWISE, sample=3)
+    np.testing.assert_array_equal(shown.x_q, explain_node(run.int8, DEPTHWISE, test, 3).x_q)
+
+    demo.session.select("/pool/MaxPool")  # an op without an integer kernel to explain
+    qtbot.waitUntil(lambda: "not a Conv/Gemm/MatMul" in dock.panel.message.text(), timeout=10_000)
+    assert dock.panel.explanation is None and dock.panel.content.isHidden() and HINT in dock.panel.message.text()
+
+    demo.session.select("/block1/depthwise/bn/BatchNormalization")  # folded into the convolution in int8
+    explained(qtbot, demo, DEPTHWISE, sample=3)
+    assert not dock.redirect.isHidden() and DEPTHWISE in dock.redirect.text()
+
+
+def test_hidden_explain_dock_waits_until_shown(qtbot, demo: MainWindow) -> None:
+    run_to_end(qtbot, demo)
+    demo.docks["inspector"].raise_()
+    qtbot.waitUntil(lambda: demo.explain_dock.visibleRegion().isEmpty(), timeout=2000)
+    demo.session.select("/fc/Gemm")
+    assert not demo.explain_dock.runner.busy and demo.explain_dock.panel.explanation is None
+    demo.explain_dock.raise_()
+    assert explained(qtbot, demo, "/fc/Gemm").op_type == "Gemm"
+
+
+def test_speed_tab_overlays_and_boundaries_show_the_profile(qtbot, demo: MainWindow) -> None:
+    run = run_to_end(qtbot, demo)
+    report = demo.session.profile
+    speed = demo.results.speed
+    assert speed.proxy.rowCount() == len(report.layers)
+    shown = [speed.node_at_row(r) for r in range(speed.proxy.rowCount())]
+    assert shown == [layer.node for layer in sorted(report.layers, key=lambda layer: layer.speedup)]  # slowest first
+    column = {key: i for i, (_, key) in enumerate(COLUMNS)}
+    first = min(report.layers, key=lambda layer: layer.speedup)
+    assert speed.proxy.index(0, column["speedup"]).data() == f"{first.speedup:.2f}×"
+    assert speed.proxy.index(0, column["int8_kernels"]).data() == " + ".join(first.int8_kernels)
+    assert speed.proxy.index(0, column["integer"]).data() == ("integer" if first.integer else "float")
+    assert speed.proxy.index(0, column["macs"]).data(SORT_ROLE) == first.macs
+    assert speed.verdict.text() == report.verdict()
+    summary = speed.summary.toPlainText()
+    assert "float32 enters int8 at image (model input)" in summary and "float32 leaves int8 at logits" in summary
+
+    # the same layers and kernels as the core finds for these two models
+    core = profile_models(demo.session.model, run.int8, load_data(demo_assets().test, run.int8), runs=5,
+                          warmup=1, latency_runs=0)
+    assert [(l.node, l.float_kernels, l.int8_kernels) for l in core.layers] == \
+           [(l.node, l.float_kernels, l.int8_kernels) for l in report.layers]
+
+    # graph overlays: the fixed SQNR scale, the speed-up and the kernels
+    scale = demo.graph.overlay()
+    assert (scale.vmin, scale.vmax, scale.fixed) == (15.0, 35.0, True) and "SQNR" in scale.title
+    assert (demo.graph.value_legend.low, demo.graph.value_legend.high) == ("≤15", "≥35")
+    demo.results.set_metric("speedup")
+    scale = demo.graph.overlay()
+    assert scale.values == speedup_overlay(report) and scale.spacing == "log" and scale.middle() == pytest.approx(1.0)
+    slowest = demo.graph.item_for_node(first.node)
+    assert slowest.fill.red() > slowest.fill.green()
+    demo.results.set_metric("kernel")
+    assert demo.graph.overlay().values == kernel_overlay(report)
+    assert [label for label, _ in demo.graph.value_legend.categories] == ["float kernel", "integer kernel"]
+    marks = boundary_marks(report)
+    assert ENTER_BADGE in demo.graph.item_for_node(next(iter(marks["Q"]))).badges
+    assert LEAVE_BADGE in demo.graph.item_for_node(next(iter(marks["DQ"]))).badges
+
+    # Run ▸ Profile int8 vs float measures again
+    with qtbot.waitSignal(demo.int8.profiled, timeout=RUN_TIMEOUT_MS) as blocker:
+        demo.profile_action.trigger()
+        assert demo.results.tabs.currentWidget() is speed and not demo.profile_action.isEnabled()
+    assert demo.session.profile is blocker.args[0] is not report
+    assert demo.graph.overlay().values == kernel_overlay(blocker.args[0])
+
+
+def test_keep_slower_layers_in_float_replaces_the_run(qtbot, demo: MainWindow) -> None:
+    before = run_to_end(qtbot, demo)
+    slower = {m for layer in demo.session.profile.layers if layer.slower_in_int8 for m in layer.members}
+    assert slower, "the demo has layers int8 makes slower on a CPU"
+    with qtbot.waitSignal(demo.int8.kept_float, timeout=RUN_TIMEOUT_MS) as blocker:
+        qtbot.mouseClick(demo.results.speed.keep_button, Qt.MouseButton.LeftButton)
+        assert demo.int8.keeping and not demo.run_action.isEnabled()
+    outcome = blocker.args[0]
+    run = demo.session.run
+    assert run is not before and run.result.recipe.exclude == outcome.chosen.exclude
+    assert demo.session.exclude == outcome.chosen.exclude
+    listed = [demo.quantize_panel.float_list.item(i).text() for i in range(demo.quantize_panel.float_list.count())]
+    assert listed == list(outcome.chosen.exclude)
+    for name in outcome.kept_float:
+        assert "FP32" in demo.graph.item_for_node(name).badges
+    assert outcome.ratio_after <= outcome.ratio_before or "does not pay" in outcome.verdict()
+    assert outcome.verdict() in demo.results.speed.notice.text()
+    assert demo.session.profile is not None and demo.results.speed.verdict.text() == demo.session.profile.verdict()
+    assert demo.results.speed.proxy.rowCount() == len(demo.session.profile.layers)
+    assert run.result.output_path.is_file() and run.result.output_path != before.result.output_path
+    assert demo.results.model.rows == run.layer_rows()
+
+
+def test_cancelling_keep_in_float_keeps_the_run(qtbot, demo: MainWindow) -> None:
+    before = run_to_end(qtbot, demo)
+    demo.keep_slower_in_float()
+    with qtbot.waitSignal(demo.int8.runner.cancelled, timeout=RUN_TIMEOUT_MS):
+        demo.cancel_run()
+    assert demo.session.run is before and demo.session.exclude == () and not demo.int8.keeping
+    assert demo.run_action.isEnabled() and demo.quantize_panel.run_button.isEnabled()
+    assert demo.quantize_panel.stage.text() == "Cancelled."
+
+
+def test_overlay_scales() -> None:
+    speed = OverlayScale({}, "", True, 0.25, 4.0, "log")
+    assert speed.goodness(1.0) == pytest.approx(0.5) and speed.goodness(0.25) == 0.0 and speed.goodness(4.0) == 1.0
+    assert speed.colour(0.1).name() == speed.colour(0.25).name()  # saturates
+    cosine = OverlayScale({}, "", True, 0.98, 0.9998, "log_to_one", fixed=True)
+    assert cosine.middle() == pytest.approx(0.998) and cosine.labels() == ("≤0.98", "0.998", "≥0.9998")
+    kernel = OverlayScale({}, "", True, 0.0, 1.0, categories=(("float", "#ff0000"), ("integer", "#00ff00")))
+    assert kernel.colour(1.0).name() == "#00ff00" and kernel.colour(0.0).name() == "#ff0000"
