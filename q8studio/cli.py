@@ -272,7 +272,6 @@ def _recipe_from_args(args: argparse.Namespace, base: Recipe) -> Recipe:
 
 def _preprocessing(args: argparse.Namespace) -> ImagePreprocessing | None:
     from .core.imagefolder import ImagePreprocessing
-    from .core.profile import ProfileReport
 
     base = ImagePreprocessing.from_json(args.preprocess) if args.preprocess else None
     changes = {

@@ -20,7 +20,8 @@ from q8studio.gui import formatting as fmt
 from q8studio.gui.explain_dock import HINT
 from q8studio.gui.graph_items import OverlayScale
 from q8studio.gui.main_window import ENTER_BADGE, LEAVE_BADGE, MainWindow
-from q8studio.gui.speed_panel import COLUMNS, SORT_ROLE
+from q8studio.gui.row_table import SORT_ROLE
+from q8studio.gui.speed_panel import COLUMNS
 
 RUN_TIMEOUT_MS = 60_000
 DEPTHWISE = "/block1/depthwise/conv/Conv"

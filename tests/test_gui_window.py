@@ -28,7 +28,8 @@ from q8studio.core.tensorview import display_image, weight_histogram
 from q8studio.gui import formatting as fmt
 from q8studio.gui.main_window import COMPARE_SAMPLES, MainWindow
 from q8studio.gui.quantize_panel import PREVIEW_PIXELS
-from q8studio.gui.results_panel import COLUMNS, SORT_ROLE
+from q8studio.gui.results_panel import COLUMNS
+from q8studio.gui.row_table import SORT_ROLE
 
 RUN_TIMEOUT_MS = 60_000
 

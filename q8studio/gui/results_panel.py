@@ -12,7 +12,6 @@ from pathlib import Path
 from PySide6.QtCore import (
     QModelIndex,
     QPoint,
-    QSortFilterProxyModel,
     Qt,
     Signal,
 )
@@ -26,7 +25,6 @@ from PySide6.QtWidgets import (
     QMenu,
     QSplitter,
     QTabWidget,
-    QTableView,
     QTableWidget,
     QTableWidgetItem,
     QVBoxLayout,
@@ -37,7 +35,7 @@ from ..core.workflow import LayerRow, StudioRun
 from . import formatting as fmt
 from .graph_items import faded
 from .overlays import OVERLAYS, fixed_scale
-from .row_table import NODE_ROLE, SORT_ROLE, RowTableModel
+from .row_table import NODE_ROLE, RowTableModel, sorted_table
 from .speed_panel import SpeedPanel
 
 
@@ -139,20 +137,7 @@ class ResultsPanel(QWidget):
         left_layout.addWidget(self.notes)
 
         self.model = LayerTableModel(self)
-        self.proxy = QSortFilterProxyModel(self)
-        self.proxy.setSourceModel(self.model)
-        self.proxy.setSortRole(SORT_ROLE)
-        self.table = QTableView()
-        self.table.setModel(self.proxy)
-        self.table.setSortingEnabled(True)
-        self.table.setSelectionBehavior(QAbstractItemView.SelectionBehavior.SelectRows)
-        self.table.setSelectionMode(QAbstractItemView.SelectionMode.SingleSelection)
-        self.table.setEditTriggers(QAbstractItemView.EditTrigger.NoEditTriggers)
-        self.table.setAlternatingRowColors(True)
-        self.table.verticalHeader().setVisible(False)
-        self.table.verticalHeader().setDefaultSectionSize(self.table.fontMetrics().height() + 6)
-        self.table.horizontalHeader().setSectionResizeMode(QHeaderView.ResizeMode.ResizeToContents)
-        self.table.horizontalHeader().setStretchLastSection(True)
+        self.table, self.proxy = sorted_table(self.model, self)
         self.table.setContextMenuPolicy(Qt.ContextMenuPolicy.CustomContextMenu)
         self.table.customContextMenuRequested.connect(self._context_menu)
         self.table.selectionModel().currentRowChanged.connect(self._row_changed)

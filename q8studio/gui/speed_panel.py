@@ -12,20 +12,16 @@ import math
 
 from PySide6.QtCore import (
     QModelIndex,
-    QSortFilterProxyModel,
     Qt,
     Signal,
 )
 from PySide6.QtWidgets import (
-    QAbstractItemView,
     QFrame,
     QHBoxLayout,
-    QHeaderView,
     QLabel,
     QProgressBar,
     QPushButton,
     QSplitter,
-    QTableView,
     QTextBrowser,
     QVBoxLayout,
     QWidget,
@@ -35,7 +31,7 @@ from ..core.profile import LayerTiming, ProfileReport, slower_in_int8
 from . import formatting as fmt
 from .graph_items import faded
 from .overlays import fixed_scale
-from .row_table import NODE_ROLE, SORT_ROLE, RowTableModel
+from .row_table import NODE_ROLE, RowTableModel, sorted_table
 
 
 COLUMNS: list[tuple[str, str]] = [
@@ -184,20 +180,7 @@ class SpeedPanel(QWidget):
         column.addWidget(self.stage)
 
         self.model = SpeedTableModel(self)
-        self.proxy = QSortFilterProxyModel(self)
-        self.proxy.setSourceModel(self.model)
-        self.proxy.setSortRole(SORT_ROLE)
-        self.table = QTableView()
-        self.table.setModel(self.proxy)
-        self.table.setSortingEnabled(True)
-        self.table.setSelectionBehavior(QAbstractItemView.SelectionBehavior.SelectRows)
-        self.table.setSelectionMode(QAbstractItemView.SelectionMode.SingleSelection)
-        self.table.setEditTriggers(QAbstractItemView.EditTrigger.NoEditTriggers)
-        self.table.setAlternatingRowColors(True)
-        self.table.verticalHeader().setVisible(False)
-        self.table.verticalHeader().setDefaultSectionSize(self.table.fontMetrics().height() + 6)
-        self.table.horizontalHeader().setSectionResizeMode(QHeaderView.ResizeMode.ResizeToContents)
-        self.table.horizontalHeader().setStretchLastSection(True)
+        self.table, self.proxy = sorted_table(self.model, self)
         self.table.selectionModel().currentRowChanged.connect(self._row_changed)
 
         splitter = QSplitter(Qt.Orientation.Horizontal)
