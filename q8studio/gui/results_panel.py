@@ -35,7 +35,7 @@ from ..core.workflow import LayerRow, StudioRun
 from . import formatting as fmt
 from .graph_items import faded
 from .overlays import OVERLAYS, fixed_scale
-from .row_table import NODE_ROLE, RowTableModel, sorted_table
+from .row_table import NODE_ROLE, RowTableModel, select_quietly, sorted_table
 from .speed_panel import SpeedPanel
 
 
@@ -233,15 +233,7 @@ class ResultsPanel(QWidget):
     def select_node(self, name: str) -> None:
         """Highlight the node's row in both tables without emitting ``node_activated``."""
         self.speed.select_node(name)
-        blocker = self.table.selectionModel().blockSignals(True)
-        self.table.clearSelection()
-        for row in range(self.proxy.rowCount()):
-            index = self.proxy.index(row, 0)
-            if index.data(NODE_ROLE) == name:
-                self.table.selectRow(row)
-                self.table.scrollTo(index)
-                break
-        self.table.selectionModel().blockSignals(blocker)
+        select_quietly(self.table, self.proxy, lambda row: row.node == name)
 
     def node_at_row(self, row: int) -> str:
         """The node of a row in the current (sorted) order."""

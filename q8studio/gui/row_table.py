@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from typing import Generic, TypeVar
+from typing import Any, Callable, Generic, TypeVar
 
 from PySide6.QtCore import QAbstractTableModel, QModelIndex, QPersistentModelIndex, QSortFilterProxyModel, Qt
 from PySide6.QtWidgets import QAbstractItemView, QHeaderView, QTableView, QWidget
@@ -98,3 +98,19 @@ def sorted_table(model: RowTableModel, parent: QWidget) -> tuple[QTableView, QSo
     table.horizontalHeader().setSectionResizeMode(QHeaderView.ResizeMode.ResizeToContents)
     table.horizontalHeader().setStretchLastSection(True)
     return table, proxy
+
+
+def select_quietly(table: QTableView, proxy: QSortFilterProxyModel, matches: Callable[[Any], bool]) -> None:
+    """Select and reveal the first row, in view order, whose source row ``matches``; no selection
+    signals, so a selection made elsewhere does not echo back."""
+    source: RowTableModel = proxy.sourceModel()  # type: ignore[assignment]
+    selection = table.selectionModel()
+    blocker = selection.blockSignals(True)
+    table.clearSelection()
+    for row in range(proxy.rowCount()):
+        index = proxy.index(row, 0)
+        if matches(source.rows[proxy.mapToSource(index).row()]):
+            table.selectRow(row)
+            table.scrollTo(index)
+            break
+    selection.blockSignals(blocker)

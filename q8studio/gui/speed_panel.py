@@ -31,7 +31,7 @@ from ..core.profile import LayerTiming, ProfileReport, slower_in_int8
 from . import formatting as fmt
 from .graph_items import faded
 from .overlays import fixed_scale
-from .row_table import NODE_ROLE, RowTableModel, sorted_table
+from .row_table import NODE_ROLE, RowTableModel, select_quietly, sorted_table
 
 
 COLUMNS: list[tuple[str, str]] = [
@@ -246,16 +246,7 @@ class SpeedPanel(QWidget):
 
     def select_node(self, name: str) -> None:
         """Highlight the row of the layer that holds ``name`` without emitting ``node_activated``."""
-        blocker = self.table.selectionModel().blockSignals(True)
-        self.table.clearSelection()
-        for row in range(self.proxy.rowCount()):
-            index = self.proxy.index(row, 0)
-            layer = self.model.rows[self.proxy.mapToSource(index).row()]
-            if name in layer.members:
-                self.table.selectRow(row)
-                self.table.scrollTo(index)
-                break
-        self.table.selectionModel().blockSignals(blocker)
+        select_quietly(self.table, self.proxy, lambda layer: name in layer.members)
 
     def node_at_row(self, row: int) -> str:
         return str(self.proxy.index(row, 0).data(NODE_ROLE))
