@@ -173,9 +173,8 @@ def _quantize(args: argparse.Namespace) -> None:
         result, recipe = outcome.chosen.result, outcome.chosen.result.recipe
     else:
         result = quantize_model(model, calibration, recipe, args.output, progress=progress)
-    int8 = load_model(result.output_path)
     errors = analyse_errors(
-        result.prepared.model, int8, calibration.limited(CALIBRATION_SAMPLES_FOR_ERRORS), progress=progress
+        result.prepared.model, result.int8, calibration.limited(CALIBRATION_SAMPLES_FOR_ERRORS), progress=progress
     )
     _print_quantize_summary(result, errors)
     if outcome is not None:

@@ -33,6 +33,10 @@ def test_small_cnn_quantizes_to_a_runnable_qdq_model(cnn_path, cnn_data, tmp_pat
     proto = onnx.load(str(result.output_path))
     ops = {n.op_type for n in proto.graph.node}
     assert {"QuantizeLinear", "DequantizeLinear", "Conv", "Gemm"} <= ops
+    # the model the result carries is the file on disk, not a staging copy
+    assert result.int8.path == result.output_path
+    assert result.int8.file_size == result.output_path.stat().st_size
+    assert [n.name for n in result.int8.proto.graph.node] == [n.name for n in proto.graph.node]
     assert "BatchNormalization" not in ops  # folded before quantizing
     assert any("Folded 1 BatchNormalization" in note for note in result.prepared.notes)
     # activations are quantized to the requested type

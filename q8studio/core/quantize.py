@@ -12,7 +12,7 @@ from __future__ import annotations
 import logging
 import tempfile
 import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Collection
 
@@ -46,6 +46,7 @@ class QuantizeResult:
     """What a quantization run produced and how: enough for the report, the GUI and evaluation."""
 
     output_path: Path
+    int8: LoadedModel
     recipe: Recipe
     prepared: PreparedModel
     stats: dict[str, TensorStats]
@@ -104,9 +105,10 @@ def quantize_model(
         cpu_session(int8.proto).run(None, data.first_sample())
     timings["quantize_s"] = time.perf_counter() - started
 
-    int8 = load_model(output)
+    int8 = replace(int8, path=output)  # the file just moved from staging; its content is what was checked
     return QuantizeResult(
         output_path=output,
+        int8=int8,
         recipe=recipe,
         prepared=prepared,
         stats=stats,

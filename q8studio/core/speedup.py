@@ -21,7 +21,7 @@ from pathlib import Path
 from .data import Dataset
 from .errors import Q8Error
 from .fileio import atomic_path, same_file
-from .model import LoadedModel, load_model
+from .model import LoadedModel
 from .profile import PAYS_BELOW, LayerTiming, ProfileReport, profile_models
 from .progress import NO_PROGRESS, Progress
 from .quantize import QuantizeResult, quantize_model
@@ -35,9 +35,12 @@ class Candidate:
 
     exclude: tuple[str, ...]
     result: QuantizeResult
-    int8: LoadedModel
     report: ProfileReport
     latency_ms: float = 0.0
+
+    @property
+    def int8(self) -> LoadedModel:
+        return self.result.int8
 
 
 @dataclass
@@ -159,10 +162,9 @@ class _Trials:
         path = self.folder / f"{len(self.candidates)}.onnx"
         result = quantize_model(self.model, self.calibration, self.recipe.with_changes(exclude=exclude), path,
                                 progress=self.progress)
-        int8 = load_model(result.output_path)
-        report = profile_models(self.model, int8, self.data, runs=self.profile_runs, threads=self.threads,
+        report = profile_models(self.model, result.int8, self.data, runs=self.profile_runs, threads=self.threads,
                                 latency_runs=0)
-        self.candidates.append(Candidate(exclude, result, int8, report))
+        self.candidates.append(Candidate(exclude, result, report))
         return self.candidates[-1]
 
 

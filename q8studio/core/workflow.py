@@ -13,7 +13,7 @@ from pathlib import Path
 
 from .data import Dataset
 from .evaluate import Comparison, LayerError, compare_models
-from .model import LoadedModel, load_model
+from .model import LoadedModel
 from .progress import NO_PROGRESS, Progress
 from .quantize import QuantizeResult, quantize_model
 from .recipe import Recipe
@@ -89,10 +89,9 @@ def quantize_and_compare(
     Histograms are always collected: the GUI draws them with every method's clipping range.
     """
     result = quantize_model(model, calibration, recipe, output, histograms=True, progress=progress)
-    int8 = load_model(result.output_path)
     data = evaluation if evaluation is not None else calibration.limited(recipe.samples)
-    comparison = compare_models(model, int8, data, latency_runs=latency_runs, progress=progress)
-    return StudioRun(result, int8, comparison, data.source)
+    comparison = compare_models(model, result.int8, data, latency_runs=latency_runs, progress=progress)
+    return StudioRun(result, result.int8, comparison, data.source)
 
 
 def overlay_values(rows: list[LayerRow], metric: str, shown: LoadedModel, prepared: LoadedModel) -> dict[str, float]:
