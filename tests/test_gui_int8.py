@@ -12,6 +12,7 @@ import numpy as np
 import pytest
 from PySide6.QtCore import QSettings, Qt
 
+from gui_actions import click_graph_node
 from q8studio.core.data import load_data
 from q8studio.core.demo import demo_assets
 from q8studio.core.explain import explain_node
@@ -43,15 +44,6 @@ def run_to_end(qtbot, window: MainWindow):
         window.start_run()
     assert window.session.profile is not None, window.results.speed.verdict.text()
     return window.session.run
-
-
-def click_graph_node(qtbot, window: MainWindow, name: str) -> None:
-    graph = window.graph
-    qtbot.waitUntil(lambda: graph.item_for_node(name) is not None, timeout=5000)
-    item = graph.item_for_node(name)
-    graph.canvas.centerOn(item)
-    pos = graph.canvas.mapFromScene(item.sceneBoundingRect().center())
-    qtbot.mouseClick(graph.canvas.viewport(), Qt.MouseButton.LeftButton, pos=pos)
 
 
 def explained(qtbot, window: MainWindow, node: str, sample: int = 0):

@@ -17,6 +17,7 @@ from PySide6.QtCore import QMimeData, QPointF, QSettings, Qt, QUrl
 from PySide6.QtGui import QDropEvent
 from PySide6.QtWidgets import QMessageBox, QTreeWidget
 
+from gui_actions import click_graph_node
 from q8studio.core.data import load_data
 from q8studio.core.demo import demo_assets
 from q8studio.core.errors import Q8Error
@@ -72,16 +73,6 @@ def tree_rows(tree: QTreeWidget) -> dict[str, dict[str, str]]:
 def plotted(item) -> tuple[np.ndarray, np.ndarray]:
     """The data a curve was given (``getData`` would return it log-transformed in log mode)."""
     return np.asarray(item.xData), np.asarray(item.yData)
-
-
-def click_graph_node(qtbot, window: MainWindow, name: str) -> None:
-    """A real mouse click on the node's box in the graph."""
-    graph = window.graph
-    qtbot.waitUntil(lambda: graph.item_for_node(name) is not None, timeout=5000)
-    item = graph.item_for_node(name)
-    graph.canvas.centerOn(item)
-    pos = graph.canvas.mapFromScene(item.sceneBoundingRect().center())
-    qtbot.mouseClick(graph.canvas.viewport(), Qt.MouseButton.LeftButton, pos=pos)
 
 
 def test_start_page_then_demo_with_its_data(qtbot, window: MainWindow) -> None:
