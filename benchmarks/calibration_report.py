@@ -10,6 +10,8 @@ from importlib.metadata import version
 from pathlib import Path
 from typing import TYPE_CHECKING, Callable, Iterable
 
+from results_file import replace_section
+
 if TYPE_CHECKING:
     from calibration import Bench
 
@@ -344,16 +346,8 @@ def _lines(path: str) -> list[str]:
 def update_results_file(path: Path, section: str, machine: str) -> None:
     """Replace (or append) this benchmark's section; add the Machine section at the top if there is none."""
     text = path.read_text() if path.exists() else "# Benchmark results\n"
-    text = _replace_section(text, SECTION_TITLE, section)
+    text = replace_section(text, SECTION_TITLE, section)
     if not re.search(rf"^## {MACHINE_TITLE}\s*$", text, flags=re.MULTILINE):
         title, _, rest = text.partition("\n")
         text = f"{title}\n\n{machine}\n{rest.lstrip()}" if title.startswith("# ") else f"{machine}\n{text}"
     path.write_text(text.rstrip() + "\n")
-
-
-def _replace_section(text: str, title: str, section: str) -> str:
-    """``text`` with the ``## title`` section (up to the next ``## `` heading) replaced by ``section``."""
-    pattern = re.compile(rf"^## {re.escape(title)}\s*\n.*?(?=^## |\Z)", flags=re.MULTILINE | re.DOTALL)
-    if pattern.search(text):
-        return pattern.sub(lambda _: section.rstrip() + "\n\n", text, count=1)
-    return text.rstrip() + "\n\n" + section

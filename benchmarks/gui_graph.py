@@ -31,13 +31,13 @@ os.environ.setdefault("QT_QPA_PLATFORM", "offscreen")
 from PySide6.QtCore import QEventLoop  # noqa: E402
 from PySide6.QtWidgets import QApplication  # noqa: E402
 
+from results_file import record_section  # noqa: E402
 from q8studio.core.layout import default_collapsed, layout_graph  # noqa: E402
 from q8studio.core.model import load_model  # noqa: E402
 from q8studio.gui.graph_view import GraphView  # noqa: E402
 
 HIDDEN, HEADS, FFN = 16, 2, 64
 NODES_PER_LAYER = 41
-RESULTS = Path(__file__).with_name("RESULTS.md")
 SECTION = "GUI: graph open + layout + first paint"
 
 
@@ -196,14 +196,6 @@ def table(rows: list[dict[str, object]]) -> str:
     return "\n".join(lines)
 
 
-def record(text: str) -> None:
-    """Replace (or add) this benchmark's section of RESULTS.md; other sections stay as they are."""
-    current = RESULTS.read_text() if RESULTS.exists() else "# Benchmark results\n"
-    section = f"## {SECTION}\n\n{text.strip()}\n"
-    pattern = re.compile(rf"^## {re.escape(SECTION)}\n.*?(?=^## |\Z)", re.S | re.M)
-    updated = pattern.sub(lambda _: section + "\n", current) if pattern.search(current) else current.rstrip() + "\n\n" + section
-    RESULTS.write_text(updated.rstrip() + "\n")
-
 
 def pyside_drops_none_references() -> bool:
     """PySide6 6.12.0 on CPython 3.11 releases a reference to None on every void Qt call, and the
@@ -244,7 +236,7 @@ def main() -> int:
             "Fit (whole graph, the level-of-detail drawing).\n\n" + table(rows))
     print(text)
     if not args.no_record:
-        record(text)
+        record_section(SECTION, f"## {SECTION}\n\n{text.strip()}\n")
     return 0
 
 

@@ -36,13 +36,13 @@ sys.modules["torch"] = None  # type: ignore[assignment]
 from PySide6.QtCore import QEventLoop, QSettings, Qt, QTimer  # noqa: E402
 from PySide6.QtWidgets import QApplication  # noqa: E402
 
+from results_file import record_section  # noqa: E402
 from q8studio.core.demo import demo_assets  # noqa: E402
 from q8studio.gui.main_window import MainWindow  # noqa: E402
 
 PROBE_MS = 10
 CLICK_MS = 300
 TARGET_MS = 100.0
-RESULTS = Path(__file__).with_name("RESULTS.md")
 SECTION = "GUI: event-loop stall during a calibration run"
 
 
@@ -143,17 +143,6 @@ def machine() -> str:
             f"{os.environ.get('QT_QPA_PLATFORM', 'default')}")
 
 
-def record(text: str) -> None:
-    """Replace this benchmark's section of RESULTS.md (or append it); other sections are untouched."""
-    current = RESULTS.read_text() if RESULTS.exists() else "# Benchmark results\n"
-    section = f"## {SECTION}\n\n{text.strip()}\n"
-    pattern = re.compile(rf"^## {re.escape(SECTION)}\n.*?(?=^## |\Z)", re.S | re.M)
-    if pattern.search(current):
-        updated = pattern.sub(lambda _: section + "\n", current)
-    else:
-        updated = current.rstrip() + "\n\n" + section
-    RESULTS.write_text(updated.rstrip() + "\n")
-
 
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
@@ -205,7 +194,7 @@ def main() -> int:
     )
     print(text)
     if not args.no_record:
-        record(text)
+        record_section(SECTION, f"## {SECTION}\n\n{text.strip()}\n")
     return 0
 
 

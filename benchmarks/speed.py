@@ -26,6 +26,7 @@ import numpy as np
 import onnx
 
 from mobilenet_model import images, mobilenet
+from results_file import RESULTS, record_section
 from q8studio.core.data import Dataset, load_data
 from q8studio.core.demo import demo_assets
 from q8studio.core.model import LoadedModel, load_model
@@ -34,7 +35,6 @@ from q8studio.core.recipe import Recipe
 from q8studio.core.speedup import KeepFloatOutcome, alternating_latency, keep_slow_float
 
 BENCH_DIR = Path(__file__).resolve().parent
-RESULTS = BENCH_DIR / "RESULTS.md"
 SECTION_TITLE = "Speed: int8 vs float32, and keeping the layers int8 made slower in float"
 RATIO_TARGET = 0.6
 PAYS_MARGIN = 1.2  # a layer "pays" when int8 runs it this much faster: above the noise of one profile
@@ -175,16 +175,6 @@ def section(rows: list[Row], args: argparse.Namespace, load: tuple[float, float]
     return "\n".join(lines) + "\n"
 
 
-def write_section(text: str) -> None:
-    """Replace this benchmark's section of RESULTS.md (or append it), leaving the others as they are."""
-    current = RESULTS.read_text() if RESULTS.exists() else "# Benchmark results\n"
-    pattern = re.compile(rf"^## {re.escape(SECTION_TITLE)}\s*\n.*?(?=^## |\Z)", flags=re.MULTILINE | re.DOTALL)
-    if pattern.search(current):
-        updated = pattern.sub(lambda _: text.rstrip() + "\n\n", current, count=1)
-    else:
-        updated = current.rstrip() + "\n\n" + text
-    RESULTS.write_text(updated.rstrip() + "\n")
-
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
@@ -207,7 +197,7 @@ def main() -> None:
     if args.no_write:
         print(text)
     else:
-        write_section(text)
+        record_section(SECTION_TITLE, text)
         print(f"updated {RESULTS}")
 
 
