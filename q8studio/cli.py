@@ -77,6 +77,9 @@ def build_parser() -> argparse.ArgumentParser:
     quantize.add_argument("--ema-momentum", type=float)
     quantize.add_argument("--granularity", choices=("per-tensor", "per-channel"))
     quantize.add_argument("--samples", type=int, metavar="N", help="use at most N calibration samples")
+    quantize.add_argument("--histogram-values", type=int, metavar="N",
+                          help="values of each sample of an activation binned into its histogram "
+                               "(default 16384; 0 = all); min and max always see every value")
     quantize.add_argument("--activations", choices=("uint8", "int8"))
     quantize.add_argument("--symmetric-activations", action="store_true", default=None)
     quantize.add_argument("--exclude", nargs="+", default=None, metavar="NODE_NAME", help="keep these nodes in float")
@@ -264,6 +267,7 @@ def _recipe_from_args(args: argparse.Namespace, base: Recipe) -> Recipe:
         "activation_type": args.activations,
         "symmetric_activations": args.symmetric_activations,
         "samples": args.samples,
+        "histogram_values": args.histogram_values,
         "exclude": tuple(args.exclude) if args.exclude is not None else None,
     }
     return base.with_changes(**{k: v for k, v in changes.items() if v is not None})

@@ -52,7 +52,7 @@ def test_quantize_report_holds_recipe_ranges_errors_and_timings(demo_run: dict[s
     layers = report["layer_errors_on_calibration"]["layers"]
     assert len(layers) >= 10 and [row["sqnr_db"] for row in layers] == sorted(row["sqnr_db"] for row in layers)
     assert all(w["axis"] is not None for w in report["weights"] if w["tensor"].endswith("weight"))
-    assert set(report["timings"]) == {"preprocess_s", "calibrate_s", "ranges_s", "quantize_s"}
+    assert set(report["timings"]) == {"preprocess_s", "plan_s", "calibrate_s", "ranges_s", "quantize_s"}
     assert sorted(p.name for p in demo_run["dir"].iterdir()) == ["m.int8.onnx", "r.json", "recipe.json"]
 
 

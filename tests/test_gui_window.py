@@ -212,6 +212,7 @@ def test_export_model_report_and_recipe_round_trip(qtbot, demo: MainWindow, tmp_
     assert demo.exporter.save_recipe(recipe_path)
     panel.method.setCurrentText("minmax")
     panel.granularity.setCurrentText("per-tensor")
+    panel.histogram_values.setValue(0)
     demo.session.set_exclusions(())
     assert demo.exporter.load_recipe(recipe_path)
     assert panel.recipe() == Recipe.load(recipe_path) == run.result.recipe

@@ -12,7 +12,7 @@ from hypothesis import strategies as st
 from hypothesis.extra import numpy as hnp
 
 from q8studio.core.errors import Q8Error
-from q8studio.core.stats import HIST_BINS, TensorStats, collect_tensor_stats
+from q8studio.core.stats import HIST_BINS, TensorStats, collect_tensor_stats, sampling_stride
 
 
 def reference_bound(values: np.ndarray) -> float:
@@ -158,7 +158,8 @@ def test_dict_round_trip_through_json_is_exact_and_compact() -> None:
     text = json.dumps(stats.to_dict())
     back = TensorStats.from_dict(json.loads(text))
     np.testing.assert_array_equal(back.hist, stats.hist)
-    for field in ("name", "count", "min", "max", "bound", "ema_min", "ema_max", "momentum", "at_bound"):
+    for field in ("name", "count", "min", "max", "bound", "ema_min", "ema_max", "momentum", "at_bound",
+                  "values_per_sample", "stride"):
         assert getattr(back, field) == getattr(stats, field)
     assert len(json.loads(text)["hist"]) <= HIST_BINS // 2 + 1  # negative half of a ReLU is trimmed
     back.update(np.array([-9.0]))
@@ -169,3 +170,51 @@ def test_dict_round_trip_through_json_is_exact_and_compact() -> None:
 def test_empty_stats_round_trip() -> None:
     back = TensorStats.from_dict(json.loads(json.dumps(TensorStats("e").to_dict())))
     assert back.count == 0 and back.min == math.inf and back.max == -math.inf and back.hist.sum() == 0
+
+
+def test_sampled_histogram_bins_every_stride_th_value_of_the_stream() -> None:
+    """The histogram of a large activation is a systematic sample of the whole stream, so any
+    batching gives the one-shot result bit for bit; min, max, count and EMA still see every value."""
+    rng = np.random.default_rng(3)
+    samples = (rng.standard_normal((23, 10_000)) * rng.uniform(0.5, 4.0, (23, 1))).astype(np.float32)
+    samples[17, 4321] = 40.0  # an outlier the sample may miss: min/max must not
+    streamed = TensorStats("t", values_per_sample=1000)
+    for start, stop in ((0, 1), (1, 8), (8, 9), (9, 23)):
+        streamed.update(samples[start:stop])
+    one_shot = collect_tensor_stats([samples], values_per_sample=1000)
+    flat = samples.ravel()
+    assert streamed.stride == one_shot.stride == 11  # smallest prime >= 10 that does not divide 10,000
+    for stats in (streamed, one_shot):
+        assert stats.count == flat.size and stats.max == 40.0 and stats.min == float(flat.min())
+        assert stats.bound == 64.0
+        np.testing.assert_array_equal(stats.hist, reference_hist(flat[::11], 64.0))
+    assert streamed.hist.sum() == flat[::11].size
+
+
+def test_small_tensors_and_a_zero_budget_bin_every_value() -> None:
+    values = np.random.default_rng(4).standard_normal((6, 500)).astype(np.float32)
+    for stats in (collect_tensor_stats([values], values_per_sample=500), collect_tensor_stats([values])):
+        assert stats.stride == 1 and stats.hist.sum() == values.size
+
+
+@settings(max_examples=200, deadline=None)
+@given(st.integers(1, 2_000_000), st.integers(1, 50_000))
+def test_sampling_stride_is_the_smallest_prime_that_reaches_every_position(size: int, budget: int) -> None:
+    stride = sampling_stride(size, budget)
+    if size <= budget:
+        assert stride == 1
+        return
+    assert stride * budget >= size and size % stride != 0
+    assert all(stride % d for d in range(2, math.isqrt(stride) + 1))
+    smaller = range(-(-size // budget), stride)
+    assert not any(size % n and all(n % d for d in range(2, math.isqrt(n) + 1)) and n > 1 for n in smaller)
+
+
+def test_sample_reaches_every_channel_of_a_channels_last_tensor() -> None:
+    """A stride sharing a factor with the channel count would see only some channels, every sample."""
+    height, width, channels = 14, 14, 64
+    stride = sampling_stride(height * width * channels, 1000)
+    positions = np.arange(0, 3 * height * width * channels, stride) % (height * width * channels)
+    first_sample = positions[: (height * width * channels) // stride]
+    assert set(first_sample % channels) == set(range(channels))
+    assert len(set(positions % stride)) > 1  # the offset moves between samples

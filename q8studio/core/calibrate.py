@@ -68,10 +68,12 @@ def collect_statistics(
     names: list[str] | None = None,
     ema_momentum: float = 0.9,
     histograms: bool = True,
+    histogram_values: int = 0,
     progress: Progress = NO_PROGRESS,
 ) -> dict[str, TensorStats]:
     """Run ``model`` over ``data`` once and return statistics of ``names`` (default: every
-    tensor onnxruntime might quantize), with histograms unless ``histograms`` is False.
+    tensor onnxruntime might quantize), with histograms unless ``histograms`` is False, each
+    binning at most ``histogram_values`` values of a sample (0: all).
 
     Inference of the next batch runs in a worker thread while this one updates the statistics:
     onnxruntime releases the GIL, numpy's histogramming holds it, so the two overlap. At most
@@ -79,7 +81,10 @@ def collect_statistics(
     """
     names = tensors_to_calibrate(model.proto) if names is None else names
     session = cpu_session(with_outputs(model.proto, names))
-    stats = {name: TensorStats(name, momentum=ema_momentum, histogram=histograms) for name in names}
+    stats = {
+        name: TensorStats(name, momentum=ema_momentum, histogram=histograms, values_per_sample=histogram_values)
+        for name in names
+    }
     done = 0
     progress.report("Calibrating", 0, data.count)
     with ThreadPoolExecutor(max_workers=1, thread_name_prefix="q8studio-calibrate") as runner:

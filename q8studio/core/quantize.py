@@ -10,6 +10,8 @@ calibration pass of its own).
 from __future__ import annotations
 
 import logging
+from collections.abc import Iterator
+from contextlib import contextmanager
 import tempfile
 import time
 from dataclasses import dataclass, field, replace
@@ -77,33 +79,32 @@ def quantize_model(
     require_float_tensors(model)
     timings: dict[str, float] = {}
 
-    started = time.perf_counter()
-    progress.report("Pre-processing", 0, 1)
-    prepared = prepare_for_quantization(model, per_channel=recipe.per_channel)
-    _check_exclusions(prepared.model, recipe.exclude)
-    timings["preprocess_s"] = time.perf_counter() - started
+    with _timed(timings, "preprocess_s"):
+        progress.report("Pre-processing", 0, 1)
+        prepared = prepare_for_quantization(model, per_channel=recipe.per_channel)
+        _check_exclusions(prepared.model, recipe.exclude)
 
-    started = time.perf_counter()
-    data = calibration.limited(recipe.samples)
-    names = ranges_read_by_quantizer(prepared.model.proto, recipe)
-    stats = collect_statistics(
-        prepared.model, data, names=names, ema_momentum=recipe.ema_momentum, progress=progress,
-        histograms=needs_histogram(recipe.method) if histograms is None else histograms,
-    )
-    timings["calibrate_s"] = time.perf_counter() - started
+    with _timed(timings, "plan_s"):
+        names = ranges_read_by_quantizer(prepared.model.proto, recipe)
 
-    started = time.perf_counter()
-    progress.report("Choosing ranges", 0, 1)
-    ranges = activation_ranges(stats, recipe, output_tensors(prepared.model))
-    timings["ranges_s"] = time.perf_counter() - started
+    with _timed(timings, "calibrate_s"):
+        data = calibration.limited(recipe.samples)
+        stats = collect_statistics(
+            prepared.model, data, names=names, ema_momentum=recipe.ema_momentum, progress=progress,
+            histograms=needs_histogram(recipe.method) if histograms is None else histograms,
+            histogram_values=recipe.histogram_values,
+        )
 
-    started = time.perf_counter()
-    progress.report("Writing the int8 model", 0, 1)
-    with atomic_path(output) as staging:
-        _write_qdq_model(prepared.model.proto, ranges, recipe, staging)
-        int8 = load_model(staging)
-        cpu_session(int8.proto).run(None, data.first_sample())
-    timings["quantize_s"] = time.perf_counter() - started
+    with _timed(timings, "ranges_s"):
+        progress.report("Choosing ranges", 0, 1)
+        ranges = activation_ranges(stats, recipe, output_tensors(prepared.model))
+
+    with _timed(timings, "quantize_s"):
+        progress.report("Writing the int8 model", 0, 1)
+        with atomic_path(output) as staging:
+            _write_qdq_model(prepared.model.proto, ranges, recipe, staging)
+            int8 = load_model(staging)
+            cpu_session(int8.proto).run(None, data.first_sample())
 
     int8 = replace(int8, path=output)  # the file just moved from staging; its content is what was checked
     return QuantizeResult(
@@ -118,6 +119,14 @@ def quantize_model(
         timings=timings,
         calibration_samples=data.count,
     )
+
+
+@contextmanager
+def _timed(timings: dict[str, float], phase: str) -> Iterator[None]:
+    """Record the wall time of the ``with`` block as ``timings[phase]`` (seconds)."""
+    started = time.perf_counter()
+    yield
+    timings[phase] = time.perf_counter() - started
 
 
 def ranges_read_by_quantizer(prepared: onnx.ModelProto, recipe: Recipe) -> list[str]:

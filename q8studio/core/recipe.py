@@ -9,6 +9,7 @@ from pathlib import Path
 from .clipping import METHODS
 from .errors import Q8Error
 from .fileio import atomic_write_text
+from .stats import HIST_VALUES_PER_SAMPLE
 
 GRANULARITIES = ("per-tensor", "per-channel")
 ACTIVATION_TYPES = ("uint8", "int8")
@@ -26,6 +27,8 @@ class Recipe:
     symmetric_activations: bool = False
     samples: int | None = None
     exclude: tuple[str, ...] = field(default_factory=tuple)
+    histogram_values: int = HIST_VALUES_PER_SAMPLE
+    """Values of each sample of each activation binned into its histogram (0: every value)."""
 
     def __post_init__(self) -> None:
         if self.method not in METHODS:
@@ -40,6 +43,8 @@ class Recipe:
             raise Q8Error(f"Activation type must be uint8 or int8 (got '{self.activation_type}').")
         if self.samples is not None and self.samples < 1:
             raise Q8Error(f"The sample count must be at least 1 (got {self.samples}).")
+        if self.histogram_values < 0:
+            raise Q8Error(f"The histogram values per sample must be 0 (all) or more (got {self.histogram_values}).")
         object.__setattr__(self, "exclude", tuple(self.exclude))
 
     @property

@@ -177,7 +177,8 @@ class HistogramPanel(QWidget):
         self.activation_header.setText(
             (f"{message}<br>" if message else "") +
             f"<b>{stats.name}</b> — {stats.count:,} values, observed [{fmt.number(stats.min)}, "
-            f"{fmt.number(stats.max)}]. Lines: each method's clipping range (bold = used)."
+            f"{fmt.number(stats.max)}]{_sampled_note(stats.stride)}. "
+            "Lines: each method's clipping range (bold = used)."
         )
         for index, entry in enumerate(ranges):
             self._add_method(entry, index, entry.method == chosen, stats.min < 0)
@@ -229,6 +230,11 @@ class HistogramPanel(QWidget):
     def _autorange(self) -> None:
         for plot in (self.weight_plot, self.channel_plot, self.activation_plot, self.overlay_plot, self.error_plot):
             plot.enableAutoRange()
+
+
+def _sampled_note(stride: int) -> str:
+    """Says when the histogram holds a regular sample of the values rather than all of them."""
+    return f"; histogram of every {stride:,}th value" if stride > 1 else ""
 
 
 def _legend_html(ranges: list[MethodRange], chosen: str) -> str:

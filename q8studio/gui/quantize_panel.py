@@ -223,10 +223,20 @@ class QuantizePanel(QWidget):
         self.activation_type = QComboBox()
         self.activation_type.addItems(ACTIVATION_TYPES)
         self.symmetric = QCheckBox("Symmetric activations")
+        self.histogram_values = QSpinBox()
+        self.histogram_values.setRange(0, 100_000_000)
+        self.histogram_values.setSingleStep(1024)
+        self.histogram_values.setSpecialValueText("every value")
+        self.histogram_values.setToolTip(
+            "Values of each calibration sample of an activation that enter its histogram\n"
+            "(a regular sample of large tensors; min and max always see every value).\n"
+            "More is slower and rarely moves a range."
+        )
         form.addRow("Clipping method", self.method)
         self.percentile_label, self.momentum_label = QLabel("Percentile"), QLabel("EMA momentum")
         form.addRow(self.percentile_label, self.percentile)
         form.addRow(self.momentum_label, self.momentum)
+        form.addRow("Histogram values", self.histogram_values)
         form.addRow("Weights", self.granularity)
         form.addRow("Activations", self.activation_type)
         form.addRow(self.symmetric)
@@ -432,6 +442,7 @@ class QuantizePanel(QWidget):
             symmetric_activations=self.symmetric.isChecked(),
             samples=self.samples.value() or None,
             exclude=self._exclude,
+            histogram_values=self.histogram_values.value(),
         )
 
     def set_recipe(self, recipe: Recipe) -> None:
@@ -443,6 +454,7 @@ class QuantizePanel(QWidget):
         self.activation_type.setCurrentText(recipe.activation_type)
         self.symmetric.setChecked(recipe.symmetric_activations)
         self.samples.setValue(recipe.samples or 0)
+        self.histogram_values.setValue(recipe.histogram_values)
         self.exclusions_edited.emit(recipe.exclude)
 
     def set_exclusions(self, names: tuple[str, ...]) -> None:
