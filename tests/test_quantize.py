@@ -90,6 +90,28 @@ def test_failed_symbolic_shape_inference_falls_back_and_leaves_no_files(tmp_path
     assert [(n.name, n.op_type) for n in result.float_nodes] == [("inverse", "Inverse")]
 
 
+def test_symbolic_shape_inference_runs_only_where_onnx_cannot_follow_the_shapes(cnn_path, cnn_data, tmp_path) -> None:
+    """It costs a sympy import (longer than pre-processing a small CNN) and adds nothing where ONNX's
+    own inference already shapes every tensor; a reshape to a computed shape still gets it."""
+    static = _quantize(cnn_path, cnn_data, tmp_path / "cnn.int8.onnx")
+    assert "symbolic shape inference is not needed" in " ".join(static.prepared.notes)
+    assert "Pre-processed with ONNX shape inference, graph optimisation." in static.prepared.notes
+
+    weight = numpy_helper.from_array(np.random.default_rng(5).standard_normal((8, 8)).astype(np.float32), "w")
+    graph = helper.make_graph(
+        [helper.make_node("MatMul", ["x", "w"], ["y"]), helper.make_node("Shape", ["x"], ["shape"]),
+         helper.make_node("Reshape", ["y", "shape"], ["reshaped"]), helper.make_node("Relu", ["reshaped"], ["out"])],
+        "computed_reshape",
+        [helper.make_tensor_value_info("x", TensorProto.FLOAT, ["batch", 8])],
+        [helper.make_tensor_value_info("out", TensorProto.FLOAT, ["batch", 8])],
+        [weight],
+    )
+    model_path = save(helper.make_model(graph, opset_imports=[helper.make_opsetid("", 13)]), tmp_path / "reshape.onnx")
+    data_path = write_npz(tmp_path / "x.npz", x=np.random.default_rng(6).standard_normal((4, 8)).astype(np.float32))
+    dynamic = _quantize(model_path, data_path, tmp_path / "reshape.int8.onnx")
+    assert "Pre-processed with symbolic shape inference, graph optimisation." in dynamic.prepared.notes
+
+
 def test_entropy_searches_real_thresholds(tmp_path) -> None:
     """Trap (c): onnxruntime's default entropy calibrator reproduces minmax; ours must not."""
     model_path = save(small_cnn(), tmp_path / "cnn.onnx")

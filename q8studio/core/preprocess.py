@@ -8,6 +8,7 @@ failures. We try the full path, fall back step by step, and say in the notes wha
 from __future__ import annotations
 
 import copy
+import itertools
 import logging
 import os
 import tempfile
@@ -43,10 +44,13 @@ def prepare_for_quantization(source: LoadedModel, *, per_channel: bool) -> Prepa
 
 def _pre_process(proto: onnx.ModelProto, notes: list[str]) -> onnx.ModelProto:
     batchnorms = _count(proto, "BatchNormalization")
-    attempts = (
-        ("symbolic shape inference, graph optimisation", {}),
+    attempts: list[tuple[str, dict[str, bool]]] = [
         ("ONNX shape inference, graph optimisation", {"skip_symbolic_shape": True}),
-    )
+    ]
+    if _onnx_infers_every_shape(proto):
+        notes.append("ONNX shape inference gives every tensor a shape; symbolic shape inference is not needed.")
+    else:
+        attempts.insert(0, ("symbolic shape inference, graph optimisation", {}))
     for description, options in attempts:
         try:
             result = _run_pre_process(proto, **options)
@@ -62,6 +66,29 @@ def _pre_process(proto: onnx.ModelProto, notes: list[str]) -> onnx.ModelProto:
         return result
     notes.append("Quantizing the model as loaded, without pre-processing.")
     return proto
+
+
+def _onnx_infers_every_shape(proto: onnx.ModelProto) -> bool:
+    """Whether ONNX's own shape inference types and shapes every node output (named dims allowed).
+
+    onnxruntime's symbolic shape inference exists for what ONNX cannot follow: contrib operators
+    and computed reshapes (transformers). Where ONNX follows everything it adds nothing but its
+    sympy import, which costs more than pre-processing a small model.
+    """
+    if any(node.domain not in ("", "ai.onnx") for node in proto.graph.node):
+        return False
+    try:
+        graph = onnx.shape_inference.infer_shapes(proto).graph
+    except Exception:  # the checker raises InferenceError, ValueError (>2 GB), ... by model
+        return False
+    typed = {vi.name: vi.type for vi in itertools.chain(graph.value_info, graph.output, graph.input)}
+    for name in (output for node in graph.node for output in node.output if output):
+        tensor = typed[name].tensor_type if name in typed else None
+        if tensor is None or not tensor.HasField("shape"):
+            return False
+        if any(not (dim.HasField("dim_value") or dim.HasField("dim_param")) for dim in tensor.shape.dim):
+            return False
+    return True
 
 
 def _run_pre_process(proto: onnx.ModelProto, **options: bool) -> onnx.ModelProto:
