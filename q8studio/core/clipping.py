@@ -20,6 +20,8 @@ METHODS: tuple[str, ...] = ("minmax", "percentile", "entropy", "mse", "ema")
 
 _KL_SMOOTHING = 1e-4
 """Mass moved to the reference support so the KL divergence stays finite where Q is empty."""
+_KL_CANDIDATES = 2048
+"""Most thresholds the entropy search tries on one side: TensorRT's recipe tries 2,048 bins' edges."""
 _MSE_CANDIDATES = 100
 """Thresholds per stage of the MSE search (a coarse grid over (0, max|x|], then a fine one)."""
 
@@ -240,9 +242,10 @@ def _kl_threshold(
 ) -> float:
     """Threshold on a one-sided histogram (bin 0 nearest zero) minimising KL(P || Q).
 
-    Tries every bin edge i from ``levels`` up to the last non-empty bin. P is the histogram cut
-    at i with the outliers added to its last bin; Q quantizes the cut histogram (without
-    outliers) into ``levels`` groups of near-equal size, spread evenly over each group's
+    Tries bin edges from ``levels`` up to the last non-empty bin, every one of them up to
+    :data:`_KL_CANDIDATES` (the 2,048 bins of the classic recipe), evenly spaced beyond. P is the
+    histogram cut at i with the outliers added to its last bin; Q quantizes the cut histogram
+    (without outliers) into ``levels`` groups of near-equal size, spread evenly over each group's
     non-empty bins. Q is constant on each group, so KL needs only group sums: prefix sums make
     every candidate O(levels) and the whole search vectorised. When bin 0 holds the exact zeros
     (``zero_bin_first``) it takes its neighbour's count, as in NVIDIA's calibrator: zeros are
@@ -254,18 +257,33 @@ def _kl_threshold(
     if zero_bin_first:
         h[0] = h[1]
     last = max(int(np.flatnonzero(h)[-1]) + 1, levels)
-    cuts = np.arange(levels, last + 1)
+    step = -(-(last - levels + 1) // _KL_CANDIDATES)
+    cuts = np.arange(last, levels - 1, -step)[::-1]  # the last non-empty edge is always a candidate
+    prefix = _KLPrefix.of(h)
     blocks = np.array_split(cuts, -(-cuts.size // 256))  # keeps the temporaries in cache
-    kl = np.concatenate([_kl_divergences(h, block, levels) for block in blocks])
+    kl = np.concatenate([_kl_divergences(h, prefix, block, levels) for block in blocks])
     return min(float(edges[cuts[np.argmin(kl)]]), limit)
 
 
-def _kl_divergences(h: np.ndarray, cuts: np.ndarray, levels: int) -> np.ndarray:
+@dataclass(frozen=True)
+class _KLPrefix:
+    """Prefix sums of a histogram (index i: the sum over bins < i) that every candidate cut reads."""
+
+    mass: np.ndarray
+    nonempty: np.ndarray
+    xlogx: np.ndarray
+
+    @classmethod
+    def of(cls, h: np.ndarray) -> _KLPrefix:
+        def prefix(values: np.ndarray) -> np.ndarray:
+            return np.concatenate([np.zeros(1), np.cumsum(values)])
+
+        return cls(prefix(h), prefix(h > 0), prefix(_xlogx(h)))
+
+
+def _kl_divergences(h: np.ndarray, prefix: _KLPrefix, cuts: np.ndarray, levels: int) -> np.ndarray:
     """KL(P || Q) for each cut of histogram ``h`` (see :func:`_kl_threshold`)."""
-    zero = np.zeros(1)
-    mass = np.concatenate([zero, np.cumsum(h)])
-    nonempty = np.concatenate([zero, np.cumsum(h > 0)])
-    xlogx = np.concatenate([zero, np.cumsum(_xlogx(h))])
+    mass, nonempty = prefix.mass, prefix.nonempty
     total, inside = mass[-1], mass[cuts]
     last = h[cuts - 1] + (total - inside)  # P's last bin, outliers included
     groups = (np.arange(levels + 1)[None, :] * cuts[:, None]) // levels
@@ -276,7 +294,7 @@ def _kl_divergences(h: np.ndarray, cuts: np.ndarray, levels: int) -> np.ndarray:
     q = group_mass / np.maximum(group_bins * inside[:, None], 1.0)
     q = (1.0 - _KL_SMOOTHING) * q + _KL_SMOOTHING / support[:, None]
     group_mass[:, -1] += total - inside  # now P's mass per group
-    p_log_p = (xlogx[cuts - 1] + _xlogx(last)) / total - np.log(total)
+    p_log_p = (prefix.xlogx[cuts - 1] + _xlogx(last)) / total - np.log(total)
     return p_log_p - np.sum(group_mass * np.log(q), axis=1) / total
 
 
