@@ -287,15 +287,15 @@ def _kl_divergences(h: np.ndarray, prefix: _KLPrefix, cuts: np.ndarray, levels: 
     total, inside = mass[-1], mass[cuts]
     last = h[cuts - 1] + (total - inside)  # P's last bin, outliers included
     groups = (np.arange(levels + 1)[None, :] * cuts[:, None]) // levels
-    group_mass = np.diff(mass[groups], axis=1)
-    group_bins = np.diff(nonempty[groups], axis=1)
+    group_mass = np.diff(np.take(mass, groups), axis=1)
+    group_bins = np.diff(np.take(nonempty, groups), axis=1)
     group_bins[:, -1] += (last > 0).astype(np.int64) - (h[cuts - 1] > 0)
     support = nonempty[cuts] - (h[cuts - 1] > 0) + (last > 0)
     q = group_mass / np.maximum(group_bins * inside[:, None], 1.0)
     q = (1.0 - _KL_SMOOTHING) * q + _KL_SMOOTHING / support[:, None]
     group_mass[:, -1] += total - inside  # now P's mass per group
     p_log_p = (prefix.xlogx[cuts - 1] + _xlogx(last)) / total - np.log(total)
-    return p_log_p - np.sum(group_mass * np.log(q), axis=1) / total
+    return p_log_p - np.einsum("ij,ij->i", group_mass, np.log(q)) / total
 
 
 def _xlogx(x: np.ndarray) -> np.ndarray:
