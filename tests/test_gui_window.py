@@ -120,6 +120,7 @@ def test_full_run_matches_the_core_and_table_clicks_select_nodes(qtbot, demo: Ma
     original = demo.graph.set_overlay
     monkeypatch.setattr(demo.graph, "set_overlay",
                         lambda values, **kw: (overlays.append((values, kw.get("title", ""))), original(values, **kw)))
+    demo.quantize_panel.histogram_values.setValue(1000)  # of the 4,096 values per sample of the blocks' tensors
     run = run_to_end(qtbot, demo)
     assets = demo_assets()
     model = load_model(assets.model)
@@ -159,14 +160,16 @@ def test_full_run_matches_the_core_and_table_clicks_select_nodes(qtbot, demo: Ma
     assert tree_rows(demo.inspector.tree)["Node"]["Name"] == "/block1/relu/Relu"
     tensor = "/block1/relu/Relu_output_0"
     stats = run.result.stats[tensor]
+    per_sample = int(np.prod(demo.session.model.graph.tensors[tensor].shape[1:]))
     _, counts = plotted(demo.histograms.activation_hist)
-    assert counts.sum() == stats.count
+    assert stats.count == 120 * per_sample and stats.stride == 5  # the smallest prime >= 4096/1000 not dividing it
+    assert counts.sum() == stats.hist.sum() == len(range(0, stats.count, 5))
+    assert "1 value in 5" in demo.histograms.activation_header.text()
     minmax_line = demo.histograms.method_lines["minmax"][0]
     assert minmax_line.value() == pytest.approx(run.result.ranges[tensor][1])
     assert set(demo.histograms.method_lines) == {"minmax", "percentile", "entropy", "mse", "ema"}
     _, float_counts = plotted(demo.histograms.float_hist)
     _, int8_counts = plotted(demo.histograms.int8_hist)
-    per_sample = int(np.prod(demo.session.model.graph.tensors[tensor].shape[1:]))
     assert float_counts.sum() == int8_counts.sum() == COMPARE_SAMPLES * per_sample
 
 

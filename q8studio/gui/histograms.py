@@ -234,7 +234,7 @@ class HistogramPanel(QWidget):
 
 def _sampled_note(stride: int) -> str:
     """Says when the histogram holds a regular sample of the values rather than all of them."""
-    return f"; histogram of every {stride:,}th value" if stride > 1 else ""
+    return f"; histogram of a regular sample, 1 value in {stride:,}" if stride > 1 else ""
 
 
 def _legend_html(ranges: list[MethodRange], chosen: str) -> str:
