@@ -82,6 +82,20 @@ def test_saved_recipe_reproduces_the_model(demo_run: dict[str, Path], tmp_path: 
     assert again.read_bytes() == demo_run["int8"].read_bytes()
 
 
+def test_histogram_values_reach_the_recipe_and_the_report(cnn_path: Path, cnn_data: Path, tmp_path: Path) -> None:
+    """24 samples of 8x16x16 activations: a 100-value budget bins 1 value in 23 (the smallest prime
+    >= 2048/100 that does not divide 2048); the 3x16x16 input is sampled too, 1 in 11."""
+    report_path = tmp_path / "r.json"
+    code = main(["quantize", str(cnn_path), "--calib", str(cnn_data), "--method", "percentile",
+                 "--histogram-values", "100", "-o", str(tmp_path / "m.onnx"), "--report", str(report_path)])
+    assert code == 0
+    report = json.loads(report_path.read_text())
+    assert report["recipe"]["histogram_values"] == 100
+    strides = {name: (r["histogram_stride"], r["values"]) for name, r in report["ranges"].items()}
+    assert strides["x"] == (11, 24 * 3 * 16 * 16)
+    assert (23, 24 * 8 * 16 * 16) in strides.values()
+
+
 def test_python_dash_m_runs_the_cli() -> None:
     done = subprocess.run([sys.executable, "-m", "q8studio", "inspect", str(demo_assets().model)],
                           capture_output=True, text=True, timeout=120)
@@ -106,11 +120,13 @@ def _bad_model(d: Path) -> Path:
          "percentile must be in"),
         (lambda d, m, x: ["quantize", str(m), "--calib", str(x), "-o", str(d / "o.onnx"), "--samples", "0"],
          "at least 1"),
+        (lambda d, m, x: ["quantize", str(m), "--calib", str(x), "-o", str(d / "o.onnx"), "--histogram-values", "-5"],
+         "histogram values per sample must be 0 (all) or more"),
         (lambda d, m, x: ["evaluate", str(m), str(d / "nothing.onnx"), "--data", str(x)], "No such file"),
         (lambda d, m, x: ["inspect", str(x)], "not an ONNX model"),
     ],
     ids=["missing-model", "truncated", "mismatched-data", "overwrite-source", "bad-percentile", "zero-samples",
-         "missing-int8", "npz-as-model"],
+         "negative-histogram-values", "missing-int8", "npz-as-model"],
 )
 def test_bad_input_one_line_error_nonzero_exit_no_output(tmp_path, capsys, make_args, message) -> None:
     model = save(small_cnn(), tmp_path / "cnn.onnx")

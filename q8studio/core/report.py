@@ -32,6 +32,8 @@ def quantize_report(
                 "rmax": hi,
                 "observed_min": result.stats[name].min,
                 "observed_max": result.stats[name].max,
+                "values": result.stats[name].count,
+                "histogram_stride": result.stats[name].stride,  # 1 value in this many was binned; 0: none
             }
             for name, (lo, hi) in result.ranges.items()
         },
