@@ -259,8 +259,11 @@ def results_section(models: list[tuple[Bench, list[Row], dict]], info: dict[str,
         f"{info['granularity']} weights, methods minmax / percentile / entropy.",
         "- **q8studio**: a fresh process calls `quantize_model` from q8studio's core (what `q8studio quantize` "
         "runs, minus its per-layer error report): load the model, pre-process (onnxruntime's `quant_pre_process`), "
-        "one streaming calibration pass, clipping ranges, QDQ writing and a verification run. "
-        "\"calib pass\" is the streaming calibration pass alone.",
+        "a dry run of the quantizer that finds which ranges it reads, one streaming calibration pass, clipping "
+        "ranges, QDQ writing and a verification run. \"calib pass\" is the streaming calibration pass alone "
+        "(session creation, inference and statistics: what the float floor does, plus the statistics), with "
+        "q8studio's default histogram sample (at most 8,192 values of each sample of each activation are binned; "
+        "min and max see every value).",
         "- **ORT**: a fresh process runs `quant_pre_process`, then `quantize_static` (`CalibrationMethod.MinMax / "
         "Percentile / Entropy`, default extra options) with a `CalibrationDataReader` streaming the same samples "
         "from the .npz; both steps are in the time. Defaults matter: Percentile is symmetric on |x| with 2048 bins; "
