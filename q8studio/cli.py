@@ -79,7 +79,7 @@ def build_parser() -> argparse.ArgumentParser:
     quantize.add_argument("--samples", type=int, metavar="N", help="use at most N calibration samples")
     quantize.add_argument("--histogram-values", type=int, metavar="N",
                           help="values of each sample of an activation binned into its histogram "
-                               "(default 16384; 0 = all); min and max always see every value")
+                               "(default 8192; 0 = all); min and max always see every value")
     quantize.add_argument("--activations", choices=("uint8", "int8"))
     quantize.add_argument("--symmetric-activations", action="store_true", default=None)
     quantize.add_argument("--exclude", nargs="+", default=None, metavar="NODE_NAME", help="keep these nodes in float")

@@ -96,6 +96,15 @@ def test_histogram_values_reach_the_recipe_and_the_report(cnn_path: Path, cnn_da
     assert (23, 24 * 8 * 16 * 16) in strides.values()
 
 
+def test_histogram_values_help_states_the_real_default(capsys: pytest.CaptureFixture[str]) -> None:
+    """The help is written out (cli imports no numpy for --help), so it is checked against the code."""
+    from q8studio.core.stats import HIST_VALUES_PER_SAMPLE
+
+    with pytest.raises(SystemExit):
+        main(["quantize", "--help"])
+    assert f"(default {HIST_VALUES_PER_SAMPLE}; 0 = all)" in " ".join(capsys.readouterr().out.split())
+
+
 def test_python_dash_m_runs_the_cli() -> None:
     done = subprocess.run([sys.executable, "-m", "q8studio", "inspect", str(demo_assets().model)],
                           capture_output=True, text=True, timeout=120)

@@ -197,6 +197,10 @@ def test_small_tensors_and_a_zero_budget_bin_every_value() -> None:
         assert stats.stride == 1 and stats.hist.sum() == values.size
 
 
+def is_prime(n: int) -> bool:
+    return n >= 2 and all(n % d for d in range(2, math.isqrt(n) + 1))
+
+
 @settings(max_examples=200, deadline=None)
 @given(st.integers(1, 2_000_000), st.integers(1, 50_000))
 def test_sampling_stride_is_the_smallest_prime_that_reaches_every_position(size: int, budget: int) -> None:
@@ -204,10 +208,9 @@ def test_sampling_stride_is_the_smallest_prime_that_reaches_every_position(size:
     if size <= budget:
         assert stride == 1
         return
-    assert stride * budget >= size and size % stride != 0
-    assert all(stride % d for d in range(2, math.isqrt(stride) + 1))
+    assert stride * budget >= size and size % stride != 0 and is_prime(stride)
     smaller = range(-(-size // budget), stride)
-    assert not any(size % n and all(n % d for d in range(2, math.isqrt(n) + 1)) and n > 1 for n in smaller)
+    assert not any(is_prime(n) and size % n for n in smaller)
 
 
 def test_sample_reaches_every_channel_of_a_channels_last_tensor() -> None:
