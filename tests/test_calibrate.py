@@ -5,12 +5,14 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from q8studio.core.calibrate import collect_statistics, tensors_to_calibrate, with_outputs
+from q8studio.core.calibrate import concat_parts, collect_statistics, tensors_to_calibrate, with_outputs
 from q8studio.core.data import load_data
 from q8studio.core.demo import demo_assets
 from q8studio.core.model import load_model
 from q8studio.core.session import cpu_session
 from q8studio.core.stats import collect_tensor_stats
+
+from builders import light_model, save, write_npz
 
 
 @pytest.mark.parametrize("histogram_values", [0, 1000])
@@ -35,3 +37,41 @@ def test_streamed_pass_equals_one_shot_statistics_of_every_activation(histogram_
         per_sample = everything[name][0].size
         assert got.count == 37 * per_sample
         assert (got.stride > 1) == (0 < histogram_values < per_sample)
+
+
+@pytest.mark.parametrize("histogram_values", [0, 8192])
+def test_concat_outputs_of_squeezenet_are_combined_from_their_inputs(tmp_path, histogram_values: int) -> None:
+    """SqueezeNet's eight Concats are not run out of ONNX Runtime: their statistics come from their
+    inputs', and equal those of the Concat outputs themselves (histograms bit for bit when every value
+    is binned; a regular sample of the same values, at the parts' stride, when sampled)."""
+    model = load_model(save(light_model("squeezenet"), tmp_path / "squeezenet.onnx"))
+    images = np.random.default_rng(0).random((3, 3, 224, 224), dtype=np.float32)
+    data = load_data(write_npz(tmp_path / "calib.npz", data_0=images), model)
+    names = tensors_to_calibrate(model.proto)
+    combined = concat_parts(model.proto, names)
+    assert len(combined) == 8 and all(len(parts) == 2 for parts in combined.values())
+
+    streamed = collect_statistics(model, data, names=names, histogram_values=histogram_values)
+
+    session = cpu_session(with_outputs(model.proto, list(combined)))
+    per_image = [session.run(list(combined), {"data_0": image[None]}) for image in images]  # batch axis is 1
+    for i, (name, parts) in enumerate(combined.items()):
+        got, direct = streamed[name], collect_tensor_stats([outputs[i] for outputs in per_image], name=name)
+        assert got.parts == tuple(parts)
+        assert (got.count, got.min, got.max, got.bound) == (direct.count, direct.min, direct.max, direct.bound)
+        assert (got.ema_min, got.ema_max) == (direct.ema_min, direct.ema_max)
+        part_strides = {streamed[part].stride for part in parts}
+        if histogram_values == 0:
+            np.testing.assert_array_equal(got.hist, direct.hist)
+        else:
+            assert part_strides == {got.stride} and got.stride > 1
+            assert got.hist.sum() == sum(streamed[part].hist.sum() for part in parts)
+
+
+def test_a_concat_with_an_input_not_calibrated_is_run_out_as_usual(tmp_path) -> None:
+    model = load_model(save(light_model("squeezenet"), tmp_path / "squeezenet.onnx")).proto
+    names = tensors_to_calibrate(model)
+    first_concat = next(n for n in model.graph.node if n.op_type == "Concat")
+    without_one_input = [name for name in names if name != first_concat.input[0]]
+    assert first_concat.output[0] not in concat_parts(model, without_one_input)
+    assert len(concat_parts(model, without_one_input)) == 7

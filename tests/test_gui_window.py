@@ -25,8 +25,10 @@ from q8studio.core.evaluate import compare_models
 from q8studio.core.imagefolder import ImageFolderSource, ImagePreprocessing
 from q8studio.core.model import load_model
 from q8studio.core.recipe import Recipe
+from q8studio.core.stats import BatchExtent, TensorStats
 from q8studio.core.tensorview import display_image, weight_histogram
 from q8studio.gui import formatting as fmt
+from q8studio.gui.histograms import HistogramPanel
 from q8studio.gui.main_window import COMPARE_SAMPLES, MainWindow
 from q8studio.gui.quantize_panel import PREVIEW_PIXELS
 from q8studio.gui.results_panel import COLUMNS
@@ -342,3 +344,18 @@ def test_keyboard_shortcuts(qtbot, demo: MainWindow) -> None:
         assert demo.runner.busy
         qtbot.keyClick(demo, Qt.Key.Key_Escape)
     assert blocker.args == ["cancelled"]
+
+
+def test_histogram_header_says_when_a_concat_histogram_combines_its_inputs(qtbot) -> None:
+    rng = np.random.default_rng(0)
+    parts = [TensorStats("left", values_per_sample=10), TensorStats("right", values_per_sample=10)]
+    concat = TensorStats("cat", values_per_sample=10, parts=("left", "right"))
+    concat.add_extent(BatchExtent.union(p.update(rng.random((2, 50), dtype=np.float32)) for p in parts))
+    concat.combine_histograms(parts)
+    panel = HistogramPanel()
+    qtbot.addWidget(panel)
+    panel.show_activation(concat, (concat.hist, concat.edges), [], "minmax")
+    header = panel.activation_header.text()
+    assert "histogram combined from its inputs left, right (regular samples, 1 value in 7)" in header
+    _, counts = plotted(panel.activation_hist)
+    assert counts.sum() == 2 * len(range(0, 100, 7))  # 7: the smallest prime >= 50/10 not dividing 50

@@ -18,6 +18,7 @@ from q8studio.core.model import load_model
 from q8studio.core.progress import CancelToken, Progress
 from q8studio.core.quantize import quantize_model
 from q8studio.core.recipe import Recipe
+from q8studio.core.report import quantize_report
 from q8studio.core.session import cpu_session
 
 
@@ -72,6 +73,11 @@ def test_per_channel_on_old_opset_model_is_upgraded_and_runs(tmp_path) -> None:
     assert any(a.name == "axis" for n in proto.graph.node if n.op_type == "DequantizeLinear" for a in n.attribute)
     out = cpu_session(proto).run(None, {"data_0": images[:1]})[0]
     assert out.shape == (1, 1000, 1, 1) and np.isfinite(out).all()
+    # its Concats' ranges come from their inputs' statistics, and the report says so
+    concats = {n.output[0]: list(n.input) for n in result.prepared.model.proto.graph.node if n.op_type == "Concat"}
+    ranges = quantize_report(result, source=model_path, calibration="calib.npz")["ranges"]
+    assert {name: r["combined_from"] for name, r in ranges.items() if r["combined_from"]} == concats
+    assert len(concats) == 8
 
 
 def test_failed_symbolic_shape_inference_falls_back_and_leaves_no_files(tmp_path, monkeypatch) -> None:

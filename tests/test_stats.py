@@ -12,7 +12,7 @@ from hypothesis import strategies as st
 from hypothesis.extra import numpy as hnp
 
 from q8studio.core.errors import Q8Error
-from q8studio.core.stats import HIST_BINS, TensorStats, collect_tensor_stats, sampling_stride
+from q8studio.core.stats import HIST_BINS, BatchExtent, TensorStats, collect_tensor_stats, sampling_stride
 
 
 def reference_bound(values: np.ndarray) -> float:
@@ -221,3 +221,61 @@ def test_sample_reaches_every_channel_of_a_channels_last_tensor() -> None:
     first_sample = positions[: (height * width * channels) // stride]
     assert set(first_sample % channels) == set(range(channels))
     assert len(set(positions % stride)) > 1  # the offset moves between samples
+
+
+def concat_of(parts: list[TensorStats], batches: list[list[np.ndarray]], name: str = "cat") -> TensorStats:
+    """Statistics of a Concat built the way calibration builds them: parts updated batch by batch,
+    the Concat given each batch's union extent, then the parts' histograms combined."""
+    combined = TensorStats(name, values_per_sample=parts[0].values_per_sample, parts=tuple(p.name for p in parts))
+    for batch in batches:
+        combined.add_extent(BatchExtent.union(part.update(values) for part, values in zip(parts, batch)))
+    combined.combine_histograms(parts)
+    return combined
+
+
+def test_concat_statistics_from_its_parts_equal_those_of_the_concatenated_values() -> None:
+    """Parts with different bounds (one all zeros) and every value binned: bit for bit the one-shot
+    statistics of the concatenation along channels, EMA included (it sees each batch's union)."""
+    rng = np.random.default_rng(5)
+    wide = (rng.standard_normal((9, 4, 5, 5)) * 3.0).astype(np.float32)
+    narrow = rng.uniform(0.0, 0.3, (9, 2, 5, 5)).astype(np.float32)
+    zeros = np.zeros((9, 1, 5, 5), np.float32)
+    wide[4, 0, 0, 0] = 8.0  # a value on the final bound, which must leave the last bin of the parts
+    splits = ((0, 2), (2, 3), (3, 9))
+    parts = [TensorStats(n) for n in ("wide", "narrow", "zeros")]
+    combined = concat_of(parts, [[a[s:e] for a in (wide, narrow, zeros)] for s, e in splits])
+
+    concatenated = np.concatenate([wide, narrow, zeros], axis=1)
+    direct = TensorStats("direct")
+    for s, e in splits:
+        direct.update(concatenated[s:e])
+    assert (combined.count, combined.min, combined.max, combined.bound, combined.at_bound, combined.stride) == (
+        direct.count, direct.min, direct.max, direct.bound, direct.at_bound, direct.stride)
+    assert (combined.ema_min, combined.ema_max) == (direct.ema_min, direct.ema_max)
+    np.testing.assert_array_equal(combined.hist, direct.hist)
+    assert combined.parts == ("wide", "narrow", "zeros")
+
+
+def test_concat_of_differently_sampled_parts_weights_each_value_by_its_stride() -> None:
+    """A part binned 1 value in 11 counts 11 times as much as one binned every value (the gcd, 1)."""
+    rng = np.random.default_rng(6)
+    big = rng.standard_normal((3, 10_000)).astype(np.float32)
+    small = rng.uniform(5.0, 6.0, (3, 500)).astype(np.float32)
+    parts = [TensorStats("big", values_per_sample=1000), TensorStats("small", values_per_sample=1000)]
+    combined = concat_of(parts, [[big, small]])
+    assert (parts[0].stride, parts[1].stride, combined.stride) == (11, 1, 1)
+    assert combined.count == big.size + small.size and combined.max == float(small.max())
+    expected = 11 * reference_hist(big.ravel()[::11], 8.0) + reference_hist(small, 8.0)
+    np.testing.assert_array_equal(combined.hist, expected)
+    same_stride = concat_of([TensorStats("a", values_per_sample=1000), TensorStats("b", values_per_sample=1000)],
+                            [[big, big * 2]])
+    assert same_stride.stride == 11 and same_stride.hist.sum() == 2 * big.ravel()[::11].size
+
+
+def test_batch_extent_union_and_empty_batches() -> None:
+    stats = TensorStats("t")
+    assert stats.update(np.zeros((0, 3), np.float32)).count == 0
+    union = BatchExtent.union([BatchExtent(4, -1.0, 2.0), stats.update(np.array([3.0, 0.5], np.float32))])
+    assert union == BatchExtent(6, -1.0, 3.0)
+    stats.add_extent(BatchExtent.union([]))  # an empty union changes nothing
+    assert (stats.count, stats.min, stats.max) == (2, 0.5, 3.0)

@@ -2,7 +2,8 @@
 
 The model is run with those tensors exposed as extra outputs; each batch's values update
 :class:`~q8studio.core.stats.TensorStats` and are dropped at once, so memory does not grow
-with the number of samples (onnxruntime's own histogram calibrators keep them all).
+with the number of samples (onnxruntime's own histogram calibrators keep them all). A Concat
+whose inputs are all calibrated is not exposed: its statistics are its inputs' combined.
 """
 
 from __future__ import annotations
@@ -19,7 +20,7 @@ from .model import LoadedModel
 from .optypes import QDQ_QUANTIZABLE_OPS
 from .progress import NO_PROGRESS, Progress
 from .session import cpu_session
-from .stats import TensorStats
+from .stats import BatchExtent, TensorStats
 
 _FLOAT_ELEM_TYPES = {onnx.TensorProto.FLOAT, onnx.TensorProto.FLOAT16}
 
@@ -52,6 +53,23 @@ def with_outputs(model: onnx.ModelProto, names: list[str]) -> onnx.ModelProto:
     return augmented
 
 
+def concat_parts(model: onnx.ModelProto, names: list[str]) -> dict[str, list[str]]:
+    """The Concat outputs among ``names`` whose inputs are all among ``names``, with those inputs.
+
+    A Concat's output holds exactly its inputs' values, so its statistics follow from theirs; not
+    exposing it spares ONNX Runtime copying out the largest activations of an Inception- or
+    SqueezeNet-style model (a third of SqueezeNet's calibrated values) and numpy scanning them
+    again. Graph order, so a Concat of Concats comes after its parts.
+    """
+    wanted = set(names)
+    return {
+        node.output[0]: list(node.input)
+        for node in model.graph.node
+        if node.op_type == "Concat" and node.output[0] in wanted and node.input
+        and all(name in wanted for name in node.input)
+    }
+
+
 def batch_size_for(model: LoadedModel, preferred: int = 8) -> int:
     """Run several samples per call when the model's batch axis allows it (faster), else one."""
     sizes = set()
@@ -80,24 +98,33 @@ def collect_statistics(
     two batches of activations are alive at once, whatever the number of samples.
     """
     names = tensors_to_calibrate(model.proto) if names is None else names
-    session = cpu_session(with_outputs(model.proto, names))
+    combined = concat_parts(model.proto, names)
+    exposed = [name for name in names if name not in combined]
+    session = cpu_session(with_outputs(model.proto, exposed))
     stats = {
-        name: TensorStats(name, momentum=ema_momentum, histogram=histograms, values_per_sample=histogram_values)
+        name: TensorStats(
+            name, momentum=ema_momentum, histogram=histograms, values_per_sample=histogram_values,
+            parts=tuple(combined.get(name, ())),
+        )
         for name in names
     }
     done = 0
     progress.report("Calibrating", 0, data.count)
     with ThreadPoolExecutor(max_workers=1, thread_name_prefix="q8studio-calibrate") as runner:
         batches = data.batches(batch_size_for(model))
-        pending = _submit(runner, session, names, next(batches, None))
+        pending = _submit(runner, session, exposed, next(batches, None))
         while pending is not None:
             values, size = pending.result()
-            pending = _submit(runner, session, names, next(batches, None))
-            for name, value in zip(names, values):
-                stats[name].update(value)
+            pending = _submit(runner, session, exposed, next(batches, None))
+            extents = {name: stats[name].update(value) for name, value in zip(exposed, values)}
+            for name, parts in combined.items():
+                extents[name] = BatchExtent.union(extents[part] for part in parts)
+                stats[name].add_extent(extents[name])
             del values
             done += size
             progress.report("Calibrating", done, data.count)
+    for name, parts in combined.items():
+        stats[name].combine_histograms([stats[part] for part in parts])
     return stats
 
 

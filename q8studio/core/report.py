@@ -34,6 +34,7 @@ def quantize_report(
                 "observed_max": result.stats[name].max,
                 "values": result.stats[name].count,
                 "histogram_stride": result.stats[name].stride,  # 1 value in this many was binned; 0: none
+                "combined_from": list(result.stats[name].parts),  # a Concat's statistics are its inputs'
             }
             for name, (lo, hi) in result.ranges.items()
         },

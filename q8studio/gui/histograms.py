@@ -177,7 +177,7 @@ class HistogramPanel(QWidget):
         self.activation_header.setText(
             (f"{message}<br>" if message else "") +
             f"<b>{stats.name}</b> — {stats.count:,} values, observed [{fmt.number(stats.min)}, "
-            f"{fmt.number(stats.max)}]{_sampled_note(stats.stride)}. "
+            f"{fmt.number(stats.max)}]{_histogram_note(stats)}. "
             "Lines: each method's clipping range (bold = used)."
         )
         for index, entry in enumerate(ranges):
@@ -232,9 +232,14 @@ class HistogramPanel(QWidget):
             plot.enableAutoRange()
 
 
-def _sampled_note(stride: int) -> str:
-    """Says when the histogram holds a regular sample of the values rather than all of them."""
-    return f"; histogram of a regular sample, 1 value in {stride:,}" if stride > 1 else ""
+def _histogram_note(stats: TensorStats) -> str:
+    """Says when the histogram is not simply every value of this tensor: a regular sample of them,
+    or the combination of the histograms of a Concat's inputs."""
+    sample = f"1 value in {stats.stride:,}" if stats.stride > 1 else ""
+    if stats.parts:
+        combined = f"; histogram combined from its inputs {', '.join(stats.parts)}"
+        return f"{combined} (regular samples, {sample})" if sample else combined
+    return f"; histogram of a regular sample, {sample}" if sample else ""
 
 
 def _legend_html(ranges: list[MethodRange], chosen: str) -> str:
