@@ -38,10 +38,10 @@ HIST_VALUES_PER_SAMPLE: int = 8192
 """Calibration's default cap on the values of one sample of one tensor that enter its histogram.
 
 On a 224x224 SqueezeNet with 200 samples (benchmarks/histogram_sampling.py), binning every value
-made the calibration pass 4.5-5x plain inference, this cap 1.7-1.9x. Percentile and MSE ranges
-moved by a median 0.1-0.6% from those of every value, less than calibrating on another 200 samples
-moves them (0.3-0.9%); entropy ranges 3% (1.6% for another calibration set), with the same largest
-move (10%). int8 top-1 agreement with float stayed within its sampling noise.
+made the calibration pass 3x plain inference, this cap 1.5x. Percentile and MSE ranges moved by
+a median 0.1-0.6% from those of every value, less than calibrating on another 200 samples moves
+them (0.3-0.9%); entropy ranges 3% (1.6% for another calibration set), with a smaller largest move
+(8% against 10%). int8 top-1 agreement with float stayed within its sampling noise.
 """
 
 
