@@ -124,8 +124,12 @@ def score(float_path: Path, data_path: Path, samples: int | None, latency_runs: 
     for path in int8_paths:
         int8 = load_model(path)
         float_ms, int8_ms = measure_latency(float_model, int8, data, runs=latency_runs)
-        agreement = float(np.mean(predictions(int8, data) == truth))
-        models[str(path)] = {"score": agreement, "latency_ms": [float_ms, int8_ms]}
+        predicted = predictions(int8, data)
+        models[str(path)] = {
+            "score": float(np.mean(predicted == truth)),
+            "changed": int(np.count_nonzero(predicted != reference)),  # samples whose top-1 differs from float's
+            "latency_ms": [float_ms, int8_ms],
+        }
     return {
         "labelled": data.labels is not None,
         "count": data.count,

@@ -35,6 +35,7 @@ class Run:
     phases: dict[str, float] = field(default_factory=dict)
     batch: int = 0
     score: float | None = None
+    changed: int | None = None  # evaluation samples whose int8 top-1 differs from the float model's
     latency_ms: tuple[float, float] | None = None  # (float model, int8 model)
 
     @property
@@ -193,8 +194,17 @@ def target_lines(rows: list[Row]) -> list[str]:
         f"end to end: {_verdict(floor, FLOOR_RATIO_TARGET)} ({_figures(floor, _times)}); calibration pass alone: "
         f"{_verdict(floor_pass, FLOOR_RATIO_TARGET)} ({_figures(floor_pass, _times)})",
         "- q8studio int8 accuracy no worse than quantize_static's (same method and granularity): "
-        f"{_verdict([(k, _neg(v)) for k, v in advantage], 0.0)} (q8studio − ORT: {_figures(advantage, _points)})",
+        f"{_verdict([(k, _neg(v)) for k, v in advantage], 0.0)} (q8studio − ORT: {_figures(advantage, _points)})"
+        f"{_changed_note(rows)}",
     ]
+
+
+def _changed_note(rows: list[Row]) -> str:
+    """How many evaluation samples each int8 model predicts differently from the float model, on the rows
+    where q8studio scores lower: whether a gap is a systematic loss or one or two flipped samples."""
+    behind = [row for row in rows if (_accuracy_advantage(row) or 0.0) < 0]
+    counts = ", ".join(f"{row.method} N={row.samples} {row.q8.changed} vs {row.ort.changed}" for row in behind)
+    return f"; top-1 changed from float's, q8studio vs ORT: {counts}" if behind else ""
 
 
 def _rss_growth(low: Row, high: Row) -> float | None:
