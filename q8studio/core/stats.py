@@ -80,6 +80,18 @@ def _double_bins(hist: np.ndarray) -> np.ndarray:
     return out
 
 
+def _rebinned(hist: np.ndarray, at_bound: int, bound: float, target: float) -> tuple[np.ndarray, int]:
+    """The histogram and at-bound count over ``[-target, target]`` from those over ``[-bound, bound]``
+    (``target = bound * 2**k``; the input is not modified). Bin pairs merge, and the ``at_bound``
+    values equal to +bound leave the merged last bin for the one where +bound now falls."""
+    while bound < target:
+        hist = _double_bins(hist)
+        hist[3 * HIST_BINS // 4 - 1] -= at_bound  # where the old last bin went
+        hist[3 * HIST_BINS // 4] += at_bound
+        at_bound, bound = 0, bound * 2.0
+    return hist, at_bound
+
+
 def _bin_into(hist: np.ndarray, values: np.ndarray, bound: float) -> None:
     """Add float32 ``values`` (all within ``[-bound, bound]``) to ``hist`` in place.
 
@@ -212,29 +224,18 @@ class TensorStats:
         self.hist = np.zeros(HIST_BINS, dtype=np.int64)
         self.at_bound = 0
         for part in seen:
-            hist, at_bound = part._rebinned(self.bound)
+            hist, at_bound = _rebinned(part.hist, part.at_bound, part.bound, self.bound)
             weight = part.stride // self.stride
             self.hist += weight * hist
             self.at_bound += weight * at_bound
-
-    def _rebinned(self, bound: float) -> tuple[np.ndarray, int]:
-        """This histogram and its at-bound count over ``[-bound, bound]``, a bound >= this one's (or any, for all zeros)."""
-        grown = TensorStats(self.name, count=self.count, min=self.min, max=self.max, bound=self.bound,
-                            hist=self.hist.copy(), at_bound=self.at_bound)
-        grown._grow(bound)
-        return grown.hist, grown.at_bound
 
     def _grow(self, bound: float) -> None:
         """Re-bin the histogram for a larger ``bound`` by merging bin pairs (exact)."""
         if self.max_abs == 0.0:  # nothing but zeros so far: only bin N/2 is used, valid for any bound
             self.bound = bound
             return
-        while self.bound < bound:
-            self.hist[-1] -= self.at_bound
-            self.hist = _double_bins(self.hist)
-            self.hist[3 * HIST_BINS // 4] += self.at_bound  # where +old_bound falls under the new bound
-            self.at_bound = 0
-            self.bound *= 2.0
+        self.hist, self.at_bound = _rebinned(self.hist, self.at_bound, self.bound, bound)
+        self.bound = max(self.bound, bound)
 
     def _update_ema(self, lo: float, hi: float) -> None:
         if self.ema_min is None or self.ema_max is None:
