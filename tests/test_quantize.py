@@ -96,6 +96,27 @@ def test_failed_symbolic_shape_inference_falls_back_and_leaves_no_files(tmp_path
     assert [(n.name, n.op_type) for n in result.float_nodes] == [("inverse", "Inverse")]
 
 
+def test_pre_processing_changes_the_working_directory_only_for_symbolic_shape_inference(
+    cnn_path, cnn_data, tmp_path, monkeypatch
+) -> None:
+    """The working directory belongs to the whole process, the GUI thread included: only the
+    symbolic step, which may drop a scratch file there, runs in a private one."""
+    moves: list[str] = []
+    real_chdir = os.chdir
+
+    def recording_chdir(folder: str) -> None:
+        moves.append(str(folder))
+        real_chdir(folder)
+
+    monkeypatch.setattr(os, "chdir", recording_chdir)
+    _quantize(cnn_path, cnn_data, tmp_path / "cnn.int8.onnx")
+    assert moves == []
+
+    _quantize(save(inverse_model(), tmp_path / "inverse.onnx"), write_npz(tmp_path / "x.npz", x=inverse_inputs()),
+              tmp_path / "inverse.int8.onnx")
+    assert len(moves) == 2 and "q8studio-prep-" in moves[0] and moves[1] == os.getcwd()
+
+
 def test_symbolic_shape_inference_runs_only_where_onnx_cannot_follow_the_shapes(cnn_path, cnn_data, tmp_path) -> None:
     """It costs a sympy import (longer than pre-processing a small CNN) and adds nothing where ONNX's
     own inference already shapes every tensor; a reshape to a computed shape still gets it."""

@@ -12,7 +12,7 @@ import itertools
 import logging
 import os
 import tempfile
-from contextlib import contextmanager
+from contextlib import contextmanager, nullcontext
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Iterator
@@ -92,13 +92,19 @@ def _onnx_infers_every_shape(proto: onnx.ModelProto) -> bool:
 
 
 def _run_pre_process(proto: onnx.ModelProto, **options: bool) -> onnx.ModelProto:
-    """quant_pre_process in a private folder and working directory, with its logging silenced.
+    """quant_pre_process in a private folder, with its logging silenced.
 
     It gets a copy: on its fallback path it moves the weights out of the protobuf it is handed.
+    Symbolic shape inference, when it fails, saves ``sym_shape_infer_temp.onnx`` into the working
+    directory; only that step runs with the private folder as working directory, because changing
+    it affects every thread of the process (the GUI's too).
     """
-    with tempfile.TemporaryDirectory(prefix="q8studio-prep-") as tmp, _quiet_onnxruntime(), _inside(tmp):
+    symbolic = not options.get("skip_symbolic_shape", False)
+    with tempfile.TemporaryDirectory(prefix="q8studio-prep-") as tmp, _quiet_onnxruntime():
+        scratch = _working_directory(tmp) if symbolic else nullcontext()
         output = Path(tmp) / "prepared.onnx"
-        quant_pre_process(copy.deepcopy(proto), str(output), **options)
+        with scratch:
+            quant_pre_process(copy.deepcopy(proto), str(output), **options)
         if not output.is_file():
             raise Q8Error("pre-processing wrote no model")
         return onnx.load(str(output))
@@ -142,8 +148,8 @@ def _quiet_onnxruntime() -> Iterator[None]:
 
 
 @contextmanager
-def _inside(folder: str) -> Iterator[None]:
-    """Some onnxruntime steps write scratch files to the working directory; keep them in ``folder``."""
+def _working_directory(folder: str) -> Iterator[None]:
+    """Run the block with ``folder`` as the working directory, then restore the previous one."""
     previous = os.getcwd()
     os.chdir(folder)
     try:
