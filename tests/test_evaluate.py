@@ -33,6 +33,23 @@ def test_error_accumulator_matches_direct_formulas_across_batches() -> None:
     assert acc.max_abs == pytest.approx(np.abs(noise).max())
 
 
+def test_error_accumulator_on_float32_activations_is_as_exact_as_float64() -> None:
+    """Activations arrive as float32; summing them in chunks must not cost the float64 accuracy."""
+    rng = np.random.default_rng(1)
+    reference = np.maximum(rng.standard_normal((4, 64, 56, 56)), 0).astype(np.float32)  # a ReLU output
+    approx = (np.round(reference / 0.02) * 0.02).astype(np.float32)  # its quantize-dequantize
+    acc = ErrorAccumulator()
+    acc.update(reference[:3], approx[:3])
+    acc.update(reference[3:], approx[3:])
+    r, q = reference.astype(np.float64).ravel(), approx.astype(np.float64).ravel()
+    assert acc.count == r.size
+    assert acc.signal == pytest.approx(r @ r, rel=1e-6)
+    assert acc.noise == pytest.approx((r - q) @ (r - q), rel=1e-6)
+    assert acc.dot == pytest.approx(r @ q, rel=1e-6)
+    assert acc.approx == pytest.approx(q @ q, rel=1e-6)
+    assert acc.max_abs == pytest.approx(np.abs(r - q).max(), rel=1e-6)
+
+
 def _conv_head_model():
     """A classifier whose head is a convolution: logits shaped [N, 10, 1, 1], as in squeezenet."""
     w = numpy_helper.from_array(np.random.default_rng(2).standard_normal((10, 3, 4, 4)).astype(np.float32), "w")
