@@ -10,14 +10,13 @@ from __future__ import annotations
 
 import copy
 import itertools
-from concurrent.futures import Future, ThreadPoolExecutor
 
 import numpy as np
 import onnx
-from onnxruntime import InferenceSession
 from .data import Dataset
 from .model import LoadedModel
 from .optypes import QDQ_QUANTIZABLE_OPS
+from .prefetch import prefetched
 from .progress import NO_PROGRESS, Progress
 from .session import cpu_session
 from .stats import BatchExtent, TensorStats
@@ -94,9 +93,8 @@ def collect_statistics(
     tensor onnxruntime might quantize), with histograms unless ``histograms`` is False, each
     binning at most ``histogram_values`` values of a sample (0: all).
 
-    Inference of the next batch runs in a worker thread while this one updates the statistics:
-    onnxruntime releases the GIL, numpy's histogramming holds it, so the two overlap. At most
-    two batches of activations are alive at once, whatever the number of samples.
+    Inference of the next batch runs while this one updates the statistics (:func:`prefetched`),
+    and only a few batches of activations are alive at once, whatever the number of samples.
     """
     names = tensors_to_calibrate(model.proto) if names is None else names
     combined = concat_parts(model.proto, names)
@@ -111,28 +109,15 @@ def collect_statistics(
     }
     done = 0
     progress.report("Calibrating", 0, data.count)
-    with ThreadPoolExecutor(max_workers=1, thread_name_prefix="q8studio-calibrate") as runner:
-        batches = data.batches(batch_size_for(model))
-        pending = _submit(runner, session, exposed, next(batches, None))
-        while pending is not None:
-            values, size = pending.result()
-            pending = _submit(runner, session, exposed, next(batches, None))
-            extents = {name: stats[name].update(value) for name, value in zip(exposed, values)}
-            for name, parts in combined.items():
-                extents[name] = BatchExtent.union(extents[part] for part in parts)
-                stats[name].add_extent(extents[name])
-            del values
-            done += size
-            progress.report("Calibrating", done, data.count)
+    batches = data.batches(batch_size_for(model))
+    for feed, values in prefetched(lambda feed: session.run(exposed, feed), batches):
+        extents = {name: stats[name].update(value) for name, value in zip(exposed, values)}
+        for name, parts in combined.items():
+            extents[name] = BatchExtent.union(extents[part] for part in parts)
+            stats[name].add_extent(extents[name])
+        done += len(next(iter(feed.values())))
+        progress.report("Calibrating", done, data.count)
     for name, parts in combined.items():
         stats[name].combine_histograms([stats[part] for part in parts])
     return stats
 
-
-def _submit(
-    runner: ThreadPoolExecutor, session: InferenceSession, names: list[str], feed: dict[str, np.ndarray] | None
-) -> Future[tuple[list[np.ndarray], int]] | None:
-    if feed is None:
-        return None
-    size = len(next(iter(feed.values())))
-    return runner.submit(lambda: (session.run(names, feed), size))

@@ -17,6 +17,7 @@ from .calibrate import batch_size_for, with_outputs
 from .data import Dataset
 from .metrics import ErrorAccumulator
 from .model import LoadedModel
+from .prefetch import prefetched
 from .progress import NO_PROGRESS, Progress
 from .session import cpu_session
 
@@ -131,7 +132,10 @@ def compare_models(
 def analyse_errors(
     float_model: LoadedModel, int8_model: LoadedModel, data: Dataset, *, progress: Progress = NO_PROGRESS
 ) -> ErrorAnalysis:
-    """Run both models over ``data`` with intermediate tensors exposed and accumulate their differences."""
+    """Run both models over ``data`` with intermediate tensors exposed and accumulate their differences.
+
+    The next batch runs while this one's differences are summed (:func:`prefetched`).
+    """
     outputs = list(float_model.graph.outputs)
     pairs = {
         name: dq for name, dq in dequantized_counterparts(int8_model).items()
@@ -147,9 +151,12 @@ def analyse_errors(
     top1 = _Top1(data.labels)
     done = 0
     progress.report("Comparing", 0, data.count)
-    for feed in data.batches(batch_size_for(float_model)):
-        float_values = dict(zip(float_names, float_session.run(float_names, feed)))
-        int8_values = dict(zip(int8_names, int8_session.run(int8_names, feed)))
+    def run_both(feed: dict[str, np.ndarray]) -> tuple[list[np.ndarray], list[np.ndarray]]:
+        return float_session.run(float_names, feed), int8_session.run(int8_names, feed)
+
+    for feed, (float_run, int8_run) in prefetched(run_both, data.batches(batch_size_for(float_model))):
+        float_values = dict(zip(float_names, float_run))
+        int8_values = dict(zip(int8_names, int8_run))
         for name, int8_name in zip(outputs, int8_model.graph.outputs):
             output_errors[name].update(float_values[name], int8_values[int8_name])
         for name, dq in pairs.items():
