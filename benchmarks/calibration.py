@@ -21,7 +21,6 @@ import argparse
 import datetime
 import json
 import os
-import signal
 import subprocess
 import sys
 import tempfile
@@ -29,6 +28,7 @@ import time
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 
+from watchdog import Limits, watch
 from calibration_report import Row, Run, machine_section, progress_line, results_section, update_results_file
 
 BENCH_DIR = Path(__file__).resolve().parent
@@ -40,8 +40,6 @@ METHODS = ("minmax", "percentile", "entropy")
 PERCENTILE = 99.999  # onnxruntime's Percentile default; q8studio's own default (99.99) is overridden
 GRANULARITY = "per-channel"
 SQUEEZENET_EVAL = 200
-POLL_S = 0.2
-MIN_AVAILABLE_BYTES = 1 << 30  # a worker is also killed when the machine gets this close to running out
 
 
 @dataclass(frozen=True)
@@ -60,14 +58,6 @@ class Bench:
         """q8studio's batch size, or the largest smaller one that divides ``samples``: onnxruntime's
         Percentile and Entropy calibrators fail on a shorter last batch (np.asarray of ragged batches)."""
         return max(b for b in range(1, self.batch + 1) if samples % b == 0)
-
-
-@dataclass(frozen=True)
-class Limits:
-    """When the watchdog kills a worker."""
-
-    rss_bytes: int
-    timeout_s: float
 
 
 @dataclass
@@ -114,7 +104,7 @@ def run_worker(kind: str, bench: Bench, samples: int, settings: Settings, method
     scratch = settings.workdir / "scratch"  # onnxruntime's tools drop files in the working directory
     with open(settings.workdir / "runs" / f"{tag}.log", "wb") as log:
         process = subprocess.Popen(argv, stdout=log, stderr=subprocess.STDOUT, cwd=scratch)
-    status, peak_kb, killed = _watch(process, settings.limits)
+    status, peak_kb, killed = watch(process, settings.limits)
     process.returncode = os.waitstatus_to_exitcode(status)
     peak_mb = peak_kb / 1024.0
     if killed:
@@ -132,47 +122,6 @@ def run_tag(model: str, kind: str, method: str, samples: int) -> str:
 
 def int8_path(workdir: Path, tag: str) -> Path:
     return workdir / "int8" / f"{tag}.onnx"
-
-
-def _watch(process: subprocess.Popen, limits: Limits) -> tuple[int, int, str | None]:
-    """Wait for ``process``, killing it past the RSS limit, low machine memory or the timeout.
-
-    Returns its wait status, its peak RSS in KB and why it was killed (None if it was not).
-    """
-    started = time.monotonic()
-    killed = None
-    while True:
-        pid, status, usage = os.wait4(process.pid, os.WNOHANG)
-        if pid:
-            return status, usage.ru_maxrss, killed
-        if killed is None:
-            killed = _kill_reason(process.pid, limits, time.monotonic() - started)
-            if killed:
-                os.kill(process.pid, signal.SIGKILL)
-        time.sleep(POLL_S)
-
-
-def _kill_reason(pid: int, limits: Limits, elapsed: float) -> str | None:
-    rss = _proc_kb(f"/proc/{pid}/status", "VmRSS") * 1024
-    if rss > limits.rss_bytes:
-        return f"RSS > {limits.rss_bytes / 2**30:.0f} GB after {elapsed:.0f} s"
-    if _proc_kb("/proc/meminfo", "MemAvailable") * 1024 < MIN_AVAILABLE_BYTES:
-        return f"machine nearly out of memory at RSS {rss / 2**30:.1f} GB after {elapsed:.0f} s"
-    if elapsed > limits.timeout_s:
-        return f"still running after {limits.timeout_s:.0f} s"
-    return None
-
-
-def _proc_kb(path: str, key: str) -> int:
-    """A ``key: N kB`` field of a /proc file (0 once the process is gone)."""
-    try:
-        with open(path) as stream:
-            for line in stream:
-                if line.startswith(key + ":"):
-                    return int(line.split()[1])
-    except OSError:
-        pass
-    return 0
 
 
 def _helper(*args: str) -> dict:

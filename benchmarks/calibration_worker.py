@@ -22,9 +22,12 @@ import tempfile
 import time
 import zipfile
 from pathlib import Path
-from typing import Callable, Iterator
+from typing import TYPE_CHECKING, Callable, Iterator
 
 import numpy as np
+
+if TYPE_CHECKING:
+    from onnxruntime.quantization import CalibrationDataReader
 
 WORKERS = ("q8studio", "ort", "float")
 METHODS = ("minmax", "percentile", "entropy")
@@ -40,6 +43,21 @@ def npz_batches(path: Path, key: str, samples: int, batch: int) -> Iterator[np.n
         for start in range(0, min(samples, shape[0]), batch):
             count = min(batch, samples - start, shape[0] - start)
             yield np.frombuffer(stream.read(count * row_bytes), dtype=dtype).reshape((count, *shape[1:]))
+
+
+def npz_reader(path: Path, key: str, samples: int, batch: int) -> "CalibrationDataReader":
+    """onnxruntime's data-reader interface over :func:`npz_batches` (the feed is ``{key: batch}``)."""
+    from onnxruntime.quantization import CalibrationDataReader
+
+    class NpzReader(CalibrationDataReader):
+        def __init__(self) -> None:
+            self.batches = npz_batches(path, key, samples, batch)
+
+        def get_next(self) -> dict[str, np.ndarray] | None:
+            rows = next(self.batches, None)
+            return None if rows is None else {key: rows}
+
+    return NpzReader()
 
 
 def run_q8studio(args: argparse.Namespace) -> dict[str, object]:
@@ -58,17 +76,9 @@ def run_q8studio(args: argparse.Namespace) -> dict[str, object]:
 
 def run_ort(args: argparse.Namespace) -> dict[str, object]:
     """onnxruntime's recommended path: ``quant_pre_process``, then ``quantize_static`` with a streaming reader."""
-    from onnxruntime.quantization import CalibrationDataReader, CalibrationMethod, QuantFormat, QuantType
+    from onnxruntime.quantization import CalibrationMethod, QuantFormat, QuantType
     from onnxruntime.quantization import quantize_static
     from onnxruntime.quantization.shape_inference import quant_pre_process
-
-    class NpzReader(CalibrationDataReader):
-        def __init__(self) -> None:
-            self.batches = npz_batches(args.data, args.input, args.samples, args.batch)
-
-        def get_next(self) -> dict[str, np.ndarray] | None:
-            batch = next(self.batches, None)
-            return None if batch is None else {args.input: batch}
 
     method = {"minmax": CalibrationMethod.MinMax, "percentile": CalibrationMethod.Percentile,
               "entropy": CalibrationMethod.Entropy}[args.method]
@@ -80,7 +90,7 @@ def run_ort(args: argparse.Namespace) -> dict[str, object]:
         quantize_static(
             str(prepared),
             str(args.output),
-            NpzReader(),
+            npz_reader(args.data, args.input, args.samples, args.batch),
             quant_format=QuantFormat.QDQ,
             per_channel=args.granularity == "per-channel",
             activation_type=QuantType.QUInt8,
