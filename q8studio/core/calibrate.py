@@ -16,7 +16,7 @@ import onnx
 from .data import Dataset
 from .model import LoadedModel
 from .optypes import QDQ_QUANTIZABLE_OPS
-from .prefetch import prefetched
+from .prefetch import for_each_prefetched
 from .progress import NO_PROGRESS, Progress
 from .session import cpu_session
 from .stats import BatchExtent, TensorStats
@@ -93,7 +93,7 @@ def collect_statistics(
     tensor onnxruntime might quantize), with histograms unless ``histograms`` is False, each
     binning at most ``histogram_values`` values of a sample (0: all).
 
-    Inference of the next batch runs while this one updates the statistics (:func:`prefetched`),
+    Inference of the next batch runs while this one updates the statistics (:func:`~.prefetch.for_each_prefetched`),
     and only a few batches of activations are alive at once, whatever the number of samples.
     """
     names = tensors_to_calibrate(model.proto) if names is None else names
@@ -109,14 +109,17 @@ def collect_statistics(
     }
     done = 0
     progress.report("Calibrating", 0, data.count)
-    batches = data.batches(batch_size_for(model))
-    for feed, values in prefetched(lambda feed: session.run(exposed, feed), batches):
+
+    def absorb(feed: dict[str, np.ndarray], values: list[np.ndarray]) -> None:
+        nonlocal done
         extents = {name: stats[name].update(value) for name, value in zip(exposed, values)}
         for name, parts in combined.items():
             extents[name] = BatchExtent.union(extents[part] for part in parts)
             stats[name].add_extent(extents[name])
         done += len(next(iter(feed.values())))
         progress.report("Calibrating", done, data.count)
+
+    for_each_prefetched(lambda feed: session.run(exposed, feed), data.batches(batch_size_for(model)), absorb)
     for name, parts in combined.items():
         stats[name].combine_histograms([stats[part] for part in parts])
     return stats

@@ -17,7 +17,7 @@ from .calibrate import batch_size_for, with_outputs
 from .data import Dataset
 from .metrics import ErrorAccumulator
 from .model import LoadedModel
-from .prefetch import prefetched
+from .prefetch import for_each_prefetched
 from .progress import NO_PROGRESS, Progress
 from .session import cpu_session
 
@@ -134,7 +134,7 @@ def analyse_errors(
 ) -> ErrorAnalysis:
     """Run both models over ``data`` with intermediate tensors exposed and accumulate their differences.
 
-    The next batch runs while this one's differences are summed (:func:`prefetched`).
+    The next batch runs while this one's differences are summed (:func:`~.prefetch.for_each_prefetched`).
     """
     outputs = list(float_model.graph.outputs)
     pairs = {
@@ -154,9 +154,9 @@ def analyse_errors(
     def run_both(feed: dict[str, np.ndarray]) -> tuple[list[np.ndarray], list[np.ndarray]]:
         return float_session.run(float_names, feed), int8_session.run(int8_names, feed)
 
-    for feed, (float_run, int8_run) in prefetched(run_both, data.batches(batch_size_for(float_model))):
-        float_values = dict(zip(float_names, float_run))
-        int8_values = dict(zip(int8_names, int8_run))
+    def absorb(feed: dict[str, np.ndarray], runs: tuple[list[np.ndarray], list[np.ndarray]]) -> None:
+        nonlocal done
+        float_values, int8_values = dict(zip(float_names, runs[0])), dict(zip(int8_names, runs[1]))
         for name, int8_name in zip(outputs, int8_model.graph.outputs):
             output_errors[name].update(float_values[name], int8_values[int8_name])
         for name, dq in pairs.items():
@@ -164,6 +164,8 @@ def analyse_errors(
         top1.update(float_values[outputs[0]], int8_values[int8_model.graph.outputs[0]], done)
         done += len(next(iter(feed.values())))
         progress.report("Comparing", done, data.count)
+
+    for_each_prefetched(run_both, data.batches(batch_size_for(float_model)), absorb)
     return ErrorAnalysis(
         samples=data.count,
         outputs=output_errors,
