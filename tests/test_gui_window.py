@@ -359,3 +359,16 @@ def test_histogram_header_says_when_a_concat_histogram_combines_its_inputs(qtbot
     assert "histogram combined from its inputs left, right (regular samples, 1 value in 7)" in header
     _, counts = plotted(panel.activation_hist)
     assert counts.sum() == 2 * len(range(0, 100, 7))  # 7: the smallest prime >= 50/10 not dividing 50
+
+
+def test_a_second_run_with_another_method_reuses_the_calibration(qtbot, demo: MainWindow) -> None:
+    """Trying another clipping method needs no second calibration pass, and the window says so."""
+    first = run_to_end(qtbot, demo)
+    assert first.result.statistics_reused == 0
+    demo.quantize_panel.method.setCurrentText("entropy")
+    second = run_to_end(qtbot, demo)
+    assert second.result.statistics_reused == len(second.result.stats) > 0
+    assert all(second.result.stats[name] is first.result.stats[name] for name in second.result.stats)
+    assert "Calibration statistics reused from the previous run." in demo.quantize_panel.stage.text()
+    demo.quantize_panel.samples.setValue(119)  # other samples: calibrated afresh
+    assert run_to_end(qtbot, demo).result.statistics_reused == 0

@@ -160,6 +160,10 @@ def test_keep_slow_float_on_the_demo_writes_the_fastest_candidate(tmp_path: Path
                               load_data(assets.test, model, samples=1), rounds=2, profile_runs=30, latency_runs=20,
                               threads=1)
     assert len(outcome.candidates) >= 2 and outcome.default.exclude == ()
+    # the first candidate's calibration serves the others: none calibrates a tensor again
+    first = outcome.default.result.stats
+    for candidate in outcome.candidates[1:]:
+        assert candidate.result.statistics_reused == len([name for name in candidate.result.stats if name in first])
     assert outcome.kept_float and set(outcome.kept_float) <= {n.name for n in model.graph.nodes}
     assert outcome.chosen.latency_ms == min(c.latency_ms for c in outcome.candidates)
     assert outcome.chosen.result.output_path == tmp_path / "k.onnx" and load_model(tmp_path / "k.onnx")

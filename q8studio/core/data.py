@@ -61,6 +61,10 @@ class Dataset:
     count: int
     source: str
     input_dtypes: dict[str, np.dtype] = field(default_factory=dict)
+    fingerprint: tuple = ()
+    """What the samples' values depend on (files, sizes, modification times, image preprocessing):
+    equal fingerprints and counts mean equal samples, so a new run may reuse earlier statistics.
+    Empty for data built in memory, which is never taken for the same."""
 
     def batches(self, batch_size: int = 1) -> Iterator[dict[str, np.ndarray]]:
         """Feeds for the model, ``batch_size`` samples at a time, cast to the model's types and checked."""
@@ -85,7 +89,8 @@ class Dataset:
         if samples < 1:
             raise Q8Error(f"The sample count must be at least 1 (got {samples}).")
         labels = self.labels[:samples] if self.labels is not None else None
-        return Dataset(self.sources, labels, samples, f"{self.source} ({samples} samples)", self.input_dtypes)
+        return Dataset(self.sources, labels, samples, f"{self.source} ({samples} samples)", self.input_dtypes,
+                       self.fingerprint)
 
 
 def load_data(
@@ -109,7 +114,20 @@ def load_data(
         raise Q8Error(f"{path.name}: data must be a .npz file, a .npy file or a folder of images.")
     count = _check_against_model(sources, labels, model, path.name)
     dtypes = {t.name: np.dtype(t.dtype) for t in model.input_specs() if t.dtype}
-    return Dataset(sources, labels, count, str(path), dtypes).limited(samples)
+    return Dataset(sources, labels, count, str(path), dtypes, _fingerprint(path, sources)).limited(samples)
+
+
+def _fingerprint(path: Path, sources: dict[str, RowSource]) -> tuple:
+    """The files behind the data as (path, size, modification time), and an image folder's preprocessing."""
+    folders = [source for source in sources.values() if isinstance(source, ImageFolderSource)]
+    files = folders[0].files if folders else [path]
+    stamps = tuple(_stamp(f) for f in files)
+    return (folders[0].preprocessing, stamps) if folders else stamps
+
+
+def _stamp(file: Path) -> tuple[str, int, int]:
+    status = file.stat()
+    return str(file.resolve()), status.st_size, status.st_mtime_ns
 
 
 def _npz(path: Path) -> tuple[dict[str, RowSource], np.ndarray | None]:

@@ -43,6 +43,27 @@ PLACEHOLDER_RANGE = (-1.0, 1.0)
 VALUE_PRESERVING_OPS = frozenset({"Reshape", "Flatten", "Squeeze", "Unsqueeze", "Transpose", "Identity"})
 
 
+@dataclass(frozen=True, eq=False)
+class CalibrationSource:
+    """What a run's statistics were collected from: this very source model object, the data (its
+    fingerprint and sample count) and the settings the statistics themselves depend on."""
+
+    model: LoadedModel
+    data: tuple
+    samples: int
+    ema_momentum: float
+    histogram_values: int
+
+    def same_as(self, other: CalibrationSource) -> bool:
+        return (
+            self.model is other.model
+            and bool(self.data)
+            and self.data == other.data
+            and (self.samples, self.ema_momentum, self.histogram_values)
+            == (other.samples, other.ema_momentum, other.histogram_values)
+        )
+
+
 @dataclass
 class QuantizeResult:
     """What a quantization run produced and how: enough for the report, the GUI and evaluation."""
@@ -57,6 +78,8 @@ class QuantizeResult:
     weights: list[WeightError]
     timings: dict[str, float] = field(default_factory=dict)
     calibration_samples: int = 0
+    calibrated_on: CalibrationSource | None = None
+    statistics_reused: int = 0  # how many tensors' statistics came from the previous run
 
 
 def quantize_model(
@@ -66,12 +89,17 @@ def quantize_model(
     output: str | Path,
     *,
     histograms: bool | None = None,
+    previous: QuantizeResult | None = None,
     progress: Progress = NO_PROGRESS,
 ) -> QuantizeResult:
     """Calibrate, clip, quantize and verify; the int8 model appears at ``output`` only if it runs.
 
     ``histograms``: collect activation histograms (needed to show them, or to compare clipping
-    methods afterwards); by default only when the recipe's method needs them.
+    methods afterwards); by default only when the recipe's method needs them. ``previous``: an
+    earlier run; when it calibrated the same model object on the same data with the same
+    statistics settings, its statistics are reused and only tensors it did not calibrate are (a new
+    method, percentile, granularity or set of layers kept in float changes nothing calibration sees;
+    a layer kept in float may need the range of a tensor that was inside an int8 layer before).
     """
     output = Path(output)
     if same_file(model.path, output):
@@ -89,11 +117,19 @@ def quantize_model(
 
     with _timed(timings, "calibrate_s"):
         data = calibration.limited(recipe.samples)
-        stats = collect_statistics(
-            prepared.model, data, names=names, ema_momentum=recipe.ema_momentum, progress=progress,
-            histograms=needs_histogram(recipe.method) if histograms is None else histograms,
-            histogram_values=recipe.histogram_values,
-        )
+        source = CalibrationSource(model, data.fingerprint, data.count, recipe.ema_momentum, recipe.histogram_values)
+        with_histograms = needs_histogram(recipe.method) if histograms is None else histograms
+        stats = _reusable_statistics(previous, source, names, with_histograms)
+        reused = len(stats)
+        missing = [name for name in names if name not in stats]
+        if reused:
+            progress.report("Reusing the previous run's calibration statistics", 1, 1)
+        if missing:
+            stats.update(collect_statistics(
+                prepared.model, data, names=missing, ema_momentum=recipe.ema_momentum, progress=progress,
+                histograms=with_histograms, histogram_values=recipe.histogram_values,
+            ))
+        stats = {name: stats[name] for name in names}
 
     with _timed(timings, "ranges_s"):
         progress.report("Choosing ranges", 0, 1)
@@ -118,7 +154,20 @@ def quantize_model(
         weights=weight_errors(prepared.model, int8),
         timings=timings,
         calibration_samples=data.count,
+        calibrated_on=source,
+        statistics_reused=reused,
     )
+
+
+def _reusable_statistics(
+    previous: QuantizeResult | None, source: CalibrationSource, names: list[str], histograms: bool
+) -> dict[str, TensorStats]:
+    """Those of ``names`` whose statistics ``previous`` collected from the same source (with a
+    histogram when one is needed); the caller calibrates the rest."""
+    if previous is None or previous.calibrated_on is None or not previous.calibrated_on.same_as(source):
+        return {}
+    stats = previous.stats
+    return {name: stats[name] for name in names if name in stats and (stats[name].histogram or not histograms)}
 
 
 @contextmanager

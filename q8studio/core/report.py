@@ -24,7 +24,11 @@ def quantize_report(
         "source_model": str(source),
         "output_model": str(result.output_path),
         "recipe": result.recipe.to_dict(),
-        "calibration": {"data": calibration, "samples": result.calibration_samples},
+        "calibration": {
+            "data": calibration,
+            "samples": result.calibration_samples,
+            "statistics_reused": result.statistics_reused,  # tensors whose statistics a previous run collected
+        },
         "preprocessing": result.prepared.notes,
         "ranges": {
             name: {

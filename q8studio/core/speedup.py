@@ -108,6 +108,7 @@ def keep_slow_float(
     profile_runs: int = 100,
     latency_runs: int = 50,
     threads: int = 0,
+    previous: QuantizeResult | None = None,
     progress: Progress = NO_PROGRESS,
 ) -> KeepFloatOutcome:
     """Quantize with ``recipe``, then keep the layers int8 made slower in float, and time the candidates.
@@ -115,13 +116,16 @@ def keep_slow_float(
     Two kinds of candidates: every slower layer kept in float, re-profiled up to ``rounds`` times
     (new float islands bring new glue, which can slow their neighbours), and only the slower
     layers at the model's float edges, which add no island. Timing uses the first sample of
-    ``data``; the fastest candidate is written to ``output``.
+    ``data``; the fastest candidate is written to ``output``. The candidates share one set of
+    calibration statistics: ``previous``'s when they fit (see :func:`~.quantize.quantize_model`),
+    else the first candidate's.
     """
     output = Path(output)
     if same_file(model.path, output):
         raise Q8Error(f"Refusing to overwrite the source model {model.path}; choose another output path.")
     with tempfile.TemporaryDirectory(prefix="q8studio-keepfloat-") as tmp:
-        trials = _Trials(model, calibration, recipe, data, Path(tmp), profile_runs, threads, progress, rounds + 2)
+        trials = _Trials(model, calibration, recipe, data, Path(tmp), profile_runs, threads, progress, rounds + 2,
+                         previous)
         default = current = trials.attempt(tuple(recipe.exclude))
         for _ in range(rounds):
             more = slower_nodes(current.report, current.result) - set(current.exclude)
@@ -155,13 +159,15 @@ class _Trials:
     threads: int
     progress: Progress
     expected: int
+    previous: QuantizeResult | None
     candidates: list[Candidate] = field(default_factory=list)
 
     def attempt(self, exclude: tuple[str, ...]) -> Candidate:
         self.progress.report("Keeping slow layers in float", len(self.candidates), self.expected)
         path = self.folder / f"{len(self.candidates)}.onnx"
+        previous = self.candidates[0].result if self.candidates else self.previous
         result = quantize_model(self.model, self.calibration, self.recipe.with_changes(exclude=exclude), path,
-                                progress=self.progress)
+                                previous=previous, progress=self.progress)
         report = profile_models(self.model, result.int8, self.data, runs=self.profile_runs, threads=self.threads,
                                 latency_runs=0)
         self.candidates.append(Candidate(exclude, result, report))

@@ -82,13 +82,15 @@ def quantize_and_compare(
     output: Path,
     *,
     latency_runs: int = 30,
+    previous: QuantizeResult | None = None,
     progress: Progress = NO_PROGRESS,
 ) -> StudioRun:
     """Quantize ``model`` to ``output`` and compare it with the float model on the evaluation data.
 
-    Histograms are always collected: the GUI draws them with every method's clipping range.
+    Histograms are always collected: the GUI draws them with every method's clipping range, and
+    the next run can reuse them (``previous``, see :func:`~.quantize.quantize_model`).
     """
-    result = quantize_model(model, calibration, recipe, output, histograms=True, progress=progress)
+    result = quantize_model(model, calibration, recipe, output, histograms=True, previous=previous, progress=progress)
     data = evaluation if evaluation is not None else calibration.limited(recipe.samples)
     comparison = compare_models(model, result.int8, data, latency_runs=latency_runs, progress=progress)
     return StudioRun(result, result.int8, comparison, data.source)

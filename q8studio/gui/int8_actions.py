@@ -94,8 +94,9 @@ class Int8Actions(QObject):
         recipe, scratch, output = run.result.recipe, self.next_output(), self.next_output()
 
         def task(progress: Progress) -> KeptFloat:
-            outcome = keep_slow_float(model, calibration, recipe, scratch, data, progress=progress)
-            chosen = run_and_profile(model, calibration, evaluation, outcome.chosen.result.recipe, output, progress)
+            outcome = keep_slow_float(model, calibration, recipe, scratch, data, previous=run.result, progress=progress)
+            chosen = run_and_profile(model, calibration, evaluation, outcome.chosen.result.recipe, output, progress,
+                                     previous=run.result)
             return KeptFloat(outcome, chosen)
 
         self.keeping = True

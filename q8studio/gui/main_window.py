@@ -347,7 +347,10 @@ class MainWindow(QMainWindow):
         self._run_data = calibration, evaluation
 
         self.int8.cancel()  # a profile of the previous run would only slow this one down
-        self.runner.start(lambda progress: run_and_profile(model, calibration, evaluation, recipe, output, progress))
+        previous = self.session.run.result if self.session.run is not None else None
+        self.runner.start(
+            lambda progress: run_and_profile(model, calibration, evaluation, recipe, output, progress, previous)
+        )
         self.quantize_panel.set_running(True)
         self._set_run_actions()
         self.statusBar().showMessage("Quantizing…")
@@ -381,8 +384,9 @@ class MainWindow(QMainWindow):
         self._run_ended()
         assert self._run_data is not None
         self.int8.deliver(outcome, *self._run_data)
+        reused = _reuse_note(run.result.statistics_reused, len(run.result.stats))
         self.quantize_panel.show_outcome(
-            f"Done: int8 model compared on {run.comparison.errors.samples:,} samples.", complete=True
+            f"Done: int8 model compared on {run.comparison.errors.samples:,} samples.{reused}", complete=True
         )
         self.statusBar().showMessage("Quantization finished.", 5000)
         if self.session.selected is None and run.comparison.errors.layers:
@@ -518,3 +522,12 @@ def _dropped_model(event: QDragEnterEvent | QDropEvent) -> Path | None:
         if url.isLocalFile() and url.toLocalFile().lower().endswith(".onnx"):
             return Path(url.toLocalFile())
     return None
+
+
+def _reuse_note(reused: int, total: int) -> str:
+    """What the run took from the previous one's calibration, for the outcome line."""
+    if not reused:
+        return ""
+    if reused == total:
+        return " Calibration statistics reused from the previous run."
+    return f" Calibration statistics of {reused} of {total} tensors reused from the previous run."

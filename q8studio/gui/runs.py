@@ -15,6 +15,7 @@ from ..core.errors import Q8Error
 from ..core.model import LoadedModel
 from ..core.profile import ProfileReport, profile_models
 from ..core.progress import Progress
+from ..core.quantize import QuantizeResult
 from ..core.recipe import Recipe
 from ..core.tensorview import TensorProbe
 from ..core.workflow import StudioRun, quantize_and_compare
@@ -40,9 +41,10 @@ def profile_run(model: LoadedModel, int8: LoadedModel, data: Dataset, progress: 
 
 
 def run_and_profile(model: LoadedModel, calibration: Dataset, evaluation: Dataset | None, recipe: Recipe,
-                    output: Path, progress: Progress) -> RunOutcome:
-    """Quantize and compare, then profile on the samples Explain uses (evaluation, else calibration)."""
-    run = quantize_and_compare(model, calibration, evaluation, recipe, output, progress=progress)
+                    output: Path, progress: Progress, previous: QuantizeResult | None = None) -> RunOutcome:
+    """Quantize (reusing ``previous``'s statistics when they fit) and compare, then profile on the
+    samples Explain uses (evaluation, else calibration)."""
+    run = quantize_and_compare(model, calibration, evaluation, recipe, output, previous=previous, progress=progress)
     progress.report("Preparing the tensor probe", 0, 1)
     probe = TensorProbe(run.result.prepared.model, run.int8)
     try:
