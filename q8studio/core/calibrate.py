@@ -93,8 +93,9 @@ def collect_statistics(
     tensor onnxruntime might quantize), with histograms unless ``histograms`` is False, each
     binning at most ``histogram_values`` values of a sample (0: all).
 
-    Inference of the next batch runs while this one updates the statistics (:func:`~.prefetch.for_each_prefetched`),
-    and only a few batches of activations are alive at once, whatever the number of samples.
+    Inference of the next batch runs while this one updates the statistics
+    (:func:`~.prefetch.for_each_prefetched`); at most two batches of activations are alive at
+    once, whatever the number of samples.
     """
     names = tensors_to_calibrate(model.proto) if names is None else names
     combined = concat_parts(model.proto, names)

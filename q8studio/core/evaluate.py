@@ -151,6 +151,7 @@ def analyse_errors(
     top1 = _Top1(data.labels)
     done = 0
     progress.report("Comparing", 0, data.count)
+
     def run_both(feed: dict[str, np.ndarray]) -> tuple[list[np.ndarray], list[np.ndarray]]:
         return float_session.run(float_names, feed), int8_session.run(int8_names, feed)
 
