@@ -20,6 +20,7 @@ from onnx import numpy_helper
 
 from .errors import Q8Error
 from .optypes import QDQ_QUANTIZABLE_OPS, node_kind
+from .skeleton import skeleton_of
 
 FLOAT_TYPES = {onnx.TensorProto.FLOAT, onnx.TensorProto.FLOAT16, onnx.TensorProto.DOUBLE}
 
@@ -230,11 +231,23 @@ def _load_external_data(proto: onnx.ModelProto, path: Path, files: tuple[str, ..
 
 
 def _infer_shapes(proto: onnx.ModelProto) -> onnx.ModelProto:
-    """Best-effort shape inference: a model that fails it is still usable, just with fewer shapes."""
+    """``proto`` with the tensor types and shapes ONNX infers added (in place, and returned).
+
+    Best effort: a model that fails inference is still usable, just with fewer shapes. Inference
+    runs on the skeleton (:mod:`.skeleton`): it reads no weight values, and serializing a large
+    model's weights for it took longer than the inference itself.
+    """
     try:
-        return onnx.shape_inference.infer_shapes(proto, check_type=False, strict_mode=False, data_prop=True)
+        inferred = onnx.shape_inference.infer_shapes(
+            skeleton_of(proto), check_type=False, strict_mode=False, data_prop=True
+        ).graph
     except (onnx.shape_inference.InferenceError, RuntimeError, ValueError):
         return proto
+    for field in ("value_info", "output"):
+        target = getattr(proto.graph, field)
+        del target[:]
+        target.extend(getattr(inferred, field))
+    return proto
 
 
 def _name_nodes(proto: onnx.ModelProto) -> None:

@@ -3,11 +3,15 @@
 onnxruntime's ``quant_pre_process`` does the folding and shape inference, but its symbolic
 shape inference fails on many exported models, and its graph optimiser only logs its own
 failures. We try the full path, fall back step by step, and say in the notes what happened.
+
+It runs in two calls: the steps that read no weight values (its opset upgrade, symbolic shape
+inference, and ours to opset 13) on the skeleton of the model (:mod:`.skeleton`), then graph
+optimisation, which folds BatchNorm into the weights, on the whole model. On VGG-19 (550 MB) that
+took pre-processing from 29 s to 12 s.
 """
 
 from __future__ import annotations
 
-import copy
 import itertools
 import logging
 import os
@@ -22,6 +26,7 @@ from onnxruntime.quantization.shape_inference import quant_pre_process
 
 from .errors import Q8Error
 from .model import LoadedModel, model_from_proto
+from .skeleton import skeleton_of, transformed
 
 PER_CHANNEL_MIN_OPSET = 13  # DequantizeLinear's `axis` attribute arrived in opset 13
 
@@ -35,37 +40,67 @@ class PreparedModel:
 
 
 def prepare_for_quantization(source: LoadedModel, *, per_channel: bool) -> PreparedModel:
+    """onnxruntime's pre-processing, the steps that read no weight values run on the skeleton."""
     notes: list[str] = []
-    proto = _pre_process(source.proto, notes)
-    if per_channel:
-        proto = _ensure_opset(proto, PER_CHANNEL_MIN_OPSET, notes)
+    symbolic = not _onnx_infers_every_shape(source.proto)
+    if not symbolic:
+        notes.append("ONNX shape inference gives every tensor a shape; symbolic shape inference is not needed.")
+    minimum = PER_CHANNEL_MIN_OPSET if per_channel else 0
+    shapes = _SHAPE_INFERENCE[False]
+
+    def on_skeleton(skeleton: onnx.ModelProto) -> onnx.ModelProto:
+        nonlocal shapes
+        skeleton, shapes = _shape_stage(skeleton, symbolic, notes)
+        return _ensure_opset(skeleton, minimum, notes)
+
+    proto = source.proto
+    if symbolic or _opset(proto) <= 10 or _opset(proto) < minimum:
+        proto = transformed(proto, on_skeleton)
+    proto = _optimisation_stage(proto, shapes, notes)
     return PreparedModel(model_from_proto(proto, source.path), notes)
 
 
-def _pre_process(proto: onnx.ModelProto, notes: list[str]) -> onnx.ModelProto:
-    batchnorms = _count(proto, "BatchNormalization")
-    attempts: list[tuple[str, dict[str, bool]]] = [
-        ("ONNX shape inference, graph optimisation", {"skip_symbolic_shape": True}),
-    ]
-    if _onnx_infers_every_shape(proto):
-        notes.append("ONNX shape inference gives every tensor a shape; symbolic shape inference is not needed.")
-    else:
-        attempts.insert(0, ("symbolic shape inference, graph optimisation", {}))
-    for description, options in attempts:
+def _shape_stage(proto: onnx.ModelProto, symbolic: bool, notes: list[str]) -> tuple[onnx.ModelProto, str]:
+    """The steps of ``quant_pre_process`` before graph optimisation (meant for the skeleton).
+
+    They are: replacing Upsample and raising the opset to 11 when it is 10 or less, and symbolic
+    shape inference if asked. When that fails, the first step is tried alone. Returns the model
+    (``proto`` itself when nothing was done) and which shape inference it had.
+    """
+    opset = _opset(proto)
+    attempts = ([True] if symbolic else []) + ([False] if opset <= 10 else [])
+    for attempt in attempts:
         try:
-            result = _run_pre_process(proto, **options)
+            result = _run_pre_process(proto, symbolic=attempt, optimise=False)
         except Exception as exc:  # onnxruntime's pre-processing raises anything from sympy to KeyError
-            notes.append(f"Pre-processing with {description} failed ({_short(exc)}).")
+            notes.append(f"Pre-processing with {_SHAPE_INFERENCE[attempt]} failed ({_short(exc)}).")
             continue
-        notes.append(f"Pre-processed with {description}.")
-        folded = batchnorms - _count(result, "BatchNormalization")
-        if folded:
-            notes.append(f"Folded {folded} BatchNormalization node(s) into the preceding layers.")
-        elif batchnorms:
-            notes.append(f"{batchnorms} BatchNormalization node(s) could not be folded and stay in the graph.")
-        return result
-    notes.append("Quantizing the model as loaded, without pre-processing.")
-    return proto
+        if _opset(result) != opset:
+            notes.append(f"onnxruntime's pre-processing upgraded the opset from {opset} to {_opset(result)}.")
+        return result, _SHAPE_INFERENCE[attempt]
+    return proto, _SHAPE_INFERENCE[False]
+
+
+_SHAPE_INFERENCE = {True: "symbolic shape inference", False: "ONNX shape inference"}
+
+
+def _optimisation_stage(proto: onnx.ModelProto, shapes: str, notes: list[str]) -> onnx.ModelProto:
+    """The rest of ``quant_pre_process``, on the whole model: graph optimisation (which folds
+    BatchNorm into the weights, so it needs them) and ONNX shape inference."""
+    batchnorms = _count(proto, "BatchNormalization")
+    try:
+        result = _run_pre_process(proto, symbolic=False, optimise=True)
+    except Exception as exc:  # see _shape_stage
+        notes.append(f"Pre-processing with graph optimisation failed ({_short(exc)}).")
+        notes.append("Quantizing the model without graph optimisation.")
+        return proto
+    notes.append(f"Pre-processed with {shapes}, graph optimisation.")
+    folded = batchnorms - _count(result, "BatchNormalization")
+    if folded:
+        notes.append(f"Folded {folded} BatchNormalization node(s) into the preceding layers.")
+    elif batchnorms:
+        notes.append(f"{batchnorms} BatchNormalization node(s) could not be folded and stay in the graph.")
+    return result
 
 
 def _onnx_infers_every_shape(proto: onnx.ModelProto) -> bool:
@@ -78,7 +113,7 @@ def _onnx_infers_every_shape(proto: onnx.ModelProto) -> bool:
     if any(node.domain not in ("", "ai.onnx") for node in proto.graph.node):
         return False
     try:
-        graph = onnx.shape_inference.infer_shapes(proto).graph
+        graph = onnx.shape_inference.infer_shapes(skeleton_of(proto)).graph
     except Exception:  # the checker raises InferenceError, ValueError (>2 GB), ... by model
         return False
     typed = {vi.name: vi.type for vi in itertools.chain(graph.value_info, graph.output, graph.input)}
@@ -91,27 +126,31 @@ def _onnx_infers_every_shape(proto: onnx.ModelProto) -> bool:
     return True
 
 
-def _run_pre_process(proto: onnx.ModelProto, **options: bool) -> onnx.ModelProto:
-    """quant_pre_process in a private folder, with its logging silenced.
+def _run_pre_process(proto: onnx.ModelProto, *, symbolic: bool, optimise: bool) -> onnx.ModelProto:
+    """quant_pre_process in a private folder, with its logging silenced: the steps before graph
+    optimisation (``optimise=False``) or the rest (``optimise=True``).
 
-    It gets a copy: on its fallback path it moves the weights out of the protobuf it is handed.
-    Symbolic shape inference, when it fails, saves ``sym_shape_infer_temp.onnx`` into the working
-    directory; only that step runs with the private folder as working directory, because changing
-    it affects every thread of the process (the GUI's too).
+    It gets the model as a file: handed a protobuf, it moves the weights out of it, and when its
+    optimiser then fails, shape-infers and returns the emptied model. Symbolic shape inference, when
+    it fails, saves ``sym_shape_infer_temp.onnx`` into the working directory; only that step runs
+    with the private folder as working directory, because changing it affects every thread of the
+    process (the GUI's too).
     """
-    symbolic = not options.get("skip_symbolic_shape", False)
     with tempfile.TemporaryDirectory(prefix="q8studio-prep-") as tmp, _quiet_onnxruntime():
-        scratch = _working_directory(tmp) if symbolic else nullcontext()
-        output = Path(tmp) / "prepared.onnx"
-        with scratch:
-            quant_pre_process(copy.deepcopy(proto), str(output), **options)
+        source, output = Path(tmp) / "source.onnx", Path(tmp) / "prepared.onnx"
+        onnx.save(proto, str(source))
+        with _working_directory(tmp) if symbolic else nullcontext():
+            quant_pre_process(
+                str(source), str(output), skip_symbolic_shape=not symbolic,
+                skip_optimization=not optimise, skip_onnx_shape=not optimise,
+            )
         if not output.is_file():
             raise Q8Error("pre-processing wrote no model")
         return onnx.load(str(output))
 
 
 def _ensure_opset(proto: onnx.ModelProto, minimum: int, notes: list[str]) -> onnx.ModelProto:
-    current = next((o.version for o in proto.opset_import if o.domain in ("", "ai.onnx")), 0)
+    current = _opset(proto)
     if current >= minimum:
         return proto
     try:
@@ -124,6 +163,10 @@ def _ensure_opset(proto: onnx.ModelProto, minimum: int, notes: list[str]) -> onn
         ) from None
     notes.append(f"Upgraded the opset from {current} to {minimum} (per-channel DequantizeLinear needs it).")
     return upgraded
+
+
+def _opset(proto: onnx.ModelProto) -> int:
+    return next((o.version for o in proto.opset_import if o.domain in ("", "ai.onnx")), 0)
 
 
 def _count(proto: onnx.ModelProto, op_type: str) -> int:

@@ -1,0 +1,60 @@
+"""Pre-processing gives onnxruntime's model, and only onnxruntime's optimiser handles the weights."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import onnx
+import pytest
+from onnxruntime.quantization.shape_inference import quant_pre_process
+from onnxruntime.tools.symbolic_shape_infer import SymbolicShapeInference
+
+from builders import light_model, save, small_cnn
+from q8studio.core.model import load_model
+from q8studio.core.preprocess import prepare_for_quantization
+from q8studio.core.skeleton import is_set_aside
+
+
+def _serialized(values) -> list[bytes]:
+    return [value.SerializeToString() for value in values]
+
+
+def test_the_prepared_model_is_onnxruntimes_pre_processing_of_the_upgraded_model(tmp_path: Path) -> None:
+    source = small_cnn(opset=9, channels=32)
+    prepared = prepare_for_quantization(load_model(save(source, tmp_path / "cnn.onnx")), per_channel=True)
+    upgraded = save(onnx.version_converter.convert_version(source, 13), tmp_path / "cnn13.onnx")
+    quant_pre_process(str(upgraded), str(tmp_path / "reference.onnx"))
+    reference = onnx.load(str(tmp_path / "reference.onnx"))
+    model = prepared.model.proto
+    assert _serialized(model.graph.node) == _serialized(reference.graph.node)
+    assert {t.name: t.SerializeToString() for t in model.graph.initializer} == {
+        t.name: t.SerializeToString() for t in reference.graph.initializer
+    }
+    assert [n.op_type for n in model.graph.node][:2] == ["Conv", "Relu"]  # BatchNorm folded into the weights
+    assert "onnxruntime's pre-processing upgraded the opset from 9 to 11." in prepared.notes
+    assert "Upgraded the opset from 11 to 13 (per-channel DequantizeLinear needs it)." in prepared.notes
+
+
+def test_passes_that_read_no_weight_values_never_see_the_weights(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """SqueezeNet at opset 9 takes every such pass: the upgrade to 11 then 13, symbolic shape
+    inference (ONNX cannot shape its Dropout), and ONNX shape inference of the result."""
+    seen: dict[str, list[int]] = {"convert_version": [], "symbolic": [], "infer_shapes": []}
+
+    def recording(kind: str, function):
+        def record(model: onnx.ModelProto, *args, **kwargs):
+            seen[kind].append(sum(is_set_aside(t) for t in model.graph.initializer))
+            return function(model, *args, **kwargs)
+        return record
+
+    monkeypatch.setattr(onnx.version_converter, "convert_version",
+                        recording("convert_version", onnx.version_converter.convert_version))
+    monkeypatch.setattr(onnx.shape_inference, "infer_shapes", recording("infer_shapes", onnx.shape_inference.infer_shapes))
+    monkeypatch.setattr(SymbolicShapeInference, "infer_shapes",
+                        staticmethod(recording("symbolic", SymbolicShapeInference.infer_shapes)))
+    model = load_model(save(light_model("squeezenet"), tmp_path / "squeezenet.onnx"))
+    prepared = prepare_for_quantization(model, per_channel=True)
+    assert "Pre-processed with symbolic shape inference, graph optimisation." in prepared.notes
+    assert len(seen["convert_version"]) == 2 and seen["symbolic"] and len(seen["infer_shapes"]) >= 3
+    assert {count for counts in seen.values() for count in counts} == {0}
+    weights = [t.name for t in model.proto.graph.initializer if is_set_aside(t)]
+    assert len(weights) > 26 and sorted(weights) == sorted(t.name for t in prepared.model.proto.graph.initializer if is_set_aside(t))
