@@ -86,6 +86,46 @@ def test_bad_files_give_one_line_reasons(tmp_path: Path, make, message: str) -> 
     assert "\n" not in str(info.value)
 
 
+def _cut_weight(model: onnx.ModelProto, name: str) -> onnx.ModelProto:
+    tensor = next(t for t in model.graph.initializer if t.name == name)
+    tensor.raw_data = tensor.raw_data[: len(tensor.raw_data) // 2]
+    return model
+
+
+def _unknown_op(model: onnx.ModelProto) -> onnx.ModelProto:
+    model.graph.node[2].op_type = "NoSuchOp"
+    return model
+
+
+@pytest.mark.parametrize(
+    "make, message",
+    [
+        (lambda: _unknown_op(small_cnn()), "not a valid ONNX model: No Op registered for NoSuchOp"),
+        (lambda: _cut_weight(small_cnn(channels=32), "stem.w"),
+         r"not a valid ONNX model: weight 'stem.w' holds 432 values where its shape \[32, 3, 3, 3\] needs 864"),
+        (lambda: _cut_weight(small_cnn(channels=32), "bn.scale"), "not a valid ONNX model: .*raw_data size"),
+    ],
+    ids=["unknown-op", "large-weight-cut", "small-weight-cut"],
+)
+def test_invalid_models_give_one_line_reasons(tmp_path: Path, make, message: str) -> None:
+    """The checker sees the skeleton; large weights' sizes are checked apart, with the same outcome."""
+    path = tmp_path / "bad.onnx"
+    path.write_bytes(make().SerializeToString())
+    with pytest.raises(Q8Error, match=message) as info:
+        load_model(path)
+    assert "\n" not in str(info.value)
+
+
+def test_shapes_inferred_on_the_skeleton_are_those_of_the_whole_model(tmp_path: Path) -> None:
+    source = light_model("inception_v1")
+    whole = onnx.shape_inference.infer_shapes(source, check_type=False, strict_mode=False, data_prop=True)
+    model = load_model(save(source, tmp_path / "inception.onnx"))
+    assert len(model.proto.graph.value_info) > 100
+    assert [v.SerializeToString() for v in model.proto.graph.value_info] == [
+        v.SerializeToString() for v in whole.graph.value_info
+    ]
+
+
 def test_missing_external_data_is_named(tmp_path: Path) -> None:
     path = tmp_path / "ext.onnx"
     onnx.save(small_cnn(), str(path), save_as_external_data=True, location="weights.bin", size_threshold=0)
