@@ -2,7 +2,7 @@
 
 onnx's shape inference, checker and version converter, and onnxruntime's symbolic shape inference,
 serialize the whole model, weights included, on every call (symbolic inference once per node it
-hands to onnx): on a 550 MB VGG-19 that was 20 of the 29 s pre-processing took. These passes read
+hands to onnx): on a 575 MB VGG-19 that was 20 of the 29 s pre-processing took. These passes read
 a weight's type and shape, never its values, so they run on a skeleton in which each large float
 initializer is a graph input of the same type and shape; the weights go back in afterwards. Small
 and integer initializers stay: passes do read those (Reshape shapes, Slice bounds, Resize scales).
