@@ -235,9 +235,9 @@ def _load_external_data(proto: onnx.ModelProto, path: Path, files: tuple[str, ..
 def _check_weight_sizes(proto: onnx.ModelProto, path: Path) -> None:
     """The checker's test that a weight holds as many values as its shape says, for the weights it
     does not see: it checks the skeleton, since handing it the whole model copied every weight
-    twice (a 575 MB VGG-19 peaked at 1.7 GB while loading)."""
+    twice (a 575 MB VGG-19 peaked at 1.7 GB while loading). External data is loaded by now."""
     for tensor in proto.graph.initializer:
-        if not is_set_aside(tensor) or tensor.data_location == onnx.TensorProto.EXTERNAL:
+        if not is_set_aside(tensor):
             continue
         if tensor.HasField("raw_data"):
             held = len(tensor.raw_data) // onnx.helper.tensor_dtype_to_np_dtype(tensor.data_type).itemsize
