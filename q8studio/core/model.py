@@ -163,19 +163,20 @@ def load_model(path: str | os.PathLike[str]) -> LoadedModel:
     proto = _parse(path)
     external_files = tuple(sorted(_external_data_files(proto)))
     _load_external_data(proto, path, external_files)
+    skeleton = skeleton_of(proto)
     try:
-        onnx.checker.check_model(skeleton_of(proto), full_check=False)
+        onnx.checker.check_model(skeleton, full_check=False)
     except onnx.checker.ValidationError as exc:
         raise Q8Error(f"{path.name} is not a valid ONNX model: {_first_line(exc)}") from None
     _check_weight_sizes(proto, path)
-    proto = _infer_shapes(proto)
+    proto = _infer_shapes(proto, skeleton)
     _name_nodes(proto)
     return LoadedModel(path=path, proto=proto, graph=build_graph(proto), external_files=external_files)
 
 
 def model_from_proto(proto: onnx.ModelProto, path: Path) -> LoadedModel:
     """Wrap an in-memory model (e.g. one q8studio produced) without re-reading it."""
-    proto = _infer_shapes(proto)
+    proto = _infer_shapes(proto, skeleton_of(proto))
     _name_nodes(proto)
     return LoadedModel(path=path, proto=proto, graph=build_graph(proto))
 
@@ -251,16 +252,16 @@ def _check_weight_sizes(proto: onnx.ModelProto, path: Path) -> None:
             )
 
 
-def _infer_shapes(proto: onnx.ModelProto) -> onnx.ModelProto:
+def _infer_shapes(proto: onnx.ModelProto, skeleton: onnx.ModelProto) -> onnx.ModelProto:
     """``proto`` with the tensor types and shapes ONNX infers added (in place, and returned).
 
     Best effort: a model that fails inference is still usable, just with fewer shapes. Inference
-    runs on the skeleton (:mod:`.skeleton`): it reads no weight values, and serializing a large
-    model's weights for it took longer than the inference itself.
+    runs on ``proto``'s skeleton (:mod:`.skeleton`): it reads no weight values, and serializing a
+    large model's weights for it took longer than the inference itself.
     """
     try:
         inferred = onnx.shape_inference.infer_shapes(
-            skeleton_of(proto), check_type=False, strict_mode=False, data_prop=True
+            skeleton, check_type=False, strict_mode=False, data_prop=True
         ).graph
     except (onnx.shape_inference.InferenceError, RuntimeError, ValueError):
         return proto
