@@ -62,6 +62,46 @@ def small_cnn(opset: int = 13, seed: int = 0, channels: int = 8) -> onnx.ModelPr
     return model
 
 
+def transformer_block(seed: int = 0, width: int = 256, tokens: int = 8) -> onnx.ModelProto:
+    """Embedding Gather, positional Add, LayerNorm, a residual MLP of MatMuls and a Gemm head on
+    [N, tokens] token ids (opset 17): the large float constants of a transformer, beyond Conv weights."""
+    rng = np.random.default_rng(seed)
+
+    def dense(rows: int, cols: int) -> np.ndarray:
+        return (rng.standard_normal((rows, cols)) / np.sqrt(rows)).astype(np.float32)
+
+    inits = [
+        _init("embedding", dense(100, width)), _init("position", dense(tokens, width)),
+        _init("ln.scale", rng.uniform(0.5, 1.5, width).astype(np.float32)),
+        _init("ln.bias", rng.uniform(-0.1, 0.1, width).astype(np.float32)),
+        _init("up.w", dense(width, width)), _init("up.b", rng.uniform(-0.1, 0.1, width).astype(np.float32)),
+        _init("down.w", dense(width, width)), _init("head.w", dense(10, width)),
+        _init("head.b", np.zeros(10, np.float32)),
+    ]
+    nodes = [
+        helper.make_node("Gather", ["embedding", "ids"], ["embedded"], name="/embed/Gather"),
+        helper.make_node("Add", ["embedded", "position"], ["positioned"], name="/embed/Add"),
+        helper.make_node("LayerNormalization", ["positioned", "ln.scale", "ln.bias"], ["normed"], name="/ln/LayerNorm", axis=-1),
+        helper.make_node("MatMul", ["normed", "up.w"], ["up"], name="/mlp/up/MatMul"),
+        helper.make_node("Add", ["up", "up.b"], ["up_biased"], name="/mlp/up/Add"),
+        helper.make_node("Relu", ["up_biased"], ["hidden"], name="/mlp/Relu"),
+        helper.make_node("MatMul", ["hidden", "down.w"], ["down"], name="/mlp/down/MatMul"),
+        helper.make_node("Add", ["down", "positioned"], ["residual"], name="/mlp/Add"),
+        helper.make_node("ReduceMean", ["residual"], ["pooled"], name="/pool/ReduceMean", axes=[1], keepdims=0),
+        helper.make_node("Gemm", ["pooled", "head.w", "head.b"], ["logits"], name="/head/Gemm", transB=1),
+    ]
+    graph = helper.make_graph(
+        nodes, "transformer_block",
+        [helper.make_tensor_value_info("ids", TensorProto.INT64, ["N", tokens])],
+        [helper.make_tensor_value_info("logits", TensorProto.FLOAT, ["N", 10])],
+        inits,
+    )
+    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)])
+    model.ir_version = 8
+    onnx.checker.check_model(model)
+    return model
+
+
 def inverse_model() -> onnx.ModelProto:
     """MatMul then com.microsoft.Inverse: onnxruntime's symbolic shape inference fails on it (and
     leaves a scratch file in the working directory), so pre-processing takes its fallback path."""

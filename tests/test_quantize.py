@@ -10,7 +10,7 @@ import onnx
 import pytest
 from onnx import TensorProto, helper, numpy_helper
 
-from builders import inverse_inputs, inverse_model, light_model, save, small_cnn, write_npz
+from builders import inverse_inputs, inverse_model, light_model, save, small_cnn, transformer_block, write_npz
 from q8studio.core.data import load_data
 from q8studio.core.errors import Cancelled, Q8Error
 from q8studio.core.evaluate import analyse_errors
@@ -20,6 +20,7 @@ from q8studio.core.quantize import quantize_model
 from q8studio.core.recipe import Recipe
 from q8studio.core.report import quantize_report
 from q8studio.core.session import cpu_session
+from q8studio.core.skeleton import is_set_aside
 
 
 def _quantize(model_path: Path, data_path: Path, out: Path, **recipe: object):
@@ -203,17 +204,48 @@ def test_cancel_stops_calibration_and_writes_nothing(cnn_path, cnn_data, tmp_pat
     assert [p.name for p in tmp_path.iterdir() if p.name.startswith(".q.onnx")] == []
 
 
-def test_ranges_the_quantizer_does_not_read_do_not_change_the_model(cnn_path, cnn_data, tmp_path, monkeypatch) -> None:
-    """Calibration skips tensors the dry run shows onnxruntime never reads a range for; the int8
-    model must be byte-identical to one built with statistics of every candidate tensor."""
+def _model_and_data(kind: str, folder: Path) -> tuple[Path, Path]:
+    rng = np.random.default_rng(1)
+    if kind == "cnn":
+        return save(small_cnn(), folder / "cnn.onnx"), write_npz(folder / "cnn.npz", x=rng.standard_normal((24, 3, 16, 16)).astype(np.float32))
+    if kind == "transformer":
+        return save(transformer_block(), folder / "tb.onnx"), write_npz(folder / "tb.npz", ids=rng.integers(0, 100, (16, 8)))
+    return save(light_model("squeezenet"), folder / "sq.onnx"), write_npz(folder / "sq.npz", data_0=rng.random((2, 3, 224, 224), dtype=np.float32))
+
+
+@pytest.mark.parametrize("kind", ["cnn", "transformer", "squeezenet"])
+def test_ranges_the_quantizer_does_not_read_do_not_change_the_model(kind, tmp_path, monkeypatch) -> None:
+    """Calibration skips tensors the dry run (on the model's skeleton) shows onnxruntime never
+    reads a range for; the int8 model must be byte-identical to one built with statistics of every
+    candidate tensor. The three models hold Conv, Gemm, MatMul, Gather, Add and LayerNorm constants
+    large enough to be set aside."""
     import q8studio.core.quantize as quantize_module
 
+    model_path, data_path = _model_and_data(kind, tmp_path)
     recipe = dict(method="entropy", granularity="per-channel")
-    reduced = _quantize(cnn_path, cnn_data, tmp_path / "reduced.onnx", **recipe)
+    reduced = _quantize(model_path, data_path, tmp_path / "reduced.onnx", **recipe)
     monkeypatch.setattr(quantize_module, "ranges_read_by_quantizer", lambda proto, r: quantize_module.tensors_to_calibrate(proto))
-    full = _quantize(cnn_path, cnn_data, tmp_path / "full.onnx", **recipe)
+    full = _quantize(model_path, data_path, tmp_path / "full.onnx", **recipe)
     assert set(reduced.ranges) < set(full.ranges)
     assert (tmp_path / "reduced.onnx").read_bytes() == (tmp_path / "full.onnx").read_bytes()
+
+
+def test_the_dry_run_never_sees_a_large_weight(tmp_path, monkeypatch) -> None:
+    """Saving and quantizing the weights was the whole cost of the dry run on large models."""
+    import q8studio.core.quantize as quantize_module
+
+    model_path, data_path = _model_and_data("transformer", tmp_path)
+    real_write, handed = quantize_module._write_qdq_model, []
+
+    def recording_write(prepared, ranges, recipe, output):
+        handed.append({t.name: is_set_aside(t) for t in prepared.graph.initializer})
+        real_write(prepared, ranges, recipe, output)
+
+    monkeypatch.setattr(quantize_module, "_write_qdq_model", recording_write)
+    _quantize(model_path, data_path, tmp_path / "q.onnx")
+    dry_run, write = handed
+    assert not any(dry_run.values())
+    assert {"embedding", "up.w", "down.w", "head.w"} <= {name for name, large in write.items() if large}
 
 
 def test_quantizing_leaves_the_loaded_model_intact(tmp_path) -> None:
