@@ -7,6 +7,7 @@ from pathlib import Path
 
 import numpy as np
 import onnx
+import onnxruntime as ort
 import pytest
 from onnx import TensorProto, helper, numpy_helper
 
@@ -21,6 +22,7 @@ from q8studio.core.recipe import Recipe
 from q8studio.core.report import quantize_report
 from q8studio.core.session import cpu_session
 from q8studio.core.skeleton import is_set_aside
+from q8studio.core.weights import dequantize
 
 
 def _quantize(model_path: Path, data_path: Path, out: Path, **recipe: object):
@@ -50,6 +52,28 @@ def test_small_cnn_quantizes_to_a_runnable_qdq_model(cnn_path, cnn_data, tmp_pat
     assert stem.sqnr_db > 30
     errors = analyse_errors(result.prepared.model, load_model(result.output_path), load_data(cnn_data, load_model(cnn_path)))
     assert errors.outputs["logits"].sqnr_db > 25 and errors.outputs["logits"].cosine > 0.99
+
+
+@pytest.mark.parametrize("granularity", ["per-tensor", "per-channel"])
+def test_weight_errors_dequantize_as_onnx_runtime_does(cnn_path, cnn_data, tmp_path, granularity) -> None:
+    """The weight table's dequantized values are bit for bit what ONNX Runtime's DequantizeLinear gives."""
+    result = _quantize(cnn_path, cnn_data, tmp_path / "q.onnx", granularity=granularity)
+    proto = onnx.load(str(result.output_path))
+    initializers = {t.name for t in proto.graph.initializer}
+    weight_dq = [n for n in proto.graph.node if n.op_type == "DequantizeLinear" and n.input[0] in initializers]
+    proto.graph.output.extend(onnx.ValueInfoProto(name=n.output[0]) for n in weight_dq)
+    options = ort.SessionOptions()
+    options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_DISABLE_ALL  # keep the DQ nodes
+    session = ort.InferenceSession(proto.SerializeToString(), options, providers=["CPUExecutionProvider"])
+    names = [n.output[0] for n in weight_dq]
+    by_runtime = dict(zip(names, session.run(names, {"x": np.zeros((1, 3, 16, 16), np.float32)})))
+    arrays = {t.name: numpy_helper.to_array(t) for t in proto.graph.initializer}
+    for node in weight_dq:
+        axis = next((a.i for a in node.attribute if a.name == "axis"), 1) if arrays[node.input[1]].size > 1 else None
+        zero = arrays[node.input[2]] if len(node.input) > 2 else 0
+        ours = dequantize(arrays[node.input[0]], arrays[node.input[1]], zero, axis)
+        assert ours.dtype == np.float32 and np.array_equal(ours, by_runtime[node.output[0]]), node.input[0]
+    assert len(result.weights) == len(weight_dq) >= 4
 
 
 def test_ranges_reach_the_int8_model(cnn_path, cnn_data, tmp_path) -> None:

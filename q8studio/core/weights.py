@@ -33,14 +33,21 @@ class WeightError:
 
 
 def dequantize(q: np.ndarray, scale: np.ndarray, zero_point: np.ndarray | int, axis: int | None) -> np.ndarray:
-    """S·(q − Z), per tensor or broadcast along ``axis`` per channel."""
+    """S·(q − Z), per tensor or broadcast along ``axis`` per channel, in float32 as ONNX Runtime does.
+
+    8- and 16-bit values and their difference are exact in float32, so one rounding of the product
+    gives the same float32 as computing in float64 at a quarter of the memory (VGG-19's 400 MB fc
+    weight went through 800 MB int64 and float64 copies). Wider integers (int32 biases) would lose
+    digits in float32 and take the exact route.
+    """
+    exact = np.float32 if q.dtype.itemsize <= 2 else np.float64
     scale = np.asarray(scale, dtype=np.float32)
-    zero = np.asarray(zero_point, dtype=np.int64)
+    zero = np.asarray(zero_point, dtype=exact)
     if axis is not None and scale.ndim == 1:
         shape = [1] * q.ndim
         shape[axis] = -1
         scale, zero = scale.reshape(shape), zero.reshape(shape)
-    return ((q.astype(np.int64) - zero) * scale).astype(np.float32)
+    return ((q.astype(exact) - zero) * scale).astype(np.float32, copy=False)
 
 
 def weight_errors(prepared: LoadedModel, int8: LoadedModel) -> list[WeightError]:
