@@ -6,6 +6,7 @@ from pathlib import Path
 
 import onnx
 import pytest
+from onnx import numpy_helper
 from onnxruntime.quantization.shape_inference import quant_pre_process
 from onnxruntime.tools.symbolic_shape_infer import SymbolicShapeInference
 
@@ -19,6 +20,11 @@ def _serialized(values) -> list[bytes]:
     return [value.SerializeToString() for value in values]
 
 
+def _types(model: onnx.ModelProto) -> dict[str, bytes]:
+    """Every typed tensor's type, whether recorded as value_info or as a graph output."""
+    return {v.name: v.type.SerializeToString() for v in [*model.graph.value_info, *model.graph.output]}
+
+
 def test_the_prepared_model_is_onnxruntimes_pre_processing_of_the_upgraded_model(tmp_path: Path) -> None:
     source = small_cnn(opset=9, channels=32)
     prepared = prepare_for_quantization(load_model(save(source, tmp_path / "cnn.onnx")), per_channel=True)
@@ -30,6 +36,9 @@ def test_the_prepared_model_is_onnxruntimes_pre_processing_of_the_upgraded_model
     assert {t.name: t.SerializeToString() for t in model.graph.initializer} == {
         t.name: t.SerializeToString() for t in reference.graph.initializer
     }
+    assert _types(model) == _types(reference)
+    tags = {prop.key: prop.value for prop in model.metadata_props}
+    assert tags["onnx.quant.pre_process"] == "onnxruntime.quant"  # tagged as pre-processed, as onnxruntime does
     assert [n.op_type for n in model.graph.node][:2] == ["Conv", "Relu"]  # BatchNorm folded into the weights
     assert "onnxruntime's pre-processing upgraded the opset from 9 to 11." in prepared.notes
     assert "Upgraded the opset from 11 to 13 (per-channel DequantizeLinear needs it)." in prepared.notes
@@ -58,3 +67,28 @@ def test_passes_that_read_no_weight_values_never_see_the_weights(tmp_path: Path,
     assert {count for counts in seen.values() for count in counts} == {0}
     weights = [t.name for t in model.proto.graph.initializer if is_set_aside(t)]
     assert len(weights) > 26 and sorted(weights) == sorted(t.name for t in prepared.model.proto.graph.initializer if is_set_aside(t))
+
+
+def test_the_optimiser_gets_the_weights_in_memory_not_serialized(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """ResNet-50's 102 MB of weights reach ONNX Runtime's optimiser as external initializers; the
+    model it parses holds references only, and the folded result holds every value."""
+    import q8studio.core.preprocess as preprocess
+
+    parsed: list[onnx.ModelProto] = []
+    real_session = preprocess.ort.InferenceSession
+
+    def recording_session(payload, options, **kwargs):
+        parsed.append(onnx.load_from_string(payload))
+        return real_session(payload, options, **kwargs)
+
+    monkeypatch.setattr(preprocess.ort, "InferenceSession", recording_session)
+    model = load_model(save(light_model("resnet50"), tmp_path / "resnet50.onnx"))
+    prepared = prepare_for_quantization(model, per_channel=False)
+    [shell] = parsed
+    references = [t for t in shell.graph.initializer if t.data_location == onnx.TensorProto.EXTERNAL]
+    assert len(references) > 50 and not any(t.raw_data or t.float_data for t in references)
+    assert shell.ByteSize() < 200_000
+    assert "Folded 53 BatchNormalization node(s) into the preceding layers." in prepared.notes
+    result = prepared.model.proto
+    assert not any(t.data_location == onnx.TensorProto.EXTERNAL for t in result.graph.initializer)
+    assert sum(numpy_helper.to_array(t).size for t in result.graph.initializer) > 25_000_000

@@ -40,9 +40,7 @@ def skeleton_of(model: onnx.ModelProto) -> onnx.ModelProto:
     Built field by field so the weights are never copied. A weight that is already a graph input
     (IR version 3 lists every initializer among the inputs) keeps that input.
     """
-    skeleton = onnx.ModelProto()
-    _copy_fields(model, skeleton, skip="graph")
-    _copy_fields(model.graph, skeleton.graph, skip="initializer")
+    skeleton = _without_initializers(model)
     listed = {value.name for value in model.graph.input}
     for tensor in model.graph.initializer:
         if not is_set_aside(tensor):
@@ -50,6 +48,26 @@ def skeleton_of(model: onnx.ModelProto) -> onnx.ModelProto:
         elif tensor.name not in listed:
             skeleton.graph.input.append(onnx.helper.make_tensor_value_info(tensor.name, tensor.data_type, tensor.dims))
     return skeleton
+
+
+def with_weights_outside(model: onnx.ModelProto) -> tuple[onnx.ModelProto, list[onnx.TensorProto]]:
+    """``model`` with each large float initializer's values replaced by an external-data reference,
+    and those initializers (``model``'s own objects, not copies); ``model`` itself is not touched.
+
+    onnxruntime creates a session from such a model with the values handed over in memory
+    (``SessionOptions.add_external_initializers``), neither serializing nor parsing them.
+    """
+    shell = _without_initializers(model)
+    outside = []
+    for tensor in model.graph.initializer:
+        if not is_set_aside(tensor):
+            shell.graph.initializer.append(tensor)
+            continue
+        reference = shell.graph.initializer.add(name=tensor.name, data_type=tensor.data_type, dims=tensor.dims)
+        reference.data_location = onnx.TensorProto.EXTERNAL
+        reference.external_data.add(key="location", value="handed-over-in-memory")
+        outside.append(tensor)
+    return shell, outside
 
 
 def transformed(
@@ -68,6 +86,13 @@ def transformed(
     own = {tensor.name for tensor in result.graph.initializer}
     result.graph.initializer.extend(weights[name] for name in weights if name in present and name not in own)
     return result
+
+
+def _without_initializers(model: onnx.ModelProto) -> onnx.ModelProto:
+    shell = onnx.ModelProto()
+    _copy_fields(model, shell, skip="graph")
+    _copy_fields(model.graph, shell.graph, skip="initializer")
+    return shell
 
 
 def _copy_fields(source: Message, target: Message, *, skip: str) -> None:
