@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from q8studio.core.calibrate import concat_parts, collect_statistics, tensors_to_calibrate, with_outputs
+from q8studio.core.calibrate import concat_parts, collect_statistics, tensors_to_calibrate
 from q8studio.core.data import load_data
 from q8studio.core.demo import demo_assets
 from q8studio.core.model import load_model
@@ -27,7 +27,7 @@ def test_streamed_pass_equals_one_shot_statistics_of_every_activation(histogram_
     streamed = collect_statistics(model, data, names=names, histogram_values=histogram_values)
 
     all_at_once = next(data.batches(37))
-    everything = dict(zip(names, cpu_session(with_outputs(model.proto, names)).run(names, all_at_once)))
+    everything = dict(zip(names, cpu_session(model.proto, outputs=names).run(names, all_at_once)))
     for name in names:
         one_shot = collect_tensor_stats([everything[name]], name=name, values_per_sample=histogram_values)
         got = streamed[name]
@@ -53,7 +53,7 @@ def test_concat_outputs_of_squeezenet_are_combined_from_their_inputs(tmp_path, h
 
     streamed = collect_statistics(model, data, names=names, histogram_values=histogram_values)
 
-    session = cpu_session(with_outputs(model.proto, list(combined)))
+    session = cpu_session(model.proto, outputs=list(combined))
     per_image = [session.run(list(combined), {"data_0": image[None]}) for image in images]  # batch axis is 1
     for i, (name, parts) in enumerate(combined.items()):
         got, direct = streamed[name], collect_tensor_stats([outputs[i] for outputs in per_image], name=name)

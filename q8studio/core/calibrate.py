@@ -8,7 +8,6 @@ whose inputs are all calibrated is not exposed: its statistics are its inputs' c
 
 from __future__ import annotations
 
-import copy
 import itertools
 
 import numpy as np
@@ -39,17 +38,6 @@ def tensors_to_calibrate(model: onnx.ModelProto) -> list[str]:
             if vi.type.tensor_type.elem_type in _FLOAT_ELEM_TYPES:
                 names[name] = None
     return list(names)
-
-
-def with_outputs(model: onnx.ModelProto, names: list[str]) -> onnx.ModelProto:
-    """A copy of ``model`` that also returns the given intermediate tensors."""
-    augmented = copy.deepcopy(model)
-    existing = {o.name for o in augmented.graph.output}
-    typed = {vi.name: vi for vi in itertools.chain(model.graph.value_info, model.graph.input)}
-    for name in names:
-        if name not in existing:
-            augmented.graph.output.append(copy.deepcopy(typed[name]) if name in typed else onnx.ValueInfoProto(name=name))
-    return augmented
 
 
 def concat_parts(model: onnx.ModelProto, names: list[str]) -> dict[str, list[str]]:
@@ -100,7 +88,7 @@ def collect_statistics(
     names = tensors_to_calibrate(model.proto) if names is None else names
     combined = concat_parts(model.proto, names)
     exposed = [name for name in names if name not in combined]
-    session = cpu_session(with_outputs(model.proto, exposed))
+    session = cpu_session(model.proto, outputs=exposed)
     stats = {
         name: TensorStats(
             name, momentum=ema_momentum, histogram=histograms, values_per_sample=histogram_values,

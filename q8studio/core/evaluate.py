@@ -13,7 +13,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from .calibrate import batch_size_for, with_outputs
+from .calibrate import batch_size_for
 from .data import Dataset
 from .metrics import ErrorAccumulator
 from .model import LoadedModel
@@ -141,8 +141,8 @@ def analyse_errors(
         name: dq for name, dq in dequantized_counterparts(int8_model).items()
         if name in float_model.graph.tensors and name not in outputs
     }
-    float_session = cpu_session(with_outputs(float_model.proto, list(pairs)))
-    int8_session = cpu_session(with_outputs(int8_model.proto, list(pairs.values())))
+    float_session = cpu_session(float_model.proto, outputs=list(pairs))
+    int8_session = cpu_session(int8_model.proto, outputs=list(pairs.values()))
     float_names = outputs + list(pairs)
     int8_names = list(int8_model.graph.outputs) + list(pairs.values())
 

@@ -18,7 +18,6 @@ from pathlib import Path
 
 import numpy as np
 
-from .calibrate import with_outputs
 from .data import Dataset
 from .errors import Q8Error
 from .explainstep import WorkedElement, accumulators, conv_geometry, pick_element, worked_element
@@ -262,7 +261,7 @@ def _run(model: LoadedModel, names: list[str], feed: dict[str, np.ndarray], thre
     """Run ``model`` with ``names`` exposed; also return the kernels ONNX Runtime ran."""
     names = list(dict.fromkeys(names))
     with tempfile.TemporaryDirectory(prefix="q8studio-explain-") as tmp:
-        session, kernels = open_session(with_outputs(model.proto, names), Path(tmp), threads=threads)
+        session, kernels = open_session(model.proto, Path(tmp), outputs=names, threads=threads)
         values = session.run(names, feed)
     return dict(zip(names, values)), kernels
 

@@ -27,14 +27,13 @@ from typing import Iterator
 
 import onnx
 import onnxruntime as ort
-from onnx import numpy_helper
 from onnxruntime.quantization.quant_utils import add_pre_process_metadata
 from onnxruntime.quantization.shape_inference import quant_pre_process
 
 from .errors import Q8Error
 from .model import LoadedModel, model_from_proto
-from .session import session_options
-from .skeleton import skeleton_of, transformed, with_weights_outside
+from .session import cpu_session, session_options
+from .skeleton import skeleton_of, transformed
 
 PER_CHANNEL_MIN_OPSET = 13  # DequantizeLinear's `axis` attribute arrived in opset 13
 
@@ -113,23 +112,17 @@ def _optimisation_stage(proto: onnx.ModelProto, shapes: str, notes: list[str]) -
 def _optimised(proto: onnx.ModelProto) -> onnx.ModelProto:
     """The graph ``quant_pre_process`` optimises: an ONNX Runtime session at the basic level saves it.
 
-    The large weights reach the session in memory, as external initializers: saving the model
-    for ``quant_pre_process`` and its re-reading, shape inference and saving of the whole model
-    took 9 of VGG-19's 12 s. The result is tagged as pre-processed, as ``quant_pre_process`` does,
-    so that the quantizer does not advise pre-processing it.
+    :func:`~.session.cpu_session` hands the large weights over in memory: saving the model for
+    ``quant_pre_process``, and its re-reading, whole-model shape inference and saving, took 9 of
+    VGG-19's 12 s. The result is tagged as pre-processed, as ``quant_pre_process`` does, so that
+    the quantizer does not advise pre-processing it.
     """
-    shell, outside = with_weights_outside(proto)
     with tempfile.TemporaryDirectory(prefix="q8studio-prep-") as tmp:
-        output = Path(tmp) / "optimised.onnx"
         options = session_options()
         options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_BASIC
-        options.optimized_model_filepath = str(output)
-        arrays = [numpy_helper.to_array(tensor) for tensor in outside]  # the OrtValues borrow their memory
-        options.add_external_initializers(
-            [tensor.name for tensor in outside], [ort.OrtValue.ortvalue_from_numpy(array) for array in arrays]
-        )
-        ort.InferenceSession(shell.SerializeToString(), options, providers=["CPUExecutionProvider"])
-        result = onnx.load(str(output))
+        options.optimized_model_filepath = str(Path(tmp) / "optimised.onnx")
+        cpu_session(proto, options=options)
+        result = onnx.load(options.optimized_model_filepath)
     add_pre_process_metadata(result)
     return result
 

@@ -11,6 +11,7 @@ tensor with ``_nchwc`` appended. That is enough to tie every kernel back to a so
 from __future__ import annotations
 
 import re
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -39,16 +40,17 @@ class RuntimeNode:
 
 
 def open_session(
-    model: onnx.ModelProto, folder: Path, *, threads: int = 0, profile: bool = False
+    model: onnx.ModelProto, folder: Path, *, outputs: Sequence[str] = (), threads: int = 0, profile: bool = False
 ) -> tuple[ort.InferenceSession, list[RuntimeNode]]:
-    """A CPU session and the graph it runs; profiling files and the graph go to ``folder``.
+    """A CPU session (returning ``outputs`` too, see cpu_session) and the graph it runs; profiling
+    files and the graph go to ``folder``.
     A profiled session keeps ORT's spinning threads, as timing should (see session_options)."""
     options = session_options(threads=threads, spinning=profile)
     options.optimized_model_filepath = str(folder / "optimized.onnx")
     if profile:
         options.enable_profiling = True
         options.profile_file_prefix = str(folder / "profile")
-    session = cpu_session(model, options=options)
+    session = cpu_session(model, outputs=outputs, options=options)
     optimized = onnx.load(options.optimized_model_filepath, load_external_data=False)
     nodes = [
         RuntimeNode(n.name, n.op_type, n.domain, tuple(n.input), tuple(n.output)) for n in optimized.graph.node

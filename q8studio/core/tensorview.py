@@ -15,7 +15,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from .calibrate import batch_size_for, with_outputs
+from .calibrate import batch_size_for
 from .clipping import INT8, METHODS, UINT8, activation_range, weight_channel_axis
 from .data import Dataset
 from .errors import Q8Error
@@ -235,8 +235,8 @@ class TensorProbe:
         self.batch_size = batch_size_for(float_model)
         # One thread each: a few samples run fast anyway, and ONNX Runtime's spinning thread pools
         # would otherwise take the cores from the window and from a quantization running meanwhile.
-        self._float = cpu_session(with_outputs(float_model.proto, list(self.pairs)), threads=1)
-        self._int8 = cpu_session(with_outputs(int8_model.proto, list(self.pairs.values())), threads=1)
+        self._float = cpu_session(float_model.proto, outputs=list(self.pairs), threads=1)
+        self._int8 = cpu_session(int8_model.proto, outputs=list(self.pairs.values()), threads=1)
 
     def compare(
         self, tensor: str, data: Dataset, *, samples: int = 16, progress: Progress = NO_PROGRESS

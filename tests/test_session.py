@@ -1,0 +1,58 @@
+"""Sessions get a model's large weights in memory, and give exactly what a serialized model gives."""
+
+from __future__ import annotations
+
+import gc
+
+import numpy as np
+import onnx
+import onnxruntime as ort
+import pytest
+
+from builders import light_model, transformer_block
+from q8studio.core.calibrate import tensors_to_calibrate
+from q8studio.core.errors import Q8Error
+from q8studio.core.session import cpu_session, with_outputs
+from q8studio.core.skeleton import is_set_aside
+
+
+@pytest.mark.parametrize("kind", ["squeezenet", "transformer"])
+def test_a_session_with_weights_handed_over_computes_what_the_serialized_model_computes(kind, monkeypatch) -> None:
+    """The transformer's embedding table and positional constant are read at every run, not packed
+    into kernel buffers at load: the session must own copies of what it was handed."""
+    rng = np.random.default_rng(0)
+    if kind == "squeezenet":
+        model, feed = light_model("squeezenet"), {"data_0": rng.random((1, 3, 224, 224), dtype=np.float32)}
+    else:
+        model, feed = transformer_block(), {"ids": rng.integers(0, 100, (2, 8))}
+    names = tensors_to_calibrate(model)[:12]
+    reference = ort.InferenceSession(
+        with_outputs(model, names).SerializeToString(), providers=["CPUExecutionProvider"]
+    ).run(names, feed)
+
+    parsed: list[onnx.ModelProto] = []
+    real_session = ort.InferenceSession
+
+    def recording_session(payload, *args, **kwargs):
+        parsed.append(onnx.load_from_string(payload))
+        return real_session(payload, *args, **kwargs)
+
+    monkeypatch.setattr(ort, "InferenceSession", recording_session)
+    session = cpu_session(model, outputs=names)
+    [shell] = parsed
+    assert sum(is_set_aside(t) for t in shell.graph.initializer) >= 4
+    assert sum(len(t.raw_data) + len(t.float_data) for t in shell.graph.initializer if is_set_aside(t)) == 0
+    del model, shell, parsed
+    gc.collect()
+    scribble = [np.full(1 << 16, 7.0, np.float32) for _ in range(64)]  # reuse freed memory
+    for ours, theirs in zip(session.run(names, feed), reference, strict=True):
+        assert np.array_equal(ours, theirs)
+    del scribble
+
+
+def test_a_model_onnx_runtime_refuses_gives_a_one_line_reason() -> None:
+    model = light_model("squeezenet")
+    model.graph.node[0].op_type = "NoSuchOp"
+    with pytest.raises(Q8Error, match="^ONNX Runtime cannot load the model: .*NoSuchOp") as raised:
+        cpu_session(model)
+    assert "\n" not in str(raised.value)
