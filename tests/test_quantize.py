@@ -254,6 +254,21 @@ def test_ranges_the_quantizer_does_not_read_do_not_change_the_model(kind, tmp_pa
     assert (tmp_path / "reduced.onnx").read_bytes() == (tmp_path / "full.onnx").read_bytes()
 
 
+def test_the_quantizer_reads_the_weights_from_beside_the_graph_and_writes_the_same_model(tmp_path, monkeypatch) -> None:
+    """onnxruntime's quantizer gets a small graph file and the weights' bytes beside it: its shape
+    inference of the file no longer parses them. The int8 model is byte for byte the one it writes
+    from a whole-model file."""
+    import q8studio.core.quantize as quantize_module
+
+    model_path, data_path = _model_and_data("squeezenet", tmp_path)
+    recipe = dict(method="entropy", granularity="per-channel")
+    _quantize(model_path, data_path, tmp_path / "beside.onnx", **recipe)
+    monkeypatch.setattr(quantize_module, "save_with_weights_beside", lambda model, path: onnx.save(model, str(path)))
+    _quantize(model_path, data_path, tmp_path / "whole.onnx", **recipe)
+    assert (tmp_path / "beside.onnx").read_bytes() == (tmp_path / "whole.onnx").read_bytes()
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["beside.onnx", "sq.npz", "sq.onnx", "whole.onnx"]
+
+
 def test_the_dry_run_never_sees_a_large_weight(tmp_path, monkeypatch) -> None:
     """Saving and quantizing the weights was the whole cost of the dry run on large models."""
     import q8studio.core.quantize as quantize_module

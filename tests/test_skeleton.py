@@ -7,7 +7,7 @@ import onnx
 from onnx import helper, numpy_helper
 
 from builders import light_model, small_cnn
-from q8studio.core.skeleton import SET_ASIDE_MIN_BYTES, skeleton_of, transformed
+from q8studio.core.skeleton import SET_ASIDE_MIN_BYTES, save_with_weights_beside, skeleton_of, transformed
 
 
 def _initializers(model: onnx.ModelProto) -> dict[str, bytes]:
@@ -75,3 +75,20 @@ def test_weights_listed_among_the_inputs_stay_listed() -> None:
     result = transformed(model, lambda skeleton: skeleton)
     assert _serialized(result.graph.input) == _serialized(model.graph.input)
     assert _initializers(result) == _initializers(model)
+
+
+def test_a_model_saved_with_its_weights_beside_loads_back_whole(tmp_path) -> None:
+    model = small_cnn(channels=32)
+    big = np.arange(600, dtype=np.float32).reshape(20, 30)
+    model.graph.initializer.append(numpy_helper.from_array(big, "unused_raw"))
+    model.graph.initializer.append(helper.make_tensor("unused_listed", onnx.TensorProto.FLOAT, [20, 30], big.ravel().tolist()))
+    before = model.SerializeToString()
+    save_with_weights_beside(model, tmp_path / "m.onnx")
+    assert model.SerializeToString() == before
+    assert (tmp_path / "m.onnx").stat().st_size < 3_000 and (tmp_path / "m.onnx.weights").stat().st_size > 14_000
+    loaded = onnx.load(str(tmp_path / "m.onnx"))
+    assert _serialized(loaded.graph.node) == _serialized(model.graph.node)
+    arrays = {t.name: numpy_helper.to_array(t) for t in loaded.graph.initializer}
+    assert arrays.keys() == {t.name for t in model.graph.initializer}
+    for tensor in model.graph.initializer:
+        assert np.array_equal(arrays[tensor.name], numpy_helper.to_array(tensor))

