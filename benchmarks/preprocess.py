@@ -81,9 +81,10 @@ def section(rows: dict[str, dict[str, float]], repeats: int, seconds: float) -> 
         f"{repeats} alternating runs in one process, after a warm-up of both tools. Command: "
         f"`python benchmarks/preprocess.py` ({seconds / 60:.1f} min).", "",
         "- **q8studio**: `load_model` (parse, check, shape inference) then `prepare_for_quantization(per_channel=True)`: "
-        "onnxruntime's `quant_pre_process` in two calls, the steps that read no weight values (its upgrade to opset 11, "
-        "symbolic shape inference where ONNX's own cannot shape every tensor) and ours to opset 13 on the model's "
-        "skeleton (large weights as graph inputs), then graph optimisation on the whole model.",
+        "the steps of `quant_pre_process` that read no weight values (its upgrade to opset 11, symbolic shape "
+        "inference where ONNX's own cannot shape every tensor) and ours to opset 13 run through it on the model's "
+        "skeleton (large weights as graph inputs); its graph optimisation runs as it runs it, an ONNX Runtime session "
+        "at the basic level that saves the optimised graph, with the weights handed over in memory.",
         "- **onnxruntime**: `quant_pre_process(model_file, output_file)` with its defaults, then "
         "`onnx.version_converter.convert_version(…, 13)` of its output, which per-channel QDQ needs "
         "(q8studio's own route before it used the skeleton). q8studio's result is onnxruntime's pre-processing of "
