@@ -11,7 +11,7 @@ and so does our upgrade to opset 13; the optimiser runs as ``quant_pre_process``
 Runtime session at the basic level that saves its optimised graph, with the large weights handed
 over as external initializers; ONNX shape inference of the result runs on its skeleton
 (:func:`~.model.model_from_proto`). On VGG-19 (575 MB) pre-processing took 29 s with everything
-on the whole model, 12 s with the skeleton for the steps before optimisation, and 3 s this way.
+on the whole model, 12 s with the skeleton for the steps before optimisation, and 3.7 s this way.
 """
 
 from __future__ import annotations

@@ -6,7 +6,6 @@ import copy
 import itertools
 from collections.abc import Sequence
 
-import numpy as np
 import onnx
 import onnxruntime as ort
 from onnx import numpy_helper
@@ -48,11 +47,10 @@ def cpu_session(
     session; their arrays are dropped afterwards.
     """
     options = options or session_options(threads=threads, spinning=spinning)
-    weights: list[np.ndarray] = []  # alive until the session has copied them
     if isinstance(model, onnx.ModelProto):
         shell, outside = with_weights_outside(model)
         payload = with_outputs(shell, outputs).SerializeToString()
-        weights = [numpy_helper.to_array(tensor) for tensor in outside]
+        weights = [numpy_helper.to_array(tensor) for tensor in outside]  # alive until ONNX Runtime copied them
         if outside:
             options.add_external_initializers(
                 [tensor.name for tensor in outside], [ort.OrtValue.ortvalue_from_numpy(array) for array in weights]
@@ -60,11 +58,10 @@ def cpu_session(
     else:
         payload = model
     try:
-        session = ort.InferenceSession(payload, options, providers=["CPUExecutionProvider"])
+        return ort.InferenceSession(payload, options, providers=["CPUExecutionProvider"])
     except Exception as exc:  # ORT raises several unrelated exception types for bad models
         message = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
         raise Q8Error(f"ONNX Runtime cannot load the model: {message}") from None
-    return session
 
 
 def with_outputs(model: onnx.ModelProto, names: Sequence[str]) -> onnx.ModelProto:
