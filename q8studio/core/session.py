@@ -11,7 +11,7 @@ import onnxruntime as ort
 from onnx import numpy_helper
 
 from .errors import Q8Error
-from .skeleton import with_weights_outside
+from .skeleton import SplitModel, with_weights_outside
 
 
 def session_options(*, threads: int = 0, spinning: bool = False) -> ort.SessionOptions:
@@ -31,7 +31,7 @@ def session_options(*, threads: int = 0, spinning: bool = False) -> ort.SessionO
 
 
 def cpu_session(
-    model: onnx.ModelProto | bytes,
+    model: onnx.ModelProto | SplitModel | bytes,
     *,
     outputs: Sequence[str] = (),
     threads: int = 0,
@@ -41,19 +41,20 @@ def cpu_session(
     """An ORT CPU session (``options`` overrides ``threads``/``spinning``) that can also return the
     intermediate tensors ``outputs``; load failures become Q8Error.
 
-    A ModelProto's large weights reach ONNX Runtime in memory, as external initializers
-    (:func:`~.skeleton.with_weights_outside`), not serialized with the graph: creating a VGG-19
-    session took 2.1 s that way, 0.8 s this way. ONNX Runtime copies them while it creates the
-    session; their arrays are dropped afterwards.
+    A model's large weights reach ONNX Runtime in memory, as external initializers
+    (:class:`~.skeleton.SplitModel`), not serialized with the graph: creating a VGG-19 session took
+    2.1 s that way, 0.8 s this way. ONNX Runtime copies them while it creates the session; their
+    arrays are dropped afterwards.
     """
     options = options or session_options(threads=threads, spinning=spinning)
     if isinstance(model, onnx.ModelProto):
-        shell, outside = with_weights_outside(model)
-        payload = with_outputs(shell, outputs).SerializeToString()
-        weights = [numpy_helper.to_array(tensor) for tensor in outside]  # alive until ONNX Runtime copied them
-        if outside:
+        model = with_weights_outside(model)
+    if isinstance(model, SplitModel):
+        payload = with_outputs(model.shell, outputs).SerializeToString()
+        weights = [numpy_helper.to_array(tensor) for tensor in model.weights]  # alive until ONNX Runtime copied them
+        if weights:
             options.add_external_initializers(
-                [tensor.name for tensor in outside], [ort.OrtValue.ortvalue_from_numpy(array) for array in weights]
+                [tensor.name for tensor in model.weights], [ort.OrtValue.ortvalue_from_numpy(array) for array in weights]
             )
     else:
         payload = model

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Callable
+from dataclasses import dataclass
 from pathlib import Path
 
 import onnx
@@ -52,24 +53,48 @@ def skeleton_of(model: onnx.ModelProto) -> onnx.ModelProto:
     return skeleton
 
 
-def with_weights_outside(model: onnx.ModelProto) -> tuple[onnx.ModelProto, list[onnx.TensorProto]]:
-    """``model`` with each large float initializer's values replaced by an external-data reference,
-    and those initializers (``model``'s own objects, not copies); ``model`` itself is not touched.
+@dataclass(frozen=True)
+class SplitModel:
+    """A model held as two parts: ``shell``, the model in which each large float initializer's values
+    are replaced by an external-data reference, and ``weights``, those initializers themselves.
 
-    onnxruntime creates a session from such a model with the values handed over in memory
+    onnxruntime creates a session from it with the weights handed over in memory
     (``SessionOptions.add_external_initializers``), neither serializing nor parsing them.
     """
+
+    shell: onnx.ModelProto
+    weights: list[onnx.TensorProto]
+
+    def assembled(self) -> onnx.ModelProto:
+        """The whole model, its weights' values in place of the references (a copy of them)."""
+        whole = onnx.ModelProto()
+        whole.CopyFrom(self.shell)
+        values = {tensor.name: tensor for tensor in self.weights}
+        for reference in whole.graph.initializer:
+            if reference.name in values:
+                reference.CopyFrom(values[reference.name])
+        return whole
+
+
+def with_weights_outside(model: onnx.ModelProto) -> SplitModel:
+    """``model`` split: its large float initializers (its own objects, not copies) apart from the
+    rest; ``model`` itself is not touched."""
     shell = _without_initializers(model)
     outside = []
     for tensor in model.graph.initializer:
-        if not is_set_aside(tensor):
+        if is_set_aside(tensor):
+            _add_reference(shell, tensor)
+            outside.append(tensor)
+        else:
             shell.graph.initializer.append(tensor)
-            continue
-        reference = shell.graph.initializer.add(name=tensor.name, data_type=tensor.data_type, dims=tensor.dims)
-        reference.data_location = onnx.TensorProto.EXTERNAL
-        reference.external_data.add(key="location", value="handed-over-in-memory")
-        outside.append(tensor)
-    return shell, outside
+    return SplitModel(shell, outside)
+
+
+def _add_reference(shell: onnx.ModelProto, tensor: onnx.TensorProto) -> None:
+    """An initializer in ``shell`` that stands for ``tensor``: its name, type and shape, no values."""
+    reference = shell.graph.initializer.add(name=tensor.name, data_type=tensor.data_type, dims=tensor.dims)
+    reference.data_location = onnx.TensorProto.EXTERNAL
+    reference.external_data.add(key="location", value="handed-over-in-memory")
 
 
 def save_with_weights_beside(model: onnx.ModelProto, path: Path) -> None:
@@ -79,25 +104,24 @@ def save_with_weights_beside(model: onnx.ModelProto, path: Path) -> None:
     file parses only a small graph: onnxruntime's quantizer runs ONNX shape inference on the file
     it is given, and on VGG-19 saving and inferring the whole 575 MB model took 3 s, this 0.5 s.
     """
-    shell, outside = with_weights_outside(model)
-    references = {tensor.name: tensor for tensor in shell.graph.initializer}
+    split = with_weights_outside(model)
+    references = {tensor.name: tensor for tensor in split.shell.graph.initializer}
     data_name = f"{path.name}.weights"
     with open(path.parent / data_name, "wb") as data:
-        for tensor in outside:
+        for tensor in split.weights:
             values = tensor.raw_data if tensor.HasField("raw_data") else numpy_helper.to_array(tensor).tobytes()
             reference = references[tensor.name]
             del reference.external_data[:]
             for key, value in (("location", data_name), ("offset", str(data.tell())), ("length", str(len(values)))):
                 reference.external_data.add(key=key, value=value)
             data.write(values)
-    onnx.save(shell, str(path))
+    onnx.save(split.shell, str(path))
 
 
-def transformed(
-    model: onnx.ModelProto, transform: Callable[[onnx.ModelProto], onnx.ModelProto]
-) -> onnx.ModelProto:
-    """``transform`` applied to the skeleton of ``model``, with ``model``'s weights back in place
-    of the inputs that stood for them. ``model`` is not touched; the result owns its weights."""
+def transformed(model: onnx.ModelProto, transform: Callable[[onnx.ModelProto], onnx.ModelProto]) -> SplitModel:
+    """``transform`` applied to the skeleton of ``model``, split from ``model``'s weights, which stand
+    where the inputs that stood for them were. ``model`` is not touched, and its weights are not
+    copied: putting VGG-19's back into a whole model cost 0.9 s and 575 MB."""
     result = transform(skeleton_of(model))
     weights = {tensor.name: tensor for tensor in model.graph.initializer if is_set_aside(tensor)}
     listed = {value.name for value in model.graph.input}
@@ -107,8 +131,10 @@ def transformed(
         if name in weights and name not in listed:
             del result.graph.input[index]
     own = {tensor.name for tensor in result.graph.initializer}
-    result.graph.initializer.extend(weights[name] for name in weights if name in present and name not in own)
-    return result
+    outside = [weights[name] for name in weights if name in present and name not in own]
+    for tensor in outside:
+        _add_reference(result, tensor)
+    return SplitModel(result, outside)
 
 
 def _without_initializers(model: onnx.ModelProto) -> onnx.ModelProto:
