@@ -43,10 +43,11 @@ def open_session(
     model: onnx.ModelProto, folder: Path, *, outputs: Sequence[str] = (), threads: int = 0, profile: bool = False
 ) -> tuple[ort.InferenceSession, list[RuntimeNode]]:
     """A CPU session (returning ``outputs`` too, see cpu_session) and the graph it runs; profiling
-    files and the graph go to ``folder``.
+    files and the graph go to ``folder``, the graph's weights to a file of their own that is never read.
     A profiled session keeps ORT's spinning threads, as timing should (see session_options)."""
     options = session_options(threads=threads, spinning=profile)
     options.optimized_model_filepath = str(folder / "optimized.onnx")
+    options.add_session_config_entry("session.optimized_model_external_initializers_file_name", "optimized.weights")
     if profile:
         options.enable_profiling = True
         options.profile_file_prefix = str(folder / "profile")
