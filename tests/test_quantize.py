@@ -17,6 +17,7 @@ from q8studio.core.errors import Cancelled, Q8Error
 from q8studio.core.evaluate import analyse_errors
 from q8studio.core.model import load_model
 from q8studio.core.progress import CancelToken, Progress
+from q8studio.core import quantize as quantize_module
 from q8studio.core.quantize import quantize_model
 from q8studio.core.recipe import Recipe
 from q8studio.core.report import quantize_report
@@ -206,6 +207,24 @@ def test_nan_in_calibration_data_leaves_no_output(cnn_path, tmp_path) -> None:
     with pytest.raises(Q8Error, match="NaN or Inf"):
         _quantize(cnn_path, data_path, tmp_path / "out" / "q.onnx")
     assert not (tmp_path / "out").exists() or list((tmp_path / "out").iterdir()) == []
+
+
+def test_an_int8_model_onnx_runtime_refuses_is_never_written(cnn_path, cnn_data, tmp_path, monkeypatch) -> None:
+    """The trap of per-channel weights below opset 13, forced on the written file: the check loads
+    the file itself, so the user gets the reason and no model."""
+    real_write = quantize_module._write_qdq_model
+
+    def write_at_opset_12(prepared, ranges, recipe, output):
+        real_write(prepared, ranges, recipe, output)
+        model = onnx.load(str(output))
+        next(o for o in model.opset_import if o.domain in ("", "ai.onnx")).version = 12
+        onnx.save(model, str(output))
+
+    monkeypatch.setattr(quantize_module, "_write_qdq_model", write_at_opset_12)
+    with pytest.raises(Q8Error, match="^The int8 model was not written, because it does not run: ONNX Runtime cannot load") as raised:
+        _quantize(cnn_path, cnn_data, tmp_path / "out" / "q.onnx", granularity="per-channel")
+    assert "\n" not in str(raised.value) and "axis" in str(raised.value)
+    assert list((tmp_path / "out").iterdir()) == []
 
 
 def test_cancel_stops_calibration_and_writes_nothing(cnn_path, cnn_data, tmp_path) -> None:

@@ -140,8 +140,8 @@ def quantize_model(
         progress.report("Writing the int8 model", 0, 1)
         with atomic_path(output) as staging:
             _write_qdq_model(prepared.model.proto, ranges, recipe, staging)
+            _check_it_runs(staging, data.first_sample())
             int8 = load_model(staging)
-            cpu_session(int8.proto).run(None, data.first_sample())
 
     int8 = replace(int8, path=output)  # the file just moved from staging; its content is what was checked
     return QuantizeResult(
@@ -282,6 +282,19 @@ def _write_qdq_model(
             raise Q8Error(f"onnxruntime's quantizer failed on this model: {str(exc).splitlines()[0]}") from None
         finally:
             logging.getLogger().setLevel(previous)
+
+
+def _check_it_runs(path: Path, feed: dict[str, np.ndarray]) -> None:
+    """Load the written file with ONNX Runtime, as a user will, and run it once: an int8 model is
+    reported only once it runs."""
+    try:
+        cpu_session(path).run(None, feed)
+    except Q8Error as exc:
+        raise Q8Error(f"The int8 model was not written, because it does not run: {exc}") from None
+    except Exception as exc:  # ONNX Runtime raises assorted types at run time
+        raise Q8Error(
+            f"The int8 model was not written, because it does not run: {str(exc).strip().splitlines()[0]}"
+        ) from None
 
 
 def _tensors_data(ranges: dict[str, tuple[float, float]]) -> TensorsData:

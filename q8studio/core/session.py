@@ -5,6 +5,7 @@ from __future__ import annotations
 import copy
 import itertools
 from collections.abc import Sequence
+from pathlib import Path
 
 import onnx
 import onnxruntime as ort
@@ -31,7 +32,7 @@ def session_options(*, threads: int = 0, spinning: bool = False) -> ort.SessionO
 
 
 def cpu_session(
-    model: onnx.ModelProto | SplitModel | bytes,
+    model: onnx.ModelProto | SplitModel | bytes | Path,
     *,
     outputs: Sequence[str] = (),
     threads: int = 0,
@@ -39,7 +40,8 @@ def cpu_session(
     options: ort.SessionOptions | None = None,
 ) -> ort.InferenceSession:
     """An ORT CPU session (``options`` overrides ``threads``/``spinning``) that can also return the
-    intermediate tensors ``outputs``; load failures become Q8Error.
+    intermediate tensors ``outputs`` (not for a serialized model or a file); load failures become
+    Q8Error. A file is read by ONNX Runtime itself, external data included.
 
     A model's large weights reach ONNX Runtime in memory, as external initializers
     (:class:`~.skeleton.SplitModel`), not serialized with the graph: creating a VGG-19 session took
@@ -56,8 +58,10 @@ def cpu_session(
             options.add_external_initializers(
                 [tensor.name for tensor in model.weights], [ort.OrtValue.ortvalue_from_numpy(array) for array in weights]
             )
+    elif outputs:
+        raise ValueError("exposing intermediate tensors needs the model in memory, not serialized or in a file")
     else:
-        payload = model
+        payload = str(model) if isinstance(model, Path) else model
     try:
         return ort.InferenceSession(payload, options, providers=["CPUExecutionProvider"])
     except Exception as exc:  # ORT raises several unrelated exception types for bad models
