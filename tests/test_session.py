@@ -9,9 +9,13 @@ import onnx
 import onnxruntime as ort
 import pytest
 
-from builders import light_model, transformer_block
+from builders import light_model, save, small_cnn, transformer_block, write_npz
 from q8studio.core.calibrate import tensors_to_calibrate
+from q8studio.core.data import load_data
 from q8studio.core.errors import Q8Error
+from q8studio.core.model import load_model
+from q8studio.core.quantize import quantize_model
+from q8studio.core.recipe import Recipe
 from q8studio.core.session import cpu_session, with_outputs
 from q8studio.core.skeleton import is_set_aside
 
@@ -56,3 +60,27 @@ def test_a_model_onnx_runtime_refuses_gives_a_one_line_reason() -> None:
     with pytest.raises(Q8Error, match="^ONNX Runtime cannot load the model: .*NoSuchOp") as raised:
         cpu_session(model)
     assert "\n" not in str(raised.value)
+
+
+def test_an_int8_models_quantized_weights_are_handed_over_and_shaped_like_the_whole_model(tmp_path) -> None:
+    """8-bit weights (what DequantizeLinear reads in a QDQ model) are set aside like float ones:
+    the session computes what ONNX Runtime computes from the file, and shape inference on the
+    skeleton types every tensor as it does on the whole model."""
+    rng = np.random.default_rng(3)
+    source = load_model(save(small_cnn(channels=64), tmp_path / "cnn.onnx"))
+    data = load_data(write_npz(tmp_path / "x.npz", x=rng.standard_normal((8, 3, 16, 16)).astype(np.float32)), source)
+    path = tmp_path / "cnn.int8.onnx"
+    quantize_model(source, data, Recipe(granularity="per-channel"), path)
+    whole = onnx.load(str(path))
+    assert sum(t.data_type == onnx.TensorProto.INT8 and is_set_aside(t) for t in whole.graph.initializer) >= 2
+
+    feed = data.first_sample()
+    from_file = ort.InferenceSession(str(path), providers=["CPUExecutionProvider"]).run(None, feed)
+    loaded = load_model(path)
+    for ours, theirs in zip(cpu_session(loaded.proto).run(None, feed), from_file, strict=True):
+        assert np.array_equal(ours, theirs)
+
+    inferred = onnx.shape_inference.infer_shapes(whole, check_type=False, strict_mode=False, data_prop=True).graph
+    assert sorted(v.SerializeToString() for v in loaded.proto.graph.value_info) == sorted(
+        v.SerializeToString() for v in inferred.value_info
+    )

@@ -4,8 +4,9 @@ onnx's shape inference, checker and version converter, and onnxruntime's symboli
 serialize the whole model, weights included, on every call (symbolic inference once per node it
 hands to onnx): on a 575 MB VGG-19 that was 20 of the 29 s pre-processing took. These passes read
 a weight's type and shape, never its values, so they run on a skeleton in which each large float
-initializer is a graph input of the same type and shape; the weights go back in afterwards. Small
-and integer initializers stay: passes do read those (Reshape shapes, Slice bounds, Resize scales).
+or 8-bit integer initializer (a weight, or its quantized values in an int8 model) is a graph input
+of the same type and shape; the weights go back in afterwards. Small initializers and wider
+integers stay: passes do read those (Reshape shapes, Slice bounds, Gather indices, Resize scales).
 """
 
 from __future__ import annotations
@@ -20,11 +21,14 @@ from google.protobuf.message import Message
 from onnx import numpy_helper
 
 SET_ASIDE_MIN_BYTES = 1024
-"""Float initializers holding at least this many bytes of values become inputs of the skeleton."""
+"""Weights holding at least this many bytes of values become inputs of the skeleton."""
 
-_FLOAT_BYTES = {
+_WEIGHT_ITEMSIZE = {
     onnx.TensorProto.FLOAT: 4, onnx.TensorProto.FLOAT16: 2, onnx.TensorProto.BFLOAT16: 2, onnx.TensorProto.DOUBLE: 8,
+    onnx.TensorProto.INT8: 1, onnx.TensorProto.UINT8: 1,
 }
+"""The types of weights: floats, and the 8-bit integers quantized weights are stored in (shapes,
+bounds and indices, which passes read, are 32- or 64-bit)."""
 
 
 def is_set_aside(tensor: onnx.TensorProto) -> bool:
@@ -33,12 +37,12 @@ def is_set_aside(tensor: onnx.TensorProto) -> bool:
     The size comes from the shape: protobuf's ``ByteSize`` encodes the message to measure it, which
     costs as much as the serialization the skeleton is there to avoid.
     """
-    itemsize = _FLOAT_BYTES.get(tensor.data_type, 0)
+    itemsize = _WEIGHT_ITEMSIZE.get(tensor.data_type, 0)
     return itemsize * math.prod(tensor.dims) >= SET_ASIDE_MIN_BYTES
 
 
 def skeleton_of(model: onnx.ModelProto) -> onnx.ModelProto:
-    """``model`` with its large float initializers as graph inputs; ``model`` itself is not touched.
+    """``model`` with its large weights as graph inputs; ``model`` itself is not touched.
 
     Built field by field so the weights are never copied. A weight that is already a graph input
     (IR version 3 lists every initializer among the inputs) keeps that input.
@@ -55,7 +59,7 @@ def skeleton_of(model: onnx.ModelProto) -> onnx.ModelProto:
 
 @dataclass(frozen=True)
 class SplitModel:
-    """A model held as two parts: ``shell``, the model in which each large float initializer's values
+    """A model held as two parts: ``shell``, the model in which each large weight's values
     are replaced by an external-data reference, and ``weights``, those initializers themselves.
 
     onnxruntime creates a session from it with the weights handed over in memory
@@ -77,7 +81,7 @@ class SplitModel:
 
 
 def with_weights_outside(model: onnx.ModelProto) -> SplitModel:
-    """``model`` split: its large float initializers (its own objects, not copies) apart from the
+    """``model`` split: its large weights (its own objects, not copies) apart from the
     rest; ``model`` itself is not touched."""
     shell = _without_initializers(model)
     outside = []
