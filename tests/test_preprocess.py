@@ -12,6 +12,7 @@ from onnxruntime.tools.symbolic_shape_infer import SymbolicShapeInference
 
 from builders import light_model, save, small_cnn
 from q8studio.core.model import load_model
+from q8studio.core import preprocess
 from q8studio.core.preprocess import prepare_for_quantization
 from q8studio.core.skeleton import is_set_aside
 
@@ -24,6 +25,26 @@ def _types(model: onnx.ModelProto) -> dict[str, bytes]:
     """Every typed tensor's type, whether recorded as value_info or as a graph output."""
     return {v.name: v.type.SerializeToString() for v in [*model.graph.value_info, *model.graph.output]}
 
+
+
+def test_when_graph_optimisation_fails_the_upgraded_model_is_quantized_as_it_is(tmp_path: Path, monkeypatch) -> None:
+    """The skeleton's result and the source's weights come back together as one whole model."""
+
+    def refuse(split):
+        raise RuntimeError("optimiser refused")
+
+    monkeypatch.setattr(preprocess, "_optimised", refuse)
+    source = small_cnn(opset=9, channels=32)
+    prepared = prepare_for_quantization(load_model(save(source, tmp_path / "cnn.onnx")), per_channel=True)
+    assert "Pre-processing with graph optimisation failed (optimiser refused)." in prepared.notes
+    assert "Quantizing the model without graph optimisation." in prepared.notes
+    upgraded = onnx.version_converter.convert_version(source, 13)
+    model = prepared.model.proto
+    assert _serialized(model.graph.node) == _serialized(upgraded.graph.node)  # BatchNorm still there
+    assert {t.name: t.SerializeToString() for t in model.graph.initializer} == {
+        t.name: t.SerializeToString() for t in upgraded.graph.initializer
+    }
+    onnx.checker.check_model(model)
 
 def test_the_prepared_model_is_onnxruntimes_pre_processing_of_the_upgraded_model(tmp_path: Path) -> None:
     source = small_cnn(opset=9, channels=32)
