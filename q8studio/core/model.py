@@ -19,7 +19,7 @@ import onnx
 from google.protobuf.message import DecodeError
 from onnx import numpy_helper
 
-from .errors import Q8Error
+from .errors import Q8Error, first_line
 from .optypes import QDQ_QUANTIZABLE_OPS, node_kind
 from .skeleton import is_set_aside, skeleton_of
 
@@ -167,7 +167,7 @@ def load_model(path: str | os.PathLike[str]) -> LoadedModel:
     try:
         onnx.checker.check_model(skeleton, full_check=False)
     except onnx.checker.ValidationError as exc:
-        raise Q8Error(f"{path.name} is not a valid ONNX model: {_first_line(exc)}") from None
+        raise Q8Error(f"{path.name} is not a valid ONNX model: {first_line(exc)}") from None
     _check_weight_sizes(proto, path)
     proto = _infer_shapes(proto, skeleton)
     _name_nodes(proto)
@@ -230,7 +230,7 @@ def _load_external_data(proto: onnx.ModelProto, path: Path, files: tuple[str, ..
         try:
             onnx.external_data_helper.load_external_data_for_model(proto, str(path.parent))
         except (OSError, ValueError) as exc:
-            raise Q8Error(f"Could not read the external data of {path.name}: {_first_line(exc)}") from None
+            raise Q8Error(f"Could not read the external data of {path.name}: {first_line(exc)}") from None
 
 
 def _check_weight_sizes(proto: onnx.ModelProto, path: Path) -> None:
@@ -349,8 +349,3 @@ def _value_info(vi: onnx.ValueInfoProto, is_initializer: bool) -> TensorInfo:
 
 def _tensor_dict(t: TensorInfo) -> dict[str, object]:
     return {"name": t.name, "shape": list(t.shape) if t.shape is not None else None, "dtype": t.dtype}
-
-
-def _first_line(exc: BaseException) -> str:
-    text = str(exc).strip()
-    return text.splitlines()[0] if text else type(exc).__name__

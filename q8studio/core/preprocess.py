@@ -31,7 +31,7 @@ import onnxruntime as ort
 from onnxruntime.quantization.quant_utils import add_pre_process_metadata
 from onnxruntime.quantization.shape_inference import quant_pre_process
 
-from .errors import Q8Error
+from .errors import Q8Error, first_line
 from .model import LoadedModel, model_from_proto
 from .session import cpu_session, session_options
 from .skeleton import SplitModel, skeleton_of, transformed, with_weights_outside
@@ -198,8 +198,7 @@ def _count(proto: onnx.ModelProto, op_type: str) -> int:
 
 
 def _short(exc: BaseException) -> str:
-    text = str(exc).strip().splitlines()
-    return (text[0] if text else type(exc).__name__)[:160]
+    return first_line(exc)[:160]
 
 
 @contextmanager

@@ -26,7 +26,7 @@ from onnxruntime.quantization.calibrate import TensorData, TensorsData, save_ten
 from .calibrate import collect_statistics, tensors_to_calibrate
 from .clipping import INT8, UINT8, activation_range, needs_histogram
 from .data import Dataset
-from .errors import Q8Error
+from .errors import Q8Error, first_line
 from .fileio import atomic_path, same_file
 from .floatnodes import FloatNode, find_float_nodes
 from .model import LoadedModel, load_model, require_float_tensors
@@ -279,7 +279,7 @@ def _write_qdq_model(
         except Q8Error:
             raise
         except Exception as exc:  # the quantizer raises assorted types for unsupported graphs
-            raise Q8Error(f"onnxruntime's quantizer failed on this model: {str(exc).splitlines()[0]}") from None
+            raise Q8Error(f"onnxruntime's quantizer failed on this model: {first_line(exc)}") from None
         finally:
             logging.getLogger().setLevel(previous)
 
@@ -292,9 +292,7 @@ def _check_it_runs(path: Path, feed: dict[str, np.ndarray]) -> None:
     except Q8Error as exc:
         raise Q8Error(f"The int8 model was not written, because it does not run: {exc}") from None
     except Exception as exc:  # ONNX Runtime raises assorted types at run time
-        raise Q8Error(
-            f"The int8 model was not written, because it does not run: {str(exc).strip().splitlines()[0]}"
-        ) from None
+        raise Q8Error(f"The int8 model was not written, because it does not run: {first_line(exc)}") from None
 
 
 def _tensors_data(ranges: dict[str, tuple[float, float]]) -> TensorsData:

@@ -11,7 +11,7 @@ import onnx
 import onnxruntime as ort
 from onnx import numpy_helper
 
-from .errors import Q8Error
+from .errors import Q8Error, first_line
 from .skeleton import SplitModel, with_weights_outside
 
 
@@ -65,8 +65,7 @@ def cpu_session(
     try:
         return ort.InferenceSession(payload, options, providers=["CPUExecutionProvider"])
     except Exception as exc:  # ORT raises several unrelated exception types for bad models
-        message = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
-        raise Q8Error(f"ONNX Runtime cannot load the model: {message}") from None
+        raise Q8Error(f"ONNX Runtime cannot load the model: {first_line(exc)}") from None
 
 
 def with_outputs(model: onnx.ModelProto, names: Sequence[str]) -> onnx.ModelProto:
