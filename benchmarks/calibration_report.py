@@ -3,14 +3,12 @@
 from __future__ import annotations
 
 import os
-import platform
 import re
 from dataclasses import dataclass, field
-from importlib.metadata import version
 from pathlib import Path
 from typing import TYPE_CHECKING, Callable, Iterable
 
-from results_file import replace_section
+from results_file import measured_with, replace_section
 
 if TYPE_CHECKING:
     from calibration import Bench
@@ -257,7 +255,7 @@ def results_section(models: list[tuple[Bench, list[Row], dict]], info: dict[str,
     lines = [
         f"## {SECTION_TITLE}",
         "",
-        f"Measured {info['date']} on a **shared 2-core machine** (see Machine) while other test runs were "
+        f"Measured {info['date']} with {measured_with()} on a **shared 2-core machine** (see Machine) while other test runs were "
         f"going on, so times and latencies are noisy: {_repeats(int(info['repeat']))}, each latency a single "
         f"measurement (1-minute load average {info['load']} at start / end). "
         f"Command: `{info['command']}` ({info['elapsed']}); "
@@ -334,17 +332,13 @@ def _model_block(bench: Bench, rows: list[Row], scores: dict) -> list[str]:
 
 
 def machine_section() -> str:
-    cpu = next((line.split(":", 1)[1].strip() for line in _lines("/proc/cpuinfo") if line.startswith("model name")),
-               platform.processor() or "unknown")
     mem_kb = next((int(line.split()[1]) for line in _lines("/proc/meminfo") if line.startswith("MemTotal:")), 0)
     return "\n".join([
         f"## {MACHINE_TITLE}",
         "",
         f"- nproc: {len(os.sched_getaffinity(0))}",
-        f"- CPU: {cpu}",
         f"- RAM: {mem_kb / 2**20:.1f} GiB",
-        f"- Python {platform.python_version()}, onnxruntime {version('onnxruntime')}, onnx {version('onnx')}, "
-        f"numpy {version('numpy')}",
+        "- Each section names the CPU model and library versions it was measured with.",
         "- Shared with other engineers' test runs while benchmarking: timings are noisy.",
     ]) + "\n"
 

@@ -12,8 +12,6 @@ from __future__ import annotations
 
 import argparse
 import os
-import platform
-import subprocess
 import sys
 import tempfile
 import time
@@ -30,7 +28,7 @@ os.environ.setdefault("QT_QPA_PLATFORM", "offscreen")
 from PySide6.QtCore import QEventLoop  # noqa: E402
 from PySide6.QtWidgets import QApplication  # noqa: E402
 
-from results_file import record_section  # noqa: E402
+from results_file import measured_with, record_section  # noqa: E402
 from q8studio.core.layout import default_collapsed, layout_graph  # noqa: E402
 from q8studio.core.model import load_model  # noqa: E402
 from q8studio.gui.graph_view import GraphView  # noqa: E402
@@ -175,12 +173,7 @@ def measure(app: QApplication, n_nodes: int, folder: Path) -> list[dict[str, obj
 
 
 def machine() -> str:
-    cpu = next((line.split(":", 1)[1].strip() for line in Path("/proc/cpuinfo").read_text().splitlines()
-                if line.startswith("model name")), platform.processor())
-    nproc = subprocess.run(["nproc"], capture_output=True, text=True).stdout.strip()
-    packages = ", ".join(f"{name} {version(name)}" for name in ("PySide6-Essentials", "numpy", "onnx"))
-    qpa = os.environ.get("QT_QPA_PLATFORM", "")
-    return f"{nproc} cores, {cpu}; Python {platform.python_version()}; {packages}; QT_QPA_PLATFORM={qpa}"
+    return f"{measured_with('PySide6-Essentials', 'numpy', 'onnx')}; QT_QPA_PLATFORM={os.environ.get('QT_QPA_PLATFORM', '')}"
 
 
 def table(rows: list[dict[str, object]]) -> str:

@@ -18,11 +18,9 @@ from __future__ import annotations
 
 import argparse
 import os
-import platform
 import sys
 import tempfile
 import time
-from importlib.metadata import version
 from pathlib import Path
 
 import numpy as np
@@ -35,7 +33,7 @@ sys.modules["torch"] = None  # type: ignore[assignment]
 from PySide6.QtCore import QEventLoop, QSettings, Qt, QTimer  # noqa: E402
 from PySide6.QtWidgets import QApplication  # noqa: E402
 
-from results_file import record_section  # noqa: E402
+from results_file import measured_with, record_section  # noqa: E402
 from q8studio.core.demo import demo_assets  # noqa: E402
 from q8studio.gui.main_window import MainWindow  # noqa: E402
 
@@ -137,9 +135,8 @@ def verdict(rows: list[Row], label: str, keep) -> str:
 
 
 def machine() -> str:
-    return (f"{os.cpu_count()} CPUs (load average {os.getloadavg()[0]:.1f}: the machine is shared), Python {platform.python_version()}, PySide6 {version('PySide6-Essentials')}, "
-            f"pyqtgraph {version('pyqtgraph')}, onnxruntime {version('onnxruntime')}, Qt platform "
-            f"{os.environ.get('QT_QPA_PLATFORM', 'default')}")
+    return (f"{measured_with('PySide6-Essentials', 'pyqtgraph', 'onnxruntime')} (load average "
+            f"{os.getloadavg()[0]:.1f}: the machine is shared); Qt platform {os.environ.get('QT_QPA_PLATFORM', 'default')}")
 
 
 

@@ -21,7 +21,7 @@ from pathlib import Path
 import numpy as np
 
 from calibration_models import SQUEEZENET_SEED, prepare, synthetic_npz
-from results_file import record_section
+from results_file import record_section, measured_with
 from q8studio.core.calibrate import batch_size_for, collect_statistics
 from q8studio.core.clipping import activation_range
 from q8studio.core.data import Dataset, load_data
@@ -101,7 +101,7 @@ def main() -> None:
         f"## {TITLE}",
         "",
         f"`python benchmarks/histogram_sampling.py --samples {args.samples}` on "
-        f"{datetime.datetime.now(datetime.timezone.utc):%Y-%m-%d %H:%M} UTC (see Machine): a 224x224 SqueezeNet "
+        f"{datetime.datetime.now(datetime.timezone.utc):%Y-%m-%d %H:%M} UTC with {measured_with()} (see Machine): a 224x224 SqueezeNet "
         "(tests/builders.py's light_squeezenet, random He weights, opset 13, 26 convolutions), "
         f"{args.samples} synthetic calibration images and another {args.samples} made the same way with the next "
         f"seed; {len(names)} activations calibrated, per-channel recipe, uint8 asymmetric ranges.",

@@ -23,7 +23,7 @@ import tempfile
 import time
 from pathlib import Path
 
-from results_file import record_section
+from results_file import record_section, measured_with
 from watchdog import Limits, watch
 
 BENCH_DIR = Path(__file__).resolve().parent
@@ -91,7 +91,7 @@ def section(rows: dict[str, dict], repeats: int, seconds: float) -> str:
     when = datetime.datetime.now(datetime.timezone.utc).strftime("%Y-%m-%d %H:%M UTC")
     lines = [
         f"## {TITLE}", "",
-        f"Measured {when} on the machine above (shared, so times are noisy): each time is the fastest of "
+        f"Measured {when} with {measured_with()} on the machine above (shared, so times are noisy): each time is the fastest of "
         f"{repeats} fresh processes per tool, alternating, each peak RSS the highest of them. Command: "
         f"`python benchmarks/large_models.py` ({seconds / 60:.1f} min).", "",
         "- Models: the onnx package's test architectures (`light_*.onnx`) with random He weights, upgraded to "

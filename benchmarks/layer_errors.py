@@ -27,7 +27,7 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 
-from results_file import RESULTS, record_section
+from results_file import RESULTS, record_section, measured_with
 from watchdog import Limits, watch
 
 BENCH_DIR = Path(__file__).resolve().parent
@@ -142,7 +142,7 @@ def main(argv: list[str] | None = None) -> None:
 
     stamp = datetime.datetime.now(datetime.timezone.utc).strftime("%Y-%m-%d %H:%M UTC")
     intro = (
-        f"Measured {stamp} on the machine above (1-minute load average {load:.2f} / {os.getloadavg()[0]:.2f} at "
+        f"Measured {stamp} with {measured_with()} on the machine above (1-minute load average {load:.2f} / {os.getloadavg()[0]:.2f} at "
         f"start / end). Command: `python benchmarks/layer_errors.py` ({(time.monotonic() - started) / 60:.1f} min). "
         f"Each time is the fastest of {repeat} fresh processes, each peak RSS the highest of them.\n\n"
         "- **q8studio**: `analyse_errors` (what `q8studio evaluate`, `quantize --report` and the GUI's Results "

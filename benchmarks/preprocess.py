@@ -23,7 +23,7 @@ from pathlib import Path
 import onnx
 from onnxruntime.quantization.shape_inference import quant_pre_process
 
-from results_file import record_section
+from results_file import record_section, measured_with
 from q8studio.core.model import load_model
 from q8studio.core.preprocess import PER_CHANNEL_MIN_OPSET, prepare_for_quantization
 
@@ -77,7 +77,7 @@ def section(rows: dict[str, dict[str, float]], repeats: int, seconds: float) -> 
     now = datetime.datetime.now(datetime.timezone.utc).strftime("%Y-%m-%d %H:%M UTC")
     lines = [
         f"## {TITLE}", "",
-        f"Measured {now} on the machine above (shared, so times are noisy): each figure is the fastest of "
+        f"Measured {now} with {measured_with()} on the machine above (shared, so times are noisy): each figure is the fastest of "
         f"{repeats} alternating runs in one process, after a warm-up of both tools. Command: "
         f"`python benchmarks/preprocess.py` ({seconds / 60:.1f} min).", "",
         "- **q8studio**: `load_model` (parse, check, shape inference) then `prepare_for_quantization(per_channel=True)`: "

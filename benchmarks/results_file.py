@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
+import os
+import platform
 import re
+from importlib.metadata import version
 from pathlib import Path
 
 RESULTS = Path(__file__).with_name("RESULTS.md")
@@ -21,3 +24,23 @@ def record_section(title: str, section: str, path: Path = RESULTS) -> None:
     """Write ``section`` (starting with its ``## title`` heading) into ``path``; other sections stay."""
     current = path.read_text() if path.exists() else "# Benchmark results\n"
     path.write_text(replace_section(current, title, section).rstrip() + "\n")
+
+
+
+def cpu_model() -> str:
+    """The CPU's model name: the machine these benchmarks run on is not always the same one."""
+    try:
+        lines = Path("/proc/cpuinfo").read_text().splitlines()
+    except OSError:
+        lines = []
+    return next((line.split(":", 1)[1].strip() for line in lines if line.startswith("model name")),
+                platform.processor() or "unknown CPU")
+
+
+def measured_with(*packages: str) -> str:
+    """"AMD EPYC, 2 CPUs; Python 3.11.7, onnxruntime 1.32.0, ...": what a section's figures were measured
+    on. Each section names its own, since sections are re-run at different times, on whichever machine
+    the work landed, and the libraries move on."""
+    names = packages or ("onnxruntime", "onnx", "numpy")
+    libraries = ", ".join(f"{name} {version(name)}" for name in names)
+    return f"{cpu_model()}, {len(os.sched_getaffinity(0))} CPUs; Python {platform.python_version()}, {libraries}"

@@ -25,7 +25,7 @@ import numpy as np
 import onnx
 
 from mobilenet_model import images, mobilenet
-from results_file import RESULTS, record_section
+from results_file import RESULTS, record_section, measured_with
 from q8studio.core.data import Dataset, load_data
 from q8studio.core.demo import demo_assets
 from q8studio.core.model import LoadedModel, load_model
@@ -124,7 +124,7 @@ def section(rows: list[Row], args: argparse.Namespace, load: tuple[float, float]
         f"## {SECTION_TITLE}",
         "",
         f"Measured {when} with `python benchmarks/speed.py{' ' + ' '.join(sys.argv[1:]) if sys.argv[1:] else ''}` "
-        f"on the shared 2-core machine (see Machine); load average {load[0]:.2f} before, {load[1]:.2f} after.",
+        f"with {measured_with()} on the shared 2-core machine (see Machine); load average {load[0]:.2f} before, {load[1]:.2f} after.",
         "",
         "- **Default export**: `Recipe()` (minmax, per-tensor int8 weights, uint8 activations), QDQ, run by ONNX "
         "Runtime's CPU provider with its default graph optimizations.",

@@ -265,10 +265,10 @@ def _infer_shapes(proto: onnx.ModelProto, skeleton: onnx.ModelProto) -> onnx.Mod
         ).graph
     except (onnx.shape_inference.InferenceError, RuntimeError, ValueError):
         return proto
-    for field in ("value_info", "output"):
-        target = getattr(proto.graph, field)
+    for listing in ("value_info", "output"):
+        target = getattr(proto.graph, listing)
         del target[:]
-        target.extend(getattr(inferred, field))
+        target.extend(getattr(inferred, listing))
     return proto
 
 
