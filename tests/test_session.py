@@ -16,7 +16,7 @@ from q8studio.core.errors import Q8Error
 from q8studio.core.model import load_model
 from q8studio.core.quantize import quantize_model
 from q8studio.core.recipe import Recipe
-from q8studio.core.session import cpu_session, with_outputs
+from q8studio.core.session import cpu_session, session_options, with_outputs
 from q8studio.core.skeleton import is_set_aside
 
 
@@ -84,3 +84,21 @@ def test_an_int8_models_quantized_weights_are_handed_over_and_shaped_like_the_wh
     assert sorted(v.SerializeToString() for v in loaded.proto.graph.value_info) == sorted(
         v.SerializeToString() for v in inferred.value_info
     )
+
+
+def _config(options: ort.SessionOptions, key: str) -> str | None:
+    try:
+        return options.get_session_config_entry(key)
+    except RuntimeError:  # ONNX Runtime's default applies
+        return None
+
+
+@pytest.mark.parametrize(
+    ("spinning", "allow_spinning", "stop_after_run"),
+    [("always", None, None), ("within-runs", None, "1"), ("never", "0", None)],
+)
+def test_each_spinning_policy_sets_the_onnxruntime_options_it_names(spinning, allow_spinning, stop_after_run) -> None:
+    options = session_options(threads=2, spinning=spinning)
+    assert _config(options, "session.intra_op.allow_spinning") == allow_spinning
+    assert _config(options, "session.force_spinning_stop") == stop_after_run
+    assert options.intra_op_num_threads == 2

@@ -88,7 +88,8 @@ def collect_statistics(
     names = tensors_to_calibrate(model.proto) if names is None else names
     combined = concat_parts(model.proto, names)
     exposed = [name for name in names if name not in combined]
-    session = cpu_session(model.proto, outputs=exposed)
+    # Spinning speeds up min/max; with histograms it gained nothing, and the window's calibration bins them.
+    session = cpu_session(model.proto, outputs=exposed, spinning="never" if histograms else "within-runs")
     stats = {
         name: TensorStats(
             name, momentum=ema_momentum, histogram=histograms, values_per_sample=histogram_values,

@@ -189,7 +189,7 @@ def measure_latency(
 ) -> tuple[float, float]:
     """Median batch-1 latency (ms) of both models, alternating runs so both see the same machine state."""
     sample = data.first_sample()
-    sessions = [cpu_session(m.proto, threads=threads, spinning=True) for m in (float_model, int8_model)]
+    sessions = [cpu_session(m.proto, threads=threads, spinning="always") for m in (float_model, int8_model)]
     for session in sessions:
         for _ in range(warmup):
             session.run(None, sample)

@@ -45,7 +45,7 @@ def open_session(
     """A CPU session (returning ``outputs`` too, see cpu_session) and the graph it runs; profiling
     files and the graph go to ``folder``, the graph's weights to a file of their own that is never read.
     A profiled session keeps ORT's spinning threads, as timing should (see session_options)."""
-    options = session_options(threads=threads, spinning=profile)
+    options = session_options(threads=threads, spinning="always" if profile else "never")
     options.optimized_model_filepath = str(folder / "optimized.onnx")
     options.add_session_config_entry("session.optimized_model_external_initializers_file_name", "optimized.weights")
     if profile:

@@ -208,7 +208,7 @@ def alternating_latency(
 ) -> tuple[float, list[float]]:
     """Median batch-1 latency (ms) of float32 and every int8 model, one run of each in turn."""
     sample = data.first_sample()
-    sessions = [cpu_session(m.proto, threads=threads, spinning=True) for m in [float_model, *int8_models]]
+    sessions = [cpu_session(m.proto, threads=threads, spinning="always") for m in [float_model, *int8_models]]
     for session in sessions:
         for _ in range(warmup):
             session.run(None, sample)
