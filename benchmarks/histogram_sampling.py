@@ -21,7 +21,7 @@ from pathlib import Path
 import numpy as np
 
 from calibration_models import SQUEEZENET_SEED, prepare, synthetic_npz
-from results_file import record_section, measured_with
+from results_file import measured_with, record_section
 from q8studio.core.calibrate import batch_size_for, collect_statistics
 from q8studio.core.clipping import activation_range
 from q8studio.core.data import Dataset, load_data

@@ -23,7 +23,7 @@ import tempfile
 import time
 from pathlib import Path
 
-from results_file import record_section, measured_with
+from results_file import measured_with, record_section
 from watchdog import Limits, watch
 
 BENCH_DIR = Path(__file__).resolve().parent

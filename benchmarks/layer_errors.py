@@ -27,7 +27,7 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 
-from results_file import RESULTS, record_section, measured_with
+from results_file import RESULTS, measured_with, record_section
 from watchdog import Limits, watch
 
 BENCH_DIR = Path(__file__).resolve().parent

@@ -23,7 +23,7 @@ from pathlib import Path
 import onnx
 from onnxruntime.quantization.shape_inference import quant_pre_process
 
-from results_file import record_section, measured_with
+from results_file import measured_with, record_section
 from q8studio.core.model import load_model
 from q8studio.core.preprocess import PER_CHANNEL_MIN_OPSET, prepare_for_quantization
 

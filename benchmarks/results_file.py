@@ -26,7 +26,6 @@ def record_section(title: str, section: str, path: Path = RESULTS) -> None:
     path.write_text(replace_section(current, title, section).rstrip() + "\n")
 
 
-
 def cpu_model() -> str:
     """The CPU's model name: the machine these benchmarks run on is not always the same one."""
     try:
@@ -38,9 +37,9 @@ def cpu_model() -> str:
 
 
 def measured_with(*packages: str) -> str:
-    """"AMD EPYC, 2 CPUs; Python 3.11.7, onnxruntime 1.32.0, ...": what a section's figures were measured
-    on. Each section names its own, since sections are re-run at different times, on whichever machine
-    the work landed, and the libraries move on."""
+    """What a section's figures were measured on, e.g. ``AMD EPYC, 2 CPUs; Python 3.11.7, onnxruntime
+    1.32.0, ...``. Each section names its own: sections are re-run at different times, on whichever
+    machine the work landed, and the libraries move on."""
     names = packages or ("onnxruntime", "onnx", "numpy")
     libraries = ", ".join(f"{name} {version(name)}" for name in names)
     return f"{cpu_model()}, {len(os.sched_getaffinity(0))} CPUs; Python {platform.python_version()}, {libraries}"

@@ -25,7 +25,7 @@ import numpy as np
 import onnx
 
 from mobilenet_model import images, mobilenet
-from results_file import RESULTS, record_section, measured_with
+from results_file import RESULTS, measured_with, record_section
 from q8studio.core.data import Dataset, load_data
 from q8studio.core.demo import demo_assets
 from q8studio.core.model import LoadedModel, load_model
