@@ -8,7 +8,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Callable, Iterable
 
-from results_file import measured_with, replace_section
+from results_file import measured_with, replace_section, text_lines
 
 if TYPE_CHECKING:
     from calibration import Bench
@@ -332,7 +332,7 @@ def _model_block(bench: Bench, rows: list[Row], scores: dict) -> list[str]:
 
 
 def machine_section() -> str:
-    mem_kb = next((int(line.split()[1]) for line in _lines("/proc/meminfo") if line.startswith("MemTotal:")), 0)
+    mem_kb = next((int(line.split()[1]) for line in text_lines("/proc/meminfo") if line.startswith("MemTotal:")), 0)
     return "\n".join([
         f"## {MACHINE_TITLE}",
         "",
@@ -341,13 +341,6 @@ def machine_section() -> str:
         "- Each section names the CPU model and library versions it was measured with.",
         "- Shared with other engineers' test runs while benchmarking: timings are noisy.",
     ]) + "\n"
-
-
-def _lines(path: str) -> list[str]:
-    try:
-        return Path(path).read_text().splitlines()
-    except OSError:
-        return []
 
 
 def update_results_file(path: Path, section: str, machine: str) -> None:

@@ -26,13 +26,17 @@ def record_section(title: str, section: str, path: Path = RESULTS) -> None:
     path.write_text(replace_section(current, title, section).rstrip() + "\n")
 
 
+def text_lines(path: str) -> list[str]:
+    """The lines of a text file such as /proc/meminfo, or none where it does not exist."""
+    try:
+        return Path(path).read_text().splitlines()
+    except OSError:
+        return []
+
+
 def cpu_model() -> str:
     """The CPU's model name: the machine these benchmarks run on is not always the same one."""
-    try:
-        lines = Path("/proc/cpuinfo").read_text().splitlines()
-    except OSError:
-        lines = []
-    return next((line.split(":", 1)[1].strip() for line in lines if line.startswith("model name")),
+    return next((line.split(":", 1)[1].strip() for line in text_lines("/proc/cpuinfo") if line.startswith("model name")),
                 platform.processor() or "unknown CPU")
 
 
