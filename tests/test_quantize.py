@@ -12,6 +12,7 @@ import pytest
 from onnx import TensorProto, helper, numpy_helper
 
 from builders import inverse_inputs, inverse_model, light_model, save, small_cnn, transformer_block, write_npz
+from q8studio.core.clipping import activation_range
 from q8studio.core.data import load_data
 from q8studio.core.errors import Cancelled, Q8Error
 from q8studio.core.evaluate import analyse_errors
@@ -85,6 +86,18 @@ def test_ranges_reach_the_int8_model(cnn_path, cnn_data, tmp_path) -> None:
     assert rmin == 0.0 and rmax < result.stats["gap"].max  # percentile clipped the top
     assert inits["gap_scale"] == pytest.approx(rmax / 255.0, rel=1e-6)
     assert int(inits["gap_zero_point"]) == 0
+
+
+@pytest.mark.parametrize("method", ["minmax", "percentile", "entropy", "mse", "ema"])
+def test_every_tensor_gets_its_own_range_and_outputs_keep_theirs(cnn_path, cnn_data, tmp_path, method) -> None:
+    """Ranges are computed side by side for the histogram searches; each must still be its tensor's."""
+    result = _quantize(cnn_path, cnn_data, tmp_path / "q.onnx", method=method)
+    ranges = quantize_module.activation_ranges(result.stats, result.recipe, outputs={"logits"})
+    assert set(ranges) == set(result.stats) and len(ranges) >= 4
+    for name, stats in result.stats.items():
+        expected = activation_range(stats, "minmax" if name == "logits" else method)
+        assert ranges[name] == expected, name
+    assert ranges["logits"] == (min(result.stats["logits"].min, 0.0), max(result.stats["logits"].max, 0.0))
 
 
 def test_per_channel_on_old_opset_model_is_upgraded_and_runs(tmp_path) -> None:
