@@ -408,6 +408,26 @@ def test_vectorised_kl_equals_naive_recipe() -> None:
         np.testing.assert_allclose(_kl_divergences(h, _KLPrefix.of(h), valid, levels), expected, rtol=1e-9, atol=1e-12)
 
 
+@pytest.mark.parametrize("positive_max", [1e-3, 1e-25])
+def test_entropy_keeps_a_positive_side_that_fits_in_the_bin_at_zero(positive_max: float) -> None:
+    """Mostly negative values (log-mel energies in dB, say) with a maximum below one bin width:
+    the positive side has nothing to search, so it keeps its observed maximum."""
+    values = np.random.default_rng(12).normal(-60.0, 10.0, 50_000).astype(np.float32)
+    values[:5] = positive_max
+    stats = collect_tensor_stats([values])
+    assert positive_max < stats.bin_width
+    rmin, rmax = activation_range(stats, "entropy", qtype=UINT8)
+    assert rmax == pytest.approx(positive_max)
+    assert -110.0 < rmin < -60.0
+
+
+def test_entropy_does_not_clip_data_that_stays_away_from_zero() -> None:
+    """Values in [0.3, 0.9]: a cut just past 0.3 would make P and Q one identical spike (KL 0)."""
+    values = np.random.default_rng(13).uniform(0.3, 0.9, 100_000).astype(np.float32)
+    lo, hi = activation_range(collect_tensor_stats([values]), "entropy", qtype=UINT8)
+    assert lo == 0.0 and hi > 0.85
+
+
 def test_entropy_keeps_each_side_of_an_asymmetric_tensor() -> None:
     """An image input: a background spike at -0.96 and strokes spread up to +2.2. Folding both signs
     into |x| would clip the strokes at 0.96; the asymmetric search keeps nearly all of them."""

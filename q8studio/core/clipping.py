@@ -242,8 +242,12 @@ def _kl_threshold(
 ) -> float:
     """Threshold on a one-sided histogram (bin 0 nearest zero) minimising KL(P || Q).
 
-    Tries bin edges from ``levels`` up to the last non-empty bin, every one of them up to
-    :data:`_KL_CANDIDATES` (the 2,048 bins of the classic recipe), evenly spaced beyond. P is the
+    Tries bin edges from ``levels`` bins past the first non-empty one up to the last non-empty bin,
+    every one of them up to :data:`_KL_CANDIDATES` (the 2,048 bins of the classic recipe), evenly
+    spaced beyond. The classic recipe starts at ``levels`` because its data starts at zero; data that
+    stays away from zero (energies in dB, a shifted input) must have its own ``levels`` bins too,
+    or a cut just past its first bin turns P and Q into one identical spike, KL 0, and clips nearly
+    every value. P is the
     histogram cut at i with the outliers added to its last bin; Q quantizes the cut histogram
     (without outliers) into ``levels`` groups of near-equal size, spread evenly over each group's
     non-empty bins. Q is constant on each group, so KL needs only group sums: prefix sums make
@@ -252,13 +256,15 @@ def _kl_threshold(
     exact under any threshold, yet a ReLU's zero spike would dominate the KL.
     """
     h = counts.astype(np.float64)
-    if not h.any():
-        return 0.0
     if zero_bin_first:
         h[0] = h[1]
-    last = max(int(np.flatnonzero(h)[-1]) + 1, levels)
-    step = -(-(last - levels + 1) // _KL_CANDIDATES)
-    cuts = np.arange(last, levels - 1, -step)[::-1]  # the last non-empty edge is always a candidate
+    if not h.any():  # every binned value lies in the bin at zero, or none was binned: nothing to weigh
+        return limit
+    filled = np.flatnonzero(h)
+    first_cut = int(filled[0]) + levels
+    last = max(int(filled[-1]) + 1, first_cut)
+    step = -(-(last - first_cut + 1) // _KL_CANDIDATES)
+    cuts = np.arange(last, first_cut - 1, -step)[::-1]  # the last non-empty edge is always a candidate
     prefix = _KLPrefix.of(h)
     blocks = np.array_split(cuts, -(-cuts.size // 256))  # keeps the temporaries in cache
     kl = np.concatenate([_kl_divergences(h, prefix, block, levels) for block in blocks])
