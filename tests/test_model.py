@@ -134,6 +134,23 @@ def test_missing_external_data_is_named(tmp_path: Path) -> None:
         load_model(path)
 
 
+def test_external_data_outside_the_model_folder_is_refused(tmp_path: Path) -> None:
+    """onnx refuses a location that leaves the model's folder; that is the user's file, not our bug."""
+    folder = tmp_path / "model"
+    folder.mkdir()
+    path = folder / "ext.onnx"
+    onnx.save(small_cnn(), str(path), save_as_external_data=True, location="weights.bin", size_threshold=0)
+    (folder / "weights.bin").rename(tmp_path / "weights.bin")
+    proto = onnx.load(str(path), load_external_data=False)
+    for tensor in proto.graph.initializer:
+        for entry in tensor.external_data:
+            if entry.key == "location":
+                entry.value = "../weights.bin"
+    onnx.save(proto, str(path))
+    with pytest.raises(Q8Error, match="^Could not read the external data of ext.onnx: .*outside"):
+        load_model(path)
+
+
 def test_model_without_float_tensors_cannot_be_quantized(tmp_path: Path) -> None:
     graph = helper.make_graph(
         [helper.make_node("Add", ["a", "b"], ["c"], name="add")], "ints",

@@ -229,7 +229,7 @@ def _load_external_data(proto: onnx.ModelProto, path: Path, files: tuple[str, ..
     if files:
         try:
             onnx.external_data_helper.load_external_data_for_model(proto, str(path.parent))
-        except (OSError, ValueError) as exc:
+        except (OSError, ValueError, onnx.checker.ValidationError) as exc:  # the last: a location outside the folder
             raise Q8Error(f"Could not read the external data of {path.name}: {first_line(exc)}") from None
 
 
