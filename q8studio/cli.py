@@ -23,6 +23,7 @@ if TYPE_CHECKING:
     from .core.evaluate import Comparison, ErrorAnalysis, LayerError
     from .core.explain import NodeExplanation
     from .core.imagefolder import ImagePreprocessing
+    from .core.model import LoadedModel
     from .core.profile import ProfileReport
     from .core.quantize import QuantizeResult
     from .core.recipe import Recipe
@@ -161,6 +162,7 @@ def _inspect(args: argparse.Namespace) -> None:
 def _quantize(args: argparse.Namespace) -> None:
     from .core.data import load_data
     from .core.evaluate import analyse_errors
+    from .core.fileio import check_outputs
     from .core.model import load_model
     from .core.quantize import quantize_model
     from .core.recipe import Recipe
@@ -168,6 +170,7 @@ def _quantize(args: argparse.Namespace) -> None:
 
     recipe = _recipe_from_args(args, Recipe.load(args.recipe) if args.recipe else Recipe())
     model = load_model(args.model)
+    check_outputs(_quantize_outputs(args), _quantize_inputs(args, model))
     calibration = load_data(args.calib, model, preprocessing=_preprocessing(args))
     progress = Progress(callback=_stderr_progress(), min_interval_s=0.5)
     outcome = None
@@ -190,12 +193,30 @@ def _quantize(args: argparse.Namespace) -> None:
         print(f"recipe: {args.save_recipe}")
 
 
+def _quantize_outputs(args: argparse.Namespace) -> dict[str, Path]:
+    named = {"-o": args.output, "--report": args.report, "--save-recipe": args.save_recipe}
+    return {option: path for option, path in named.items() if path is not None}
+
+
+def _quantize_inputs(args: argparse.Namespace, model: LoadedModel) -> dict[str, Path]:
+    """Every file the run reads, which no output may replace."""
+    inputs = {"the source model": model.path, "the calibration data": args.calib}
+    inputs |= {f"the model's external data '{name}'": model.path.parent / name for name in model.external_files}
+    if args.data is not None:
+        inputs["the --data samples"] = args.data
+    if args.recipe is not None:
+        inputs["the recipe"] = args.recipe
+    return inputs
+
+
 def _evaluate(args: argparse.Namespace) -> None:
     from .core.data import load_data
     from .core.evaluate import compare_models
     from .core.model import load_model
     from .core.report import evaluation_report, to_json
 
+    if args.latency_runs < 1:
+        raise Q8Error(f"--latency-runs must be at least 1 (got {args.latency_runs}): the median needs a run.")
     float_model = load_model(args.float_model)
     int8_model = load_model(args.int8_model)
     data = load_data(args.data, float_model, samples=args.samples, preprocessing=_preprocessing(args))

@@ -8,6 +8,7 @@ import sys
 from pathlib import Path
 
 import numpy as np
+import onnx
 import pytest
 
 from builders import save, small_cnn
@@ -124,7 +125,7 @@ def _bad_model(d: Path) -> Path:
         (lambda d, m, x: ["quantize", str(_bad_model(d)), "--calib", str(x), "-o", str(d / "o.onnx")], "truncated"),
         (lambda d, m, x: ["quantize", str(m), "--calib", str(demo_assets().test), "-o", str(d / "o.onnx")],
          "model expects inputs"),
-        (lambda d, m, x: ["quantize", str(m), "--calib", str(x), "-o", str(m)], "Refusing to overwrite"),
+        (lambda d, m, x: ["quantize", str(m), "--calib", str(x), "-o", str(m)], "Refusing to write -o over the source model"),
         (lambda d, m, x: ["quantize", str(m), "--calib", str(x), "-o", str(d / "o.onnx"), "--percentile", "120"],
          "percentile must be in"),
         (lambda d, m, x: ["quantize", str(m), "--calib", str(x), "-o", str(d / "o.onnx"), "--samples", "0"],
@@ -132,10 +133,12 @@ def _bad_model(d: Path) -> Path:
         (lambda d, m, x: ["quantize", str(m), "--calib", str(x), "-o", str(d / "o.onnx"), "--histogram-values", "-5"],
          "histogram values per sample must be 0 (all) or more"),
         (lambda d, m, x: ["evaluate", str(m), str(d / "nothing.onnx"), "--data", str(x)], "No such file"),
+        (lambda d, m, x: ["evaluate", str(m), str(m), "--data", str(x), "--latency-runs", "0"],
+         "--latency-runs must be at least 1"),
         (lambda d, m, x: ["inspect", str(x)], "not an ONNX model"),
     ],
     ids=["missing-model", "truncated", "mismatched-data", "overwrite-source", "bad-percentile", "zero-samples",
-         "negative-histogram-values", "missing-int8", "npz-as-model"],
+         "negative-histogram-values", "missing-int8", "no-latency-runs", "npz-as-model"],
 )
 def test_bad_input_one_line_error_nonzero_exit_no_output(tmp_path, capsys, make_args, message) -> None:
     model = save(small_cnn(), tmp_path / "cnn.onnx")
@@ -148,6 +151,35 @@ def test_bad_input_one_line_error_nonzero_exit_no_output(tmp_path, capsys, make_
     assert not (tmp_path / "o.onnx").exists()
     assert model.read_bytes() == before
     assert not [p for p in tmp_path.iterdir() if p.name.endswith(".tmp")]
+
+
+@pytest.mark.parametrize(
+    "outputs, message",
+    [
+        (lambda d: ["-o", str(d / "o.onnx"), "--report", str(d / "o.onnx")], "-o and --report name the same file"),
+        (lambda d: ["-o", str(d / "o.onnx"), "--save-recipe", str(d / "cnn.onnx")], "over the source model"),
+        (lambda d: ["-o", str(d / "o.onnx"), "--report", str(d / "x.npz")], "over the calibration data"),
+        (lambda d: ["-o", str(d / "weights.bin")], "over the model's external data 'weights.bin'"),
+        (lambda d: ["-o", str(d)], "is a folder"),
+        (lambda d: ["-o", str(d / "x.npz" / "o.onnx")], "is a file, not a folder"),
+        (lambda d: ["-o", str(d / "o.onnx"), "--report", str(d)], "is a folder"),
+    ],
+    ids=["report-over-output", "recipe-over-source", "report-over-data", "output-over-external-data",
+         "output-is-folder", "output-under-file", "report-is-folder"],
+)
+def test_outputs_that_would_overwrite_inputs_or_cannot_be_written_are_refused_up_front(
+    tmp_path, capsys, outputs, message
+) -> None:
+    """Checked before calibrating: nothing is overwritten, nothing is written, no run is thrown away."""
+    model = tmp_path / "cnn.onnx"
+    onnx.save(small_cnn(), str(model), save_as_external_data=True, location="weights.bin", size_threshold=0)
+    data = tmp_path / "x.npz"
+    np.savez(data, x=np.zeros((4, 3, 16, 16), np.float32))
+    before = {path.name: path.read_bytes() for path in tmp_path.iterdir()}
+    assert main(["quantize", str(model), "--calib", str(data), *outputs(tmp_path)]) == 2
+    err = capsys.readouterr().err
+    assert err.startswith("q8studio: error: ") and message in err and err.count("\n") == 1
+    assert {path.name: path.read_bytes() for path in tmp_path.iterdir()} == before
 
 
 def test_core_never_imports_qt() -> None:

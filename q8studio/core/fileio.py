@@ -4,9 +4,11 @@ from __future__ import annotations
 
 import os
 import uuid
+from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
 from pathlib import Path
-from typing import Iterator
+
+from .errors import Q8Error
 
 
 @contextmanager
@@ -34,3 +36,37 @@ def same_file(a: Path, b: Path) -> bool:
         return Path(a).resolve() == Path(b).resolve() or (Path(b).exists() and os.path.samefile(a, b))
     except OSError:
         return False
+
+
+def check_outputs(outputs: Mapping[str, Path], inputs: Mapping[str, Path]) -> None:
+    """Refuse, before any work, an output that would overwrite one of the ``inputs`` (the source
+    model, its external data, the data) or another output, or that cannot be a file at all.
+
+    Keys name what they are in the messages: outputs by their option (``--report``), inputs by what
+    they hold (``the calibration data``). Checked up front, a mistyped path neither destroys a file
+    nor throws away a finished run.
+    """
+    checked: list[tuple[str, Path]] = []
+    for option, path in outputs.items():
+        for what, source in inputs.items():
+            if same_file(source, path):
+                raise Q8Error(f"Refusing to write {option} over {what} ({path}); choose another path.")
+        for earlier, other in checked:
+            if same_file(other, path):
+                raise Q8Error(f"{earlier} and {option} name the same file {path}; give each its own.")
+        if path.is_dir():
+            raise Q8Error(f"{option} {path} is a folder; give the path of a file.")
+        folder = _nearest_existing(path.parent)
+        if not folder.is_dir():
+            raise Q8Error(f"Cannot write {option} {path}: {folder} is a file, not a folder.")
+        if not os.access(folder, os.W_OK | os.X_OK):
+            raise Q8Error(f"Cannot write {option} {path}: no permission to write in {folder}.")
+        checked.append((option, path))
+
+
+def _nearest_existing(folder: Path) -> Path:
+    """``folder`` or its closest existing ancestor: where a write would create what is missing."""
+    folder = folder.absolute()
+    while not folder.exists() and folder != folder.parent:
+        folder = folder.parent
+    return folder
