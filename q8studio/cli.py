@@ -82,7 +82,8 @@ def build_parser() -> argparse.ArgumentParser:
                           help="values of each sample of an activation binned into its histogram "
                                "(default 8192; 0 = all); min and max always see every value")
     quantize.add_argument("--activations", choices=("uint8", "int8"))
-    quantize.add_argument("--symmetric-activations", action="store_true", default=None)
+    quantize.add_argument("--symmetric-activations", action=argparse.BooleanOptionalAction, default=None,
+                          help="activation ranges symmetric around 0 (--no-... overrides a recipe)")
     quantize.add_argument("--exclude", nargs="+", default=None, metavar="NODE_NAME", help="keep these nodes in float")
     quantize.add_argument("--report", type=Path, metavar="REPORT.json")
     quantize.add_argument("--save-recipe", type=Path, metavar="RECIPE.json")
@@ -131,14 +132,16 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def _add_image_options(parser: argparse.ArgumentParser) -> None:
-    group = parser.add_argument_group("image folder preprocessing")
-    group.add_argument("--preprocess", type=Path, metavar="JSON", help="preprocessing settings file")
+    group = parser.add_argument_group(
+        "image folder preprocessing", "Settings not given here or in --preprocess follow the model's input."
+    )
+    group.add_argument("--preprocess", type=Path, metavar="JSON", help="preprocessing settings file (any of its keys)")
     group.add_argument("--image-size", type=int, nargs=2, metavar=("H", "W"))
     group.add_argument("--layout", choices=("NCHW", "NHWC"))
     group.add_argument("--color", choices=("rgb", "bgr", "gray"))
-    group.add_argument("--scale", type=float)
-    group.add_argument("--mean", type=float, nargs="+")
-    group.add_argument("--std", type=float, nargs="+")
+    group.add_argument("--scale", type=float, help="pixel multiplier before mean/std (default: 1/255)")
+    group.add_argument("--mean", type=float, nargs="+", help="one value, or one per colour channel (default: 0)")
+    group.add_argument("--std", type=float, nargs="+", help="one value, or one per colour channel (default: 1)")
 
 
 def _inspect(args: argparse.Namespace) -> None:
@@ -294,10 +297,11 @@ def _recipe_from_args(args: argparse.Namespace, base: Recipe) -> Recipe:
     return base.with_changes(**{k: v for k, v in changes.items() if v is not None})
 
 
-def _preprocessing(args: argparse.Namespace) -> ImagePreprocessing | None:
-    from .core.imagefolder import ImagePreprocessing
+def _preprocessing(args: argparse.Namespace) -> ImageOptions:
+    """The --preprocess file's keys with the flags given over them; load_data takes the rest from the model."""
+    from .core.imagefolder import ImageOptions
 
-    base = ImagePreprocessing.from_json(args.preprocess) if args.preprocess else None
+    base = ImageOptions.from_json(args.preprocess) if args.preprocess else ImageOptions()
     changes = {
         "size": tuple(args.image_size) if args.image_size else None,
         "layout": args.layout,
@@ -306,10 +310,7 @@ def _preprocessing(args: argparse.Namespace) -> ImagePreprocessing | None:
         "mean": tuple(args.mean) if args.mean else None,
         "std": tuple(args.std) if args.std else None,
     }
-    changes = {k: v for k, v in changes.items() if v is not None}
-    if base is None and not changes:
-        return None
-    return replace(base or ImagePreprocessing(), **changes)
+    return replace(base, **{k: v for k, v in changes.items() if v is not None})
 
 
 def _stderr_progress() -> Callable[[str, int, int], None]:

@@ -31,6 +31,14 @@ class Recipe:
     """Values of each sample of each activation binned into its histogram (0: every value)."""
 
     def __post_init__(self) -> None:
+        _require_type("percentile", self.percentile, (int, float), "a number")
+        _require_type("ema_momentum", self.ema_momentum, (int, float), "a number")
+        _require_type("symmetric_activations", self.symmetric_activations, bool, "true or false")
+        _require_type("histogram_values", self.histogram_values, int, "a whole number")
+        if self.samples is not None:
+            _require_type("samples", self.samples, int, "a whole number")
+        if isinstance(self.exclude, str) or not all(isinstance(name, str) for name in self.exclude):
+            raise Q8Error(f"The recipe's exclude must be a list of node names (got {self.exclude!r}).")
         if self.method not in METHODS:
             raise Q8Error(f"Unknown clipping method '{self.method}'; choose one of {', '.join(METHODS)}.")
         if not 0.0 < self.percentile <= 100.0:
@@ -66,8 +74,8 @@ class Recipe:
         if unknown:
             raise Q8Error(f"Unknown recipe settings: {', '.join(unknown)}.")
         values = dict(data)
-        if "exclude" in values:
-            values["exclude"] = tuple(values["exclude"])  # type: ignore[arg-type]
+        if isinstance(values.get("exclude"), list):
+            values["exclude"] = tuple(values["exclude"])
         try:
             return cls(**values)  # type: ignore[arg-type]
         except TypeError as exc:
@@ -88,3 +96,9 @@ class Recipe:
         if "recipe" in data and isinstance(data["recipe"], dict):  # a full report also holds the recipe
             data = data["recipe"]
         return cls.from_dict(data)
+
+
+def _require_type(name: str, value: object, kind: type | tuple[type, ...], what: str) -> None:
+    """Settings come from hand-edited JSON too: "false" is not False, nor 5.5 a sample count."""
+    if not isinstance(value, kind) or (isinstance(value, bool) and kind is not bool):
+        raise Q8Error(f"The recipe's {name} must be {what} (got {value!r}).")

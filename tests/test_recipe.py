@@ -1,0 +1,48 @@
+"""Recipes: the settings of a run, as typed values and as the JSON a user may edit by hand."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+
+from q8studio.__main__ import main
+from q8studio.core.errors import Q8Error
+from q8studio.core.recipe import Recipe
+
+
+def test_recipe_round_trips_through_json(tmp_path: Path) -> None:
+    recipe = Recipe(method="entropy", granularity="per-channel", samples=50, exclude=("/fc/Gemm",),
+                    symmetric_activations=True, activation_type="int8")
+    recipe.save(tmp_path / "r.json")
+    assert Recipe.load(tmp_path / "r.json") == recipe
+
+
+@pytest.mark.parametrize(
+    "setting, message",
+    [
+        ({"symmetric_activations": "false"}, "symmetric_activations must be true or false (got 'false')"),
+        ({"samples": 5.5}, "samples must be a whole number (got 5.5)"),
+        ({"samples": True}, "samples must be a whole number (got True)"),
+        ({"percentile": "99.9"}, "percentile must be a number"),
+        ({"histogram_values": None}, "histogram_values must be a whole number"),
+        ({"exclude": "/stem/Conv"}, "exclude must be a list of node names (got '/stem/Conv')"),
+        ({"exclude": [3]}, "exclude must be a list of node names"),
+    ],
+)
+def test_hand_edited_recipe_with_a_wrong_type_is_refused(tmp_path: Path, setting: dict, message: str) -> None:
+    path = tmp_path / "r.json"
+    path.write_text(json.dumps({"q8studio_recipe": 1, **setting}))
+    with pytest.raises(Q8Error, match="^The recipe's " + message.replace("(", r"\(").replace(")", r"\)")):
+        Recipe.load(path)
+
+
+def test_command_line_turns_a_recipes_symmetric_activations_off(tmp_path: Path, cnn_path: Path, cnn_data: Path) -> None:
+    Recipe(symmetric_activations=True).save(tmp_path / "sym.json")
+    out = tmp_path / "o.onnx"
+    args = ["quantize", str(cnn_path), "--calib", str(cnn_data), "-o", str(out), "--recipe", str(tmp_path / "sym.json")]
+    assert main([*args, "--save-recipe", str(tmp_path / "kept.json")]) == 0
+    assert main([*args, "--no-symmetric-activations", "--save-recipe", str(tmp_path / "off.json")]) == 0
+    assert Recipe.load(tmp_path / "kept.json").symmetric_activations is True
+    assert Recipe.load(tmp_path / "off.json").symmetric_activations is False
