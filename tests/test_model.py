@@ -7,7 +7,7 @@ from pathlib import Path
 import numpy as np
 import onnx
 import pytest
-from onnx import TensorProto, helper
+from onnx import TensorProto, helper, numpy_helper
 
 from builders import light_model, save, small_cnn
 from q8studio.core.errors import Q8Error
@@ -160,6 +160,20 @@ def test_model_without_float_tensors_cannot_be_quantized(tmp_path: Path) -> None
     model = load_model(save(helper.make_model(graph, opset_imports=[helper.make_opsetid("", 13)]), tmp_path / "i.onnx"))
     with pytest.raises(Q8Error, match="no float tensors to quantize"):
         require_float_tensors(model)
+
+
+def test_float16_model_is_refused_for_quantization(tmp_path: Path) -> None:
+    """onnxruntime's quantizer would cast float16 weights at run time and quantize them as activations."""
+    proto = small_cnn()
+    for tensor in proto.graph.initializer:
+        if tensor.data_type == TensorProto.FLOAT:
+            tensor.CopyFrom(numpy_helper.from_array(numpy_helper.to_array(tensor).astype(np.float16), tensor.name))
+    for value in [*proto.graph.input, *proto.graph.output, *proto.graph.value_info]:
+        value.type.tensor_type.elem_type = TensorProto.FLOAT16
+    model = load_model(save(proto, tmp_path / "half.onnx"))
+    with pytest.raises(Q8Error, match="^half.onnx stores weights in FLOAT16; .* convert it to float32 first"):
+        require_float_tensors(model)
+    require_float_tensors(load_model(save(small_cnn(), tmp_path / "full.onnx")))
 
 
 def _write(path: Path, data: bytes) -> Path:

@@ -24,6 +24,7 @@ from .optypes import QDQ_QUANTIZABLE_OPS, node_kind
 from .skeleton import is_set_aside, skeleton_of
 
 FLOAT_TYPES = {onnx.TensorProto.FLOAT, onnx.TensorProto.FLOAT16, onnx.TensorProto.DOUBLE}
+HALF_PRECISION_TYPES = {onnx.TensorProto.FLOAT16, onnx.TensorProto.BFLOAT16}
 
 
 @dataclass(frozen=True)
@@ -187,6 +188,12 @@ def require_float_tensors(model: LoadedModel) -> None:
         raise Q8Error(f"{model.path.name} has no float tensors to quantize.")
     if not model.quantizable_nodes():
         raise Q8Error(f"{model.path.name} has no operators that int8 quantization supports.")
+    half = sorted({onnx.TensorProto.DataType.Name(t.data_type) for t in model.proto.graph.initializer
+                   if t.data_type in HALF_PRECISION_TYPES})
+    if half:
+        # onnxruntime's quantizer casts such weights at run time and quantizes them as activations.
+        raise Q8Error(f"{model.path.name} stores weights in {' and '.join(half)}; q8studio quantizes float32 "
+                      "models: convert it to float32 first.")
 
 
 def _parse(path: Path) -> onnx.ModelProto:
