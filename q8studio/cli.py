@@ -22,7 +22,7 @@ if TYPE_CHECKING:
 
     from .core.evaluate import Comparison, ErrorAnalysis, LayerError
     from .core.explain import NodeExplanation
-    from .core.imagefolder import ImagePreprocessing
+    from .core.imagefolder import ImageOptions
     from .core.model import LoadedModel
     from .core.profile import ProfileReport
     from .core.quantize import QuantizeResult

@@ -17,7 +17,7 @@ from typing import BinaryIO, Callable, ContextManager, Iterator, Protocol
 import numpy as np
 
 from .errors import Q8Error
-from .imagefolder import ImagePreprocessing, ImageFolderSource
+from .imagefolder import ImageFolderSource, ImageOptions, ImagePreprocessing
 from .model import LoadedModel, TensorInfo
 
 LABELS_KEY = "labels"
@@ -98,9 +98,13 @@ def load_data(
     model: LoadedModel,
     *,
     samples: int | None = None,
-    preprocessing: ImagePreprocessing | None = None,
+    preprocessing: ImagePreprocessing | ImageOptions | None = None,
 ) -> Dataset:
-    """Open a data source and check it fits the model's inputs; nothing is read in bulk yet."""
+    """Open a data source and check it fits the model's inputs; nothing is read in bulk yet.
+
+    An image folder is read with ``preprocessing`` when complete; options (or ``None``) are
+    completed from what the model's input implies.
+    """
     path = Path(path)
     if not path.exists():
         raise Q8Error(f"No such data file or folder: {path}")
@@ -171,12 +175,14 @@ def _npy(path: Path, model: LoadedModel) -> dict[str, RowSource]:
 
 
 def _image_folder(
-    path: Path, model: LoadedModel, preprocessing: ImagePreprocessing | None
+    path: Path, model: LoadedModel, preprocessing: ImagePreprocessing | ImageOptions | None
 ) -> tuple[dict[str, RowSource], np.ndarray | None]:
     inputs = model.input_specs()
     if len(inputs) != 1:
         raise Q8Error("An image folder can only feed a single-input model.")
-    source = ImageFolderSource(path, preprocessing or ImagePreprocessing.for_input(inputs[0]))
+    if not isinstance(preprocessing, ImagePreprocessing):
+        preprocessing = (preprocessing or ImageOptions()).for_input(inputs[0])
+    source = ImageFolderSource(path, preprocessing)
     return {inputs[0].name: source}, source.labels
 
 

@@ -7,7 +7,7 @@ provide labels, as in the common ImageNet-style layout.
 from __future__ import annotations
 
 import json
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, fields, replace
 from pathlib import Path
 from typing import Iterator
 
@@ -38,10 +38,20 @@ class ImagePreprocessing:
             raise Q8Error(f"Image layout must be one of {', '.join(LAYOUTS)} (got '{self.layout}').")
         if self.color not in COLORS:
             raise Q8Error(f"Image colour must be one of {', '.join(COLORS)} (got '{self.color}').")
-        if min(self.size) < 1:
-            raise Q8Error(f"Image size must be positive (got {self.size}).")
+        if len(self.size) != 2 or min(self.size) < 1:
+            raise Q8Error(f"Image size must be two positive numbers, height and width (got {self.size}).")
         if any(s == 0 for s in self.std):
             raise Q8Error("Image std values must be non-zero.")
+        for name, values in (("mean", self.mean), ("std", self.std)):
+            self._check_count(name, len(values))
+
+    def _check_count(self, name: str, count: int) -> None:
+        """One value for all channels or one per channel: anything else would broadcast wrongly or not at all."""
+        if count in (1, self.channels):
+            return
+        channels = f"{self.channels} colour channel{'s' if self.channels > 1 else ''} ({self.color})"
+        choices = "1" if self.channels == 1 else f"1 or {self.channels}"
+        raise Q8Error(f"Image {name} has {count} values but the images have {channels}; give {choices}.")
 
     @property
     def channels(self) -> int:
@@ -59,30 +69,16 @@ class ImagePreprocessing:
 
     @classmethod
     def from_json(cls, path: Path) -> "ImagePreprocessing":
-        try:
-            raw = json.loads(Path(path).read_text())
-            return cls(
-                size=tuple(raw.get("size", cls.size)),
-                layout=raw.get("layout", cls.layout),
-                color=raw.get("color", cls.color),
-                scale=float(raw.get("scale", cls.scale)),
-                mean=tuple(raw.get("mean", cls.mean)),
-                std=tuple(raw.get("std", cls.std)),
-            )
-        except (OSError, ValueError, TypeError) as exc:
-            raise Q8Error(f"Cannot read preprocessing settings from {path}: {exc}") from None
+        """A settings file on its own: keys it leaves out take the fixed defaults."""
+        return ImageOptions.from_json(path).over(cls())
 
     def to_dict(self) -> dict[str, object]:
         return asdict(self)
 
     def apply(self, image: Image.Image) -> np.ndarray:
         """One image -> float32 array in the model's layout (without the batch axis)."""
-        mode = "L" if self.color == "gray" else "RGB"
         height, width = self.size
-        resized = image.convert(mode).resize((width, height), Image.Resampling.BILINEAR)
-        pixels = np.asarray(resized, dtype=np.float32)
-        if pixels.ndim == 2:
-            pixels = pixels[:, :, None]
+        pixels = _pixels(image, self.channels, (width, height))
         if self.color == "bgr":
             pixels = pixels[:, :, ::-1]
         pixels = pixels * np.float32(self.scale)
@@ -92,6 +88,78 @@ class ImagePreprocessing:
 
 def _dim(value: int | str | None) -> int:
     return value if isinstance(value, int) and value > 0 else 224
+
+
+def _pixels(image: Image.Image, channels: int, size: tuple[int, int]) -> np.ndarray:
+    """Resized pixels as float32 height x width x channels on the 0-255 scale of 8-bit images.
+
+    16-bit grey PNGs decode to integer modes ("I;16", "I") that ``convert("L")`` clips at 255;
+    dividing by 257 (65535 -> 255) instead keeps scale/mean/std meaning the same for both depths.
+    """
+    if image.mode.startswith("I"):
+        grey = Image.fromarray(np.asarray(image, dtype=np.float32) / 257.0)
+        pixels = np.asarray(grey.resize(size, Image.Resampling.BILINEAR), dtype=np.float32)[:, :, None]
+        return np.repeat(pixels, channels, axis=2)
+    resized = image.convert("L" if channels == 1 else "RGB").resize(size, Image.Resampling.BILINEAR)
+    pixels = np.asarray(resized, dtype=np.float32)
+    return pixels[:, :, None] if pixels.ndim == 2 else pixels
+
+
+@dataclass(frozen=True)
+class ImageOptions:
+    """The settings a user gave (command-line flags, keys of a JSON file); ``None`` = not given.
+
+    The model's input already implies size, layout and colour channels: changing only the mean
+    must keep those, not fall back to fixed defaults that the model would then reject.
+    """
+
+    size: tuple[int, int] | None = None
+    layout: str | None = None
+    color: str | None = None
+    scale: float | None = None
+    mean: tuple[float, ...] | None = None
+    std: tuple[float, ...] | None = None
+
+    @classmethod
+    def from_json(cls, path: Path) -> "ImageOptions":
+        """The keys present in a settings file; an unknown key is an error, not silently ignored."""
+        try:
+            raw = json.loads(Path(path).read_text())
+            if not isinstance(raw, dict):
+                raise ValueError("expected a JSON object")
+            unknown = sorted(set(raw) - {f.name for f in fields(cls)})
+            if unknown:
+                raise ValueError(f"unknown keys {', '.join(unknown)}")
+            return cls(
+                size=tuple(int(v) for v in raw["size"]) if "size" in raw else None,  # type: ignore[arg-type]
+                layout=raw.get("layout"),
+                color=raw.get("color"),
+                scale=float(raw["scale"]) if "scale" in raw else None,
+                mean=tuple(float(v) for v in raw["mean"]) if "mean" in raw else None,
+                std=tuple(float(v) for v in raw["std"]) if "std" in raw else None,
+            )
+        except (OSError, ValueError, TypeError) as exc:
+            raise Q8Error(f"Cannot read preprocessing settings from {path}: {exc}") from None
+
+    def given(self) -> dict[str, object]:
+        return {f.name: getattr(self, f.name) for f in fields(self) if getattr(self, f.name) is not None}
+
+    def over(self, base: ImagePreprocessing) -> ImagePreprocessing:
+        return replace(base, **self.given())  # type: ignore[arg-type]
+
+    def for_input(self, spec: TensorInfo) -> ImagePreprocessing:
+        """What the input's shape implies, with the given settings on top.
+
+        An input whose shape says nothing about images (unknown, symbolic channels) starts from the
+        fixed defaults instead, provided the user gave settings to go on.
+        """
+        try:
+            implied = ImagePreprocessing.for_input(spec)
+        except Q8Error:
+            if not self.given():
+                raise
+            implied = ImagePreprocessing()
+        return self.over(implied)
 
 
 class ImageFolderSource:

@@ -34,7 +34,7 @@ from PySide6.QtWidgets import (
 from ..core.clipping import METHODS
 from ..core.data import Dataset, load_data
 from ..core.errors import Q8Error
-from ..core.imagefolder import COLORS, LAYOUTS, ImageFolderSource, ImagePreprocessing
+from ..core.imagefolder import COLORS, LAYOUTS, ImageFolderSource, ImageOptions, ImagePreprocessing
 from ..core.model import LoadedModel
 from ..core.recipe import ACTIVATION_TYPES, GRANULARITIES, Recipe
 from ..core.tensorview import display_image
@@ -382,7 +382,7 @@ class QuantizePanel(QWidget):
         path, _ = QFileDialog.getOpenFileName(self, "Preprocessing settings", "", "JSON (*.json);;All files (*)")
         if path:
             try:
-                self.set_preprocessing(ImagePreprocessing.from_json(Path(path)))
+                self.set_preprocessing(ImageOptions.from_json(Path(path)).over(self.preprocessing()))  # keys it omits keep the form's
             except Q8Error as exc:
                 self._reporter.show(str(exc))
                 return

@@ -1,0 +1,139 @@
+"""Image folders as model input: settings start from the model's input, 16-bit PNGs, mean/std counts."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+import pytest
+from onnx import TensorProto, helper
+from PIL import Image
+
+from builders import save
+from q8studio.__main__ import main
+from q8studio.cli import _preprocessing, build_parser
+from q8studio.core.data import Dataset, load_data
+from q8studio.core.demo import demo_assets
+from q8studio.core.errors import Q8Error
+from q8studio.core.imagefolder import ImagePreprocessing
+from q8studio.core.model import load_model
+
+
+def _nhwc_model(path: Path) -> Path:
+    """A classifier head on an [N,8,8,3] (channels-last) input, as TensorFlow exports them."""
+    nodes = [
+        helper.make_node("Transpose", ["x"], ["nchw"], perm=[0, 3, 1, 2]),
+        helper.make_node("GlobalAveragePool", ["nchw"], ["gap"]),
+        helper.make_node("Flatten", ["gap"], ["y"]),
+    ]
+    graph = helper.make_graph(
+        nodes, "nhwc",
+        [helper.make_tensor_value_info("x", TensorProto.FLOAT, ["N", 8, 8, 3])],
+        [helper.make_tensor_value_info("y", TensorProto.FLOAT, ["N", 3])],
+    )
+    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 13)])
+    model.ir_version = 8
+    return save(model, path)
+
+
+def _write_images(folder: Path, arrays: list[np.ndarray]) -> Path:
+    folder.mkdir()
+    for i, pixels in enumerate(arrays):
+        Image.fromarray(pixels).save(folder / f"img_{i}.png")
+    return folder
+
+
+def _cli_data(model: Path, data: Path, *options: str) -> Dataset:
+    """The data a command would load, with image options given as on the command line."""
+    args = build_parser().parse_args(["quantize", str(model), "--calib", str(data), "-o", "out.onnx", *options])
+    return load_data(data, load_model(model), preprocessing=_preprocessing(args))
+
+
+def _rows(data: Dataset) -> np.ndarray:
+    return np.concatenate([next(iter(b.values())) for b in data.batches(4)])
+
+
+@pytest.mark.parametrize(
+    "options, scale, mean, std",
+    [
+        (["--mean", "0.305", "--std", "0.319"], 1 / 255, 0.305, 0.319),
+        (["--scale", "0.00392"], 0.00392, 0.0, 1.0),
+        (["--preprocess", "partial.json"], 1 / 255, 0.5, 0.25),
+    ],
+    ids=["mean-std", "scale", "partial-json"],
+)
+def test_partial_options_keep_the_size_and_colour_the_model_implies(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, options: list[str], scale: float, mean: float, std: float
+) -> None:
+    monkeypatch.chdir(tmp_path)
+    Path("partial.json").write_text(json.dumps({"mean": [0.5], "std": [0.25]}))
+    assets = demo_assets()  # digits_cnn: a [N,1,16,16] grey input
+    data = _cli_data(assets.model, assets.images, *options)
+    rows = _rows(data)
+    assert rows.shape == (10, 1, 16, 16)
+    files = data.sources["image"].files  # type: ignore[attr-defined]
+    pixels = np.stack([np.asarray(Image.open(f).convert("L"), np.float32) for f in files])[:, None]
+    np.testing.assert_allclose(rows, (pixels * np.float32(scale) - mean) / std, rtol=1e-5, atol=1e-5)
+
+
+def test_only_mean_and_std_keep_a_channels_last_model_channels_last(tmp_path: Path) -> None:
+    rng = np.random.default_rng(0)
+    images = [rng.integers(0, 256, (8, 8, 3), dtype=np.uint8) for _ in range(3)]
+    folder = _write_images(tmp_path / "images", images)
+    data = _cli_data(_nhwc_model(tmp_path / "nhwc.onnx"), folder, "--mean", "0.4", "0.5", "0.6", "--std", "0.2")
+    expected = (np.stack(images).astype(np.float32) / 255 - np.array([0.4, 0.5, 0.6], np.float32)) / 0.2
+    np.testing.assert_allclose(_rows(data), expected, rtol=1e-5, atol=1e-5)
+
+
+@pytest.mark.parametrize("model", ["demo-gray", "cnn-rgb"])
+def test_16_bit_png_preprocesses_like_its_8_bit_version(tmp_path: Path, cnn_path: Path, model: str) -> None:
+    rng = np.random.default_rng(0)
+    eight = [rng.integers(0, 256, (20, 24), dtype=np.uint8) for _ in range(3)]
+    sixteen = [(a.astype(np.uint16) * 257) for a in eight]  # 255 -> 65535, the same brightness
+    folder8 = _write_images(tmp_path / "eight", eight)
+    folder16 = _write_images(tmp_path / "sixteen", sixteen)
+    assert Image.open(next(folder16.iterdir())).mode.startswith("I")
+    path = demo_assets().model if model == "demo-gray" else cnn_path
+    rows8 = _rows(load_data(folder8, load_model(path)))
+    rows16 = _rows(load_data(folder16, load_model(path)))
+    assert rows16.shape == rows8.shape == ((3, 1, 16, 16) if model == "demo-gray" else (3, 3, 16, 16))
+    # Pillow's 8-bit resize rounds to whole levels after each of its two passes, the 16-bit path not.
+    np.testing.assert_allclose(rows16, rows8, atol=1 / 255 + 1e-6)
+
+
+@pytest.mark.parametrize(
+    "model, options, message",
+    [
+        ("cnn", ["--image-size", "16", "16", "--color", "rgb", "--mean", "0.4", "0.5"],
+         "Image mean has 2 values but the images have 3 colour channels (rgb); give 1 or 3."),
+        ("demo", ["--image-size", "16", "16", "--color", "gray", "--mean", "0.4", "0.5", "0.6"],
+         "Image mean has 3 values but the images have 1 colour channel (gray); give 1."),
+        ("demo", ["--std", "0.2", "0.2", "0.2"],
+         "Image std has 3 values but the images have 1 colour channel (gray); give 1."),
+    ],
+    ids=["two-means-rgb", "three-means-gray", "three-stds-gray-from-model"],
+)
+def test_mean_or_std_count_that_fits_no_channel_count_is_a_one_line_error(
+    tmp_path: Path, cnn_path: Path, capsys: pytest.CaptureFixture[str], model: str, options: list[str], message: str
+) -> None:
+    folder = _write_images(tmp_path / "images", [np.zeros((16, 16, 3), np.uint8)] * 2)
+    path = demo_assets().model if model == "demo" else cnn_path
+    out = tmp_path / "o.onnx"
+    assert main(["quantize", str(path), "--calib", str(folder), "-o", str(out), *options]) == 2
+    assert capsys.readouterr().err == f"q8studio: error: {message}\n"
+    assert not out.exists()
+
+
+def test_settings_reject_mean_count_of_neither_one_nor_the_channels() -> None:
+    with pytest.raises(Q8Error, match="Image mean has 2 values but the images have 3 colour channels"):
+        ImagePreprocessing(color="bgr", mean=(0.1, 0.2))
+    assert ImagePreprocessing(color="bgr", mean=(0.1, 0.2, 0.3), std=(0.5,)).channels == 3
+
+
+def test_a_misspelt_settings_key_is_an_error_not_a_silent_default(tmp_path: Path) -> None:
+    """With partial files meaningful, a typo would otherwise quietly leave the model's value in place."""
+    path = tmp_path / "p.json"
+    path.write_text(json.dumps({"mean": [0.5], "means": [0.1]}))
+    with pytest.raises(Q8Error, match="unknown keys means"):
+        ImagePreprocessing.from_json(path)
