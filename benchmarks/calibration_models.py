@@ -19,11 +19,10 @@ from pathlib import Path
 import numpy as np
 import onnx
 
-from q8studio.core.calibrate import batch_size_for
 from q8studio.core.data import Dataset, load_data
 from q8studio.core.evaluate import measure_latency
 from q8studio.core.model import LoadedModel, load_model
-from q8studio.core.session import cpu_session
+from q8studio.core.session import batch_size, cpu_session
 
 REPO = Path(__file__).resolve().parent.parent
 DEMO_DIR = REPO / "q8studio" / "resources" / "demo"
@@ -59,7 +58,7 @@ def prepare(name: str, workdir: Path, calib_count: int, eval_count: int) -> dict
         )
     return {
         "name": name, "description": description, "model": str(model.path), "calib": str(calib),
-        "eval": str(evaluation), "input": model.graph.inputs[0], "batch": batch_size_for(model),
+        "eval": str(evaluation), "input": model.graph.inputs[0], "batch": batch_size(model),
     }
 
 
@@ -141,7 +140,7 @@ def score(float_path: Path, data_path: Path, samples: int | None, latency_runs: 
 def predictions(model: LoadedModel, data: Dataset) -> np.ndarray:
     session = cpu_session(model.proto)
     output = model.graph.outputs[0]
-    found = [session.run([output], feed)[0] for feed in data.batches(batch_size_for(model))]
+    found = [session.run([output], feed)[0] for feed in data.batches(batch_size(model))]
     return np.concatenate([out.reshape(len(out), -1).argmax(axis=1) for out in found])
 
 

@@ -316,7 +316,7 @@ def _model_block(bench: Bench, rows: list[Row], scores: dict) -> list[str]:
         f"### {bench.name}",
         "",
         f"{bench.description}. q8studio and the float floor: batches of {bench.batch} (q8studio's "
-        f"`batch_size_for`); onnxruntime: batches of {ort_batches}. Accuracy: {score}.",
+        f"`batch_size`); onnxruntime: batches of {ort_batches}. Accuracy: {score}.",
         "",
         *main_table(rows, labelled),
         "",

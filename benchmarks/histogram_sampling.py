@@ -22,7 +22,8 @@ import numpy as np
 
 from calibration_models import SQUEEZENET_SEED, prepare, synthetic_npz
 from results_file import measured_with, record_section
-from q8studio.core.calibrate import batch_size_for, collect_statistics
+from q8studio.core.calibrate import collect_statistics
+from q8studio.core.session import batch_size
 from q8studio.core.clipping import activation_range
 from q8studio.core.data import Dataset, load_data
 from q8studio.core.model import LoadedModel, load_model
@@ -58,7 +59,7 @@ def float_floor(model: LoadedModel, data: Dataset) -> float:
     """Session creation plus plain inference over the same samples in the same batches."""
     started = time.perf_counter()
     session = cpu_session(model.proto)
-    for feed in data.batches(batch_size_for(model)):
+    for feed in data.batches(batch_size(model)):
         session.run(None, feed)
     return time.perf_counter() - started
 

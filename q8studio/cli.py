@@ -166,6 +166,7 @@ def _quantize(args: argparse.Namespace) -> None:
     from .core.data import load_data
     from .core.evaluate import analyse_errors
     from .core.fileio import check_outputs
+    from .core.session import whole_batches
     from .core.model import load_model
     from .core.quantize import quantize_model
     from .core.recipe import Recipe
@@ -182,8 +183,9 @@ def _quantize(args: argparse.Namespace) -> None:
         result, recipe = outcome.chosen.result, outcome.chosen.result.recipe
     else:
         result = quantize_model(model, calibration, recipe, args.output, progress=progress)
+    error_samples = whole_batches(result.prepared.model, min(CALIBRATION_SAMPLES_FOR_ERRORS, result.calibration_samples))
     errors = analyse_errors(
-        result.prepared.model, result.int8, calibration.limited(CALIBRATION_SAMPLES_FOR_ERRORS), progress=progress
+        result.prepared.model, result.int8, calibration.limited(error_samples), progress=progress
     )
     _print_quantize_summary(result, errors)
     if outcome is not None:
@@ -237,11 +239,13 @@ def _keep_slow_float(
     args: argparse.Namespace, model: object, calibration: object, recipe: Recipe, progress: Progress
 ) -> KeepFloatOutcome:
     from .core.data import load_data
+    from .core.session import fixed_batch_size
     from .core.speedup import keep_slow_float
 
     if args.data is None:
         raise Q8Error("--keep-slow-float needs --data DATA: the samples to time both models on.")
-    data = load_data(args.data, model, samples=1, preprocessing=_preprocessing(args))  # type: ignore[arg-type]
+    data = load_data(args.data, model, samples=fixed_batch_size(model) or 1,  # type: ignore[arg-type]
+                     preprocessing=_preprocessing(args))
     return keep_slow_float(
         model, calibration, recipe, args.output, data, threads=args.threads, progress=progress  # type: ignore[arg-type]
     )
@@ -269,10 +273,12 @@ def _profile(args: argparse.Namespace) -> None:
     from .core.model import load_model
     from .core.profile import profile_models
     from .core.report import to_json
+    from .core.session import fixed_batch_size
 
     float_model = load_model(args.float_model)
     int8_model = load_model(args.int8_model)
-    data = load_data(args.data, float_model, samples=1, preprocessing=_preprocessing(args))
+    data = load_data(args.data, float_model, samples=fixed_batch_size(float_model) or 1,
+                     preprocessing=_preprocessing(args))
     progress = Progress(callback=_stderr_progress(), min_interval_s=0.5)
     report = profile_models(float_model, int8_model, data, runs=args.runs, latency_runs=args.latency_runs,
                             threads=args.threads, progress=progress)

@@ -17,7 +17,7 @@ from .model import LoadedModel
 from .optypes import QDQ_QUANTIZABLE_OPS
 from .prefetch import for_each_prefetched
 from .progress import NO_PROGRESS, Progress
-from .session import cpu_session
+from .session import BatchRunner, cpu_session
 from .stats import BatchExtent, TensorStats
 
 _FLOAT_ELEM_TYPES = {onnx.TensorProto.FLOAT, onnx.TensorProto.FLOAT16}
@@ -56,15 +56,6 @@ def concat_parts(model: onnx.ModelProto, names: list[str]) -> dict[str, list[str
         if node.op_type == "Concat" and node.output[0] in wanted and node.input
         and all(name in wanted for name in node.input)
     }
-
-
-def batch_size_for(model: LoadedModel, preferred: int = 8) -> int:
-    """Run several samples per call when the model's batch axis allows it (faster), else one."""
-    sizes = set()
-    for spec in model.input_specs():
-        first = spec.shape[0] if spec.shape else None
-        sizes.add(first if isinstance(first, int) and first > 0 else preferred)
-    return min(sizes) if sizes else 1
 
 
 def collect_statistics(
@@ -109,7 +100,8 @@ def collect_statistics(
         done += len(next(iter(feed.values())))
         progress.report("Calibrating", done, data.count)
 
-    for_each_prefetched(lambda feed: session.run(exposed, feed), data.batches(batch_size_for(model)), absorb)
+    runner = BatchRunner(model, session)
+    for_each_prefetched(lambda feed: runner.run(exposed, feed), runner.feeds(data), absorb)
     for name, parts in combined.items():
         stats[name].combine_histograms([stats[part] for part in parts])
     return stats

@@ -13,13 +13,13 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from .calibrate import batch_size_for
 from .data import Dataset
+from .errors import Q8Error
 from .metrics import ErrorAccumulator
 from .model import LoadedModel
 from .prefetch import for_each_prefetched
 from .progress import NO_PROGRESS, Progress
-from .session import cpu_session
+from .session import BatchRunner, cpu_session, first_run_feed
 
 
 @dataclass(frozen=True)
@@ -136,13 +136,14 @@ def analyse_errors(
 
     The next batch runs while this one's differences are summed (:func:`~.prefetch.for_each_prefetched`).
     """
+    require_same_inputs(float_model, int8_model)
     outputs = list(float_model.graph.outputs)
     pairs = {
         name: dq for name, dq in dequantized_counterparts(int8_model).items()
         if name in float_model.graph.tensors and name not in outputs
     }
-    float_session = cpu_session(float_model.proto, outputs=list(pairs))
-    int8_session = cpu_session(int8_model.proto, outputs=list(pairs.values()))
+    float_runner = BatchRunner(float_model, cpu_session(float_model.proto, outputs=list(pairs)))
+    int8_runner = BatchRunner(int8_model, cpu_session(int8_model.proto, outputs=list(pairs.values())))
     float_names = outputs + list(pairs)
     int8_names = list(int8_model.graph.outputs) + list(pairs.values())
 
@@ -153,7 +154,7 @@ def analyse_errors(
     progress.report("Comparing", 0, data.count)
 
     def run_both(feed: dict[str, np.ndarray]) -> tuple[list[np.ndarray], list[np.ndarray]]:
-        return float_session.run(float_names, feed), int8_session.run(int8_names, feed)
+        return float_runner.run(float_names, feed), int8_runner.run(int8_names, feed)
 
     def absorb(feed: dict[str, np.ndarray], runs: tuple[list[np.ndarray], list[np.ndarray]]) -> None:
         nonlocal done
@@ -166,7 +167,7 @@ def analyse_errors(
         done += len(next(iter(feed.values())))
         progress.report("Comparing", done, data.count)
 
-    for_each_prefetched(run_both, data.batches(batch_size_for(float_model)), absorb)
+    for_each_prefetched(run_both, float_runner.feeds(data), absorb)
     return ErrorAnalysis(
         samples=data.count,
         outputs=output_errors,
@@ -187,12 +188,15 @@ def measure_latency(
     threads: int = 0,
     progress: Progress = NO_PROGRESS,
 ) -> tuple[float, float]:
-    """Median batch-1 latency (ms) of both models, alternating runs so both see the same machine state."""
-    sample = data.first_sample()
+    """Median latency (ms) of one sample, or of one batch when the float model fixes its batch size,
+    through both models, alternating runs so both see the same machine state."""
+    require_same_inputs(float_model, int8_model)
+    sample = first_run_feed(float_model, data)
     sessions = [cpu_session(m.proto, threads=threads, spinning="always") for m in (float_model, int8_model)]
-    for session in sessions:
+    for model, session in zip((float_model, int8_model), sessions):
+        runner = BatchRunner(model, session)  # warm-up runs say a failure on this data in one line
         for _ in range(warmup):
-            session.run(None, sample)
+            runner.run(None, sample)
     times: list[list[float]] = [[], []]
     for run in range(runs):
         for index, session in enumerate(sessions):
@@ -201,6 +205,16 @@ def measure_latency(
             times[index].append((time.perf_counter() - started) * 1000.0)
         progress.report("Timing", run + 1, runs)
     return statistics.median(times[0]), statistics.median(times[1])
+
+
+def require_same_inputs(float_model: LoadedModel, int8_model: LoadedModel) -> None:
+    """Both models must take the same inputs to run on the same samples: say so before running either."""
+    float_inputs, int8_inputs = ([t.name for t in m.input_specs()] for m in (float_model, int8_model))
+    if sorted(float_inputs) != sorted(int8_inputs):
+        raise Q8Error(
+            f"The float32 and int8 models take different inputs (float32: {', '.join(float_inputs)}; "
+            f"int8: {', '.join(int8_inputs)}): compare a model with its own int8 version."
+        )
 
 
 class _Top1:

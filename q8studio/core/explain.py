@@ -26,6 +26,7 @@ from .intmath import Multiplier, float32_multiplier
 from .metrics import measure
 from .model import Graph, LoadedModel, Node
 from .runtimegraph import RuntimeNode, open_session, source_node
+from .session import BatchRunner, fixed_batch_size, sample_count_error
 
 EXPLAINABLE_OPS = ("Conv", "Gemm", "MatMul")
 ABSORBED_ACTIVATIONS = ("Relu", "Clip")
@@ -163,9 +164,9 @@ def explain_node(
             f"{node_name} is a {node.op_type}, not a Conv/Gemm/MatMul: only those have an integer kernel to explain."
         )
     layer = _layer(int8_model, node)
-    feed = _sample(data, sample)
+    on_sample = _sample(int8_model, data, sample)
     exposed = [layer.x.tensor, layer.y_tensor] + ([layer.w.tensor] if layer.w.tensor not in graph.initializers else [])
-    values, kernels = _run(int8_model, exposed, feed, threads)
+    values, kernels = _run(int8_model, exposed, on_sample, threads)
     x_q, runtime = values[layer.x.tensor], values[layer.y_tensor]
     w_q = int8_model.weight(layer.w.tensor) if layer.w.tensor in graph.initializers else values[layer.w.tensor]
     kernel = _kernel_of(kernels, graph, node)
@@ -176,7 +177,7 @@ def explain_node(
                      "8-bit value on this sample, not a stored weight.")
     float_tensor = float_output = None
     if float_model is not None:
-        float_tensor, float_output = _float_counterpart(int8_model, float_model, node, layer, feed, threads)
+        float_tensor, float_output = _float_counterpart(int8_model, float_model, node, layer, on_sample, threads)
         if float_tensor is None:
             notes.append("The float model has no tensor of the same name to compare with.")
     index = element if element is not None else pick_element(runtime, layer.y, float_output)
@@ -250,19 +251,34 @@ def _params(model: LoadedModel, qdq: Node) -> QuantParams:
     return QuantParams(tensor, scale, zero, zero.dtype.name, axis)  # type: ignore[arg-type]
 
 
-def _sample(data: Dataset, index: int) -> dict[str, np.ndarray]:
+@dataclass(frozen=True)
+class _SampleFeed:
+    """What to run to see one sample: the sample alone, or its whole batch when the model fixes its batch size."""
+
+    feed: dict[str, np.ndarray]
+    row: int | None  # the sample's place in that fixed batch
+
+
+def _sample(model: LoadedModel, data: Dataset, index: int) -> _SampleFeed:
     if not 0 <= index < data.count:
         raise Q8Error(f"Sample {index} does not exist: the data has samples 0 to {data.count - 1}.")
-    return next(itertools.islice(data.batches(1), index, None))
+    size = fixed_batch_size(model) or 1
+    if index - index % size + size > data.count:
+        raise sample_count_error(size, data.count)
+    feed = next(itertools.islice(data.batches(size), index // size, None))
+    return _SampleFeed(feed, index % size if size > 1 else None)
 
 
-def _run(model: LoadedModel, names: list[str], feed: dict[str, np.ndarray], threads: int
+def _run(model: LoadedModel, names: list[str], sample: _SampleFeed, threads: int
          ) -> tuple[dict[str, np.ndarray], list[RuntimeNode]]:
-    """Run ``model`` with ``names`` exposed; also return the kernels ONNX Runtime ran."""
+    """Run ``model`` with ``names`` exposed and return their values on the sample; also return the
+    kernels ONNX Runtime ran."""
     names = list(dict.fromkeys(names))
     with tempfile.TemporaryDirectory(prefix="q8studio-explain-") as tmp:
         session, kernels = open_session(model.proto, Path(tmp), outputs=names, threads=threads)
-        values = session.run(names, feed)
+        values = BatchRunner(model, session).run(names, sample.feed)
+    if sample.row is not None:
+        values = [value[sample.row:sample.row + 1] for value in values]
     return dict(zip(names, values)), kernels
 
 
@@ -374,7 +390,7 @@ def _notes(node: Node, layer: _Layer, kernel: RuntimeNode | None, float_model: L
 
 
 def _float_counterpart(int8_model: LoadedModel, float_model: LoadedModel, node: Node, layer: _Layer,
-                       feed: dict[str, np.ndarray], threads: int) -> tuple[str | None, np.ndarray | None]:
+                       on_sample: _SampleFeed, threads: int) -> tuple[str | None, np.ndarray | None]:
     """The float model's tensor standing for the node's output, and its value on the same sample.
 
     It has the node's output name (after BatchNorm folding, the BatchNorm's output; with a ReLU
@@ -386,7 +402,7 @@ def _float_counterpart(int8_model: LoadedModel, float_model: LoadedModel, node: 
     name = next((c for c in candidates if c in float_model.graph.tensors), None)
     if name is None:
         return None, None
-    values, _ = _run(float_model, [name], feed, threads)
+    values, _ = _run(float_model, [name], on_sample, threads)
     return name, values[name]
 
 

@@ -20,6 +20,7 @@ import numpy as np
 from .errors import Q8Error
 from .model import LoadedModel
 from .runtimegraph import QDQ_OPS, RuntimeNode, absorbed_nodes, is_glue, open_session, source_node
+from .session import BatchRunner
 
 INTEGER_TYPES = ("uint8", "int8")
 KEPT_RUNS = 0.8
@@ -85,8 +86,9 @@ def profile_model(
         raise Q8Error(f"Profiling needs at least one run (got {runs}).")
     with tempfile.TemporaryDirectory(prefix="q8studio-profile-") as tmp:
         session, kernels = open_session(model.proto, Path(tmp), threads=threads, profile=True)
+        runner = BatchRunner(model, session)  # a failure on this data is said in one line
         for _ in range(warmup + runs):
-            session.run(None, feed)
+            runner.run(None, feed)
         events = json.loads(Path(session.end_profiling()).read_text())
     times, run_us, types = _kernel_times(events, warmup)
     profile = []

@@ -14,11 +14,12 @@ from collections import defaultdict
 from dataclasses import dataclass, field, replace
 
 from .data import Dataset
-from .evaluate import measure_latency
+from .evaluate import measure_latency, require_same_inputs
 from .kernelprofile import KernelTime, ModelProfile, profile_model
 from .model import Graph, LoadedModel, Node
 from .progress import NO_PROGRESS, Progress
 from .runtimegraph import resolve_name
+from .session import first_run_feed
 
 COMPUTE_OPS = frozenset({"Conv", "Gemm", "MatMul"})
 PAYS_BELOW = 0.95
@@ -154,12 +155,14 @@ def profile_models(
     latency_runs: int = 50,
     progress: Progress = NO_PROGRESS,
 ) -> ProfileReport:
-    """Profile both models on the first sample of ``data`` and join their kernels layer by layer.
+    """Profile both models on the first sample of ``data`` (the first batch when the float model fixes
+    its batch size) and join their kernels layer by layer.
 
     ``latency_runs`` > 0 also times both models without the profiler (alternating runs): the
     profiler costs a few microseconds per kernel, too much to judge small models by.
     """
-    sample = data.first_sample()
+    require_same_inputs(float_model, int8_model)
+    sample = first_run_feed(float_model, data)
     progress.report("Profiling", 0, 2)
     float_profile = profile_model(float_model, sample, runs=runs, warmup=warmup, threads=threads)
     progress.report("Profiling", 1, 2)

@@ -36,7 +36,7 @@ from .model import LoadedModel, load_model, require_float_tensors
 from .preprocess import PreparedModel, prepare_for_quantization
 from .progress import NO_PROGRESS, Progress
 from .recipe import Recipe
-from .session import cpu_session
+from .session import cpu_session, first_run_feed
 from .skeleton import save_with_weights_beside, skeleton_of
 from .stats import TensorStats
 from .weights import WeightError, weight_errors
@@ -143,7 +143,7 @@ def quantize_model(
         progress.report("Writing the int8 model", 0, 1)
         with atomic_path(output) as staging:
             _write_qdq_model(prepared.model.proto, ranges, recipe, staging)
-            _check_it_runs(staging, data.first_sample())
+            _check_it_runs(staging, first_run_feed(prepared.model, data))
             int8 = load_model(staging)
 
     int8 = replace(int8, path=output)  # the file just moved from staging; its content is what was checked
@@ -295,8 +295,8 @@ def _write_qdq_model(
 
 
 def _check_it_runs(path: Path, feed: dict[str, np.ndarray]) -> None:
-    """Load the written file with ONNX Runtime, as a user will, and run it once: an int8 model is
-    reported only once it runs."""
+    """Load the written file with ONNX Runtime, as a user will, and run it once on ``feed`` (a whole
+    batch when the model fixes its batch size): an int8 model is reported only once it runs."""
     try:
         cpu_session(path).run(None, feed)
     except Q8Error as exc:

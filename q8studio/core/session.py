@@ -1,18 +1,22 @@
-"""Creating ONNX Runtime sessions the same way everywhere (CPU, fixed threads, quiet logs)."""
+"""Creating ONNX Runtime sessions the same way everywhere (CPU, fixed threads, quiet logs), and
+running them on the user's samples as many at a time as the model takes."""
 
 from __future__ import annotations
 
 import copy
 import itertools
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from pathlib import Path
 from typing import Literal
 
+import numpy as np
 import onnx
 import onnxruntime as ort
 from onnx import numpy_helper
 
+from .data import Dataset
 from .errors import Q8Error, first_line
+from .model import LoadedModel
 from .skeleton import SplitModel, with_weights_outside
 
 
@@ -34,7 +38,7 @@ def session_options(*, threads: int = 0, spinning: Spinning = "never") -> ort.Se
       (medians 0.68-0.70 s, percentile and entropy, 8 processes each).
     """
     options = ort.SessionOptions()
-    options.log_severity_level = 3
+    options.log_severity_level = 4  # fatal only: every failure reaches us as an exception, said in one line
     options.intra_op_num_threads = threads
     options.inter_op_num_threads = 1
     if spinning == "never":
@@ -90,3 +94,83 @@ def with_outputs(model: onnx.ModelProto, names: Sequence[str]) -> onnx.ModelProt
         if name not in existing:
             augmented.graph.output.append(copy.deepcopy(typed[name]) if name in typed else onnx.ValueInfoProto(name=name))
     return augmented
+
+
+PREFERRED_BATCH = 8
+"""Samples per run when the model's batch axis is dynamic: faster than one at a time."""
+
+
+def fixed_batch_size(model: LoadedModel) -> int | None:
+    """The sample count the model's inputs fix on their leading axis, if any: every run must feed that many."""
+    sizes = {
+        spec.shape[0] for spec in model.input_specs()
+        if spec.shape and isinstance(spec.shape[0], int) and spec.shape[0] > 0
+    }
+    return min(sizes) if sizes else None
+
+
+def batch_size(model: LoadedModel) -> int:
+    """Samples per run: the model's fixed batch size, else :data:`PREFERRED_BATCH`."""
+    return fixed_batch_size(model) or PREFERRED_BATCH
+
+
+def whole_batches(model: LoadedModel, samples: int) -> int:
+    """``samples`` rounded down to whole batches of a model that fixes its batch size (one batch at
+    least), for a caller free to choose how many samples to run."""
+    size = fixed_batch_size(model) or 1
+    return max(size, samples - samples % size)
+
+
+def first_run_feed(model: LoadedModel, data: Dataset) -> dict[str, np.ndarray]:
+    """What one run of ``model`` takes, to time it or check that it runs: the first sample, or the
+    first batch when the model fixes its batch size."""
+    size = fixed_batch_size(model) or 1
+    if data.count < size:
+        raise sample_count_error(size, data.count)
+    return next(data.batches(size))
+
+
+class BatchRunner:
+    """Runs one model's session over the user's samples, as many per run as the model takes.
+
+    A model whose batch axis is fixed at N gets exactly N samples per run. A model with a dynamic
+    batch axis gets :data:`PREFERRED_BATCH`, but some only run with one sample (an exported Reshape
+    to [1, -1]): once ONNX Runtime rejects a batch of several, that batch and the rest of the pass
+    run one sample at a time, their outputs concatenated along the sample axis as the batch's would
+    be. A run that fails otherwise fails on the user's data or model: a Q8Error.
+    """
+
+    def __init__(self, model: LoadedModel, session: ort.InferenceSession) -> None:
+        self.session = session
+        self.fixed = fixed_batch_size(model)
+        self.batch_size = batch_size(model)
+        self.one_at_a_time = False
+
+    def feeds(self, data: Dataset) -> Iterator[dict[str, np.ndarray]]:
+        """``data`` in batches of :attr:`batch_size`; with a fixed batch the sample count must divide evenly."""
+        if self.fixed and data.count % self.fixed:
+            raise sample_count_error(self.fixed, data.count)
+        return data.batches(self.batch_size)
+
+    def run(self, names: list[str] | None, feed: dict[str, np.ndarray]) -> list[np.ndarray]:
+        """``session.run(names, feed)``, one sample at a time once a batch of several was rejected."""
+        samples = len(next(iter(feed.values())))
+        if not self.one_at_a_time or samples == 1:
+            try:
+                return self.session.run(names, feed)
+            except Exception as exc:  # ONNX Runtime raises assorted types at run time
+                if self.fixed or samples == 1:
+                    raise Q8Error(f"ONNX Runtime could not run the model on this data: {first_line(exc)}") from None
+                self.one_at_a_time = True
+        runs = [self.run(names, {name: rows[i:i + 1] for name, rows in feed.items()}) for i in range(samples)]
+        return [np.concatenate(outputs) for outputs in zip(*runs)]
+
+
+def sample_count_error(size: int, count: int) -> Q8Error:
+    """The user's data does not split into whole batches of a model that fixes its batch size at ``size``."""
+    fitting = count // size * size
+    advice = f"use {fitting} samples" if fitting else f"the data needs at least {size}"
+    return Q8Error(
+        f"The model's batch axis is fixed at {size}, so the sample count must be a multiple of {size} "
+        f"(got {count}); {advice}."
+    )

@@ -26,7 +26,7 @@ from .profile import PAYS_BELOW, LayerTiming, ProfileReport, profile_models
 from .progress import NO_PROGRESS, Progress
 from .quantize import QuantizeResult, quantize_model
 from .recipe import Recipe
-from .session import cpu_session
+from .session import BatchRunner, cpu_session, first_run_feed
 
 
 @dataclass
@@ -206,12 +206,15 @@ def alternating_latency(
     warmup: int = 5,
     progress: Progress = NO_PROGRESS,
 ) -> tuple[float, list[float]]:
-    """Median batch-1 latency (ms) of float32 and every int8 model, one run of each in turn."""
-    sample = data.first_sample()
-    sessions = [cpu_session(m.proto, threads=threads, spinning="always") for m in [float_model, *int8_models]]
-    for session in sessions:
+    """Median latency (ms) of one sample, or of one batch when the float model fixes its batch size,
+    through float32 and every int8 model, one run of each in turn."""
+    sample = first_run_feed(float_model, data)
+    models = [float_model, *int8_models]
+    sessions = [cpu_session(m.proto, threads=threads, spinning="always") for m in models]
+    for model, session in zip(models, sessions):
+        runner = BatchRunner(model, session)  # warm-up runs say a failure on this data in one line
         for _ in range(warmup):
-            session.run(None, sample)
+            runner.run(None, sample)
     times: list[list[float]] = [[] for _ in sessions]
     for run in range(runs):
         progress.report("Timing", run, runs)

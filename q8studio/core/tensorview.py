@@ -15,7 +15,6 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from .calibrate import batch_size_for
 from .clipping import INT8, METHODS, UINT8, activation_range, weight_channel_axis
 from .data import Dataset
 from .errors import Q8Error
@@ -23,7 +22,7 @@ from .evaluate import dequantized_counterparts
 from .model import Graph, LoadedModel, Node
 from .progress import NO_PROGRESS, Progress
 from .recipe import Recipe
-from .session import cpu_session
+from .session import BatchRunner, cpu_session, whole_batches
 from .stats import TensorStats
 
 DISPLAY_BINS = 200
@@ -232,16 +231,18 @@ class TensorProbe:
         for name in float_model.graph.outputs:
             if name in int8_model.graph.outputs:
                 self.pairs.setdefault(name, name)
-        self.batch_size = batch_size_for(float_model)
+        self._float_model = float_model
         # One thread each: a few samples run fast anyway, and ONNX Runtime's spinning thread pools
         # would otherwise take the cores from the window and from a quantization running meanwhile.
-        self._float = cpu_session(float_model.proto, outputs=list(self.pairs), threads=1)
-        self._int8 = cpu_session(int8_model.proto, outputs=list(self.pairs.values()), threads=1)
+        float_session = cpu_session(float_model.proto, outputs=list(self.pairs), threads=1)
+        int8_session = cpu_session(int8_model.proto, outputs=list(self.pairs.values()), threads=1)
+        self._float, self._int8 = BatchRunner(float_model, float_session), BatchRunner(int8_model, int8_session)
 
     def compare(
         self, tensor: str, data: Dataset, *, samples: int = 16, progress: Progress = NO_PROGRESS
     ) -> TensorComparison:
-        """The tensor's float and int8-dequantized values on the first ``samples`` samples, flattened.
+        """The tensor's float and int8-dequantized values on the first ``samples`` samples (whole
+        batches of a model that fixes its batch size), flattened.
 
         In the QDQ model the int8 value of activation X is the DequantizeLinear output fed by
         QuantizeLinear(X): that is what the next layer really receives.
@@ -251,10 +252,10 @@ class TensorProbe:
                 f"'{tensor}' has no int8 counterpart: the quantizer fused it into the next layer or kept it float."
             )
         int8_name = self.pairs[tensor]
-        subset = data.limited(samples)
+        subset = data.limited(whole_batches(self._float_model, samples))
         float_parts, int8_parts = [], []
         done = 0
-        for feed in subset.batches(self.batch_size):
+        for feed in self._float.feeds(subset):
             float_parts.append(self._float.run([tensor], feed)[0].astype(np.float32).ravel())
             int8_parts.append(self._int8.run([int8_name], feed)[0].astype(np.float32).ravel())
             done += len(next(iter(feed.values())))

@@ -1,0 +1,286 @@
+"""Models with a fixed batch, models that only run one sample, and data ONNX Runtime cannot run:
+every pass feeds what the model takes, and a failure on the user's data is one line (exit 2)."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+import onnx
+import pytest
+from onnx import numpy_helper
+
+from builders import save, small_cnn, transformer_block, write_npz
+from q8studio.__main__ import main
+from q8studio.core.calibrate import collect_statistics, tensors_to_calibrate
+from q8studio.core.data import Dataset, load_data
+from q8studio.core.errors import Q8Error
+from q8studio.core.evaluate import analyse_errors, compare_models, measure_latency
+from q8studio.core.explain import explain_node
+from q8studio.core.metrics import ErrorAccumulator
+from q8studio.core.model import LoadedModel, load_model
+from q8studio.core.quantize import QuantizeResult, quantize_model
+from q8studio.core.recipe import Recipe
+from q8studio.core.session import BatchRunner, cpu_session, first_run_feed
+from q8studio.core.stats import collect_tensor_stats
+from q8studio.core.tensorview import TensorProbe
+
+NOT_A_MULTIPLE = (
+    "The model's batch axis is fixed at 4, so the sample count must be a multiple of 4 (got 10); use 8 samples."
+)
+ORT_FAILED = "ONNX Runtime could not run the model on this data: "
+
+
+def fixed_batch_cnn(size: int) -> onnx.ModelProto:
+    """small_cnn with its batch axis fixed at ``size``, as many exporters write it."""
+    model = small_cnn()
+    for value in (model.graph.input[0], model.graph.output[0]):
+        value.type.tensor_type.shape.dim[0].dim_value = size  # replaces the symbolic "N"
+    onnx.checker.check_model(model)
+    return model
+
+
+def single_sample_cnn() -> onnx.ModelProto:
+    """small_cnn whose Flatten is an exported Reshape to [1, -1]: the batch axis is declared
+    dynamic, yet only one sample runs."""
+    model = small_cnn()
+    model.graph.initializer.append(numpy_helper.from_array(np.array([1, -1], np.int64), "flat.shape"))
+    flatten = next(node for node in model.graph.node if node.op_type == "Flatten")
+    flatten.op_type = "Reshape"
+    flatten.input.append("flat.shape")
+    onnx.checker.check_model(model)
+    return model
+
+
+def images(count: int) -> np.ndarray:
+    return np.random.default_rng(4).standard_normal((count, 3, 16, 16)).astype(np.float32)
+
+
+def model_and_data(tmp_path: Path, proto: onnx.ModelProto, x: np.ndarray) -> tuple[LoadedModel, Dataset]:
+    model = load_model(save(proto, tmp_path / "model.onnx"))
+    return model, load_data(write_npz(tmp_path / "x.npz", x=x), model)
+
+
+class RecordingSession:
+    """A real ONNX Runtime session that records how many samples each run was given."""
+
+    def __init__(self, model: onnx.ModelProto, outputs: list[str] | None = None) -> None:
+        self.session = cpu_session(model, outputs=outputs or [])
+        self.sizes: list[int] = []
+
+    def run(self, names: list[str] | None, feed: dict[str, np.ndarray]) -> list[np.ndarray]:
+        self.sizes.append(len(next(iter(feed.values()))))
+        return self.session.run(names, feed)
+
+
+def one_line_error(capfd: pytest.CaptureFixture[str], argv: list[str]) -> str:
+    """The whole of stderr, ONNX Runtime's own logging included, after a command that must fail with exit 2."""
+    assert main(argv) == 2
+    err = capfd.readouterr().err
+    assert err.startswith("q8studio: error: ") and err.count("\n") == 1, err
+    return err.removeprefix("q8studio: error: ").rstrip("\n")
+
+
+# A fixed batch of 4
+
+
+@pytest.fixture
+def fixed_run(tmp_path: Path) -> tuple[LoadedModel, Dataset, QuantizeResult, np.ndarray]:
+    x = images(8)
+    model, data = model_and_data(tmp_path, fixed_batch_cnn(4), x)
+    return model, data, quantize_model(model, data, Recipe(), tmp_path / "model.int8.onnx"), x
+
+
+def test_a_fixed_batch_model_is_calibrated_in_whole_batches(fixed_run) -> None:
+    model, data, _, x = fixed_run
+    names = tensors_to_calibrate(model.proto)
+    stats = collect_statistics(model, data, names=names)
+    session = cpu_session(model.proto, outputs=names)
+    runs = [session.run(names, {"x": batch}) for batch in (x[:4], x[4:])]
+    for i, name in enumerate(names):
+        direct = collect_tensor_stats([values[i] for values in runs], name=name)
+        assert (stats[name].count, stats[name].min, stats[name].max) == (direct.count, direct.min, direct.max)
+        np.testing.assert_array_equal(stats[name].hist, direct.hist)
+
+
+def test_a_fixed_batch_model_is_written_compared_and_timed_at_its_batch_size(fixed_run) -> None:
+    model, data, result, x = fixed_run
+    assert result.int8.input_specs()[0].shape == (4, 3, 16, 16)
+    comparison = compare_models(model, result.int8, data, latency_runs=3)
+    float_session, int8_session = cpu_session(model.proto), cpu_session(result.int8.proto)
+    expected = ErrorAccumulator()
+    for batch in (x[:4], x[4:]):
+        expected.update(float_session.run(None, {"x": batch})[0], int8_session.run(None, {"x": batch})[0])
+    got = comparison.errors.outputs["logits"]
+    # the pass's sessions expose activations too, which changes ONNX Runtime's float rounding slightly
+    assert (got.count, got.sqnr_db, got.max_abs) == (expected.count, pytest.approx(expected.sqnr_db, rel=1e-5),
+                                                     pytest.approx(expected.max_abs, rel=1e-4))
+    assert comparison.errors.samples == 8 and comparison.int8.latency_ms > 0
+    np.testing.assert_array_equal(first_run_feed(model, data)["x"], x[:4])  # what latency is measured on
+
+
+def test_a_fixed_batch_model_explains_a_sample_from_its_batch(fixed_run) -> None:
+    _, data, result, x = fixed_run
+    e = explain_node(result.int8, "/block/pw/Conv", data, sample=5, float_model=result.prepared.model)
+    assert e.checks[1].exact, e.checks[1].summary()  # ONNX Runtime's formula on x_q gives its own output
+    exposed = cpu_session(result.int8.proto, outputs=[e.x.tensor]).run([e.x.tensor], {"x": x[4:]})[0]
+    np.testing.assert_array_equal(e.x_q, exposed[1:2])
+    assert e.sqnr_db is not None and e.sqnr_db > 20  # the float value is of the same sample
+
+
+def test_a_fixed_batch_models_tensor_probe_compares_whole_batches(fixed_run) -> None:
+    _, data, result, x = fixed_run
+    probe = TensorProbe(result.prepared.model, result.int8)
+    compared = probe.compare("logits", data, samples=6)
+    same = cpu_session(result.prepared.model.proto, outputs=list(probe.pairs), threads=1)
+    expected = same.run(["logits"], {"x": x[:4]})[0]
+    assert compared.samples == 4
+    np.testing.assert_array_equal(compared.float_values, expected.ravel())
+
+
+def test_samples_that_are_not_whole_batches_are_a_one_line_error(fixed_run, tmp_path) -> None:
+    model, data, result, _ = fixed_run
+    ten = load_data(write_npz(tmp_path / "ten.npz", x=images(10)), model)
+    with pytest.raises(Q8Error) as calibrating:
+        collect_statistics(model, ten)
+    with pytest.raises(Q8Error) as comparing:
+        analyse_errors(model, result.int8, ten)
+    assert str(calibrating.value) == str(comparing.value) == NOT_A_MULTIPLE
+    with pytest.raises(Q8Error) as timing:
+        measure_latency(model, result.int8, data.limited(3))
+    assert str(timing.value) == (
+        "The model's batch axis is fixed at 4, so the sample count must be a multiple of 4 (got 3); "
+        "the data needs at least 4."
+    )
+
+
+def test_cli_quantizes_and_evaluates_a_fixed_batch_model(tmp_path, capfd) -> None:
+    model = save(fixed_batch_cnn(4), tmp_path / "fixed.onnx")
+    eight, ten = write_npz(tmp_path / "8.npz", x=images(8)), write_npz(tmp_path / "10.npz", x=images(10))
+    out = tmp_path / "fixed.int8.onnx"
+    assert main(["quantize", str(model), "--calib", str(eight), "-o", str(out)]) == 0
+    assert main(["evaluate", str(model), str(out), "--data", str(ten), "--samples", "8", "--latency-runs", "2"]) == 0
+    assert capfd.readouterr().err == ""
+    assert one_line_error(capfd, ["evaluate", str(model), str(out), "--data", str(ten)]) == NOT_A_MULTIPLE
+    again = tmp_path / "again.int8.onnx"
+    assert one_line_error(capfd, ["quantize", str(model), "--calib", str(ten), "-o", str(again)]) == NOT_A_MULTIPLE
+    assert not again.exists()
+
+
+def test_cli_quantize_measures_its_layer_errors_on_whole_batches(tmp_path, capfd) -> None:
+    """--samples 8 of 10 calibrates on two batches; the error table then runs on those 8, not all 10,
+    and on whole batches of 3 when 3 does not divide the 64 samples the table is measured on."""
+    ten = write_npz(tmp_path / "10.npz", x=images(10))
+    model = save(fixed_batch_cnn(4), tmp_path / "fixed.onnx")
+    assert main(["quantize", str(model), "--calib", str(ten), "--samples", "8", "-o", str(tmp_path / "a.onnx")]) == 0
+    seventy = write_npz(tmp_path / "70.npz", x=images(70))
+    three = save(fixed_batch_cnn(3), tmp_path / "three.onnx")
+    report = tmp_path / "r.json"
+    assert main(["quantize", str(three), "--calib", str(seventy), "--samples", "69", "-o", str(tmp_path / "b.onnx"),
+                 "--report", str(report)]) == 0
+    assert capfd.readouterr().err == ""
+    assert json.loads(report.read_text())["layer_errors_on_calibration"]["samples"] == 63
+
+
+# A dynamic batch axis that only runs one sample
+
+
+def test_a_rejected_batch_and_the_rest_of_the_pass_run_one_sample_at_a_time(tmp_path) -> None:
+    model, data = model_and_data(tmp_path, single_sample_cnn(), images(20))
+    session = RecordingSession(model.proto)
+    runner = BatchRunner(model, session)  # type: ignore[arg-type]
+    outputs = [runner.run(None, feed)[0] for feed in runner.feeds(data)]
+    assert session.sizes == [8] + [1] * 20  # the first batch once, then never a batch again
+    alone = cpu_session(model.proto)
+    per_sample = [alone.run(None, {"x": sample[None]})[0] for sample in images(20)]
+    np.testing.assert_array_equal(np.concatenate(outputs), np.concatenate(per_sample))
+
+
+@pytest.mark.parametrize("proto, sizes", [
+    (small_cnn(), [8, 8, 4]), (fixed_batch_cnn(1), [1] * 20), (fixed_batch_cnn(4), [4] * 5),
+], ids=["dynamic", "fixed-1", "fixed-4"])
+def test_models_that_take_their_batches_run_once_per_batch(tmp_path, proto: onnx.ModelProto, sizes: list[int]) -> None:
+    model, data = model_and_data(tmp_path, proto, images(20))
+    session = RecordingSession(model.proto)
+    runner = BatchRunner(model, session)  # type: ignore[arg-type]
+    for feed in runner.feeds(data):
+        runner.run(None, feed)
+    assert session.sizes == sizes
+
+
+def test_a_single_sample_model_is_calibrated_and_compared_as_sample_by_sample_runs(tmp_path) -> None:
+    x = images(10)
+    model, data = model_and_data(tmp_path, single_sample_cnn(), x)
+    names = tensors_to_calibrate(model.proto)
+    stats = collect_statistics(model, data, names=names)
+    session = cpu_session(model.proto, outputs=names)
+    runs = [session.run(names, {"x": sample[None]}) for sample in x]
+    for i, name in enumerate(names):
+        direct = collect_tensor_stats([values[i] for values in runs], name=name)
+        assert (stats[name].count, stats[name].min, stats[name].max) == (direct.count, direct.min, direct.max)
+        np.testing.assert_array_equal(stats[name].hist, direct.hist)
+
+    result = quantize_model(model, data, Recipe(), tmp_path / "model.int8.onnx")
+    errors = analyse_errors(result.prepared.model, result.int8, data)
+    float_session, int8_session = cpu_session(result.prepared.model.proto), cpu_session(result.int8.proto)
+    expected = ErrorAccumulator()
+    float_top, int8_top = [], []
+    for sample in x:
+        reference, approx = (s.run(None, {"x": sample[None]})[0] for s in (float_session, int8_session))
+        expected.update(reference, approx)
+        float_top.append(reference.argmax())
+        int8_top.append(approx.argmax())
+    got = errors.outputs["logits"]
+    # the pass's sessions expose activations too, which changes ONNX Runtime's float rounding slightly
+    assert (got.count, got.sqnr_db, got.max_abs) == (expected.count, pytest.approx(expected.sqnr_db, rel=1e-5),
+                                                     pytest.approx(expected.max_abs, rel=1e-4))
+    assert errors.agreement == np.mean(np.array(float_top) == np.array(int8_top))
+
+
+def test_cli_quantizes_a_single_sample_model_without_onnx_runtime_logging(tmp_path, capfd) -> None:
+    model = save(single_sample_cnn(), tmp_path / "single.onnx")
+    data = write_npz(tmp_path / "x.npz", x=images(10))
+    out = tmp_path / "single.int8.onnx"
+    assert main(["quantize", str(model), "--calib", str(data), "-o", str(out)]) == 0
+    assert main(["evaluate", str(model), str(out), "--data", str(data), "--latency-runs", "2"]) == 0
+    assert capfd.readouterr().err == ""
+
+
+# Data ONNX Runtime cannot run
+
+
+def test_token_ids_out_of_range_are_one_line_without_onnx_runtime_logging(tmp_path, capfd) -> None:
+    model = save(transformer_block(), tmp_path / "block.onnx")
+    ids = np.random.default_rng(0).integers(0, 100, (4, 8))
+    ids[2, 5] = 150  # the embedding table has 100 rows
+    data = write_npz(tmp_path / "ids.npz", ids=ids)
+    out = tmp_path / "block.int8.onnx"
+    message = one_line_error(capfd, ["quantize", str(model), "--calib", str(data), "-o", str(out)])
+    assert message.startswith(ORT_FAILED + "[ONNXRuntimeError] : 2 : INVALID_ARGUMENT : ")
+    assert "Gather" in message and "idx=150" in message
+    assert not out.exists()
+
+
+def test_a_single_sample_that_fails_is_the_users_data(tmp_path) -> None:
+    model, data = model_and_data(tmp_path, single_sample_cnn(), images(8))
+    runner = BatchRunner(model, cpu_session(model.proto))
+    with pytest.raises(Q8Error) as raised:
+        runner.run(None, {"y": images(8)})
+    assert str(raised.value) == ORT_FAILED + "Required inputs (['x']) are missing from input feed (['y'])."
+
+
+def test_evaluating_models_with_different_inputs_says_so_before_running(tmp_path, capfd) -> None:
+    renamed = small_cnn()
+    renamed.graph.input[0].name = renamed.graph.node[0].input[0] = "image"
+    int8_source = load_model(save(renamed, tmp_path / "renamed.onnx"))
+    x = images(8)
+    quantize_model(int8_source, load_data(write_npz(tmp_path / "image.npz", image=x), int8_source), Recipe(),
+                   tmp_path / "renamed.int8.onnx")
+    model = save(small_cnn(), tmp_path / "cnn.onnx")
+    data = write_npz(tmp_path / "x.npz", x=x)
+    argv = ["evaluate", str(model), str(tmp_path / "renamed.int8.onnx"), "--data", str(data)]
+    assert one_line_error(capfd, argv) == (
+        "The float32 and int8 models take different inputs (float32: x; int8: image): "
+        "compare a model with its own int8 version."
+    )
