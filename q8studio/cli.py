@@ -75,7 +75,8 @@ def build_parser() -> argparse.ArgumentParser:
     quantize.add_argument("--recipe", type=Path, help="start from the settings of a saved recipe or report")
     quantize.add_argument("--method", choices=("minmax", "percentile", "entropy", "mse", "ema"))
     quantize.add_argument("--percentile", type=float)
-    quantize.add_argument("--ema-momentum", type=float)
+    quantize.add_argument("--ema-momentum", type=float,
+                          help="ema: weight of the running range at each batch (8 samples, or the model's fixed batch)")
     quantize.add_argument("--granularity", choices=("per-tensor", "per-channel"))
     quantize.add_argument("--samples", type=int, metavar="N", help="use at most N calibration samples")
     quantize.add_argument("--histogram-values", type=int, metavar="N",

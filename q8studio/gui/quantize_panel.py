@@ -207,7 +207,8 @@ class QuantizePanel(QWidget):
             "How each activation's range is chosen from calibration:\n"
             "minmax: observed extremes · percentile: cut the rarest values\n"
             "entropy: minimise KL divergence · mse: minimise quantization error\n"
-            "ema: moving average of per-batch extremes"
+            "ema: moving average of per-batch extremes (batches of 8 samples,\n"
+            "or of the model's fixed batch size)"
         )
         self.percentile = QDoubleSpinBox()
         self.percentile.setRange(50.0, 100.0)
