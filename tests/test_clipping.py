@@ -421,11 +421,13 @@ def test_entropy_keeps_a_positive_side_that_fits_in_the_bin_at_zero(positive_max
     assert -110.0 < rmin < -60.0
 
 
-def test_entropy_does_not_clip_data_that_stays_away_from_zero() -> None:
-    """Values in [0.3, 0.9]: a cut just past 0.3 would make P and Q one identical spike (KL 0)."""
-    values = np.random.default_rng(13).uniform(0.3, 0.9, 100_000).astype(np.float32)
+@pytest.mark.parametrize("low, high", [(0.3, 0.9), (245.0, 255.0)])
+def test_entropy_does_not_clip_data_that_stays_away_from_zero(low: float, high: float) -> None:
+    """A cut just past the lowest value would make P and Q one identical spike (KL 0); data within
+    the top ``levels`` bins of the histogram leaves no cut but the last."""
+    values = np.random.default_rng(13).uniform(low, high, 100_000).astype(np.float32)
     lo, hi = activation_range(collect_tensor_stats([values]), "entropy", qtype=UINT8)
-    assert lo == 0.0 and hi > 0.85
+    assert lo == 0.0 and hi > low + 0.9 * (high - low)
 
 
 def test_entropy_keeps_each_side_of_an_asymmetric_tensor() -> None:

@@ -261,7 +261,7 @@ def _kl_threshold(
     if not h.any():  # every binned value lies in the bin at zero, or none was binned: nothing to weigh
         return limit
     filled = np.flatnonzero(h)
-    first_cut = int(filled[0]) + levels
+    first_cut = min(int(filled[0]) + levels, h.size)  # data in the top few bins: the whole histogram
     last = max(int(filled[-1]) + 1, first_cut)
     step = -(-(last - first_cut + 1) // _KL_CANDIDATES)
     cuts = np.arange(last, first_cut - 1, -step)[::-1]  # the last non-empty edge is always a candidate
