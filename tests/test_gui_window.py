@@ -372,3 +372,16 @@ def test_a_second_run_with_another_method_reuses_the_calibration(qtbot, demo: Ma
     assert "Calibration statistics reused from the previous run." in demo.quantize_panel.stage.text()
     demo.quantize_panel.samples.setValue(119)  # other samples: calibrated afresh
     assert run_to_end(qtbot, demo).result.statistics_reused == 0
+
+
+def test_run_is_refused_while_another_model_is_being_opened(qtbot, demo: MainWindow, tmp_path: Path) -> None:
+    """The model being opened replaces the current one: a run started meanwhile would land on it."""
+    from builders import save, small_cnn
+
+    other = save(small_cnn(), tmp_path / "cnn.onnx")
+    with qtbot.waitSignal(demo.model_loaded, timeout=10_000):
+        demo.open_model(other)
+        assert demo.loader.busy
+        demo.start_run()
+        assert not demo.runner.busy
+    assert demo.session.model.path == other and demo.session.run is None

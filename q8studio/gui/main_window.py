@@ -335,8 +335,8 @@ class MainWindow(QMainWindow):
     def start_run(self) -> None:
         """Quantize and compare on the run worker; the window stays live and Esc cancels."""
         model = self.session.model
-        if model is None or self.runner.busy or self.int8.keeping:
-            return
+        if model is None or self.runner.busy or self.int8.keeping or self.loader.busy:
+            return  # a model being opened would replace this one, and receive its results
         try:
             recipe = self.quantize_panel.recipe()
             calibration, evaluation = self.quantize_panel.datasets()
