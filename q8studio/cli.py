@@ -240,12 +240,12 @@ def _keep_slow_float(
     args: argparse.Namespace, model: object, calibration: object, recipe: Recipe, progress: Progress
 ) -> KeepFloatOutcome:
     from .core.data import load_data
-    from .core.session import fixed_batch_size
+    from .core.session import smallest_run
     from .core.speedup import keep_slow_float
 
     if args.data is None:
         raise Q8Error("--keep-slow-float needs --data DATA: the samples to time both models on.")
-    data = load_data(args.data, model, samples=fixed_batch_size(model) or 1,  # type: ignore[arg-type]
+    data = load_data(args.data, model, samples=smallest_run(model),  # type: ignore[arg-type]
                      preprocessing=_preprocessing(args))
     return keep_slow_float(
         model, calibration, recipe, args.output, data, threads=args.threads, progress=progress  # type: ignore[arg-type]
@@ -274,11 +274,11 @@ def _profile(args: argparse.Namespace) -> None:
     from .core.model import load_model
     from .core.profile import profile_models
     from .core.report import to_json
-    from .core.session import fixed_batch_size
+    from .core.session import smallest_run
 
     float_model = load_model(args.float_model)
     int8_model = load_model(args.int8_model)
-    data = load_data(args.data, float_model, samples=fixed_batch_size(float_model) or 1,
+    data = load_data(args.data, float_model, samples=smallest_run(float_model),
                      preprocessing=_preprocessing(args))
     progress = Progress(callback=_stderr_progress(), min_interval_s=0.5)
     report = profile_models(float_model, int8_model, data, runs=args.runs, latency_runs=args.latency_runs,

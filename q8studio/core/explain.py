@@ -26,7 +26,7 @@ from .intmath import Multiplier, float32_multiplier
 from .metrics import measure
 from .model import Graph, LoadedModel, Node
 from .runtimegraph import RuntimeNode, open_session, source_node
-from .session import BatchRunner, fixed_batch_size, sample_count_error
+from .session import BatchRunner, sample_count_error, smallest_run
 
 EXPLAINABLE_OPS = ("Conv", "Gemm", "MatMul")
 ABSORBED_ACTIVATIONS = ("Relu", "Clip")
@@ -262,7 +262,7 @@ class _SampleFeed:
 def _sample(model: LoadedModel, data: Dataset, index: int) -> _SampleFeed:
     if not 0 <= index < data.count:
         raise Q8Error(f"Sample {index} does not exist: the data has samples 0 to {data.count - 1}.")
-    size = fixed_batch_size(model) or 1
+    size = smallest_run(model)
     if index - index % size + size > data.count:
         raise sample_count_error(size, data.count)
     feed = next(itertools.islice(data.batches(size), index // size, None))

@@ -114,17 +114,22 @@ def batch_size(model: LoadedModel) -> int:
     return fixed_batch_size(model) or PREFERRED_BATCH
 
 
+def smallest_run(model: LoadedModel) -> int:
+    """The fewest samples one run of ``model`` takes: its fixed batch size, else one."""
+    return fixed_batch_size(model) or 1
+
+
 def whole_batches(model: LoadedModel, samples: int) -> int:
     """``samples`` rounded down to whole batches of a model that fixes its batch size (one batch at
     least), for a caller free to choose how many samples to run."""
-    size = fixed_batch_size(model) or 1
+    size = smallest_run(model)
     return max(size, samples - samples % size)
 
 
 def first_run_feed(model: LoadedModel, data: Dataset) -> dict[str, np.ndarray]:
     """What one run of ``model`` takes, to time it or check that it runs: the first sample, or the
     first batch when the model fixes its batch size."""
-    size = fixed_batch_size(model) or 1
+    size = smallest_run(model)
     if data.count < size:
         raise sample_count_error(size, data.count)
     return next(data.batches(size))
