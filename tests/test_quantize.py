@@ -200,6 +200,23 @@ def test_excluded_nodes_stay_float_and_are_listed(cnn_path, cnn_data, tmp_path) 
     assert gemm.input[1] == "fc.w"  # the float weight, no DequantizeLinear in front
 
 
+def test_keeping_a_folded_batchnorm_in_float_keeps_the_conv_it_folds_into(cnn_path, cnn_data, tmp_path) -> None:
+    result = _quantize(cnn_path, cnn_data, tmp_path / "q.onnx", exclude=("/stem/bn/BatchNormalization",))
+    assert ("/stem/Conv", "kept in float on request") in [(n.name, n.reason) for n in result.float_nodes]
+    assert any("folded into /stem/Conv" in note for note in result.prepared.notes)
+    proto = onnx.load(str(result.output_path))
+    conv = next(n for n in proto.graph.node if n.name == "/stem/Conv")
+    assert conv.input[1] in {t.name for t in proto.graph.initializer}  # float weight, no DequantizeLinear
+    assert result.recipe.exclude == ("/stem/bn/BatchNormalization",)  # the report reproduces what was asked
+
+
+def test_an_excluded_add_is_listed_as_kept_in_float(cnn_path, cnn_data, tmp_path) -> None:
+    result = _quantize(cnn_path, cnn_data, tmp_path / "q.onnx", exclude=("/block/Add",))
+    assert ("/block/Add", "kept in float on request") in [(n.name, n.reason) for n in result.float_nodes]
+    default = _quantize(cnn_path, cnn_data, tmp_path / "d.onnx")
+    assert "/block/Add" not in [n.name for n in default.float_nodes]
+
+
 def test_unknown_exclusion_is_a_user_error(cnn_path, cnn_data, tmp_path) -> None:
     with pytest.raises(Q8Error, match="No node named 'nope'"):
         _quantize(cnn_path, cnn_data, tmp_path / "q.onnx", exclude=("nope",))

@@ -21,6 +21,8 @@ from .prefetch import for_each_prefetched
 from .progress import NO_PROGRESS, Progress
 from .session import BatchRunner, cpu_session, first_run_feed
 
+INPUT_OP = "Input"  # the op type shown for a model input, which no node computes
+
 
 @dataclass(frozen=True)
 class LayerError:
@@ -269,7 +271,7 @@ def _layer_table(float_model: LoadedModel, errors: dict[str, ErrorAccumulator]) 
         producer = float_model.graph.producer.get(tensor)
         node = float_model.graph.nodes[producer] if producer is not None else None
         rows.append(LayerError(
-            tensor, node.name if node else "(input)", node.op_type if node else "Input",
+            tensor, node.name if node else "(input)", node.op_type if node else INPUT_OP,
             acc.sqnr_db, acc.mse, acc.cosine, acc.max_abs,
         ))
     return sorted(rows, key=lambda row: row.sqnr_db)

@@ -1,9 +1,10 @@
-"""Which layers of the prepared model did not become int8, and why."""
+"""Layers kept in float: the ones a user asks for, and which ones did not become int8 and why."""
 
 from __future__ import annotations
 
 from dataclasses import asdict, dataclass
 
+from .errors import Q8Error
 from .model import LoadedModel
 from .optypes import QDQ_QUANTIZABLE_OPS
 
@@ -18,9 +19,44 @@ class FloatNode:
         return asdict(self)
 
 
+def nodes_to_keep_in_float(
+    source: LoadedModel, prepared: LoadedModel, requested: tuple[str, ...],
+) -> tuple[tuple[str, ...], list[str]]:
+    """The prepared model's nodes for the layers a user asked to keep in float, and notes.
+
+    Users name nodes of the model they opened; pre-processing folds a BatchNorm into the
+    convolution before it, which then writes the BatchNorm's output: keeping the BatchNorm in
+    float keeps that convolution. A node pre-processing removed without a trace (an Identity, a
+    Dropout) computes nothing to keep and is noted; a name in neither model is an error.
+    """
+    in_prepared = {n.name for n in prepared.graph.nodes}
+    names: list[str] = []
+    notes: list[str] = []
+    unknown: list[str] = []
+    for name in requested:
+        if name in in_prepared:
+            names.append(name)
+            continue
+        if name not in {n.name for n in source.graph.nodes}:
+            unknown.append(name)
+            continue
+        node = source.graph.node_by_name(name)
+        producers = [prepared.graph.producer[o] for o in node.outputs if o in prepared.graph.producer]
+        if producers:
+            layer = prepared.graph.nodes[producers[0]].name
+            names.append(layer)
+            notes.append(f"{name} is folded into {layer}: keeping {layer} in float.")
+        else:
+            notes.append(f"{name} is removed by pre-processing: there is nothing of it to keep in float.")
+    if unknown:
+        raise Q8Error(f"No node named {', '.join(repr(m) for m in unknown)} in the model; nothing to keep in float.")
+    return tuple(dict.fromkeys(names)), notes
+
+
 def find_float_nodes(prepared: LoadedModel, int8: LoadedModel, exclude: tuple[str, ...]) -> list[FloatNode]:
-    """Nodes of the int8 model that compute in float: operators the quantizer has no int8 form of
-    (even when fed by a DequantizeLinear), and quantizable ones reading a float tensor directly.
+    """Nodes of the int8 model that compute in float: the ones in ``exclude`` (as the quantizer
+    was told), operators the quantizer has no int8 form of (even when fed by a
+    DequantizeLinear), and quantizable ones reading a float tensor directly.
 
     Nodes that vanished (a ReLU absorbed into the output range of the layer before it) and nodes
     without float inputs (shape arithmetic) are not float layers and are not listed.
@@ -36,7 +72,7 @@ def find_float_nodes(prepared: LoadedModel, int8: LoadedModel, exclude: tuple[st
             if name and int8.graph.tensors.get(name) is not None and int8.graph.tensors[name].is_float
         ]
         quantized = node.op_type in QDQ_QUANTIZABLE_OPS and all(name in dequantized for name in float_inputs)
-        if float_inputs and not quantized:
+        if node.name in exclude or (float_inputs and not quantized):
             kept.append(FloatNode(node.name, node.op_type, _reason(node.name, node.op_type, exclude)))
     return kept
 

@@ -31,7 +31,7 @@ from .clipping import INT8, UINT8, activation_range, needs_histogram
 from .data import Dataset
 from .errors import Q8Error, first_line
 from .fileio import atomic_path, same_file
-from .floatnodes import FloatNode, find_float_nodes
+from .floatnodes import FloatNode, find_float_nodes, nodes_to_keep_in_float
 from .model import LoadedModel, load_model, require_float_tensors
 from .preprocess import PreparedModel, prepare_for_quantization
 from .progress import NO_PROGRESS, Progress
@@ -114,10 +114,12 @@ def quantize_model(
     with _timed(timings, "preprocess_s"):
         progress.report("Pre-processing", 0, 1)
         prepared = prepare_for_quantization(model, per_channel=recipe.per_channel)
-        _check_exclusions(prepared.model, recipe.exclude)
+        keep_float, notes = nodes_to_keep_in_float(model, prepared.model, recipe.exclude)
+        prepared.notes.extend(notes)
+        as_prepared = recipe.with_changes(exclude=keep_float)  # the recipe in the prepared model's names
 
     with _timed(timings, "plan_s"):
-        names = ranges_read_by_quantizer(prepared.model.proto, recipe)
+        names = ranges_read_by_quantizer(prepared.model.proto, as_prepared)
 
     with _timed(timings, "calibrate_s"):
         data = calibration.limited(recipe.samples)
@@ -142,7 +144,7 @@ def quantize_model(
     with _timed(timings, "quantize_s"):
         progress.report("Writing the int8 model", 0, 1)
         with atomic_path(output) as staging:
-            _write_qdq_model(prepared.model.proto, ranges, recipe, staging)
+            _write_qdq_model(prepared.model.proto, ranges, as_prepared, staging)
             _check_it_runs(staging, first_run_feed(prepared.model, data))
             int8 = load_model(staging)
 
@@ -154,7 +156,7 @@ def quantize_model(
         prepared=prepared,
         stats=stats,
         ranges=ranges,
-        float_nodes=find_float_nodes(prepared.model, int8, recipe.exclude),
+        float_nodes=find_float_nodes(prepared.model, int8, keep_float),
         weights=weight_errors(prepared.model, int8),
         timings=timings,
         calibration_samples=data.count,
@@ -311,12 +313,3 @@ def _tensors_data(ranges: dict[str, tuple[float, float]]) -> TensorsData:
         {n: TensorData(lowest=np.float32(lo), highest=np.float32(hi)) for n, (lo, hi) in ranges.items()},
     )
 
-
-def _check_exclusions(model: LoadedModel, exclude: tuple[str, ...]) -> None:
-    names = {n.name for n in model.graph.nodes}
-    missing = [name for name in exclude if name not in names]
-    if missing:
-        raise Q8Error(
-            f"No node named {', '.join(repr(m) for m in missing)} in the model to quantize "
-            "(BatchNorm nodes are folded into the layer before them)."
-        )

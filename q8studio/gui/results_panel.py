@@ -31,6 +31,7 @@ from PySide6.QtWidgets import (
     QWidget,
 )
 
+from ..core.evaluate import INPUT_OP
 from ..core.workflow import LayerRow, StudioRun
 from . import formatting as fmt
 from .graph_items import faded
@@ -50,6 +51,7 @@ COLUMNS: list[tuple[str, str]] = [
     ("Clip range", "clip"),
     ("Clipped", "clipped"),
 ]
+OP_COLUMN = 1
 SQNR_COLUMN = 2
 NUMBER_KEYS = {key for _, key in COLUMNS[SQNR_COLUMN:]}
 _SQNR_SCALE = fixed_scale("sqnr_db")
@@ -243,13 +245,18 @@ class ResultsPanel(QWidget):
         if current.isValid():
             self.node_activated.emit(str(current.data(NODE_ROLE)))
 
-    def _context_menu(self, pos: QPoint) -> None:
-        index = self.table.indexAt(pos)
-        if not index.isValid():
-            return
+    def row_menu(self, index: QModelIndex) -> QMenu | None:
+        """The menu of a layer's row; none for the model's input, which no layer computes."""
+        if not index.isValid() or index.siblingAtColumn(OP_COLUMN).data() == INPUT_OP:
+            return None
         node = str(index.data(NODE_ROLE))
         menu = QMenu(self)
         action = QAction(f"Keep {node} in float", menu)
         action.triggered.connect(lambda: self.keep_in_float_requested.emit(node))
         menu.addAction(action)
-        menu.exec(self.table.viewport().mapToGlobal(pos))
+        return menu
+
+    def _context_menu(self, pos: QPoint) -> None:
+        menu = self.row_menu(self.table.indexAt(pos))
+        if menu is not None:
+            menu.exec(self.table.viewport().mapToGlobal(pos))
