@@ -29,6 +29,7 @@ from q8studio.core.stats import BatchExtent, TensorStats
 from q8studio.core.tensorview import display_image, weight_histogram
 from q8studio.gui import formatting as fmt
 from q8studio.gui.histograms import HistogramPanel
+from q8studio.gui import main_window as main_window_module
 from q8studio.gui.main_window import COMPARE_SAMPLES, MainWindow
 from q8studio.gui.quantize_panel import PREVIEW_PIXELS
 from q8studio.gui.results_panel import COLUMNS
@@ -115,6 +116,20 @@ def test_graph_click_shows_the_node_in_inspector_and_histograms(qtbot, demo: Mai
     _, channel_max = plotted(demo.histograms.channel_max)
     np.testing.assert_allclose(channel_max, weight.reshape(weight.shape[0], -1).max(axis=1), rtol=1e-6)
     assert "Run quantization" in demo.histograms.activation_header.text()
+
+
+def test_a_node_whose_numbers_fail_says_so_in_every_tab(qtbot, demo: MainWindow, monkeypatch) -> None:
+    run_to_end(qtbot, demo)
+
+    def fails(*_args, **_kwargs):
+        raise Q8Error("The weight is unreadable.")
+
+    monkeypatch.setattr(main_window_module, "node_numbers", fails)
+    with qtbot.waitSignal(demo.inspect.failed, timeout=5000):
+        click_graph_node(qtbot, demo, "/block1/depthwise/conv/Conv")
+    assert demo.errors.last_message == "The weight is unreadable."
+    for header in (demo.histograms.weight_header, demo.histograms.activation_header, demo.histograms.int8_header):
+        assert "Computing" not in header.text() and "The weight is unreadable." in header.text()
 
 
 def test_full_run_matches_the_core_and_table_clicks_select_nodes(qtbot, demo: MainWindow, monkeypatch) -> None:
@@ -261,6 +276,23 @@ def test_keep_in_float_from_the_graph_marks_the_node(qtbot, demo: MainWindow) ->
         == ["/block2/Add"]
     demo.graph.keep_in_float_requested.emit("/block2/Add")  # the same request again quantizes it again
     assert demo.session.exclude == ()
+
+
+def test_keep_a_batchnorm_row_in_float_then_run_again(qtbot, demo: MainWindow) -> None:
+    """The table names a folded layer by its BatchNorm; keeping that row in float keeps its Conv."""
+    run_to_end(qtbot, demo)
+    proxy = demo.results.proxy
+    op_column = [c[1] for c in COLUMNS].index("op_type")
+    rows = {proxy.index(r, op_column).data(): r for r in range(proxy.rowCount())}
+    assert demo.results.row_menu(proxy.index(rows["Input"], 0)) is None  # no layer computes the input
+    menu = demo.results.row_menu(proxy.index(rows["BatchNormalization"], 0))
+    batchnorm = demo.results.node_at_row(rows["BatchNormalization"])
+    menu.actions()[0].trigger()
+    assert demo.session.exclude == (batchnorm,)
+    run = run_to_end(qtbot, demo)
+    conv = next(n.name for n in demo.session.model.graph.nodes
+                if n.outputs[0] in demo.session.model.graph.node_by_name(batchnorm).inputs)
+    assert (conv, "kept in float on request") in [(n.name, n.reason) for n in run.result.float_nodes]
 
 
 def test_drop_an_onnx_file_opens_it(qtbot, window: MainWindow, cnn_path: Path) -> None:

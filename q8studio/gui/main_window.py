@@ -190,7 +190,7 @@ class MainWindow(QMainWindow):
         self.runner.failed.connect(self._on_run_failed)
         self.runner.cancelled.connect(self._on_run_cancelled)
         self.inspect.finished.connect(self._on_node_numbers)
-        self.inspect.failed.connect(lambda message, details: self.errors.show(message, details))
+        self.inspect.failed.connect(self._on_node_numbers_failed)
         self.probe.finished.connect(self.histograms.show_comparison)
         self.probe.failed.connect(lambda message, _details: self.histograms.show_comparison(None, message))
 
@@ -314,6 +314,15 @@ class MainWindow(QMainWindow):
         self.histograms.show_activation(numbers.stats, numbers.activation_histogram, numbers.ranges,
                                         run.result.recipe.method, fused)
         self._compare_tensor(numbers.tensor)
+
+    def _on_node_numbers_failed(self, message: str, details: str) -> None:
+        """Say so where the numbers would have been, not only in the dialog."""
+        self.errors.show(message, details)
+        failed = f"Could not compute this node's numbers: {message}"
+        self.histograms.show_weight(None, None, failed)
+        if self.session.run is not None:
+            self.histograms.show_activation(None, None, [], "", failed)
+            self.histograms.show_comparison(None, failed)
 
     def _compare_tensor(self, tensor: str) -> None:
         data, probe = self.session.run_calibration, self.session.run_probe
