@@ -26,7 +26,7 @@ from q8studio.core.imagefolder import ImageFolderSource, ImagePreprocessing
 from q8studio.core.model import load_model
 from q8studio.core.recipe import Recipe
 from q8studio.core.stats import BatchExtent, TensorStats
-from q8studio.core.tensorview import display_image, weight_histogram
+from q8studio.core.tensorview import WeightSummary, display_image, weight_histogram
 from q8studio.gui import formatting as fmt
 from q8studio.gui.histograms import HistogramPanel
 from q8studio.gui import main_window as main_window_module
@@ -391,6 +391,29 @@ def test_histogram_header_says_when_a_concat_histogram_combines_its_inputs(qtbot
     assert "histogram combined from its inputs left, right (regular samples, 1 value in 7)" in header
     _, counts = plotted(panel.activation_hist)
     assert counts.sum() == 2 * len(range(0, 100, 7))  # 7: the smallest prime >= 50/10 not dividing 50
+
+
+def test_log_counts_draw_a_bin_of_one_value(qtbot) -> None:
+    """A single outlier is what log counts are for: its bin must be filled, not a line on the axis."""
+    panel = HistogramPanel()
+    qtbot.addWidget(panel)
+    panel.resize(600, 500)
+    panel.show()
+    counts = np.array([0, 5000, 300, 0, 0, 0, 0, 1], dtype=np.int64)
+    edges = np.arange(counts.size + 1, dtype=np.float64)
+    summary = WeightSummary("w", (counts.sum(),), 1.0, 8.0, 1.5, 0.5, None, None, None)
+    panel.show_weight(summary, (counts, edges))
+    panel.weight_plot.getViewBox().autoRange(padding=0.05)
+    qtbot.wait(50)
+    image = panel.weight_plot.grab().toImage()
+
+    def pixel(x: float, log_count: float):
+        scene = panel.weight_plot.getViewBox().mapViewToScene(QPointF(x, log_count))
+        return image.pixelColor(panel.weight_plot.mapFromScene(scene)).name()
+
+    just_above_the_base = -0.25  # below a count of one, above the fill's start
+    assert pixel(7.5, just_above_the_base) == pixel(1.5, just_above_the_base)  # the outlier's bin, the big one's
+    assert pixel(7.5, just_above_the_base) != pixel(4.5, just_above_the_base)  # an empty bin shows the background
 
 
 def test_a_second_run_with_another_method_reuses_the_calibration(qtbot, demo: MainWindow) -> None:

@@ -27,6 +27,9 @@ METHOD_COLOURS: dict[str, str] = {
 }
 LOG_TICKS = [[(float(power), f"{10 ** power:g}") for power in range(13)]]
 """Log-scale count axes label decades only; pyqtgraph's minor labels pile up over short ranges."""
+LOG_FILL_LEVEL = -0.5
+"""On a log scale a bin of one value is at log10(1) = 0: the fill must start below it, or single
+outliers, the values log counts exist to show, draw nothing."""
 FLOAT_COLOUR = "#1f77b4"
 INT8_COLOUR = "#ff7f0e"
 ERROR_COLOUR = "#7f7f7f"
@@ -225,6 +228,8 @@ class HistogramPanel(QWidget):
         for plot in (self.weight_plot, self.activation_plot, self.overlay_plot, self.error_plot):
             plot.setLogMode(x=False, y=on)
             plot.getAxis("left").setTicks(LOG_TICKS if on else None)
+        for item in (self.weight_hist, self.activation_hist, self.float_hist, self.int8_hist, self.error_hist):
+            item.setFillLevel(LOG_FILL_LEVEL if on else 0)
         self._autorange()
 
     def _autorange(self) -> None:
