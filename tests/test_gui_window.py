@@ -239,6 +239,31 @@ def test_export_model_report_and_recipe_round_trip(qtbot, demo: MainWindow, tmp_
     assert demo.session.exclude == ("/fc/Gemm",)
 
 
+@pytest.mark.parametrize("settings", [
+    {"method": "ema", "ema_momentum": 0.999},
+    {"method": "percentile", "percentile": 40.0},
+    {"method": "percentile", "percentile": 99.99999},
+    {"samples": 3_000_000_000 // 2},
+])
+def test_load_recipe_keeps_every_value_a_recipe_allows(demo: MainWindow, tmp_path: Path, settings) -> None:
+    recipe = Recipe(**settings)
+    recipe.save(tmp_path / "recipe.json")
+    assert demo.exporter.load_recipe(tmp_path / "recipe.json")
+    assert demo.quantize_panel.recipe() == recipe
+
+
+@pytest.mark.parametrize("settings, reason", [
+    ({"percentile": 99.9999999}, "decimals"),
+    ({"samples": 2**31}, "more than the window takes"),
+])
+def test_load_recipe_refuses_what_the_window_cannot_hold(demo: MainWindow, tmp_path: Path, settings, reason) -> None:
+    before = demo.quantize_panel.recipe()
+    Recipe(**settings).save(tmp_path / "recipe.json")
+    assert not demo.exporter.load_recipe(tmp_path / "recipe.json")
+    assert reason in demo.errors.last_message
+    assert demo.quantize_panel.recipe() == before
+
+
 def test_corrupt_model_gives_a_dialog_and_keeps_the_open_model(qtbot, demo: MainWindow, tmp_path: Path) -> None:
     corrupt = tmp_path / "broken.onnx"
     corrupt.write_bytes(demo_assets().model.read_bytes()[:2000])

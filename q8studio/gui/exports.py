@@ -85,11 +85,10 @@ class Exporter:
                 return False
             path = Path(chosen)
         try:
-            recipe = Recipe.load(path)
+            self._panel.set_recipe(Recipe.load(path))
         except Q8Error as exc:
             self._errors.show(str(exc))
             return False
-        self._panel.set_recipe(recipe)
         self._status(f"Loaded the recipe {Path(path).name}")
         return True
 

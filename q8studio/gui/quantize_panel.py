@@ -43,6 +43,22 @@ from .errors import ErrorReporter
 
 DATA_FILTER = "Data (*.npz *.npy);;All files (*)"
 PREVIEW_PIXELS = 112
+SPIN_MAX = 2**31 - 1  # the largest value a QSpinBox holds
+FINE_DECIMALS = 6  # 99.99999 as a percentile, 0.9999 as a momentum
+
+
+class FineSpinBox(QDoubleSpinBox):
+    """A spin box that keeps six decimals but shows only those that are not zero (99.99, not 99.990000)."""
+
+    def __init__(self, minimum: float, maximum: float) -> None:
+        super().__init__()
+        self.setDecimals(FINE_DECIMALS)
+        self.setRange(minimum, maximum)
+
+    def textFromValue(self, value: float) -> str:
+        text = self.locale().toString(value, "f", self.decimals())
+        point = self.locale().decimalPoint()
+        return text.rstrip("0").rstrip(point) if point in text else text
 
 
 class DataField(QWidget):
@@ -136,7 +152,7 @@ class QuantizePanel(QWidget):
         self.calibration.chosen.connect(self.set_calibration)
         self.evaluation.chosen.connect(self.set_evaluation)
         self.samples = QSpinBox()
-        self.samples.setRange(0, 10_000_000)
+        self.samples.setRange(0, SPIN_MAX)
         self.samples.setSpecialValueText("all")
         self.samples.setToolTip("Calibration samples to use (0 = all)")
         self.data_info = QLabel()
@@ -210,13 +226,10 @@ class QuantizePanel(QWidget):
             "ema: moving average of per-batch extremes (batches of 8 samples,\n"
             "or of the model's fixed batch size)"
         )
-        self.percentile = QDoubleSpinBox()
-        self.percentile.setRange(50.0, 100.0)
-        self.percentile.setDecimals(4)
+        # the ranges a recipe allows: 0 < percentile <= 100, 0 < momentum < 1
+        self.percentile = FineSpinBox(10.0**-FINE_DECIMALS, 100.0)
         self.percentile.setSingleStep(0.01)
-        self.momentum = QDoubleSpinBox()
-        self.momentum.setRange(0.01, 0.99)
-        self.momentum.setDecimals(3)
+        self.momentum = FineSpinBox(10.0**-FINE_DECIMALS, 1.0 - 10.0**-FINE_DECIMALS)
         self.momentum.setSingleStep(0.01)
         self.granularity = QComboBox()
         self.granularity.addItems(GRANULARITIES)
@@ -225,7 +238,7 @@ class QuantizePanel(QWidget):
         self.activation_type.addItems(ACTIVATION_TYPES)
         self.symmetric = QCheckBox("Symmetric activations")
         self.histogram_values = QSpinBox()
-        self.histogram_values.setRange(0, 100_000_000)
+        self.histogram_values.setRange(0, SPIN_MAX)
         self.histogram_values.setSingleStep(1024)
         self.histogram_values.setSpecialValueText("every value")
         self.histogram_values.setToolTip(
@@ -447,7 +460,16 @@ class QuantizePanel(QWidget):
         )
 
     def set_recipe(self, recipe: Recipe) -> None:
-        """Restore every setting of a recipe (the float list goes through ``exclusions_edited``)."""
+        """Restore every setting of a recipe (the float list goes through ``exclusions_edited``).
+
+        A value the panel cannot hold exactly is refused with the reason, before anything changes:
+        a recipe is loaded to reproduce a run, and a rounded value would not.
+        """
+        _require_fits("percentile", recipe.percentile, self.percentile)
+        _require_fits("EMA momentum", recipe.ema_momentum, self.momentum)
+        for setting, count in (("sample count", recipe.samples or 0), ("histogram values", recipe.histogram_values)):
+            if count > SPIN_MAX:
+                raise Q8Error(f"The recipe's {setting} {count:,} is more than the window takes ({SPIN_MAX:,}).")
         self.method.setCurrentText(recipe.method)
         self.percentile.setValue(recipe.percentile)
         self.momentum.setValue(recipe.ema_momentum)
@@ -499,3 +521,8 @@ def _floats(text: str) -> tuple[float, ...]:
     if not values:
         raise ValueError("empty")
     return values
+
+
+def _require_fits(setting: str, value: float, spin: QDoubleSpinBox) -> None:
+    if round(value, spin.decimals()) != value:
+        raise Q8Error(f"The recipe's {setting} {value!r} has more than the {spin.decimals()} decimals the window keeps.")
