@@ -211,6 +211,10 @@ def test_export_model_report_and_recipe_round_trip(qtbot, demo: MainWindow, tmp_
     run = run_to_end(qtbot, demo)
     assert any(n.name == "/fc/Gemm" for n in run.result.float_nodes)
 
+    assert demo.exporter.export_report(tmp_path / "early.json")  # the run's int8 file is scratch: not named
+    early = json.loads((tmp_path / "early.json").read_text())
+    assert early["output_model"] is None and early["evaluation"]["int8_model"] is None
+
     exported = tmp_path / "out" / "digits.int8.onnx"
     assert demo.exporter.export_model(exported)
     int8 = load_model(exported)
@@ -227,6 +231,7 @@ def test_export_model_report_and_recipe_round_trip(qtbot, demo: MainWindow, tmp_
     assert demo.exporter.export_report(report_path)
     report = json.loads(report_path.read_text())
     assert report["recipe"]["method"] == "percentile" and report["evaluation"]["int8"]["top1"] is not None
+    assert report["output_model"] == report["evaluation"]["int8_model"] == str(exported)
 
     recipe_path = tmp_path / "recipe.json"
     assert demo.exporter.save_recipe(recipe_path)

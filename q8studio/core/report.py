@@ -51,11 +51,12 @@ def quantize_report(
     return report
 
 
-def evaluation_report(comparison: Comparison, float_path: Path, int8_path: Path, data: str) -> dict[str, object]:
+def evaluation_report(comparison: Comparison, float_path: Path, int8_path: Path | None, data: str) -> dict[str, object]:
+    """``int8_path`` None: the int8 model compared was not saved (the window's run before Export)."""
     return {
         "q8studio_report": REPORT_VERSION,
         "float_model": str(float_path),
-        "int8_model": str(int8_path),
+        "int8_model": str(int8_path) if int8_path is not None else None,
         "data": data,
         **comparison.to_dict(),
     }

@@ -16,6 +16,7 @@ from ..core.errors import Q8Error
 from ..core.fileio import atomic_path, same_file
 from ..core.recipe import Recipe
 from ..core.report import evaluation_report, quantize_report, write_report
+from ..core.workflow import StudioRun
 from .errors import ErrorReporter
 from .quantize_panel import QuantizePanel
 from .session import Session
@@ -32,6 +33,7 @@ class Exporter:
         self._errors = errors
         self._status = status
         self._folder = folder  # where dialogs start when no model suggests a place
+        self._exported: tuple[StudioRun, Path] | None = None  # (run, where its int8 model was exported)
 
     def export_model(self, path: Path | None = None) -> bool:
         """Copy the last run's int8 model to ``path``; never over the source model."""
@@ -46,7 +48,10 @@ class Exporter:
         if same_file(model.path, target):
             self._errors.show(f"Refusing to overwrite the source model {model.path.name}; choose another file name.")
             return False
-        return self._write(target, lambda staging: shutil.copyfile(run.result.output_path, staging), "the int8 model")
+        if not self._write(target, lambda staging: shutil.copyfile(run.result.output_path, staging), "the int8 model"):
+            return False
+        self._exported = (run, target)
+        return True
 
     def export_report(self, path: Path | None = None) -> bool:
         """The JSON report: recipe, ranges, weight errors, float layers and the comparison."""
@@ -59,10 +64,11 @@ class Exporter:
         if target is None:
             return False
         data = self._session.run_calibration
+        # the run's own int8 file is scratch, deleted on close: name the exported copy, or none
+        exported = self._exported[1] if self._exported is not None and self._exported[0] is run else None
         report = quantize_report(run.result, source=model.path, calibration=data.source if data else "")
-        report["evaluation"] = evaluation_report(
-            run.comparison, model.path, run.result.output_path, run.evaluation_data
-        )
+        report["output_model"] = str(exported) if exported else None
+        report["evaluation"] = evaluation_report(run.comparison, model.path, exported, run.evaluation_data)
         return self._write(target, lambda staging: write_report(report, staging), "the report")
 
     def save_recipe(self, path: Path | None = None) -> bool:
