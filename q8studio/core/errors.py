@@ -11,6 +11,20 @@ class Cancelled(Exception):
 
 def first_line(exc: BaseException) -> str:
     """The first line of an exception's message (its type's name when it has none): the libraries
-    underneath raise multi-line messages, and the user gets one sentence."""
-    text = str(exc).strip()
-    return text.splitlines()[0] if text else type(exc).__name__
+    underneath raise multi-line messages, and the user gets one sentence.
+
+    A sentence broken over lines (a line ending on ':' or ',', or a next line starting in lower
+    case, as onnx's checker breaks its message around the node it names) is joined into one.
+    """
+    lines = [line.strip() for line in str(exc).splitlines() if line.strip()]
+    if not lines:
+        return type(exc).__name__
+    text = lines[0]
+    for line in lines[1:_MOST_JOINED_LINES]:
+        if not (text.endswith((":", ",")) or line[0].islower()):
+            break
+        text = f"{text} {line}"
+    return text
+
+
+_MOST_JOINED_LINES = 4  # a message that goes on longer than this is a dump, not a sentence
