@@ -13,16 +13,29 @@ from .errors import Q8Error
 
 @contextmanager
 def atomic_path(target: Path) -> Iterator[Path]:
-    """Yield a temporary path beside ``target``; on success it replaces ``target``, on error it is removed."""
+    """Yield a temporary path beside ``target``; on success it replaces ``target``, on error it is
+    removed, and so are the folders made for it (a failed run leaves nothing behind)."""
     target = Path(target)
+    made = [folder for folder in (target.parent, *target.parent.parents) if not folder.exists()]
     target.parent.mkdir(parents=True, exist_ok=True)
     # Not mkstemp: that creates the file owner-only; the writer creates it with the user's umask.
     tmp = target.with_name(f".{target.name}.{uuid.uuid4().hex[:12]}.tmp")
     try:
         yield tmp
         os.replace(tmp, target)
-    finally:
+    except BaseException:
         tmp.unlink(missing_ok=True)
+        _remove_empty(made)
+        raise
+
+
+def _remove_empty(folders: list[Path]) -> None:
+    """Remove ``folders`` (deepest first) while they are empty: something else may have written there."""
+    for folder in folders:
+        try:
+            folder.rmdir()
+        except OSError:
+            return
 
 
 def atomic_write_text(target: Path, text: str) -> None:

@@ -1,0 +1,35 @@
+"""Atomic writes: a failed write leaves nothing behind, not a partial file nor the folders made for it."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from q8studio.core.fileio import atomic_path
+
+
+def test_a_failed_write_removes_the_folders_it_made(tmp_path: Path) -> None:
+    (tmp_path / "kept").mkdir()
+    with pytest.raises(RuntimeError):
+        with atomic_path(tmp_path / "kept" / "new" / "deeper" / "x.onnx") as staging:
+            staging.write_bytes(b"half")
+            raise RuntimeError("the run failed")
+    assert list(tmp_path.iterdir()) == [tmp_path / "kept"] and not list((tmp_path / "kept").iterdir())
+
+
+def test_a_failed_write_keeps_a_made_folder_something_else_wrote_to(tmp_path: Path) -> None:
+    with pytest.raises(RuntimeError):
+        with atomic_path(tmp_path / "new" / "x.onnx") as staging:
+            (tmp_path / "new" / "other.txt").write_text("not ours")
+            staging.write_bytes(b"half")
+            raise RuntimeError("the run failed")
+    assert [p.name for p in (tmp_path / "new").iterdir()] == ["other.txt"]
+
+
+def test_a_write_replaces_the_target_in_one_step(tmp_path: Path) -> None:
+    target = tmp_path / "a" / "x.txt"
+    with atomic_path(target) as staging:
+        staging.write_text("new")
+        assert not target.exists()
+    assert target.read_text() == "new" and list(target.parent.iterdir()) == [target]
