@@ -184,10 +184,9 @@ def _quantize(args: argparse.Namespace) -> None:
         result, recipe = outcome.chosen.result, outcome.chosen.result.recipe
     else:
         result = quantize_model(model, calibration, recipe, args.output, progress=progress)
-    error_samples = whole_batches(result.prepared.model, min(CALIBRATION_SAMPLES_FOR_ERRORS, result.calibration_samples))
-    errors = analyse_errors(
-        result.prepared.model, result.int8, calibration.limited(error_samples), progress=progress
-    )
+    error_samples = whole_batches(model, min(CALIBRATION_SAMPLES_FOR_ERRORS, result.calibration_samples))
+    # against the model as the user gave it, layers named as in `evaluate` (a folded Conv by its BatchNorm)
+    errors = analyse_errors(model, result.int8, calibration.limited(error_samples), progress=progress)
     _print_quantize_summary(result, errors)
     if outcome is not None:
         _print_keep_float(outcome)

@@ -72,6 +72,9 @@ def test_demo_per_channel_entropy_within_one_point_of_float(demo_run: dict[str, 
     assert result["int8"]["file_size"] < result["float32"]["file_size"]
     assert result["float32"]["latency_ms"] > 0 and result["int8"]["latency_ms"] > 0
     assert result["layers"] and result["outputs"]["logits"]["sqnr_db"] > 15
+    # both commands name a layer the same way: a Conv folded with its BatchNorm by the BatchNorm
+    quantize_layers = json.loads(demo_run["report"].read_text())["layer_errors_on_calibration"]["layers"]
+    assert {(row["tensor"], row["node"]) for row in quantize_layers} == {(r["tensor"], r["node"]) for r in result["layers"]}
 
 
 def test_saved_recipe_reproduces_the_model(demo_run: dict[str, Path], tmp_path: Path) -> None:
