@@ -10,6 +10,7 @@ from pathlib import Path
 import pytest
 from PySide6.QtGui import QImage
 
+from q8studio.cli import COMMANDS
 from q8studio.gui.app import parse_args
 
 
@@ -20,6 +21,13 @@ def test_arguments() -> None:
     for bad in (["m.onnx", "--demo"], ["--run"], ["--screenshot", "x.png"]):
         with pytest.raises(SystemExit):
             parse_args(bad)
+
+
+def test_help_names_every_command(capsys) -> None:
+    with pytest.raises(SystemExit):
+        parse_args(["--help"])
+    text = " ".join(capsys.readouterr().out.split())
+    assert all(f"{command}," in text or f"{command}." in text for command in COMMANDS)
 
 
 def test_demo_run_screenshot_from_the_command_line(tmp_path: Path) -> None:

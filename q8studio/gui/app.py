@@ -15,6 +15,7 @@ import shiboken6
 from PySide6.QtCore import QTimer
 from PySide6.QtWidgets import QApplication
 
+from ..cli import COMMANDS
 from .main_window import MainWindow
 
 SETTLE_MS = 500
@@ -25,7 +26,7 @@ ACTIVATION_TAB = 1
 def parse_args(argv: list[str]) -> argparse.Namespace:
     parser = argparse.ArgumentParser(
         prog="q8studio",
-        description="Inspect and int8-quantize ONNX models (GUI). Commands: inspect, quantize, evaluate.",
+        description=f"Inspect and int8-quantize ONNX models (GUI). Commands, each with its --help: {', '.join(COMMANDS)}.",
     )
     parser.add_argument("model", nargs="?", type=Path, help="an ONNX model to open")
     parser.add_argument("--demo", action="store_true", help="open the bundled demo model with its data")
