@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import math
+
 import numpy as np
 import pytest
 from onnx import TensorProto, helper, numpy_helper
@@ -48,6 +50,16 @@ def test_error_accumulator_on_float32_activations_is_as_exact_as_float64() -> No
     assert acc.dot == pytest.approx(r @ q, rel=1e-6)
     assert acc.approx == pytest.approx(q @ q, rel=1e-6)
     assert acc.max_abs == pytest.approx(np.abs(r - q).max(), rel=1e-6)
+
+
+def test_error_accumulator_survives_activations_beyond_float32_squares() -> None:
+    """Untrained networks grow activations past 1e19, whose squares overflow float32."""
+    reference = np.full(1000, 3e19, dtype=np.float32)
+    approx = reference * np.float32(1.001)
+    acc = ErrorAccumulator()
+    acc.update(reference, approx)
+    assert acc.sqnr_db == pytest.approx(60.0, abs=0.01) and acc.cosine == pytest.approx(1.0)
+    assert math.isfinite(acc.mse)
 
 
 def _conv_head_model():

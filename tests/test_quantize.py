@@ -11,7 +11,7 @@ import onnxruntime as ort
 import pytest
 from onnx import TensorProto, helper, numpy_helper
 
-from builders import inverse_inputs, inverse_model, light_model, save, small_cnn, transformer_block, write_npz
+from builders import LIGHT_MODELS, inverse_inputs, inverse_model, light_model, save, small_cnn, transformer_block, write_npz
 from q8studio.core.clipping import activation_range
 from q8studio.core.data import load_data
 from q8studio.core.errors import Cancelled, Q8Error
@@ -190,6 +190,20 @@ def test_entropy_searches_real_thresholds(tmp_path) -> None:
     assert minmax.ranges["x"][1] == pytest.approx(40.0)
     assert entropy.ranges["x"][1] < 10.0
     assert (tmp_path / "mm.onnx").read_bytes() != (tmp_path / "en.onnx").read_bytes()
+
+
+@pytest.mark.parametrize("name", ["squeezenet", "shufflenet"])
+def test_onnx_architecture_files_as_shipped_quantize(name, tmp_path) -> None:
+    """IR 3 files whose weights are ConstantOfShape nodes: optimisation folds those away, and
+    every initializer is listed as a graph input, which the int8 model must not require."""
+    model = load_model(LIGHT_MODELS / f"light_{name}.onnx")
+    spec = model.input_specs()[0]
+    rng = np.random.default_rng(0)
+    images = rng.random((2, *[int(d) for d in spec.shape[1:]]), dtype=np.float32)
+    data = load_data(write_npz(tmp_path / "d.npz", **{spec.name: images}), model)
+    result = quantize_model(model, data, Recipe(granularity="per-channel"), tmp_path / "q.onnx")
+    assert [i.name for i in onnx.load(str(result.output_path)).graph.input] == [spec.name]
+    assert sum(n.op_type == "QuantizeLinear" for n in result.int8.graph.nodes) > 20
 
 
 def test_excluded_nodes_stay_float_and_are_listed(cnn_path, cnn_data, tmp_path) -> None:

@@ -30,11 +30,13 @@ class ErrorAccumulator:
         diff = r - q
         self.count += r.size
         for start in range(0, r.size, _CHUNK):
-            rs, qs, ds = r[start : start + _CHUNK], q[start : start + _CHUNK], diff[start : start + _CHUNK]
-            self.signal += float(rs @ rs)
-            self.noise += float(ds @ ds)
-            self.dot += float(rs @ qs)
-            self.approx += float(qs @ qs)
+            signal, noise, dot, approx = _chunk_sums(
+                r[start : start + _CHUNK], q[start : start + _CHUNK], diff[start : start + _CHUNK]
+            )
+            self.signal += signal
+            self.noise += noise
+            self.dot += dot
+            self.approx += approx
         if r.size:
             self.max_abs = max(self.max_abs, float(diff.max()), -float(diff.min()))
 
@@ -60,6 +62,16 @@ class ErrorAccumulator:
 
     def to_dict(self) -> dict[str, float]:
         return {"sqnr_db": self.sqnr_db, "mse": self.mse, "cosine": self.cosine, "max_abs_error": self.max_abs}
+
+
+def _chunk_sums(r: np.ndarray, q: np.ndarray, diff: np.ndarray) -> tuple[float, float, float, float]:
+    """Σr², Σd², Σr·q, Σq² of one chunk; again in float64 when float32 overflows (values beyond
+    ~1e17, as in untrained networks whose activations grow layer by layer)."""
+    with np.errstate(over="ignore"):
+        sums = float(r @ r), float(diff @ diff), float(r @ q), float(q @ q)
+    if r.dtype == np.float32 and not all(map(math.isfinite, sums)):
+        return _chunk_sums(r.astype(np.float64), q.astype(np.float64), diff.astype(np.float64))
+    return sums
 
 
 def _flat_pair(reference: np.ndarray, approx: np.ndarray) -> tuple[np.ndarray, np.ndarray]:

@@ -104,12 +104,31 @@ def _optimisation_stage(split: SplitModel, shapes: str, notes: list[str]) -> onn
         notes.append("Quantizing the model without graph optimisation.")
         return split.assembled()
     notes.append(f"Pre-processed with {shapes}, graph optimisation.")
+    _drop_weight_inputs(result, {t.name for t in split.shell.graph.initializer})
     folded = batchnorms - _count(result, "BatchNormalization")
     if folded:
         notes.append(f"Folded {folded} BatchNormalization node(s) into the preceding layers.")
     elif batchnorms:
         notes.append(f"{batchnorms} BatchNormalization node(s) could not be folded and stay in the graph.")
     return result
+
+
+def _drop_weight_inputs(model: onnx.ModelProto, initializers: set[str]) -> None:
+    """Remove the graph inputs that only list weights (``initializers``: the source model's).
+
+    Models of IR version 3 list every initializer among the graph inputs too. When optimisation
+    folds the nodes reading one (a ConstantOfShape computing a weight from a shape, as in the
+    architectures of onnx's test data), the initializer goes but its input stays, and ONNX Runtime
+    requires it in every feed. And onnxruntime's quantizer adds scales and zero points without
+    listing them, which IR 3 forbids: the model is raised to IR 4, which lists none of them.
+    """
+    current = {t.name for t in model.graph.initializer}
+    read = {name for node in model.graph.node for name in node.input} | {o.name for o in model.graph.output}
+    folded = initializers - current - read
+    listed = initializers | current if model.ir_version < 4 else set()
+    for value in [vi for vi in model.graph.input if vi.name in folded | listed]:
+        model.graph.input.remove(value)
+    model.ir_version = max(model.ir_version, 4)
 
 
 def _optimised(split: SplitModel) -> onnx.ModelProto:
