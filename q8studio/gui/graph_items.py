@@ -43,6 +43,7 @@ FADED_TEXT = "#7d8590"
 DETAIL_TEXT = "#4a5260"
 BADGE_FILL = "#37474f"
 OVERLAY_STOPS = ("#e35d4f", "#f5d35c", "#6cc06f")  # bad → middling → good
+NO_VALUE_COLOUR = "#c4c4c4"  # a value that is not a number: neither good nor bad
 TEXT_LOD = 0.4  # below this zoom, boxes are flat colour: text would be unreadable anyway
 READABLE_SCALE = 0.5  # below this, the picture is an overview rather than something to read
 MAX_SCALE = 4.0
@@ -68,7 +69,10 @@ def label_widths(op_types: set[str]) -> dict[str, float]:
 
 
 def overlay_colour(goodness: float) -> QColor:
-    """Red (0, bad) → yellow → green (1, good)."""
+    """Red (0, bad) → yellow → green (1, good); grey for NaN (say, the SQNR of a tensor that
+    overflowed to infinity), which is neither."""
+    if math.isnan(goodness):
+        return QColor(NO_VALUE_COLOUR)
     t = min(max(goodness, 0.0), 1.0) * (len(OVERLAY_STOPS) - 1)
     i = min(int(t), len(OVERLAY_STOPS) - 2)
     a, b = QColor(OVERLAY_STOPS[i]), QColor(OVERLAY_STOPS[i + 1])

@@ -77,7 +77,7 @@ class LayerTableModel(RowTableModel[LayerRow]):
         return key in NUMBER_KEYS
 
     def background(self, row: LayerRow, key: str) -> object:
-        return _sqnr_colour(row.sqnr_db) if key == "sqnr_db" else None
+        return _sqnr_colour(row.sqnr_db) if key == "sqnr_db" and not math.isnan(row.sqnr_db) else None
 
 
 def _cell_value(row: LayerRow, key: str) -> object:
@@ -100,6 +100,8 @@ def _cell_text(row: LayerRow, key: str) -> str:
     if key == "clipped":
         return fmt.percent(None if math.isnan(row.clipped) else row.clipped, 3)
     if key == "sqnr_db":
+        if math.isnan(row.sqnr_db):
+            return "—"  # a float or int8 value overflowed to infinity
         return "∞" if math.isinf(row.sqnr_db) else f"{row.sqnr_db:.2f}"
     if key == "cosine":
         return f"{row.cosine:.6f}"

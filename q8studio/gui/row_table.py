@@ -2,10 +2,13 @@
 
 from __future__ import annotations
 
+import logging
 from typing import Any, Callable, Generic, TypeVar
 
 from PySide6.QtCore import QAbstractTableModel, QModelIndex, QPersistentModelIndex, QSortFilterProxyModel, Qt
 from PySide6.QtWidgets import QAbstractItemView, QHeaderView, QTableView, QWidget
+
+_log = logging.getLogger(__name__)
 
 SORT_ROLE = Qt.ItemDataRole.UserRole
 NODE_ROLE = Qt.ItemDataRole.UserRole + 1
@@ -44,6 +47,15 @@ class RowTableModel(QAbstractTableModel, Generic[Row]):
         return None
 
     def data(self, index: _Index, role: int = Qt.ItemDataRole.DisplayRole) -> object:
+        """A cell's value for ``role``; a failure is logged and leaves the cell empty, because an
+        exception out of this override while Qt paints takes the whole process down."""
+        try:
+            return self._data(index, role)
+        except Exception:  # anything: see above
+            _log.exception("A table cell could not be shown")
+            return None
+
+    def _data(self, index: _Index, role: int) -> object:
         if not index.isValid():
             return None
         row = self.rows[index.row()]
