@@ -298,6 +298,31 @@ def test_mismatched_data_gives_a_dialog_and_keeps_the_choice(qtbot, demo: MainWi
     assert demo.quantize_panel.run_button.isEnabled() and demo.session.model is not None
 
 
+def test_a_failed_run_says_so_briefly_and_a_new_model_starts_clean(qtbot, demo: MainWindow, monkeypatch,
+                                                                  cnn_path: Path) -> None:
+    run_to_end(qtbot, demo)
+    names = ", ".join(f"'tensor_{i}__SHAPE'" for i in range(200))
+    message = f"ONNX Runtime could not run the model on this data: Required inputs ({names}) are missing."
+
+    def fails(*_args):
+        raise Q8Error(message)
+
+    monkeypatch.setattr(main_window_module, "run_and_profile", fails)
+    with qtbot.waitSignal(demo.run_ended, timeout=RUN_TIMEOUT_MS):
+        demo.start_run()
+    stage = demo.quantize_panel.stage
+    assert stage.text().startswith("Failed: ONNX Runtime could not run") and len(stage.text()) <= 240
+    assert stage.toolTip() == "Failed: " + message and demo.errors.last_message == message
+    assert demo.statusBar().currentMessage() == "Quantization failed."
+    demo.errors.close()
+
+    with qtbot.waitSignal(demo.model_loaded, timeout=10_000):
+        demo.open_model(cnn_path)
+    assert stage.text() == "Ready." and stage.toolTip() == "" and demo.quantize_panel.progress.value() == 0
+    assert demo.results.table_title.text() == "<b>Per-layer error</b> (worst first)"
+    assert demo.results.notes.toolTip() == "" and demo.results.proxy.rowCount() == 0
+
+
 def test_keep_in_float_from_the_graph_marks_the_node(qtbot, demo: MainWindow) -> None:
     demo.graph.keep_in_float_requested.emit("/block2/Add")
     assert demo.session.exclude == ("/block2/Add",)

@@ -406,6 +406,7 @@ class MainWindow(QMainWindow):
     def _on_run_failed(self, message: str, details: str) -> None:
         self._run_ended()
         self.quantize_panel.show_outcome("Failed: " + message, complete=False)
+        self.statusBar().showMessage("Quantization failed.", 5000)
         self.errors.show(message, details)
         self.run_ended.emit("failed")
 

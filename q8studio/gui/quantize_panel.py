@@ -43,6 +43,8 @@ from .errors import ErrorReporter
 
 DATA_FILTER = "Data (*.npz *.npy);;All files (*)"
 PREVIEW_PIXELS = 112
+READY = "Ready."
+OUTCOME_CHARS = 240  # about three lines of the dock
 SPIN_MAX = 2**31 - 1  # the largest value a QSpinBox holds
 FINE_DECIMALS = 6  # 99.99999 as a percentile, 0.9999 as a momentum
 
@@ -287,7 +289,7 @@ class QuantizePanel(QWidget):
         buttons.addWidget(self.cancel_button)
         self.progress = QProgressBar()
         self.progress.setTextVisible(True)
-        self.stage = QLabel("Ready.")
+        self.stage = QLabel(READY)
         self.stage.setWordWrap(True)
         layout.addLayout(buttons)
         layout.addWidget(self.progress)
@@ -300,6 +302,7 @@ class QuantizePanel(QWidget):
     def set_model(self, model: LoadedModel | None) -> None:
         """A new model: its data must be chosen again; preprocessing starts from the input's shape."""
         self._model = model
+        self.clear_outcome()
         self.calibration.set_path(None)
         self.evaluation.set_path(None)
         self.data_info.setText("")
@@ -511,9 +514,21 @@ class QuantizePanel(QWidget):
         self.stage.setText(fmt.progress_text(stage, done, total, eta_s))
 
     def show_outcome(self, text: str, complete: bool) -> None:
+        """How the run ended, in at most OUTCOME_CHARS characters: a failure can name hundreds of
+        tensors, and the wrapped label would squeeze the settings above it (the whole text is in
+        the tooltip, and the error dialog)."""
         self.progress.setRange(0, 1)
         self.progress.setValue(1 if complete else 0)
-        self.stage.setText(text)
+        shown = text if len(text) <= OUTCOME_CHARS else text[: OUTCOME_CHARS - 1].rstrip() + "…"
+        self.stage.setText(shown)
+        self.stage.setToolTip(text if shown != text else "")
+
+    def clear_outcome(self) -> None:
+        """A new model: nothing has run on it yet."""
+        self.progress.setRange(0, 1)
+        self.progress.setValue(0)
+        self.stage.setText(READY)
+        self.stage.setToolTip("")
 
 
 def _floats(text: str) -> tuple[float, ...]:

@@ -55,6 +55,7 @@ OP_COLUMN = 1
 SQNR_COLUMN = 2
 NUMBER_KEYS = {key for _, key in COLUMNS[SQNR_COLUMN:]}
 _SQNR_SCALE = fixed_scale("sqnr_db")
+TABLE_TITLE = "<b>Per-layer error</b> (worst first)"
 SUMMARY_ROWS = ("Top-1 accuracy", "Top-1 agreement", "Output SQNR", "Output cosine",
                 "Median latency", "Speed-up", "File size")
 
@@ -150,7 +151,7 @@ class ResultsPanel(QWidget):
             self.metric.addItem(overlay.label, key)
         self.metric.setToolTip("What colours the graph: a per-layer error, or the speed profile")
         self.metric.currentIndexChanged.connect(lambda _: self.overlay_metric_changed.emit(self.metric_key()))
-        self.table_title = QLabel("<b>Per-layer error</b> (worst first)")
+        self.table_title = QLabel(TABLE_TITLE)
         errors = QWidget()
         errors_layout = QVBoxLayout(errors)
         errors_layout.setContentsMargins(0, 2, 0, 0)
@@ -196,6 +197,8 @@ class ResultsPanel(QWidget):
         self.table.horizontalHeader().setSortIndicator(SQNR_COLUMN, Qt.SortOrder.AscendingOrder)
         if run is None:
             self.notes.setText("Run quantization (Ctrl+R) to compare float32 and int8.")
+            self.notes.setToolTip("")
+            self.table_title.setText(TABLE_TITLE)
             return
         result, errors = run.result, run.comparison.errors
         parts = [
