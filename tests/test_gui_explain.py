@@ -60,6 +60,21 @@ def test_panel_shows_the_numbers_of_the_explained_node(qtbot, explanations, tmp_
     assert panel.grab().save(str(tmp_path / "explain_panel.png"))
 
 
+def test_per_tensor_weights_point_at_no_channel(qtbot, tmp_path: Path) -> None:
+    """One weight scale: no dashed channel line to promise, one multiplier, not one per channel."""
+    assets = demo_assets()
+    model = load_model(assets.model)
+    result = quantize_model(model, load_data(assets.calibration, model, samples=50), Recipe(), tmp_path / "q.onnx")
+    int8 = load_model(result.output_path)
+    explanation = explain_node(int8, "/stem/conv/Conv", load_data(assets.test, int8, samples=1), 0, model)
+    panel = ExplainPanel()
+    qtbot.addWidget(panel)
+    panel.show_explanation(explanation)
+    assert not explanation.w.per_channel and not panel.channel_line.isVisible()
+    assert "dashed" not in panel.element_label.text()
+    assert "per channel" not in panel.error_plot.plotItem.titleLabel.text
+
+
 def test_worked_example_grids_and_arithmetic_chain(qtbot, explanations) -> None:
     e = explanations["/block1/depthwise/conv/Conv"]
     panel = ExplainPanel()

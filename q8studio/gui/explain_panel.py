@@ -106,7 +106,7 @@ class ExplainPanel(QWidget):
         self.scale_plot.addItem(self.scale_curve)
         self.channel_line = pg.InfiniteLine(angle=90, pen=pg.mkPen("#ff7f0e", width=1.5, style=Qt.PenStyle.DashLine))
         self.scale_plot.addItem(self.channel_line)
-        self.error_plot = _fixed_height_plot("M0·2⁻ⁿ / M − 1 per channel", "channel", "relative error")
+        self.error_plot = _fixed_height_plot("M0·2⁻ⁿ/M − 1 per channel", "channel", "relative error")
         self.error_curve = pg.PlotDataItem(pen=None, symbol="s", symbolSize=5, symbolBrush="#d62728", symbolPen=None)
         self.error_plot.addItem(self.error_curve)
         row = QHBoxLayout()
@@ -205,8 +205,10 @@ class ExplainPanel(QWidget):
         self.error_curve.setData(np.arange(len(expl.multipliers)), np.array([m.rel_error for m in expl.multipliers]))
         self.error_plot.setVisible(expl.y is not None)  # without requantization there is no M to approximate
         self.channel_line.setValue(expl.example.index[1] if expl.op_type == "Conv" else expl.example.index[-1])
+        self.channel_line.setVisible(expl.w.per_channel)  # one scale: no channel to point at
         title = "S_w per output channel" if expl.w.per_channel else "S_w (one for the tensor)"
         self.scale_plot.setTitle(title, size="9pt")
+        self.error_plot.setTitle("M0·2⁻ⁿ/M − 1" + (" per channel" if len(expl.multipliers) > 1 else ""), size="9pt")
         for plot in (self.scale_plot, self.error_plot):
             plot.setXRange(-0.5, max(channels.size, len(expl.multipliers)) - 0.5, padding=0.02)
             plot.enableAutoRange(axis="y")
@@ -217,7 +219,8 @@ class ExplainPanel(QWidget):
         ex = expl.example
         channel = ex.index[1] if expl.op_type == "Conv" else ex.index[-1]
         self.element_label.setText(
-            f"Output element <b>{list(ex.index)}</b> (channel {channel}, dashed in the S_w plot): "
+            f"Output element <b>{list(ex.index)}</b> (channel {channel}"
+            f"{', dashed in the S_w plot' if expl.w.per_channel else ''}): "
             f"{ex.products.size} products (x_q − {ex.x_zero_point})·(w_q − {ex.w_zero_point}), summed in int32."
         )
         _fill_grid(self.x_table, ex.x_q, ex.in_bounds)
