@@ -190,12 +190,16 @@ def _quantize(args: argparse.Namespace) -> None:
     _print_quantize_summary(result, errors)
     if outcome is not None:
         _print_keep_float(outcome)
-    if args.report:
-        write_report(quantize_report(result, source=args.model, calibration=str(args.calib), errors=errors), args.report)
-        print(f"report: {args.report}")
-    if args.save_recipe:
-        recipe.save(args.save_recipe)
-        print(f"recipe: {args.save_recipe}")
+    try:
+        if args.report:
+            write_report(quantize_report(result, source=args.model, calibration=str(args.calib), errors=errors),
+                         args.report)
+            print(f"report: {args.report}")
+        if args.save_recipe:
+            recipe.save(args.save_recipe)
+            print(f"recipe: {args.save_recipe}")
+    except Q8Error as exc:  # the int8 model is complete and checked: keep it, and say so
+        raise Q8Error(f"{exc} The int8 model was written to {args.output}.") from None
 
 
 def _quantize_outputs(args: argparse.Namespace) -> dict[str, Path]:
@@ -338,7 +342,7 @@ def _print_quantize_summary(result: QuantizeResult, errors: ErrorAnalysis) -> No
         print(f"  kept in float ({len(result.float_nodes)}):")
         for node in result.float_nodes:
             print(f"    {node.name} [{node.op_type}]: {node.reason}")
-    _print_layers(errors.layers, f"per-layer error on {errors.samples} calibration samples, worst first")
+    _print_layers(errors.layers, f"per-layer error on {errors.samples} calibration samples, worst first", "--report")
 
 
 def _print_comparison(c: Comparison) -> None:
@@ -352,10 +356,10 @@ def _print_comparison(c: Comparison) -> None:
     print(f"top-1 agreement: {pct(c.errors.agreement)} over {c.errors.samples} samples")
     for name, acc in c.errors.outputs.items():
         print(f"output {name}: SQNR {acc.sqnr_db:.2f} dB, cosine {acc.cosine:.5f}, max |error| {acc.max_abs:.4g}")
-    _print_layers(c.errors.layers, "per-layer error, worst first")
+    _print_layers(c.errors.layers, "per-layer error, worst first", "--json")
 
 
-def _print_layers(layers: list[LayerError], title: str) -> None:
+def _print_layers(layers: list[LayerError], title: str, all_rows_option: str) -> None:
     if not layers:
         return
     print(f"{title}:")
@@ -363,7 +367,7 @@ def _print_layers(layers: list[LayerError], title: str) -> None:
     for row in layers[:LAYER_ROWS_SHOWN]:
         print(f"  {row.sqnr_db:>9.2f} {row.mse:>11.4g} {row.cosine:>9.5f}  {row.node} [{row.op_type}] -> {row.tensor}")
     if len(layers) > LAYER_ROWS_SHOWN:
-        print(f"  ... {len(layers) - LAYER_ROWS_SHOWN} more (use --json / --report for all)")
+        print(f"  ... {len(layers) - LAYER_ROWS_SHOWN} more (use {all_rows_option} for all)")
 
 
 def _print_keep_float(outcome: KeepFloatOutcome) -> None:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 import subprocess
 import sys
 from pathlib import Path
@@ -119,6 +120,26 @@ def _bad_model(d: Path) -> Path:
     path = d / "bad.onnx"
     path.write_bytes(small_cnn().SerializeToString()[:700])
     return path
+
+
+def test_a_report_the_system_cannot_write_is_one_line(tmp_path, capsys) -> None:
+    """/proc takes no new files, even for root, whose permission check passes up front."""
+    assets = demo_assets()
+    code = main(["quantize", str(assets.model), "--calib", str(assets.calibration), "--samples", "8",
+                 "-o", str(tmp_path / "o.onnx"), "--report", "/proc/q8studio-report.json"])
+    err = capsys.readouterr().err
+    assert code == 2 and err.startswith("q8studio: error: Cannot write") and err.count("\n") == 1
+
+
+def test_special_files_are_never_replaced(tmp_path, capsys) -> None:
+    """A pipe stands for /dev/null and the like, which a test must never risk replacing."""
+    assets = demo_assets()
+    fifo = tmp_path / "fifo"
+    os.mkfifo(fifo)
+    code = main(["quantize", str(assets.model), "--calib", str(assets.calibration), "--samples", "8",
+                 "-o", str(tmp_path / "o.onnx"), "--save-recipe", str(fifo)])
+    assert code == 2 and "not a regular file" in capsys.readouterr().err
+    assert fifo.is_fifo() and not (tmp_path / "o.onnx").exists()
 
 
 @pytest.mark.parametrize(

@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 
 import pytest
 
+from q8studio.core.errors import Q8Error
 from q8studio.core.fileio import atomic_path
 
 
@@ -33,3 +35,27 @@ def test_a_write_replaces_the_target_in_one_step(tmp_path: Path) -> None:
         staging.write_text("new")
         assert not target.exists()
     assert target.read_text() == "new" and list(target.parent.iterdir()) == [target]
+
+
+def test_a_symbolic_link_is_followed_and_kept(tmp_path: Path) -> None:
+    (tmp_path / "real.json").write_text("old")
+    (tmp_path / "link.json").symlink_to("real.json")
+    with atomic_path(tmp_path / "link.json") as staging:
+        staging.write_text("new")
+    assert (tmp_path / "link.json").is_symlink() and (tmp_path / "real.json").read_text() == "new"
+
+
+def test_a_pipe_is_refused_and_left_alone(tmp_path: Path) -> None:
+    """A pipe stands for devices too: a test must never risk replacing a real /dev file."""
+    fifo = tmp_path / "fifo"
+    os.mkfifo(fifo)
+    with pytest.raises(Q8Error, match="not a regular file"):
+        with atomic_path(fifo) as staging:
+            staging.write_text("never")
+    assert fifo.is_fifo() and [p.name for p in tmp_path.iterdir()] == ["fifo"]
+
+
+def test_a_write_the_system_refuses_is_one_line() -> None:
+    with pytest.raises(Q8Error, match=r"^Cannot write .*x\.json: .*\.$"):
+        with atomic_path(Path("/proc/x.json")) as staging:
+            staging.write_text("never")

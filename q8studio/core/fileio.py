@@ -14,19 +14,35 @@ from .errors import Q8Error
 @contextmanager
 def atomic_path(target: Path) -> Iterator[Path]:
     """Yield a temporary path beside ``target``; on success it replaces ``target``, on error it is
-    removed, and so are the folders made for it (a failed run leaves nothing behind)."""
-    target = Path(target)
+    removed, and so are the folders made for it (a failed run leaves nothing behind).
+
+    A symbolic link is followed: the file it points to is replaced and the link stays. A device or
+    FIFO is refused (replacing /dev/null with a file would break the system). Failing to write is
+    a :class:`Q8Error` naming the file.
+    """
+    target = Path(os.path.realpath(target)) if Path(target).is_symlink() else Path(target)
+    _require_writable_kind(target, str(target))
     made = [folder for folder in (target.parent, *target.parent.parents) if not folder.exists()]
-    target.parent.mkdir(parents=True, exist_ok=True)
     # Not mkstemp: that creates the file owner-only; the writer creates it with the user's umask.
     tmp = target.with_name(f".{target.name}.{uuid.uuid4().hex[:12]}.tmp")
     try:
+        target.parent.mkdir(parents=True, exist_ok=True)
         yield tmp
         os.replace(tmp, target)
-    except BaseException:
+    except BaseException as exc:
         tmp.unlink(missing_ok=True)
         _remove_empty(made)
+        if isinstance(exc, OSError):
+            raise Q8Error(f"Cannot write {target}: {exc.strerror or exc}.") from None
         raise
+
+
+def _require_writable_kind(path: Path, name: str) -> None:
+    """A path to write must be a regular file or not exist yet (links already followed)."""
+    if path.is_dir():
+        raise Q8Error(f"{name} is a folder; give the path of a file.")
+    if path.exists() and not path.is_file():
+        raise Q8Error(f"{name} is not a regular file (a device or a pipe); give the path of a file.")
 
 
 def _remove_empty(folders: list[Path]) -> None:
@@ -67,8 +83,7 @@ def check_outputs(outputs: Mapping[str, Path], inputs: Mapping[str, Path]) -> No
         for earlier, other in checked:
             if same_file(other, path):
                 raise Q8Error(f"{earlier} and {option} name the same file {path}; give each its own.")
-        if path.is_dir():
-            raise Q8Error(f"{option} {path} is a folder; give the path of a file.")
+        _require_writable_kind(path, f"{option} {path}")
         folder = _nearest_existing(path.parent)
         if not folder.is_dir():
             raise Q8Error(f"Cannot write {option} {path}: {folder} is a file, not a folder.")
