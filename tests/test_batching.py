@@ -284,3 +284,15 @@ def test_evaluating_models_with_different_inputs_says_so_before_running(tmp_path
         "The float32 and int8 models take different inputs (float32: x; int8: image): "
         "compare a model with its own int8 version."
     )
+
+
+def test_evaluating_an_unrelated_int8_model_with_the_same_names_says_so(tmp_path, capfd) -> None:
+    """Models exported by one tool share input and tensor names; the shapes tell them apart."""
+    wider = load_model(save(small_cnn(channels=16), tmp_path / "wide.onnx"))
+    x = images(8)
+    quantize_model(wider, load_data(write_npz(tmp_path / "x.npz", x=x), wider), Recipe(), tmp_path / "wide.int8.onnx")
+    model = save(small_cnn(), tmp_path / "cnn.onnx")
+    argv = ["evaluate", str(model), str(tmp_path / "wide.int8.onnx"), "--data", str(tmp_path / "x.npz")]
+    message = one_line_error(capfd, argv)
+    assert message.startswith("The models disagree on the shape of ") and "[8, 8, 16, 16]" in message
+    assert message.endswith("compare a model with its own int8 version.")

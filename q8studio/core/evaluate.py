@@ -162,8 +162,10 @@ def analyse_errors(
         nonlocal done
         float_values, int8_values = dict(zip(float_names, runs[0])), dict(zip(int8_names, runs[1]))
         for name, int8_name in zip(outputs, int8_model.graph.outputs):
+            _require_same_shape(name, float_values[name], int8_values[int8_name])
             output_errors[name].update(float_values[name], int8_values[int8_name])
         for name, dq in pairs.items():
+            _require_same_shape(name, float_values[name], int8_values[dq])
             layer_errors[name].update(float_values[name], int8_values[dq])
         top1.update(float_values[outputs[0]], int8_values[int8_model.graph.outputs[0]], done)
         done += len(next(iter(feed.values())))
@@ -216,6 +218,15 @@ def require_same_inputs(float_model: LoadedModel, int8_model: LoadedModel) -> No
         raise Q8Error(
             f"The float32 and int8 models take different inputs (float32: {', '.join(float_inputs)}; "
             f"int8: {', '.join(int8_inputs)}): compare a model with its own int8 version."
+        )
+
+
+def _require_same_shape(tensor: str, float_value: np.ndarray, int8_value: np.ndarray) -> None:
+    """Two unrelated models may share input and tensor names (exported by the same tool)."""
+    if float_value.shape != int8_value.shape:
+        raise Q8Error(
+            f"The models disagree on the shape of {tensor!r} (float32 {list(float_value.shape)}, int8 "
+            f"{list(int8_value.shape)}): compare a model with its own int8 version."
         )
 
 
