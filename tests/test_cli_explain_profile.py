@@ -80,6 +80,8 @@ def test_quantize_keep_slow_float(tmp_path: Path, capsys: pytest.CaptureFixture[
                         "--save-recipe", str(tmp_path / "recipe.json")], capsys)
     assert code == 0 and load_model(out_model)
     assert "speed: float32" in out and "(ratio" in out and "kept in float because int8 made them slower" in out
+    left_in_int8 = any(node.kind == "qdq" for node in load_model(out_model).graph.nodes)
+    assert ("nothing is left in int8" in out) == (not left_in_int8)
     recipe = json.loads((tmp_path / "recipe.json").read_text())
     assert recipe["exclude"] and "/stem/conv/Conv" in recipe["exclude"]  # the saved recipe reproduces the export
 

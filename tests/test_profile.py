@@ -26,7 +26,7 @@ from q8studio.core.quantize import quantize_model
 from q8studio.core.recipe import Recipe
 from q8studio.core.report import to_json
 from q8studio.core.runtimegraph import RuntimeNode, op_family, resolve_name, source_node
-from q8studio.core.speedup import keep_slow_float
+from q8studio.core.speedup import SLOWER_IN_INT8, keep_slow_float
 
 # Outside its kernels, ONNX Runtime's executor spends a few microseconds per kernel on every run
 # (planning and releasing buffers, and with profiling on, recording the event): about 3 us on the
@@ -170,6 +170,9 @@ def test_keep_slow_float_on_the_demo_writes_the_fastest_candidate(tmp_path: Path
     assert sorted(p.name for p in tmp_path.iterdir()) == ["k.onnx"]
     assert ("does not pay" in outcome.verdict()) == (not outcome.pays)
     assert json.loads(to_json(outcome.to_dict()))["kept_float"] == list(outcome.kept_float)
+    reasons = {node.name: node.reason for node in outcome.chosen.result.float_nodes}
+    assert set(outcome.kept_float) <= set(reasons)  # listed, and not as if the user had asked
+    assert {reasons[name] for name in outcome.kept_float} == {SLOWER_IN_INT8}
 
 
 # --- tying runtime kernels to source nodes --------------------------------------------------

@@ -28,6 +28,8 @@ from .quantize import QuantizeResult, quantize_model
 from .recipe import Recipe
 from .session import BatchRunner, cpu_session, first_run_feed
 
+SLOWER_IN_INT8 = "kept in float because int8 made it slower"
+
 
 @dataclass
 class Candidate:
@@ -143,7 +145,13 @@ def keep_slow_float(
         with atomic_path(output) as staging:
             shutil.copyfile(chosen.result.output_path, staging)
         chosen.result = replace(chosen.result, output_path=output)
-    return KeepFloatOutcome(float_ms, trials.candidates, chosen)
+    outcome = KeepFloatOutcome(float_ms, trials.candidates, chosen)
+    slower = set(outcome.kept_float)
+    chosen.result.float_nodes = [  # its recipe asked for these, the user did not
+        replace(node, reason=SLOWER_IN_INT8) if node.name in slower else node for node in chosen.result.float_nodes
+    ]
+    return outcome
+
 
 
 @dataclass
