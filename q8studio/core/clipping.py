@@ -216,17 +216,21 @@ def _percentile_range(stats: TensorStats, percentile: float, symmetric: bool) ->
 def _entropy_range(stats: TensorStats, qtype: QuantType, symmetric: bool) -> tuple[float, float]:
     """Range minimising KL(P || Q), the TensorRT calibration recipe (Migacz 2017).
 
-    Symmetric ranges search one threshold T on the |x| histogram. Asymmetric ranges search each
-    sign's tail on its own one-sided histogram: folding both signs into |x| would let the denser
-    side decide for the other (an input whose background sits at -0.96 and strokes reach +2.2 would
-    be clipped to +-0.96). Non-negative data (ReLU outputs) spend every code on [0, T].
+    Each sign's tail is searched on its own one-sided histogram: folding both signs into |x| would
+    let the denser side decide for the other (an input whose background sits at -0.96 and strokes
+    reach +2.2 was clipped to +-0.96, and the demo lost 9 points of top-1). A symmetric range
+    takes the larger of the two thresholds, each searched with the half of the codes its sign gets.
+    Asymmetric non-negative data (ReLU outputs) spend every code on [0, T].
     """
-    if symmetric:
-        counts, edges = stats.abs_hist()
-        top = _kl_threshold(counts, edges, qtype.levels // 2, stats.max_abs, zero_bin_first=True)
-        return -top, top
     half = HIST_BINS // 2
     positive, negative, edges = stats.hist[half:], stats.hist[:half][::-1], stats.edges[half:]
+    if symmetric:
+        levels = qtype.levels // 2
+        top = max(
+            _kl_threshold(positive, edges, levels, stats.max, zero_bin_first=True) if stats.max > 0.0 else 0.0,
+            _kl_threshold(negative, edges, levels, -stats.min, zero_bin_first=False) if stats.min < 0.0 else 0.0,
+        )
+        return -top, top
     if stats.min >= 0.0:
         return 0.0, _kl_threshold(positive, edges, qtype.levels, stats.max, zero_bin_first=True)
     if stats.max <= 0.0:
