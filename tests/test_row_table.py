@@ -35,3 +35,12 @@ def test_a_cell_that_fails_is_left_empty(qtbot, monkeypatch, caplog) -> None:
     monkeypatch.setattr(model, "cell_text", broken)
     assert model.data(model.index(0, 0)) is None
     assert "A table cell could not be shown" in caplog.text
+
+
+def test_the_results_panel_can_be_painted(qtbot) -> None:
+    """A child widget stored as ``metric`` shadowed QPaintDevice.metric(): grab() crashed the process."""
+    from q8studio.gui.results_panel import ResultsPanel
+
+    panel = ResultsPanel()
+    qtbot.addWidget(panel)
+    assert not panel.grab().isNull() and panel.devicePixelRatio() > 0

@@ -146,11 +146,11 @@ class ResultsPanel(QWidget):
         self.table.setContextMenuPolicy(Qt.ContextMenuPolicy.CustomContextMenu)
         self.table.customContextMenuRequested.connect(self._context_menu)
         self.table.selectionModel().currentRowChanged.connect(self._row_changed)
-        self.metric = QComboBox()
+        self.colour_by = QComboBox()
         for key, overlay in OVERLAYS.items():
-            self.metric.addItem(overlay.label, key)
-        self.metric.setToolTip("What colours the graph: a per-layer error, or the speed profile")
-        self.metric.currentIndexChanged.connect(lambda _: self.overlay_metric_changed.emit(self.metric_key()))
+            self.colour_by.addItem(overlay.label, key)
+        self.colour_by.setToolTip("What colours the graph: a per-layer error, or the speed profile")
+        self.colour_by.currentIndexChanged.connect(lambda _: self.overlay_metric_changed.emit(self.metric_key()))
         self.table_title = QLabel(TABLE_TITLE)
         errors = QWidget()
         errors_layout = QVBoxLayout(errors)
@@ -163,7 +163,7 @@ class ResultsPanel(QWidget):
         corner_layout = QHBoxLayout(corner)
         corner_layout.setContentsMargins(0, 0, 0, 2)
         corner_layout.addWidget(QLabel("Colour graph by"))
-        corner_layout.addWidget(self.metric)
+        corner_layout.addWidget(self.colour_by)
         self.tabs = QTabWidget()
         self.tabs.addTab(errors, "Per-layer error")
         self.tabs.addTab(self.speed, "Speed")
@@ -181,11 +181,11 @@ class ResultsPanel(QWidget):
         self.show_run(None)
 
     def metric_key(self) -> str:
-        return str(self.metric.currentData())
+        return str(self.colour_by.currentData())
 
     def set_metric(self, key: str) -> None:
         """Choose what colours the graph, as if picked in the box."""
-        self.metric.setCurrentIndex(self.metric.findData(key))
+        self.colour_by.setCurrentIndex(self.colour_by.findData(key))
 
     def show_speed(self) -> None:
         self.tabs.setCurrentWidget(self.speed)
