@@ -257,6 +257,13 @@ def test_load_recipe_keeps_every_value_a_recipe_allows(demo: MainWindow, tmp_pat
     assert demo.quantize_panel.recipe() == recipe
 
 
+def test_load_recipe_leaves_out_layers_the_model_does_not_have(demo: MainWindow, tmp_path: Path) -> None:
+    Recipe(method="entropy", exclude=("/fc/Gemm", "n200")).save(tmp_path / "recipe.json")
+    assert demo.exporter.load_recipe(tmp_path / "recipe.json")
+    assert demo.session.exclude == ("/fc/Gemm",) and demo.quantize_panel.recipe().method == "entropy"
+    assert "n200" in demo.errors.last_message
+
+
 @pytest.mark.parametrize("settings, reason", [
     ({"percentile": 99.9999999}, "decimals"),
     ({"samples": 2**31}, "more than the window takes"),

@@ -91,11 +91,18 @@ class Exporter:
                 return False
             path = Path(chosen)
         try:
-            self._panel.set_recipe(Recipe.load(path))
+            recipe = Recipe.load(path)
+            model = self._session.model
+            known = {node.name for node in model.graph.nodes} if model is not None else set(recipe.exclude)
+            foreign = [name for name in recipe.exclude if name not in known]
+            self._panel.set_recipe(recipe.with_changes(exclude=tuple(n for n in recipe.exclude if n in known)))
         except Q8Error as exc:
             self._errors.show(str(exc))
             return False
         self._status(f"Loaded the recipe {Path(path).name}")
+        if foreign:  # a recipe saved for another model is worth loading for its settings
+            self._errors.show(f"Loaded the recipe, without the {len(foreign)} layer(s) it keeps in float that this "
+                              f"model does not have: {', '.join(foreign)}.")
         return True
 
     def _save_path(self, title: str, suggested: Path, filter_: str, given: Path | None) -> Path | None:
