@@ -30,6 +30,7 @@ def nodes_to_keep_in_float(
     Dropout) computes nothing to keep and is noted; a name in neither model is an error.
     """
     in_prepared = {n.name for n in prepared.graph.nodes}
+    in_source = {n.name for n in source.graph.nodes}
     names: list[str] = []
     notes: list[str] = []
     unknown: list[str] = []
@@ -37,7 +38,7 @@ def nodes_to_keep_in_float(
         if name in in_prepared:
             names.append(name)
             continue
-        if name not in {n.name for n in source.graph.nodes}:
+        if name not in in_source:
             unknown.append(name)
             continue
         node = source.graph.node_by_name(name)

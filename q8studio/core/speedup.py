@@ -153,7 +153,6 @@ def keep_slow_float(
     return outcome
 
 
-
 @dataclass
 class _Trials:
     """Quantizes and profiles one candidate per set of nodes kept in float, into ``folder``."""
