@@ -12,6 +12,7 @@ from pathlib import Path
 
 import numpy as np
 import onnx
+from onnx import TensorProto, helper, numpy_helper
 import pytest
 from PySide6.QtCore import QMimeData, QPointF, QSettings, Qt, QUrl
 from PySide6.QtGui import QDropEvent
@@ -262,6 +263,31 @@ def test_load_recipe_leaves_out_layers_the_model_does_not_have(demo: MainWindow,
     assert demo.exporter.load_recipe(tmp_path / "recipe.json")
     assert demo.session.exclude == ("/fc/Gemm",) and demo.quantize_panel.recipe().method == "entropy"
     assert "n200" in demo.errors.last_message
+
+
+def test_load_recipe_keeps_a_layer_of_the_pre_processed_model(qtbot, window: MainWindow, tmp_path: Path) -> None:
+    """Keep slower layers in float can keep a node pre-processing made (a MatMul and an Add fused into a Gemm)."""
+    rng = np.random.default_rng(0)
+    graph = helper.make_graph(
+        [helper.make_node("MatMul", ["x", "W"], ["m"], name="mm"), helper.make_node("Add", ["m", "B"], ["y"], name="add")],
+        "mlp", [helper.make_tensor_value_info("x", TensorProto.FLOAT, [1, 16])],
+        [helper.make_tensor_value_info("y", TensorProto.FLOAT, [1, 8])],
+        [numpy_helper.from_array(rng.standard_normal((16, 8)).astype(np.float32), "W"),
+         numpy_helper.from_array(rng.standard_normal(8).astype(np.float32), "B")],
+    )
+    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 13)])
+    model.ir_version = 8
+    onnx.save(model, str(tmp_path / "mlp.onnx"))
+    np.savez(tmp_path / "x.npz", x=rng.standard_normal((4, 16)).astype(np.float32))
+    with qtbot.waitSignal(window.model_loaded, timeout=10_000):
+        window.open_model(tmp_path / "mlp.onnx")
+    window.quantize_panel.set_calibration(tmp_path / "x.npz")
+    run = run_to_end(qtbot, window)
+    fused = [node.name for node in run.result.prepared.model.graph.nodes]
+    assert fused == ["mm/MatMulAddFusion"]
+    Recipe(exclude=tuple(fused)).save(tmp_path / "recipe.json")
+    assert window.exporter.load_recipe(tmp_path / "recipe.json")
+    assert window.session.exclude == tuple(fused) and window.errors.last_message == ""
 
 
 @pytest.mark.parametrize("settings, reason", [

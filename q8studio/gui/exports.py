@@ -92,8 +92,7 @@ class Exporter:
             path = Path(chosen)
         try:
             recipe = Recipe.load(path)
-            model = self._session.model
-            known = {node.name for node in model.graph.nodes} if model is not None else set(recipe.exclude)
+            known = self._node_names() if self._session.model is not None else set(recipe.exclude)
             foreign = [name for name in recipe.exclude if name not in known]
             self._panel.set_recipe(recipe.with_changes(exclude=tuple(n for n in recipe.exclude if n in known)))
         except Q8Error as exc:
@@ -104,6 +103,16 @@ class Exporter:
             self._errors.show(f"Loaded the recipe, without the {len(foreign)} layer(s) it keeps in float that this "
                               f"model does not have: {', '.join(foreign)}.")
         return True
+
+    def _node_names(self) -> set[str]:
+        """Names a recipe may keep in float: the open model's nodes, and those of the last run's
+        pre-processed model (Keep slower layers in float can keep a node it fused, say a Gemm
+        made of a MatMul and an Add)."""
+        model, run = self._session.model, self._session.run
+        names = {node.name for node in model.graph.nodes} if model is not None else set()
+        if run is not None:
+            names |= {node.name for node in run.result.prepared.model.graph.nodes}
+        return names
 
     def _save_path(self, title: str, suggested: Path, filter_: str, given: Path | None) -> Path | None:
         if given is not None:
