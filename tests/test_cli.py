@@ -187,14 +187,16 @@ def test_bad_input_one_line_error_nonzero_exit_no_output(tmp_path, capsys, make_
         (lambda d: ["-o", str(d)], "is a folder"),
         (lambda d: ["-o", str(d / "x.npz" / "o.onnx")], "is a file, not a folder"),
         (lambda d: ["-o", str(d / "o.onnx"), "--report", str(d)], "is a folder"),
+        (lambda d: ["-o", str(d / "o.onnx"), "--report", "-"], "--report -: q8studio writes files, not standard output"),
     ],
     ids=["report-over-output", "recipe-over-source", "report-over-data", "output-over-external-data",
-         "output-is-folder", "output-under-file", "report-is-folder"],
+         "output-is-folder", "output-under-file", "report-is-folder", "report-to-dash"],
 )
 def test_outputs_that_would_overwrite_inputs_or_cannot_be_written_are_refused_up_front(
-    tmp_path, capsys, outputs, message
+    tmp_path, capsys, monkeypatch, outputs, message
 ) -> None:
     """Checked before calibrating: nothing is overwritten, nothing is written, no run is thrown away."""
+    monkeypatch.chdir(tmp_path)  # a relative output such as '-' would land here
     model = tmp_path / "cnn.onnx"
     onnx.save(small_cnn(), str(model), save_as_external_data=True, location="weights.bin", size_threshold=0)
     data = tmp_path / "x.npz"

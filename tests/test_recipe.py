@@ -38,6 +38,29 @@ def test_hand_edited_recipe_with_a_wrong_type_is_refused(tmp_path: Path, setting
         Recipe.load(path)
 
 
+def test_a_recipe_of_a_newer_version_is_refused(tmp_path: Path) -> None:
+    """Its settings may mean something this version does not know: refuse rather than guess."""
+    path = tmp_path / "r.json"
+    path.write_text(json.dumps({"q8studio_recipe": 99, "method": "entropy"}))
+    with pytest.raises(Q8Error, match="recipe of version 99, which this q8studio cannot read"):
+        Recipe.load(path)
+
+
+def test_a_hand_written_recipe_without_the_version_and_a_reports_recipe_load(tmp_path: Path) -> None:
+    (tmp_path / "hand.json").write_text(json.dumps({"method": "entropy"}))
+    report = {"q8studio_report": 1, "recipe": {**Recipe(method="mse").to_dict()}, "ranges": {}}
+    (tmp_path / "report.json").write_text(json.dumps(report))
+    assert Recipe.load(tmp_path / "hand.json") == Recipe(method="entropy")
+    assert Recipe.load(tmp_path / "report.json") == Recipe(method="mse")
+
+
+def test_an_evaluation_report_is_not_taken_for_a_recipe(tmp_path: Path) -> None:
+    path = tmp_path / "eval.json"
+    path.write_text(json.dumps({"q8studio_report": 1, "float_model": "a.onnx", "int8_model": "b.onnx"}))
+    with pytest.raises(Q8Error, match="is a report without a recipe"):
+        Recipe.load(path)
+
+
 def test_command_line_turns_a_recipes_symmetric_activations_off(tmp_path: Path, cnn_path: Path, cnn_data: Path) -> None:
     Recipe(symmetric_activations=True).save(tmp_path / "sym.json")
     out = tmp_path / "o.onnx"

@@ -77,6 +77,8 @@ def check_outputs(outputs: Mapping[str, Path], inputs: Mapping[str, Path]) -> No
     """
     checked: list[tuple[str, Path]] = []
     for option, path in outputs.items():
+        if str(path) == "-":  # most tools read '-' as standard output; a file named '-' would surprise
+            raise Q8Error(f"{option} -: q8studio writes files, not standard output; give a file name.")
         for what, source in inputs.items():
             if same_file(source, path):
                 raise Q8Error(f"Refusing to write {option} over {what} ({path}); choose another path.")

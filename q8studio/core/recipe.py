@@ -11,6 +11,7 @@ from .errors import Q8Error
 from .fileio import atomic_write_text
 from .stats import HIST_VALUES_PER_SAMPLE
 
+RECIPE_VERSION = 1
 GRANULARITIES = ("per-tensor", "per-channel")
 ACTIVATION_TYPES = ("uint8", "int8")
 
@@ -82,7 +83,7 @@ class Recipe:
             raise Q8Error(f"Invalid recipe: {exc}") from None
 
     def save(self, path: str | Path) -> None:
-        atomic_write_text(Path(path), json.dumps({"q8studio_recipe": 1, **self.to_dict()}, indent=2))
+        atomic_write_text(Path(path), json.dumps({"q8studio_recipe": RECIPE_VERSION, **self.to_dict()}, indent=2))
 
     @classmethod
     def load(cls, path: str | Path) -> "Recipe":
@@ -92,9 +93,15 @@ class Recipe:
             raise Q8Error(f"Cannot read recipe {path}: {exc}") from None
         if not isinstance(data, dict):
             raise Q8Error(f"{path} is not a q8studio recipe.")
-        data.pop("q8studio_recipe", None)
-        if "recipe" in data and isinstance(data["recipe"], dict):  # a full report also holds the recipe
+        if "q8studio_report" in data:  # a quantization report also holds the recipe of its run
+            if not isinstance(data.get("recipe"), dict):
+                raise Q8Error(f"{path} is a report without a recipe (an evaluation report?); give a quantization "
+                              "report or a recipe.")
             data = data["recipe"]
+        version = data.pop("q8studio_recipe", RECIPE_VERSION)  # a hand-written recipe may leave it out
+        if not isinstance(version, int) or isinstance(version, bool) or not 1 <= version <= RECIPE_VERSION:
+            raise Q8Error(f"{path} is a recipe of version {version!r}, which this q8studio cannot read "
+                          f"(it reads version {RECIPE_VERSION}); a newer q8studio may have written it.")
         return cls.from_dict(data)
 
 
