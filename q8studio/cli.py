@@ -221,13 +221,11 @@ def _quantize_inputs(args: argparse.Namespace, model: LoadedModel) -> dict[str, 
 def _evaluate(args: argparse.Namespace) -> None:
     from .core.data import load_data
     from .core.evaluate import compare_models
-    from .core.model import load_model
     from .core.report import evaluation_report, to_json
 
     if args.latency_runs < 1:
         raise Q8Error(f"--latency-runs must be at least 1 (got {args.latency_runs}): the median needs a run.")
-    float_model = load_model(args.float_model)
-    int8_model = load_model(args.int8_model)
+    float_model, int8_model = _float_and_int8(args)
     data = load_data(args.data, float_model, samples=args.samples, preprocessing=_preprocessing(args))
     progress = Progress(callback=_stderr_progress(), min_interval_s=0.5)
     comparison = compare_models(
@@ -237,6 +235,16 @@ def _evaluate(args: argparse.Namespace) -> None:
         print(to_json(evaluation_report(comparison, args.float_model, args.int8_model, str(args.data))))
     else:
         _print_comparison(comparison)
+
+
+def _float_and_int8(args: argparse.Namespace) -> tuple[LoadedModel, LoadedModel]:
+    """The two models of evaluate and profile, refused when swapped or the same."""
+    from .core.model import check_float_and_int8, load_model
+
+    float_model, int8_model = load_model(args.float_model), load_model(args.int8_model)
+    if note := check_float_and_int8(float_model, int8_model):
+        print(f"q8studio: note: {note}", file=sys.stderr)
+    return float_model, int8_model
 
 
 def _keep_slow_float(
@@ -274,13 +282,11 @@ def _explain(args: argparse.Namespace) -> None:
 
 def _profile(args: argparse.Namespace) -> None:
     from .core.data import load_data
-    from .core.model import load_model
     from .core.profile import profile_models
     from .core.report import to_json
     from .core.session import smallest_run
 
-    float_model = load_model(args.float_model)
-    int8_model = load_model(args.int8_model)
+    float_model, int8_model = _float_and_int8(args)
     data = load_data(args.data, float_model, samples=smallest_run(float_model),
                      preprocessing=_preprocessing(args))
     progress = Progress(callback=_stderr_progress(), min_interval_s=0.5)

@@ -208,6 +208,39 @@ def test_outputs_that_would_overwrite_inputs_or_cannot_be_written_are_refused_up
     assert {path.name: path.read_bytes() for path in tmp_path.iterdir()} == before
 
 
+def test_quantizing_an_int8_model_is_refused_in_one_line(demo_run: dict[str, Path], tmp_path, capsys) -> None:
+    calib = str(demo_assets().calibration)
+    assert main(["quantize", str(demo_run["int8"]), "--calib", calib, "-o", str(tmp_path / "again.onnx")]) == 2
+    err = capsys.readouterr().err
+    assert "m.int8.onnx is already quantized" in err and "quantize its float model instead" in err
+    assert err.count("\n") == 1 and not list(tmp_path.iterdir())
+
+
+@pytest.mark.parametrize("command", ["evaluate", "profile"])
+@pytest.mark.parametrize(
+    "order, message",
+    [("swapped", "is already quantized (are the two swapped?)"), ("same", "Both models are the same file")],
+    ids=["swapped", "same"],
+)
+def test_swapped_or_repeated_models_are_refused(demo_run, capsys, command, order, message) -> None:
+    float_model, int8_model = str(demo_assets().model), str(demo_run["int8"])
+    models = [int8_model, float_model] if order == "swapped" else [float_model, float_model]
+    assert main([command, *models, "--data", str(demo_assets().test)]) == 2
+    err = capsys.readouterr().err
+    assert message in err and err.count("\n") == 1
+
+
+def test_an_int8_model_left_in_float_is_compared_with_a_note(tmp_path, capsys) -> None:
+    """Keeping every layer in float is a legal outcome: compared, but the user is told."""
+    copy = tmp_path / "all_float.onnx"
+    copy.write_bytes(demo_assets().model.read_bytes())
+    args = ["evaluate", str(demo_assets().model), str(copy), "--data", str(demo_assets().test), "--latency-runs", "1"]
+    assert main(args) == 0
+    captured = capsys.readouterr()
+    assert "q8studio: note: all_float.onnx has no int8 operators" in captured.err
+    assert "top-1 accuracy" in captured.out
+
+
 def test_core_never_imports_qt() -> None:
     code = (
         "import sys, pkgutil, importlib, q8studio.core as core\n"

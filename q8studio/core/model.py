@@ -136,6 +136,10 @@ class LoadedModel:
     def quantizable_nodes(self) -> list[Node]:
         return [n for n in self.graph.nodes if n.quantizable]
 
+    def int8_nodes(self) -> list[Node]:
+        """Quantize/dequantize and integer operators: a model that has them is already quantized."""
+        return [n for n in self.graph.nodes if n.kind == "qdq"]
+
     def summary(self) -> dict[str, object]:
         """What ``q8studio inspect`` prints: nodes by op, parameters, quantizable layers."""
         params = sum(int(np.prod(t.dims)) for t in self.proto.graph.initializer)
@@ -184,6 +188,10 @@ def model_from_proto(proto: onnx.ModelProto, path: Path) -> LoadedModel:
 
 def require_float_tensors(model: LoadedModel) -> None:
     """Quantization needs float weights or activations; say so plainly when there are none."""
+    if int8 := model.int8_nodes():
+        # onnxruntime's quantizer would fail on it with a message about duplicate node names
+        raise Q8Error(f"{model.path.name} is already quantized ({len(int8)} int8 operators such as "
+                      f"{int8[0].op_type}); quantize its float model instead.")
     if not any(t.is_float for t in model.graph.tensors.values()):
         raise Q8Error(f"{model.path.name} has no float tensors to quantize.")
     if not model.quantizable_nodes():
@@ -194,6 +202,22 @@ def require_float_tensors(model: LoadedModel) -> None:
         # onnxruntime's quantizer casts such weights at run time and quantizes them as activations.
         raise Q8Error(f"{model.path.name} stores weights in {' and '.join(half)}; q8studio quantizes float32 "
                       "models: convert it to float32 first.")
+
+
+def check_float_and_int8(float_model: LoadedModel, int8_model: LoadedModel) -> str | None:
+    """Refuse arguments given in the wrong order or twice, which would give a confident, wrong verdict.
+
+    An int8 model without int8 operators is allowed (every layer may have been kept in float), with a note.
+    """
+    if float_model.path.resolve() == int8_model.path.resolve():
+        raise Q8Error(f"Both models are the same file ({float_model.path}); give the float model, then its int8 model.")
+    if float_model.int8_nodes():
+        swapped = " (are the two swapped?)" if not int8_model.int8_nodes() else ""
+        raise Q8Error(f"The float model {float_model.path.name} is already quantized{swapped}; give the float model "
+                      "first, then its int8 model.")
+    if not int8_model.int8_nodes():
+        return f"{int8_model.path.name} has no int8 operators: it computes in float throughout."
+    return None
 
 
 def _parse(path: Path) -> onnx.ModelProto:
