@@ -34,6 +34,8 @@ EXIT_INTERNAL_ERROR = 1
 EXIT_USER_ERROR = 2
 EXIT_INTERRUPTED = 130
 LAYER_ROWS_SHOWN = 10
+IMAGE_OPTIONS = {"preprocess": "--preprocess", "image_size": "--image-size", "layout": "--layout",
+                 "color": "--color", "scale": "--scale", "mean": "--mean", "std": "--std"}
 CALIBRATION_SAMPLES_FOR_ERRORS = 64
 
 
@@ -91,7 +93,7 @@ def build_parser() -> argparse.ArgumentParser:
     quantize.add_argument("--keep-slow-float", action="store_true",
                           help="profile, keep the layers int8 made slower in float, re-quantize and re-measure")
     quantize.add_argument("--data", type=Path, help="samples to time on, for --keep-slow-float")
-    quantize.add_argument("--threads", type=int, default=0, help="intra-op threads when timing (0 = all cores)")
+    quantize.add_argument("--threads", type=int, help="intra-op threads when timing (default 0 = all cores)")
     _add_image_options(quantize)
     quantize.set_defaults(handler=_quantize)
 
@@ -174,6 +176,8 @@ def _quantize(args: argparse.Namespace) -> None:
     from .core.report import quantize_report, write_report
 
     recipe = _recipe_from_args(args, Recipe.load(args.recipe) if args.recipe else Recipe())
+    _check_quantize_options_apply(args, recipe)
+    _check_image_options_apply(args, args.calib, args.data)
     model = load_model(args.model)
     check_outputs(_quantize_outputs(args), _quantize_inputs(args, model))
     calibration = load_data(args.calib, model, preprocessing=_preprocessing(args))
@@ -192,7 +196,7 @@ def _quantize(args: argparse.Namespace) -> None:
         _print_keep_float(outcome)
     try:
         if args.report:
-            write_report(quantize_report(result, source=args.model, calibration=str(args.calib), errors=errors),
+            write_report(quantize_report(result, source=args.model, calibration=calibration, errors=errors),
                          args.report)
             print(f"report: {args.report}")
         if args.save_recipe:
@@ -225,6 +229,7 @@ def _evaluate(args: argparse.Namespace) -> None:
 
     if args.latency_runs < 1:
         raise Q8Error(f"--latency-runs must be at least 1 (got {args.latency_runs}): the median needs a run.")
+    _check_image_options_apply(args, args.data)
     float_model, int8_model = _float_and_int8(args)
     data = load_data(args.data, float_model, samples=args.samples, preprocessing=_preprocessing(args))
     progress = Progress(callback=_stderr_progress(), min_interval_s=0.5)
@@ -259,7 +264,7 @@ def _keep_slow_float(
     data = load_data(args.data, model, samples=smallest_run(model),  # type: ignore[arg-type]
                      preprocessing=_preprocessing(args))
     return keep_slow_float(
-        model, calibration, recipe, args.output, data, threads=args.threads, progress=progress  # type: ignore[arg-type]
+        model, calibration, recipe, args.output, data, threads=args.threads or 0, progress=progress  # type: ignore[arg-type]
     )
 
 
@@ -269,6 +274,7 @@ def _explain(args: argparse.Namespace) -> None:
     from .core.model import load_model
     from .core.report import to_json
 
+    _check_image_options_apply(args, args.data)
     int8_model = load_model(args.int8_model)
     float_model = load_model(args.float_model) if args.float_model else None
     data = load_data(args.data, int8_model, preprocessing=_preprocessing(args))
@@ -286,6 +292,7 @@ def _profile(args: argparse.Namespace) -> None:
     from .core.report import to_json
     from .core.session import smallest_run
 
+    _check_image_options_apply(args, args.data)
     float_model, int8_model = _float_and_int8(args)
     data = load_data(args.data, float_model, samples=smallest_run(float_model),
                      preprocessing=_preprocessing(args))
@@ -296,6 +303,28 @@ def _profile(args: argparse.Namespace) -> None:
         print(to_json(report.to_dict()))
     else:
         _print_profile(report)
+
+
+def _check_quantize_options_apply(args: argparse.Namespace, recipe: Recipe) -> None:
+    """An option that would be dropped without a word is refused: the user believes it acted."""
+    if not args.keep_slow_float:
+        unused = [flag for flag, value in (("--data", args.data), ("--threads", args.threads)) if value is not None]
+        if unused:
+            raise Q8Error(f"{' and '.join(unused)} only apply with --keep-slow-float (the samples and threads "
+                          "it times the models with).")
+    for flag, value, method in (("--percentile", args.percentile, "percentile"),
+                                ("--ema-momentum", args.ema_momentum, "ema")):
+        if value is not None and recipe.method != method:
+            raise Q8Error(f"{flag} applies only to --method {method}; the method is {recipe.method}.")
+
+
+def _check_image_options_apply(args: argparse.Namespace, *data: Path | None) -> None:
+    """Image options act on image folders only; with arrays they would be dropped without a word."""
+    given = [flag for dest, flag in IMAGE_OPTIONS.items() if getattr(args, dest) is not None]
+    paths = [path for path in data if path is not None]
+    if given and paths and all(path.is_file() for path in paths):  # a missing path is load_data's to report
+        raise Q8Error(f"{', '.join(given)} only apply to a folder of images, and {paths[0].name} is a file of "
+                      "arrays; leave them out.")
 
 
 def _recipe_from_args(args: argparse.Namespace, base: Recipe) -> Recipe:

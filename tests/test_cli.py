@@ -48,7 +48,7 @@ def test_inspect_json_describes_the_demo(capsys: pytest.CaptureFixture[str]) -> 
 def test_quantize_report_holds_recipe_ranges_errors_and_timings(demo_run: dict[str, Path]) -> None:
     report = json.loads(demo_run["report"].read_text())
     assert report["recipe"]["method"] == "entropy" and report["recipe"]["granularity"] == "per-channel"
-    assert report["calibration"]["samples"] == 500
+    assert report["calibration"]["samples"] == 500 and report["calibration"]["image_preprocessing"] is None
     image_range = report["ranges"]["image"]
     assert image_range["rmin"] <= 0.0 <= image_range["rmax"] <= image_range["observed_max"]
     layers = report["layer_errors_on_calibration"]["layers"]
@@ -85,6 +85,22 @@ def test_saved_recipe_reproduces_the_model(demo_run: dict[str, Path], tmp_path: 
                  str(demo_run["recipe"]), "-o", str(again)])
     assert code == 0
     assert again.read_bytes() == demo_run["int8"].read_bytes()
+
+
+def test_report_records_image_preprocessing_that_reproduces_the_run(tmp_path: Path) -> None:
+    """The report's image_preprocessing, given back as --preprocess, makes the same samples and model."""
+    assets = demo_assets()
+    images, settings = assets.model.parent / "images", assets.model.parent / "preprocess.json"
+    first = ["quantize", str(assets.model), "--calib", str(images), "--preprocess", str(settings),
+             "-o", str(tmp_path / "a.onnx"), "--report", str(tmp_path / "a.json")]
+    assert main(first) == 0
+    recorded = json.loads((tmp_path / "a.json").read_text())["calibration"]["image_preprocessing"]
+    assert recorded == {**json.loads(settings.read_text())}
+    (tmp_path / "recorded.json").write_text(json.dumps(recorded))
+    again = ["quantize", str(assets.model), "--calib", str(images), "--preprocess", str(tmp_path / "recorded.json"),
+             "-o", str(tmp_path / "b.onnx")]
+    assert main(again) == 0
+    assert (tmp_path / "b.onnx").read_bytes() == (tmp_path / "a.onnx").read_bytes()
 
 
 def test_histogram_values_reach_the_recipe_and_the_report(cnn_path: Path, cnn_data: Path, tmp_path: Path) -> None:
@@ -160,9 +176,20 @@ def test_special_files_are_never_replaced(tmp_path, capsys) -> None:
         (lambda d, m, x: ["evaluate", str(m), str(m), "--data", str(x), "--latency-runs", "0"],
          "--latency-runs must be at least 1"),
         (lambda d, m, x: ["inspect", str(x)], "not an ONNX model"),
+        (lambda d, m, x: ["quantize", str(m), "--calib", str(x), "-o", str(d / "o.onnx"), "--method", "entropy",
+                          "--percentile", "99.9"], "--percentile applies only to --method percentile; the method is entropy"),
+        (lambda d, m, x: ["quantize", str(m), "--calib", str(x), "-o", str(d / "o.onnx"), "--ema-momentum", "0.5"],
+         "--ema-momentum applies only to --method ema; the method is minmax"),
+        (lambda d, m, x: ["quantize", str(m), "--calib", str(x), "-o", str(d / "o.onnx"), "--data", str(x),
+                          "--threads", "1"], "--data and --threads only apply with --keep-slow-float"),
+        (lambda d, m, x: ["quantize", str(m), "--calib", str(x), "-o", str(d / "o.onnx"), "--image-size", "8", "8",
+                          "--color", "gray"], "--image-size, --color only apply to a folder of images, and x.npz is"),
+        (lambda d, m, x: ["evaluate", str(m), str(d / "other.onnx"), "--data", str(x), "--layout", "NHWC"],
+         "--layout only apply to a folder of images"),
     ],
     ids=["missing-model", "truncated", "mismatched-data", "overwrite-source", "bad-percentile", "zero-samples",
-         "negative-histogram-values", "missing-int8", "no-latency-runs", "npz-as-model"],
+         "negative-histogram-values", "missing-int8", "no-latency-runs", "npz-as-model", "percentile-unused",
+         "ema-unused", "timing-options-unused", "image-options-on-arrays", "image-options-on-arrays-evaluate"],
 )
 def test_bad_input_one_line_error_nonzero_exit_no_output(tmp_path, capsys, make_args, message) -> None:
     model = save(small_cnn(), tmp_path / "cnn.onnx")

@@ -79,6 +79,12 @@ class Dataset:
             start += len(next(iter(feed.values())))
             yield feed
 
+    @property
+    def image_preprocessing(self) -> ImagePreprocessing | None:
+        """How an image folder's files became samples; part of what reproduces a run. None for arrays."""
+        folder = _image_folder_source(self.sources)
+        return folder.preprocessing if folder else None
+
     def first_sample(self) -> dict[str, np.ndarray]:
         return next(self.batches(1))
 
@@ -123,10 +129,13 @@ def load_data(
 
 def _fingerprint(path: Path, sources: dict[str, RowSource]) -> tuple:
     """The files behind the data as (path, size, modification time), and an image folder's preprocessing."""
-    folders = [source for source in sources.values() if isinstance(source, ImageFolderSource)]
-    files = folders[0].files if folders else [path]
-    stamps = tuple(_stamp(f) for f in files)
-    return (folders[0].preprocessing, stamps) if folders else stamps
+    folder = _image_folder_source(sources)
+    stamps = tuple(_stamp(f) for f in (folder.files if folder else [path]))
+    return (folder.preprocessing, stamps) if folder else stamps
+
+
+def _image_folder_source(sources: dict[str, RowSource]) -> ImageFolderSource | None:
+    return next((source for source in sources.values() if isinstance(source, ImageFolderSource)), None)
 
 
 def _stamp(file: Path) -> tuple[str, int, int]:

@@ -5,8 +5,10 @@ from __future__ import annotations
 import datetime
 import json
 import math
+from dataclasses import asdict
 from pathlib import Path
 
+from .data import Dataset
 from .evaluate import Comparison, ErrorAnalysis
 from .fileio import atomic_write_text
 from .quantize import QuantizeResult
@@ -15,9 +17,14 @@ REPORT_VERSION = 1
 
 
 def quantize_report(
-    result: QuantizeResult, *, source: Path, calibration: str, errors: ErrorAnalysis | None = None
+    result: QuantizeResult, *, source: Path, calibration: Dataset | None, errors: ErrorAnalysis | None = None
 ) -> dict[str, object]:
-    """Everything a user needs to understand, and re-run, a quantization."""
+    """Everything a user needs to understand, and re-run, a quantization.
+
+    An image folder's preprocessing is recorded in the keys ``--preprocess`` reads, so the same
+    samples can be made again.
+    """
+    image_preprocessing = calibration.image_preprocessing if calibration is not None else None
     report: dict[str, object] = {
         "q8studio_report": REPORT_VERSION,
         "created": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
@@ -25,7 +32,8 @@ def quantize_report(
         "output_model": str(result.output_path),
         "recipe": result.recipe.to_dict(),
         "calibration": {
-            "data": calibration,
+            "data": calibration.source if calibration is not None else None,
+            "image_preprocessing": asdict(image_preprocessing) if image_preprocessing is not None else None,
             "samples": result.calibration_samples,
             "statistics_reused": result.statistics_reused,  # tensors whose statistics a previous run collected
         },

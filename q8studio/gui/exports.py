@@ -66,7 +66,7 @@ class Exporter:
         data = self._session.run_calibration
         # the run's own int8 file is scratch, deleted on close: name the exported copy, or none
         exported = self._exported[1] if self._exported is not None and self._exported[0] is run else None
-        report = quantize_report(run.result, source=model.path, calibration=data.source if data else "")
+        report = quantize_report(run.result, source=model.path, calibration=data)
         report["output_model"] = str(exported) if exported else None
         report["evaluation"] = evaluation_report(run.comparison, model.path, exported, run.evaluation_data)
         return self._write(target, lambda staging: write_report(report, staging), "the report")
