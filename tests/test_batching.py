@@ -9,7 +9,7 @@ from pathlib import Path
 import numpy as np
 import onnx
 import pytest
-from onnx import numpy_helper
+from onnx import TensorProto, helper, numpy_helper
 
 from builders import save, small_cnn, transformer_block, write_npz
 from q8studio.__main__ import main
@@ -127,6 +127,73 @@ def test_a_fixed_batch_model_explains_a_sample_from_its_batch(fixed_run) -> None
     exposed = cpu_session(result.int8.proto, outputs=[e.x.tensor]).run([e.x.tensor], {"x": x[4:]})[0]
     np.testing.assert_array_equal(e.x_q, exposed[1:2])
     assert e.sqnr_db is not None and e.sqnr_db > 20  # the float value is of the same sample
+
+
+def token_mlp(batch: int, rows: int | None = None) -> onnx.ModelProto:
+    """x [batch, 5, 16] through MatMul + Add + Relu + MatMul. With a fixed batch, pre-processing fuses the first
+    MatMul + Add into a Gemm on x reshaped to [batch * 5, 16]. ``rows`` reshapes x to [rows, -1] first instead."""
+    rng = np.random.default_rng(0)
+    width = 16 if rows is None else batch * 5 * 16 // rows
+    inits = [numpy_helper.from_array(rng.standard_normal(shape).astype(np.float32), name)
+             for name, shape in (("W1", (width, 32)), ("B1", (32,)), ("W2", (32, 8)))]
+    nodes = [helper.make_node("MatMul", ["x" if rows is None else "xr", "W1"], ["m1"], name="mm1"),
+             helper.make_node("Add", ["m1", "B1"], ["a1"], name="add1"),
+             helper.make_node("Relu", ["a1"], ["r1"], name="relu1"),
+             helper.make_node("MatMul", ["r1", "W2"], ["y"], name="mm2")]
+    if rows is not None:
+        inits.append(numpy_helper.from_array(np.array([rows, width], np.int64), "rows"))
+        nodes.insert(0, helper.make_node("Reshape", ["x", "rows"], ["xr"], name="reshape"))
+    graph = helper.make_graph(
+        nodes, "token_mlp", [helper.make_tensor_value_info("x", TensorProto.FLOAT, [batch, 5, 16])],
+        [helper.make_tensor_value_info("y", TensorProto.FLOAT, [batch, 5, 8] if rows is None else [rows, 8])], inits)
+    return helper.make_model(graph, opset_imports=[helper.make_opsetid("", 13)], ir_version=8)
+
+
+def tokens(count: int) -> np.ndarray:
+    return np.random.default_rng(3).standard_normal((count, 5, 16)).astype(np.float32)
+
+
+@pytest.mark.parametrize("sample", [0, 3, 6])
+def test_a_gemm_on_batch_times_tokens_rows_explains_the_samples_own_rows(tmp_path, sample: int) -> None:
+    """The Gemm's [20, 32] output holds 4 samples of 5 rows each: sample 3 is rows 15 to 19, not row 3."""
+    x = tokens(8)
+    model, data = model_and_data(tmp_path, token_mlp(4), x)
+    result = quantize_model(model, data, Recipe(), tmp_path / "model.int8.onnx")
+    e = explain_node(result.int8, "mm1", data, sample=sample, float_model=result.prepared.model)
+    assert e.op_type == "Gemm" and e.runtime.shape == (5, 32)
+    batch, row = x[sample - sample % 4:][:4], sample % 4
+    exposed = cpu_session(result.int8.proto, outputs=[e.x.tensor, e.y.tensor]).run(
+        [e.x.tensor, e.y.tensor], {"x": batch})
+    np.testing.assert_array_equal(e.x_q, exposed[0][5 * row:5 * row + 5])
+    np.testing.assert_array_equal(e.runtime, exposed[1][5 * row:5 * row + 5])
+    assert [check.total for check in e.checks] == [160, 160] and e.checks[1].exact, e.checks[1].summary()
+    assert e.example.runtime_value == e.runtime[e.example.index]
+    assert any(f"sample {sample} is its rows {5 * row} to {5 * row + 4}" in note for note in e.notes)
+    assert e.sqnr_db is not None and e.sqnr_db > 20  # the float rows are the same sample's
+
+
+def test_explaining_the_last_samples_runs_one_batch_and_needs_no_whole_batches(tmp_path) -> None:
+    """Sample 5 of 6 with a batch fixed at 4: it runs with samples 2 to 5 rather than asking for 4 or 8 samples."""
+    x = tokens(6)
+    model, data = model_and_data(tmp_path, token_mlp(4), x)
+    result = quantize_model(model, data.limited(4), Recipe(), tmp_path / "model.int8.onnx")
+    e = explain_node(result.int8, "mm1", data, sample=5)
+    exposed = cpu_session(result.int8.proto, outputs=[e.x.tensor]).run([e.x.tensor], {"x": x[2:6]})[0]
+    np.testing.assert_array_equal(e.x_q, exposed[15:20])
+    assert e.checks[1].exact and any("ran with samples 2 to 5" in note for note in e.notes)
+    with pytest.raises(Q8Error, match=r"fixed at 4, so a run takes 4 samples; the data has only 3\.$"):
+        explain_node(result.int8, "mm1", data.limited(3), sample=1)
+
+
+def test_an_output_whose_rows_do_not_split_into_samples_is_not_explained(tmp_path) -> None:
+    """x [4, 5, 16] reshaped to [10, 32]: a row mixes samples, so no part of the output is sample 1's alone."""
+    model, data = model_and_data(tmp_path, token_mlp(4, rows=10), tokens(4))
+    result = quantize_model(model, data, Recipe(), tmp_path / "model.int8.onnx")
+    node = next(n.name for n in result.int8.graph.nodes if n.op_type in ("Gemm", "MatMul") and "mm1" in n.name)
+    with pytest.raises(Q8Error) as error:
+        explain_node(result.int8, node, data, sample=1)
+    assert str(error.value) == (f"{node}'s output has shape [10, 32]: its leading axis does not split into the 4 "
+                                "samples of a run, so sample 1's part is unknown.")
 
 
 def test_a_fixed_batch_models_tensor_probe_compares_whole_batches(fixed_run) -> None:

@@ -26,7 +26,7 @@ from .intmath import Multiplier, float32_multiplier
 from .metrics import measure
 from .model import Graph, LoadedModel, Node
 from .runtimegraph import RuntimeNode, open_session, source_node
-from .session import BatchRunner, sample_count_error, smallest_run
+from .session import BatchRunner, smallest_run
 
 EXPLAINABLE_OPS = ("Conv", "Gemm", "MatMul")
 ABSORBED_ACTIVATIONS = ("Relu", "Clip")
@@ -167,11 +167,12 @@ def explain_node(
     on_sample = _sample(int8_model, data, sample)
     exposed = [layer.x.tensor, layer.y_tensor] + ([layer.w.tensor] if layer.w.tensor not in graph.initializers else [])
     values, kernels = _run(int8_model, exposed, on_sample, threads)
-    x_q, runtime = values[layer.x.tensor], values[layer.y_tensor]
-    w_q = int8_model.weight(layer.w.tensor) if layer.w.tensor in graph.initializers else values[layer.w.tensor]
+    x_q, w_q, runtime = _sample_part(node, layer, values, on_sample)
+    if w_q is None:
+        w_q = int8_model.weight(layer.w.tensor)
     kernel = _kernel_of(kernels, graph, node)
     integer_ref, ort_ref = (_reference(node, layer, x_q, w_q, requant) for requant in ("integer", "ort"))
-    notes = renamed + _notes(node, layer, kernel, float_model)
+    notes = renamed + on_sample.notes(values[layer.y_tensor].shape) + _notes(node, layer, kernel, float_model)
     if layer.w.tensor not in graph.initializers:
         notes.append("The second input is an activation, quantized at run time like the first: 'w' below is its "
                      "8-bit value on this sample, not a stored weight.")
@@ -253,33 +254,97 @@ def _params(model: LoadedModel, qdq: Node) -> QuantParams:
 
 @dataclass(frozen=True)
 class _SampleFeed:
-    """What to run to see one sample: the sample alone, or its whole batch when the model fixes its batch size."""
+    """What to run to see one sample: the sample alone, or a batch holding it when the model fixes its batch size."""
 
     feed: dict[str, np.ndarray]
-    row: int | None  # the sample's place in that fixed batch
+    first: int  # the data's sample the feed starts with
+    size: int  # samples in the feed
+    index: int  # the sample's place among them
+
+    def rows(self, value: np.ndarray, axis: int = 0) -> np.ndarray | None:
+        """The sample's part of ``value`` along ``axis``, None when that axis does not split into the feed's samples.
+
+        A tensor whose leading axis holds the batch's samples one after another ([batch, ...], or
+        [batch * seq, ...] after a Reshape, which keeps row-major order) gives sample k rows
+        k R to (k + 1) R - 1, R = length / samples.
+        """
+        length = value.shape[axis]
+        if length % self.size:
+            return None
+        per = length // self.size
+        return value[(slice(None),) * axis + (slice(self.index * per, (self.index + 1) * per),)]
+
+    def notes(self, output_shape: tuple[int, ...]) -> list[str]:
+        """Where the sample sits in a run of several, when that shows in what is explained."""
+        sample, notes = self.first + self.index, []
+        if self.first % self.size:
+            notes.append(f"The model runs {self.size} samples at a time and the data ends within sample {sample}'s "
+                         f"batch, so it ran with samples {self.first} to {self.first + self.size - 1}.")
+        per = output_shape[0] // self.size
+        if self.size > 1 and per > 1:
+            notes.append(f"The output {list(output_shape)} holds the batch's {self.size} samples one after another: "
+                         f"sample {sample} is its rows {self.index * per} to {(self.index + 1) * per - 1}, "
+                         "and indices below count from the first of them.")
+        return notes
 
 
 def _sample(model: LoadedModel, data: Dataset, index: int) -> _SampleFeed:
+    """Sample ``index`` alone, or for a model that fixes its batch at B, its batch of B, or the data's last B
+    samples when the data ends within that batch: only one run is needed, not whole batches of the file."""
     if not 0 <= index < data.count:
         raise Q8Error(f"Sample {index} does not exist: the data has samples 0 to {data.count - 1}.")
     size = smallest_run(model)
-    if index - index % size + size > data.count:
-        raise sample_count_error(size, data.count)
-    feed = next(itertools.islice(data.batches(size), index // size, None))
-    return _SampleFeed(feed, index % size if size > 1 else None)
+    if data.count < size:
+        raise Q8Error(f"The model's batch axis is fixed at {size}, so a run takes {size} samples; "
+                      f"the data has only {data.count}.")
+    first = min(index - index % size, data.count - size)
+    samples = list(itertools.islice(data.batches(1), first, first + size))
+    feed = {name: np.concatenate([one[name] for one in samples]) for name in samples[0]}
+    return _SampleFeed(feed, first, size, index - first)
 
 
 def _run(model: LoadedModel, names: list[str], sample: _SampleFeed, threads: int
          ) -> tuple[dict[str, np.ndarray], list[RuntimeNode]]:
-    """Run ``model`` with ``names`` exposed and return their values on the sample; also return the
+    """Run ``model`` with ``names`` exposed and return their values on the whole feed; also return the
     kernels ONNX Runtime ran."""
     names = list(dict.fromkeys(names))
     with tempfile.TemporaryDirectory(prefix="q8studio-explain-") as tmp:
         session, kernels = open_session(model.proto, Path(tmp), outputs=names, threads=threads)
         values = BatchRunner(model, session).run(names, sample.feed)
-    if sample.row is not None:
-        values = [value[sample.row:sample.row + 1] for value in values]
     return dict(zip(names, values)), kernels
+
+
+def _sample_part(node: Node, layer: _Layer, values: dict[str, np.ndarray], sample: _SampleFeed
+                 ) -> tuple[np.ndarray, np.ndarray | None, np.ndarray]:
+    """x_q, w_q (None for a stored weight) and the output, cut to what belongs to the sample.
+
+    The output's leading axis says which rows are the sample's; an input is cut along the axis that
+    runs with it, and kept whole when every output row reads all of it (a weight matrix, a broadcast operand).
+    """
+    output = values[layer.y_tensor]
+    runtime = sample.rows(output)
+    if runtime is None:
+        raise Q8Error(f"{node.name}'s output has shape {list(output.shape)}: its leading axis does not split into "
+                      f"the {sample.size} samples of a run, so sample {sample.first + sample.index}'s part is unknown.")
+
+    def own(operand: int, value: np.ndarray) -> np.ndarray:
+        axis = _sample_axis(node, operand, value, output.shape)
+        part = None if axis is None else sample.rows(value, axis)
+        return value if part is None else part
+
+    w = values.get(layer.w.tensor)
+    return own(0, values[layer.x.tensor]), None if w is None else own(1, w), runtime
+
+
+def _sample_axis(node: Node, operand: int, value: np.ndarray, output_shape: tuple[int, ...]) -> int | None:
+    """The axis of input ``operand`` that runs along the output's leading axis, None if there is none."""
+    if node.op_type == "Gemm":  # A is [M, K] (or [K, M] with transA); B is the same for every row
+        return (1 if node.attributes.get("transA", 0) else 0) if operand == 0 else None
+    if node.op_type == "Conv":  # x is [N, C, H, W]; the weight is the same for every sample
+        return 0 if operand == 0 else None
+    # MatMul: A's rows are the output's; a batched operand shares the output's leading (batch) axis
+    batched = value.ndim == len(output_shape) and value.shape[0] == output_shape[0]
+    return 0 if batched and (operand == 0 or value.ndim > 2) else None
 
 
 def _kernel_of(kernels: list[RuntimeNode], graph: Graph, node: Node) -> RuntimeNode | None:
@@ -403,7 +468,7 @@ def _float_counterpart(int8_model: LoadedModel, float_model: LoadedModel, node: 
     if name is None:
         return None, None
     values, _ = _run(float_model, [name], on_sample, threads)
-    return name, values[name]
+    return name, on_sample.rows(values[name])
 
 
 def _sqnr(layer: _Layer, runtime: np.ndarray, float_output: np.ndarray | None) -> float | None:
