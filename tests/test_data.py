@@ -79,8 +79,12 @@ def test_image_preprocessing_layouts_and_colours(tmp_path: Path) -> None:
         ({"x": np.full((2, 3, 16, 16), "a")}, "holds <U1 values but the model expects float32"),
         ({"x": np.zeros((2, 3, 16, 16), np.float32), "labels": np.zeros(3, np.int64)}, "3 labels for 2 samples"),
         ({"x": np.zeros((2, 3, 16, 16), np.float32), "labels": np.zeros(2)}, "integer class ids"),
+        ({"x": np.zeros((2, 3, 16, 16), np.float32), "labels": np.array([3, 10])},
+         r"'labels' range from 3 to 10, but the model's output has 10 classes \(0 to 9\)"),
+        ({"x": np.zeros((2, 3, 16, 16), np.float32), "labels": np.array([-1, 0])}, "range from -1 to 0"),
     ],
-    ids=["wrong-name", "wrong-rank", "wrong-dim", "empty", "strings", "label-count", "float-labels"],
+    ids=["wrong-name", "wrong-rank", "wrong-dim", "empty", "strings", "label-count", "float-labels",
+         "label-beyond-classes", "negative-label"],
 )
 def test_mismatched_data_is_rejected_with_the_reason(cnn_path: Path, tmp_path: Path, arrays, message) -> None:
     path = tmp_path / "bad.npz"

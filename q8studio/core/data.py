@@ -216,7 +216,26 @@ def _check_against_model(
             raise Q8Error(f"{label}: 'labels' must be a 1-D array of integer class ids.")
         if len(labels) != count:
             raise Q8Error(f"{label}: {len(labels)} labels for {count} samples.")
+        _check_label_range(labels, model, label)
     return count
+
+
+def _check_label_range(labels: np.ndarray, model: LoadedModel, label: str) -> None:
+    """A class id the model cannot output would make the accuracy silently 0%: refuse it up front."""
+    low, high = int(labels.min()), int(labels.max())
+    classes = _class_count(model)
+    if low < 0 or (classes is not None and high >= classes):
+        what = f"the model's output has {classes} classes (0 to {classes - 1})" if classes else "class ids start at 0"
+        raise Q8Error(f"{label}: 'labels' range from {low} to {high}, but {what}.")
+
+
+def _class_count(model: LoadedModel) -> int | None:
+    """Classes of the output top-1 accuracy is measured on, when it is [N, C] (trailing 1s allowed) with C fixed."""
+    shape = model.graph.tensors[model.graph.outputs[0]].shape
+    dims = list(shape or ())
+    while len(dims) > 2 and dims[-1] == 1:
+        dims.pop()
+    return dims[1] if len(dims) == 2 and isinstance(dims[1], int) and dims[1] >= 2 else None
 
 
 def _check_shape_and_type(name: str, src: RowSource, spec: TensorInfo, label: str) -> None:
