@@ -381,6 +381,8 @@ def _print_quantize_summary(result: QuantizeResult, errors: ErrorAnalysis) -> No
 
 
 def _print_comparison(c: Comparison) -> None:
+    from .core.evaluate import NotMeasured
+
     def pct(value: float | None) -> str:
         return "n/a" if value is None else f"{100 * value:.2f}%"
 
@@ -390,7 +392,10 @@ def _print_comparison(c: Comparison) -> None:
     print(f"{'file size (bytes)':22}{c.float32.file_size:>14,}{c.int8.file_size:>14,}")
     print(f"top-1 agreement: {pct(c.errors.agreement)} over {c.errors.samples} samples")
     for name, acc in c.errors.outputs.items():
-        print(f"output {name}: SQNR {acc.sqnr_db:.2f} dB, cosine {acc.cosine:.5f}, max |error| {acc.max_abs:.4g}")
+        if isinstance(acc, NotMeasured):
+            print(f"output {name}: SQNR, cosine, max |error| n/a ({acc.reason})")
+        else:
+            print(f"output {name}: SQNR {acc.sqnr_db:.2f} dB, cosine {acc.cosine:.5f}, max |error| {acc.max_abs:.4g}")
     _print_layers(c.errors.layers, "per-layer error, worst first", "--json")
 
 

@@ -168,6 +168,18 @@ def _random_weight(name: str, shape: tuple[int, ...], rng: np.random.Generator) 
     return (rng.standard_normal(shape) * 0.05).astype(np.float32)
 
 
+def with_argmax(model: onnx.ModelProto, keepdims: int = 0) -> onnx.ModelProto:
+    """``model`` with its scores [N, classes] replaced by their ArgMax: int64 class ids [N] ([N, 1] with keepdims)."""
+    model = onnx.ModelProto.FromString(model.SerializeToString())
+    scores = model.graph.output[0].name
+    model.graph.node.append(helper.make_node("ArgMax", [scores], ["class_id"], name="argmax", axis=1, keepdims=keepdims))
+    del model.graph.output[:]
+    shape = ["N", 1] if keepdims else ["N"]
+    model.graph.output.append(helper.make_tensor_value_info("class_id", TensorProto.INT64, shape))
+    onnx.checker.check_model(model)
+    return model
+
+
 def save(model: onnx.ModelProto, path: Path) -> Path:
     onnx.save(model, str(path))
     return path

@@ -12,7 +12,7 @@ import numpy as np
 import onnx
 import pytest
 
-from builders import save, small_cnn
+from builders import save, small_cnn, with_argmax
 from q8studio.__main__ import main
 from q8studio.core.demo import demo_assets
 
@@ -101,6 +101,27 @@ def test_report_records_image_preprocessing_that_reproduces_the_run(tmp_path: Pa
              "-o", str(tmp_path / "b.onnx")]
     assert main(again) == 0
     assert (tmp_path / "b.onnx").read_bytes() == (tmp_path / "a.onnx").read_bytes()
+
+
+def test_evaluate_a_class_id_output_by_accuracy_not_sqnr(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    assets = demo_assets()
+    model = save(with_argmax(onnx.load(assets.model)), tmp_path / "argmax.onnx")
+    int8, report = tmp_path / "argmax.int8.onnx", tmp_path / "r.json"
+    assert main(["quantize", str(model), "--calib", str(assets.calibration), "--samples", "64", "-o", str(int8),
+                 "--report", str(report)]) == 0
+    assert json.loads(report.read_text())["layer_errors_on_calibration"]["outputs"]["class_id"]["sqnr_db"] is None
+    capsys.readouterr()
+    evaluate = ["evaluate", str(model), str(int8), "--data", str(assets.test), "--latency-runs", "1"]
+    assert main(evaluate) == 0
+    text = capsys.readouterr().out
+    assert "output class_id: SQNR, cosine, max |error| n/a (class ids)" in text
+    assert "n/a" not in text.replace("n/a (class ids)", "")
+    assert main([*evaluate, "--json"]) == 0
+    result = json.loads(capsys.readouterr().out)
+    assert result["float32"]["top1"] == pytest.approx(0.9889, abs=1e-3) and result["top1_agreement"] > 0.97
+    assert result["outputs"]["class_id"] == {
+        "sqnr_db": None, "mse": None, "cosine": None, "max_abs_error": None, "not_applicable": "class ids",
+    }
 
 
 def test_histogram_values_reach_the_recipe_and_the_report(cnn_path: Path, cnn_data: Path, tmp_path: Path) -> None:

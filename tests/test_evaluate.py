@@ -5,14 +5,17 @@ from __future__ import annotations
 import math
 
 import numpy as np
+import onnx
+import onnxruntime as ort
 import pytest
 from onnx import TensorProto, helper, numpy_helper
 
-from builders import save, write_npz
+from builders import save, with_argmax, write_npz
 from q8studio.core.clipping import activation_range
 from q8studio.core.data import load_data
+from q8studio.core.demo import demo_assets
 from q8studio.core.errors import Q8Error
-from q8studio.core.evaluate import analyse_errors, compare_models
+from q8studio.core.evaluate import CLASS_IDS, NotMeasured, analyse_errors, compare_models
 from q8studio.core.metrics import ErrorAccumulator
 from q8studio.core.model import load_model
 from q8studio.core.quantize import quantize_model
@@ -88,6 +91,30 @@ def test_agreement_and_accuracy_for_a_convolutional_head(tmp_path) -> None:
     logits = np.concatenate([session.run(None, feed)[0] for feed in data.batches(8)]).reshape(40, 10)
     assert errors.float_top1 == pytest.approx(float((logits.argmax(1) == data.labels).mean()))
     assert comparison.float32.file_size == (tmp_path / "head.onnx").stat().st_size
+
+
+@pytest.mark.parametrize("keepdims", [0, 1])
+def test_class_id_output_gives_accuracy_and_agreement_and_no_output_error(tmp_path, keepdims: int) -> None:
+    """An ArgMax output holds the predicted class: compared with the labels, not by SQNR."""
+    assets = demo_assets()
+    float_model = load_model(save(with_argmax(onnx.load(assets.model), keepdims), tmp_path / "argmax.onnx"))
+    calibration = load_data(assets.calibration, float_model)
+    quantize_model(float_model, calibration, Recipe(samples=64), tmp_path / "argmax.int8.onnx")
+    int8_model = load_model(tmp_path / "argmax.int8.onnx")
+    comparison = compare_models(float_model, int8_model, load_data(assets.test, float_model), latency_runs=1)
+
+    test = np.load(assets.test)
+    logits = ort.InferenceSession(str(assets.model)).run(None, {"image": test["image"]})[0]
+    int8_ids = ort.InferenceSession(str(tmp_path / "argmax.int8.onnx")).run(None, {"image": test["image"]})[0]
+    float_ids, int8_ids = logits.argmax(axis=1), int8_ids.reshape(-1)
+    errors = comparison.errors
+    assert errors.float_top1 == comparison.float32.top1 == pytest.approx(float((float_ids == test["labels"]).mean()))
+    assert errors.int8_top1 == comparison.int8.top1 == pytest.approx(float((int8_ids == test["labels"]).mean()))
+    assert errors.agreement == pytest.approx(float((float_ids == int8_ids).mean()))
+    assert errors.float_top1 > 0.9
+    assert errors.outputs == {"class_id": NotMeasured(CLASS_IDS)}
+    output = comparison.to_dict()["outputs"]["class_id"]
+    assert output["sqnr_db"] is None and output["not_applicable"] == CLASS_IDS
 
 
 def test_minmax_skips_histograms_and_histogram_methods_need_them(cnn_path, cnn_data, tmp_path) -> None:

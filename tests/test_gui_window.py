@@ -18,6 +18,7 @@ from PySide6.QtCore import QMimeData, QPointF, QSettings, Qt, QUrl
 from PySide6.QtGui import QDropEvent
 from PySide6.QtWidgets import QMessageBox, QTreeWidget
 
+from builders import save, with_argmax
 from gui_actions import click_graph_node
 from q8studio.core.data import load_data
 from q8studio.core.demo import demo_assets
@@ -189,6 +190,29 @@ def test_full_run_matches_the_core_and_table_clicks_select_nodes(qtbot, demo: Ma
     _, float_counts = plotted(demo.histograms.float_hist)
     _, int8_counts = plotted(demo.histograms.int8_hist)
     assert float_counts.sum() == int8_counts.sum() == COMPARE_SAMPLES * per_sample
+
+
+def test_a_class_id_output_shows_accuracy_and_no_output_error(qtbot, window: MainWindow, tmp_path: Path) -> None:
+    assets = demo_assets()
+    path = save(with_argmax(onnx.load(assets.model)), tmp_path / "argmax.onnx")
+    with qtbot.waitSignal(window.model_loaded, timeout=10_000):
+        window.open_model(path)
+    window.quantize_panel.set_calibration(assets.calibration)
+    window.quantize_panel.set_evaluation(assets.test)
+    window.quantize_panel.samples.setValue(64)
+    run = run_to_end(qtbot, window)
+    errors = run.comparison.errors
+    assert errors.float_top1 is not None and errors.agreement is not None
+    summary = window.results.summary
+    cell = lambda row, column: summary.item(row, column).text()  # noqa: E731
+    assert cell(0, 0) == fmt.percent(errors.float_top1) and cell(0, 1) == fmt.percent(errors.int8_top1)
+    assert cell(1, 1) == fmt.percent(errors.agreement)
+    assert cell(2, 1) == cell(3, 1) == "n/a (class ids)"
+    assert "class_id" not in {row.tensor for row in window.results.model.rows}
+    with qtbot.waitSignal(window.probe.finished, timeout=10_000):
+        click_graph_node(qtbot, window, "argmax")
+    quantization = tree_rows(window.inspector.tree)["Quantization"]  # the float scores ArgMax reads, not the ids
+    assert quantization["Tensor"] == "logits" and window.errors.last_message == ""
 
 
 def test_cancel_leaves_the_window_usable(qtbot, demo: MainWindow) -> None:

@@ -3,6 +3,9 @@
 Both models run over the same data with their intermediate tensors exposed; an activation X of
 the float model is matched to the DequantizeLinear output that stands for X in the int8 model.
 Errors are accumulated batch by batch, so evaluation memory does not grow with the data.
+
+Accuracy and agreement come from the first output: classifier scores by their argmax, or class ids
+as they are (an ArgMax output). Class ids get no output error: a wrong class is not "close" to the right one.
 """
 
 from __future__ import annotations
@@ -22,6 +25,7 @@ from .progress import NO_PROGRESS, Progress
 from .session import BatchRunner, cpu_session, first_run_feed
 
 INPUT_OP = "Input"  # the op type shown for a model input, which no node computes
+CLASS_IDS = "class ids"
 
 
 @dataclass(frozen=True)
@@ -40,6 +44,16 @@ class LayerError:
         return dict(self.__dict__)
 
 
+@dataclass(frozen=True)
+class NotMeasured:
+    """An output whose float-vs-int8 error means nothing, and why."""
+
+    reason: str
+
+    def to_dict(self) -> dict[str, object]:
+        return {"sqnr_db": None, "mse": None, "cosine": None, "max_abs_error": None, "not_applicable": self.reason}
+
+
 @dataclass
 class ModelScore:
     """One model's column of the side-by-side table."""
@@ -54,7 +68,7 @@ class ErrorAnalysis:
     """How far the int8 model's outputs and activations are from float32 on some data."""
 
     samples: int
-    outputs: dict[str, ErrorAccumulator]
+    outputs: dict[str, ErrorAccumulator | NotMeasured]
     layers: list[LayerError]
     float_top1: float | None
     int8_top1: float | None
@@ -150,6 +164,7 @@ def analyse_errors(
     int8_names = list(int8_model.graph.outputs) + list(pairs.values())
 
     output_errors = {name: ErrorAccumulator() for name in outputs}
+    class_id_outputs: set[str] = set()
     layer_errors = {name: ErrorAccumulator() for name in pairs}
     top1 = _Top1(data.labels)
     done = 0
@@ -163,7 +178,10 @@ def analyse_errors(
         float_values, int8_values = dict(zip(float_names, runs[0])), dict(zip(int8_names, runs[1]))
         for name, int8_name in zip(outputs, int8_model.graph.outputs):
             _require_same_shape(name, float_values[name], int8_values[int8_name])
-            output_errors[name].update(float_values[name], int8_values[int8_name])
+            if _class_ids(float_values[name]) is not None:
+                class_id_outputs.add(name)
+            else:
+                output_errors[name].update(float_values[name], int8_values[int8_name])
         for name, dq in pairs.items():
             _require_same_shape(name, float_values[name], int8_values[dq])
             layer_errors[name].update(float_values[name], int8_values[dq])
@@ -174,7 +192,9 @@ def analyse_errors(
     for_each_prefetched(run_both, float_runner.feeds(data), absorb)
     return ErrorAnalysis(
         samples=data.count,
-        outputs=output_errors,
+        outputs={
+            name: NotMeasured(CLASS_IDS) if name in class_id_outputs else acc for name, acc in output_errors.items()
+        },
         layers=_layer_table(float_model, layer_errors),
         float_top1=top1.float_accuracy,
         int8_top1=top1.int8_accuracy,
@@ -232,7 +252,7 @@ def _require_same_shape(tensor: str, float_value: np.ndarray, int8_value: np.nda
 
 class _Top1:
     """Top-1 accuracy of both models and their agreement, for classifier-shaped outputs [N, classes]
-    (trailing axes of size 1 ignored)."""
+    (trailing axes of size 1 ignored) or class ids [N] / [N, 1]."""
 
     def __init__(self, labels: np.ndarray | None) -> None:
         self.labels = labels
@@ -240,11 +260,10 @@ class _Top1:
         self.applicable = True
 
     def update(self, float_out: np.ndarray, int8_out: np.ndarray, start: int) -> None:
-        float_out, int8_out = _as_scores(float_out), _as_scores(int8_out)
-        if float_out.ndim != 2 or float_out.shape[1] < 2:
+        float_pred, int8_pred = _predictions(float_out), _predictions(int8_out)
+        if float_pred is None or int8_pred is None:
             self.applicable = False
             return
-        float_pred, int8_pred = float_out.argmax(axis=1), int8_out.argmax(axis=1)
         self.total += len(float_pred)
         self.agree += int((float_pred == int8_pred).sum())
         if self.labels is not None:
@@ -267,6 +286,21 @@ class _Top1:
     @property
     def _labelled(self) -> bool:
         return self.applicable and self.labels is not None and self.total > 0
+
+
+def _predictions(output: np.ndarray) -> np.ndarray | None:
+    """The class of each sample: class ids as they are, scores [N, classes] by their argmax; None otherwise."""
+    ids = _class_ids(output)
+    if ids is not None:
+        return ids
+    scores = _as_scores(output)
+    return scores.argmax(axis=1) if scores.ndim == 2 and scores.shape[1] >= 2 else None
+
+
+def _class_ids(output: np.ndarray) -> np.ndarray | None:
+    """An integer output with one value per sample ([N] or [N, 1], as ArgMax gives) as [N]; None otherwise."""
+    one_per_sample = output.ndim == 1 or (output.ndim == 2 and output.shape[1] == 1)
+    return output.reshape(-1) if one_per_sample and np.issubdtype(output.dtype, np.integer) else None
 
 
 def _as_scores(output: np.ndarray) -> np.ndarray:

@@ -31,7 +31,7 @@ from PySide6.QtWidgets import (
     QWidget,
 )
 
-from ..core.evaluate import INPUT_OP
+from ..core.evaluate import INPUT_OP, NotMeasured
 from ..core.workflow import LayerRow, StudioRun
 from . import formatting as fmt
 from .graph_items import faded
@@ -220,13 +220,17 @@ class ResultsPanel(QWidget):
             self.summary.clearContents()
             return
         c = run.comparison
-        outputs = list(c.errors.outputs.values())
-        first = outputs[0] if outputs else None
+        first = next(iter(c.errors.outputs.values()), None)
+        if isinstance(first, NotMeasured):
+            sqnr = cosine = f"n/a ({first.reason})"
+        else:
+            sqnr = fmt.decibels(first.sqnr_db) if first else "—"
+            cosine = f"{first.cosine:.6f}" if first else "—"
         cells = [
             (fmt.percent(c.float32.top1), fmt.percent(c.int8.top1)),
             ("—", fmt.percent(c.errors.agreement)),
-            ("—", fmt.decibels(first.sqnr_db) if first else "—"),
-            ("—", f"{first.cosine:.6f}" if first else "—"),
+            ("—", sqnr),
+            ("—", cosine),
             (f"{c.float32.latency_ms:.3f} ms", f"{c.int8.latency_ms:.3f} ms"),
             ("1.00×", f"{c.speedup:.2f}×"),
             (fmt.size(c.float32.file_size), fmt.size(c.int8.file_size)),
