@@ -262,6 +262,16 @@ def test_minmax_and_ema() -> None:
     assert lo == pytest.approx(-1.28) and hi == pytest.approx(2.21)
 
 
+@pytest.mark.parametrize("method", ["minmax", "ema"])
+def test_symmetric_minmax_and_ema_report_the_range_the_model_uses(method: str) -> None:
+    """(-m, m), m the larger side: what onnxruntime makes of the observed range, so the same scale."""
+    stats = collect_tensor_stats([np.array([-0.96, 2.18], np.float32), np.array([-0.5, 1.0], np.float32)])
+    observed = activation_range(stats, method)
+    lo, hi = activation_range(stats, method, symmetric=True)
+    assert lo == -hi == -max(-observed[0], observed[1])
+    assert quant_params(lo, hi, INT8, True) == ort_scale_zp(*observed, INT8, True)
+
+
 def test_ranges_always_contain_zero() -> None:
     stats = collect_tensor_stats([np.random.default_rng(8).uniform(2.0, 3.0, 10_000)])
     for method in METHODS:

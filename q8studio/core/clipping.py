@@ -158,8 +158,8 @@ def activation_range(
 ) -> tuple[float, float]:
     """The clipping range ``(rmin, rmax)`` of an activation, always containing 0.
 
-    ``symmetric`` changes how percentile, entropy and MSE search (on |x|, giving ``(-T, T)``);
-    minmax and ema return the observed range and leave symmetrising to :func:`quant_params`.
+    ``symmetric`` changes how percentile, entropy and MSE search (on |x|, giving ``(-T, T)``), and
+    makes minmax and ema ranges ``(-m, m)``: the range reported is the one the model uses.
     """
     if method not in METHODS:
         raise Q8Error(f"Unknown clipping method {method!r}; choose one of: {', '.join(METHODS)}.")
@@ -181,6 +181,8 @@ def activation_range(
         lo, hi = _entropy_range(stats, qtype, symmetric)
     else:
         lo, hi = _mse_range(stats, qtype, symmetric)
+    if symmetric:
+        lo, hi = -max(-lo, hi), max(-lo, hi)
     return min(float(lo), 0.0), max(float(hi), 0.0)
 
 
