@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
@@ -15,6 +16,7 @@ from q8studio.core.data import load_data
 from q8studio.core.demo import demo_assets
 from q8studio.core.model import LoadedModel, load_model
 from q8studio.core.profile import (
+    RUNTIME_ROW,
     ProfileReport,
     boundary_marks,
     kernel_overlay,
@@ -198,3 +200,51 @@ def test_nchwc_kernels_are_named_after_their_fused_output() -> None:
     assert source_node(kernel, graph) == "/block1/pointwise/conv/Conv"  # walked up from the folded BatchNorm
     assert [op_family(op) for op in ("QLinearConv", "NhwcMaxPool", "QGemm", "FusedConv", "Conv", "QuantizeLinear")] == [
         "Conv", "MaxPool", "Gemm", "Conv", "Conv", "QuantizeLinear"]
+
+
+def pool_before_quantize(conv: bool, qdq: bool) -> onnx.ModelProto:
+    """[Conv + Relu ->] AveragePool -> Reshape [-> Quantize -> Dequantize]: ONNX Runtime moves that Quantize
+    up past the Reshape and renames the pool's output ``p_pre_q``, the name its NCHWc kernel is given."""
+    rng = np.random.default_rng(0)
+    inits = [numpy_helper.from_array(np.array([1, 16], np.int64), "shape")]
+    nodes, x = [], "x"
+    if conv:
+        inits.append(numpy_helper.from_array((rng.standard_normal((16, 16, 3, 3)) * 0.1).astype(np.float32), "w"))
+        nodes += [helper.make_node("Conv", ["x", "w"], ["c"], name="/conv/Conv", pads=[1, 1, 1, 1]),
+                  helper.make_node("Relu", ["c"], ["a"], name="/relu/Relu")]
+        x = "a"
+    nodes += [helper.make_node("AveragePool", [x], ["p"], name="/pool/AveragePool", kernel_shape=[8, 8]),
+              helper.make_node("Reshape", ["p", "shape"], ["r"], name="/flat/Reshape")]
+    out = "r"
+    if qdq:
+        inits += [numpy_helper.from_array(np.array(0.05, np.float32), "s"), numpy_helper.from_array(np.array(0, np.int8), "z")]
+        nodes += [helper.make_node("QuantizeLinear", ["r", "s", "z"], ["q"], name="r_QuantizeLinear"),
+                  helper.make_node("DequantizeLinear", ["q", "s", "z"], ["y"], name="r_DequantizeLinear")]
+        out = "y"
+    graph = helper.make_graph(nodes, "pool", [helper.make_tensor_value_info("x", TensorProto.FLOAT, [1, 16, 8, 8])],
+                              [helper.make_tensor_value_info(out, TensorProto.FLOAT, [1, 16])], inits)
+    return helper.make_model(graph, opset_imports=[helper.make_opsetid("", 13)], ir_version=8)
+
+
+@pytest.mark.parametrize("conv", [False, True], ids=["reordered-input", "after-nchwc-conv"])
+def test_nchwc_kernel_of_a_renamed_tensor_joins_its_model_node(tmp_path: Path, conv: bool) -> None:
+    float_model = load_model(save(pool_before_quantize(conv, qdq=False), tmp_path / "f.onnx"))
+    int8 = load_model(save(pool_before_quantize(conv, qdq=True), tmp_path / "q.onnx"))
+    data = write_npz(tmp_path / "x.npz", x=np.random.default_rng(1).standard_normal((1, 16, 8, 8)).astype(np.float32))
+    report = profile_models(float_model, int8, load_data(data, float_model), latency_runs=0, **PROFILE)
+    assert "p_pre_q_nchwc" in {k.name for k in report.int8.kernels}  # the rename this test is about
+    pool = layer(report, "/pool/AveragePool")
+    assert pool.float_kernels == ("AveragePool (NCHWc)",) and pool.int8_kernels == ("AveragePool (NCHWc) (float)",)
+    assert pool.float_us > 0 and pool.int8_us > 0
+    nodes = {n.name for n in int8.graph.nodes}
+    assert {row.node for row in report.layers} <= nodes
+    assert set(slower_in_int8(report)) | {row.node for row in report.float_islands} <= nodes
+
+
+def test_kernels_no_model_node_accounts_for_are_not_offered_to_keep_in_float(demo_report: ProfileReport) -> None:
+    stray = replace(demo_report.layers[0], node="t_pre_q_nchwc", op_type=RUNTIME_ROW, members=("t_pre_q_nchwc",),
+                    float_kernels=(), float_us=0.0, float_glue_us=0.0, int8_kernels=("AveragePool (NCHWc) (float)",),
+                    int8_us=5.0, int8_glue_us=0.0, macs=0, integer_macs=0, integer=False)
+    report = replace(demo_report, layers=[*demo_report.layers, stray])
+    assert stray.int8_total_us > stray.float_total_us and not stray.slower_in_int8
+    assert stray.node not in slower_in_int8(report) and stray not in report.float_islands

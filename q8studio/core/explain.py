@@ -348,7 +348,7 @@ def _sample_axis(node: Node, operand: int, value: np.ndarray, output_shape: tupl
 
 
 def _kernel_of(kernels: list[RuntimeNode], graph: Graph, node: Node) -> RuntimeNode | None:
-    return next((k for k in kernels if source_node(k, graph) == node.name), None)
+    return next((k for k in kernels if source_node(k, graph, kernels) == node.name), None)
 
 
 def _reference(node: Node, layer: _Layer, x_q: np.ndarray, w_q: np.ndarray, requant: str) -> np.ndarray:

@@ -95,7 +95,7 @@ def profile_model(
     for k in kernels:
         glue = is_glue(k, model.graph)
         integer = types.get(k.name, "") in INTEGER_TYPES
-        node = None if glue else source_node(k, model.graph)
+        node = None if glue else source_node(k, model.graph, kernels)
         profile.append(KernelTime(k.name, k.op_type, k.domain, times.get(k.name, 0.0), integer, node, glue))
     computed = {k.node for k in profile if k.node is not None}
     owners = _glue_owners(kernels, profile)

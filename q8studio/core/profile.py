@@ -24,6 +24,8 @@ from .session import first_run_feed
 COMPUTE_OPS = frozenset({"Conv", "Gemm", "MatMul"})
 PAYS_BELOW = 0.95
 """An int8 model taking 95% of the float32 time or more does not repay its accuracy loss."""
+RUNTIME_ROW = "(runtime)"
+"""The op type of a row of kernels that no node of either model accounts for."""
 
 
 @dataclass(frozen=True)
@@ -59,8 +61,13 @@ class LayerTiming:
         return self.float_total_us / self.int8_total_us
 
     @property
+    def in_model(self) -> bool:
+        """Whether the row is a model node: only those can be excluded or kept in float."""
+        return self.op_type != RUNTIME_ROW
+
+    @property
     def slower_in_int8(self) -> bool:
-        return self.int8_total_us > self.float_total_us
+        return self.in_model and self.int8_total_us > self.float_total_us
 
     def to_dict(self) -> dict[str, object]:
         return {**self.__dict__, "speedup": self.speedup, "slower_in_int8": self.slower_in_int8}
@@ -104,7 +111,7 @@ class ProfileReport:
     @property
     def float_islands(self) -> list[LayerTiming]:
         """Layers the int8 model still computes in float: excluded, unsupported or not fused."""
-        return [layer for layer in self.layers if layer.int8_kernels and not layer.integer]
+        return [layer for layer in self.layers if layer.in_model and layer.int8_kernels and not layer.integer]
 
     @property
     def ratio(self) -> float:
@@ -306,7 +313,7 @@ def _layer(row: _Row, float_graph: Graph, int8_graph: Graph, order: dict[str, fl
     macs = {m: node_macs(float_graph, nodes[m]) for m in members if m in nodes and nodes[m].op_type in COMPUTE_OPS}
     return LayerTiming(
         node=anchor,
-        op_type=nodes[anchor].op_type if anchor in nodes else "(runtime)",
+        op_type=nodes[anchor].op_type if anchor in nodes else RUNTIME_ROW,
         members=tuple(members),
         float_kernels=tuple(row.kernels[0]),
         int8_kernels=tuple(row.kernels[1]),

@@ -5,7 +5,9 @@ into the layer before them, DQ -> Conv -> Q becomes one QLinearConv, and layout 
 convolutions to NCHWc (float) or NHWC (int8) with Transpose/Reorder kernels around them. The
 kernels keep traceable names: the source node's name (``/fc/Gemm``), the same rewritten
 (``_token_<n>`` appended, ``fused `` prefixed, a fusion scope appended), or the fused output
-tensor with ``_nchwc`` appended. That is enough to tie every kernel back to a source node.
+tensor with ``_nchwc`` appended. That output may itself be renamed first: moving a Quantize up
+(past a Reshape, say) leaves the layer before it writing ``<tensor>_pre_q``. Such a kernel is traced
+by the model tensor it reads instead, which is enough to tie every kernel back to a source node.
 """
 
 from __future__ import annotations
@@ -75,8 +77,11 @@ def is_glue(kernel: RuntimeNode, graph: Graph) -> bool:
     return kernel.op_type in LAYOUT_OPS and source_node(kernel, graph) is None
 
 
-def source_node(kernel: RuntimeNode, graph: Graph) -> str | None:
-    """The node of ``graph`` that ``kernel`` computes, or None for a kernel ONNX Runtime inserted."""
+def source_node(kernel: RuntimeNode, graph: Graph, runtime: Sequence[RuntimeNode] = ()) -> str | None:
+    """The node of ``graph`` that ``kernel`` computes, or None for a kernel ONNX Runtime inserted.
+
+    ``runtime``, the optimized graph, traces an NCHWc kernel whose output tensor the model lacks.
+    """
     names = {node.name for node in graph.nodes}
     found = resolve_name(kernel.name, names)
     if found is not None:
@@ -85,6 +90,7 @@ def source_node(kernel: RuntimeNode, graph: Graph) -> str | None:
         producer = graph.producer.get(kernel.name[: -len("_nchwc")])
         if producer is not None:
             return _fused_root(graph, producer, op_family(kernel.op_type))
+        return _reader(kernel, graph, runtime)
     return None
 
 
@@ -110,6 +116,29 @@ def _fused_root(graph: Graph, index: int, family: str) -> str:
             return graph.nodes[start].name
         index = max(producers)
     return graph.nodes[index].name
+
+
+def _reader(kernel: RuntimeNode, graph: Graph, runtime: Sequence[RuntimeNode]) -> str | None:
+    """The one node of the kernel's op type that reads the model tensor the kernel reads first."""
+    tensor = _model_tensor(kernel.inputs[0], graph, runtime) if kernel.inputs else None
+    family = op_family(kernel.op_type)
+    readers = [graph.nodes[i].name for i in graph.consumers.get(tensor, []) if graph.nodes[i].op_type == family]
+    return readers[0] if len(readers) == 1 else None
+
+
+def _model_tensor(name: str, graph: Graph, runtime: Sequence[RuntimeNode]) -> str | None:
+    """The model tensor a runtime tensor carries: back through inserted layout kernels, and from an
+    NCHWc kernel to the model tensor it is named after."""
+    producers = {output: kernel for kernel in runtime for output in kernel.outputs}
+    while name not in graph.consumers:
+        kernel = producers.get(name)
+        if kernel is not None and kernel.op_type in LAYOUT_OPS:
+            name = kernel.inputs[0]
+        elif kernel is not None and kernel.name.endswith("_nchwc"):
+            return kernel.name[: -len("_nchwc")]
+        else:
+            return None
+    return name
 
 
 def absorbed_nodes(graph: Graph, computed: set[str]) -> dict[str, str]:
