@@ -12,7 +12,7 @@ import os
 import sys
 from pathlib import Path
 from dataclasses import replace
-from typing import TYPE_CHECKING, Callable
+from typing import TYPE_CHECKING, Callable, TextIO
 
 from .core.errors import Cancelled, Q8Error
 from .core.progress import Progress
@@ -42,6 +42,7 @@ CALIBRATION_SAMPLES_FOR_ERRORS = 64
 def run_command(argv: list[str]) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
+    stdout, sys.stdout = sys.stdout, _ReaderMayLeave(sys.stdout)
     try:
         args.handler(args)
     except Q8Error as exc:
@@ -50,15 +51,42 @@ def run_command(argv: list[str]) -> int:
     except (KeyboardInterrupt, Cancelled):
         print("q8studio: interrupted", file=sys.stderr)
         return EXIT_INTERRUPTED
-    except BrokenPipeError:  # the reader went away (`| head`): not an error of ours
-        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
     except Exception as exc:  # a bug of ours: one line, the traceback only on request
         if os.environ.get("Q8STUDIO_DEBUG"):
             raise
         print(f"q8studio: internal error: {type(exc).__name__}: {exc} (set Q8STUDIO_DEBUG=1 for details)",
               file=sys.stderr)
         return EXIT_INTERNAL_ERROR
+    finally:
+        sys.stdout = stdout
     return 0
+
+
+class _ReaderMayLeave:
+    """Standard output that outlives its reader: after ``quantize ... | head`` stops reading, the rest of
+    the text is dropped, and the files the command was asked to write (a report after the summary) still are."""
+
+    def __init__(self, stream: TextIO) -> None:
+        self._stream = stream
+
+    def write(self, text: str) -> int:
+        try:
+            return self._stream.write(text)
+        except BrokenPipeError:
+            self._discard_from_now_on()
+            return len(text)
+
+    def flush(self) -> None:
+        try:
+            self._stream.flush()
+        except BrokenPipeError:
+            self._discard_from_now_on()
+
+    def _discard_from_now_on(self) -> None:
+        os.dup2(os.open(os.devnull, os.O_WRONLY), self._stream.fileno())
+
+    def __getattr__(self, name: str) -> object:
+        return getattr(self._stream, name)
 
 
 def build_parser() -> argparse.ArgumentParser:

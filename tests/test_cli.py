@@ -289,6 +289,18 @@ def test_an_int8_model_left_in_float_is_compared_with_a_note(tmp_path, capsys) -
     assert "top-1 accuracy" in captured.out
 
 
+def test_a_reader_that_stops_reading_loses_no_file(tmp_path: Path) -> None:
+    """`quantize ... | head`: the pipe closes before the summary is out; the report is still written."""
+    assets = demo_assets()
+    command = [Q8STUDIO, "quantize", str(assets.model), "--calib", str(assets.calibration), "--samples", "16",
+               "-o", str(tmp_path / "m.onnx"), "--report", str(tmp_path / "r.json")]
+    process = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    process.stdout.close()  # type: ignore[union-attr]
+    err = process.stderr.read().decode()  # type: ignore[union-attr]
+    assert process.wait(timeout=300) == 0 and err == ""
+    assert json.loads((tmp_path / "r.json").read_text())["output_model"] == str(tmp_path / "m.onnx")
+
+
 def test_core_never_imports_qt() -> None:
     code = (
         "import sys, pkgutil, importlib, q8studio.core as core\n"
