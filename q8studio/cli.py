@@ -205,6 +205,7 @@ def _quantize(args: argparse.Namespace) -> None:
 
     recipe = _recipe_from_args(args, Recipe.load(args.recipe) if args.recipe else Recipe())
     _check_quantize_options_apply(args, recipe)
+    _require_at_least("--threads", args.threads, 0)
     _check_image_options_apply(args, args.calib, args.data)
     model = load_model(args.model)
     check_outputs(_quantize_outputs(args), _quantize_inputs(args, model))
@@ -247,6 +248,8 @@ def _quantize_inputs(args: argparse.Namespace, model: LoadedModel) -> dict[str, 
         inputs["the --data samples"] = args.data
     if args.recipe is not None:
         inputs["the recipe"] = args.recipe
+    if args.preprocess is not None:
+        inputs["the preprocessing settings"] = args.preprocess
     return inputs
 
 
@@ -257,6 +260,7 @@ def _evaluate(args: argparse.Namespace) -> None:
 
     if args.latency_runs < 1:
         raise Q8Error(f"--latency-runs must be at least 1 (got {args.latency_runs}): the median needs a run.")
+    _require_at_least("--threads", args.threads, 0)
     _check_image_options_apply(args, args.data)
     float_model, int8_model = _float_and_int8(args)
     data = load_data(args.data, float_model, samples=args.samples, preprocessing=_preprocessing(args))
@@ -299,12 +303,14 @@ def _keep_slow_float(
 def _explain(args: argparse.Namespace) -> None:
     from .core.data import load_data
     from .core.explain import explain_node
-    from .core.model import load_model
+    from .core.model import check_float_and_int8, load_model
     from .core.report import to_json
 
     _check_image_options_apply(args, args.data)
     int8_model = load_model(args.int8_model)
     float_model = load_model(args.float_model) if args.float_model else None
+    if float_model is not None:
+        check_float_and_int8(float_model, int8_model)
     data = load_data(args.data, int8_model, preprocessing=_preprocessing(args))
     element = tuple(args.element) if args.element else None
     explanation = explain_node(int8_model, args.node, data, args.sample, float_model, element=element)
@@ -320,6 +326,8 @@ def _profile(args: argparse.Namespace) -> None:
     from .core.report import to_json
     from .core.session import smallest_run
 
+    _require_at_least("--latency-runs", args.latency_runs, 0)
+    _require_at_least("--threads", args.threads, 0)
     _check_image_options_apply(args, args.data)
     float_model, int8_model = _float_and_int8(args)
     data = load_data(args.data, float_model, samples=smallest_run(float_model),
@@ -333,12 +341,18 @@ def _profile(args: argparse.Namespace) -> None:
         _print_profile(report)
 
 
+def _require_at_least(flag: str, value: int | None, lowest: int) -> None:
+    if value is not None and value < lowest:
+        raise Q8Error(f"{flag} must be at least {lowest} (got {value}).")
+
+
 def _check_quantize_options_apply(args: argparse.Namespace, recipe: Recipe) -> None:
     """An option that would be dropped without a word is refused: the user believes it acted."""
     if not args.keep_slow_float:
         unused = [flag for flag, value in (("--data", args.data), ("--threads", args.threads)) if value is not None]
         if unused:
-            raise Q8Error(f"{' and '.join(unused)} only apply with --keep-slow-float (the samples and threads "
+            verb = "applies" if len(unused) == 1 else "apply"
+            raise Q8Error(f"{' and '.join(unused)} only {verb} with --keep-slow-float (the samples and threads "
                           "it times the models with).")
     for flag, value, method in (("--percentile", args.percentile, "percentile"),
                                 ("--ema-momentum", args.ema_momentum, "ema")):
@@ -351,7 +365,8 @@ def _check_image_options_apply(args: argparse.Namespace, *data: Path | None) -> 
     given = [flag for dest, flag in IMAGE_OPTIONS.items() if getattr(args, dest) is not None]
     paths = [path for path in data if path is not None]
     if given and paths and all(path.is_file() for path in paths):  # a missing path is load_data's to report
-        raise Q8Error(f"{', '.join(given)} only apply to a folder of images, and {paths[0].name} is a file of "
+        verb = "applies" if len(given) == 1 else "apply"
+        raise Q8Error(f"{', '.join(given)} only {verb} to a folder of images, and {paths[0].name} is a file of "
                       "arrays; leave them out.")
 
 
@@ -371,10 +386,15 @@ def _recipe_from_args(args: argparse.Namespace, base: Recipe) -> Recipe:
 
 
 def _preprocessing(args: argparse.Namespace) -> ImageOptions:
-    """The --preprocess file's keys with the flags given over them; load_data takes the rest from the model."""
+    """The --preprocess file's keys with the flags given over them; load_data takes the rest from the model.
+
+    Without --preprocess, a report given as --recipe supplies the preprocessing its run recorded: the
+    recipe of an image-folder run is incomplete without it.
+    """
     from .core.imagefolder import ImageOptions
 
-    base = ImageOptions.from_json(args.preprocess) if args.preprocess else ImageOptions()
+    settings = args.preprocess or (args.recipe if _records_preprocessing(getattr(args, "recipe", None)) else None)
+    base = ImageOptions.from_json(settings) if settings else ImageOptions()
     changes = {
         "size": tuple(args.image_size) if args.image_size else None,
         "layout": args.layout,
@@ -384,6 +404,16 @@ def _preprocessing(args: argparse.Namespace) -> ImageOptions:
         "std": tuple(args.std) if args.std else None,
     }
     return replace(base, **{k: v for k, v in changes.items() if v is not None})
+
+
+def _records_preprocessing(path: Path | None) -> bool:
+    """Whether ``path`` is a report of a run on an image folder (already read once as the recipe)."""
+    from .core.imagefolder import recorded_preprocessing
+
+    if path is None:
+        return False
+    report = json.loads(path.read_text())
+    return "q8studio_report" in report and recorded_preprocessing(report) is not None
 
 
 def _stderr_progress() -> Callable[[str, int, int], None]:

@@ -97,10 +97,45 @@ def test_report_records_image_preprocessing_that_reproduces_the_run(tmp_path: Pa
     recorded = json.loads((tmp_path / "a.json").read_text())["calibration"]["image_preprocessing"]
     assert recorded == {**json.loads(settings.read_text())}
     (tmp_path / "recorded.json").write_text(json.dumps(recorded))
-    again = ["quantize", str(assets.model), "--calib", str(images), "--preprocess", str(tmp_path / "recorded.json"),
-             "-o", str(tmp_path / "b.onnx")]
-    assert main(again) == 0
-    assert (tmp_path / "b.onnx").read_bytes() == (tmp_path / "a.onnx").read_bytes()
+    for name, given in [("b", ["--preprocess", str(tmp_path / "recorded.json")]), ("c", ["--recipe", str(tmp_path / "a.json")]),
+                        ("d", ["--preprocess", str(tmp_path / "a.json")])]:
+        again = ["quantize", str(assets.model), "--calib", str(images), *given, "-o", str(tmp_path / f"{name}.onnx")]
+        assert main(again) == 0
+        assert (tmp_path / f"{name}.onnx").read_bytes() == (tmp_path / "a.onnx").read_bytes(), given
+
+
+def test_the_preprocessing_settings_are_never_overwritten(tmp_path: Path, capsys) -> None:
+    assets = demo_assets()
+    settings = tmp_path / "pp.json"
+    settings.write_text((assets.model.parent / "preprocess.json").read_text())
+    before = settings.read_bytes()
+    common = ["quantize", str(assets.model), "--calib", str(assets.model.parent / "images"), "--preprocess", str(settings)]
+    assert main([*common, "-o", str(tmp_path / "m.onnx"), "--save-recipe", str(settings)]) == 2
+    assert main([*common, "-o", str(settings)]) == 2
+    err = capsys.readouterr().err
+    assert err.count("over the preprocessing settings") == 2 and settings.read_bytes() == before
+
+
+def test_labels_outside_the_classes_block_evaluation_only(tmp_path: Path, capsys) -> None:
+    """Calibration ignores labels; evaluation refuses those the model cannot output, within --samples only."""
+    assets = demo_assets()
+    with np.load(assets.test) as test:
+        images, labels = test["image"][:40], test["labels"][:40].copy()
+    labels[30] = 10
+    np.savez(tmp_path / "bad.npz", image=images, labels=labels)
+    assert main(["quantize", str(assets.model), "--calib", str(tmp_path / "bad.npz"), "-o", str(tmp_path / "m.onnx")]) == 0
+    evaluate = ["evaluate", str(assets.model), str(tmp_path / "m.onnx"), "--data", str(tmp_path / "bad.npz"),
+                "--latency-runs", "1"]
+    capsys.readouterr()
+    assert main(evaluate) == 2
+    assert "'labels' range from 0 to 10, but the model's output has 10 classes (0 to 9)" in capsys.readouterr().err
+    assert main([*evaluate, "--samples", "30"]) == 0
+
+
+def test_explain_refuses_the_int8_model_as_its_own_float_model(demo_run: dict[str, Path], capsys) -> None:
+    int8 = str(demo_run["int8"])
+    assert main(["explain", int8, "--node", "/fc/Gemm", "--data", str(demo_assets().test), "--float", int8]) == 2
+    assert "Both models are the same file" in capsys.readouterr().err
 
 
 def test_evaluate_a_class_id_output_by_accuracy_not_sqnr(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
@@ -206,11 +241,16 @@ def test_special_files_are_never_replaced(tmp_path, capsys) -> None:
         (lambda d, m, x: ["quantize", str(m), "--calib", str(x), "-o", str(d / "o.onnx"), "--image-size", "8", "8",
                           "--color", "gray"], "--image-size, --color only apply to a folder of images, and x.npz is"),
         (lambda d, m, x: ["evaluate", str(m), str(d / "other.onnx"), "--data", str(x), "--layout", "NHWC"],
-         "--layout only apply to a folder of images"),
+         "--layout only applies to a folder of images"),
+        (lambda d, m, x: ["evaluate", str(m), str(d / "other.onnx"), "--data", str(x), "--threads", "-3"],
+         "--threads must be at least 0 (got -3)"),
+        (lambda d, m, x: ["profile", str(m), str(d / "other.onnx"), "--data", str(x), "--latency-runs", "-5"],
+         "--latency-runs must be at least 0 (got -5)"),
     ],
     ids=["missing-model", "truncated", "mismatched-data", "overwrite-source", "bad-percentile", "zero-samples",
          "negative-histogram-values", "missing-int8", "no-latency-runs", "npz-as-model", "percentile-unused",
-         "ema-unused", "timing-options-unused", "image-options-on-arrays", "image-options-on-arrays-evaluate"],
+         "ema-unused", "timing-options-unused", "image-options-on-arrays", "image-options-on-arrays-evaluate",
+         "negative-threads", "negative-latency-runs"],
 )
 def test_bad_input_one_line_error_nonzero_exit_no_output(tmp_path, capsys, make_args, message) -> None:
     model = save(small_cnn(), tmp_path / "cnn.onnx")
@@ -276,6 +316,14 @@ def test_swapped_or_repeated_models_are_refused(demo_run, capsys, command, order
     assert main([command, *models, "--data", str(demo_assets().test)]) == 2
     err = capsys.readouterr().err
     assert message in err and err.count("\n") == 1
+
+
+def test_a_hard_link_to_the_float_model_is_the_same_file(tmp_path, capsys) -> None:
+    model = tmp_path / "float.onnx"
+    model.write_bytes(demo_assets().model.read_bytes())
+    os.link(model, tmp_path / "linked.onnx")
+    assert main(["evaluate", str(model), str(tmp_path / "linked.onnx"), "--data", str(demo_assets().test)]) == 2
+    assert "Both models are the same file" in capsys.readouterr().err
 
 
 def test_an_int8_model_left_in_float_is_compared_with_a_note(tmp_path, capsys) -> None:

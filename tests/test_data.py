@@ -9,7 +9,7 @@ import pytest
 from PIL import Image
 
 from builders import write_npz
-from q8studio.core.data import load_data
+from q8studio.core.data import load_data, require_labels_fit
 from q8studio.core.demo import demo_assets
 from q8studio.core.errors import Q8Error
 from q8studio.core.imagefolder import ImagePreprocessing
@@ -79,18 +79,40 @@ def test_image_preprocessing_layouts_and_colours(tmp_path: Path) -> None:
         ({"x": np.full((2, 3, 16, 16), "a")}, "holds <U1 values but the model expects float32"),
         ({"x": np.zeros((2, 3, 16, 16), np.float32), "labels": np.zeros(3, np.int64)}, "3 labels for 2 samples"),
         ({"x": np.zeros((2, 3, 16, 16), np.float32), "labels": np.zeros(2)}, "integer class ids"),
-        ({"x": np.zeros((2, 3, 16, 16), np.float32), "labels": np.array([3, 10])},
-         r"'labels' range from 3 to 10, but the model's output has 10 classes \(0 to 9\)"),
-        ({"x": np.zeros((2, 3, 16, 16), np.float32), "labels": np.array([-1, 0])}, "range from -1 to 0"),
     ],
-    ids=["wrong-name", "wrong-rank", "wrong-dim", "empty", "strings", "label-count", "float-labels",
-         "label-beyond-classes", "negative-label"],
+    ids=["wrong-name", "wrong-rank", "wrong-dim", "empty", "strings", "label-count", "float-labels"],
 )
 def test_mismatched_data_is_rejected_with_the_reason(cnn_path: Path, tmp_path: Path, arrays, message) -> None:
     path = tmp_path / "bad.npz"
     np.savez(path, **arrays)
     with pytest.raises(Q8Error, match=message):
         load_data(path, load_model(cnn_path))
+
+
+@pytest.mark.parametrize(
+    "labels, message",
+    [(np.array([3, 10]), r"'labels' range from 3 to 10, but the model's output has 10 classes \(0 to 9\)"),
+     (np.array([-1, 0]), "range from -1 to 0")],
+    ids=["beyond-classes", "negative"],
+)
+def test_labels_the_model_cannot_output_are_refused(cnn_path: Path, tmp_path: Path, labels, message) -> None:
+    model = load_model(cnn_path)
+    data = load_data(write_npz(tmp_path / "l.npz", x=np.zeros((2, 3, 16, 16), np.float32), labels=labels), model)
+    with pytest.raises(Q8Error, match=message):
+        require_labels_fit(data, model)
+    if labels[0] >= 0:  # only the samples used count: the first one alone fits
+        require_labels_fit(data.limited(1), model)
+
+
+def test_a_class_folder_named_by_a_non_decimal_digit_gives_no_labels(tmp_path: Path) -> None:
+    """'²' is a digit to Python but no integer: the folder gives no labels instead of a crash."""
+    assets = demo_assets()
+    for name in ("²", "1"):
+        (tmp_path / name).mkdir()
+        source = next((assets.images / "1").iterdir())
+        (tmp_path / name / source.name).write_bytes(source.read_bytes())
+    prep = ImagePreprocessing.from_json(assets.preprocessing)
+    assert load_data(tmp_path, load_model(assets.model), preprocessing=prep).labels is None
 
 
 def test_nan_values_are_rejected_naming_the_sample(cnn_path: Path, tmp_path: Path) -> None:

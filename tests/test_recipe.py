@@ -42,8 +42,15 @@ def test_a_recipe_of_a_newer_version_is_refused(tmp_path: Path) -> None:
     """Its settings may mean something this version does not know: refuse rather than guess."""
     path = tmp_path / "r.json"
     path.write_text(json.dumps({"q8studio_recipe": 99, "method": "entropy"}))
-    with pytest.raises(Q8Error, match="recipe of version 99, which this q8studio cannot read"):
+    with pytest.raises(Q8Error, match=r"is a recipe of version 99, newer than this q8studio reads \(1\)"):
         Recipe.load(path)
+    path.write_text(json.dumps({"q8studio_report": 2, "recipe": {"method": "entropy"}}))
+    with pytest.raises(Q8Error, match=r"is a report of version 2, newer than"):
+        Recipe.load(path)
+    for version in (0, "1", None, True, 1.0):
+        path.write_text(json.dumps({"q8studio_recipe": version, "method": "entropy"}))
+        with pytest.raises(Q8Error, match="with the version .*, which no q8studio writes"):
+            Recipe.load(path)
 
 
 def test_a_hand_written_recipe_without_the_version_and_a_reports_recipe_load(tmp_path: Path) -> None:

@@ -216,17 +216,21 @@ def _check_against_model(
             raise Q8Error(f"{label}: 'labels' must be a 1-D array of integer class ids.")
         if len(labels) != count:
             raise Q8Error(f"{label}: {len(labels)} labels for {count} samples.")
-        _check_label_range(labels, model, label)
     return count
 
 
-def _check_label_range(labels: np.ndarray, model: LoadedModel, label: str) -> None:
-    """A class id the model cannot output would make the accuracy silently 0%: refuse it up front."""
-    low, high = int(labels.min()), int(labels.max())
+def require_labels_fit(data: Dataset, model: LoadedModel) -> None:
+    """Before measuring accuracy: a class id the model cannot output would make it silently 0%.
+
+    Only where labels are used: calibration ignores them, so a superset's labels do not block it.
+    """
+    if data.labels is None:
+        return
+    low, high = int(data.labels.min()), int(data.labels.max())
     classes = _class_count(model)
     if low < 0 or (classes is not None and high >= classes):
         what = f"the model's output has {classes} classes (0 to {classes - 1})" if classes else "class ids start at 0"
-        raise Q8Error(f"{label}: 'labels' range from {low} to {high}, but {what}.")
+        raise Q8Error(f"{Path(data.source).name}: 'labels' range from {low} to {high}, but {what}.")
 
 
 def _class_count(model: LoadedModel) -> int | None:

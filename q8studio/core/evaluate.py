@@ -16,7 +16,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from .data import Dataset
+from .data import Dataset, require_labels_fit
 from .errors import Q8Error
 from .metrics import ErrorAccumulator
 from .model import LoadedModel
@@ -133,6 +133,7 @@ def compare_models(
     progress: Progress = NO_PROGRESS,
 ) -> Comparison:
     """Errors, accuracy, latency and size of both models on ``data``."""
+    require_labels_fit(data, float_model)
     errors = analyse_errors(float_model, int8_model, data, progress=progress)
     float_ms, int8_ms = measure_latency(
         float_model, int8_model, data, runs=latency_runs, threads=threads, progress=progress

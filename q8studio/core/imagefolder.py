@@ -122,11 +122,16 @@ class ImageOptions:
 
     @classmethod
     def from_json(cls, path: Path) -> "ImageOptions":
-        """The keys present in a settings file; an unknown key is an error, not silently ignored."""
+        """The keys present in a settings file, or those a quantization report recorded for its image
+        folder; an unknown key is an error, not silently ignored."""
         try:
             raw = json.loads(Path(path).read_text())
             if not isinstance(raw, dict):
                 raise ValueError("expected a JSON object")
+            if "q8studio_report" in raw:
+                raw = recorded_preprocessing(raw)
+                if raw is None:
+                    raise ValueError("the report's run did not read an image folder")
             unknown = sorted(set(raw) - {f.name for f in fields(cls)})
             if unknown:
                 raise ValueError(f"unknown keys {', '.join(unknown)}")
@@ -162,6 +167,13 @@ class ImageOptions:
         return self.over(implied)
 
 
+def recorded_preprocessing(report: dict[str, object]) -> dict[str, object] | None:
+    """The image preprocessing a quantization report recorded, None when its data were arrays."""
+    calibration = report.get("calibration")
+    recorded = calibration.get("image_preprocessing") if isinstance(calibration, dict) else None
+    return recorded if isinstance(recorded, dict) else None
+
+
 class ImageFolderSource:
     """Image files of a folder (recursively), decoded and preprocessed on demand."""
 
@@ -193,6 +205,6 @@ class ImageFolderSource:
 def _labels_from_folders(folder: Path, files: list[Path]) -> np.ndarray | None:
     """Class ids from parent folder names, when every image sits in a folder named by an integer."""
     names = [f.parent.name for f in files]
-    if any(f.parent == folder for f in files) or not all(n.isdigit() for n in names):
+    if any(f.parent == folder for f in files) or not all(n.isdecimal() for n in names):
         return None
     return np.array([int(n) for n in names], dtype=np.int64)

@@ -20,6 +20,7 @@ from google.protobuf.message import DecodeError
 from onnx import numpy_helper
 
 from .errors import Q8Error, first_line
+from .fileio import same_file
 from .optypes import QDQ_QUANTIZABLE_OPS, node_kind
 from .skeleton import is_set_aside, skeleton_of
 
@@ -209,7 +210,7 @@ def check_float_and_int8(float_model: LoadedModel, int8_model: LoadedModel) -> s
 
     An int8 model without int8 operators is allowed (every layer may have been kept in float), with a note.
     """
-    if float_model.path.resolve() == int8_model.path.resolve():
+    if same_file(float_model.path, int8_model.path):
         raise Q8Error(f"Both models are the same file ({float_model.path}); give the float model, then its int8 model.")
     if float_model.int8_nodes():
         swapped = " (are the two swapped?)" if not int8_model.int8_nodes() else ""

@@ -12,6 +12,7 @@ from .fileio import atomic_write_text
 from .stats import HIST_VALUES_PER_SAMPLE
 
 RECIPE_VERSION = 1
+REPORT_VERSION = 1
 GRANULARITIES = ("per-tensor", "per-channel")
 ACTIVATION_TYPES = ("uint8", "int8")
 
@@ -94,15 +95,22 @@ class Recipe:
         if not isinstance(data, dict):
             raise Q8Error(f"{path} is not a q8studio recipe.")
         if "q8studio_report" in data:  # a quantization report also holds the recipe of its run
+            require_version(data["q8studio_report"], REPORT_VERSION, f"{path} is a report")
             if not isinstance(data.get("recipe"), dict):
                 raise Q8Error(f"{path} is a report without a recipe (an evaluation report?); give a quantization "
                               "report or a recipe.")
             data = data["recipe"]
-        version = data.pop("q8studio_recipe", RECIPE_VERSION)  # a hand-written recipe may leave it out
-        if not isinstance(version, int) or isinstance(version, bool) or not 1 <= version <= RECIPE_VERSION:
-            raise Q8Error(f"{path} is a recipe of version {version!r}, which this q8studio cannot read "
-                          f"(it reads version {RECIPE_VERSION}); a newer q8studio may have written it.")
+        # a hand-written recipe may leave the version out
+        require_version(data.pop("q8studio_recipe", RECIPE_VERSION), RECIPE_VERSION, f"{path} is a recipe")
         return cls.from_dict(data)
+
+
+def require_version(version: object, newest: int, what: str) -> None:
+    """Settings of a newer format may mean something this version does not know: refuse rather than guess."""
+    if isinstance(version, int) and not isinstance(version, bool) and version > newest:
+        raise Q8Error(f"{what} of version {version}, newer than this q8studio reads ({newest}); update q8studio.")
+    if not isinstance(version, int) or isinstance(version, bool) or version < 1:
+        raise Q8Error(f"{what} with the version {version!r}, which no q8studio writes (versions are 1 to {newest}).")
 
 
 def _require_type(name: str, value: object, kind: type | tuple[type, ...], what: str) -> None:

@@ -12,8 +12,7 @@ from .data import Dataset
 from .evaluate import Comparison, ErrorAnalysis
 from .fileio import atomic_write_text
 from .quantize import QuantizeResult
-
-REPORT_VERSION = 1
+from .recipe import REPORT_VERSION
 
 
 def quantize_report(

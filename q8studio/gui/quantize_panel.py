@@ -32,7 +32,7 @@ from PySide6.QtWidgets import (
 )
 
 from ..core.clipping import METHODS
-from ..core.data import Dataset, load_data
+from ..core.data import Dataset, load_data, require_labels_fit
 from ..core.errors import Q8Error
 from ..core.imagefolder import COLORS, LAYOUTS, ImageFolderSource, ImageOptions, ImagePreprocessing
 from ..core.model import LoadedModel
@@ -328,16 +328,19 @@ class QuantizePanel(QWidget):
         return True
 
     def set_evaluation(self, path: Path | None) -> bool:
-        if path is not None and self._check(path) is None:
+        if path is not None and self._check(path, labels_used=True) is None:
             return False
         self.evaluation.set_path(path)
         self._describe_data()
         self.update_preview()
         return True
 
-    def _check(self, path: Path) -> Dataset | None:
+    def _check(self, path: Path, labels_used: bool = False) -> Dataset | None:
         try:
-            return self._load(path)
+            data = self._load(path)
+            if labels_used:
+                require_labels_fit(data, self._model)  # type: ignore[arg-type]
+            return data
         except Q8Error as exc:
             self._reporter.show(str(exc))
             return None
