@@ -6,6 +6,7 @@ what the core computes for the same models and data.
 
 from __future__ import annotations
 
+import re
 from pathlib import Path
 
 import numpy as np
@@ -13,6 +14,7 @@ import pytest
 from PySide6.QtCore import QSettings, Qt
 
 from gui_actions import click_graph_node
+from q8studio.core import evaluate as evaluate_module
 from q8studio.core.data import load_data
 from q8studio.core.demo import demo_assets
 from q8studio.core.explain import explain_node
@@ -21,6 +23,7 @@ from q8studio.gui import formatting as fmt
 from q8studio.gui.explain_dock import HINT
 from q8studio.gui.graph_items import OverlayScale
 from q8studio.gui.main_window import ENTER_BADGE, LEAVE_BADGE, MainWindow
+from q8studio.gui.results_panel import SUMMARY_ROWS
 from q8studio.gui.row_table import SORT_ROLE
 from q8studio.gui.speed_panel import COLUMNS
 
@@ -113,7 +116,7 @@ def test_speed_tab_overlays_and_boundaries_show_the_profile(qtbot, demo: MainWin
     assert speed.proxy.index(0, column["int8_kernels"]).data() == " + ".join(first.int8_kernels)
     assert speed.proxy.index(0, column["integer"]).data() == ("integer" if first.integer else "float")
     assert speed.proxy.index(0, column["macs"]).data(SORT_ROLE) == first.macs
-    assert speed.verdict.text() == report.verdict()
+    assert speed.verdict.text() == report.verdict(typographic=True)
     summary = speed.summary.toPlainText()
     assert "float32 enters int8 at image (model input)" in summary and "float32 leaves int8 at logits" in summary
 
@@ -163,11 +166,61 @@ def test_keep_slower_layers_in_float_replaces_the_run(qtbot, demo: MainWindow) -
     for name in outcome.kept_float:
         assert "FP32" in demo.graph.item_for_node(name).badges
     assert outcome.ratio_after <= outcome.ratio_before or "does not pay" in outcome.verdict()
-    assert outcome.verdict() in demo.results.speed.notice.text()
-    assert demo.session.profile is not None and demo.results.speed.verdict.text() == demo.session.profile.verdict()
+    kept = f"Kept {len(outcome.kept_float)} node(s) in float" if outcome.kept_float else "Kept no node in float"
+    assert demo.results.speed.notice.text().startswith(kept)
+    assert demo.session.profile is not None
+    assert demo.results.speed.verdict.text() == demo.session.profile.verdict(typographic=True)
     assert demo.results.speed.proxy.rowCount() == len(demo.session.profile.layers)
     assert run.result.output_path.is_file() and run.result.output_path != before.result.output_path
     assert demo.results.model.rows == run.layer_rows()
+
+
+ASCII_UNITS = re.compile(r"\d\s?(x|us)\b|->")
+"""A terminal's units ("0.92x", "3.0 us", "1.65 -> 1.00"); the window writes ×, µs and →."""
+
+
+def speed_texts(window: MainWindow) -> list[str]:
+    """Every speed figure on screen: the summary table, the Speed tab's banners and summary, the run's outcome."""
+    summary = window.results.summary
+    cells = [summary.item(r, c).text() for r in range(summary.rowCount()) for c in range(2)]
+    speed = window.results.speed
+    return cells + [speed.notice.text(), speed.verdict.text(), speed.summary.toPlainText(),
+                    window.quantize_panel.stage.text(), window.statusBar().currentMessage()]
+
+
+def latencies_shown(window: MainWindow) -> set[tuple[str, str]]:
+    """The (float32, int8) pairs shown as "Median latency": the summary table's row and the Speed tab's line."""
+    summary = window.results.summary
+    row = next(r for r in range(summary.rowCount()) if summary.verticalHeaderItem(r).text() == "Median latency")
+    line = next(line for line in window.results.speed.summary.toPlainText().splitlines()
+                if line.startswith("Median latency"))
+    return {(summary.item(row, 0).text(), summary.item(row, 1).text()),
+            tuple(re.findall(r"[\d.]+ ms", line))}
+
+
+def test_speed_figures_tell_one_story_after_keeping_slower_layers_in_float(qtbot, demo: MainWindow,
+                                                                          monkeypatch) -> None:
+    # the comparison times the models apart from the profile; on a model this small both round to the
+    # same figures, so give the comparison's timing figures no profile can have
+    monkeypatch.setattr(evaluate_module, "measure_latency", lambda *args, **kwargs: (9.0, 8.0))
+    run_to_end(qtbot, demo)
+    with qtbot.waitSignal(demo.int8.kept_float, timeout=RUN_TIMEOUT_MS) as blocker:
+        demo.keep_slower_in_float()
+    outcome, profile = blocker.args[0], demo.session.profile
+    # one timing of the models shown: the summary table follows the profile the Speed tab shows
+    assert latencies_shown(demo) == {tuple(f"{ms:.3f} ms" for ms in profile.latency_ms)}
+    float_ms, int8_ms = profile.latency_ms
+    assert demo.results.summary.item(SUMMARY_ROWS.index("Speed-up"), 1).text() == f"{float_ms / int8_ms:.2f}×"
+    # the search's own timing is labelled as such, and leaves the verdict to the profile of the model shown
+    notice = demo.results.speed.notice.text()
+    assert "While choosing" in notice and "pay" not in notice
+    assert f"{outcome.ratio_before:.2f}×" in notice and f"{outcome.ratio_after:.2f}×" in notice
+    assert not [text for text in speed_texts(demo) if ASCII_UNITS.search(text)]
+
+    with qtbot.waitSignal(demo.int8.profiled, timeout=RUN_TIMEOUT_MS):  # timing again moves every latency shown
+        demo.profile_action.trigger()
+    assert latencies_shown(demo) == {tuple(f"{ms:.3f} ms" for ms in demo.session.profile.latency_ms)}
+    assert not [text for text in speed_texts(demo) if ASCII_UNITS.search(text)]
 
 
 def test_cancelling_keep_in_float_keeps_the_run(qtbot, demo: MainWindow) -> None:

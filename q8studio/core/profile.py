@@ -120,18 +120,28 @@ class ProfileReport:
         return int8_time / float_time if float_time else math.inf
 
     @property
+    def speedup(self) -> float:
+        """float32 time / int8 time: the inverse of :attr:`ratio`."""
+        return 1.0 / self.ratio if self.ratio else math.inf
+
+    @property
     def pays(self) -> bool:
         """Whether int8 is measurably faster than float32 for this model."""
         return self.ratio < PAYS_BELOW
 
-    def verdict(self) -> str:
-        """One plain sentence: does int8 pay for this model here, and where its time goes."""
+    def verdict(self, typographic: bool = False) -> str:
+        """One plain sentence: does int8 pay for this model here, and where its time goes.
+
+        ``typographic`` writes × and µs, as the GUI does everywhere; terminals and JSON get x and us.
+        """
+        times, micro = ("×", "µs") if typographic else ("x", "us")
         slower = sum(layer.slower_in_int8 for layer in self.layers)
         pays = "int8 pays" if self.pays else "int8 does not pay here"
         return (
-            f"{pays}: it takes {self.ratio:.2f}x the float32 time; {slower} of {len(self.layers)} layers are "
+            f"{pays}: it takes {self.ratio:.2f}{times} the float32 time; {slower} of {len(self.layers)} layers are "
             f"slower in int8; {100 * self.integer_mac_share:.0f}% of multiply-accumulates ran in integer kernels; "
-            f"glue costs {self.int8.qdq_us:.1f} us (Quantize/Dequantize) + {self.int8.layout_us:.1f} us (layout) per run."
+            f"glue costs {self.int8.qdq_us:.1f} {micro} (Quantize/Dequantize) + {self.int8.layout_us:.1f} {micro} "
+            "(layout) per run."
         )
 
     def to_dict(self) -> dict[str, object]:

@@ -24,6 +24,15 @@ def decibels(value: float | None) -> str:
     return "∞ dB (exact)" if math.isinf(value) and value > 0 else f"{value:.2f} dB"
 
 
+def milliseconds(value: float) -> str:
+    return f"{value:.3f} ms"
+
+
+def times(value: float) -> str:
+    """A ratio of times or a speed-up: "0.92×"."""
+    return "∞" if math.isinf(value) else f"{value:.2f}×"
+
+
 def size(num_bytes: int) -> str:
     """Bytes in the largest unit that keeps the figure readable."""
     value = float(num_bytes)

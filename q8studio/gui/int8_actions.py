@@ -5,6 +5,9 @@ Keeping the slower layers in float searches candidates with the core, then runs 
 the exclusions it chose, so the session holds that run exactly as if the user had run with those
 layers kept in float: the int8 model to export, FP32 badges, the keep-in-float list, results,
 histograms and a fresh profile. Both jobs share one worker so their timings never compete.
+
+The search times its candidates against float32 once more; its notice labels those figures as the
+choice's and leaves whether int8 pays to the fresh profile of the model now shown.
 """
 
 from __future__ import annotations
@@ -20,6 +23,7 @@ from ..core.profile import ProfileReport
 from ..core.progress import Progress
 from ..core.speedup import KeepFloatOutcome, keep_slow_float
 from ..core.workflow import StudioRun
+from . import formatting as fmt
 from .errors import ErrorReporter
 from .quantize_panel import QuantizePanel
 from .runs import RunOutcome, profile_run, run_and_profile
@@ -148,10 +152,12 @@ class Int8Actions(QObject):
         self.deliver(result.chosen, session.run_calibration, session.run_evaluation)
         kept = (f"Kept {len(outcome.kept_float)} node(s) in float that int8 made slower"
                 if outcome.kept_float else "Kept no node in float: none made the model faster")
-        self.speed.show_notice(f"{kept}, re-quantized, compared and profiled again. Timed against float32 while "
-                               f"choosing: <b>{outcome.verdict()}</b>", outcome.pays)
-        self.quantize_panel.show_outcome(f"Done: {outcome.verdict()}", complete=True)
-        self.status(outcome.verdict())
+        self.speed.show_notice(
+            f"{kept}, re-quantized, compared and profiled again. While choosing, int8 took "
+            f"{fmt.times(outcome.ratio_before)} the float32 time before and {fmt.times(outcome.ratio_after)} after; "
+            "every other timing shown is of the new model, timed again.")
+        self.quantize_panel.show_outcome(f"Done: {kept[0].lower()}{kept[1:]}; see Results ▸ Speed.", complete=True)
+        self.status(f"{kept}: see Results ▸ Speed.")
         self.kept_float.emit(outcome)
 
     def _on_failed(self, message: str, details: str) -> None:

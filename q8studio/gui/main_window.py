@@ -448,7 +448,9 @@ class MainWindow(QMainWindow):
             self._show_node(self.session.selected)
 
     def _on_profile_changed(self, report: ProfileReport | None) -> None:
-        """Speed overlays and the badges where float32 enters (→int8) and leaves (→fp32) the int8 model."""
+        """Speed overlays, the badges where float32 enters (→int8) and leaves (→fp32) the int8 model, and
+        the summary's latency: the Speed tab and the summary show one timing."""
+        self.results.show_timing(report)
         marks = boundary_marks(report) if report is not None else {"Q": set(), "DQ": set()}
         self.graph.set_marked(marks["Q"], ENTER_BADGE)
         self.graph.set_marked(marks["DQ"], LEAVE_BADGE)

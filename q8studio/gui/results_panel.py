@@ -2,6 +2,8 @@
 Speed tab, with the choice of what colours the graph above both.
 
 The table sorts on the raw numbers (``SORT_ROLE``), not on the text, so 9.5 dB sorts below 10 dB.
+Latency and speed-up show the last timing of the models on screen: the speed profile's once there is
+one, so they never disagree with the Speed tab (which a new profile re-measures).
 """
 
 from __future__ import annotations
@@ -32,6 +34,7 @@ from PySide6.QtWidgets import (
 )
 
 from ..core.evaluate import INPUT_OP, NotMeasured
+from ..core.profile import ProfileReport
 from ..core.workflow import LayerRow, StudioRun
 from . import formatting as fmt
 from .graph_items import faded
@@ -58,6 +61,9 @@ _SQNR_SCALE = fixed_scale("sqnr_db")
 TABLE_TITLE = "<b>Per-layer error</b> (worst first)"
 SUMMARY_ROWS = ("Top-1 accuracy", "Top-1 agreement", "Output SQNR", "Output cosine",
                 "Median latency", "Speed-up", "File size")
+LATENCY_ROW = SUMMARY_ROWS.index("Median latency")  # and the speed-up below it
+COMPARED = "Median of alternating runs of both models, timed while comparing them"
+PROFILED = "Median of alternating runs of both models, timed with the speed profile the Speed tab shows"
 
 
 class LayerTableModel(RowTableModel[LayerRow]):
@@ -215,6 +221,22 @@ class ResultsPanel(QWidget):
         ))
         self.table_title.setText(f"<b>Per-layer error</b> — {len(errors.layers)} quantized activations, worst first")
 
+    def show_timing(self, report: ProfileReport | None) -> None:
+        """Latency and speed-up as the speed profile timed them, when it did; else the comparison's stay."""
+        if report is not None and report.latency_ms is not None:
+            self._fill_timing(*report.latency_ms, report.speedup, PROFILED)
+
+    def _fill_timing(self, float_ms: float, int8_ms: float, speedup: float, measured: str) -> None:
+        self._fill_row(LATENCY_ROW, (fmt.milliseconds(float_ms), fmt.milliseconds(int8_ms)), measured)
+        self._fill_row(LATENCY_ROW + 1, ("1.00×", fmt.times(speedup)), measured)
+
+    def _fill_row(self, row: int, pair: tuple[str, str], tip: str = "") -> None:
+        for column, text in enumerate(pair):
+            item = QTableWidgetItem(text)
+            item.setTextAlignment(Qt.AlignmentFlag.AlignRight | Qt.AlignmentFlag.AlignVCenter)
+            item.setToolTip(tip)
+            self.summary.setItem(row, column, item)
+
     def _fill_summary(self, run: StudioRun | None) -> None:
         if run is None:
             self.summary.clearContents()
@@ -226,20 +248,17 @@ class ResultsPanel(QWidget):
         else:
             sqnr = fmt.decibels(first.sqnr_db) if first else "—"
             cosine = f"{first.cosine:.6f}" if first else "—"
-        cells = [
-            (fmt.percent(c.float32.top1), fmt.percent(c.int8.top1)),
-            ("—", fmt.percent(c.errors.agreement)),
-            ("—", sqnr),
-            ("—", cosine),
-            (f"{c.float32.latency_ms:.3f} ms", f"{c.int8.latency_ms:.3f} ms"),
-            ("1.00×", f"{c.speedup:.2f}×"),
-            (fmt.size(c.float32.file_size), fmt.size(c.int8.file_size)),
-        ]
-        for row, pair in enumerate(cells):
-            for column, text in enumerate(pair):
-                item = QTableWidgetItem(text)
-                item.setTextAlignment(Qt.AlignmentFlag.AlignRight | Qt.AlignmentFlag.AlignVCenter)
-                self.summary.setItem(row, column, item)
+        cells = {
+            "Top-1 accuracy": (fmt.percent(c.float32.top1), fmt.percent(c.int8.top1)),
+            "Top-1 agreement": ("—", fmt.percent(c.errors.agreement)),
+            "Output SQNR": ("—", sqnr),
+            "Output cosine": ("—", cosine),
+            "File size": (fmt.size(c.float32.file_size), fmt.size(c.int8.file_size)),
+        }
+        for row, label in enumerate(SUMMARY_ROWS):
+            if label in cells:
+                self._fill_row(row, cells[label])
+        self._fill_timing(c.float32.latency_ms, c.int8.latency_ms, c.speedup, COMPARED)
 
     def select_node(self, name: str) -> None:
         """Highlight the node's row in both tables without emitting ``node_activated``."""

@@ -8,8 +8,6 @@ buttons that profile again or keep the layers int8 made slower in float.
 
 from __future__ import annotations
 
-import math
-
 from PySide6.QtCore import (
     QModelIndex,
     Qt,
@@ -103,7 +101,7 @@ def _cell_text(layer: LayerTiming, key: str) -> str:
     if key == "integer":
         return ("integer" if value else "float") if layer.int8_kernels else "—"
     if key == "speedup":
-        return "∞" if math.isinf(value) else f"{value:.2f}×"
+        return fmt.times(value)
     if key == "macs":
         return f"{value:,}"
     if isinstance(value, float):
@@ -116,10 +114,11 @@ def summary_html(report: ProfileReport) -> str:
     lines = []
     if report.latency_ms:
         float_ms, int8_ms = report.latency_ms
-        lines.append(f"Median latency: float32 <b>{float_ms:.3f} ms</b>, int8 <b>{int8_ms:.3f} ms</b>")
+        lines.append(f"Median latency: float32 <b>{fmt.milliseconds(float_ms)}</b>, "
+                     f"int8 <b>{fmt.milliseconds(int8_ms)}</b>")
     else:
         lines.append(f"Profiled run: float32 {report.float32.run_us:.1f} µs, int8 {report.int8.run_us:.1f} µs")
-    lines.append(f"int8 takes <b>{report.ratio:.2f}×</b> the float32 time "
+    lines.append(f"int8 takes <b>{fmt.times(report.ratio)}</b> the float32 time "
                  f"({len(slower_in_int8(report))} of {len(report.layers)} layers slower)")
     lines.append(f"Glue per run: Quantize/Dequantize {report.int8.qdq_us:.1f} µs, "
                  f"layout {report.int8.layout_us:.1f} µs")
@@ -212,7 +211,7 @@ class SpeedPanel(QWidget):
             self.verdict.setVisible(bool(message))
             self.summary.clear()
             return
-        self.verdict.setText(report.verdict())
+        self.verdict.setText(report.verdict(typographic=True))
         self.verdict.setStyleSheet(_banner_style(report.pays))
         self.verdict.show()
         self.summary.setHtml(summary_html(report))
