@@ -196,6 +196,66 @@ def test_an_output_whose_rows_do_not_split_into_samples_is_not_explained(tmp_pat
                                 "samples of a run, so sample 1's part is unknown.")
 
 
+def time_major_matmul() -> onnx.ModelProto:
+    """x [2, 4, 8] (batch fixed at 2) transposed to time-major [4, 2, 8], then MatMul and Relu: the output
+    [4, 2, 6] splits into 2 blocks of rows, yet every row holds both samples."""
+    w = numpy_helper.from_array(np.random.default_rng(1).standard_normal((8, 6)).astype(np.float32), "W")
+    nodes = [helper.make_node("Transpose", ["x"], ["xt"], name="tr", perm=[1, 0, 2]),
+             helper.make_node("MatMul", ["xt", "W"], ["m"], name="mm"),
+             helper.make_node("Relu", ["m"], ["y"], name="relu")]
+    graph = helper.make_graph(nodes, "time_major", [helper.make_tensor_value_info("x", TensorProto.FLOAT, [2, 4, 8])],
+                              [helper.make_tensor_value_info("y", TensorProto.FLOAT, [4, 2, 6])], [w])
+    return helper.make_model(graph, opset_imports=[helper.make_opsetid("", 13)], ir_version=8)
+
+
+def test_a_time_major_output_is_refused_rather_than_explained_on_another_samples_rows(tmp_path, capfd) -> None:
+    """Rows 2 to 3 of the [4, 2, 6] output are time steps 2 and 3 of both samples, not sample 1: the checks
+    would still pass, as runtime and reference read the same wrong rows, so explain must refuse."""
+    model = save(time_major_matmul(), tmp_path / "tm.onnx")
+    data = write_npz(tmp_path / "seq.npz", x=tokens(6)[:, :4, :8])
+    out = tmp_path / "tm.int8.onnx"
+    assert main(["quantize", str(model), "--calib", str(data), "-o", str(out)]) == 0
+    capfd.readouterr()
+    for sample in (0, 1, 5):
+        assert one_line_error(capfd, ["explain", str(out), "--node", "mm", "--data", str(data), "--sample",
+                                      str(sample)]) == (
+            f"mm's output of shape [4, 2, 6] mixes the batch's 2 samples (a Transpose before it?): changing sample "
+            f"{sample}'s inputs changes it outside the part that would be sample {sample}'s, so that part cannot be "
+            "shown; use a model with a batch of 1 or an unfixed batch.")
+
+
+def test_a_fixed_batch_of_token_ids_explains_the_samples_own_rows(tmp_path) -> None:
+    """Token ids cannot take noise (an id out of range fails): to find its rows, the sample borrows the next one's."""
+    proto = transformer_block(width=32)
+    for value in (proto.graph.input[0], proto.graph.output[0]):
+        value.type.tensor_type.shape.dim[0].dim_value = 4
+    ids = np.random.default_rng(0).integers(0, 100, (8, 8))
+    model = load_model(save(proto, tmp_path / "model.onnx"))
+    data = load_data(write_npz(tmp_path / "ids.npz", ids=ids), model)
+    result = quantize_model(model, data, Recipe(), tmp_path / "model.int8.onnx")
+    e = explain_node(result.int8, "/mlp/up/MatMul", data, sample=6)
+    exposed = cpu_session(result.int8.proto, outputs=[e.x.tensor]).run([e.x.tensor], {"ids": ids[4:]})[0]
+    np.testing.assert_array_equal(e.x_q, exposed[16:24])
+    assert e.checks[1].exact, e.checks[1].summary()
+
+
+@pytest.mark.parametrize("proto, runs", [(small_cnn(), [1]), (fixed_batch_cnn(1), [1]), (fixed_batch_cnn(4), [4, 4])],
+                         ids=["dynamic", "fixed-1", "fixed-4"])
+def test_only_a_batch_of_several_is_run_again_to_find_the_samples_part(tmp_path, monkeypatch, proto, runs) -> None:
+    model, data = model_and_data(tmp_path, proto, images(8))
+    result = quantize_model(model, data, Recipe(), tmp_path / "model.int8.onnx")
+    sizes: list[int] = []
+
+    class Recording(BatchRunner):
+        def run(self, names: list[str] | None, feed: dict[str, np.ndarray]) -> list[np.ndarray]:
+            sizes.append(len(feed["x"]))
+            return super().run(names, feed)
+
+    monkeypatch.setattr("q8studio.core.explain.BatchRunner", Recording)
+    e = explain_node(result.int8, "/block/pw/Conv", data, sample=5)
+    assert sizes == runs and e.checks[1].exact
+
+
 def test_a_fixed_batch_models_tensor_probe_compares_whole_batches(fixed_run) -> None:
     _, data, result, x = fixed_run
     probe = TensorProbe(result.prepared.model, result.int8)

@@ -166,8 +166,9 @@ def explain_node(
     layer = _layer(int8_model, node)
     on_sample = _sample(int8_model, data, sample)
     exposed = [layer.x.tensor, layer.y_tensor] + ([layer.w.tensor] if layer.w.tensor not in graph.initializers else [])
-    values, kernels = _run(int8_model, exposed, on_sample, threads)
-    x_q, w_q, runtime = _sample_part(node, layer, values, on_sample)
+    runs, kernels = _run(int8_model, exposed, on_sample, threads, probe=on_sample.size > 1)
+    values = runs[0]
+    x_q, w_q, runtime = _sample_part(node, layer, runs, on_sample)
     if w_q is None:
         w_q = int8_model.weight(layer.w.tensor)
     kernel = _kernel_of(kernels, graph, node)
@@ -261,18 +262,45 @@ class _SampleFeed:
     size: int  # samples in the feed
     index: int  # the sample's place among them
 
-    def rows(self, value: np.ndarray, axis: int = 0) -> np.ndarray | None:
-        """The sample's part of ``value`` along ``axis``, None when that axis does not split into the feed's samples.
+    def part(self, shape: tuple[int, ...], axis: int = 0) -> tuple[slice, ...] | None:
+        """Where the sample's part of a tensor of ``shape`` would be, None when ``axis`` does not split into the
+        feed's samples.
 
-        A tensor whose leading axis holds the batch's samples one after another ([batch, ...], or
+        A tensor whose ``axis`` holds the batch's samples one after another ([batch, ...], or
         [batch * seq, ...] after a Reshape, which keeps row-major order) gives sample k rows
-        k R to (k + 1) R - 1, R = length / samples.
+        k R to (k + 1) R - 1, R = length / samples. A time-major layout does not: :func:`_confirm_part`
+        tells them apart.
         """
-        length = value.shape[axis]
+        length = shape[axis]
         if length % self.size:
             return None
         per = length // self.size
-        return value[(slice(None),) * axis + (slice(self.index * per, (self.index + 1) * per),)]
+        return (slice(None),) * axis + (slice(self.index * per, (self.index + 1) * per),)
+
+    def rows(self, value: np.ndarray, axis: int = 0) -> np.ndarray | None:
+        """The sample's part of ``value`` along ``axis`` (see :meth:`part`)."""
+        where = self.part(value.shape, axis)
+        return None if where is None else value[where]
+
+    def changed(self) -> dict[str, np.ndarray]:
+        """The feed with only the sample's inputs changed, to see which elements of a tensor depend on them.
+
+        Float inputs get noise as large as their own spread, so that 8-bit values downstream change too;
+        integer and bool inputs (token ids, masks) take the next sample's values, which the model accepts.
+        """
+        rng, feed = np.random.default_rng(0), {}
+        for name, value in self.feed.items():
+            value = value.copy()
+            own = value[self.index]
+            if np.issubdtype(value.dtype, np.floating):
+                finite = own[np.isfinite(own)].astype(np.float64)
+                spread = float(finite.std()) if finite.size else 0.0
+                spread = spread or float(np.abs(finite).max(initial=0.0)) or 1.0
+                value[self.index] = own + (rng.standard_normal(own.shape) * spread).astype(value.dtype)
+            else:
+                value[self.index] = value[(self.index + 1) % self.size]
+            feed[name] = value
+        return feed
 
     def notes(self, output_shape: tuple[int, ...]) -> list[str]:
         """Where the sample sits in a run of several, when that shows in what is explained."""
@@ -303,37 +331,81 @@ def _sample(model: LoadedModel, data: Dataset, index: int) -> _SampleFeed:
     return _SampleFeed(feed, first, size, index - first)
 
 
-def _run(model: LoadedModel, names: list[str], sample: _SampleFeed, threads: int
-         ) -> tuple[dict[str, np.ndarray], list[RuntimeNode]]:
-    """Run ``model`` with ``names`` exposed and return their values on the whole feed; also return the
-    kernels ONNX Runtime ran."""
+def _run(model: LoadedModel, names: list[str], sample: _SampleFeed, threads: int, *, probe: bool = False
+         ) -> tuple[list[dict[str, np.ndarray]], list[RuntimeNode]]:
+    """Run ``model`` with ``names`` exposed and return their values on the whole feed, and with ``probe`` also on
+    the feed with the sample's inputs changed (one session for both); also return the kernels ONNX Runtime ran."""
     names = list(dict.fromkeys(names))
     with tempfile.TemporaryDirectory(prefix="q8studio-explain-") as tmp:
         session, kernels = open_session(model.proto, Path(tmp), outputs=names, threads=threads)
-        values = BatchRunner(model, session).run(names, sample.feed)
-    return dict(zip(names, values)), kernels
+        runner = BatchRunner(model, session)
+        runs = [dict(zip(names, runner.run(names, sample.feed)))]
+        if probe:
+            try:
+                runs.append(dict(zip(names, runner.run(names, sample.changed()))))
+            except Q8Error as error:
+                raise Q8Error(f"{error} (a run with sample {sample.first + sample.index}'s inputs changed, made "
+                              "to find its part of the batch; use a model with a batch of 1 or an unfixed batch)"
+                              ) from None
+    return runs, kernels
 
 
-def _sample_part(node: Node, layer: _Layer, values: dict[str, np.ndarray], sample: _SampleFeed
+def _sample_part(node: Node, layer: _Layer, runs: list[dict[str, np.ndarray]], sample: _SampleFeed
                  ) -> tuple[np.ndarray, np.ndarray | None, np.ndarray]:
     """x_q, w_q (None for a stored weight) and the output, cut to what belongs to the sample.
 
     The output's leading axis says which rows are the sample's; an input is cut along the axis that
     runs with it, and kept whole when every output row reads all of it (a weight matrix, a broadcast operand).
+    With a second run (the sample's inputs changed), the parts are confirmed before they are shown.
     """
+    values = runs[0]
     output = values[layer.y_tensor]
-    runtime = sample.rows(output)
-    if runtime is None:
+    parts: dict[str, tuple[str, tuple[slice, ...] | None]] = {"output": (layer.y_tensor, sample.part(output.shape))}
+    if parts["output"][1] is None:
         raise Q8Error(f"{node.name}'s output has shape {list(output.shape)}: its leading axis does not split into "
                       f"the {sample.size} samples of a run, so sample {sample.first + sample.index}'s part is unknown.")
+    for operand, role, name in ((0, "input x", layer.x.tensor), (1, "input w", layer.w.tensor)):
+        if name in values:
+            axis = _sample_axis(node, operand, values[name], output.shape)
+            parts[role] = (name, None if axis is None else sample.part(values[name].shape, axis))
+    if len(runs) > 1:
+        _confirm_part(node, parts, runs, sample)
+    cut = {role: values[name] if where is None else values[name][where] for role, (name, where) in parts.items()}
+    return cut["input x"], cut.get("input w"), cut["output"]
 
-    def own(operand: int, value: np.ndarray) -> np.ndarray:
-        axis = _sample_axis(node, operand, value, output.shape)
-        part = None if axis is None else sample.rows(value, axis)
-        return value if part is None else part
 
-    w = values.get(layer.w.tensor)
-    return own(0, values[layer.x.tensor]), None if w is None else own(1, w), runtime
+def _confirm_part(node: Node, parts: dict[str, tuple[str, tuple[slice, ...] | None]],
+                  runs: list[dict[str, np.ndarray]], sample: _SampleFeed) -> None:
+    """Refuse unless changing the sample's inputs changed something, and only inside the parts taken as its own.
+
+    A batch's samples need not lie one after another along the leading axis: after a Transpose to a
+    time-major [seq, batch, ...] layout every row holds all samples, and rows k R to (k + 1) R - 1 are
+    other samples' data too. Only the sample's own part may change; a part kept whole (every sample
+    reads it) may not change at all.
+    """
+    index, touched = sample.first + sample.index, False
+    for role, (name, where) in parts.items():
+        before, after = runs[0][name], runs[1][name]
+        changed = np.ones(before.shape, bool) if before.shape != after.shape else ~_same(before, after)
+        if where is not None:
+            touched |= bool(changed[where].any())
+            changed[where] = False
+        if changed.any():
+            raise Q8Error(f"{node.name}'s {role} of shape {list(before.shape)} mixes the batch's {sample.size} "
+                          f"samples (a Transpose before it?): changing sample {index}'s inputs changes it outside "
+                          f"the part that would be sample {index}'s, so that part cannot be shown; use a model "
+                          "with a batch of 1 or an unfixed batch.")
+    if not touched:
+        raise Q8Error(f"Changing sample {index}'s inputs changed neither the input nor the output of {node.name}, "
+                      f"so which part of the batch's tensors is sample {index}'s cannot be told.")
+
+
+def _same(a: np.ndarray, b: np.ndarray) -> np.ndarray:
+    """Element-wise equality, NaN equal to NaN."""
+    same = a == b
+    if np.issubdtype(a.dtype, np.floating):
+        same |= np.isnan(a) & np.isnan(b)
+    return same
 
 
 def _sample_axis(node: Node, operand: int, value: np.ndarray, output_shape: tuple[int, ...]) -> int | None:
@@ -467,8 +539,8 @@ def _float_counterpart(int8_model: LoadedModel, float_model: LoadedModel, node: 
     name = next((c for c in candidates if c in float_model.graph.tensors), None)
     if name is None:
         return None, None
-    values, _ = _run(float_model, [name], on_sample, threads)
-    return name, on_sample.rows(values[name])
+    runs, _ = _run(float_model, [name], on_sample, threads)
+    return name, on_sample.rows(runs[0][name])
 
 
 def _sqnr(layer: _Layer, runtime: np.ndarray, float_output: np.ndarray | None) -> float | None:
