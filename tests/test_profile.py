@@ -248,3 +248,87 @@ def test_kernels_no_model_node_accounts_for_are_not_offered_to_keep_in_float(dem
     report = replace(demo_report, layers=[*demo_report.layers, stray])
     assert stray.int8_total_us > stray.float_total_us and not stray.slower_in_int8
     assert stray.node not in slower_in_int8(report) and stray not in report.float_islands
+
+
+def scale_shift_block(channels: int = 16, size: int = 16) -> onnx.ModelProto:
+    """A DenseNet unit: Conv -> BN -> Mul by an Unsqueeze'd scale -> Add of an Unsqueeze'd shift -> Relu,
+    MaxPool, then BN -> Mul -> Add -> Relu -> Conv, and a Concat of the pool and that Conv.
+
+    Float ONNX Runtime folds the first chain into one NCHWc Conv named after the Relu's output; the
+    Unsqueeze nodes come after the data nodes they feed. The second BN and Mul read the pool's
+    output, which the Concat reads too: nothing folds them, and NCHWc runs each as a depthwise
+    convolution named ``<output>_bn_nchwc`` / ``<output>_mul_nchwc``. In int8 the Add absorbs the
+    Relu after it.
+    """
+    rng = np.random.default_rng(0)
+    inits = [numpy_helper.from_array(np.array([1, 2], np.int64), "axes")]
+    nodes = []
+
+    def init(name: str, array: np.ndarray) -> str:
+        inits.append(numpy_helper.from_array(np.asarray(array, np.float32), name))
+        return name
+
+    def conv(scope: str, x: str, inputs: int) -> str:
+        w = init(f"{scope}/w", rng.standard_normal((channels, inputs, 3, 3)) * 0.2)
+        nodes.append(helper.make_node("Conv", [x, w], [f"{scope}/c"], name=f"{scope}/conv/Conv", pads=[1, 1, 1, 1]))
+        return f"{scope}/c"
+
+    def scale_shift(scope: str, x: str) -> str:
+        bn = [init(f"{scope}/bn_{key}", rng.uniform(low, high, channels))
+              for key, low, high in (("scale", 0.5, 1.5), ("bias", -0.1, 0.1), ("mean", -0.1, 0.1), ("var", 0.5, 1.5))]
+        s, t = init(f"{scope}/s", rng.uniform(0.5, 1.5, channels)), init(f"{scope}/t", rng.uniform(-0.1, 0.1, channels))
+        nodes.extend([
+            helper.make_node("BatchNormalization", [x, *bn], [f"{scope}/b"], name=f"{scope}/bn/BatchNormalization"),
+            helper.make_node("Unsqueeze", [s, "axes"], [f"{scope}/us"], name=f"{scope}/Unsqueeze"),
+            helper.make_node("Mul", [f"{scope}/b", f"{scope}/us"], [f"{scope}/m"], name=f"{scope}/Mul"),
+            helper.make_node("Unsqueeze", [t, "axes"], [f"{scope}/ut"], name=f"{scope}/Unsqueeze_1"),
+            helper.make_node("Add", [f"{scope}/m", f"{scope}/ut"], [f"{scope}/a"], name=f"{scope}/Add"),
+            helper.make_node("Relu", [f"{scope}/a"], [f"{scope}/r"], name=f"{scope}/Relu"),
+        ])
+        return f"{scope}/r"
+
+    stem = scale_shift("/stem", conv("/stem", "x", 3))
+    nodes.append(helper.make_node("MaxPool", [stem], ["p"], name="/pool/MaxPool", kernel_shape=[2, 2], strides=[2, 2]))
+    block = conv("/block", scale_shift("/block", "p"), channels)
+    nodes.append(helper.make_node("Concat", ["p", block], ["y"], name="/block/Concat", axis=1))
+    half = size // 2
+    graph = helper.make_graph(nodes, "dense", [helper.make_tensor_value_info("x", TensorProto.FLOAT, [1, 3, size, size])],
+                              [helper.make_tensor_value_info("y", TensorProto.FLOAT, [1, 2 * channels, half, half])], inits)
+    return helper.make_model(graph, opset_imports=[helper.make_opsetid("", 13)], ir_version=8)
+
+
+@pytest.fixture(scope="module")
+def dense_report(tmp_path_factory: pytest.TempPathFactory) -> ProfileReport:
+    out = tmp_path_factory.mktemp("profile-dense")
+    model = save(scale_shift_block(), out / "dense.onnx")
+    data = write_npz(out / "x.npz", x=np.random.default_rng(1).standard_normal((4, 3, 16, 16)).astype(np.float32))
+    float_model = load_model(model)
+    return profile_models(float_model, quantized(model, data, out / "q.onnx"), load_data(data, float_model),
+                          latency_runs=0, **PROFILE)
+
+
+def test_a_conv_folding_computed_scale_and_shift_keeps_its_float_kernel(dense_report: ProfileReport) -> None:
+    assert "/stem/r_nchwc" in {k.name for k in dense_report.float32.kernels}  # named after the Relu's output
+    stem = layer(dense_report, "/stem/conv/Conv")
+    assert stem.float_kernels == ("Conv (NCHWc)",) and stem.int8_kernels == ("QLinearConv",)
+    assert stem.float_us > 0 and stem.int8_us > 0
+    assert {"/stem/bn/BatchNormalization", "/stem/Mul", "/stem/Add", "/stem/Relu"} <= set(stem.members)
+    assert layer(dense_report, "/block/conv/Conv").float_kernels == ("Conv (NCHWc)",)
+
+
+def test_batchnorm_and_mul_run_as_depthwise_convolutions_keep_their_own_rows(dense_report: ProfileReport) -> None:
+    kernels = {k.name: k.node for k in dense_report.float32.kernels}
+    assert kernels["/block/b_bn_nchwc"] == "/block/bn/BatchNormalization"
+    assert kernels["/block/m_mul_nchwc"] == "/block/Mul"
+    for name in ("/block/bn/BatchNormalization", "/block/Mul"):
+        row = layer(dense_report, name)
+        assert row.float_kernels == ("Conv (NCHWc)",) and row.float_us > 0 and row.int8_kernels
+    nodes = {node.name for node in scale_shift_block().graph.node}
+    assert {row.node for row in dense_report.layers} <= nodes  # no row named after a runtime tensor
+    assert all(row.float_kernels and row.int8_kernels for row in dense_report.layers)  # no "infx" or "0.00x"
+
+
+def test_a_relu_the_int8_model_dropped_joins_the_add_that_absorbed_it(dense_report: ProfileReport) -> None:
+    add = layer(dense_report, "/block/Add")
+    assert "/block/Relu" in add.members and add.float_kernels == ("Add", "Relu") and add.int8_kernels == ("QLinearAdd",)
+

@@ -18,7 +18,7 @@ from .evaluate import measure_latency, require_same_inputs
 from .kernelprofile import KernelTime, ModelProfile, profile_model
 from .model import Graph, LoadedModel, Node
 from .progress import NO_PROGRESS, Progress
-from .runtimegraph import resolve_name
+from .runtimegraph import QDQ_OPS, resolve_name
 from .session import first_run_feed
 
 COMPUTE_OPS = frozenset({"Conv", "Gemm", "MatMul"})
@@ -252,6 +252,8 @@ def join_layers(float_graph: Graph, int8_graph: Graph, fp: ModelProfile, qp: Mod
     groups = _Groups()
     for alias, name in aliases.items():  # keep the int8 model's own names in the row too
         groups.union(alias, name)
+    for name, writer in _taken_over(float_graph, int8_graph).items():
+        groups.union(name, writer)
     for profile in (fp, qp):
         for kernel in profile.kernels:
             if not kernel.glue:
@@ -286,6 +288,22 @@ def _renamed(qp: ModelProfile, float_names: set[str]) -> tuple[ModelProfile, dic
     owners = {k: [name(n) for n in v] for k, v in qp.glue_owners.items()}
     absorbed = {name(k): name(v) for k, v in qp.absorbed.items()}
     return replace(qp, kernels=kernels, glue_owners=owners, absorbed=absorbed), aliases
+
+
+def _taken_over(float_graph: Graph, int8_graph: Graph) -> dict[str, str]:
+    """Float nodes the int8 model lacks -> the int8 node writing their output instead.
+
+    Quantization drops a Relu after an Add (the Add's quantized range clips it), and the Add then
+    writes the Relu's tensor: the float Relu kernel and the int8 QLinearAdd do the same work.
+    """
+    int8_names = {node.name for node in int8_graph.nodes}
+    taken = {}
+    for node in float_graph.nodes:
+        writers = [int8_graph.nodes[int8_graph.producer[t]] for t in node.outputs if t in int8_graph.producer]
+        writers = [w for w in writers if w.op_type not in QDQ_OPS]
+        if node.name not in int8_names and writers:
+            taken[node.name] = writers[0].name
+    return taken
 
 
 def _charge(rows: dict[str, _Row], groups: _Groups, side: int, kernel: KernelTime, owners: list[str] | None) -> None:

@@ -5,9 +5,11 @@ into the layer before them, DQ -> Conv -> Q becomes one QLinearConv, and layout 
 convolutions to NCHWc (float) or NHWC (int8) with Transpose/Reorder kernels around them. The
 kernels keep traceable names: the source node's name (``/fc/Gemm``), the same rewritten
 (``_token_<n>`` appended, ``fused `` prefixed, a fusion scope appended), or the fused output
-tensor with ``_nchwc`` appended. That output may itself be renamed first: moving a Quantize up
-(past a Reshape, say) leaves the layer before it writing ``<tensor>_pre_q``. Such a kernel is traced
-by the model tensor it reads instead, which is enough to tie every kernel back to a source node.
+tensor with ``_nchwc`` appended. A BatchNormalization or Mul by a per-channel constant that the
+NCHWc pass runs as a depthwise convolution is named ``<output>_bn_nchwc`` / ``<output>_mul_nchwc``,
+and moving a Quantize up (past a Reshape, say) leaves the layer before it writing
+``<tensor>_pre_q``. Such a kernel is also checked against the model tensor it reads, which is
+enough to tie every kernel back to a source node.
 """
 
 from __future__ import annotations
@@ -28,6 +30,8 @@ LAYOUT_OPS = frozenset({"Transpose", "ReorderInput", "ReorderOutput"})
 _TOKEN_SUFFIX = re.compile(r"(_token_\d+)+$")
 _FUSION_SCOPE = re.compile(r"(/\w*Fusion)+$")
 _FAMILY_PREFIXES = ("QLinear", "Nhwc", "Fused", "Q")
+_CONVERTED_OPS = {"_bn": "BatchNormalization", "_mul": "Mul"}
+"""Name suffixes the NCHWc pass gives the nodes it runs as depthwise convolutions, and their op types."""
 
 
 @dataclass(frozen=True)
@@ -80,18 +84,23 @@ def is_glue(kernel: RuntimeNode, graph: Graph) -> bool:
 def source_node(kernel: RuntimeNode, graph: Graph, runtime: Sequence[RuntimeNode] = ()) -> str | None:
     """The node of ``graph`` that ``kernel`` computes, or None for a kernel ONNX Runtime inserted.
 
-    ``runtime``, the optimized graph, traces an NCHWc kernel whose output tensor the model lacks.
+    ``runtime``, the optimized graph, traces the tensor an NCHWc kernel reads back to the model.
     """
     names = {node.name for node in graph.nodes}
     found = resolve_name(kernel.name, names)
     if found is not None:
         return found
-    if kernel.name.endswith("_nchwc"):
-        producer = graph.producer.get(kernel.name[: -len("_nchwc")])
-        if producer is not None:
-            return _fused_root(graph, producer, op_family(kernel.op_type))
-        return _reader(kernel, graph, runtime)
-    return None
+    stem = _nchwc_stem(kernel.name)
+    if stem is None:
+        return None
+    converted = _converted_node(stem, graph)
+    if converted is not None:
+        return converted
+    read = _model_tensor(kernel.inputs[0], graph, runtime) if kernel.inputs else None
+    written = _written_tensor(stem, graph)
+    if written is not None:
+        return _fused_root(graph, graph.producer[written], op_family(kernel.op_type), read)
+    return _reader(kernel, graph, read)
 
 
 def resolve_name(name: str, names: set[str]) -> str | None:
@@ -107,37 +116,95 @@ def resolve_name(name: str, names: set[str]) -> str | None:
     return None
 
 
-def _fused_root(graph: Graph, index: int, family: str) -> str:
-    """Walk up from a fused kernel's output (a BN or activation) to the node of the kernel's op type."""
-    start = index
-    while graph.nodes[index].op_type != family:
-        producers = [graph.producer[name] for name in graph.nodes[index].inputs if name in graph.producer]
-        if not producers:
-            return graph.nodes[start].name
-        index = max(producers)
-    return graph.nodes[index].name
+def _nchwc_stem(name: str) -> str | None:
+    """The tensor name an NCHWc kernel is named after (``r6`` of ``r6_nchwc``), None for other kernels."""
+    base = _TOKEN_SUFFIX.sub("", name)
+    return base[: -len("_nchwc")] if base.endswith("_nchwc") else None
 
 
-def _reader(kernel: RuntimeNode, graph: Graph, runtime: Sequence[RuntimeNode]) -> str | None:
-    """The one node of the kernel's op type that reads the model tensor the kernel reads first."""
-    tensor = _model_tensor(kernel.inputs[0], graph, runtime) if kernel.inputs else None
-    family = op_family(kernel.op_type)
-    readers = [graph.nodes[i].name for i in graph.consumers.get(tensor, []) if graph.nodes[i].op_type == family]
-    return readers[0] if len(readers) == 1 else None
+def _converted_node(stem: str, graph: Graph) -> str | None:
+    """The BatchNormalization or Mul an NCHWc kernel named ``<output>_bn`` / ``<output>_mul`` runs as
+    a depthwise convolution: that node alone, not the convolution before it."""
+    for suffix, op_type in _CONVERTED_OPS.items():
+        tensor = _written_tensor(stem.removesuffix(suffix), graph) if stem.endswith(suffix) else None
+        node = graph.nodes[graph.producer[tensor]] if tensor is not None else None
+        if node is not None and node.op_type == op_type:
+            return node.name
+    return None
+
+
+def _written_tensor(stem: str, graph: Graph) -> str | None:
+    """The model tensor an NCHWc kernel named after ``stem`` writes, or wrote before later fusions.
+
+    The stem is that tensor, or that tensor with a suffix (``_pre_q`` where it was renamed, ``_bn``
+    where a node became a convolution): the longest leading run of ``_``-separated parts that a
+    node writes is taken.
+    """
+    parts = stem.split("_")
+    for end in range(len(parts), 0, -1):
+        name = "_".join(parts[:end])
+        if name in graph.producer:
+            return name
+    return None
+
+
+def _fused_root(graph: Graph, index: int, family: str, read: str | None) -> str:
+    """The node of the kernel's op type whose fused chain ends at node ``index`` (a BN or activation).
+
+    Fusion (Conv + BatchNorm + Mul + Add + Relu) only swallows a tensor that nothing else reads, so
+    the chain is what lies upstream of ``index`` through tensors with one reader: the walk keeps to
+    the data and stays off the constants (an Unsqueeze'd scale) and off shared inputs. The nearest
+    node of the kernel's op type is taken; of two (a residual Add of two convolutions), the one
+    reading ``read``, the model tensor the kernel reads. A chain with none is node ``index`` itself.
+    """
+    family_nodes = [graph.nodes[i] for i in _fused_chain(graph, index) if graph.nodes[i].op_type == family]
+    reading = [node for node in family_nodes if read is not None and read in node.inputs]
+    return (reading or family_nodes or [graph.nodes[index]])[0].name
+
+
+def _fused_chain(graph: Graph, index: int) -> list[int]:
+    """Node ``index`` and, nearest first, the nodes upstream whose outputs only the chain reads."""
+    chain, position = [index], 0
+    outputs = set(graph.outputs)
+    while position < len(chain):
+        node = graph.nodes[chain[position]]
+        position += 1
+        for name in dict.fromkeys(node.inputs):
+            producer = graph.producer.get(name)
+            if producer is None or producer in chain or name in outputs:
+                continue
+            if set(graph.consumers.get(name, [])) == {node.index}:
+                chain.append(producer)
+    return chain
+
+
+def _reader(kernel: RuntimeNode, graph: Graph, tensor: str | None) -> str | None:
+    """The one node reading the model tensor the kernel reads first: of the kernel's op type if any."""
+    readers = [graph.nodes[i] for i in dict.fromkeys(graph.consumers.get(tensor, []))] if tensor else []
+    family = [node for node in readers if node.op_type == op_family(kernel.op_type)]
+    for candidates in (family, readers):
+        if len(candidates) == 1:
+            return candidates[0].name
+    return None
 
 
 def _model_tensor(name: str, graph: Graph, runtime: Sequence[RuntimeNode]) -> str | None:
-    """The model tensor a runtime tensor carries: back through inserted layout kernels, and from an
-    NCHWc kernel to the model tensor it is named after."""
-    producers = {output: kernel for kernel in runtime for output in kernel.outputs}
+    """The model tensor a runtime tensor carries: back through inserted layout kernels, from an NCHWc
+    kernel to the model tensor it writes, and from a kernel of a model node to that node's output."""
+    producers = {output: (kernel, i) for kernel in runtime for i, output in enumerate(kernel.outputs)}
+    nodes = {node.name: node for node in graph.nodes}
     while name not in graph.consumers:
-        kernel = producers.get(name)
-        if kernel is not None and kernel.op_type in LAYOUT_OPS:
-            name = kernel.inputs[0]
-        elif kernel is not None and kernel.name.endswith("_nchwc"):
-            return kernel.name[: -len("_nchwc")]
-        else:
+        kernel, position = producers.get(name, (None, 0))
+        if kernel is None:
             return None
+        if kernel.op_type in LAYOUT_OPS and kernel.inputs:
+            name = kernel.inputs[0]
+            continue
+        stem = _nchwc_stem(kernel.name)
+        if stem is not None:
+            return _written_tensor(stem, graph)
+        node = nodes.get(resolve_name(kernel.name, set(nodes)) or "")
+        return node.outputs[position] if node is not None and len(node.outputs) == len(kernel.outputs) else None
     return name
 
 
