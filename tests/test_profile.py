@@ -257,8 +257,8 @@ def scale_shift_block(channels: int = 16, size: int = 16) -> onnx.ModelProto:
     Float ONNX Runtime folds the first chain into one NCHWc Conv named after the Relu's output; the
     Unsqueeze nodes come after the data nodes they feed. The second BN and Mul read the pool's
     output, which the Concat reads too: nothing folds them, and NCHWc runs each as a depthwise
-    convolution named ``<output>_bn_nchwc`` / ``<output>_mul_nchwc``. In int8 the Add absorbs the
-    Relu after it.
+    convolution named ``<output>_bn_nchwc`` / ``<output>_mul_nchwc``. In int8 the Concat becomes a
+    QLinearConcat, whose first input is a float scale, and the Add absorbs the Relu after it.
     """
     rng = np.random.default_rng(0)
     inits = [numpy_helper.from_array(np.array([1, 2], np.int64), "axes")]
@@ -332,3 +332,10 @@ def test_a_relu_the_int8_model_dropped_joins_the_add_that_absorbed_it(dense_repo
     add = layer(dense_report, "/block/Add")
     assert "/block/Relu" in add.members and add.float_kernels == ("Add", "Relu") and add.int8_kernels == ("QLinearAdd",)
 
+
+def test_qlinear_concat_is_an_integer_kernel(dense_report: ProfileReport) -> None:
+    """QLinearConcat's first input is the output scale (float32); its data inputs are 8-bit."""
+    concat = layer(dense_report, "/block/Concat")
+    assert concat.int8_kernels == ("QLinearConcat",) and concat.integer
+    assert concat not in dense_report.float_islands
+    assert [row.node for row in dense_report.float_islands] == ["/block/bn/BatchNormalization"]

@@ -22,7 +22,7 @@ from .model import LoadedModel
 from .runtimegraph import QDQ_OPS, RuntimeNode, absorbed_nodes, is_glue, open_session, source_node
 from .session import BatchRunner
 
-INTEGER_TYPES = ("uint8", "int8")
+INTEGER_TYPES = frozenset({"uint8", "int8"})
 KEPT_RUNS = 0.8
 """Fraction of the profiled runs averaged: the fastest ones (see :func:`_kernel_times`)."""
 
@@ -35,7 +35,7 @@ class KernelTime:
     op_type: str
     domain: str
     us: float
-    integer: bool  # its first input is 8-bit integers
+    integer: bool  # it reads 8-bit integers (see :func:`_kernel_times`)
     node: str | None  # the source node it computes; None for glue
     glue: bool  # Quantize/Dequantize, or a layout kernel ONNX Runtime inserted
 
@@ -90,11 +90,11 @@ def profile_model(
         for _ in range(warmup + runs):
             runner.run(None, feed)
         events = json.loads(Path(session.end_profiling()).read_text())
-    times, run_us, types = _kernel_times(events, warmup)
+    times, run_us, integer_kernels = _kernel_times(events, warmup)
     profile = []
     for k in kernels:
         glue = is_glue(k, model.graph)
-        integer = types.get(k.name, "") in INTEGER_TYPES
+        integer = k.name in integer_kernels
         node = None if glue else source_node(k, model.graph, kernels)
         profile.append(KernelTime(k.name, k.op_type, k.domain, times.get(k.name, 0.0), integer, node, glue))
     computed = {k.node for k in profile if k.node is not None}
@@ -102,8 +102,12 @@ def profile_model(
     return ModelProfile(profile, run_us, runs, owners, absorbed_nodes(model.graph, computed), kernels)
 
 
-def _kernel_times(events: list[dict], warmup: int) -> tuple[dict[str, float], float, dict[str, str]]:
-    """Mean time per run of each kernel, the mean run time, and each kernel's first input type.
+def _kernel_times(events: list[dict], warmup: int) -> tuple[dict[str, float], float, set[str]]:
+    """Mean time per run of each kernel, the mean run time, and the kernels that read 8-bit integers.
+
+    A kernel computes on integers when any of its inputs is 8-bit, whatever its place: QLinearConcat
+    reads its output scale first and its quantized inputs after, QLinearConv its data first. Float
+    kernels take no 8-bit input; Quantize/Dequantize do, but they are glue, not layers.
 
     Warm-up runs are dropped, and so is the slowest fifth of the rest: runs disturbed by other
     processes. Kernels and runs are averaged over the same runs, so kernel times still add up.
@@ -117,18 +121,19 @@ def _kernel_times(events: list[dict], warmup: int) -> tuple[dict[str, float], fl
     spans = sorted(fastest)
     starts = [start for start, _ in spans]
     totals: dict[str, float] = defaultdict(float)
-    types: dict[str, str] = {}
+    integer: set[str] = set()
     for event in events:
         if event.get("cat") != "Node" or not event["name"].endswith("_kernel_time"):
             continue
         name = event["name"][: -len("_kernel_time")]
-        shapes = event.get("args", {}).get("input_type_shape") or [{}]
-        types[name] = next(iter(shapes[0]), "")
+        inputs = event.get("args", {}).get("input_type_shape") or []
+        if any(INTEGER_TYPES.intersection(shape) for shape in inputs):
+            integer.add(name)
         position = bisect.bisect_right(starts, event["ts"]) - 1
         if position >= 0 and event["ts"] <= spans[position][1]:
             totals[name] += event["dur"]
     runs = len(spans)
-    return {k: v / runs for k, v in totals.items()}, sum(end - start for start, end in spans) / runs, types
+    return {k: v / runs for k, v in totals.items()}, sum(end - start for start, end in spans) / runs, integer
 
 
 def _glue_owners(kernels: list[RuntimeNode], profile: list[KernelTime]) -> dict[str, list[str]]:
