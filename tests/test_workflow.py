@@ -6,12 +6,15 @@ import math
 import sys
 from pathlib import Path
 
+import numpy as np
+import onnx
 import pytest
 
 from q8studio.core import preprocess
-from q8studio.core.data import load_data
+from builders import save, with_argmax
+from q8studio.core.data import load_data, require_labels_fit
 from q8studio.core.demo import demo_assets
-from q8studio.core.errors import Cancelled
+from q8studio.core.errors import Cancelled, Q8Error
 from q8studio.core.evaluate import compare_models
 from q8studio.core.model import load_model
 from q8studio.core.progress import CancelToken, Progress
@@ -83,3 +86,28 @@ def test_the_source_model_stays_usable_without_sympy(tmp_path: Path, monkeypatch
     assert any("sympy" in note for note in run.result.prepared.notes)  # the fallback path really ran
     assert model.proto.SerializeToString() == before
     assert run.comparison.errors.samples == 16
+
+
+def test_calibration_labels_the_model_cannot_output_stop_the_run_before_quantizing(tmp_path: Path) -> None:
+    """Without evaluation data the run compares on the calibration data: its labels are checked first."""
+    assets = demo_assets()
+    with np.load(assets.calibration) as calib:
+        images = calib["image"][:16]
+    path = tmp_path / "calib.npz"
+    np.savez(path, image=images, labels=np.full(16, 42))
+    model = load_model(assets.model)
+    out = tmp_path / "m.onnx"
+    with pytest.raises(Q8Error, match="range from 42 to 42.*compares on the calibration data; choose evaluation data"):
+        quantize_and_compare(model, load_data(path, model), None, Recipe(), out)
+    assert not out.exists()
+
+
+def test_labels_are_checked_against_the_classes_an_argmax_picks_from(tmp_path: Path) -> None:
+    assets = demo_assets()
+    model = load_model(save(with_argmax(onnx.load(assets.model)), tmp_path / "argmax.onnx"))
+    with np.load(assets.test) as test:
+        images, labels = test["image"][:8], test["labels"][:8].copy()
+    labels[3] = 12
+    np.savez(tmp_path / "bad.npz", image=images, labels=labels)
+    with pytest.raises(Q8Error, match="range from .* to 12, but the model's output has 10 classes"):
+        require_labels_fit(load_data(tmp_path / "bad.npz", model), model)

@@ -234,9 +234,16 @@ def require_labels_fit(data: Dataset, model: LoadedModel) -> None:
 
 
 def _class_count(model: LoadedModel) -> int | None:
-    """Classes of the output top-1 accuracy is measured on, when it is [N, C] (trailing 1s allowed) with C fixed."""
-    shape = model.graph.tensors[model.graph.outputs[0]].shape
-    dims = list(shape or ())
+    """Classes of the output top-1 accuracy is measured on, when it is [N, C] (trailing 1s allowed) with C
+    fixed, or the class ids an ArgMax picks from such scores."""
+    graph, output = model.graph, model.graph.outputs[0]
+    producer = graph.nodes[graph.producer[output]] if output in graph.producer else None
+    if producer is not None and producer.op_type == "ArgMax":
+        shape = graph.tensors[producer.inputs[0]].shape or ()
+        axis = int(producer.attributes.get("axis", 0))  # type: ignore[call-overload]
+        classes = shape[axis] if -len(shape) <= axis < len(shape) else None
+        return classes if isinstance(classes, int) and classes >= 2 else None
+    dims = list(graph.tensors[output].shape or ())
     while len(dims) > 2 and dims[-1] == 1:
         dims.pop()
     return dims[1] if len(dims) == 2 and isinstance(dims[1], int) and dims[1] >= 2 else None

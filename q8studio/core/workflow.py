@@ -11,7 +11,8 @@ import math
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from .data import Dataset
+from .data import Dataset, require_labels_fit
+from .errors import Q8Error
 from .evaluate import Comparison, LayerError, compare_models
 from .model import LoadedModel
 from .progress import NO_PROGRESS, Progress
@@ -90,8 +91,14 @@ def quantize_and_compare(
     Histograms are always collected: the GUI draws them with every method's clipping range, and
     the next run can reuse them (``previous``, see :func:`~.quantize.quantize_model`).
     """
-    result = quantize_model(model, calibration, recipe, output, histograms=True, previous=previous, progress=progress)
     data = evaluation if evaluation is not None else calibration.limited(recipe.samples)
+    try:  # checked before quantizing, not after: a long run must not fail at its last step
+        require_labels_fit(data, model)
+    except Q8Error as exc:
+        unchosen = "; choose evaluation data, or calibration data without them" if evaluation is None else ""
+        raise Q8Error(f"{exc} The run compares on {'the evaluation' if evaluation else 'the calibration'} data"
+                      f"{unchosen}.") from None
+    result = quantize_model(model, calibration, recipe, output, histograms=True, previous=previous, progress=progress)
     comparison = compare_models(model, result.int8, data, latency_runs=latency_runs, progress=progress)
     return StudioRun(result, result.int8, comparison, data.source)
 
