@@ -161,7 +161,7 @@ def explain_node(
     node, renamed = _find_node(graph, node_name)
     if node.op_type not in EXPLAINABLE_OPS:
         raise Q8Error(
-            f"{node_name} is a {node.op_type}, not a Conv/Gemm/MatMul: only those have an integer kernel to explain."
+            f"{node_name} is {node.op_type}, not Conv/Gemm/MatMul: only those have an integer kernel to explain."
         )
     layer = _layer(int8_model, node)
     on_sample = sample_feed(int8_model, data, sample)

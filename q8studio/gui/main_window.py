@@ -310,7 +310,7 @@ class MainWindow(QMainWindow):
             self.histograms.show_comparison(None, none)
             return
         fused = "" if numbers.tensor in node.outputs else (
-            f"int8 fuses {node.op_type} with its neighbours; showing the tensor that is quantized:")
+            f"{node.op_type}'s own output is not quantized; showing the nearest tensor that is:")
         self.histograms.show_activation(numbers.stats, numbers.activation_histogram, numbers.ranges,
                                         run.result.recipe.method, fused)
         self._compare_tensor(numbers.tensor)
