@@ -96,11 +96,16 @@ def source_node(kernel: RuntimeNode, graph: Graph, runtime: Sequence[RuntimeNode
     converted = _converted_node(stem, graph)
     if converted is not None:
         return converted
-    read = _model_tensor(kernel.inputs[0], graph, runtime) if kernel.inputs else None
     written = _written_tensor(stem, graph)
     if written is not None:
-        return _fused_root(graph, graph.producer[written], op_family(kernel.op_type), read)
-    return _reader(kernel, graph, read)
+        return _fused_root(graph, graph.producer[written], kernel, runtime)
+    return _reader(kernel, graph, _read_tensor(kernel, graph, runtime))
+
+
+def _read_tensor(kernel: RuntimeNode, graph: Graph, runtime: Sequence[RuntimeNode]) -> str | None:
+    """The model tensor ``kernel`` reads first. It indexes the whole optimized graph, so it is asked
+    only when a kernel's name leaves a choice."""
+    return _model_tensor(kernel.inputs[0], graph, runtime) if kernel.inputs else None
 
 
 def resolve_name(name: str, names: set[str]) -> str | None:
@@ -148,18 +153,21 @@ def _written_tensor(stem: str, graph: Graph) -> str | None:
     return None
 
 
-def _fused_root(graph: Graph, index: int, family: str, read: str | None) -> str:
+def _fused_root(graph: Graph, index: int, kernel: RuntimeNode, runtime: Sequence[RuntimeNode]) -> str:
     """The node of the kernel's op type whose fused chain ends at node ``index`` (a BN or activation).
 
     Fusion (Conv + BatchNorm + Mul + Add + Relu) only swallows a tensor that nothing else reads, so
     the chain is what lies upstream of ``index`` through tensors with one reader: the walk keeps to
     the data and stays off the constants (an Unsqueeze'd scale) and off shared inputs. The nearest
     node of the kernel's op type is taken; of two (a residual Add of two convolutions), the one
-    reading ``read``, the model tensor the kernel reads. A chain with none is node ``index`` itself.
+    reading the model tensor the kernel reads. A chain with none is node ``index`` itself.
     """
+    family = op_family(kernel.op_type)
     family_nodes = [graph.nodes[i] for i in _fused_chain(graph, index) if graph.nodes[i].op_type == family]
-    reading = [node for node in family_nodes if read is not None and read in node.inputs]
-    return (reading or family_nodes or [graph.nodes[index]])[0].name
+    if len(family_nodes) > 1:
+        read = _read_tensor(kernel, graph, runtime)
+        family_nodes = [node for node in family_nodes if read is not None and read in node.inputs] or family_nodes
+    return (family_nodes or [graph.nodes[index]])[0].name
 
 
 def _fused_chain(graph: Graph, index: int) -> list[int]:
