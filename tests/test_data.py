@@ -9,7 +9,8 @@ import pytest
 from PIL import Image
 
 from builders import write_npz
-from q8studio.core.data import load_data, require_labels_fit
+from q8studio.core.data import load_data
+from q8studio.core.evaluate import require_labels_fit
 from q8studio.core.demo import demo_assets
 from q8studio.core.errors import Q8Error
 from q8studio.core.imagefolder import ImagePreprocessing

@@ -10,12 +10,12 @@ import numpy as np
 import onnx
 import pytest
 
-from q8studio.core import preprocess
 from builders import save, with_argmax
-from q8studio.core.data import load_data, require_labels_fit
+from q8studio.core import preprocess
+from q8studio.core.data import load_data
 from q8studio.core.demo import demo_assets
 from q8studio.core.errors import Cancelled, Q8Error
-from q8studio.core.evaluate import compare_models
+from q8studio.core.evaluate import compare_models, require_labels_fit
 from q8studio.core.model import load_model
 from q8studio.core.progress import CancelToken, Progress
 from q8studio.core.recipe import Recipe

@@ -219,36 +219,6 @@ def _check_against_model(
     return count
 
 
-def require_labels_fit(data: Dataset, model: LoadedModel) -> None:
-    """Before measuring accuracy: a class id the model cannot output would make it silently 0%.
-
-    Only where labels are used: calibration ignores them, so a superset's labels do not block it.
-    """
-    if data.labels is None:
-        return
-    low, high = int(data.labels.min()), int(data.labels.max())
-    classes = _class_count(model)
-    if low < 0 or (classes is not None and high >= classes):
-        what = f"the model's output has {classes} classes (0 to {classes - 1})" if classes else "class ids start at 0"
-        raise Q8Error(f"{Path(data.source).name}: 'labels' range from {low} to {high}, but {what}.")
-
-
-def _class_count(model: LoadedModel) -> int | None:
-    """Classes of the output top-1 accuracy is measured on, when it is [N, C] (trailing 1s allowed) with C
-    fixed, or the class ids an ArgMax picks from such scores."""
-    graph, output = model.graph, model.graph.outputs[0]
-    producer = graph.nodes[graph.producer[output]] if output in graph.producer else None
-    if producer is not None and producer.op_type == "ArgMax":
-        shape = graph.tensors[producer.inputs[0]].shape or ()
-        axis = int(producer.attributes.get("axis", 0))  # type: ignore[call-overload]
-        classes = shape[axis] if -len(shape) <= axis < len(shape) else None
-        return classes if isinstance(classes, int) and classes >= 2 else None
-    dims = list(graph.tensors[output].shape or ())
-    while len(dims) > 2 and dims[-1] == 1:
-        dims.pop()
-    return dims[1] if len(dims) == 2 and isinstance(dims[1], int) and dims[1] >= 2 else None
-
-
 def _check_shape_and_type(name: str, src: RowSource, spec: TensorInfo, label: str) -> None:
     if spec.shape is not None:
         if len(src.shape) != len(spec.shape):

@@ -12,11 +12,13 @@ from __future__ import annotations
 
 import statistics
 import time
+from collections.abc import Sequence
 from dataclasses import dataclass
+from pathlib import Path
 
 import numpy as np
 
-from .data import Dataset, require_labels_fit
+from .data import Dataset
 from .errors import Q8Error
 from .metrics import ErrorAccumulator
 from .model import LoadedModel
@@ -251,6 +253,34 @@ def _require_same_shape(tensor: str, float_value: np.ndarray, int8_value: np.nda
         )
 
 
+def require_labels_fit(data: Dataset, model: LoadedModel) -> None:
+    """Before measuring accuracy: a class id the model cannot output would make it silently 0%.
+
+    Only where labels are used: calibration ignores them, so a superset's labels do not block it.
+    """
+    if data.labels is None:
+        return
+    low, high = int(data.labels.min()), int(data.labels.max())
+    classes = _class_count(model)
+    if low < 0 or (classes is not None and high >= classes):
+        what = f"the model's output has {classes} classes (0 to {classes - 1})" if classes else "class ids start at 0"
+        raise Q8Error(f"{Path(data.source).name}: 'labels' range from {low} to {high}, but {what}.")
+
+
+def _class_count(model: LoadedModel) -> int | None:
+    """Classes of the output top-1 accuracy is measured on, when it is [N, C] (trailing 1s allowed) with C
+    fixed, or the class ids an ArgMax picks from such scores."""
+    graph, output = model.graph, model.graph.outputs[0]
+    producer = graph.nodes[graph.producer[output]] if output in graph.producer else None
+    if producer is not None and producer.op_type == "ArgMax":
+        shape = graph.tensors[producer.inputs[0]].shape or ()
+        axis = int(producer.attributes.get("axis", 0))  # type: ignore[call-overload]
+        classes = shape[axis] if -len(shape) <= axis < len(shape) else None
+        return classes if isinstance(classes, int) and classes >= 2 else None
+    dims = _score_dims(graph.tensors[output].shape or ())
+    return dims[1] if len(dims) == 2 and isinstance(dims[1], int) and dims[1] >= 2 else None
+
+
 class _Top1:
     """Top-1 accuracy of both models and their agreement, for classifier-shaped outputs [N, classes]
     (trailing axes of size 1 ignored) or class ids [N] / [N, 1]."""
@@ -306,9 +336,15 @@ def _class_ids(output: np.ndarray) -> np.ndarray | None:
 
 def _as_scores(output: np.ndarray) -> np.ndarray:
     """[N, C, 1, 1] (a convolutional head) as [N, C]; other shapes unchanged."""
-    while output.ndim > 2 and output.shape[-1] == 1:
-        output = output[..., 0]
-    return output
+    return output.reshape(_score_dims(output.shape))
+
+
+def _score_dims(dims: Sequence[int | str | None]) -> tuple[int | str | None, ...]:
+    """A shape without the trailing axes of size 1 beyond the second: [N, C, 1, 1] is scores [N, C]."""
+    dims = tuple(dims)
+    while len(dims) > 2 and dims[-1] == 1:
+        dims = dims[:-1]
+    return dims
 
 
 def _layer_table(float_model: LoadedModel, errors: dict[str, ErrorAccumulator]) -> list[LayerError]:

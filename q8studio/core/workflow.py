@@ -11,9 +11,9 @@ import math
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from .data import Dataset, require_labels_fit
+from .data import Dataset
 from .errors import Q8Error
-from .evaluate import Comparison, LayerError, compare_models
+from .evaluate import Comparison, LayerError, compare_models, require_labels_fit
 from .model import LoadedModel
 from .progress import NO_PROGRESS, Progress
 from .quantize import QuantizeResult, quantize_model

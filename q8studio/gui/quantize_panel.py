@@ -32,8 +32,9 @@ from PySide6.QtWidgets import (
 )
 
 from ..core.clipping import METHODS
-from ..core.data import Dataset, load_data, require_labels_fit
+from ..core.data import Dataset, load_data
 from ..core.errors import Q8Error
+from ..core.evaluate import require_labels_fit
 from ..core.imagefolder import COLORS, LAYOUTS, ImageFolderSource, ImageOptions, ImagePreprocessing
 from ..core.model import LoadedModel
 from ..core.recipe import ACTIVATION_TYPES, GRANULARITIES, Recipe
