@@ -391,9 +391,10 @@ def _preprocessing(args: argparse.Namespace) -> ImageOptions:
     Without --preprocess, a report given as --recipe supplies the preprocessing its run recorded: the
     recipe of an image-folder run is incomplete without it.
     """
-    from .core.imagefolder import ImageOptions
+    from .core.imagefolder import ImageOptions, records_preprocessing
 
-    settings = args.preprocess or (args.recipe if _records_preprocessing(getattr(args, "recipe", None)) else None)
+    recipe = getattr(args, "recipe", None)  # only quantize takes one
+    settings = args.preprocess or (recipe if recipe is not None and records_preprocessing(recipe) else None)
     base = ImageOptions.from_json(settings) if settings else ImageOptions()
     changes = {
         "size": tuple(args.image_size) if args.image_size else None,
@@ -404,16 +405,6 @@ def _preprocessing(args: argparse.Namespace) -> ImageOptions:
         "std": tuple(args.std) if args.std else None,
     }
     return replace(base, **{k: v for k, v in changes.items() if v is not None})
-
-
-def _records_preprocessing(path: Path | None) -> bool:
-    """Whether ``path`` is a report of a run on an image folder (already read once as the recipe)."""
-    from .core.imagefolder import recorded_preprocessing
-
-    if path is None:
-        return False
-    report = json.loads(path.read_text())
-    return "q8studio_report" in report and recorded_preprocessing(report) is not None
 
 
 def _stderr_progress() -> Callable[[str, int, int], None]:

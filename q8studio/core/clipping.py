@@ -182,7 +182,8 @@ def activation_range(
     else:
         lo, hi = _mse_range(stats, qtype, symmetric)
     if symmetric:
-        lo, hi = -max(-lo, hi), max(-lo, hi)
+        reach = max(-lo, hi)
+        lo, hi = -reach, reach
     return min(float(lo), 0.0), max(float(hi), 0.0)
 
 

@@ -129,7 +129,7 @@ class ImageOptions:
             if not isinstance(raw, dict):
                 raise ValueError("expected a JSON object")
             if "q8studio_report" in raw:
-                raw = recorded_preprocessing(raw)
+                raw = _recorded_preprocessing(raw)
                 if raw is None:
                     raise ValueError("the report's run did not read an image folder")
             unknown = sorted(set(raw) - {f.name for f in fields(cls)})
@@ -167,7 +167,16 @@ class ImageOptions:
         return self.over(implied)
 
 
-def recorded_preprocessing(report: dict[str, object]) -> dict[str, object] | None:
+def records_preprocessing(path: Path) -> bool:
+    """Whether ``path`` is a quantization report of a run on an image folder (which ``from_json`` reads)."""
+    try:
+        report = json.loads(Path(path).read_text())
+    except (OSError, ValueError):
+        return False
+    return isinstance(report, dict) and "q8studio_report" in report and _recorded_preprocessing(report) is not None
+
+
+def _recorded_preprocessing(report: dict[str, object]) -> dict[str, object] | None:
     """The image preprocessing a quantization report recorded, None when its data were arrays."""
     calibration = report.get("calibration")
     recorded = calibration.get("image_preprocessing") if isinstance(calibration, dict) else None

@@ -107,10 +107,10 @@ class Recipe:
 
 def require_version(version: object, newest: int, what: str) -> None:
     """Settings of a newer format may mean something this version does not know: refuse rather than guess."""
-    if isinstance(version, int) and not isinstance(version, bool) and version > newest:
-        raise Q8Error(f"{what} of version {version}, newer than this q8studio reads ({newest}); update q8studio.")
     if not isinstance(version, int) or isinstance(version, bool) or version < 1:
         raise Q8Error(f"{what} with the version {version!r}, which no q8studio writes (versions are 1 to {newest}).")
+    if version > newest:
+        raise Q8Error(f"{what} of version {version}, newer than this q8studio reads ({newest}); update q8studio.")
 
 
 def _require_type(name: str, value: object, kind: type | tuple[type, ...], what: str) -> None:
