@@ -74,8 +74,11 @@ class Graph:
     initializers: set[str]
     producer: dict[str, int] = field(default_factory=dict)
     consumers: dict[str, list[int]] = field(default_factory=dict)
+    by_name: dict[str, Node] = field(default_factory=dict, init=False, repr=False)
+    """Node name -> node: profiling looks up a node per kernel, thousands of times on a large model."""
 
     def __post_init__(self) -> None:
+        self.by_name = {node.name: node for node in self.nodes}
         for node in self.nodes:
             for name in node.outputs:
                 self.producer[name] = node.index
@@ -93,10 +96,10 @@ class Graph:
         return result
 
     def node_by_name(self, name: str) -> Node:
-        for node in self.nodes:
-            if node.name == name:
-                return node
-        raise Q8Error(f"The model has no node named '{name}'.")
+        node = self.by_name.get(name)
+        if node is None:
+            raise Q8Error(f"The model has no node named '{name}'.")
+        return node
 
 
 @dataclass

@@ -15,7 +15,7 @@ enough to tie every kernel back to a source node.
 from __future__ import annotations
 
 import re
-from collections.abc import Sequence
+from collections.abc import Container, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -86,8 +86,7 @@ def source_node(kernel: RuntimeNode, graph: Graph, runtime: Sequence[RuntimeNode
 
     ``runtime``, the optimized graph, traces the tensor an NCHWc kernel reads back to the model.
     """
-    names = {node.name for node in graph.nodes}
-    found = resolve_name(kernel.name, names)
+    found = resolve_name(kernel.name, graph.by_name)
     if found is not None:
         return found
     stem = _nchwc_stem(kernel.name)
@@ -108,7 +107,7 @@ def _read_tensor(kernel: RuntimeNode, graph: Graph, runtime: Sequence[RuntimeNod
     return _model_tensor(kernel.inputs[0], graph, runtime) if kernel.inputs else None
 
 
-def resolve_name(name: str, names: set[str]) -> str | None:
+def resolve_name(name: str, names: Container[str]) -> str | None:
     """The member of ``names`` that a rewritten node name stands for, if any.
 
     Rewrites append ``_token_<n>`` (layout), prefix ``fused `` (activation fusion) or append a
@@ -200,7 +199,6 @@ def _model_tensor(name: str, graph: Graph, runtime: Sequence[RuntimeNode]) -> st
     """The model tensor a runtime tensor carries: back through inserted layout kernels, from an NCHWc
     kernel to the model tensor it writes, and from a kernel of a model node to that node's output."""
     producers = {output: (kernel, i) for kernel in runtime for i, output in enumerate(kernel.outputs)}
-    nodes = {node.name: node for node in graph.nodes}
     while name not in graph.consumers:
         kernel, position = producers.get(name, (None, 0))
         if kernel is None:
@@ -211,7 +209,7 @@ def _model_tensor(name: str, graph: Graph, runtime: Sequence[RuntimeNode]) -> st
         stem = _nchwc_stem(kernel.name)
         if stem is not None:
             return _written_tensor(stem, graph)
-        node = nodes.get(resolve_name(kernel.name, set(nodes)) or "")
+        node = graph.by_name.get(resolve_name(kernel.name, graph.by_name) or "")
         return node.outputs[position] if node is not None and len(node.outputs) == len(kernel.outputs) else None
     return name
 
