@@ -89,6 +89,13 @@ class _ReaderMayLeave:
         return getattr(self._stream, name)
 
 
+def _output_path(text: str) -> Path:
+    """An output path as typed. ``./-`` names a file called '-', but ``Path`` spells it ``-``, which
+    outputs refuse as standard output; the absolute form keeps the two apart."""
+    path = Path(text)
+    return path.absolute() if str(path) == "-" and text != "-" else path
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="q8studio", description="Inspect, int8-quantize and compare ONNX models.")
     sub = parser.add_subparsers(dest="command", required=True)
@@ -101,7 +108,7 @@ def build_parser() -> argparse.ArgumentParser:
     quantize = sub.add_parser("quantize", help="calibrate and write an int8 QDQ model")
     quantize.add_argument("model", type=Path)
     quantize.add_argument("--calib", type=Path, required=True, metavar="DATA", help=".npz, .npy or image folder")
-    quantize.add_argument("-o", "--output", type=Path, required=True, metavar="OUT.onnx")
+    quantize.add_argument("-o", "--output", type=_output_path, required=True, metavar="OUT.onnx")
     quantize.add_argument("--recipe", type=Path, help="start from the settings of a saved recipe or report")
     quantize.add_argument("--method", choices=("minmax", "percentile", "entropy", "mse", "ema"))
     quantize.add_argument("--percentile", type=float)
@@ -116,8 +123,8 @@ def build_parser() -> argparse.ArgumentParser:
     quantize.add_argument("--symmetric-activations", action=argparse.BooleanOptionalAction, default=None,
                           help="activation ranges symmetric around 0 (--no-... overrides a recipe)")
     quantize.add_argument("--exclude", nargs="+", default=None, metavar="NODE_NAME", help="keep these nodes in float")
-    quantize.add_argument("--report", type=Path, metavar="REPORT.json")
-    quantize.add_argument("--save-recipe", type=Path, metavar="RECIPE.json")
+    quantize.add_argument("--report", type=_output_path, metavar="REPORT.json")
+    quantize.add_argument("--save-recipe", type=_output_path, metavar="RECIPE.json")
     quantize.add_argument("--keep-slow-float", action="store_true",
                           help="profile, keep the layers int8 made slower in float, re-quantize and re-measure")
     quantize.add_argument("--data", type=Path, help="samples to time on, for --keep-slow-float")

@@ -296,6 +296,17 @@ def test_outputs_that_would_overwrite_inputs_or_cannot_be_written_are_refused_up
     assert {path.name: path.read_bytes() for path in tmp_path.iterdir()} == before
 
 
+def test_dot_slash_dash_names_a_file_where_a_bare_dash_is_refused(tmp_path, capsys, monkeypatch) -> None:
+    """'-' is read as standard output and refused; './-' is a file the user named on purpose."""
+    monkeypatch.chdir(tmp_path)
+    model = save(small_cnn(), tmp_path / "cnn.onnx")
+    np.savez(tmp_path / "x.npz", x=np.random.default_rng(0).standard_normal((4, 3, 16, 16)).astype(np.float32))
+    assert main(["quantize", str(model), "--calib", "x.npz", "-o", "-"]) == 2
+    assert "q8studio writes files, not standard output" in capsys.readouterr().err
+    assert main(["quantize", str(model), "--calib", "x.npz", "-o", "./-"]) == 0
+    assert onnx.load(str(tmp_path / "-")).graph.node
+
+
 def test_quantizing_an_int8_model_is_refused_in_one_line(demo_run: dict[str, Path], tmp_path, capsys) -> None:
     calib = str(demo_assets().calibration)
     assert main(["quantize", str(demo_run["int8"]), "--calib", calib, "-o", str(tmp_path / "again.onnx")]) == 2
