@@ -461,6 +461,15 @@ def test_image_folder_shows_preprocessing_and_a_preview(qtbot, demo: MainWindow)
         panel.datasets()
 
 
+def test_the_preprocessing_form_reads_back_what_it_was_given(demo: MainWindow) -> None:
+    """The demo's scale is 1/255 and its mean 0.30538231134414673: rounded for display, the run would
+    preprocess other samples than the settings file says."""
+    given = ImagePreprocessing.from_json(demo_assets().preprocessing)
+    demo.quantize_panel.set_preprocessing(given)
+    assert demo.quantize_panel.preprocessing() == given
+    assert demo.quantize_panel.std_edit.text() == "0.3186022937297821"
+
+
 def test_cancel_during_calibration_stops_within_two_seconds(qtbot, demo: MainWindow, tmp_path: Path) -> None:
     with np.load(demo_assets().calibration) as data:
         images = np.tile(data["image"], (40, 1, 1, 1))  # 20,000 samples: calibration would take many seconds

@@ -14,6 +14,13 @@ def number(value: float | None, digits: int = 4) -> str:
     return f"{value:.{digits}g}"
 
 
+def exact(value: float) -> str:
+    """The shortest text that reads back as the same float: a setting shown for editing must not be
+    rounded, or the run made from it differs from the one it came from."""
+    text = repr(float(value))
+    return text[:-2] if text.endswith(".0") else text
+
+
 def percent(value: float | None, digits: int = 2) -> str:
     return "—" if value is None else f"{100.0 * value:.{digits}f}%"
 

@@ -395,9 +395,9 @@ class QuantizePanel(QWidget):
         self.width_spin.setValue(pre.size[1])
         self.layout_combo.setCurrentText(pre.layout)
         self.color_combo.setCurrentText(pre.color)
-        self.scale_edit.setText(f"{pre.scale:.6g}")
-        self.mean_edit.setText(", ".join(f"{v:.6g}" for v in pre.mean))
-        self.std_edit.setText(", ".join(f"{v:.6g}" for v in pre.std))
+        self.scale_edit.setText(fmt.exact(pre.scale))
+        self.mean_edit.setText(", ".join(fmt.exact(v) for v in pre.mean))
+        self.std_edit.setText(", ".join(fmt.exact(v) for v in pre.std))
 
     def _load_preprocessing(self) -> None:
         path, _ = QFileDialog.getOpenFileName(self, "Preprocessing settings", "", "JSON (*.json);;All files (*)")
