@@ -20,6 +20,7 @@ from PySide6.QtWidgets import QMessageBox, QTreeWidget
 
 from builders import save, with_argmax
 from gui_actions import click_graph_node
+from q8studio.__main__ import main as cli_main
 from q8studio.core.data import load_data
 from q8studio.core.demo import demo_assets
 from q8studio.core.errors import Q8Error
@@ -313,6 +314,23 @@ def test_load_recipe_keeps_a_layer_of_the_pre_processed_model(qtbot, window: Mai
     Recipe(exclude=tuple(fused)).save(tmp_path / "recipe.json")
     assert window.exporter.load_recipe(tmp_path / "recipe.json")
     assert window.session.exclude == tuple(fused) and window.errors.last_message == ""
+
+
+def test_load_recipe_of_an_image_folder_report_restores_its_preprocessing(qtbot, demo: MainWindow,
+                                                                            tmp_path: Path) -> None:
+    """Like ``quantize --recipe REPORT``: the report's run is reproduced only with the samples it made."""
+    model, images = demo_assets().model, demo_assets().model.parent / "images"
+    assert cli_main(["quantize", str(model), "--calib", str(images), "--mean", "0.5", "--std", "0.25", "--method",
+                     "mse", "-o", str(tmp_path / "first.onnx"), "--report", str(tmp_path / "report.json")]) == 0
+    assert cli_main(["quantize", str(model), "--calib", str(images), "--recipe", str(tmp_path / "report.json"),
+                     "-o", str(tmp_path / "cli.int8.onnx")]) == 0
+    panel = demo.quantize_panel
+    assert panel.set_calibration(images) and panel.preprocessing_box.isVisibleTo(panel)
+    assert demo.exporter.load_recipe(tmp_path / "report.json")
+    assert (panel.method.currentText(), panel.mean_edit.text(), panel.std_edit.text()) == ("mse", "0.5", "0.25")
+    assert "image preprocessing" in demo.statusBar().currentMessage()
+    run = run_to_end(qtbot, demo)
+    assert run.result.output_path.read_bytes() == (tmp_path / "cli.int8.onnx").read_bytes()
 
 
 @pytest.mark.parametrize("settings, reason", [

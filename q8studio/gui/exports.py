@@ -14,6 +14,7 @@ from PySide6.QtWidgets import QFileDialog, QWidget
 
 from ..core.errors import Q8Error
 from ..core.fileio import atomic_path, same_file
+from ..core.imagefolder import ImageOptions, records_preprocessing
 from ..core.recipe import Recipe
 from ..core.report import evaluation_report, quantize_report, write_report
 from ..core.workflow import StudioRun
@@ -83,7 +84,8 @@ class Exporter:
         return self._write(target, recipe.save, "the recipe")
 
     def load_recipe(self, path: Path | None = None) -> bool:
-        """Restore every setting from a recipe (or from a report, which holds one)."""
+        """Restore every setting from a recipe, or from a report, which holds one (and the image
+        preprocessing of its run, when it read an image folder)."""
         if path is None:
             chosen, _ = QFileDialog.getOpenFileName(self._parent, "Load recipe", str(self._folder()),
                                                     "JSON (*.json);;All files (*)")
@@ -92,13 +94,19 @@ class Exporter:
             path = Path(chosen)
         try:
             recipe = Recipe.load(path)
+            # a report of an image-folder run is reproduced only with the samples it made, as the CLI's --recipe knows
+            options = ImageOptions.from_json(path) if records_preprocessing(path) else None
+            preprocessing = options.over(self._panel.preprocessing()) if options is not None else None
             known = self._node_names() if self._session.model is not None else set(recipe.exclude)
             foreign = [name for name in recipe.exclude if name not in known]
             self._panel.set_recipe(recipe.with_changes(exclude=tuple(n for n in recipe.exclude if n in known)))
         except Q8Error as exc:
             self._errors.show(str(exc))
             return False
-        self._status(f"Loaded the recipe {Path(path).name}")
+        if preprocessing is not None:
+            self._panel.set_preprocessing(preprocessing)
+            self._panel.update_preview()
+        self._status(f"Loaded the recipe{' and the image preprocessing' if preprocessing else ''} of {Path(path).name}")
         if foreign:  # a recipe saved for another model is worth loading for its settings
             self._errors.show(f"Loaded the recipe, without the {len(foreign)} layer(s) it keeps in float that this "
                               f"model does not have: {', '.join(foreign)}.")
