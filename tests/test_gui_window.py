@@ -333,6 +333,40 @@ def test_load_recipe_of_an_image_folder_report_restores_its_preprocessing(qtbot,
     assert run.result.output_path.read_bytes() == (tmp_path / "cli.int8.onnx").read_bytes()
 
 
+def test_a_recipe_loaded_on_the_start_page_keeps_its_layers_for_the_model_opened(
+        qtbot, window: MainWindow, tmp_path: Path, cnn_path: Path) -> None:
+    Recipe(method="entropy", exclude=("/fc/Gemm", "n200")).save(tmp_path / "recipe.json")
+    assert window.exporter.load_recipe(tmp_path / "recipe.json") and window.errors.last_message == ""
+    with qtbot.waitSignal(window.model_loaded, timeout=10_000):
+        window.open_demo()
+    panel = window.quantize_panel
+    assert window.session.exclude == ("/fc/Gemm",) and panel.recipe().method == "entropy"
+    assert [panel.float_list.item(i).text() for i in range(panel.float_list.count())] == ["/fc/Gemm"]
+    assert "FP32" in window.graph.item_for_node("/fc/Gemm").badges
+    message = window.errors.last_message
+    assert message.startswith("Opened digits_cnn.onnx with the recipe recipe.json, without the 1 layer(s)")
+    assert message.endswith("does not have: n200.")
+    window.errors.close()
+    with qtbot.waitSignal(window.model_loaded, timeout=10_000):  # the recipe was for the model opened first
+        window.open_model(cnn_path)
+    assert window.session.exclude == () and window.errors.last_message == message
+
+
+def test_a_report_loaded_on_the_start_page_keeps_its_preprocessing_for_the_model_opened(
+        qtbot, window: MainWindow, tmp_path: Path) -> None:
+    model, images = demo_assets().model, demo_assets().model.parent / "images"
+    assert cli_main(["quantize", str(model), "--calib", str(images), "--mean", "0.5", "--std", "0.25",
+                     "-o", str(tmp_path / "m.onnx"), "--report", str(tmp_path / "report.json")]) == 0
+    assert window.exporter.load_recipe(tmp_path / "report.json")
+    with qtbot.waitSignal(window.model_loaded, timeout=10_000):
+        window.open_model(model)
+    panel = window.quantize_panel
+    assert panel.set_calibration(images)
+    assert (panel.mean_edit.text(), panel.std_edit.text()) == ("0.5", "0.25")
+    assert (panel.preprocessing().mean, panel.preprocessing().std) == ((0.5,), (0.25,))
+    assert window.errors.last_message == ""
+
+
 @pytest.mark.parametrize("settings, reason", [
     ({"percentile": 99.9999999}, "decimals"),
     ({"samples": 2**31}, "more than the window takes"),

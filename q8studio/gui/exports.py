@@ -1,12 +1,15 @@
 """File ▸ Export and the recipe actions: write the int8 model, the report and the recipe, read a recipe.
 
-Every method takes an optional path (tests and scripts pass one; the menu asks with a dialog),
+Every action takes an optional path (tests and scripts pass one; the menu asks with a dialog),
 reports failures in the window's error dialog and returns whether it wrote or read anything.
+What of a recipe depends on the model (layers kept in float, an image-folder report's
+preprocessing) is checked against the open model, or against the next one when none is open.
 """
 
 from __future__ import annotations
 
 import shutil
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable
 
@@ -14,13 +17,32 @@ from PySide6.QtWidgets import QFileDialog, QWidget
 
 from ..core.errors import Q8Error
 from ..core.fileio import atomic_path, same_file
-from ..core.imagefolder import ImageOptions, records_preprocessing
+from ..core.imagefolder import ImageOptions, ImagePreprocessing, records_preprocessing
 from ..core.recipe import Recipe
 from ..core.report import evaluation_report, quantize_report, write_report
 from ..core.workflow import StudioRun
 from .errors import ErrorReporter
 from .quantize_panel import QuantizePanel
 from .session import Session
+
+
+@dataclass(frozen=True)
+class ModelParts:
+    """What of a loaded recipe belongs to one model: the layers it keeps in float and, from the report
+    of an image-folder run, the image preprocessing the run recorded."""
+
+    source: str  # the file's name, for messages
+    exclude: tuple[str, ...]
+    preprocessing: ImageOptions | None
+
+
+@dataclass(frozen=True)
+class FittedParts:
+    """:class:`ModelParts` checked against the open model."""
+
+    exclude: tuple[str, ...]  # the layers it has
+    foreign: tuple[str, ...]  # the layers it does not have
+    preprocessing: ImagePreprocessing | None  # over the form's: keys a report leaves out keep their values
 
 
 class Exporter:
@@ -35,6 +57,7 @@ class Exporter:
         self._status = status
         self._folder = folder  # where dialogs start when no model suggests a place
         self._exported: tuple[StudioRun, Path] | None = None  # (run, where its int8 model was exported)
+        self._waiting: ModelParts | None = None  # of a recipe loaded with no model open
 
     def export_model(self, path: Path | None = None) -> bool:
         """Copy the last run's int8 model to ``path``; never over the source model."""
@@ -85,7 +108,11 @@ class Exporter:
 
     def load_recipe(self, path: Path | None = None) -> bool:
         """Restore every setting from a recipe, or from a report, which holds one (and the image
-        preprocessing of its run, when it read an image folder)."""
+        preprocessing of its run, when it read an image folder).
+
+        With no model open, the layers kept in float and the preprocessing wait for the model opened
+        next (:meth:`model_opened`), to be checked against it rather than dropped.
+        """
         if path is None:
             chosen, _ = QFileDialog.getOpenFileName(self._parent, "Load recipe", str(self._folder()),
                                                     "JSON (*.json);;All files (*)")
@@ -95,22 +122,56 @@ class Exporter:
         try:
             recipe = Recipe.load(path)
             # a report of an image-folder run is reproduced only with the samples it made, as the CLI's --recipe knows
-            options = ImageOptions.from_json(path) if records_preprocessing(path) else None
-            preprocessing = options.over(self._panel.preprocessing()) if options is not None else None
-            known = self._node_names() if self._session.model is not None else set(recipe.exclude)
-            foreign = [name for name in recipe.exclude if name not in known]
-            self._panel.set_recipe(recipe.with_changes(exclude=tuple(n for n in recipe.exclude if n in known)))
+            parts = ModelParts(Path(path).name, recipe.exclude,
+                               ImageOptions.from_json(path) if records_preprocessing(path) else None)
+            fitted = self._fit(parts) if self._session.model is not None else None
+            self._panel.set_recipe(recipe if fitted is None else recipe.with_changes(exclude=fitted.exclude))
         except Q8Error as exc:
             self._errors.show(str(exc))
             return False
-        if preprocessing is not None:
-            self._panel.set_preprocessing(preprocessing)
-            self._panel.update_preview()
-        self._status(f"Loaded the recipe{' and the image preprocessing' if preprocessing else ''} of {Path(path).name}")
-        if foreign:  # a recipe saved for another model is worth loading for its settings
-            self._errors.show(f"Loaded the recipe, without the {len(foreign)} layer(s) it keeps in float that this "
-                              f"model does not have: {', '.join(foreign)}.")
+        self._waiting = parts if fitted is None else None
+        if fitted is None:
+            self._status(f"Loaded the recipe {parts.source} for the model you open next")
+            return True
+        recorded = " and the image preprocessing it recorded" if fitted.preprocessing is not None else ""
+        self._status(f"Loaded the recipe {parts.source}{recorded}")
+        self._apply(fitted, "Loaded the recipe")
         return True
+
+    def model_opened(self) -> None:
+        """A model has just opened (no exclusions, preprocessing guessed from its input): give it the
+        layers and the preprocessing of a recipe loaded while no model was open."""
+        parts, self._waiting = self._waiting, None
+        model = self._session.model
+        if parts is None or model is None:
+            return
+        try:
+            fitted = self._fit(parts)
+        except Q8Error as exc:
+            self._errors.show(f"Opened {model.path.name} without the layers kept in float and the image "
+                              f"preprocessing of the recipe {parts.source}: {exc}")
+            return
+        self._session.set_exclusions(fitted.exclude)
+        self._apply(fitted, f"Opened {model.path.name} with the recipe {parts.source}")
+
+    def _fit(self, parts: ModelParts) -> FittedParts:
+        """``parts`` checked against the open model; Q8Error (before anything changed) for preprocessing
+        the form cannot take."""
+        known = self._node_names()
+        return FittedParts(
+            exclude=tuple(name for name in parts.exclude if name in known),
+            foreign=tuple(name for name in parts.exclude if name not in known),
+            preprocessing=parts.preprocessing.over(self._panel.preprocessing()) if parts.preprocessing else None,
+        )
+
+    def _apply(self, fitted: FittedParts, done: str) -> None:
+        """Show the preprocessing, and say which layers were left out (``done`` begins the sentence)."""
+        if fitted.preprocessing is not None:
+            self._panel.set_preprocessing(fitted.preprocessing)
+            self._panel.update_preview()
+        if fitted.foreign:  # a recipe saved for another model is worth loading for its settings
+            self._errors.show(f"{done}, without the {len(fitted.foreign)} layer(s) it keeps in float that this "
+                              f"model does not have: {', '.join(fitted.foreign)}.")
 
     def _node_names(self) -> set[str]:
         """Names a recipe may keep in float: the open model's nodes, and those of the last run's

@@ -228,6 +228,7 @@ class MainWindow(QMainWindow):
 
     def _on_model_loaded(self, model: LoadedModel) -> None:
         self.session.set_model(model)
+        self.exporter.model_opened()
         self._remember_recent(model.path)
         self.settings.setValue("lastDirectory", str(model.path.parent))
         then, self._after_load = self._after_load, None
