@@ -13,6 +13,7 @@ import numpy as np
 import pytest
 from PySide6.QtCore import QSettings, Qt
 
+from builders import save, small_cnn
 from gui_actions import click_graph_node
 from q8studio.core import evaluate as evaluate_module
 from q8studio.core.data import load_data
@@ -231,6 +232,34 @@ def test_cancelling_keep_in_float_keeps_the_run(qtbot, demo: MainWindow) -> None
     assert demo.session.run is before and demo.session.exclude == () and not demo.int8.keeping
     assert demo.run_action.isEnabled() and demo.quantize_panel.run_button.isEnabled()
     assert demo.quantize_panel.stage.text() == "Cancelled."
+
+
+def test_no_model_opens_while_keeping_slower_layers_in_float(qtbot, demo: MainWindow, tmp_path: Path) -> None:
+    """Like a Quantize run: the job's outcome belongs to the model it re-quantizes, not to the next one."""
+    before = run_to_end(qtbot, demo)
+    other = save(small_cnn(), tmp_path / "cnn.onnx")
+    demo.keep_slower_in_float()
+    demo.open_model(other)
+    assert not demo.loader.busy and demo.int8.keeping
+    assert demo.errors.last_message == ("Wait for Run ▸ Keep slower layers in float to finish, or cancel it (Esc), "
+                                        "before opening a model.")
+    with qtbot.waitSignal(demo.int8.runner.cancelled, timeout=RUN_TIMEOUT_MS):
+        demo.cancel_run()
+    assert demo.session.model.path == demo_assets().model and demo.session.run is before
+    with qtbot.waitSignal(demo.model_loaded, timeout=10_000):
+        demo.open_model(other)
+    assert demo.quantize_panel.stage.text() == "Ready."
+
+
+def test_keeping_slower_layers_in_float_waits_for_a_model_being_opened(qtbot, demo: MainWindow,
+                                                                       tmp_path: Path) -> None:
+    run_to_end(qtbot, demo)
+    with qtbot.waitSignal(demo.model_loaded, timeout=10_000):
+        demo.open_model(save(small_cnn(), tmp_path / "cnn.onnx"))
+        demo.keep_slower_in_float()
+        assert not demo.int8.busy and not demo.int8.keeping
+    qtbot.wait(200)  # a job cancelled by the new model would report it now
+    assert demo.quantize_panel.stage.text() == "Ready." and demo.quantize_panel.run_button.isEnabled()
 
 
 def test_overlay_scales() -> None:

@@ -203,9 +203,16 @@ class MainWindow(QMainWindow):
             self.open_model(Path(path))
 
     def open_model(self, path: Path, then: Callable[[LoadedModel], None] | None = None) -> None:
-        """Load on a worker; the current model stays until the new one has loaded."""
+        """Load on a worker; the current model stays until the new one has loaded.
+
+        Refused while a job that re-quantizes the current model runs: the new model would receive its
+        outcome (a new model cancels a profile, which only measures the old one)."""
         if self.runner.busy:
             self.errors.show("Wait for the running quantization to finish, or cancel it (Esc), before opening a model.")
+            return
+        if self.int8.keeping:
+            self.errors.show("Wait for Run ▸ Keep slower layers in float to finish, or cancel it (Esc), "
+                             "before opening a model.")
             return
         self._after_load = then
         self.statusBar().showMessage(f"Opening {Path(path).name}…")
@@ -379,7 +386,8 @@ class MainWindow(QMainWindow):
             self.int8.profile()
 
     def keep_slower_in_float(self) -> None:
-        if self.session.run is not None and not self.runner.busy:
+        """Not while a model is being opened: it would replace the run this job re-quantizes."""
+        if self.session.run is not None and not self.runner.busy and not self.loader.busy:
             self.results.show_speed()
             self.int8.keep_slower_in_float()
 
