@@ -6,6 +6,7 @@ what the core computes for the same models and data.
 
 from __future__ import annotations
 
+import json
 import re
 from pathlib import Path
 
@@ -222,6 +223,22 @@ def test_speed_figures_tell_one_story_after_keeping_slower_layers_in_float(qtbot
         demo.profile_action.trigger()
     assert latencies_shown(demo) == {tuple(f"{ms:.3f} ms" for ms in demo.session.profile.latency_ms)}
     assert not [text for text in speed_texts(demo) if ASCII_UNITS.search(text)]
+
+
+def test_the_exported_report_holds_the_latency_the_summary_shows(qtbot, demo: MainWindow, monkeypatch,
+                                                                 tmp_path: Path) -> None:
+    monkeypatch.setattr(evaluate_module, "measure_latency", lambda *args, **kwargs: (9.0, 8.0))  # as above
+    run_to_end(qtbot, demo)
+    profile = demo.session.profile
+    assert demo.exporter.export_report(tmp_path / "report.json")
+    report = json.loads((tmp_path / "report.json").read_text())
+    latency = report["latency"]
+    assert latency["timed_by"] == "profile" and (latency["float32_ms"], latency["int8_ms"]) == profile.latency_ms
+    assert latencies_shown(demo) == {(fmt.milliseconds(latency["float32_ms"]), fmt.milliseconds(latency["int8_ms"]))}
+    assert demo.results.summary.item(SUMMARY_ROWS.index("Speed-up"), 1).text() == fmt.times(latency["speedup"])
+    assert report["profile"]["latency_ms"] == {"float32": latency["float32_ms"], "int8": latency["int8_ms"]}
+    # the comparison's own timing keeps its place and its meaning
+    assert (report["evaluation"]["float32"]["latency_ms"], report["evaluation"]["int8"]["latency_ms"]) == (9.0, 8.0)
 
 
 def test_cancelling_keep_in_float_keeps_the_run(qtbot, demo: MainWindow) -> None:

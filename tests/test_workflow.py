@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import math
 import sys
 from pathlib import Path
@@ -19,6 +20,8 @@ from q8studio.core.evaluate import compare_models, require_labels_fit
 from q8studio.core.model import load_model
 from q8studio.core.progress import CancelToken, Progress
 from q8studio.core.recipe import Recipe
+from q8studio.core.profile import profile_models
+from q8studio.core.report import run_report, to_json
 from q8studio.core.workflow import METRICS, overlay_values, quantize_and_compare
 
 
@@ -111,3 +114,28 @@ def test_labels_are_checked_against_the_classes_an_argmax_picks_from(tmp_path: P
     np.savez(tmp_path / "bad.npz", image=images, labels=labels)
     with pytest.raises(Q8Error, match="range from .* to 12, but the model's output has 10 classes"):
         require_labels_fit(load_data(tmp_path / "bad.npz", model), model)
+
+
+def test_a_run_report_says_which_timing_it_gives_as_the_run_s_latency(tmp_path: Path) -> None:
+    """The window shows the speed profile's latency once it has one: the report must say the same."""
+    assets = demo_assets()
+    model = load_model(assets.model)
+    calibration = load_data(assets.calibration, model, samples=16)
+    run = quantize_and_compare(model, calibration, None, Recipe(), tmp_path / "m.int8.onnx", latency_runs=2)
+    timed = profile_models(model, run.int8, calibration, runs=2, warmup=0, latency_runs=2)
+    untimed = profile_models(model, run.int8, calibration, runs=2, warmup=0, latency_runs=0)
+    comparison = run.comparison
+    for profile, expected in [
+        (timed, {"float32_ms": timed.latency_ms[0], "int8_ms": timed.latency_ms[1], "speedup": timed.speedup,
+                 "timed_by": "profile", "threads": 0}),
+        (untimed, {"float32_ms": comparison.float32.latency_ms, "int8_ms": comparison.int8.latency_ms,
+                   "speedup": comparison.speedup, "timed_by": "comparison", "threads": 0}),
+        (None, {"float32_ms": comparison.float32.latency_ms, "int8_ms": comparison.int8.latency_ms,
+                "speedup": comparison.speedup, "timed_by": "comparison", "threads": 0}),
+    ]:
+        report = json.loads(to_json(run_report(run, profile, source=model.path, calibration=calibration,
+                                               exported=None)))
+        assert report["latency"] == expected
+        assert report["evaluation"]["float32"]["latency_ms"] == comparison.float32.latency_ms
+        assert report["profile"] == (json.loads(to_json(profile.to_dict())) if profile is not None else None)
+        assert report["output_model"] is None and report["recipe"] == Recipe().to_dict()

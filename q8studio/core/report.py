@@ -11,8 +11,10 @@ from pathlib import Path
 from .data import Dataset
 from .evaluate import Comparison, ErrorAnalysis
 from .fileio import atomic_write_text
+from .profile import ProfileReport
 from .quantize import QuantizeResult
 from .recipe import REPORT_VERSION
+from .workflow import StudioRun, latest_timing
 
 
 def quantize_report(
@@ -67,6 +69,22 @@ def evaluation_report(comparison: Comparison, float_path: Path, int8_path: Path 
         "data": data,
         **comparison.to_dict(),
     }
+
+
+def run_report(run: StudioRun, profile: ProfileReport | None, *, source: Path, calibration: Dataset | None,
+               exported: Path | None) -> dict[str, object]:
+    """A window run's report: the quantization, the comparison (``evaluation``, with the latency it
+    measured), the speed profile, and ``latency``: the latency and speed-up the window shows, with
+    ``timed_by`` saying whether the profile or the comparison timed them.
+
+    ``exported`` None: the run's int8 model was not exported (its own file is scratch).
+    """
+    report = quantize_report(run.result, source=source, calibration=calibration)
+    report["output_model"] = str(exported) if exported is not None else None
+    report["evaluation"] = evaluation_report(run.comparison, source, exported, run.evaluation_data)
+    report["profile"] = profile.to_dict() if profile is not None else None
+    report["latency"] = latest_timing(run.comparison, profile).to_dict()
+    return report
 
 
 def to_json(report: dict[str, object]) -> str:

@@ -8,13 +8,14 @@ Both steps report to the same :class:`Progress`, so Cancel stops either.
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass, field
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
 from .data import Dataset
 from .errors import Q8Error
 from .evaluate import Comparison, LayerError, compare_models, require_labels_fit
 from .model import LoadedModel
+from .profile import ProfileReport
 from .progress import NO_PROGRESS, Progress
 from .quantize import QuantizeResult, quantize_model
 from .recipe import Recipe
@@ -73,6 +74,30 @@ class StudioRun:
             clip_min=clip[0], clip_max=clip[1],
             clipped=clipped_fraction(stats, *clip) if stats and layer.tensor in self.result.ranges else math.nan,
         )
+
+
+@dataclass(frozen=True)
+class Timing:
+    """One timing of both models: median latency of a run of each, the speed-up, and what timed them."""
+
+    float32_ms: float
+    int8_ms: float
+    speedup: float
+    timed_by: str  # "profile" or "comparison"
+    threads: int  # 0: ONNX Runtime's default
+
+    def to_dict(self) -> dict[str, object]:
+        return asdict(self)
+
+
+def latest_timing(comparison: Comparison, profile: ProfileReport | None) -> Timing:
+    """The timing a run shows: the speed profile's clean latency once it measured one (it runs after the
+    comparison, and again on request), else the comparison's, so the summary never disagrees with the
+    Speed tab and a report says what the window said."""
+    if profile is not None and profile.latency_ms is not None:
+        return Timing(*profile.latency_ms, profile.speedup, "profile", profile.threads)
+    return Timing(comparison.float32.latency_ms, comparison.int8.latency_ms, comparison.speedup, "comparison",
+                  comparison.threads)
 
 
 def quantize_and_compare(

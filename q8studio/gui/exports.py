@@ -19,7 +19,7 @@ from ..core.errors import Q8Error
 from ..core.fileio import atomic_path, same_file
 from ..core.imagefolder import ImageOptions, ImagePreprocessing, records_preprocessing
 from ..core.recipe import Recipe
-from ..core.report import evaluation_report, quantize_report, write_report
+from ..core.report import run_report, write_report
 from ..core.workflow import StudioRun
 from .errors import ErrorReporter
 from .quantize_panel import QuantizePanel
@@ -78,7 +78,8 @@ class Exporter:
         return True
 
     def export_report(self, path: Path | None = None) -> bool:
-        """The JSON report: recipe, ranges, weight errors, float layers and the comparison."""
+        """The JSON report: recipe, ranges, weight errors, float layers, the comparison and the speed
+        profile, with the latency the Results summary shows."""
         run, model = self._session.run, self._session.model
         if run is None or model is None:
             self._errors.show("Run quantization first; there is no report to export yet.")
@@ -87,12 +88,10 @@ class Exporter:
                                  "JSON (*.json)", path)
         if target is None:
             return False
-        data = self._session.run_calibration
         # the run's own int8 file is scratch, deleted on close: name the exported copy, or none
         exported = self._exported[1] if self._exported is not None and self._exported[0] is run else None
-        report = quantize_report(run.result, source=model.path, calibration=data)
-        report["output_model"] = str(exported) if exported else None
-        report["evaluation"] = evaluation_report(run.comparison, model.path, exported, run.evaluation_data)
+        report = run_report(run, self._session.profile, source=model.path,
+                            calibration=self._session.run_calibration, exported=exported)
         return self._write(target, lambda staging: write_report(report, staging), "the report")
 
     def save_recipe(self, path: Path | None = None) -> bool:

@@ -21,7 +21,7 @@ from ..core.errors import Q8Error
 from ..core.model import LoadedModel, load_model
 from ..core.profile import ProfileReport, boundary_marks
 from ..core.tensorview import NodeNumbers, comparison_view, node_numbers
-from ..core.workflow import StudioRun
+from ..core.workflow import StudioRun, latest_timing
 from . import formatting as fmt
 from .errors import ErrorReporter
 from .explain_dock import ExplainDock
@@ -459,7 +459,8 @@ class MainWindow(QMainWindow):
     def _on_profile_changed(self, report: ProfileReport | None) -> None:
         """Speed overlays, the badges where float32 enters (→int8) and leaves (→fp32) the int8 model, and
         the summary's latency: the Speed tab and the summary show one timing."""
-        self.results.show_timing(report)
+        if self.session.run is not None:
+            self.results.show_timing(latest_timing(self.session.run.comparison, report))
         marks = boundary_marks(report) if report is not None else {"Q": set(), "DQ": set()}
         self.graph.set_marked(marks["Q"], ENTER_BADGE)
         self.graph.set_marked(marks["DQ"], LEAVE_BADGE)

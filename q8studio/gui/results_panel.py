@@ -34,8 +34,7 @@ from PySide6.QtWidgets import (
 )
 
 from ..core.evaluate import INPUT_OP, NotMeasured
-from ..core.profile import ProfileReport
-from ..core.workflow import LayerRow, StudioRun
+from ..core.workflow import LayerRow, StudioRun, Timing, latest_timing
 from . import formatting as fmt
 from .graph_items import faded
 from .overlays import OVERLAYS, fixed_scale
@@ -221,14 +220,11 @@ class ResultsPanel(QWidget):
         ))
         self.table_title.setText(f"<b>Per-layer error</b> — {len(errors.layers)} quantized activations, worst first")
 
-    def show_timing(self, report: ProfileReport | None) -> None:
-        """Latency and speed-up as the speed profile timed them, when it did; else the comparison's stay."""
-        if report is not None and report.latency_ms is not None:
-            self._fill_timing(*report.latency_ms, report.speedup, PROFILED)
-
-    def _fill_timing(self, float_ms: float, int8_ms: float, speedup: float, measured: str) -> None:
-        self._fill_row(LATENCY_ROW, (fmt.milliseconds(float_ms), fmt.milliseconds(int8_ms)), measured)
-        self._fill_row(LATENCY_ROW + 1, ("1.00×", fmt.times(speedup)), measured)
+    def show_timing(self, timing: Timing) -> None:
+        """Latency and speed-up of the run's :func:`~q8studio.core.workflow.latest_timing`."""
+        measured = PROFILED if timing.timed_by == "profile" else COMPARED
+        self._fill_row(LATENCY_ROW, (fmt.milliseconds(timing.float32_ms), fmt.milliseconds(timing.int8_ms)), measured)
+        self._fill_row(LATENCY_ROW + 1, ("1.00×", fmt.times(timing.speedup)), measured)
 
     def _fill_row(self, row: int, pair: tuple[str, str], tip: str = "") -> None:
         for column, text in enumerate(pair):
@@ -258,7 +254,7 @@ class ResultsPanel(QWidget):
         for row, label in enumerate(SUMMARY_ROWS):
             if label in cells:
                 self._fill_row(row, cells[label])
-        self._fill_timing(c.float32.latency_ms, c.int8.latency_ms, c.speedup, COMPARED)
+        self.show_timing(latest_timing(c, None))  # until a profile times the models
 
     def select_node(self, name: str) -> None:
         """Highlight the node's row in both tables without emitting ``node_activated``."""
