@@ -232,8 +232,8 @@ def _quantize(args: argparse.Namespace) -> None:
         _print_keep_float(outcome)
     try:
         if args.report:
-            write_report(quantize_report(result, source=args.model, calibration=calibration, errors=errors),
-                         args.report)
+            write_report(quantize_report(result, source=args.model, calibration=calibration, errors=errors,
+                                         keep_float=outcome), args.report)
             print(f"report: {args.report}")
         if args.save_recipe:
             recipe.save(args.save_recipe)

@@ -77,13 +77,16 @@ def test_quantize_keep_slow_float(tmp_path: Path, capsys: pytest.CaptureFixture[
     out_model = tmp_path / "fast.onnx"
     code, out, _ = run(["quantize", str(assets.model), "--calib", str(assets.calibration), "--samples", "50",
                         "-o", str(out_model), "--keep-slow-float", "--data", str(assets.test), "--threads", "1",
-                        "--save-recipe", str(tmp_path / "recipe.json")], capsys)
+                        "--save-recipe", str(tmp_path / "recipe.json"), "--report", str(tmp_path / "r.json")], capsys)
     assert code == 0 and load_model(out_model)
     assert "speed: float32" in out and "(ratio" in out and "kept in float because int8 made them slower" in out
     left_in_int8 = any(node.kind == "qdq" for node in load_model(out_model).graph.nodes)
     assert ("nothing is left in int8" in out) == (not left_in_int8)
     recipe = json.loads((tmp_path / "recipe.json").read_text())
     assert recipe["exclude"] and "/stem/conv/Conv" in recipe["exclude"]  # the saved recipe reproduces the export
+    speed = json.loads((tmp_path / "r.json").read_text())["keep_slow_float"]  # what chose the layers kept in float
+    assert speed["kept_float"] and set(speed["kept_float"]) <= set(recipe["exclude"])
+    assert speed["verdict"] in out and speed["candidates"][0]["exclude"] == []
 
 
 @pytest.mark.parametrize("argv, message", [

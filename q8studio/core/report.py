@@ -14,16 +14,19 @@ from .fileio import atomic_write_text
 from .profile import ProfileReport
 from .quantize import QuantizeResult
 from .recipe import REPORT_VERSION
+from .speedup import KeepFloatOutcome
 from .workflow import StudioRun, latest_timing
 
 
 def quantize_report(
-    result: QuantizeResult, *, source: Path, calibration: Dataset | None, errors: ErrorAnalysis | None = None
+    result: QuantizeResult, *, source: Path, calibration: Dataset | None, errors: ErrorAnalysis | None = None,
+    keep_float: KeepFloatOutcome | None = None,
 ) -> dict[str, object]:
     """Everything a user needs to understand, and re-run, a quantization.
 
     An image folder's preprocessing is recorded in the keys ``--preprocess`` reads, so the same
-    samples can be made again.
+    samples can be made again. ``keep_float``: the timings that chose which layers to keep in float
+    (``--keep-slow-float``), which decided what was written.
     """
     image_preprocessing = calibration.image_preprocessing if calibration is not None else None
     report: dict[str, object] = {
@@ -57,6 +60,8 @@ def quantize_report(
     }
     if errors is not None:
         report["layer_errors_on_calibration"] = errors.to_dict()
+    if keep_float is not None:
+        report["keep_slow_float"] = keep_float.to_dict()
     return report
 
 
