@@ -28,10 +28,11 @@ from mobilenet_model import images, mobilenet
 from results_file import RESULTS, measured_with, record_section
 from q8studio.core.data import Dataset, load_data
 from q8studio.core.demo import demo_assets
+from q8studio.core.latency import alternating_latency
 from q8studio.core.model import LoadedModel, load_model
 from q8studio.core.profile import LayerTiming
 from q8studio.core.recipe import Recipe
-from q8studio.core.speedup import KeepFloatOutcome, alternating_latency, keep_slow_float
+from q8studio.core.speedup import KeepFloatOutcome, keep_slow_float
 
 BENCH_DIR = Path(__file__).resolve().parent
 SECTION_TITLE = "Speed: int8 vs float32, and keeping the layers int8 made slower in float"
@@ -105,11 +106,11 @@ def measure(case: Case, threads: int, folder: Path, runs: int, blocks: int) -> R
     outcome = keep_slow_float(case.model, case.calibration, Recipe(), folder / f"{case.name}-{threads}.onnx",
                               case.timing, threads=threads)
     int8 = [outcome.default.int8, outcome.chosen.int8]
-    samples = [alternating_latency(case.model, int8, case.timing, runs=runs, threads=threads) for _ in range(blocks)]
+    samples = [alternating_latency([case.model, *int8], case.timing, runs=runs, threads=threads) for _ in range(blocks)]
     float_ms = statistics.median(s[0] for s in samples)
-    default_ms = statistics.median(s[1][0] for s in samples)
-    chosen_ms = statistics.median(s[1][1] for s in samples)
-    return Row(case, threads, outcome, float_ms, default_ms, chosen_ms, [s[1][1] / s[0] for s in samples],
+    default_ms = statistics.median(s[1] for s in samples)
+    chosen_ms = statistics.median(s[2] for s in samples)
+    return Row(case, threads, outcome, float_ms, default_ms, chosen_ms, [s[2] / s[0] for s in samples],
                time.perf_counter() - started)
 
 

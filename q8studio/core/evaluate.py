@@ -10,8 +10,6 @@ as they are (an ArgMax output). Class ids get no output error: a wrong class is 
 
 from __future__ import annotations
 
-import statistics
-import time
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -20,11 +18,12 @@ import numpy as np
 
 from .data import Dataset
 from .errors import Q8Error
+from .latency import alternating_latency
 from .metrics import ErrorAccumulator
 from .model import LoadedModel
 from .prefetch import for_each_prefetched
 from .progress import NO_PROGRESS, Progress
-from .session import BatchRunner, cpu_session, first_run_feed
+from .session import BatchRunner, cpu_session
 
 INPUT_OP = "Input"  # the op type shown for a model input, which no node computes
 CLASS_IDS = "class ids"
@@ -218,20 +217,10 @@ def measure_latency(
     """Median latency (ms) of one sample, or of one batch when the float model fixes its batch size,
     through both models, alternating runs so both see the same machine state."""
     require_same_inputs(float_model, int8_model)
-    sample = first_run_feed(float_model, data)
-    sessions = [cpu_session(m.proto, threads=threads, spinning="always") for m in (float_model, int8_model)]
-    for model, session in zip((float_model, int8_model), sessions):
-        runner = BatchRunner(model, session)  # warm-up runs say a failure on this data in one line
-        for _ in range(warmup):
-            runner.run(None, sample)
-    times: list[list[float]] = [[], []]
-    for run in range(runs):
-        for index, session in enumerate(sessions):
-            started = time.perf_counter()
-            session.run(None, sample)
-            times[index].append((time.perf_counter() - started) * 1000.0)
-        progress.report("Timing", run + 1, runs)
-    return statistics.median(times[0]), statistics.median(times[1])
+    float_ms, int8_ms = alternating_latency(
+        [float_model, int8_model], data, runs=runs, warmup=warmup, threads=threads, progress=progress
+    )
+    return float_ms, int8_ms
 
 
 def require_same_inputs(float_model: LoadedModel, int8_model: LoadedModel) -> None:

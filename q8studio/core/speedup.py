@@ -12,21 +12,19 @@ from __future__ import annotations
 
 import itertools
 import shutil
-import statistics
 import tempfile
-import time
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 
 from .data import Dataset
 from .errors import Q8Error
 from .fileio import atomic_path, same_file
+from .latency import alternating_latency
 from .model import LoadedModel
 from .profile import PAYS_BELOW, LayerTiming, ProfileReport, profile_models
 from .progress import NO_PROGRESS, Progress
 from .quantize import QuantizeResult, quantize_model
 from .recipe import Recipe
-from .session import BatchRunner, cpu_session, first_run_feed
 
 SLOWER_IN_INT8 = "kept in float because int8 made it slower"
 
@@ -137,8 +135,8 @@ def keep_slow_float(
         edges = slower_nodes(default.report, default.result, edges_only=True) - set(default.exclude)
         if edges and all(set(c.exclude) != set(default.exclude) | edges for c in trials.candidates):
             trials.attempt(default.exclude + _in_graph_order(edges, default.result))
-        float_ms, latencies = alternating_latency(model, [c.int8 for c in trials.candidates], data,
-                                                  runs=latency_runs, threads=threads, progress=progress)
+        float_ms, *latencies = alternating_latency([model, *(c.int8 for c in trials.candidates)], data,
+                                                   runs=latency_runs, threads=threads, progress=progress)
         for candidate, latency in zip(trials.candidates, latencies):
             candidate.latency_ms = latency
         chosen = min(trials.candidates, key=lambda c: c.latency_ms)
@@ -201,33 +199,3 @@ def _leading(rows: list[LayerTiming]) -> list[LayerTiming]:
 
 def _in_graph_order(names: set[str], result: QuantizeResult) -> tuple[str, ...]:
     return tuple(node.name for node in result.prepared.model.graph.nodes if node.name in names)
-
-
-def alternating_latency(
-    float_model: LoadedModel,
-    int8_models: list[LoadedModel],
-    data: Dataset,
-    *,
-    runs: int,
-    threads: int,
-    warmup: int = 5,
-    progress: Progress = NO_PROGRESS,
-) -> tuple[float, list[float]]:
-    """Median latency (ms) of one sample, or of one batch when the float model fixes its batch size,
-    through float32 and every int8 model, one run of each in turn."""
-    sample = first_run_feed(float_model, data)
-    models = [float_model, *int8_models]
-    sessions = [cpu_session(m.proto, threads=threads, spinning="always") for m in models]
-    for model, session in zip(models, sessions):
-        runner = BatchRunner(model, session)  # warm-up runs say a failure on this data in one line
-        for _ in range(warmup):
-            runner.run(None, sample)
-    times: list[list[float]] = [[] for _ in sessions]
-    for run in range(runs):
-        progress.report("Timing", run, runs)
-        for session, series in zip(sessions, times):
-            started = time.perf_counter()
-            session.run(None, sample)
-            series.append((time.perf_counter() - started) * 1000.0)
-    medians = [statistics.median(series) for series in times]
-    return medians[0], medians[1:]
