@@ -43,6 +43,22 @@ def test_demo_run_screenshot_from_the_command_line(tmp_path: Path) -> None:
     assert (image.width(), image.height()) == (1400, 900)
 
 
+def test_without_a_display_the_window_is_refused_in_one_line_and_a_screenshot_needs_none(tmp_path: Path) -> None:
+    """Qt would abort with a page of plugin messages; a screenshot is saved offscreen."""
+    env = {name: value for name, value in os.environ.items()
+           if name not in ("DISPLAY", "WAYLAND_DISPLAY", "QT_QPA_PLATFORM")}
+    env.update(XDG_CONFIG_HOME=str(tmp_path / "config"), HOME=str(tmp_path))
+    refused = subprocess.run([sys.executable, "-m", "q8studio", "--demo"], env=env, capture_output=True, text=True,
+                             timeout=120)
+    assert refused.returncode == 2 and refused.stderr.startswith("q8studio: error: there is no display")
+    assert refused.stderr.count("\n") == 1
+    shot = tmp_path / "start.png"
+    saved = subprocess.run([sys.executable, "-m", "q8studio", "--demo", "--screenshot", str(shot)], env=env,
+                           capture_output=True, text=True, timeout=120)
+    assert saved.returncode == 0, saved.stderr
+    assert (QImage(str(shot)).width(), QImage(str(shot)).height()) == (1400, 900)
+
+
 def test_a_model_that_fails_to_load_exits_non_zero(tmp_path: Path) -> None:
     bad = tmp_path / "bad.onnx"
     bad.write_text("not a model")

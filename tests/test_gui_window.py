@@ -479,6 +479,20 @@ def test_geometry_is_remembered(qtbot, tmp_path: Path) -> None:
     assert (second.width(), second.height()) == (700, 500)
 
 
+def test_a_scripted_window_ignores_and_keeps_the_layout_the_user_left(qtbot, tmp_path: Path) -> None:
+    """A screenshot shows the default size whatever window the user left, and leaves that one saved."""
+    first = make_window(qtbot, tmp_path / "s.ini")
+    first.resize(700, 500)
+    first.close()
+    scripted = MainWindow(QSettings(str(tmp_path / "s.ini"), QSettings.Format.IniFormat), remember_layout=False)
+    qtbot.addWidget(scripted)
+    scripted.show()
+    assert (scripted.width(), scripted.height()) == (1400, 900)
+    scripted.close()
+    third = make_window(qtbot, tmp_path / "s.ini")
+    assert (third.width(), third.height()) == (700, 500)
+
+
 def test_recent_files_are_remembered(qtbot, tmp_path: Path, cnn_path: Path) -> None:
     first = make_window(qtbot, tmp_path / "s.ini")
     with qtbot.waitSignal(first.model_loaded, timeout=10_000):

@@ -2,13 +2,16 @@
 
 ``--run`` starts quantization as soon as the model (and, for the demo, its data) is loaded;
 ``--screenshot`` saves the window once the run has ended, or once the model is shown without
-``--run``, then exits: exit code 0 if everything worked, 1 if loading or the run failed.
+``--run``, then exits: exit code 0 if everything worked, 1 if loading or the run failed. It shows
+the default size and layout, and needs no display.
 """
 
 from __future__ import annotations
 
 import argparse
+import os
 import sys
+from collections.abc import Mapping
 from pathlib import Path
 
 import shiboken6
@@ -32,7 +35,8 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
     parser.add_argument("--demo", action="store_true", help="open the bundled demo model with its data")
     parser.add_argument("--run", action="store_true", help="quantize and compare as soon as the model is loaded")
     parser.add_argument("--screenshot", type=Path, metavar="PATH.png",
-                        help="save the window after loading (and the run), then exit")
+                        help="save the window (default size and layout) after loading, and the run with --run, "
+                             "then exit; needs no display")
     args = parser.parse_args(argv)
     if args.demo and args.model:
         parser.error("give either MODEL or --demo, not both")
@@ -90,12 +94,26 @@ class _Script:
         self.window.close()
 
 
+def no_display(environ: Mapping[str, str], platform: str) -> bool:
+    """Whether Qt would find no screen to open a window on: on Linux, neither an X11 nor a Wayland
+    display and no platform chosen (Qt then aborts the process with a page of plugin messages)."""
+    return (platform.startswith("linux") and not environ.get("QT_QPA_PLATFORM")
+            and not environ.get("DISPLAY") and not environ.get("WAYLAND_DISPLAY"))
+
+
 def run_gui(argv: list[str]) -> int:
     args = parse_args(argv)
+    if no_display(os.environ, sys.platform):
+        if args.screenshot is None:
+            print("q8studio: error: there is no display to open the window on (DISPLAY is not set); run it on a "
+                  "desktop, add --screenshot PATH.png to save the window without one, or use the commands "
+                  f"({', '.join(COMMANDS)}).", file=sys.stderr)
+            return 2
+        os.environ["QT_QPA_PLATFORM"] = "offscreen"  # a screenshot needs no screen
     app = QApplication.instance() or QApplication(sys.argv[:1])
     app.setApplicationName("q8studio")
     app.setOrganizationName("q8studio")
-    window = MainWindow()
+    window = MainWindow(remember_layout=args.screenshot is None)
     script = _Script(window, args)
     window.show()
     if args.demo:

@@ -54,9 +54,12 @@ class MainWindow(QMainWindow):
     run_finished = Signal(object)
     run_ended = Signal(str)  # "finished", "failed" or "cancelled"
 
-    def __init__(self, settings: QSettings | None = None) -> None:
+    def __init__(self, settings: QSettings | None = None, *, remember_layout: bool = True) -> None:
+        """``remember_layout`` False: open at the default size and layout and leave the saved ones as they
+        are, as a scripted screenshot must, to look the same on every machine."""
         super().__init__()
         self.settings = settings if settings is not None else QSettings("q8studio", "q8studio")
+        self._remember_layout = remember_layout
         self.setWindowTitle("q8studio")
         self.setAcceptDrops(True)
         self.resize(*DEFAULT_SIZE)
@@ -506,11 +509,10 @@ class MainWindow(QMainWindow):
         self.recent_menu.setEnabled(bool(paths))
 
     def _restore_settings(self) -> None:
-        geometry = self.settings.value("geometry")
-        if isinstance(geometry, QByteArray):
+        geometry, state = self.settings.value("geometry"), self.settings.value("windowState")
+        if self._remember_layout and isinstance(geometry, QByteArray):
             self.restoreGeometry(geometry)
-        state = self.settings.value("windowState")
-        if isinstance(state, QByteArray):
+        if self._remember_layout and isinstance(state, QByteArray):
             self.restoreState(state, LAYOUT_VERSION)
         self._refresh_recent()
 
@@ -525,8 +527,9 @@ class MainWindow(QMainWindow):
             QTimer.singleShot(0, lambda: self.open_model(path))
 
     def closeEvent(self, event: QCloseEvent) -> None:
-        self.settings.setValue("geometry", self.saveGeometry())
-        if self.session.model is not None:  # docks are hidden on the start page: keep the workspace layout
+        if self._remember_layout:
+            self.settings.setValue("geometry", self.saveGeometry())
+        if self._remember_layout and self.session.model is not None:  # the start page hides the docks
             self.settings.setValue("windowState", self.saveState(LAYOUT_VERSION))
         self.settings.sync()
         for runner in (self.runner, self.probe, self.inspect, self.loader, self.explain_dock.runner, self.int8.runner):
