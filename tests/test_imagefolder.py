@@ -137,3 +137,23 @@ def test_a_misspelt_settings_key_is_an_error_not_a_silent_default(tmp_path: Path
     path.write_text(json.dumps({"mean": [0.5], "means": [0.1]}))
     with pytest.raises(Q8Error, match="unknown keys means"):
         ImagePreprocessing.from_json(path)
+
+
+@pytest.mark.parametrize("options, noted", [
+    ([], True),
+    (["--preprocess", "{demo}/preprocess.json"], False),
+    (["--mean", "0.305", "--std", "0.319"], False),
+    (["--image-size", "16", "16"], True),  # the size was given, the normalisation was not
+], ids=["nothing", "preprocess", "mean-std", "size-only"])
+def test_images_read_with_a_normalisation_nobody_gave_are_noted(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], options: list[str], noted: bool
+) -> None:
+    """The model's input tells size and channels, not the normalisation: the demo's images then score 10%."""
+    assets = demo_assets()
+    demo = str(assets.model.parent)
+    argv = ["quantize", str(assets.model), "--calib", str(assets.images), "-o", str(tmp_path / "m.onnx"),
+            *(option.format(demo=demo) for option in options)]
+    assert main(argv) == 0
+    err = capsys.readouterr().err
+    note = "q8studio: note: images read as 16x16 gray NCHW, x/255, mean 0, std 1: the normalisation is a default"
+    assert (note in err) == noted

@@ -75,6 +75,15 @@ class ImagePreprocessing:
     def to_dict(self) -> dict[str, object]:
         return asdict(self)
 
+    def describe(self) -> str:
+        """One line a user can check against how the model was trained: "16x16 gray NCHW, x/255, mean 0, std 1"."""
+        def values(numbers: tuple[float, ...]) -> str:
+            return ", ".join(f"{v:g}" for v in numbers)
+
+        scale = "x/255" if self.scale == 1.0 / 255.0 else f"x*{self.scale:g}"
+        return (f"{self.size[0]}x{self.size[1]} {self.color} {self.layout}, {scale}, mean {values(self.mean)}, "
+                f"std {values(self.std)}")
+
     def apply(self, image: Image.Image) -> np.ndarray:
         """One image -> float32 array in the model's layout (without the batch axis)."""
         height, width = self.size
