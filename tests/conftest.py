@@ -26,6 +26,22 @@ def cnn_data(tmp_path: Path) -> Path:
     return write_npz(tmp_path / "cnn_data.npz", x=images, labels=labels)
 
 
+@pytest.fixture(scope="session")
+def demo_int8_path(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """The demo quantized once (QDQ, per-channel weights), as a user would open it by mistake."""
+    from q8studio.core.data import load_data
+    from q8studio.core.demo import demo_assets
+    from q8studio.core.model import load_model
+    from q8studio.core.quantize import quantize_model
+    from q8studio.core.recipe import Recipe
+
+    assets = demo_assets()
+    model = load_model(assets.model)
+    output = tmp_path_factory.mktemp("int8") / "demo.int8.onnx"
+    quantize_model(model, load_data(assets.calibration, model, samples=32), Recipe(granularity="per-channel"), output)
+    return output
+
+
 @pytest.fixture(autouse=True)
 def _no_worker_thread_left_running():
     """Fail a test that leaves a q8studio worker QThread running (it would outlive its window)."""

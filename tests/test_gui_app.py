@@ -11,6 +11,7 @@ import pytest
 from PySide6.QtGui import QImage
 
 from q8studio.cli import COMMANDS
+from q8studio.core.model import load_model, quantize_refusal
 from q8studio.gui.app import parse_args
 
 
@@ -69,3 +70,15 @@ def test_a_model_that_fails_to_load_exits_non_zero(tmp_path: Path) -> None:
         env=env, capture_output=True, text=True, timeout=120,
     )
     assert done.returncode == 1 and (tmp_path / "x.png").is_file()
+
+
+def test_run_on_an_already_quantized_model_gives_the_reason_and_exits_1(tmp_path: Path, demo_int8_path: Path) -> None:
+    env = {**os.environ, "QT_QPA_PLATFORM": "offscreen", "XDG_CONFIG_HOME": str(tmp_path / "config"),
+           "HOME": str(tmp_path)}
+    done = subprocess.run(
+        [sys.executable, "-m", "q8studio", str(demo_int8_path), "--run", "--screenshot", str(tmp_path / "x.png")],
+        env=env, capture_output=True, text=True, timeout=120,
+    )
+    errors = [line for line in done.stderr.splitlines() if line.startswith("q8studio: error:")]
+    assert done.returncode == 1
+    assert errors == [f"q8studio: error: {quantize_refusal(load_model(demo_int8_path))}"]

@@ -11,7 +11,7 @@ from onnx import TensorProto, helper, numpy_helper
 
 from builders import light_model, save, small_cnn
 from q8studio.core.errors import Q8Error
-from q8studio.core.model import load_model, namespace_of, require_float_tensors
+from q8studio.core.model import load_model, namespace_of, quantize_refusal, require_float_tensors
 
 
 def test_small_cnn_graph_structure(cnn_path: Path) -> None:
@@ -160,6 +160,20 @@ def test_model_without_float_tensors_cannot_be_quantized(tmp_path: Path) -> None
     model = load_model(save(helper.make_model(graph, opset_imports=[helper.make_opsetid("", 13)]), tmp_path / "i.onnx"))
     with pytest.raises(Q8Error, match="no float tensors to quantize"):
         require_float_tensors(model)
+
+
+def test_an_already_quantized_model_is_refused_before_any_data_is_chosen(demo_int8_path: Path) -> None:
+    """What the window shows as soon as such a model opens, and what quantizing it raises."""
+    model = load_model(demo_int8_path)
+    refusal = quantize_refusal(model)
+    assert model.is_quantized and refusal is not None
+    assert refusal.startswith(f"demo.int8.onnx is already quantized ({len(model.int8_nodes())} int8 operators such as ")
+    assert refusal.endswith("; quantize its float model instead.")
+    with pytest.raises(Q8Error) as raised:
+        require_float_tensors(model)
+    assert str(raised.value) == refusal
+    float_model = load_model(save(small_cnn(), demo_int8_path.parent / "float.onnx"))
+    assert quantize_refusal(float_model) is None and not float_model.is_quantized
 
 
 def test_float16_model_is_refused_for_quantization(tmp_path: Path) -> None:

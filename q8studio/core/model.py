@@ -144,6 +144,11 @@ class LoadedModel:
         """Quantize/dequantize and integer operators: a model that has them is already quantized."""
         return [n for n in self.graph.nodes if n.kind == "qdq"]
 
+    @cached_property
+    def is_quantized(self) -> bool:
+        """Whether the model already has int8 operators (it is then no longer quantizable)."""
+        return bool(self.int8_nodes())
+
     def summary(self) -> dict[str, object]:
         """What ``q8studio inspect`` prints: nodes by op, parameters, quantizable layers."""
         params = sum(int(np.prod(t.dims)) for t in self.proto.graph.initializer)
@@ -190,22 +195,33 @@ def model_from_proto(proto: onnx.ModelProto, path: Path) -> LoadedModel:
     return LoadedModel(path=path, proto=proto, graph=build_graph(proto))
 
 
-def require_float_tensors(model: LoadedModel) -> None:
-    """Quantization needs float weights or activations; say so plainly when there are none."""
+def quantize_refusal(model: LoadedModel) -> str | None:
+    """Why q8studio will not quantize ``model``, or None when it will.
+
+    Checked when a model opens as well as when it is quantized, so a window can say so before the
+    user chooses data for a run that cannot happen.
+    """
     if int8 := model.int8_nodes():
         # onnxruntime's quantizer would fail on it with a message about duplicate node names
-        raise Q8Error(f"{model.path.name} is already quantized ({len(int8)} int8 operators such as "
-                      f"{int8[0].op_type}); quantize its float model instead.")
+        return (f"{model.path.name} is already quantized ({len(int8)} int8 operators such as {int8[0].op_type}); "
+                "quantize its float model instead.")
     if not any(t.is_float for t in model.graph.tensors.values()):
-        raise Q8Error(f"{model.path.name} has no float tensors to quantize.")
+        return f"{model.path.name} has no float tensors to quantize."
     if not model.quantizable_nodes():
-        raise Q8Error(f"{model.path.name} has no operators that int8 quantization supports.")
+        return f"{model.path.name} has no operators that int8 quantization supports."
     half = sorted({onnx.TensorProto.DataType.Name(t.data_type) for t in model.proto.graph.initializer
                    if t.data_type in HALF_PRECISION_TYPES})
     if half:
         # onnxruntime's quantizer casts such weights at run time and quantizes them as activations.
-        raise Q8Error(f"{model.path.name} stores weights in {' and '.join(half)}; q8studio quantizes float32 "
-                      "models: convert it to float32 first.")
+        return (f"{model.path.name} stores weights in {' and '.join(half)}; q8studio quantizes float32 "
+                "models: convert it to float32 first.")
+    return None
+
+
+def require_float_tensors(model: LoadedModel) -> None:
+    """Quantization needs float weights or activations; say so plainly when there are none."""
+    if (refusal := quantize_refusal(model)) is not None:
+        raise Q8Error(refusal)
 
 
 def check_float_and_int8(float_model: LoadedModel, int8_model: LoadedModel) -> str | None:

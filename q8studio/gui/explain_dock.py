@@ -94,7 +94,7 @@ class ExplainDock(QDockWidget):
         self.redirect.hide()
         if run is None or data is None:
             self.runner.cancel()
-            self.panel.show_message(NO_RUN)
+            self.panel.show_message(session.before_run(NO_RUN))
             return
         if not name:
             self.runner.cancel()

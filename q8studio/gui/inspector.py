@@ -49,7 +49,7 @@ class Inspector(QWidget):
             ("Kind", node.kind),
             ("Name", node.name),
             ("Namespace", "/".join(node.namespace) or "—"),
-            ("Quantizable", "yes" if node.quantizable else "no"),
+            ("Quantizable", _quantizable_text(model, node)),
         ])
         if node.attributes:
             self._section("Attributes", [(key, _attribute_text(value)) for key, value in node.attributes.items()])
@@ -110,6 +110,13 @@ class Inspector(QWidget):
             item = QTreeWidgetItem(section, [key, value])
             item.setToolTip(0, key)
             item.setToolTip(1, value)
+
+
+def _quantizable_text(model: LoadedModel, node: Node) -> str:
+    """Whether int8 quantization can take the node; in an already-quantized model, none can."""
+    if not node.quantizable:
+        return "no"
+    return "no: the model is already quantized" if model.is_quantized else "yes"
 
 
 def _tensor_text(model: LoadedModel, name: str) -> str:

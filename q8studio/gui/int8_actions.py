@@ -138,7 +138,7 @@ class Int8Actions(QObject):
         if report is not None:
             self.speed.show_report(report)
         elif self.session.run is None:
-            self.speed.show_report(None, NO_RUN)
+            self.speed.show_report(None, self.session.before_run(NO_RUN))
 
     def _on_finished(self, result: ProfileReport | KeptFloat) -> None:
         if not self._end():

@@ -32,7 +32,7 @@ from .inspector import Inspector
 from .int8_actions import Int8Actions
 from .overlays import show_overlay
 from .quantize_panel import QuantizePanel
-from .results_panel import ResultsPanel
+from .results_panel import NO_RUN, ResultsPanel
 from .runs import RunOutcome, run_and_profile
 from .session import Session
 from .start_page import StartPage
@@ -254,7 +254,7 @@ class MainWindow(QMainWindow):
 
     def _on_model_changed(self, model: LoadedModel | None) -> None:
         self.graph.set_model(model)
-        self.quantize_panel.set_model(model)
+        self.quantize_panel.set_model(model, self.session.refusal)
         self.inspector.clear()
         self.histograms.clear()
         self._show_workspace(model is not None)
@@ -293,9 +293,11 @@ class MainWindow(QMainWindow):
         self.inspector.show_node(model, name, run)
         self.histograms.show_weight(None, None, "Computing…")
         if run is None:
-            self.histograms.show_activation(None, None, [], "", "Run quantization (Ctrl+R) to collect this node's "
-                                            "calibration statistics.")
-            self.histograms.show_comparison(None, "Run quantization (Ctrl+R) to compare float and int8 values.")
+            before_run = self.session.before_run
+            self.histograms.show_activation(None, None, [], "", before_run(
+                "Run quantization (Ctrl+R) to collect this node's calibration statistics."))
+            self.histograms.show_comparison(None, before_run(
+                "Run quantization (Ctrl+R) to compare float and int8 values."))
             self.inspect.start(lambda _progress: node_numbers(model, name))
             return
         self.histograms.show_activation(None, None, [], "", "Computing…")
@@ -452,7 +454,7 @@ class MainWindow(QMainWindow):
 
     def _on_run_changed(self, run: StudioRun | None) -> None:
         """The overlay follows in :meth:`_on_profile_changed`: the session always emits that next."""
-        self.results.show_run(run)
+        self.results.show_run(run, self.session.before_run(NO_RUN))
         self._update_marks()
         self._set_run_actions()
         if self.session.selected:

@@ -48,6 +48,8 @@ READY = "Ready."
 OUTCOME_CHARS = 240  # about three lines of the dock
 SPIN_MAX = 2**31 - 1  # the largest value a QSpinBox holds
 FINE_DECIMALS = 6  # 99.99999 as a percentile, 0.9999 as a momentum
+REFUSAL_STYLE = ("QLabel { color: #8a1c1c; background: #fdecea; border: 1px solid #f5b7b1; border-radius: 4px; "
+                 "padding: 4px 6px; margin: 4px; }")
 
 
 class FineSpinBox(QDoubleSpinBox):
@@ -121,8 +123,13 @@ class QuantizePanel(QWidget):
         super().__init__(parent)
         self._reporter = reporter
         self._model: LoadedModel | None = None
+        self._refusal: str | None = None
         self._exclude: tuple[str, ...] = ()
-        body = QWidget()
+        self.refusal_notice = QLabel()
+        self.refusal_notice.setWordWrap(True)
+        self.refusal_notice.setStyleSheet(REFUSAL_STYLE)
+        self.refusal_notice.setTextInteractionFlags(Qt.TextInteractionFlag.TextSelectableByMouse)
+        self.body = body = QWidget()
         settings = QVBoxLayout(body)
         settings.addWidget(self._data_group())
         settings.addWidget(self._preprocessing_group())
@@ -138,6 +145,7 @@ class QuantizePanel(QWidget):
         scroll.setMinimumWidth(body.minimumSizeHint().width() + scroll.verticalScrollBar().sizeHint().width())
         layout = QVBoxLayout(self)  # Run, Cancel and the progress stay in view however far the settings scroll
         layout.setContentsMargins(0, 0, 0, 0)
+        layout.addWidget(self.refusal_notice)
         layout.addWidget(scroll, 1)
         layout.addWidget(self._run_group())
         self.set_recipe(Recipe())
@@ -295,19 +303,26 @@ class QuantizePanel(QWidget):
         layout.addLayout(buttons)
         layout.addWidget(self.progress)
         layout.addWidget(self.stage)
-        self.set_running(False)
         return group
 
     # --- model, data and preview --------------------------------------------------------------
 
-    def set_model(self, model: LoadedModel | None) -> None:
-        """A new model: its data must be chosen again; preprocessing starts from the input's shape."""
-        self._model = model
+    def set_model(self, model: LoadedModel | None, refusal: str | None = None) -> None:
+        """A new model: its data must be chosen again; preprocessing starts from the input's shape.
+
+        ``refusal`` says why the model cannot be quantized: the panel says so at once, and offers
+        no data or settings for a run that would only be refused.
+        """
+        self._model, self._refusal = model, refusal
         self.clear_outcome()
         self.calibration.set_path(None)
         self.evaluation.set_path(None)
         self.data_info.setText("")
         self.setEnabled(model is not None)
+        self.refusal_notice.setText(refusal or "")
+        self.refusal_notice.setVisible(refusal is not None)
+        self.body.setEnabled(refusal is None)
+        self.set_running(False)
         spec = model.input_specs()[0] if model is not None and len(model.input_specs()) == 1 else None
         try:
             guess = ImagePreprocessing.for_input(spec) if spec is not None else None
@@ -354,6 +369,8 @@ class QuantizePanel(QWidget):
         """The calibration and (optional) evaluation data, loaded with the current preprocessing."""
         if self._model is None:
             raise Q8Error("Open a model first.")
+        if self._refusal is not None:
+            raise Q8Error(self._refusal)
         calibration = self.calibration.path()
         if calibration is None:
             raise Q8Error("Choose calibration data first: a .npz or .npy file, or a folder of images.")
@@ -506,7 +523,7 @@ class QuantizePanel(QWidget):
     # --- run state ----------------------------------------------------------------------------
 
     def set_running(self, running: bool) -> None:
-        self.run_button.setEnabled(not running)
+        self.run_button.setEnabled(not running and self._refusal is None)
         self.cancel_button.setEnabled(running)
         if running:
             self.progress.setRange(0, 0)  # busy until the first report
@@ -528,10 +545,10 @@ class QuantizePanel(QWidget):
         self.stage.setToolTip(text if shown != text else "")
 
     def clear_outcome(self) -> None:
-        """A new model: nothing has run on it yet."""
+        """A new model: nothing has run on it yet (and nothing can, when it is refused)."""
         self.progress.setRange(0, 1)
         self.progress.setValue(0)
-        self.stage.setText(READY)
+        self.stage.setText(READY if self._refusal is None else "Cannot quantize this model.")
         self.stage.setToolTip("")
 
 

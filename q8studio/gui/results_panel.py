@@ -57,6 +57,7 @@ OP_COLUMN = 1
 SQNR_COLUMN = 2
 NUMBER_KEYS = {key for _, key in COLUMNS[SQNR_COLUMN:]}
 _SQNR_SCALE = fixed_scale("sqnr_db")
+NO_RUN = "Run quantization (Ctrl+R) to compare float32 and int8."
 TABLE_TITLE = "<b>Per-layer error</b> (worst first)"
 SUMMARY_ROWS = ("Top-1 accuracy", "Top-1 agreement", "Output SQNR", "Output cosine",
                 "Median latency", "Speed-up", "File size")
@@ -137,7 +138,7 @@ class ResultsPanel(QWidget):
         self.summary.horizontalHeader().setSectionResizeMode(QHeaderView.ResizeMode.Stretch)
         self.summary.verticalHeader().setSectionResizeMode(QHeaderView.ResizeMode.ResizeToContents)
         self.summary.setMinimumWidth(330)
-        self.notes = QLabel("Run quantization (Ctrl+R) to compare float32 and int8.")
+        self.notes = QLabel(NO_RUN)
         self.notes.setWordWrap(True)
         self.notes.setTextInteractionFlags(Qt.TextInteractionFlag.TextSelectableByMouse)
         left = QWidget()
@@ -195,13 +196,14 @@ class ResultsPanel(QWidget):
     def show_speed(self) -> None:
         self.tabs.setCurrentWidget(self.speed)
 
-    def show_run(self, run: StudioRun | None) -> None:
+    def show_run(self, run: StudioRun | None, before_run: str = NO_RUN) -> None:
+        """The run's figures, or ``before_run`` when there is none yet."""
         self._fill_summary(run)
         self.model.set_rows(run.layer_rows() if run is not None else [])
         self.proxy.sort(SQNR_COLUMN, Qt.SortOrder.AscendingOrder)
         self.table.horizontalHeader().setSortIndicator(SQNR_COLUMN, Qt.SortOrder.AscendingOrder)
         if run is None:
-            self.notes.setText("Run quantization (Ctrl+R) to compare float32 and int8.")
+            self.notes.setText(before_run)
             self.notes.setToolTip("")
             self.table_title.setText(TABLE_TITLE)
             return

@@ -10,7 +10,7 @@ from __future__ import annotations
 from PySide6.QtCore import QObject, Signal
 
 from ..core.data import Dataset
-from ..core.model import LoadedModel
+from ..core.model import LoadedModel, quantize_refusal
 from ..core.profile import ProfileReport
 from ..core.tensorview import TensorProbe
 from ..core.workflow import StudioRun
@@ -26,6 +26,7 @@ class Session(QObject):
     def __init__(self, parent: QObject | None = None) -> None:
         super().__init__(parent)
         self.model: LoadedModel | None = None
+        self.refusal: str | None = None  # why the open model cannot be quantized
         self.selected: str | None = None
         self.exclude: tuple[str, ...] = ()
         self.run: StudioRun | None = None
@@ -37,6 +38,7 @@ class Session(QObject):
     def set_model(self, model: LoadedModel | None) -> None:
         """A new model starts from scratch: no selection, no exclusions, no results."""
         self.model = model
+        self.refusal = quantize_refusal(model) if model is not None else None
         self.selected = None
         self.exclude = ()
         self.set_run(None, None, None)
@@ -80,6 +82,11 @@ class Session(QObject):
     def set_profile(self, profile: ProfileReport | None) -> None:
         self.profile = profile
         self.profile_changed.emit(profile)
+
+    def before_run(self, invitation: str) -> str:
+        """What a view that shows results says before any run: ``invitation`` to run, or why no run
+        can happen on this model."""
+        return self.refusal or invitation
 
     def sample_data(self) -> Dataset | None:
         """The samples Explain and the profiler run on: the run's evaluation data, else its calibration data."""
