@@ -1,15 +1,16 @@
-"""An already-quantized (QDQ) model opened in the window: it says so at once."""
+"""An already-quantized (QDQ) model opened in the window: it says so at once and shows its int8 weights."""
 
 from __future__ import annotations
 
 from pathlib import Path
 
+import numpy as np
 import pytest
 
 from q8studio.core.model import quantize_refusal
 from q8studio.gui.main_window import MainWindow
 from q8studio.gui.results_panel import NO_RUN
-from test_gui_window import make_window, tree_rows
+from test_gui_window import make_window, plotted, tree_rows
 
 
 @pytest.fixture
@@ -50,4 +51,23 @@ def test_a_float_model_opened_next_can_be_quantized_again(qtbot, quantized: Main
     panel = quantized.quantize_panel
     assert not panel.refusal_notice.isVisible() and panel.run_button.isEnabled() and panel.body.isEnabled()
     assert panel.stage.text() == "Ready." and quantized.results.notes.text() == NO_RUN
+
+
+def test_a_weight_dequantizer_and_its_conv_show_the_int8_weight(qtbot, quantized: MainWindow) -> None:
+    model = quantized.session.model
+    conv = model.graph.node_by_name("/block1/depthwise/conv/Conv")
+    dq = model.graph.nodes[model.graph.producer[conv.inputs[1]]]
+    weight = dq.inputs[0]
+    q, scale = model.weight(weight), model.weight(dq.inputs[1])
+    assert q.dtype == np.int8 and scale.shape == (q.shape[0],)  # per channel
+    for name in (dq.name, conv.name):
+        _select(qtbot, quantized, name)
+        header = quantized.histograms.weight_header.text()
+        assert header.startswith(f"<b>{weight}</b> {list(q.shape)} int8 × {q.shape[0]} scales ")
+        assert "has no weights" not in header
+        _, counts = plotted(quantized.histograms.weight_hist)
+        assert counts.sum() == q.size  # every int8 value, not the one scale
+        rows = tree_rows(quantized.inspector.tree)[f"Weight {weight}"]
+        assert rows["Stored as"].startswith(f"int8 × {q.shape[0]} scales")
+        assert rows["Channels"].startswith(f"{q.shape[0]} (axis 0)")
 

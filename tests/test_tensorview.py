@@ -7,12 +7,13 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from onnx import TensorProto, helper, numpy_helper
 
 from q8studio.core.clipping import INT8, METHODS, activation_range
 from q8studio.core.data import load_data
 from q8studio.core.demo import demo_assets
 from q8studio.core.errors import Q8Error
-from q8studio.core.model import load_model
+from q8studio.core.model import load_model, model_from_proto
 from q8studio.core.recipe import Recipe
 from q8studio.core.stats import collect_tensor_stats
 from q8studio.core.tensorview import (
@@ -29,6 +30,7 @@ from q8studio.core.tensorview import (
     weight_histogram,
     weight_summary,
 )
+from q8studio.core.weights import weight_values
 from q8studio.core.workflow import StudioRun, quantize_and_compare
 
 
@@ -202,3 +204,49 @@ def test_comparison_view_histograms_share_bins(demo_run: tuple[StudioRun, object
     assert len(view.edges) == 51 and view.samples == 3
     assert view.max_abs_error == pytest.approx(float(np.abs(comparison.error).max()))
     assert view.mean_error == pytest.approx(float(comparison.error.mean()), abs=1e-7)
+
+
+def test_an_already_quantized_model_shows_its_int8_weights_dequantized(demo_run: tuple[StudioRun, object]) -> None:
+    """A weight's DequantizeLinear and the Conv it feeds show the int8 weight, not its scale."""
+    run, _ = demo_run
+    int8 = run.int8
+    conv = int8.graph.node_by_name("/block1/depthwise/conv/Conv")
+    dq = int8.graph.nodes[int8.graph.producer[conv.inputs[1]]]
+    name, scale_name, zero_name = dq.inputs
+    assert dq.op_type == "DequantizeLinear" and int8.weight(name).dtype == np.int8
+    assert node_weights(int8, dq) == [name]
+    assert node_weights(int8, conv)[0] == name and len(node_weights(int8, conv)) == 2  # the weight, then the bias
+    quantize = next(n for n in int8.graph.nodes if n.op_type == "QuantizeLinear")
+    assert node_weights(int8, quantize) == []  # its scale and zero point are no weights
+
+    q, scale, zero = int8.weight(name), float(int8.weight(scale_name)), int(int8.weight(zero_name))
+    expected = (q.astype(np.float64) - zero) * scale
+    summary = weight_summary(int8, name, dq)
+    assert summary.stored is not None and summary.stored.dtype == "int8" and summary.stored.scales == 1
+    assert summary.stored.scale == pytest.approx((scale, scale)) and summary.stored.zero_point == (zero, zero)
+    assert summary.min == pytest.approx(expected.min()) and summary.max == pytest.approx(expected.max())
+    assert summary.channel_axis == 0  # the Conv's output channels
+    np.testing.assert_allclose(summary.channel_max, expected.reshape(q.shape[0], -1).max(axis=1), rtol=1e-6)
+    float_weight = run.result.prepared.model.weight(name.removesuffix("_quantized"))
+    assert np.abs(weight_values(int8, name)[0] - float_weight).max() <= scale / 2 + 1e-6
+    counts, _ = node_numbers(int8, dq.name).weight_histogram
+    assert counts.sum() == q.size
+
+
+def test_per_channel_int8_weights_are_dequantized_per_channel() -> None:
+    q = np.array([[1, -2, 3], [4, 5, -6], [-7, 8, 9], [10, -11, 12]], np.int8)
+    scale, zero = np.array([0.5, 0.25, 2.0, 1.0], np.float32), np.array([0, 1, -1, 2], np.int8)
+    dq = helper.make_node("DequantizeLinear", ["w_q", "w_scale", "w_zero"], ["w"], name="dq", axis=0)
+    gemm = helper.make_node("Gemm", ["x", "w"], ["y"], name="fc", transB=1)
+    graph = helper.make_graph(
+        [dq, gemm], "per-channel", [helper.make_tensor_value_info("x", TensorProto.FLOAT, [1, 3])],
+        [helper.make_tensor_value_info("y", TensorProto.FLOAT, [1, 4])],
+        [numpy_helper.from_array(q, "w_q"), numpy_helper.from_array(scale, "w_scale"),
+         numpy_helper.from_array(zero, "w_zero")],
+    )
+    model = model_from_proto(helper.make_model(graph, opset_imports=[helper.make_opsetid("", 13)]), Path("pc.onnx"))
+    assert node_weights(model, model.graph.node_by_name("fc")) == ["w_q"]
+    values, stored = weight_values(model, "w_q")
+    np.testing.assert_allclose(values, (q.astype(np.float64) - zero[:, None]) * scale[:, None])
+    assert stored is not None and (stored.scales, stored.axis) == (4, 0)
+    assert stored.scale == (0.25, 2.0) and stored.zero_point == (-1, 2)

@@ -1,10 +1,10 @@
 """Numbers the inspector and histogram panels show for one node or tensor.
 
 The GUI computes nothing itself; everything it plots about a single weight or activation comes
-from here: weight statistics and per-channel ranges, a display-sized view of a calibration
-histogram, every clipping method's range for one tensor and how much of the data each cuts, the
-float and int8-dequantized values of one activation on a few samples, and a preprocessed image
-as displayable pixels.
+from here: weight statistics and per-channel ranges (an already-quantized model's dequantized
+int8 weights too), a display-sized view of a calibration histogram, every clipping method's range
+for one tensor and how much of the data each cuts, the float and int8-dequantized values of one
+activation on a few samples, and a preprocessed image as displayable pixels.
 """
 
 from __future__ import annotations
@@ -22,8 +22,10 @@ from .evaluate import dequantized_counterparts
 from .model import Graph, LoadedModel, Node
 from .progress import NO_PROGRESS, Progress
 from .recipe import Recipe
+from .runtimegraph import QDQ_OPS
 from .session import BatchRunner, cpu_session, whole_batches
 from .stats import TensorStats
+from .weights import StoredInt, weight_dequantizer, weight_values
 
 DISPLAY_BINS = 200
 """Bins of a histogram on screen: enough to show shape, few enough to draw instantly."""
@@ -31,7 +33,11 @@ DISPLAY_BINS = 200
 
 @dataclass(frozen=True)
 class WeightSummary:
-    """Statistics of one weight tensor, and its per-output-channel range when it has channels."""
+    """Statistics of one weight tensor, and its per-output-channel range when it has channels.
+
+    For an integer weight (``stored``) the statistics are of its dequantized values: those are
+    what the model computes with.
+    """
 
     name: str
     shape: tuple[int, ...]
@@ -42,6 +48,7 @@ class WeightSummary:
     channel_axis: int | None
     channel_min: np.ndarray | None
     channel_max: np.ndarray | None
+    stored: StoredInt | None = None
 
     @property
     def range_spread(self) -> float | None:
@@ -54,18 +61,28 @@ class WeightSummary:
 
 
 def node_weights(model: LoadedModel, node: Node) -> list[str]:
-    """The node's float initializer inputs, the main weight (highest rank) first."""
-    names = [
-        name for name in node.inputs
-        if name in model.graph.initializers and model.graph.tensors[name].is_float
-    ]
-    return sorted(names, key=lambda name: -len(model.graph.tensors[name].shape or ()))
+    """The node's weights, the main one (highest rank) first.
+
+    Its float initializers and, in an already-quantized model, the integer initializers that a
+    DequantizeLinear turns into its weights (for that DequantizeLinear, its own input). The scale
+    and zero point of a Quantize/DequantizeLinear say how a tensor is stored; they are no weights.
+    """
+    graph = model.graph
+    names = []
+    for name in node.inputs[:1] if node.op_type in QDQ_OPS else node.inputs:
+        producer = graph.producer.get(name)
+        if producer is not None and graph.nodes[producer].op_type == "DequantizeLinear":
+            name = graph.nodes[producer].inputs[0]
+        if name in graph.initializers and (graph.tensors[name].is_float or weight_dequantizer(model, name) is not None):
+            names.append(name)
+    return sorted(dict.fromkeys(names), key=lambda name: -len(model.graph.tensors[name].shape or ()))
 
 
 def weight_summary(model: LoadedModel, name: str, node: Node) -> WeightSummary:
     """Min/max/mean/std of a weight, plus per-channel min/max along the axis int8 would use."""
-    w = model.weight(name).astype(np.float64)
-    axis = _channel_axis(node, w.ndim) if w.ndim >= 2 else None
+    values, stored = weight_values(model, name)
+    w = values.astype(np.float64)
+    axis = _channel_axis(_weight_user(model, node), w.ndim) if w.ndim >= 2 else None
     channel_min = channel_max = None
     if axis is not None:
         others = tuple(d for d in range(w.ndim) if d != axis)
@@ -80,7 +97,14 @@ def weight_summary(model: LoadedModel, name: str, node: Node) -> WeightSummary:
         channel_axis=axis,
         channel_min=channel_min,
         channel_max=channel_max,
+        stored=stored,
     )
+
+
+def _weight_user(model: LoadedModel, node: Node) -> Node:
+    """The node whose output channels a weight has: a DequantizeLinear's consumer (a Conv), else the node."""
+    consumers = model.graph.consumers.get(node.outputs[0], []) if node.op_type == "DequantizeLinear" else []
+    return model.graph.nodes[consumers[0]] if consumers else node
 
 
 def _channel_axis(node: Node, rank: int) -> int | None:
@@ -345,7 +369,7 @@ def node_numbers(
     node = model.graph.node_by_name(node_name)
     names = node_weights(model, node)
     summaries = [weight_summary(model, name, node) for name in names]
-    histogram = weight_histogram(model.weight(names[0])) if names else None
+    histogram = weight_histogram(weight_values(model, names[0])[0]) if names else None
     if stats is None:
         return NodeNumbers(node_name, summaries, histogram)
     tensor = activation_tensor_for(node_name, model, prepared, stats)

@@ -1,4 +1,5 @@
-"""Quantization error of every weight (and bias) onnxruntime wrote into the int8 model."""
+"""The int8 weights of a QDQ model: their dequantized values, and the error of every weight (and
+bias) onnxruntime wrote into the int8 model."""
 
 from __future__ import annotations
 
@@ -7,9 +8,21 @@ from dataclasses import dataclass
 import numpy as np
 
 from .metrics import measure
-from .model import LoadedModel
+from .model import LoadedModel, Node
 
 QUANTIZED_SUFFIX = "_quantized"  # onnxruntime names a quantized initializer <float name>_quantized
+
+
+@dataclass(frozen=True)
+class StoredInt:
+    """How an already-quantized model stores a weight: integers that a DequantizeLinear turns into
+    (q − zero point) × scale when the model runs."""
+
+    dtype: str
+    scale: tuple[float, float]  # the smallest and the largest scale
+    zero_point: tuple[int, int]  # the smallest and the largest zero point
+    scales: int  # 1 for the whole tensor, else one per slice along ``axis``
+    axis: int | None
 
 
 @dataclass(frozen=True)
@@ -48,6 +61,35 @@ def dequantize(q: np.ndarray, scale: np.ndarray, zero_point: np.ndarray | int, a
         shape[axis] = -1
         scale, zero = scale.reshape(shape), zero.reshape(shape)
     return ((q.astype(exact) - zero) * scale).astype(np.float32, copy=False)
+
+
+def weight_values(model: LoadedModel, name: str) -> tuple[np.ndarray, StoredInt | None]:
+    """A weight's values and, for an integer weight, how it is stored (its values are then dequantized)."""
+    values = model.weight(name)
+    dq = weight_dequantizer(model, name)
+    if dq is None:
+        return values, None
+    scale = model.weight(dq.inputs[1])
+    zero = model.weight(dq.inputs[2]) if len(dq.inputs) > 2 and dq.inputs[2] else np.zeros((), values.dtype)
+    axis = int(dq.attributes.get("axis", 1)) % values.ndim if scale.size > 1 else None  # type: ignore[call-overload]
+    stored = StoredInt(values.dtype.name, (float(scale.min()), float(scale.max())),
+                       (int(zero.min()), int(zero.max())), int(scale.size), axis)
+    return dequantize(values, scale, zero, axis), stored
+
+
+def weight_dequantizer(model: LoadedModel, name: str) -> Node | None:
+    """The DequantizeLinear that turns integer initializer ``name`` into float values with constant
+    parameters, one per tensor or per channel (blocked scales are not shown as weights)."""
+    graph = model.graph
+    if name not in graph.initializers or graph.tensors[name].is_float:
+        return None
+    for index in graph.consumers.get(name, []):
+        node = graph.nodes[index]
+        if (node.op_type == "DequantizeLinear" and node.inputs[0] == name and not node.attributes.get("block_size")
+                and all(t in graph.initializers for t in node.inputs[1:] if t)
+                and len(graph.tensors[node.inputs[1]].shape or ()) <= 1):
+            return node
+    return None
 
 
 def weight_errors(prepared: LoadedModel, int8: LoadedModel) -> list[WeightError]:

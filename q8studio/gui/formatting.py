@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import math
 
+from ..core.weights import StoredInt
+
 
 def number(value: float | None, digits: int = 4) -> str:
     """Compact significant-digit form; an em dash for missing values."""
@@ -60,6 +62,15 @@ def duration(seconds: float) -> str:
 
 def value_range(lo: float, hi: float) -> str:
     return f"[{number(lo)}, {number(hi)}]"
+
+
+def stored(weight: StoredInt) -> str:
+    """How an integer weight becomes float: "int8 × scale 0.01826, zero point 0"."""
+    scale = f"scale {number(weight.scale[0])}" if weight.scales == 1 else (
+        f"{weight.scales} scales {number(weight.scale[0])} … {number(weight.scale[1])} (axis {weight.axis})")
+    low, high = weight.zero_point
+    zero = f"zero point {low}" if low == high else f"zero points {low} … {high}"
+    return f"{weight.dtype} × {scale}, {zero}"
 
 
 def progress_text(stage: str, done: int, total: int, eta_s: float) -> str:

@@ -136,8 +136,9 @@ class HistogramPanel(QWidget):
             return
         counts, edges = histogram
         self.weight_hist.setData(edges, counts)
+        stored = f" {fmt.stored(summary.stored)}, shown dequantized" if summary.stored is not None else ""
         self.weight_header.setText(
-            f"<b>{summary.name}</b> {list(summary.shape)} — min {fmt.number(summary.min)}, "
+            f"<b>{summary.name}</b> {list(summary.shape)}{stored} — min {fmt.number(summary.min)}, "
             f"max {fmt.number(summary.max)}, mean {fmt.number(summary.mean)}, std {fmt.number(summary.std)}"
         )
         if summary.channel_min is None or summary.channel_max is None:

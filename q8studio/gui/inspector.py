@@ -71,6 +71,8 @@ class Inspector(QWidget):
             ("Mean", fmt.number(summary.mean)),
             ("Std", fmt.number(summary.std)),
         ]
+        if summary.stored is not None:
+            rows.insert(1, ("Stored as", fmt.stored(summary.stored)))
         if summary.channel_axis is not None and summary.channel_min is not None:
             rows.append(("Channels", f"{summary.channel_min.size} (axis {summary.channel_axis})"))
             rows.append(("Range spread", f"{fmt.number(summary.range_spread, 3)}× (widest / narrowest channel)"))
