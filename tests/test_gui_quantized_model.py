@@ -1,4 +1,5 @@
-"""An already-quantized (QDQ) model opened in the window: it says so at once and shows its int8 weights."""
+"""An already-quantized (QDQ) model opened in the window: it says so at once, shows its int8 weights,
+and opens with as much of its graph in view as the zoom allows."""
 
 from __future__ import annotations
 
@@ -71,3 +72,10 @@ def test_a_weight_dequantizer_and_its_conv_show_the_int8_weight(qtbot, quantized
         assert rows["Stored as"].startswith(f"int8 × {q.shape[0]} scales")
         assert rows["Channels"].startswith(f"{q.shape[0]} (axis 0)")
 
+
+def test_a_wide_graph_opens_without_empty_space_beside_it(quantized: MainWindow) -> None:
+    canvas = quantized.graph.canvas
+    content = canvas.content
+    shown = canvas.mapToScene(canvas.viewport().rect()).boundingRect()
+    assert content.width() > shown.width()  # too wide to show whole at a readable zoom
+    assert shown.left() >= content.left() - 1 and shown.right() <= content.right() + 1

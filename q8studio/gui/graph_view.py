@@ -205,7 +205,9 @@ class GraphView(QWidget):
         self.canvas.fit()
 
     def _initial_view(self) -> None:
-        """Fit if that stays readable; otherwise the top of the graph (its inputs) at a readable zoom."""
+        """Fit if that stays readable; otherwise the top of the graph (its inputs) at a readable zoom,
+        as much of the graph's width in view as that zoom allows: a view centred on an input near
+        one side would show empty space beyond that side and cut the graph off at the other."""
         if self.canvas.fit_scale() >= READABLE_SCALE:
             self.canvas.fit()
             return
@@ -215,6 +217,8 @@ class GraphView(QWidget):
         self.canvas.set_zoom(scale)
         first_row = [b for b in self._layout.boxes if b.layer == 0] if self._layout else []
         x = sum(b.x + b.w / 2 for b in first_row) / len(first_row) if first_row else rect.center().x()
+        half = port.width() / scale / 2
+        x = min(max(x, rect.left() + half), rect.right() - half) if rect.width() > 2 * half else rect.center().x()
         self.canvas.centerOn(x, rect.top() + port.height() / scale / 2)
 
     def _forget_initial_view(self) -> None:
