@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import json
 import re
+from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
@@ -20,7 +21,14 @@ from q8studio.core import evaluate as evaluate_module
 from q8studio.core.data import load_data
 from q8studio.core.demo import demo_assets
 from q8studio.core.explain import explain_node
-from q8studio.core.profile import boundary_marks, kernel_overlay, profile_models, speedup_overlay
+from q8studio.core.profile import (
+    boundary_marks,
+    kernel_overlay,
+    layers_holding,
+    profile_models,
+    slower_in_int8,
+    speedup_overlay,
+)
 from q8studio.gui import formatting as fmt
 from q8studio.gui.explain_dock import HINT
 from q8studio.gui.graph_items import OverlayScale
@@ -168,13 +176,33 @@ def test_keep_slower_layers_in_float_replaces_the_run(qtbot, demo: MainWindow) -
     for name in outcome.kept_float:
         assert "FP32" in demo.graph.item_for_node(name).badges
     assert outcome.ratio_after <= outcome.ratio_before or "does not pay" in outcome.verdict()
-    kept = f"Kept {len(outcome.kept_float)} node(s) in float" if outcome.kept_float else "Kept no node in float"
+    layers = layers_holding(demo.session.profile, outcome.kept_float)
+    kept = (f"Kept {fmt.count(len(outcome.kept_float), 'node')} ({fmt.count(len(layers), 'layer')}) in float"
+            if outcome.kept_float else "Kept no node in float")
     assert demo.results.speed.notice.text().startswith(kept)
+    notes = demo.results.notes.text()
+    assert f"{fmt.count(len(run.result.float_nodes), 'node')} kept in float" in notes and "(s)" not in notes
     assert demo.session.profile is not None
     assert demo.results.speed.verdict.text() == demo.session.profile.verdict(typographic=True)
     assert demo.results.speed.proxy.rowCount() == len(demo.session.profile.layers)
     assert run.result.output_path.is_file() and run.result.output_path != before.result.output_path
     assert demo.results.model.rows == run.layer_rows()
+
+
+def test_layers_float_in_both_models_are_not_offered_to_keep_in_float(qtbot, demo: MainWindow) -> None:
+    """After every layer is kept in float, float is timed against float: no layer is slower *in int8*."""
+    run_to_end(qtbot, demo)
+    profile = demo.session.profile
+    speed = demo.results.speed
+    assert speed.keep_button.isEnabled() == demo.keep_float_action.isEnabled() == bool(slower_in_int8(profile))
+    kept = [replace(row, int8_kernels=tuple(f"{k} (float)" for k in row.float_kernels), integer=False,
+                    integer_macs=0, int8_us=row.float_total_us + 1.0) for row in profile.layers]
+    demo.session.set_profile(replace(profile, layers=kept))
+    assert not speed.keep_button.isEnabled() and not demo.keep_float_action.isEnabled()
+    assert speed.keep_button.toolTip() == "No layer is slower in int8: there is nothing to keep in float"
+    demo.keep_slower_in_float()  # Run ▸ Keep slower layers in float: no round trip that keeps nothing
+    assert not demo.int8.busy
+    assert f"(0 of {len(kept)} layers slower)" in speed.summary.toPlainText()
 
 
 ASCII_UNITS = re.compile(r"\d\s?(x|us)\b|->")

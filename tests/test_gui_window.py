@@ -288,6 +288,7 @@ def test_load_recipe_leaves_out_layers_the_model_does_not_have(demo: MainWindow,
     Recipe(method="entropy", exclude=("/fc/Gemm", "n200")).save(tmp_path / "recipe.json")
     assert demo.exporter.load_recipe(tmp_path / "recipe.json")
     assert demo.session.exclude == ("/fc/Gemm",) and demo.quantize_panel.recipe().method == "entropy"
+    assert demo.errors.last_message.startswith("Loaded the recipe, without the 1 node it keeps in float ")
     assert "n200" in demo.errors.last_message
 
 

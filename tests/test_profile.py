@@ -98,7 +98,7 @@ def test_float32_enters_and_leaves_int8_at_the_model_edges(demo_report: ProfileR
 
 def test_slower_layers_and_verdict_are_consistent(demo_report: ProfileReport) -> None:
     slower = slower_in_int8(demo_report)
-    assert slower == [row.node for row in demo_report.layers if row.int8_total_us > row.float_total_us]
+    assert slower == [row.node for row in demo_report.layers if row.integer and row.int8_total_us > row.float_total_us]
     assert ("does not pay" in demo_report.verdict()) == (demo_report.ratio >= 0.95)
     data = json.loads(to_json(demo_report.to_dict()))
     assert data["slower_in_int8"] == slower and len(data["layers"]) == len(demo_report.layers)
@@ -171,6 +171,8 @@ def test_keep_slow_float_on_the_demo_writes_the_fastest_candidate(tmp_path: Path
     assert outcome.chosen.result.output_path == tmp_path / "k.onnx" and load_model(tmp_path / "k.onnx")
     assert sorted(p.name for p in tmp_path.iterdir()) == ["k.onnx"]
     assert ("does not pay" in outcome.verdict()) == (not outcome.pays)
+    count = len(outcome.kept_float)
+    assert f"({count} node{'s' if count > 1 else ''} kept in float)" in outcome.verdict()
     assert json.loads(to_json(outcome.to_dict()))["kept_float"] == list(outcome.kept_float)
     reasons = {node.name: node.reason for node in outcome.chosen.result.float_nodes}
     assert set(outcome.kept_float) <= set(reasons)  # listed, and not as if the user had asked
@@ -248,6 +250,16 @@ def test_kernels_no_model_node_accounts_for_are_not_offered_to_keep_in_float(dem
     report = replace(demo_report, layers=[*demo_report.layers, stray])
     assert stray.int8_total_us > stray.float_total_us and not stray.slower_in_int8
     assert stray.node not in slower_in_int8(report) and stray not in report.float_islands
+
+
+def test_a_layer_float_in_both_models_is_never_slower_in_int8(demo_report: ProfileReport) -> None:
+    """Once a layer is kept in float, its two timings are float against float: their difference is noise."""
+    kept = [replace(row, int8_kernels=tuple(f"{k} (float)" for k in row.float_kernels), integer=False,
+                    integer_macs=0, int8_us=row.float_total_us + 1.0) for row in demo_report.layers]
+    report = replace(demo_report, layers=kept)
+    assert all(row.int8_total_us > row.float_total_us for row in kept)
+    assert slower_in_int8(report) == [] and not any(row.slower_in_int8 for row in kept)
+    assert f"0 of {len(kept)} layers are slower in int8" in report.verdict()
 
 
 def scale_shift_block(channels: int = 16, size: int = 16) -> onnx.ModelProto:

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import math
 from collections import defaultdict
+from collections.abc import Collection
 from dataclasses import dataclass, field, replace
 
 from .data import Dataset
@@ -67,7 +68,10 @@ class LayerTiming:
 
     @property
     def slower_in_int8(self) -> bool:
-        return self.in_model and self.int8_total_us > self.float_total_us
+        """Whether int8 made the layer slower. Only a layer the int8 model computes with integer
+        kernels can be: one it runs with float kernels (a layer kept in float) times float against
+        float, its difference is noise, and keeping it in float would change nothing."""
+        return self.in_model and self.integer and self.int8_total_us > self.float_total_us
 
     def to_dict(self) -> dict[str, object]:
         return {**self.__dict__, "speedup": self.speedup, "slower_in_int8": self.slower_in_int8}
@@ -195,8 +199,15 @@ def profile_models(
 
 
 def slower_in_int8(report: ProfileReport) -> list[str]:
-    """Layers whose int8 time, their share of Quantize/Dequantize and layout glue included, exceeds float32's."""
+    """Integer-computed layers whose int8 time, their share of Quantize/Dequantize and layout glue included,
+    exceeds float32's: the layers keeping slower layers in float acts on."""
     return [layer.node for layer in report.layers if layer.slower_in_int8]
+
+
+def layers_holding(report: ProfileReport, nodes: Collection[str]) -> list[LayerTiming]:
+    """The layers (rows of the report) that hold any of ``nodes``: a set of nodes in the report's unit."""
+    wanted = set(nodes)
+    return [layer for layer in report.layers if wanted.intersection(layer.members)]
 
 
 def speedup_overlay(report: ProfileReport) -> dict[str, float]:

@@ -74,7 +74,8 @@ class KeepFloatOutcome:
         return self.ratio_after < PAYS_BELOW
 
     def verdict(self) -> str:
-        kept = f"{len(self.kept_float)} node(s) kept in float" if self.kept_float else "no node kept in float"
+        count = len(self.kept_float)
+        kept = f"{count} node{'' if count == 1 else 's'} kept in float" if count else "no node kept in float"
         change = f"int8/float32 latency {self.ratio_before:.2f} -> {self.ratio_after:.2f} ({kept})"
         if self.pays:
             return f"{change}: int8 pays, {1 / self.ratio_after:.2f}x faster than float32."

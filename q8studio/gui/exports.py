@@ -21,6 +21,7 @@ from ..core.imagefolder import ImageOptions, ImagePreprocessing, records_preproc
 from ..core.recipe import Recipe
 from ..core.report import run_report, write_report
 from ..core.workflow import StudioRun
+from . import formatting as fmt
 from .errors import ErrorReporter
 from .quantize_panel import QuantizePanel
 from .session import Session
@@ -169,8 +170,8 @@ class Exporter:
             self._panel.set_preprocessing(fitted.preprocessing)
             self._panel.update_preview()
         if fitted.foreign:  # a recipe saved for another model is worth loading for its settings
-            self._errors.show(f"{done}, without the {len(fitted.foreign)} layer(s) it keeps in float that this "
-                              f"model does not have: {', '.join(fitted.foreign)}.")
+            self._errors.show(f"{done}, without the {fmt.count(len(fitted.foreign), 'node')} it keeps in float "
+                              f"that this model does not have: {', '.join(fitted.foreign)}.")
 
     def _node_names(self) -> set[str]:
         """Names a recipe may keep in float: the open model's nodes, and those of the last run's

@@ -60,6 +60,11 @@ def duration(seconds: float) -> str:
     return f"{int(seconds // 60)} min {int(seconds % 60):02d} s"
 
 
+def count(n: int, noun: str) -> str:
+    """A count with its noun, singular or plural: "1 node", "18 nodes"."""
+    return f"{n:,} {noun}{'' if n == 1 else 's'}"
+
+
 def value_range(lo: float, hi: float) -> str:
     return f"[{number(lo)}, {number(hi)}]"
 

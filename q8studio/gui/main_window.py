@@ -19,7 +19,7 @@ from ..core.data import Dataset
 from ..core.demo import demo_assets
 from ..core.errors import Q8Error
 from ..core.model import LoadedModel, load_model
-from ..core.profile import ProfileReport, boundary_marks
+from ..core.profile import ProfileReport, boundary_marks, slower_in_int8
 from ..core.tensorview import NodeNumbers, comparison_view, node_numbers
 from ..core.workflow import StudioRun, latest_timing
 from . import formatting as fmt
@@ -391,8 +391,9 @@ class MainWindow(QMainWindow):
             self.int8.profile()
 
     def keep_slower_in_float(self) -> None:
-        """Not while a model is being opened: it would replace the run this job re-quantizes."""
-        if self.session.run is not None and not self.runner.busy and not self.loader.busy:
+        """Run ▸ Keep slower layers in float: only while its action is enabled, when some layer is slower in
+        int8, and not while a model is being opened: it would replace the run this job re-quantizes."""
+        if self.keep_float_action.isEnabled() and not self.loader.busy:
             self.results.show_speed()
             self.int8.keep_slower_in_float()
 
@@ -442,8 +443,10 @@ class MainWindow(QMainWindow):
         for action in (self.export_model_action, self.export_report_action):
             action.setEnabled(has_run and not busy)
         can_start = has_run and not busy
+        profile = self.session.profile
+        slower = profile is not None and bool(slower_in_int8(profile))  # else keeping layers in float changes nothing
         self.profile_action.setEnabled(can_start and not self.int8.busy)
-        self.keep_float_action.setEnabled(can_start and not self.int8.busy)
+        self.keep_float_action.setEnabled(can_start and not self.int8.busy and slower)
         self.results.speed.set_busy(self.int8.busy, can_start)
 
     def _update_marks(self) -> None:
@@ -466,6 +469,7 @@ class MainWindow(QMainWindow):
         the summary's latency: the Speed tab and the summary show one timing."""
         if self.session.run is not None:
             self.results.show_timing(latest_timing(self.session.run.comparison, report))
+        self._set_run_actions()
         marks = boundary_marks(report) if report is not None else {"Q": set(), "DQ": set()}
         self.graph.set_marked(marks["Q"], ENTER_BADGE)
         self.graph.set_marked(marks["DQ"], LEAVE_BADGE)

@@ -269,7 +269,7 @@ class QuantizePanel(QWidget):
         return group
 
     def _float_group(self) -> QGroupBox:
-        group = QGroupBox("Layers kept in float")
+        group = QGroupBox("Nodes kept in float")
         layout = QVBoxLayout(group)
         hint = QLabel("Right-click a node in the graph or a row of the layer table ▸ Keep in float.")
         hint.setWordWrap(True)

@@ -215,7 +215,7 @@ class ResultsPanel(QWidget):
             f"compared on {errors.samples:,} samples of {Path(run.evaluation_data.split(' (')[0]).name}",
         ]
         if result.float_nodes:
-            parts.append(f"{len(result.float_nodes)} layer(s) kept in float (hover for why)")
+            parts.append(f"{fmt.count(len(result.float_nodes), 'node')} kept in float (hover for why)")
         self.notes.setText(" · ".join(parts))
         self.notes.setToolTip("\n".join(
             [f"{n.name} [{n.op_type}]: {n.reason}" for n in result.float_nodes] + result.prepared.notes
