@@ -32,7 +32,7 @@ from q8studio.core.profile import (
 from q8studio.gui import formatting as fmt
 from q8studio.gui.explain_dock import HINT
 from q8studio.gui.graph_items import OverlayScale
-from q8studio.gui.main_window import ENTER_BADGE, LEAVE_BADGE, MainWindow
+from q8studio.gui.main_window import DEFAULT_SIZE, ENTER_BADGE, LEAVE_BADGE, MainWindow
 from q8studio.gui.results_panel import SUMMARY_ROWS
 from q8studio.gui.row_table import SORT_ROLE
 from q8studio.gui.speed_panel import COLUMNS
@@ -126,7 +126,10 @@ def test_speed_tab_overlays_and_boundaries_show_the_profile(qtbot, demo: MainWin
     assert speed.proxy.index(0, column["int8_kernels"]).data() == " + ".join(first.int8_kernels)
     assert speed.proxy.index(0, column["integer"]).data() == ("integer" if first.integer else "float")
     assert speed.proxy.index(0, column["macs"]).data(SORT_ROLE) == first.macs
-    assert speed.verdict.text() == report.verdict(typographic=True)
+    # the banner says the verdict's first clause; its tooltip and the summary say the rest
+    assert speed.verdict.text() == f"{report.headline(typographic=True)}."
+    assert speed.verdict.toolTip() == report.verdict(typographic=True)
+    assert report.verdict(typographic=True).startswith(report.headline(typographic=True) + ";")
     summary = speed.summary.toPlainText()
     assert "float32 enters int8 at image (model input)" in summary and "float32 leaves int8 at logits" in summary
 
@@ -183,7 +186,7 @@ def test_keep_slower_layers_in_float_replaces_the_run(qtbot, demo: MainWindow) -
     notes = demo.results.notes.text()
     assert f"{fmt.count(len(run.result.float_nodes), 'node')} kept in float" in notes and "(s)" not in notes
     assert demo.session.profile is not None
-    assert demo.results.speed.verdict.text() == demo.session.profile.verdict(typographic=True)
+    assert demo.results.speed.verdict.toolTip() == demo.session.profile.verdict(typographic=True)
     assert demo.results.speed.proxy.rowCount() == len(demo.session.profile.layers)
     assert run.result.output_path.is_file() and run.result.output_path != before.result.output_path
     assert demo.results.model.rows == run.layer_rows()
@@ -202,7 +205,7 @@ def test_layers_float_in_both_models_are_not_offered_to_keep_in_float(qtbot, dem
     assert speed.keep_button.toolTip() == "No layer is slower in int8: there is nothing to keep in float"
     demo.keep_slower_in_float()  # Run ▸ Keep slower layers in float: no round trip that keeps nothing
     assert not demo.int8.busy
-    assert f"(0 of {len(kept)} layers slower)" in speed.summary.toPlainText()
+    assert f"Slower in int8: 0 of {len(kept)} layers" in speed.summary.toPlainText()
 
 
 ASCII_UNITS = re.compile(r"\d\s?(x|us)\b|->")
@@ -267,6 +270,24 @@ def test_the_exported_report_holds_the_latency_the_summary_shows(qtbot, demo: Ma
     assert report["profile"]["latency_ms"] == {"float32": latency["float32_ms"], "int8": latency["int8_ms"]}
     # the comparison's own timing keeps its place and its meaning
     assert (report["evaluation"]["float32"]["latency_ms"], report["evaluation"]["int8"]["latency_ms"]) == (9.0, 8.0)
+
+
+def test_the_speed_tab_stays_readable_at_the_default_size(qtbot, demo: MainWindow) -> None:
+    """After keeping the slower layers in float, the notice and the verdict leave the table its rows,
+    and the summary beside it shows whole, without scrolling."""
+    assert (demo.width(), demo.height()) == DEFAULT_SIZE
+    run_to_end(qtbot, demo)
+    demo.results.show_speed()
+    with qtbot.waitSignal(demo.int8.kept_float, timeout=RUN_TIMEOUT_MS):
+        demo.keep_slower_in_float()
+    speed = demo.results.speed
+    qtbot.waitUntil(lambda: speed.notice.isVisible())
+    line = speed.notice.fontMetrics().lineSpacing()
+    for banner in (speed.notice, speed.verdict):
+        assert banner.height() < 2 * line, banner.text()  # one line each
+    assert speed.table.viewport().height() >= 5 * speed.table.rowHeight(0)
+    assert speed.summary.verticalScrollBar().maximum() == 0, speed.summary.toPlainText()
+    assert "re-quantized, compared and profiled again" in speed.notice.toolTip().lower()
 
 
 def test_cancelling_keep_in_float_keeps_the_run(qtbot, demo: MainWindow) -> None:

@@ -100,6 +100,7 @@ def test_slower_layers_and_verdict_are_consistent(demo_report: ProfileReport) ->
     slower = slower_in_int8(demo_report)
     assert slower == [row.node for row in demo_report.layers if row.integer and row.int8_total_us > row.float_total_us]
     assert ("does not pay" in demo_report.verdict()) == (demo_report.ratio >= 0.95)
+    assert demo_report.verdict().startswith(f"{demo_report.headline()}; ")
     data = json.loads(to_json(demo_report.to_dict()))
     assert data["slower_in_int8"] == slower and len(data["layers"]) == len(demo_report.layers)
 

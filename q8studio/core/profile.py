@@ -133,16 +133,20 @@ class ProfileReport:
         """Whether int8 is measurably faster than float32 for this model."""
         return self.ratio < PAYS_BELOW
 
+    def headline(self, typographic: bool = False) -> str:
+        """The verdict's first clause: whether int8 pays for this model here, and its time against float32's."""
+        pays = "int8 pays" if self.pays else "int8 does not pay here"
+        return f"{pays}: it takes {self.ratio:.2f}{'×' if typographic else 'x'} the float32 time"
+
     def verdict(self, typographic: bool = False) -> str:
         """One plain sentence: does int8 pay for this model here, and where its time goes.
 
         ``typographic`` writes × and µs, as the GUI does everywhere; terminals and JSON get x and us.
         """
-        times, micro = ("×", "µs") if typographic else ("x", "us")
+        micro = "µs" if typographic else "us"
         slower = sum(layer.slower_in_int8 for layer in self.layers)
-        pays = "int8 pays" if self.pays else "int8 does not pay here"
         return (
-            f"{pays}: it takes {self.ratio:.2f}{times} the float32 time; {slower} of {len(self.layers)} layers are "
+            f"{self.headline(typographic)}; {slower} of {len(self.layers)} layers are "
             f"slower in int8; {100 * self.integer_mac_share:.0f}% of multiply-accumulates ran in integer kernels; "
             f"glue costs {self.int8.qdq_us:.1f} {micro} (Quantize/Dequantize) + {self.int8.layout_us:.1f} {micro} "
             "(layout) per run."

@@ -153,9 +153,10 @@ class Int8Actions(QObject):
         kept = (f"Kept {_nodes_and_layers(outcome.kept_float, result.chosen.profile)} in float that int8 made slower"
                 if outcome.kept_float else "Kept no node in float: none made the model faster")
         self.speed.show_notice(
-            f"{kept}, re-quantized, compared and profiled again. While choosing, int8 took "
-            f"{fmt.times(outcome.ratio_before)} the float32 time before and {fmt.times(outcome.ratio_after)} after; "
-            "every other timing shown is of the new model, timed again.")
+            f"{kept}. While choosing, int8 took {fmt.times(outcome.ratio_before)} the float32 time before and "
+            f"{fmt.times(outcome.ratio_after)} after.",
+            more="Re-quantized, compared and profiled again: every other timing shown is of the new model, "
+                 "timed again.")
         self.quantize_panel.show_outcome(f"Done: {kept[0].lower()}{kept[1:]}; see Results ▸ Speed.", complete=True)
         self.status(f"{kept}: see Results ▸ Speed.")
         self.kept_float.emit(outcome)

@@ -45,6 +45,7 @@ COLUMNS: list[tuple[str, str]] = [
     ("MACs", "macs"),
 ]
 SPEEDUP_COLUMN = 2
+MAX_ISLANDS_LISTED = 3  # more names would push the rest of the summary out of sight
 NUMBER_COLUMNS = {"speedup", "float_total_us", "int8_us", "int8_glue_us", "macs"}
 TOOLTIPS = {
     "float_total_us": "Mean time per run of the float32 kernels of this layer, layout kernels included",
@@ -110,7 +111,8 @@ def _cell_text(layer: LayerTiming, key: str) -> str:
 
 
 def summary_html(report: ProfileReport) -> str:
-    """Latency, glue, integer share and the float32 boundaries, one item a line."""
+    """Latency, glue, integer share and the float32 boundaries, one item a line, in few words: it shares
+    a short tab with the table (the banner above says how int8 compares with float32)."""
     lines = []
     if report.latency_ms:
         float_ms, int8_ms = report.latency_ms
@@ -118,11 +120,9 @@ def summary_html(report: ProfileReport) -> str:
                      f"int8 <b>{fmt.milliseconds(int8_ms)}</b>")
     else:
         lines.append(f"Profiled run: float32 {report.float32.run_us:.1f} µs, int8 {report.int8.run_us:.1f} µs")
-    lines.append(f"int8 takes <b>{fmt.times(report.ratio)}</b> the float32 time "
-                 f"({len(slower_in_int8(report))} of {len(report.layers)} layers slower)")
-    lines.append(f"Glue per run: Quantize/Dequantize {report.int8.qdq_us:.1f} µs, "
-                 f"layout {report.int8.layout_us:.1f} µs")
-    lines.append(f"Integer kernels ran {fmt.percent(report.integer_mac_share, 0)} of the multiply-accumulates")
+    lines.append(f"Slower in int8: {len(slower_in_int8(report))} of {len(report.layers)} layers")
+    lines.append(f"Glue per run: Q/DQ {report.int8.qdq_us:.1f} µs, layout {report.int8.layout_us:.1f} µs")
+    lines.append(f"Integer kernels: {fmt.percent(report.integer_mac_share, 0)} of multiply-accumulates")
     constants = 0
     for boundary in report.boundaries:
         if boundary.at.startswith("constant"):
@@ -135,8 +135,10 @@ def summary_html(report: ProfileReport) -> str:
             lines.append(f"float32 leaves int8 at <b>{boundary.tensor}</b> ({boundary.at}) ← {layers}")
     if constants:
         lines.append(f"{constants} weights/biases are dequantized to float32 on every run")
-    islands = report.float_islands
-    lines.append("Float islands: " + (", ".join(layer.node for layer in islands) if islands else "none"))
+    islands = [layer.node for layer in report.float_islands]
+    listed = ", ".join(islands) if len(islands) <= MAX_ISLANDS_LISTED else (
+        f"{len(islands)} layers, “float” in the table's “int8 computes in” column")
+    lines.append(f"Float islands: {listed or 'none'}")
     return "<br>".join(lines)
 
 
@@ -166,15 +168,15 @@ class SpeedPanel(QWidget):
         self.progress.setTextVisible(False)
         self.progress.setMaximumHeight(8)
         self.stage = QLabel()
-        buttons = QHBoxLayout()
-        buttons.addWidget(self.profile_button)
-        buttons.addWidget(self.keep_button)
-        buttons.addWidget(self.cancel_button)
+        top = QHBoxLayout()  # the verdict and the buttons share one row: the table below gets the height
+        top.addWidget(self.verdict, 1)
+        top.addWidget(self.profile_button)
+        top.addWidget(self.keep_button)
+        top.addWidget(self.cancel_button)
         left = QWidget()
         column = QVBoxLayout(left)
         column.setContentsMargins(0, 0, 4, 0)
         column.addWidget(self.summary, 1)
-        column.addLayout(buttons)
         column.addWidget(self.progress)
         column.addWidget(self.stage)
 
@@ -187,11 +189,11 @@ class SpeedPanel(QWidget):
         splitter.addWidget(self.table)
         splitter.setStretchFactor(0, 2)
         splitter.setStretchFactor(1, 5)
-        splitter.setSizes([340, 800])
+        splitter.setSizes([380, 760])
         layout = QVBoxLayout(self)
         layout.setContentsMargins(0, 2, 0, 0)
+        layout.addLayout(top)
         layout.addWidget(self.notice)
-        layout.addWidget(self.verdict)
         layout.addWidget(splitter, 1)
         self.report: ProfileReport | None = None
         self._state = (False, False)
@@ -207,19 +209,23 @@ class SpeedPanel(QWidget):
         self.set_busy(*self._state)
         if report is None:
             self.verdict.setText(message)
+            self.verdict.setToolTip("")
             self.verdict.setStyleSheet(_banner_style(None))
             self.verdict.setVisible(bool(message))
             self.summary.clear()
             return
-        self.verdict.setText(report.verdict(typographic=True))
+        self.verdict.setText(f"{report.headline(typographic=True)}.")  # the summary below has the rest
+        self.verdict.setToolTip(report.verdict(typographic=True))
         self.verdict.setStyleSheet(_banner_style(report.pays))
         self.verdict.show()
         self.summary.setHtml(summary_html(report))
 
-    def show_notice(self, text: str, good: bool | None = None) -> None:
-        """A result worth keeping on screen, e.g. what keeping the slower layers in float achieved."""
+    def show_notice(self, text: str, good: bool | None = None, more: str = "") -> None:
+        """A result worth keeping on screen, e.g. what keeping the slower layers in float achieved;
+        ``more`` goes in its tooltip, so that the notice takes one line and the table keeps its rows."""
         self.notice.setStyleSheet(_banner_style(good))
         self.notice.setText(text)
+        self.notice.setToolTip(more)
         self.notice.setVisible(bool(text))
 
     def set_busy(self, busy: bool, can_start: bool) -> None:
