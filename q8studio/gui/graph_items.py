@@ -1,4 +1,4 @@
-"""Drawing for the graph view: box and edge items, the canvas that shows them, and the legends.
+"""Drawing for the graph view: box and edge items, and the canvas that shows them.
 
 Items are deliberately light: a box is a QGraphicsRectItem (its bounding rect stays in C++)
 that paints itself, and edges are drawn a band of layers at a time, so that a 10,000-node graph
@@ -14,7 +14,7 @@ from functools import cache
 
 from PySide6.QtCore import QEvent, QPoint, QPointF, QRectF, Qt, Signal
 from PySide6.QtGui import (
-    QBrush, QColor, QContextMenuEvent, QFont, QFontMetricsF, QHelpEvent, QLinearGradient, QMouseEvent, QPainter,
+    QBrush, QColor, QContextMenuEvent, QFont, QFontMetricsF, QHelpEvent, QMouseEvent, QPainter,
     QPainterPath, QPen, QPolygonF, QWheelEvent,
 )
 from PySide6.QtWidgets import (
@@ -51,7 +51,7 @@ BUSY_STYLE = "background: rgba(255, 255, 255, 230); border: 1px solid #c8ced6; b
 
 
 @cache
-def _font(size: float, bold: bool = False) -> QFont:
+def font_of(size: float, bold: bool = False) -> QFont:
     font = QFont()
     font.setPointSizeF(size)
     font.setBold(bold)
@@ -59,13 +59,13 @@ def _font(size: float, bold: bool = False) -> QFont:
 
 
 @cache
-def _metrics(size: float, bold: bool = False) -> QFontMetricsF:
-    return QFontMetricsF(_font(size, bold))
+def metrics_of(size: float, bold: bool = False) -> QFontMetricsF:
+    return QFontMetricsF(font_of(size, bold))
 
 
 def label_widths(op_types: set[str]) -> dict[str, float]:
     """Width each op type's title needs; the layout widens boxes to fit (measured here: core has no fonts)."""
-    return {op: _metrics(9.0, True).horizontalAdvance(op) for op in op_types}
+    return {op: metrics_of(9.0, True).horizontalAdvance(op) for op in op_types}
 
 
 def overlay_colour(goodness: float) -> QColor:
@@ -212,11 +212,11 @@ class BoxItem(QGraphicsRectItem):
         painter.drawRoundedRect(inner, radius, radius)
         title, detail = self._labels()
         painter.setPen(QColor(FADED_TEXT if self.dimmed else TEXT))
-        painter.setFont(_font(9.0, True))
+        painter.setFont(font_of(9.0, True))
         painter.drawText(QRectF(rect.x(), rect.y() + 3, rect.width(), rect.height() / 2 - 1),
                          Qt.AlignmentFlag.AlignHCenter | Qt.AlignmentFlag.AlignBottom, title)
         painter.setPen(QColor(FADED_TEXT if self.dimmed else DETAIL_TEXT))
-        painter.setFont(_font(7.5))
+        painter.setFont(font_of(7.5))
         painter.drawText(QRectF(rect.x(), rect.center().y() + 1, rect.width(), rect.height() / 2 - 3),
                          Qt.AlignmentFlag.AlignHCenter | Qt.AlignmentFlag.AlignTop, detail)
         self._paint_badges(painter, rect)
@@ -226,17 +226,17 @@ class BoxItem(QGraphicsRectItem):
         if self._texts is None:
             width = self.box.w - 14
             title = ("▸ " if self.is_group else "") + self.box.label
-            self._texts = (_metrics(9.0, True).elidedText(title, Qt.TextElideMode.ElideRight, width),
+            self._texts = (metrics_of(9.0, True).elidedText(title, Qt.TextElideMode.ElideRight, width),
                            # a node's name ends with what is specific; a group's summary starts with it
-                           _metrics(7.5).elidedText(self.box.detail, Qt.TextElideMode.ElideRight if self.is_group
+                           metrics_of(7.5).elidedText(self.box.detail, Qt.TextElideMode.ElideRight if self.is_group
                                                     else Qt.TextElideMode.ElideLeft, width))
         return self._texts
 
     def _paint_badges(self, painter: QPainter, rect: QRectF) -> None:
         right = rect.right() - 3
-        painter.setFont(_font(6.5, True))
+        painter.setFont(font_of(6.5, True))
         for tag in self.badges:
-            width = _metrics(6.5, True).horizontalAdvance(tag) + 6
+            width = metrics_of(6.5, True).horizontalAdvance(tag) + 6
             chip = QRectF(right - width, rect.top() + 3, width, 11)
             painter.setPen(Qt.PenStyle.NoPen)
             painter.setBrush(QColor(BADGE_FILL))
@@ -388,113 +388,3 @@ class GraphCanvas(QGraphicsView):
         if event.type() == QEvent.Type.Resize:
             self.resized.emit()
         return handled
-
-
-class _CornerPanel(QWidget):
-    """A small translucent panel floating over the view; mouse events fall through to the view."""
-
-    def __init__(self, parent: QWidget) -> None:
-        super().__init__(parent)
-        self.setAttribute(Qt.WidgetAttribute.WA_TransparentForMouseEvents)
-
-    def _background(self, painter: QPainter) -> None:
-        painter.setRenderHint(QPainter.RenderHint.Antialiasing)
-        painter.setPen(QColor("#c8ced6"))
-        painter.setBrush(QColor(255, 255, 255, 225))
-        painter.drawRoundedRect(QRectF(self.rect()).adjusted(0.5, 0.5, -0.5, -0.5), 5, 5)
-
-
-class ValueLegend(_CornerPanel):
-    """Title and either a colour bar with the values at its ends and middle, or named colour chips."""
-
-    def __init__(self, parent: QWidget) -> None:
-        super().__init__(parent)
-        self.title = ""
-        self.low = self.mid = self.high = ""
-        self.stops: tuple[QColor, ...] = ()
-        self.categories: tuple[tuple[str, QColor], ...] = ()
-        self.setFixedSize(190, 58)
-
-    def show_scale(self, title: str, low: str, high: str, stops: tuple[QColor, QColor, QColor], mid: str = "") -> None:
-        """``stops``: the colours at the low end, the middle and the high end of the bar."""
-        self.title, self.low, self.mid, self.high, self.stops, self.categories = title, low, mid, high, stops, ()
-        self._show()
-
-    def show_categories(self, title: str, categories: tuple[tuple[str, QColor], ...]) -> None:
-        """One chip per named colour, e.g. "integer kernel" and "float kernel"."""
-        self.title, self.categories, self.stops = title, categories, ()
-        self.low = self.mid = self.high = ""
-        self._show()
-
-    def _show(self) -> None:
-        width = _metrics(8.5, True).horizontalAdvance(self.title) + 24
-        if self.categories:
-            width = max(width, sum(_metrics(7.5).horizontalAdvance(label) + 28 for label, _ in self.categories) + 12)
-        self.setFixedSize(int(max(190, width)), 50 if self.categories else 58)
-        self.show()
-        self.update()
-
-    def paintEvent(self, event: object) -> None:
-        painter = QPainter(self)
-        self._background(painter)
-        painter.setPen(QColor(TEXT))
-        painter.setFont(_font(8.5, True))
-        painter.drawText(QRectF(10, 4, self.width() - 20, 16), Qt.AlignmentFlag.AlignLeft, self.title)
-        if self.categories:
-            self._paint_categories(painter)
-            return
-        bar = QRectF(10, 23, self.width() - 20, 10)
-        gradient = QLinearGradient(bar.topLeft(), bar.topRight())
-        for position, colour in zip((0.0, 0.5, 1.0), self.stops):
-            gradient.setColorAt(position, colour)
-        painter.setPen(QColor("#9aa3ad"))
-        painter.setBrush(gradient)
-        painter.drawRect(bar)
-        painter.setPen(QColor(TEXT))
-        painter.setFont(_font(7.5))
-        labels = QRectF(10, 36, self.width() - 20, 16)
-        painter.drawText(labels, Qt.AlignmentFlag.AlignLeft, self.low)
-        painter.drawText(labels, Qt.AlignmentFlag.AlignHCenter, self.mid)
-        painter.drawText(labels, Qt.AlignmentFlag.AlignRight, self.high)
-
-    def _paint_categories(self, painter: QPainter) -> None:
-        painter.setFont(_font(7.5))
-        x = 10.0
-        for label, colour in self.categories:
-            painter.setPen(colour.darker(150))
-            painter.setBrush(colour)
-            painter.drawRoundedRect(QRectF(x, 30, 12, 12), 2, 2)
-            painter.setPen(QColor(TEXT))
-            width = _metrics(7.5).horizontalAdvance(label)
-            painter.drawText(QRectF(x + 16, 27, width + 4, 18), Qt.AlignmentFlag.AlignVCenter, label)
-            x += width + 28
-
-
-class KindLegend(_CornerPanel):
-    """Colour chips for the node kinds present in the graph."""
-
-    def __init__(self, parent: QWidget) -> None:
-        super().__init__(parent)
-        self.kinds: list[str] = []
-
-    def set_kinds(self, kinds: list[str]) -> None:
-        self.kinds = kinds
-        metrics = _metrics(7.5)
-        width = sum(metrics.horizontalAdvance(k) + 22 for k in kinds) + 8
-        self.setFixedSize(int(width), 20)
-        self.setVisible(bool(kinds))
-        self.update()
-
-    def paintEvent(self, event: object) -> None:
-        painter = QPainter(self)
-        self._background(painter)
-        painter.setFont(_font(7.5))
-        x = 8.0
-        for kind in self.kinds:
-            painter.setPen(QColor(KIND_COLOURS[kind]).darker(150))
-            painter.setBrush(QColor(KIND_COLOURS[kind]))
-            painter.drawRoundedRect(QRectF(x, 5, 10, 10), 2, 2)
-            painter.setPen(QColor(TEXT))
-            width = _metrics(7.5).horizontalAdvance(kind)
-            painter.drawText(QRectF(x + 13, 2, width + 4, 16), Qt.AlignmentFlag.AlignVCenter, kind)
-            x += width + 22

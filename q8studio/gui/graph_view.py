@@ -25,8 +25,9 @@ from q8studio.core.progress import CancelToken, Progress
 
 from .graph_items import (
     ACCENT, BUSY_STYLE, EDGE_COLOUR, GROUP_FILL, KIND_COLOURS, READABLE_SCALE, BoxItem, EdgeBundleItem, GraphCanvas,
-    KindLegend, OverlayScale, ValueLegend, edge_tooltip, group_tooltip, label_widths, node_tooltip, overlay_colour,
+    OverlayScale, edge_tooltip, group_tooltip, label_widths, node_tooltip, overlay_colour,
 )
+from .legends import KindLegend, ValueLegend
 
 ASYNC_LAYOUT_NODES = 2500
 """Graphs this big are laid out on a worker thread (0.1 s and up), the old picture staying responsive."""
