@@ -6,7 +6,7 @@ from pathlib import Path
 
 import onnx
 import pytest
-from PySide6.QtCore import QEvent, QPoint, QPointF, Qt
+from PySide6.QtCore import QEvent, QPoint, QPointF, QRect, Qt
 from PySide6.QtGui import QColor, QHelpEvent, QWheelEvent
 from PySide6.QtTest import QTest
 from PySide6.QtWidgets import QApplication, QToolTip
@@ -112,6 +112,23 @@ def test_overlay_colours_nodes_and_shows_a_legend(cnn_view: GraphView) -> None:
     assert cnn_view.item_for_node("/stem/Conv").fill.green() > cnn_view.item_for_node("/stem/Conv").fill.red()
     cnn_view.set_overlay(None)
     assert conv.fill == conv.base_colour and not conv.dimmed and not legend.isVisible()
+
+
+def _rect_in(view: GraphView, widget) -> QRect:
+    return QRect(widget.mapTo(view, QPoint(0, 0)), widget.size())
+
+
+@pytest.mark.parametrize("width", [1200, 560], ids=["side-by-side", "stacked"])
+def test_legends_sit_under_the_graph_never_over_a_node(cnn_view: GraphView, qtbot, width: int) -> None:
+    cnn_view.set_overlay({"/stem/Conv": 5.0, "/head/fc/Gemm": 40.0}, title="SQNR (dB) · ≥ 30 is usually harmless")
+    cnn_view.resize(width, 700)
+    legends = (cnn_view.kind_legend, cnn_view.value_legend)
+    qtbot.waitUntil(lambda: all(cnn_view.rect().contains(_rect_in(cnn_view, legend)) for legend in legends))
+    port = _rect_in(cnn_view, cnn_view.canvas.viewport())
+    kinds, values = (_rect_in(cnn_view, legend) for legend in legends)
+    assert not kinds.intersects(port) and not values.intersects(port)
+    assert not kinds.intersects(values)
+    assert (kinds.top() == values.top() or kinds.center().y() == values.center().y()) == (width == 1200)
 
 
 def test_marked_nodes_carry_a_badge(cnn_view: GraphView) -> None:

@@ -39,6 +39,7 @@ GROUP_BORDER = "#5b6b82"
 EDGE_COLOUR = "#8c95a3"
 ACCENT = "#1f6feb"
 TEXT = "#1d232b"
+CANVAS_BACKGROUND = "#fafbfc"
 FADED_TEXT = "#7d8590"
 DETAIL_TEXT = "#4a5260"
 BADGE_FILL = "#37474f"
@@ -317,7 +318,7 @@ class GraphCanvas(QGraphicsView):
         self._press: QPoint | None = None
         self.setDragMode(QGraphicsView.DragMode.ScrollHandDrag)
         self.setTransformationAnchor(QGraphicsView.ViewportAnchor.AnchorUnderMouse)
-        self.setBackgroundBrush(QColor("#fafbfc"))
+        self.setBackgroundBrush(QColor(CANVAS_BACKGROUND))
         self.setFrameShape(QGraphicsView.Shape.NoFrame)
         self.setHorizontalScrollBarPolicy(Qt.ScrollBarPolicy.ScrollBarAlwaysOff)
         self.setVerticalScrollBarPolicy(Qt.ScrollBarPolicy.ScrollBarAlwaysOff)

@@ -27,7 +27,7 @@ from .graph_items import (
     ACCENT, BUSY_STYLE, EDGE_COLOUR, GROUP_FILL, KIND_COLOURS, READABLE_SCALE, BoxItem, EdgeBundleItem, GraphCanvas,
     OverlayScale, edge_tooltip, group_tooltip, label_widths, node_tooltip, overlay_colour,
 )
-from .legends import KindLegend, ValueLegend
+from .legends import LegendBar
 
 ASYNC_LAYOUT_NODES = 2500
 """Graphs this big are laid out on a worker thread (0.1 s and up), the old picture staying responsive."""
@@ -97,10 +97,9 @@ class GraphView(QWidget):
         self.canvas.user_moved.connect(self._forget_initial_view)
         self.canvas.resized.connect(self._on_resize)
         self.canvas.tooltip_for = self.tooltip
-        # Children of the view, not of its viewport: scrolling moves the viewport's children.
-        self.kind_legend = KindLegend(self.canvas)
-        self.value_legend = ValueLegend(self.canvas)
-        self.value_legend.hide()
+        self.legends = LegendBar()
+        self.kind_legend, self.value_legend = self.legends.kinds, self.legends.values
+        # A child of the view, not of its viewport: scrolling moves the viewport's children.
         self.busy_label = QLabel(self.canvas)
         self.busy_label.setStyleSheet(BUSY_STYLE)
         self.busy_label.hide()
@@ -109,6 +108,7 @@ class GraphView(QWidget):
         column.setSpacing(0)
         column.addLayout(bar)
         column.addWidget(self.canvas, 1)
+        column.addWidget(self.legends)
 
     # ---- model and layout -------------------------------------------------------------------------------
 
@@ -122,14 +122,13 @@ class GraphView(QWidget):
         self._layout, self._selected, self._overlay, self._marks = None, None, None, {}
         self._matches, self._match_key = [], ""
         self.match_label.clear()
-        self.value_legend.hide()
+        self.legends.hide_values()
         self._clear_scene()
         if self._graph is None:
-            self.kind_legend.set_kinds([])
+            self.legends.set_kinds([])
             return
         present = {n.kind for n in self._graph.nodes}
-        self.kind_legend.set_kinds([k for k in NODE_KINDS if k in present])
-        self._on_resize()
+        self.legends.set_kinds([k for k in NODE_KINDS if k in present])
         self.initial_view_pending = True
         self._relayout(core_layout.default_collapsed(self._graph), self._initial_view)
 
@@ -192,7 +191,7 @@ class GraphView(QWidget):
         for edges in bands.values():
             scene.addItem(EdgeBundleItem(edges, EDGE_COLOUR, 1.2))
         x, y, w, h = self._layout.bounds
-        self.canvas.content = QRectF(x - 20, y - 20, w + 40, h + 80)  # more below: the legends sit there
+        self.canvas.content = QRectF(x - 20, y - 20, w + 40, h + 40)
         scene.setSceneRect(self.canvas.content.adjusted(-PAN_MARGIN, -PAN_MARGIN, PAN_MARGIN, PAN_MARGIN))
         self._apply_overlay()
         self._apply_marks()
@@ -226,10 +225,8 @@ class GraphView(QWidget):
         self.initial_view_pending = False
 
     def _on_resize(self) -> None:
-        """Keep the legends and the busy notice in place; re-fit a graph the user has not moved yet."""
+        """Keep the busy notice in the middle; re-fit a graph the user has not moved yet."""
         port = self.canvas.viewport().geometry()
-        self.kind_legend.move(port.left() + 8, port.bottom() - self.kind_legend.height() - 8)
-        self.value_legend.move(port.right() - self.value_legend.width() - 8, port.top() + 8)
         self.busy_label.move(port.center().x() - self.busy_label.width() // 2, port.center().y() - self.busy_label.height() // 2)
         if self.initial_view_pending and self._layout is not None:
             self._initial_view()
@@ -368,7 +365,7 @@ class GraphView(QWidget):
         if overlay is None or self._layout is None or self._graph is None:
             for item in self._items.values():
                 item.set_fill(None)
-            self.value_legend.hide()
+            self.legends.hide_values()
             return
         nodes = self._graph.nodes
         worst = min if overlay.low_is_bad else max
@@ -380,13 +377,12 @@ class GraphView(QWidget):
             else:
                 item.set_fill(None, dimmed=True)
         if overlay.categories:
-            self.value_legend.show_categories(overlay.title, tuple((label, QColor(colour))
+            self.legends.show_categories(overlay.title, tuple((label, QColor(colour))
                                                                     for label, colour in overlay.categories))
         else:
             ends = tuple(overlay_colour(overlay.goodness(v)) for v in (overlay.vmin, overlay.middle(), overlay.vmax))
             low, mid, high = overlay.labels()
-            self.value_legend.show_scale(overlay.title, low, high, ends, mid)
-        self._on_resize()  # the legend's width follows its title
+            self.legends.show_scale(overlay.title, low, high, ends, mid)
 
     def set_marked(self, names: set[str], tag: str) -> None:
         """Badge ``tag`` (e.g. "FP32") on these nodes, replacing the previous set for that tag."""
