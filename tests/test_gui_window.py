@@ -345,7 +345,7 @@ def test_a_recipe_loaded_on_the_start_page_keeps_its_layers_for_the_model_opened
     assert [panel.float_list.item(i).text() for i in range(panel.float_list.count())] == ["/fc/Gemm"]
     assert "FP32" in window.graph.item_for_node("/fc/Gemm").badges
     message = window.errors.last_message
-    assert message.startswith("Opened digits_cnn.onnx with the recipe recipe.json, without the 1 layer(s)")
+    assert message.startswith("Opened digits_cnn.onnx with the recipe recipe.json, without the 1 node it keeps")
     assert message.endswith("does not have: n200.")
     window.errors.close()
     with qtbot.waitSignal(window.model_loaded, timeout=10_000):  # the recipe was for the model opened first
