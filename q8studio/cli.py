@@ -349,16 +349,25 @@ def _require_at_least(flag: str, value: int | None, lowest: int) -> None:
 
 def _check_quantize_options_apply(args: argparse.Namespace, recipe: Recipe) -> None:
     """An option that would be dropped without a word is refused: the user believes it acted."""
+    from .core.clipping import METHODS, needs_histogram
+
     if not args.keep_slow_float:
         unused = [flag for flag, value in (("--data", args.data), ("--threads", args.threads)) if value is not None]
         if unused:
             verb = "applies" if len(unused) == 1 else "apply"
             raise Q8Error(f"{' and '.join(unused)} only {verb} with --keep-slow-float (the samples and threads "
                           "it times the models with).")
-    for flag, value, method in (("--percentile", args.percentile, "percentile"),
-                                ("--ema-momentum", args.ema_momentum, "ema")):
-        if value is not None and recipe.method != method:
-            raise Q8Error(f"{flag} applies only to --method {method}; the method is {recipe.method}.")
+    with_histogram = tuple(method for method in METHODS if needs_histogram(method))
+    for flag, value, methods in (("--percentile", args.percentile, ("percentile",)),
+                                 ("--ema-momentum", args.ema_momentum, ("ema",)),
+                                 ("--histogram-values", args.histogram_values, with_histogram)):
+        if value is not None and recipe.method not in methods:
+            raise Q8Error(f"{flag} applies only to --method {_either(methods)}; the method is {recipe.method}.")
+
+
+def _either(words: tuple[str, ...]) -> str:
+    """'a', 'a or b', 'a, b or c'."""
+    return " or ".join((", ".join(words[:-1]), words[-1])) if len(words) > 1 else words[0]
 
 
 def _check_image_options_apply(args: argparse.Namespace, *data: Path | None) -> None:

@@ -15,6 +15,7 @@ import pytest
 from builders import save, small_cnn, with_argmax
 from q8studio.__main__ import main
 from q8studio.core.demo import demo_assets
+from q8studio.core.recipe import Recipe
 
 # The console script installed beside this interpreter, as a user's shell would find it.
 Q8STUDIO = str(Path(sys.executable).with_name("q8studio"))
@@ -173,6 +174,21 @@ def test_histogram_values_reach_the_recipe_and_the_report(cnn_path: Path, cnn_da
     assert (23, 24 * 8 * 16 * 16) in strides.values()
 
 
+def test_histogram_values_follow_the_method_a_recipe_sets(cnn_path: Path, cnn_data: Path, tmp_path: Path,
+                                                         capsys: pytest.CaptureFixture[str]) -> None:
+    """The recipe's method decides, as for --percentile: minmax bins nothing, entropy searches a histogram."""
+    minmax, entropy = tmp_path / "minmax.json", tmp_path / "entropy.json"
+    Recipe().save(minmax)
+    Recipe(method="entropy").save(entropy)
+    base = ["quantize", str(cnn_path), "--calib", str(cnn_data), "-o", str(tmp_path / "m.onnx"),
+            "--histogram-values", "100", "--save-recipe", str(tmp_path / "used.json")]
+    assert main([*base, "--recipe", str(minmax)]) == 2
+    assert "--histogram-values applies only to --method" in capsys.readouterr().err
+    assert not (tmp_path / "m.onnx").exists()
+    assert main([*base, "--recipe", str(entropy)]) == 0
+    assert Recipe.load(tmp_path / "used.json") == Recipe(method="entropy", histogram_values=100)
+
+
 def test_histogram_values_help_states_the_real_default(capsys: pytest.CaptureFixture[str]) -> None:
     """The help is written out (cli imports no numpy for --help), so it is checked against the code."""
     from q8studio.core.stats import HIST_VALUES_PER_SAMPLE
@@ -236,6 +252,10 @@ def test_special_files_are_never_replaced(tmp_path, capsys) -> None:
                           "--percentile", "99.9"], "--percentile applies only to --method percentile; the method is entropy"),
         (lambda d, m, x: ["quantize", str(m), "--calib", str(x), "-o", str(d / "o.onnx"), "--ema-momentum", "0.5"],
          "--ema-momentum applies only to --method ema; the method is minmax"),
+        (lambda d, m, x: ["quantize", str(m), "--calib", str(x), "-o", str(d / "o.onnx"), "--histogram-values", "16"],
+         "--histogram-values applies only to --method percentile, entropy or mse; the method is minmax"),
+        (lambda d, m, x: ["quantize", str(m), "--calib", str(x), "-o", str(d / "o.onnx"), "--method", "ema",
+                          "--histogram-values", "0"], "--histogram-values applies only to --method percentile, entropy"),
         (lambda d, m, x: ["quantize", str(m), "--calib", str(x), "-o", str(d / "o.onnx"), "--data", str(x),
                           "--threads", "1"], "--data and --threads only apply with --keep-slow-float"),
         (lambda d, m, x: ["quantize", str(m), "--calib", str(x), "-o", str(d / "o.onnx"), "--image-size", "8", "8",
@@ -249,7 +269,7 @@ def test_special_files_are_never_replaced(tmp_path, capsys) -> None:
     ],
     ids=["missing-model", "truncated", "mismatched-data", "overwrite-source", "bad-percentile", "zero-samples",
          "negative-histogram-values", "missing-int8", "no-latency-runs", "npz-as-model", "percentile-unused",
-         "ema-unused", "timing-options-unused", "image-options-on-arrays", "image-options-on-arrays-evaluate",
+         "ema-unused", "histogram-values-unused-minmax", "histogram-values-unused-ema", "timing-options-unused", "image-options-on-arrays", "image-options-on-arrays-evaluate",
          "negative-threads", "negative-latency-runs"],
 )
 def test_bad_input_one_line_error_nonzero_exit_no_output(tmp_path, capsys, make_args, message) -> None:
