@@ -152,7 +152,8 @@ def build_parser() -> argparse.ArgumentParser:
     explain.add_argument("--float", dest="float_model", type=Path, metavar="FLOAT.onnx",
                          help="also show the float model's value of the same tensor and the layer's SQNR")
     explain.add_argument("--element", type=int, nargs="+", metavar="I",
-                         help="the output element to work through (default: the largest unsaturated one)")
+                         help="the output element to work through, one index per axis of the layer's output "
+                              "(N C H W for a Conv, row and column for a Gemm; default: the largest unsaturated one)")
     explain.add_argument("--json", action="store_true")
     _add_image_options(explain)
     explain.set_defaults(handler=_explain)

@@ -107,6 +107,20 @@ def test_caller_chooses_the_element_and_padding_holds_the_zero_point(demo: dict)
         explained(demo, "per-tensor", "/stem/conv/Conv", element=(0, 16, 0, 0))
 
 
+@pytest.mark.parametrize("node, element, expected", [
+    ("/stem/conv/Conv", (0, 1), r"Element \(0, 1\) has 2 indices; the output of /stem/conv/Conv has 4 axes "
+                                r"\(shape \(1, 16, \d+, \d+\)\): give one index per axis\.$"),
+    ("/fc/Gemm", (0, 3, 0, 0), r"Element \(0, 3, 0, 0\) has 4 indices; the output of /fc/Gemm has 2 axes "
+                               r"\(shape \(1, 10\)\)"),
+], ids=["conv-too-few", "gemm-too-many"])
+def test_an_element_with_the_wrong_number_of_indices_says_how_many_the_output_needs(
+        demo: dict, node: str, element: tuple[int, ...], expected: str) -> None:
+    """(0, 1) on a 4-D output is not "outside" it: the user needs the output's rank, not its range."""
+    with pytest.raises(Q8Error, match=expected) as raised:
+        explained(demo, "per-tensor", node, element=element)
+    assert "outside" not in str(raised.value)
+
+
 def test_final_gemm_is_compared_with_the_model_output(demo: dict) -> None:
     e = explained(demo, "per-channel", "/fc/Gemm")
     assert e.runtime_kernel == "QGemm" and e.kind == "Gemm"

@@ -143,8 +143,12 @@ def worked_element(node: Node, x: QuantParams, w: QuantParams, bias_q: np.ndarra
                    float_output: np.ndarray | None, *, relu: bool = False) -> WorkedElement:
     """Every step behind ``runtime[index]``."""
     index = tuple(int(i) for i in index)
-    if len(index) != runtime.ndim or any(not 0 <= i < s for i, s in zip(index, runtime.shape)):
-        raise Q8Error(f"Element {index} is outside the output of shape {tuple(runtime.shape)}.")
+    shown = f"({', '.join(map(str, index))})"
+    if len(index) != runtime.ndim:  # a miscount, not an element out of range: say how many are needed
+        raise Q8Error(f"Element {shown} has {len(index)} {'index' if len(index) == 1 else 'indices'}; the output of "
+                      f"{node.name} has {runtime.ndim} axes (shape {tuple(runtime.shape)}): give one index per axis.")
+    if any(not 0 <= i < s for i, s in zip(index, runtime.shape)):
+        raise Q8Error(f"Element {shown} is outside the output of shape {tuple(runtime.shape)}.")
     if node.op_type == "Conv":
         field = _conv_field(node, x, w, bias_q, x_q, w_q, index)
     else:
