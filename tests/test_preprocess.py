@@ -46,6 +46,29 @@ def test_when_graph_optimisation_fails_the_upgraded_model_is_quantized_as_it_is(
     }
     onnx.checker.check_model(model)
 
+SYMPY_MISSING = ("sympy is required for symbolic shape inference in quantization preprocessing. Install with: "
+                 "'pip install sympy' or pass skip_symbolic_shape=True to quant_pre_process.")
+
+
+@pytest.mark.parametrize("message, quoted", [
+    (SYMPY_MISSING, SYMPY_MISSING[:SYMPY_MISSING.index(" quant_pre_process")] + "…"),
+    ("x" * 300, "x" * 159 + "…"),
+    ("a " * 79 + "bc", "a " * 79 + "bc"),
+    ("a " * 79 + "b cd", "a " * 79 + "b…"),  # the space just past the room: "b" is whole
+], ids=["cut-between-words", "one-long-word", "fits", "cut-at-a-space"])
+def test_a_long_library_message_is_cut_between_words_and_marked(tmp_path: Path, monkeypatch, message: str,
+                                                                 quoted: str) -> None:
+    """onnxruntime's advice without sympy is longer than a note quotes; it used to end in 'quant_pre_pr'."""
+
+    def refuse(split):
+        raise RuntimeError(message)
+
+    monkeypatch.setattr(preprocess, "_optimised", refuse)
+    prepared = prepare_for_quantization(load_model(save(small_cnn(), tmp_path / "cnn.onnx")), per_channel=False)
+    assert f"Pre-processing with graph optimisation failed ({quoted})." in prepared.notes
+    assert len(quoted) <= 160
+
+
 def test_the_prepared_model_is_onnxruntimes_pre_processing_of_the_upgraded_model(tmp_path: Path) -> None:
     source = small_cnn(opset=9, channels=32)
     prepared = prepare_for_quantization(load_model(save(source, tmp_path / "cnn.onnx")), per_channel=True)

@@ -216,8 +216,18 @@ def _count(proto: onnx.ModelProto, op_type: str) -> int:
     return sum(1 for node in proto.graph.node if node.op_type == op_type)
 
 
+_QUOTED_CHARS = 160
+"""Most characters of a library's message quoted in a note."""
+
+
 def _short(exc: BaseException) -> str:
-    return first_line(exc)[:160]
+    """A library's message cut between words, the cut marked: a word cut in two reads as the library's typo."""
+    text = first_line(exc)
+    if len(text) <= _QUOTED_CHARS:
+        return text
+    room = _QUOTED_CHARS - 1  # for the "…"
+    words, space, _ = text[:room + 1].rpartition(" ")  # a space right after the room ends keeps the last word
+    return (words if space else text[:room]).rstrip(" ,;:") + "…"
 
 
 @contextmanager
