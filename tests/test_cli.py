@@ -2,8 +2,11 @@
 
 from __future__ import annotations
 
+import argparse
+import itertools
 import json
 import os
+import re
 import subprocess
 import sys
 from pathlib import Path
@@ -14,7 +17,9 @@ import pytest
 
 from builders import save, small_cnn, with_argmax
 from q8studio.__main__ import main
+from q8studio.cli import COMMANDS, build_parser
 from q8studio.core.demo import demo_assets
+from q8studio.core.imagefolder import ImagePreprocessing
 from q8studio.core.recipe import Recipe
 
 # The console script installed beside this interpreter, as a user's shell would find it.
@@ -189,13 +194,80 @@ def test_histogram_values_follow_the_method_a_recipe_sets(cnn_path: Path, cnn_da
     assert Recipe.load(tmp_path / "used.json") == Recipe(method="entropy", histogram_values=100)
 
 
-def test_histogram_values_help_states_the_real_default(capsys: pytest.CaptureFixture[str]) -> None:
-    """The help is written out (cli imports no numpy for --help), so it is checked against the code."""
-    from q8studio.core.stats import HIST_VALUES_PER_SAMPLE
+def _subcommands() -> dict[str, argparse.ArgumentParser]:
+    parser = build_parser()
+    return next(a for a in parser._actions if isinstance(a, argparse._SubParsersAction)).choices
 
+
+@pytest.mark.parametrize("command", COMMANDS)
+def test_every_argument_of_every_command_says_what_it_is(command: str) -> None:
+    actions = [a for a in _subcommands()[command]._actions if not isinstance(a, argparse._HelpAction)]
+    assert [a.dest for a in actions if not a.help] == []
+
+
+def _option_help(command: str, flag: str, capsys: pytest.CaptureFixture[str],
+                 monkeypatch: pytest.MonkeyPatch) -> str:
+    """One option's entry of ``COMMAND --help``, its wrapped lines joined."""
+    monkeypatch.setenv("COLUMNS", "300")  # no line breaks inside values such as per-tensor
     with pytest.raises(SystemExit):
-        main(["quantize", "--help"])
-    assert f"(default {HIST_VALUES_PER_SAMPLE}; 0 = all)" in " ".join(capsys.readouterr().out.split())
+        main([command, "--help"])
+    lines = capsys.readouterr().out.splitlines()
+    start = next(i for i, line in enumerate(lines)
+                 if re.match(r"  -", line) and re.search(rf"(^|, ){re.escape(flag)}\b", line.strip()))
+    entry = [lines[start]] + list(itertools.takewhile(lambda line: line.startswith("   "), lines[start + 1:]))
+    return " ".join(" ".join(entry).split())
+
+
+def _stated_default(command: str, flag: str, capsys: pytest.CaptureFixture[str],
+                    monkeypatch: pytest.MonkeyPatch) -> str:
+    found = re.search(r"\(default: ([^)]*)\)$", _option_help(command, flag, capsys, monkeypatch))
+    assert found, f"{command} {flag} states no default"
+    return found.group(1)
+
+
+@pytest.mark.parametrize("flag, field", [
+    ("--method", "method"), ("--percentile", "percentile"), ("--ema-momentum", "ema_momentum"),
+    ("--granularity", "granularity"), ("--activations", "activation_type"),
+    ("--histogram-values", "histogram_values"),
+])
+def test_quantize_help_states_the_defaults_a_recipe_has(flag: str, field: str, capsys, monkeypatch) -> None:
+    """These options default to None (a --recipe keeps its values), so the help reads them from Recipe."""
+    assert _stated_default("quantize", flag, capsys, monkeypatch) == str(getattr(Recipe(), field))
+
+
+def test_quantize_help_says_activations_are_asymmetric_by_default(capsys, monkeypatch) -> None:
+    assert Recipe().symmetric_activations is False
+    assert _stated_default("quantize", "--symmetric-activations", capsys, monkeypatch) == "off"
+
+
+@pytest.mark.parametrize("command, flag", [
+    ("evaluate", "--latency-runs"), ("evaluate", "--threads"), ("explain", "--sample"),
+    ("profile", "--runs"), ("profile", "--latency-runs"), ("profile", "--threads"),
+])
+def test_help_states_the_value_a_command_uses_when_an_option_is_left_out(command: str, flag: str, capsys,
+                                                                         monkeypatch) -> None:
+    required = {"evaluate": ["f", "q", "--data", "d"], "explain": ["q", "--node", "n", "--data", "d"],
+                "profile": ["f", "q", "--data", "d"]}[command]
+    used = getattr(build_parser().parse_args([command, *required]), flag.lstrip("-").replace("-", "_"))
+    assert _stated_default(command, flag, capsys, monkeypatch) == str(used)
+
+
+def test_image_option_defaults_in_the_help_are_the_preprocessing_defaults(capsys, monkeypatch) -> None:
+    """Written out in cli.py (parsing imports no numpy), so compared with ImagePreprocessing here."""
+    defaults = ImagePreprocessing()
+    numerator, denominator = _stated_default("evaluate", "--scale", capsys, monkeypatch).split("/")
+    assert float(numerator) / float(denominator) == defaults.scale
+    assert (float(_stated_default("evaluate", "--mean", capsys, monkeypatch)),) == defaults.mean
+    assert (float(_stated_default("evaluate", "--std", capsys, monkeypatch)),) == defaults.std
+
+
+def test_parsing_a_command_line_imports_no_numpy() -> None:
+    """Defaults that live in numpy-importing modules are read only when help is printed."""
+    code = ("import sys; from q8studio.cli import build_parser\n"
+            "build_parser().parse_args(['quantize', 'm.onnx', '--calib', 'd.npz', '-o', 'o.onnx'])\n"
+            "assert 'numpy' not in sys.modules\n")
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
+    assert done.returncode == 0, done.stderr
 
 
 def test_python_dash_m_runs_the_cli() -> None:
