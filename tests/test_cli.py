@@ -17,7 +17,7 @@ import pytest
 
 from builders import save, small_cnn, with_argmax
 from q8studio.__main__ import main
-from q8studio.cli import COMMANDS, build_parser
+from q8studio.cli import COMMANDS, IMAGE_OPTIONS, build_parser
 from q8studio.core.demo import demo_assets
 from q8studio.core.imagefolder import ImagePreprocessing
 from q8studio.core.recipe import Recipe
@@ -259,6 +259,30 @@ def test_image_option_defaults_in_the_help_are_the_preprocessing_defaults(capsys
     assert float(numerator) / float(denominator) == defaults.scale
     assert (float(_stated_default("evaluate", "--mean", capsys, monkeypatch)),) == defaults.mean
     assert (float(_stated_default("evaluate", "--std", capsys, monkeypatch)),) == defaults.std
+
+
+def _long_options(text: str) -> set[str]:
+    named = set()
+    for no, name in re.findall(r"--(\[no-\])?([a-z][a-z0-9-]*)", text):
+        named |= {f"--{name}", f"--no-{name}"} if no else {f"--{name}"}
+    return named
+
+
+def test_the_readme_names_every_option_of_every_command() -> None:
+    """Each command's bullet names its options; the image options, shared by all, are named once."""
+    readme = (Path(__file__).parents[1] / "README.md").read_text()
+    section = readme[readme.index("## The command line"):readme.index("## The bundled demo")]
+    per_command: dict[str, set[str]] = {command: set() for command in COMMANDS}
+    for bullet in section.split("\n- `")[1:]:
+        per_command[bullet.split()[0]] |= _long_options(bullet)
+    missing = [
+        f"{command} {action.option_strings[-1]}" for command, parser in _subcommands().items()
+        for action in parser._actions
+        if action.option_strings and not isinstance(action, argparse._HelpAction) and "-o" not in action.option_strings
+        and not set(action.option_strings) & (_long_options(section) if action.dest in IMAGE_OPTIONS
+                                              else per_command[command])
+    ]
+    assert missing == []
 
 
 def test_parsing_a_command_line_imports_no_numpy() -> None:
