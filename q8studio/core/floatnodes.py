@@ -29,8 +29,7 @@ def nodes_to_keep_in_float(
     float keeps that convolution. A node pre-processing removed without a trace (an Identity, a
     Dropout) computes nothing to keep and is noted; a name in neither model is an error.
     """
-    in_prepared = {n.name for n in prepared.graph.nodes}
-    in_source = {n.name for n in source.graph.nodes}
+    in_prepared, in_source = prepared.graph.by_name, source.graph.by_name
     names: list[str] = []
     notes: list[str] = []
     unknown: list[str] = []
@@ -41,7 +40,7 @@ def nodes_to_keep_in_float(
         if name not in in_source:
             unknown.append(name)
             continue
-        node = source.graph.node_by_name(name)
+        node = in_source[name]
         producers = [prepared.graph.producer[o] for o in node.outputs if o in prepared.graph.producer]
         if producers:
             layer = prepared.graph.nodes[producers[0]].name
@@ -63,7 +62,7 @@ def find_float_nodes(prepared: LoadedModel, int8: LoadedModel, exclude: tuple[st
     without float inputs (shape arithmetic) are not float layers and are not listed.
     """
     dequantized = {o for n in int8.graph.nodes if n.op_type == "DequantizeLinear" for o in n.outputs}
-    original = {n.name for n in prepared.graph.nodes}
+    original = prepared.graph.by_name
     kept = []
     for node in int8.graph.nodes:
         if node.name not in original or node.kind == "qdq":

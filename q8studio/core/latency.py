@@ -2,7 +2,7 @@
 
 Sessions keep ONNX Runtime's default threads and spinning, as a deployment runs them. Stopping the
 spinning between runs made the demo's 12 us run take 18 us (waking the threads), which would hide
-what int8 changes. On a tiny model one measurement still varies by about 7% from the next, more on a
+what int8 changes. On a tiny model one measurement still varies by up to about 8% from the next, more on a
 busy machine; one thread is steadier (benchmarks/latency_stability.py).
 """
 

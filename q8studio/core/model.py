@@ -231,12 +231,11 @@ def check_float_and_int8(float_model: LoadedModel, int8_model: LoadedModel) -> s
     """
     if same_file(float_model.path, int8_model.path):
         raise Q8Error(f"Both models are the same file ({float_model.path}); give the float model, then its int8 model.")
-    int8_has_int8 = bool(int8_model.int8_nodes())
-    if float_model.int8_nodes():
-        swapped = "" if int8_has_int8 else " (are the two swapped?)"
+    if float_model.is_quantized:
+        swapped = "" if int8_model.is_quantized else " (are the two swapped?)"
         raise Q8Error(f"The float model {float_model.path.name} is already quantized{swapped}; give the float model "
                       "first, then its int8 model.")
-    if not int8_has_int8:
+    if not int8_model.is_quantized:
         return f"{int8_model.path.name} has no int8 operators: it computes in float throughout."
     return None
 

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import math
 from collections import defaultdict
-from collections.abc import Collection
+from collections.abc import Collection, Container
 from dataclasses import dataclass, field, replace
 
 from .data import Dataset
@@ -263,7 +263,7 @@ class _Row:
 
 def join_layers(float_graph: Graph, int8_graph: Graph, fp: ModelProfile, qp: ModelProfile) -> list[LayerTiming]:
     """One row per group of source nodes computed together, in the float model's order."""
-    qp, aliases = _renamed(qp, {node.name for node in float_graph.nodes})
+    qp, aliases = _renamed(qp, float_graph.by_name)
     groups = _Groups()
     for alias, name in aliases.items():  # keep the int8 model's own names in the row too
         groups.union(alias, name)
@@ -289,7 +289,7 @@ def join_layers(float_graph: Graph, int8_graph: Graph, fp: ModelProfile, qp: Mod
     )
 
 
-def _renamed(qp: ModelProfile, float_names: set[str]) -> tuple[ModelProfile, dict[str, str]]:
+def _renamed(qp: ModelProfile, float_names: Container[str]) -> tuple[ModelProfile, dict[str, str]]:
     """The int8 profile with nodes renamed to the float nodes they came from (pre-processing fusions)."""
     aliases: dict[str, str] = {}
 
@@ -311,12 +311,11 @@ def _taken_over(float_graph: Graph, int8_graph: Graph) -> dict[str, str]:
     Quantization drops a Relu after an Add (the Add's quantized range clips it), and the Add then
     writes the Relu's tensor: the float Relu kernel and the int8 QLinearAdd do the same work.
     """
-    int8_names = {node.name for node in int8_graph.nodes}
     taken = {}
     for node in float_graph.nodes:
         writers = [int8_graph.nodes[int8_graph.producer[t]] for t in node.outputs if t in int8_graph.producer]
         writers = [w for w in writers if w.op_type not in QDQ_OPS]
-        if node.name not in int8_names and writers:
+        if node.name not in int8_graph.by_name and writers:
             taken[node.name] = writers[0].name
     return taken
 

@@ -49,7 +49,7 @@ class Session(QObject):
     def select(self, name: str | None) -> None:
         if self.model is None or name == self.selected:
             return
-        if name and name not in {node.name for node in self.model.graph.nodes}:
+        if name and name not in self.model.graph.by_name:
             return
         self.selected = name or None
         self.selection_changed.emit(name or "")
