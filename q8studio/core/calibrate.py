@@ -105,4 +105,3 @@ def collect_statistics(
     for name, parts in combined.items():
         stats[name].combine_histograms([stats[part] for part in parts])
     return stats
-

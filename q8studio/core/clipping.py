@@ -354,4 +354,3 @@ def expected_qdq_mse(
     """Mean squared quantize-dequantize error of the calibration data for a range (bin centres)."""
     errors = _range_errors(stats, np.array([rmin]), np.array([rmax]), qtype, symmetric)
     return float(errors[0]) / float(stats.hist.sum())
-

@@ -312,4 +312,3 @@ def _tensors_data(ranges: dict[str, tuple[float, float]]) -> TensorsData:
         CalibrationMethod.MinMax,
         {n: TensorData(lowest=np.float32(lo), highest=np.float32(hi)) for n, (lo, hi) in ranges.items()},
     )
-

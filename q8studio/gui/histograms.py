@@ -270,4 +270,3 @@ def _tab(header: QLabel, *plots: pg.PlotWidget) -> QWidget:
     for plot in plots:
         layout.addWidget(plot, 1)
     return tab
-
