@@ -172,8 +172,11 @@ def test_an_already_quantized_model_is_refused_before_any_data_is_chosen(demo_in
     with pytest.raises(Q8Error) as raised:
         require_float_tensors(model)
     assert str(raised.value) == refusal
+    assert model.quantizable_nodes() == [] and any(n.quantizable for n in model.graph.nodes)
+    assert model.summary()["already_quantized"] is True and model.summary()["quantizable_nodes"] == []
     float_model = load_model(save(small_cnn(), demo_int8_path.parent / "float.onnx"))
     assert quantize_refusal(float_model) is None and not float_model.is_quantized
+    assert float_model.quantizable_nodes() and float_model.summary()["already_quantized"] is False
 
 
 def test_float16_model_is_refused_for_quantization(tmp_path: Path) -> None:

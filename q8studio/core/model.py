@@ -138,6 +138,10 @@ class LoadedModel:
         return [self.graph.tensors[n] for n in self.graph.inputs]
 
     def quantizable_nodes(self) -> list[Node]:
+        """Layers int8 quantization could take: none once the model is quantized, whose remaining
+        float Conv or MatMul sit between DequantizeLinear and QuantizeLinear nodes already."""
+        if self.is_quantized:
+            return []
         return [n for n in self.graph.nodes if n.quantizable]
 
     def int8_nodes(self) -> list[Node]:
@@ -163,6 +167,7 @@ class LoadedModel:
             "node_count": len(self.graph.nodes),
             "ops": dict(Counter(n.op_type for n in self.graph.nodes).most_common()),
             "parameters": params,
+            "already_quantized": self.is_quantized,
             "quantizable_nodes": [n.name for n in self.quantizable_nodes()],
         }
 
