@@ -19,7 +19,7 @@ python3 -m venv "$work/venv"
 # Install from a copy: building in the repository would leave build/ and egg-info behind.
 mkdir "$work/src"
 cp -r "$repo/q8studio" "$repo/pyproject.toml" "$repo/README.md" "$work/src/"
-"$work/venv/bin/python" -m pip install --quiet "$work/src" "pyinstaller>=6"
+"$work/venv/bin/python" -m pip install --quiet "$work/src[packaging]"  # the extra pins PyInstaller
 
 echo "== PyInstaller"
 "$work/venv/bin/pyinstaller" --noconfirm --clean \

@@ -8,11 +8,12 @@ import sys
 from pathlib import Path
 
 import pytest
+from PySide6.QtCore import qInstallMessageHandler, qWarning
 from PySide6.QtGui import QImage
 
 from q8studio.cli import COMMANDS
 from q8studio.core.model import load_model, quantize_refusal
-from q8studio.gui.app import parse_args
+from q8studio.gui.app import OFFSCREEN_NOISE, parse_args, quiet_offscreen_noise
 
 
 def test_arguments() -> None:
@@ -40,8 +41,19 @@ def test_demo_run_screenshot_from_the_command_line(tmp_path: Path) -> None:
         env=env, capture_output=True, text=True, timeout=180,
     )
     assert done.returncode == 0, done.stderr
+    assert OFFSCREEN_NOISE not in done.stderr
     image = QImage(str(shot))
     assert (image.width(), image.height()) == (1400, 900)
+
+
+def test_offscreen_size_hint_warnings_are_dropped_and_other_qt_messages_kept(capsys) -> None:
+    quiet_offscreen_noise()
+    try:
+        qWarning(OFFSCREEN_NOISE)
+        qWarning("a message the user should see")
+    finally:
+        qInstallMessageHandler(None)
+    assert capsys.readouterr().err == "a message the user should see\n"
 
 
 def test_without_a_display_the_window_is_refused_in_one_line_and_a_screenshot_needs_none(tmp_path: Path) -> None:

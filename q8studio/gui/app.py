@@ -15,12 +15,15 @@ from collections.abc import Mapping
 from pathlib import Path
 
 import shiboken6
-from PySide6.QtCore import QTimer
+from PySide6.QtCore import QMessageLogContext, QtMsgType, QTimer, qInstallMessageHandler
 from PySide6.QtWidgets import QApplication
 
 from ..cli import COMMANDS
 from .main_window import MainWindow
 
+OFFSCREEN_NOISE = "This plugin does not support propagateSizeHints()"
+"""What Qt's offscreen platform warns each time a window's size hints change: it has no window
+manager to pass them to. A ``--screenshot`` run printed it eight times."""
 SETTLE_MS = 500
 """Let layouts, plots and the worker that computes the selected node's numbers finish first."""
 ACTIVATION_TAB = 1
@@ -101,6 +104,16 @@ def no_display(environ: Mapping[str, str], platform: str) -> bool:
             and not environ.get("DISPLAY") and not environ.get("WAYLAND_DISPLAY"))
 
 
+def quiet_offscreen_noise() -> None:
+    """Drop :data:`OFFSCREEN_NOISE` from Qt's messages; every other one still reaches stderr."""
+
+    def handler(_kind: QtMsgType, _context: QMessageLogContext, message: str) -> None:
+        if message != OFFSCREEN_NOISE:
+            print(message, file=sys.stderr)
+
+    qInstallMessageHandler(handler)
+
+
 def run_gui(argv: list[str]) -> int:
     args = parse_args(argv)
     if no_display(os.environ, sys.platform):
@@ -110,6 +123,8 @@ def run_gui(argv: list[str]) -> int:
                   f"({', '.join(COMMANDS)}).", file=sys.stderr)
             return 2
         os.environ["QT_QPA_PLATFORM"] = "offscreen"  # a screenshot needs no screen
+    if os.environ.get("QT_QPA_PLATFORM") == "offscreen":
+        quiet_offscreen_noise()
     app = QApplication.instance() or QApplication(sys.argv[:1])
     app.setApplicationName("q8studio")
     app.setOrganizationName("q8studio")
