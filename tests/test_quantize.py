@@ -24,6 +24,7 @@ from q8studio.core.recipe import Recipe
 from q8studio.core.report import quantize_report
 from q8studio.core.session import cpu_session
 from q8studio.core.skeleton import is_set_aside
+from q8studio.core.speedup import keep_slow_float
 from q8studio.core.weights import dequantize
 
 
@@ -239,9 +240,26 @@ def test_unknown_exclusion_is_a_user_error(cnn_path, cnn_data, tmp_path) -> None
 
 def test_source_model_is_never_overwritten(cnn_path, cnn_data) -> None:
     before = cnn_path.read_bytes()
-    with pytest.raises(Q8Error, match="Refusing to overwrite the source model"):
+    with pytest.raises(Q8Error, match="^Refusing to write the int8 model over the source model"):
         _quantize(cnn_path, cnn_data, cnn_path)
     assert cnn_path.read_bytes() == before
+
+
+@pytest.mark.parametrize("victim", ["weights.bin", "calib.npz"])
+def test_no_file_the_run_reads_is_overwritten(tmp_path: Path, victim: str) -> None:
+    """The model's external data and the calibration data are read too: quantize_model and
+    keep_slow_float refuse to write over them, as the command line does."""
+    model_path = tmp_path / "m.onnx"
+    onnx.save(small_cnn(), str(model_path), save_as_external_data=True, location="weights.bin", size_threshold=0)
+    data_path = write_npz(tmp_path / "calib.npz", x=np.random.default_rng(0).random((4, 3, 16, 16), np.float32))
+    model = load_model(model_path)
+    data = load_data(data_path, model)
+    before = (tmp_path / victim).read_bytes()
+    with pytest.raises(Q8Error, match=f"^Refusing to write the int8 model over the .*{victim}"):
+        quantize_model(model, data, Recipe(), tmp_path / victim)
+    with pytest.raises(Q8Error, match=f"^Refusing to write the int8 model over the .*{victim}"):
+        keep_slow_float(model, data, Recipe(), tmp_path / victim, data)
+    assert (tmp_path / victim).read_bytes() == before
 
 
 def test_nan_in_calibration_data_leaves_no_output(cnn_path, tmp_path) -> None:

@@ -65,6 +65,8 @@ class Dataset:
     """What the samples' values depend on (files, sizes, modification times, image preprocessing):
     equal fingerprints and counts mean equal samples, so a new run may reuse earlier statistics.
     Empty for data built in memory, which is never taken for the same."""
+    path: Path | None = None
+    """The file or folder the samples are read from (None for data built in memory): no output may replace it."""
 
     def batches(self, batch_size: int = 1) -> Iterator[dict[str, np.ndarray]]:
         """Feeds for the model, ``batch_size`` samples at a time, cast to the model's types and checked."""
@@ -96,7 +98,7 @@ class Dataset:
             raise Q8Error(f"The sample count must be at least 1 (got {samples}).")
         labels = self.labels[:samples] if self.labels is not None else None
         return Dataset(self.sources, labels, samples, f"{self.source} ({samples} samples)", self.input_dtypes,
-                       self.fingerprint)
+                       self.fingerprint, self.path)
 
 
 def load_data(
@@ -124,7 +126,7 @@ def load_data(
         raise Q8Error(f"{path.name}: data must be a .npz file, a .npy file or a folder of images.")
     count = _check_against_model(sources, labels, model, path.name)
     dtypes = {t.name: np.dtype(t.dtype) for t in model.input_specs() if t.dtype}
-    return Dataset(sources, labels, count, str(path), dtypes, _fingerprint(path, sources)).limited(samples)
+    return Dataset(sources, labels, count, str(path), dtypes, _fingerprint(path, sources), path).limited(samples)
 
 
 def _fingerprint(path: Path, sources: dict[str, RowSource]) -> tuple:

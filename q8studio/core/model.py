@@ -137,6 +137,12 @@ class LoadedModel:
         """The model inputs a user must feed (initializers listed as inputs excluded)."""
         return [self.graph.tensors[n] for n in self.graph.inputs]
 
+    def source_files(self) -> dict[str, Path]:
+        """The files the model was read from, named as messages name them: no output may replace one."""
+        files = {"the source model": self.path}
+        files |= {f"the model's external data '{name}'": self.path.parent / name for name in self.external_files}
+        return files
+
     def quantizable_nodes(self) -> list[Node]:
         """Layers int8 quantization could take: none once the model is quantized, whose remaining
         float Conv or MatMul sit between DequantizeLinear and QuantizeLinear nodes already."""

@@ -30,7 +30,7 @@ from .calibrate import collect_statistics, tensors_to_calibrate
 from .clipping import INT8, UINT8, activation_range, needs_histogram
 from .data import Dataset
 from .errors import Q8Error, first_line
-from .fileio import atomic_path, same_file
+from .fileio import atomic_path, check_outputs
 from .floatnodes import FloatNode, find_float_nodes, nodes_to_keep_in_float
 from .model import LoadedModel, load_model, require_float_tensors
 from .preprocess import PreparedModel, prepare_for_quantization
@@ -106,8 +106,7 @@ def quantize_model(
     a layer kept in float may need the range of a tensor that was inside an int8 layer before).
     """
     output = Path(output)
-    if same_file(model.path, output):
-        raise Q8Error(f"Refusing to overwrite the source model {model.path}; choose another output path.")
+    check_outputs({"the int8 model": output}, files_read(model, calibration))
     require_float_tensors(model)
     timings: dict[str, float] = {}
 
@@ -163,6 +162,13 @@ def quantize_model(
         calibrated_on=source,
         statistics_reused=reused,
     )
+
+
+def files_read(model: LoadedModel, *data: Dataset) -> dict[str, Path]:
+    """The model's files and those of ``data``: what quantizing reads, and must not write over."""
+    files = model.source_files()
+    files |= {f"the data {d.path.name}": d.path for d in data if d.path is not None}
+    return files
 
 
 def _reusable_statistics(

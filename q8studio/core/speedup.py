@@ -17,13 +17,12 @@ from dataclasses import dataclass, field, replace
 from pathlib import Path
 
 from .data import Dataset
-from .errors import Q8Error
-from .fileio import atomic_path, same_file
+from .fileio import atomic_path, check_outputs
 from .latency import alternating_latency
 from .model import LoadedModel
 from .profile import PAYS_BELOW, LayerTiming, ProfileReport, profile_models
 from .progress import NO_PROGRESS, Progress
-from .quantize import QuantizeResult, quantize_model
+from .quantize import QuantizeResult, files_read, quantize_model
 from .recipe import Recipe
 
 SLOWER_IN_INT8 = "kept in float because int8 made it slower"
@@ -122,8 +121,7 @@ def keep_slow_float(
     else the first candidate's.
     """
     output = Path(output)
-    if same_file(model.path, output):
-        raise Q8Error(f"Refusing to overwrite the source model {model.path}; choose another output path.")
+    check_outputs({"the int8 model": output}, files_read(model, calibration, data))
     with tempfile.TemporaryDirectory(prefix="q8studio-keepfloat-") as tmp:
         trials = _Trials(model, calibration, recipe, data, Path(tmp), profile_runs, threads, progress, rounds + 2,
                          previous)

@@ -16,8 +16,9 @@ from typing import Callable
 from PySide6.QtWidgets import QFileDialog, QWidget
 
 from ..core.errors import Q8Error
-from ..core.fileio import atomic_path, same_file
+from ..core.fileio import atomic_path, check_outputs
 from ..core.imagefolder import ImageOptions, ImagePreprocessing, records_preprocessing
+from ..core.quantize import files_read
 from ..core.recipe import Recipe
 from ..core.report import run_report, write_report
 from ..core.workflow import StudioRun
@@ -70,8 +71,11 @@ class Exporter:
         target = self._save_path("Export int8 model", suggested, "ONNX models (*.onnx)", path)
         if target is None:
             return False
-        if same_file(model.path, target):
-            self._errors.show(f"Refusing to overwrite the source model {model.path.name}; choose another file name.")
+        data = [d for d in (self._session.run_calibration, self._session.run_evaluation) if d is not None]
+        try:
+            check_outputs({"the int8 model": target}, files_read(model, *data))
+        except Q8Error as exc:
+            self._errors.show(str(exc))
             return False
         if not self._write(target, lambda staging: shutil.copyfile(run.result.output_path, staging), "the int8 model"):
             return False
