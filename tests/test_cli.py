@@ -253,7 +253,7 @@ def test_help_states_the_value_a_command_uses_when_an_option_is_left_out(command
 
 
 def test_image_option_defaults_in_the_help_are_the_preprocessing_defaults(capsys, monkeypatch) -> None:
-    """Written out in cli.py (parsing imports no numpy), so compared with ImagePreprocessing here."""
+    """Written out in q8studio/cli/parser.py (parsing imports no numpy), so compared with ImagePreprocessing here."""
     defaults = ImagePreprocessing()
     numerator, denominator = _stated_default("evaluate", "--scale", capsys, monkeypatch).split("/")
     assert float(numerator) / float(denominator) == defaults.scale

@@ -12,7 +12,8 @@ from PIL import Image
 
 from builders import save
 from q8studio.__main__ import main
-from q8studio.cli import _preprocessing, build_parser
+from q8studio.cli import build_parser
+from q8studio.cli.inputs import image_options
 from q8studio.core.data import Dataset, load_data
 from q8studio.core.demo import demo_assets
 from q8studio.core.errors import Q8Error
@@ -47,7 +48,7 @@ def _write_images(folder: Path, arrays: list[np.ndarray]) -> Path:
 def _cli_data(model: Path, data: Path, *options: str) -> Dataset:
     """The data a command would load, with image options given as on the command line."""
     args = build_parser().parse_args(["quantize", str(model), "--calib", str(data), "-o", "out.onnx", *options])
-    return load_data(data, load_model(model), preprocessing=_preprocessing(args))
+    return load_data(data, load_model(model), preprocessing=image_options(args))
 
 
 def _rows(data: Dataset) -> np.ndarray:

@@ -1,0 +1,48 @@
+"""The command-line face of the core: inspect, quantize, evaluate, explain, profile.
+
+User errors print one line on stderr and exit 2; Ctrl-C exits 130. Heavy modules are
+imported inside the commands so ``q8studio --help`` is instant.
+
+:mod:`.parser` builds the command line; :mod:`.quantize` and :mod:`.commands` run the commands,
+:mod:`.inputs` reads what they are given and :mod:`.printing` shows what they found.
+"""
+
+from __future__ import annotations
+
+import os
+import sys
+
+from ..core.errors import Cancelled, Q8Error
+from .inputs import IMAGE_OPTIONS
+from .parser import COMMANDS, build_parser
+from .streams import ReaderMayLeave
+
+__all__ = ["COMMANDS", "EXIT_INTERNAL_ERROR", "EXIT_INTERRUPTED", "EXIT_USER_ERROR", "IMAGE_OPTIONS", "build_parser",
+           "run_command"]
+
+EXIT_INTERNAL_ERROR = 1
+EXIT_USER_ERROR = 2
+EXIT_INTERRUPTED = 130
+
+
+def run_command(argv: list[str]) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    stdout, sys.stdout = sys.stdout, ReaderMayLeave(sys.stdout)
+    try:
+        args.handler(args)
+    except Q8Error as exc:
+        print(f"q8studio: error: {exc}", file=sys.stderr)
+        return EXIT_USER_ERROR
+    except (KeyboardInterrupt, Cancelled):
+        print("q8studio: interrupted", file=sys.stderr)
+        return EXIT_INTERRUPTED
+    except Exception as exc:  # a bug of ours: one line, the traceback only on request
+        if os.environ.get("Q8STUDIO_DEBUG"):
+            raise
+        print(f"q8studio: internal error: {type(exc).__name__}: {exc} (set Q8STUDIO_DEBUG=1 for details)",
+              file=sys.stderr)
+        return EXIT_INTERNAL_ERROR
+    finally:
+        sys.stdout = stdout
+    return 0

@@ -1,0 +1,171 @@
+"""The command line: every command, its options and their defaults in ``COMMAND --help``.
+
+Parsing imports no numpy: the handlers import the core only when they run.
+"""
+
+from __future__ import annotations
+
+import argparse
+from pathlib import Path
+from typing import Callable
+
+from .commands import run_evaluate, run_explain, run_inspect, run_profile
+from .quantize import RECIPE_OPTIONS, run_quantize
+
+COMMANDS = ("inspect", "quantize", "evaluate", "explain", "profile")
+
+
+def _output_path(text: str) -> Path:
+    """An output path as typed. ``./-`` names a file called '-', but ``Path`` spells it ``-``, which
+    outputs refuse as standard output; the absolute form keeps the two apart."""
+    path = Path(text)
+    return path.absolute() if str(path) == "-" and text != "-" else path
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="q8studio", description="Inspect, int8-quantize and compare ONNX models.")
+    sub = parser.add_subparsers(dest="command", required=True)
+
+    inspect = _command(sub, "inspect", "graph summary: nodes by op, parameters, quantizable layers", run_inspect)
+    inspect.add_argument("model", type=Path, help="the ONNX model")
+    inspect.add_argument("--json", action="store_true", help="print JSON instead of text")
+
+    quantize = _command(sub, "quantize", "calibrate and write an int8 QDQ model", run_quantize, _QuantizeHelp)
+    quantize.add_argument("model", type=Path, help="the float32 ONNX model")
+    quantize.add_argument("--calib", type=Path, required=True, metavar="DATA",
+                          help="calibration samples: .npz, .npy or image folder")
+    quantize.add_argument("-o", "--output", type=_output_path, required=True, metavar="OUT.onnx",
+                          help="where to write the int8 model (never over the source)")
+    quantize.add_argument("--recipe", type=Path, metavar="RECIPE.json",
+                          help="start from the settings of a saved recipe or report")
+    quantize.add_argument("--method", choices=("minmax", "percentile", "entropy", "mse", "ema"),
+                          help="how activation ranges are chosen from the calibration statistics")
+    quantize.add_argument("--percentile", type=float, metavar="P",
+                          help="percentile: the range runs from the (100-P)-th to the P-th percentile")
+    quantize.add_argument("--ema-momentum", type=float, metavar="M",
+                          help="ema: weight of the running range at each batch (8 samples, or the model's fixed batch)")
+    quantize.add_argument("--granularity", choices=("per-tensor", "per-channel"),
+                          help="one weight scale per tensor or per output channel")
+    quantize.add_argument("--samples", type=int, metavar="N", help="use at most N calibration samples (default: all)")
+    quantize.add_argument("--histogram-values", type=int, metavar="N",
+                          help="percentile, entropy, mse: values of each sample of an activation binned into its "
+                               "histogram (0 = all); min and max always see every value")
+    quantize.add_argument("--activations", choices=("uint8", "int8"), help="integer type of the activations")
+    quantize.add_argument("--symmetric-activations", action=argparse.BooleanOptionalAction, default=None,
+                          help="activation ranges symmetric around 0 (--no-... overrides a recipe)")
+    quantize.add_argument("--exclude", nargs="+", default=None, metavar="NODE_NAME", help="keep these nodes in float")
+    quantize.add_argument("--report", type=_output_path, metavar="REPORT.json",
+                          help="also write the JSON report: recipe, ranges, errors, timings")
+    quantize.add_argument("--save-recipe", type=_output_path, metavar="RECIPE.json",
+                          help="also write the recipe that reproduces this run")
+    quantize.add_argument("--keep-slow-float", action="store_true",
+                          help="profile, keep the layers int8 made slower in float, re-quantize and re-measure")
+    quantize.add_argument("--data", type=Path, help="samples to time on, for --keep-slow-float")
+    quantize.add_argument("--threads", type=int, metavar="N",
+                          help="intra-op threads when timing, for --keep-slow-float (default: all cores)")
+    _add_image_options(quantize)
+
+    evaluate = _command(sub, "evaluate", "float32 vs int8: accuracy, agreement, error, latency, size", run_evaluate)
+    _add_model_pair(evaluate)
+    evaluate.add_argument("--data", type=Path, required=True,
+                          help="samples to compare on: .npz (with labels for accuracy), .npy or image folder")
+    evaluate.add_argument("--samples", type=int, metavar="N", help="use at most N samples (default: all)")
+    evaluate.add_argument("--latency-runs", type=int, default=50, metavar="N",
+                          help="alternating batch-1 runs of each model for the median latency")
+    _add_threads(evaluate)
+    evaluate.add_argument("--json", action="store_true", help="print JSON instead of text")
+    _add_image_options(evaluate)
+
+    explain = _command(sub, "explain", "how one int8 layer computes, checked bit for bit against ONNX Runtime", run_explain)
+    explain.add_argument("int8_model", type=Path, help="the int8 QDQ model")
+    explain.add_argument("--node", required=True, metavar="NAME", help="a Conv, Gemm or MatMul node")
+    explain.add_argument("--data", type=Path, required=True, help="samples to run the layer on: .npz, .npy or image folder")
+    explain.add_argument("--sample", type=int, default=0, metavar="K", help="which sample of DATA")
+    explain.add_argument("--float", dest="float_model", type=Path, metavar="FLOAT.onnx",
+                         help="also show the float model's value of the same tensor and the layer's SQNR")
+    explain.add_argument("--element", type=int, nargs="+", metavar="I",
+                         help="the output element to work through, one index per axis of the layer's output "
+                              "(N C H W for a Conv, row and column for a Gemm; default: the largest unsaturated one)")
+    explain.add_argument("--json", action="store_true", help="print JSON instead of text")
+    _add_image_options(explain)
+
+    profile = _command(sub, "profile", "per-layer kernels and times of the float and int8 models", run_profile)
+    _add_model_pair(profile)
+    profile.add_argument("--data", type=Path, required=True,
+                         help="samples: the first is profiled (.npz, .npy or image folder)")
+    profile.add_argument("--runs", type=int, default=200, metavar="N", help="profiled runs of each model")
+    profile.add_argument("--latency-runs", type=int, default=50, metavar="N",
+                         help="unprofiled alternating runs for the verdict (0 = none)")
+    _add_threads(profile)
+    profile.add_argument("--json", action="store_true", help="print JSON instead of text")
+    _add_image_options(profile)
+    return parser
+
+
+def _command(sub: argparse._SubParsersAction, name: str, summary: str, handler: Callable[[argparse.Namespace], None],
+             help_formatter: type[argparse.HelpFormatter] | None = None) -> argparse.ArgumentParser:
+    command = sub.add_parser(name, help=summary, description=summary,
+                             formatter_class=help_formatter or _HelpWithDefaults)
+    command.set_defaults(handler=handler)
+    return command
+
+
+def _add_model_pair(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("float_model", type=Path, help="the float32 ONNX model")
+    parser.add_argument("int8_model", type=Path, help="its int8 QDQ model")
+
+
+def _add_threads(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--threads", type=int, default=0, metavar="N",
+                        help="intra-op threads for both models, 0 = all cores")
+
+
+class _HelpWithDefaults(argparse.HelpFormatter):
+    """Ends each option's help with its default as the parser has it; a help that already says its
+    default, in words, is left as written."""
+
+    def _get_help_string(self, action: argparse.Action) -> str | None:
+        text = action.help
+        if text is None or "default" in text:
+            return text
+        default = self._default(action)
+        if default in (None, (), argparse.SUPPRESS):
+            return text
+        if isinstance(default, bool):
+            if not isinstance(action, argparse.BooleanOptionalAction):
+                return text  # a flag such as --json: off unless given
+            default = "on" if default else "off"
+        return f"{text} (default: {str(default).replace('%', '%%')})"
+
+    def _default(self, action: argparse.Action) -> object:
+        return action.default
+
+
+class _QuantizeHelp(_HelpWithDefaults):
+    """quantize's recipe options default to None (see RECIPE_OPTIONS); their real default is the Recipe
+    dataclass's, imported only when help is printed, so that parsing stays free of numpy."""
+
+    def _default(self, action: argparse.Action) -> object:
+        if action.dest not in RECIPE_OPTIONS:
+            return action.default
+        from ..core.recipe import Recipe
+
+        return getattr(Recipe(), RECIPE_OPTIONS[action.dest])
+
+
+def _add_image_options(parser: argparse.ArgumentParser) -> None:
+    group = parser.add_argument_group(
+        "image folder preprocessing",
+        "Settings given neither here nor in --preprocess follow the model's input (size, layout, colour) "
+        "or take the defaults below.",
+    )
+    group.add_argument("--preprocess", type=Path, metavar="JSON", help="preprocessing settings file (any of its keys)")
+    group.add_argument("--image-size", type=int, nargs=2, metavar=("H", "W"), help="resize every image to H x W")
+    group.add_argument("--layout", choices=("NCHW", "NHWC"), help="where the channel axis goes")
+    group.add_argument("--color", choices=("rgb", "bgr", "gray"), help="channel order, or one grey channel")
+    # ImagePreprocessing's defaults, written out so that parsing imports no numpy (a test compares them)
+    group.add_argument("--scale", type=float, metavar="S", help="pixel multiplier before mean/std (default: 1/255)")
+    group.add_argument("--mean", type=float, nargs="+", metavar="M",
+                       help="one value, or one per colour channel (default: 0)")
+    group.add_argument("--std", type=float, nargs="+", metavar="S",
+                       help="one value, or one per colour channel (default: 1)")

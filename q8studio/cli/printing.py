@@ -1,0 +1,159 @@
+"""What the commands print: summaries and tables for a terminal (``--json`` prints the core's dicts instead)."""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    import numpy as np
+
+    from ..core.evaluate import Comparison, ErrorAnalysis, LayerError
+    from ..core.explain import NodeExplanation
+    from ..core.profile import ProfileReport
+    from ..core.quantize import QuantizeResult
+    from ..core.speedup import KeepFloatOutcome
+
+LAYER_ROWS_SHOWN = 10
+
+
+def print_quantize_summary(result: QuantizeResult, errors: ErrorAnalysis) -> None:
+    recipe = result.recipe
+    print(f"wrote {result.output_path}  ({recipe.method}, {recipe.granularity}, activations {recipe.activation_type})")
+    for note in result.prepared.notes:
+        print(f"  {note}")
+    print(f"  calibrated on {result.calibration_samples} samples in {result.timings['calibrate_s']:.2f} s")
+    if result.float_nodes:
+        print(f"  kept in float ({len(result.float_nodes)}):")
+        for node in result.float_nodes:
+            print(f"    {node.name} [{node.op_type}]: {node.reason}")
+    _print_layers(errors.layers, f"per-layer error on {errors.samples} calibration samples, worst first", "--report")
+
+
+def print_comparison(c: Comparison) -> None:
+    from ..core.evaluate import NotMeasured
+
+    def pct(value: float | None) -> str:
+        return "n/a" if value is None else f"{100 * value:.2f}%"
+
+    print(f"{'':22}{'float32':>14}{'int8':>14}")
+    print(f"{'top-1 accuracy':22}{pct(c.float32.top1):>14}{pct(c.int8.top1):>14}")
+    print(f"{'median latency (ms)':22}{c.float32.latency_ms:>14.3f}{c.int8.latency_ms:>14.3f}   speed-up {c.speedup:.2f}x")
+    print(f"{'file size (bytes)':22}{c.float32.file_size:>14,}{c.int8.file_size:>14,}")
+    print(f"top-1 agreement: {pct(c.errors.agreement)} over {c.errors.samples} samples")
+    for name, acc in c.errors.outputs.items():
+        if isinstance(acc, NotMeasured):
+            print(f"output {name}: SQNR, cosine, max |error| n/a ({acc.reason})")
+        else:
+            print(f"output {name}: SQNR {acc.sqnr_db:.2f} dB, cosine {acc.cosine:.5f}, max |error| {acc.max_abs:.4g}")
+    _print_layers(c.errors.layers, "per-layer error, worst first", "--json")
+
+
+def _print_layers(layers: list[LayerError], title: str, all_rows_option: str) -> None:
+    if not layers:
+        return
+    print(f"{title}:")
+    print(f"  {'SQNR dB':>9} {'MSE':>11} {'cosine':>9}  layer")
+    for row in layers[:LAYER_ROWS_SHOWN]:
+        print(f"  {row.sqnr_db:>9.2f} {row.mse:>11.4g} {row.cosine:>9.5f}  {row.node} [{row.op_type}] -> {row.tensor}")
+    if len(layers) > LAYER_ROWS_SHOWN:
+        print(f"  ... {len(layers) - LAYER_ROWS_SHOWN} more (use {all_rows_option} for all)")
+
+
+def print_keep_float(outcome: KeepFloatOutcome) -> None:
+    print(f"speed: float32 {outcome.float_ms:.3f} ms; default int8 {outcome.default.latency_ms:.3f} ms "
+          f"(ratio {outcome.ratio_before:.2f}); written int8 {outcome.chosen.latency_ms:.3f} ms "
+          f"(ratio {outcome.ratio_after:.2f})")
+    if outcome.kept_float:
+        print(f"  kept in float because int8 made them slower ({len(outcome.kept_float)}): {', '.join(outcome.kept_float)}")
+    if not outcome.chosen.int8.is_quantized:
+        print("  nothing is left in int8: the written model computes in float32 throughout")
+    print(f"  {outcome.verdict()}")
+
+
+def print_explanation(e: NodeExplanation) -> None:
+    import numpy as np
+
+    print(f"{e.node}: {e.kind}, run by ONNX Runtime as {e.runtime_kernel} (sample {e.sample})")
+    print(f"  input  x  {e.x.dtype:5}  S_x = {_values(e.x.scale)}  Z_x = {_values(e.x.zero_point)}")
+    axis = f" per channel (axis {e.w.axis})" if e.w.per_channel else ""
+    print(f"  weight w  {e.w.dtype:5}  S_w{axis} = {_values(e.w.scale)}  Z_w = {_values(e.w.zero_point)}")
+    if e.bias_q is not None:
+        print(f"  bias   b  int32  scale S_x*S_w, zero point 0: {_values(e.bias_q)}")
+    if e.y is not None:
+        print(f"  output y  {e.y.dtype:5}  S_y = {_values(e.y.scale)}  Z_y = {_values(e.y.zero_point)}")
+        m = e.multipliers
+        print(f"  M = S_x*S_w/S_y = {_values(np.array([x.real for x in m]))}; M0 = {_values(np.array([x.m0 for x in m]))}, "
+              f"n = {_values(np.array([x.shift for x in m]))}; largest |error| of M0*2^-n: "
+              f"{max(abs(x.rel_error) for x in m):.1e}")
+    for note in e.notes:
+        print(f"  note: {note}")
+    for check in e.checks:
+        print(f"  check: {check.summary()}" + (f" ({check.cause})" if check.cause else ""))
+    if e.float_tensor is not None:
+        sqnr = "n/a" if e.sqnr_db is None else f"{e.sqnr_db:.2f} dB"
+        print(f"  float model: tensor {e.float_tensor}; SQNR of the int8 output against it: {sqnr}")
+    ex = e.example
+    print(f"worked example: output element {list(ex.index)}")
+    padding = "; padding holds Z_x" if not ex.in_bounds.all() else ""
+    print(f"  receptive field x_q ({'x'.join(map(str, ex.x_q.shape))}{padding}):")
+    _print_grid(ex.x_q)
+    print(f"  weights w_q ({'x'.join(map(str, ex.w_q.shape))}):")
+    _print_grid(ex.w_q)
+    for step in ex.steps():
+        print(f"  {step}")
+
+
+def _values(array: np.ndarray, shown: int = 4) -> str:
+    """A scalar as itself; a vector as its first values and range (or its one value when all are equal)."""
+    flat = array.reshape(-1)
+    text = str if flat.dtype.kind in "iu" else (lambda v: f"{v:.4g}")
+    if flat.size == 1:
+        return str(flat[0]) if flat.dtype.kind in "iu" else f"{flat[0]:.6g}"
+    if (flat == flat[0]).all():
+        return f"{text(flat[0])} (all {flat.size} channels)"
+    head = ", ".join(text(v) for v in flat[:shown])
+    return f"[{head}{', ...' if flat.size > shown else ''}] ({flat.size} values, {text(flat.min())} .. {text(flat.max())})"
+
+
+def _print_grid(values: np.ndarray, rows: int = 6, columns: int = 16) -> None:
+    """Integer arrays as aligned rows: channels of a window, or one long row of a matrix product."""
+    grid = values.reshape(-1, values.shape[-1]) if values.ndim > 1 else values.reshape(1, -1)
+    for row in grid[:rows]:
+        cells = " ".join(f"{int(v):5d}" for v in row[:columns])
+        print(f"    {cells}{' ...' if row.size > columns else ''}")
+    if len(grid) > rows:
+        print(f"    ... {len(grid) - rows} more rows")
+
+
+def print_profile(r: ProfileReport) -> None:
+    if r.latency_ms:
+        print(f"latency (median, alternating, threads {r.threads or 'all'}): float32 {r.latency_ms[0]:.3f} ms, "
+              f"int8 {r.latency_ms[1]:.3f} ms")
+    print(f"{'layer':34} {'float32 kernel':26} {'int8 kernel':28} {'float us':>9} {'int8 us':>8} {'+glue us':>8} "
+          f"{'speed-up':>8} {'MACs':>11}")
+    for layer in r.layers:
+        mark = "  slower in int8" if layer.slower_in_int8 else ""
+        print(f"{layer.node[:34]:34} {' + '.join(layer.float_kernels)[:26] or '-':26} "
+              f"{' + '.join(layer.int8_kernels)[:28] or '-':28} {layer.float_total_us:9.1f} {layer.int8_us:8.1f} "
+              f"{layer.int8_glue_us:8.1f} {layer.speedup:7.2f}x {layer.macs:11,}{mark}")
+    print("(microseconds per run; float us includes the float model's layout kernels charged to the layer, +glue us the "
+          "int8 layer's share of Quantize/Dequantize and layout kernels)")
+    for name, profile in (("float32", r.float32), ("int8", r.int8)):
+        print(f"{name}: kernels {profile.kernel_us:.1f} us of a {profile.run_us:.1f} us profiled run; glue: "
+              f"Quantize/Dequantize {profile.qdq_us:.1f} us, layout {profile.layout_us:.1f} us")
+    print(f"integer kernels ran {100 * r.integer_mac_share:.1f}% of the multiply-accumulates")
+    constants = [b for b in r.boundaries if b.at.startswith("constant")]
+    for b in r.boundaries:
+        if b not in constants:
+            way = "enters int8" if b.enters_int8 else "leaves int8"
+            print(f"float32 {way} at {b.tensor} ({b.at}) by {b.kernel}, for {', '.join(b.layers) or '-'}")
+    if constants:
+        layers = sorted({name for b in constants for name in b.layers})
+        print(f"{len(constants)} weights/biases are dequantized to float32 on every run, for {', '.join(layers)}")
+    islands = r.float_islands
+    print(f"float islands in the int8 model: {', '.join(layer.node for layer in islands) if islands else 'none'}")
+    slower = [layer.node for layer in r.layers if layer.slower_in_int8]
+    if slower:
+        print(f"slower in int8 ({len(slower)}): {', '.join(slower)}")
+        print("  `q8studio quantize ... --keep-slow-float --data DATA` keeps them in float and re-measures.")
+    print(r.verdict())
