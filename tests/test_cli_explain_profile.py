@@ -8,8 +8,11 @@ from pathlib import Path
 import pytest
 
 from q8studio.__main__ import main
+from q8studio.cli.printing import print_profile
 from q8studio.core.demo import demo_assets
+from q8studio.core.kernelprofile import ModelProfile
 from q8studio.core.model import load_model
+from q8studio.core.profile import LayerTiming, ProfileReport, slower_in_int8
 
 
 @pytest.fixture(scope="module")
@@ -60,6 +63,25 @@ def test_profile_prints_the_per_layer_kernel_table(demo_int8: Path, capsys: pyte
     assert "integer kernels ran 100.0% of the multiply-accumulates" in out
     assert "int8 pays" in out or "int8 does not pay here" in out
 
+
+def _conv_row(name: str, float_us: float, int8_us: float) -> LayerTiming:
+    return LayerTiming(node=name, op_type="Conv", members=(name,), float_kernels=("Conv",),
+                       int8_kernels=("QLinearConv",), float_us=float_us, float_glue_us=0.0, int8_us=int8_us,
+                       int8_glue_us=0.0, macs=1000, integer_macs=1000, integer=True)
+
+
+def test_a_layer_is_called_slower_only_when_its_speed_up_shows_below_one(capsys: pytest.CaptureFixture[str]) -> None:
+    """0.4% slower shows as 1.00x and is not called slower, nor offered to keep in float; 1% slower shows 0.99x."""
+    run_profile = ModelProfile(kernels=[], run_us=201.0, runs=1, glue_owners={}, absorbed={}, graph=[])
+    report = ProfileReport([_conv_row("conv_a", 100.0, 100.4), _conv_row("conv_b", 100.0, 101.0)],
+                           run_profile, run_profile, [])
+    print_profile(report)
+    out = capsys.readouterr().out
+    rows = {line.split()[0]: line for line in out.splitlines() if line.startswith("conv_")}
+    assert "1.00x" in rows["conv_a"] and "slower" not in rows["conv_a"]
+    assert "0.99x" in rows["conv_b"] and rows["conv_b"].endswith("slower in int8")
+    assert slower_in_int8(report) == ["conv_b"] and "slower in int8 (1): conv_b" in out
+    assert "1 of 2 layers are slower in int8" in report.verdict()
 
 def test_profile_json(demo_int8: Path, capsys: pytest.CaptureFixture[str]) -> None:
     assets = demo_assets()
