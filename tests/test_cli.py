@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import inspect
 import itertools
 import json
 import os
@@ -19,8 +20,13 @@ from builders import save, small_cnn, with_argmax
 from q8studio.__main__ import main
 from q8studio.cli import COMMANDS, IMAGE_OPTIONS, build_parser
 from q8studio.core.demo import demo_assets
+from q8studio.core.evaluate import compare_models, measure_latency
 from q8studio.core.imagefolder import ImagePreprocessing
+from q8studio.core.profile import profile_models
 from q8studio.core.recipe import Recipe
+from q8studio.core.runcounts import LATENCY_RUNS, PROFILE_RUNS
+from q8studio.core.speedup import keep_slow_float
+from q8studio.core.workflow import quantize_and_compare
 
 # The console script installed beside this interpreter, as a user's shell would find it.
 Q8STUDIO = str(Path(sys.executable).with_name("q8studio"))
@@ -251,6 +257,22 @@ def test_help_states_the_value_a_command_uses_when_an_option_is_left_out(command
     used = getattr(build_parser().parse_args([command, *required]), flag.lstrip("-").replace("-", "_"))
     assert _stated_default(command, flag, capsys, monkeypatch) == str(used)
 
+
+def test_commands_and_core_functions_take_the_same_run_counts() -> None:
+    """One default per kind of timing (core.runcounts): a command left to its defaults and the core called
+    without counts measure alike; --keep-slow-float, which passes none, takes the core's."""
+    evaluate = build_parser().parse_args(["evaluate", "f", "q", "--data", "d"])
+    profile = build_parser().parse_args(["profile", "f", "q", "--data", "d"])
+    assert (evaluate.latency_runs, profile.latency_runs, profile.runs) == (LATENCY_RUNS, LATENCY_RUNS, PROFILE_RUNS)
+    defaults = {(f.__name__, name): p.default for f in (compare_models, measure_latency, quantize_and_compare,
+                                                        profile_models, keep_slow_float)
+                for name, p in inspect.signature(f).parameters.items() if name.endswith("runs")}
+    assert defaults == {
+        ("compare_models", "latency_runs"): LATENCY_RUNS, ("measure_latency", "runs"): LATENCY_RUNS,
+        ("quantize_and_compare", "latency_runs"): LATENCY_RUNS, ("profile_models", "runs"): PROFILE_RUNS,
+        ("profile_models", "latency_runs"): LATENCY_RUNS, ("keep_slow_float", "profile_runs"): PROFILE_RUNS,
+        ("keep_slow_float", "latency_runs"): LATENCY_RUNS,
+    }
 
 def test_image_option_defaults_in_the_help_are_the_preprocessing_defaults(capsys, monkeypatch) -> None:
     """Written out in q8studio/cli/parser.py (parsing imports no numpy), so compared with ImagePreprocessing here."""

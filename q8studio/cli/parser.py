@@ -9,6 +9,7 @@ import argparse
 from pathlib import Path
 from typing import Callable
 
+from ..core.runcounts import LATENCY_RUNS, PROFILE_RUNS
 from .commands import run_evaluate, run_explain, run_inspect, run_profile
 from .quantize import RECIPE_OPTIONS, run_quantize
 
@@ -70,7 +71,7 @@ def build_parser() -> argparse.ArgumentParser:
     evaluate.add_argument("--data", type=Path, required=True,
                           help="samples to compare on: .npz (with labels for accuracy), .npy or image folder")
     evaluate.add_argument("--samples", type=int, metavar="N", help="use at most N samples (default: all)")
-    evaluate.add_argument("--latency-runs", type=int, default=50, metavar="N",
+    evaluate.add_argument("--latency-runs", type=int, default=LATENCY_RUNS, metavar="N",
                           help="alternating batch-1 runs of each model for the median latency")
     _add_threads(evaluate)
     evaluate.add_argument("--json", action="store_true", help="print JSON instead of text")
@@ -93,8 +94,8 @@ def build_parser() -> argparse.ArgumentParser:
     _add_model_pair(profile)
     profile.add_argument("--data", type=Path, required=True,
                          help="samples: the first is profiled (.npz, .npy or image folder)")
-    profile.add_argument("--runs", type=int, default=200, metavar="N", help="profiled runs of each model")
-    profile.add_argument("--latency-runs", type=int, default=50, metavar="N",
+    profile.add_argument("--runs", type=int, default=PROFILE_RUNS, metavar="N", help="profiled runs of each model")
+    profile.add_argument("--latency-runs", type=int, default=LATENCY_RUNS, metavar="N",
                          help="unprofiled alternating runs for the verdict (0 = none)")
     _add_threads(profile)
     profile.add_argument("--json", action="store_true", help="print JSON instead of text")

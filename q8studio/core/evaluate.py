@@ -23,6 +23,7 @@ from .metrics import ErrorAccumulator
 from .model import LoadedModel
 from .prefetch import for_each_prefetched
 from .progress import NO_PROGRESS, Progress
+from .runcounts import LATENCY_RUNS
 from .session import BatchRunner, cpu_session
 
 INPUT_OP = "Input"  # the op type shown for a model input, which no node computes
@@ -129,7 +130,7 @@ def compare_models(
     int8_model: LoadedModel,
     data: Dataset,
     *,
-    latency_runs: int = 30,
+    latency_runs: int = LATENCY_RUNS,
     threads: int = 0,
     progress: Progress = NO_PROGRESS,
 ) -> Comparison:
@@ -209,7 +210,7 @@ def measure_latency(
     int8_model: LoadedModel,
     data: Dataset,
     *,
-    runs: int = 30,
+    runs: int = LATENCY_RUNS,
     warmup: int = 5,
     threads: int = 0,
     progress: Progress = NO_PROGRESS,

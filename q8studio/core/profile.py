@@ -19,6 +19,7 @@ from .evaluate import measure_latency, require_same_inputs
 from .kernelprofile import KernelTime, ModelProfile, profile_model
 from .model import Graph, LoadedModel, Node
 from .progress import NO_PROGRESS, Progress
+from .runcounts import LATENCY_RUNS, PROFILE_RUNS
 from .runtimegraph import QDQ_OPS, resolve_name
 from .session import first_run_feed
 
@@ -179,10 +180,10 @@ def profile_models(
     int8_model: LoadedModel,
     data: Dataset,
     *,
-    runs: int = 100,
+    runs: int = PROFILE_RUNS,
     warmup: int = 10,
     threads: int = 0,
-    latency_runs: int = 50,
+    latency_runs: int = LATENCY_RUNS,
     progress: Progress = NO_PROGRESS,
 ) -> ProfileReport:
     """Profile both models on the first sample of ``data`` (the first batch when the float model fixes

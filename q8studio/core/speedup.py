@@ -24,6 +24,7 @@ from .profile import PAYS_BELOW, LayerTiming, ProfileReport, profile_models
 from .progress import NO_PROGRESS, Progress
 from .quantize import QuantizeResult, files_read, quantize_model
 from .recipe import Recipe
+from .runcounts import LATENCY_RUNS, PROFILE_RUNS
 
 SLOWER_IN_INT8 = "kept in float because int8 made it slower"
 
@@ -105,8 +106,8 @@ def keep_slow_float(
     data: Dataset,
     *,
     rounds: int = 3,
-    profile_runs: int = 100,
-    latency_runs: int = 50,
+    profile_runs: int = PROFILE_RUNS,
+    latency_runs: int = LATENCY_RUNS,
     threads: int = 0,
     previous: QuantizeResult | None = None,
     progress: Progress = NO_PROGRESS,

@@ -19,6 +19,7 @@ from .profile import ProfileReport
 from .progress import NO_PROGRESS, Progress
 from .quantize import QuantizeResult, quantize_model
 from .recipe import Recipe
+from .runcounts import LATENCY_RUNS
 from .tensorview import activation_tensor_for, clipped_fraction
 
 METRICS: dict[str, tuple[str, bool]] = {
@@ -107,7 +108,7 @@ def quantize_and_compare(
     recipe: Recipe,
     output: Path,
     *,
-    latency_runs: int = 30,
+    latency_runs: int = LATENCY_RUNS,
     previous: QuantizeResult | None = None,
     progress: Progress = NO_PROGRESS,
 ) -> StudioRun:

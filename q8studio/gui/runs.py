@@ -20,9 +20,14 @@ from ..core.recipe import Recipe
 from ..core.tensorview import TensorProbe
 from ..core.workflow import StudioRun, quantize_and_compare
 
-PROFILE_RUNS = 50
-"""Profiled runs per model: enough for stable per-layer means, short enough to follow every run."""
-LATENCY_RUNS = 30
+WINDOW_PROFILE_RUNS = 50
+"""Profiled runs per model, half of ``core.runcounts.PROFILE_RUNS``: every run of the window ends with a
+profile (and Profile again takes as many), so it stays short enough to follow every run while the
+per-layer means stay stable. ``q8studio profile`` takes the full count."""
+WINDOW_LATENCY_RUNS = 30
+"""Alternating runs per model for the latencies a run of the window times: fewer than
+``core.runcounts.LATENCY_RUNS`` for the same reason, and each run of the window times both models
+twice, when comparing and when profiling."""
 
 
 @dataclass
@@ -36,15 +41,17 @@ class RunOutcome:
 
 
 def profile_run(model: LoadedModel, int8: LoadedModel, data: Dataset, progress: Progress) -> ProfileReport:
-    """Both models layer by layer, with the GUI's run counts."""
-    return profile_models(model, int8, data, runs=PROFILE_RUNS, latency_runs=LATENCY_RUNS, progress=progress)
+    """Both models layer by layer, with the window's run counts."""
+    return profile_models(model, int8, data, runs=WINDOW_PROFILE_RUNS, latency_runs=WINDOW_LATENCY_RUNS,
+                          progress=progress)
 
 
 def run_and_profile(model: LoadedModel, calibration: Dataset, evaluation: Dataset | None, recipe: Recipe,
                     output: Path, progress: Progress, previous: QuantizeResult | None = None) -> RunOutcome:
     """Quantize (reusing ``previous``'s statistics when they fit) and compare, then profile on the
     samples Explain uses (evaluation, else calibration)."""
-    run = quantize_and_compare(model, calibration, evaluation, recipe, output, previous=previous, progress=progress)
+    run = quantize_and_compare(model, calibration, evaluation, recipe, output, latency_runs=WINDOW_LATENCY_RUNS,
+                               previous=previous, progress=progress)
     progress.report("Preparing the tensor probe", 0, 1)
     probe = TensorProbe(run.result.prepared.model, run.int8)
     try:
