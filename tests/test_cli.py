@@ -200,6 +200,37 @@ def test_histogram_values_follow_the_method_a_recipe_sets(cnn_path: Path, cnn_da
     assert Recipe.load(tmp_path / "used.json") == Recipe(method="entropy", histogram_values=100)
 
 
+def test_a_recipe_setting_its_method_ignores_is_noted_not_refused(cnn_path: Path, cnn_data: Path, tmp_path: Path,
+                                                                  capsys: pytest.CaptureFixture[str]) -> None:
+    """As an option it is refused; in a file it is kept, with a note: the window saves every setting it
+    shows, and a recipe may be re-run with another --method."""
+    recipe = tmp_path / "recipe.json"
+    Recipe(method="percentile", percentile=99.9, histogram_values=100).save(recipe)
+    base = ["quantize", str(cnn_path), "--calib", str(cnn_data), "--recipe", str(recipe)]
+    assert main([*base, "-o", str(tmp_path / "p.onnx")]) == 0
+    assert "note" not in capsys.readouterr().err
+    saved = tmp_path / "m.json"
+    assert main([*base, "--method", "minmax", "-o", str(tmp_path / "m.onnx"), "--save-recipe", str(saved)]) == 0
+    assert capsys.readouterr().err == ("q8studio: note: recipe.json sets percentile 99.9 and histogram_values 100, "
+                                       "which the method minmax does not use.\n")
+    assert Recipe.load(saved) == Recipe(method="minmax", percentile=99.9, histogram_values=100)
+
+
+def test_a_report_of_a_minmax_run_runs_again_as_a_recipe_without_a_note(cnn_path: Path, cnn_data: Path,
+                                                                        tmp_path: Path, capsys) -> None:
+    """The report holds the default percentile and histogram_values, which minmax does not use."""
+    report = tmp_path / "r.json"
+    assert main(["quantize", str(cnn_path), "--calib", str(cnn_data), "-o", str(tmp_path / "a.onnx"),
+                 "--report", str(report)]) == 0
+    recorded = json.loads(report.read_text())["recipe"]
+    assert recorded["method"] == "minmax" and "percentile" in recorded and "histogram_values" in recorded
+    capsys.readouterr()
+    assert main(["quantize", str(cnn_path), "--calib", str(cnn_data), "-o", str(tmp_path / "b.onnx"),
+                 "--recipe", str(report)]) == 0
+    assert capsys.readouterr().err == ""
+    assert (tmp_path / "b.onnx").read_bytes() == (tmp_path / "a.onnx").read_bytes()
+
+
 def _subcommands() -> dict[str, argparse.ArgumentParser]:
     parser = build_parser()
     return next(a for a in parser._actions if isinstance(a, argparse._SubParsersAction)).choices

@@ -76,3 +76,12 @@ def test_command_line_turns_a_recipes_symmetric_activations_off(tmp_path: Path, 
     assert main([*args, "--no-symmetric-activations", "--save-recipe", str(tmp_path / "off.json")]) == 0
     assert Recipe.load(tmp_path / "kept.json").symmetric_activations is True
     assert Recipe.load(tmp_path / "off.json").symmetric_activations is False
+
+
+def test_unused_settings_are_the_changed_ones_the_method_does_not_read() -> None:
+    assert Recipe().unused_settings() == {} and Recipe(method="ema").unused_settings() == {}
+    assert Recipe(method="minmax", percentile=99.9, histogram_values=100).unused_settings() == {
+        "percentile": 99.9, "histogram_values": 100}
+    assert Recipe(method="percentile", percentile=99.9, histogram_values=100).unused_settings() == {}
+    assert Recipe(method="entropy", ema_momentum=0.5).unused_settings() == {"ema_momentum": 0.5}
+    assert Recipe(method="ema", ema_momentum=0.5, histogram_values=0).unused_settings() == {"histogram_values": 0}

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import sys
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -37,6 +38,7 @@ def run_quantize(args: argparse.Namespace) -> None:
 
     recipe = _recipe_from_args(args, Recipe.load(args.recipe) if args.recipe else Recipe())
     _check_quantize_options_apply(args, recipe)
+    _note_unused_recipe_settings(args, recipe)
     require_at_least("--threads", args.threads, 0)
     check_image_options_apply(args, args.calib, args.data)
     model = load_model(args.model)
@@ -101,7 +103,7 @@ def _keep_slow_float(
 
 def _check_quantize_options_apply(args: argparse.Namespace, recipe: Recipe) -> None:
     """An option that would be dropped without a word is refused: the user believes it acted."""
-    from ..core.clipping import METHODS, needs_histogram
+    from ..core.recipe import METHOD_SETTINGS
 
     if not args.keep_slow_float:
         unused = [flag for flag, value in (("--data", args.data), ("--threads", args.threads)) if value is not None]
@@ -109,12 +111,21 @@ def _check_quantize_options_apply(args: argparse.Namespace, recipe: Recipe) -> N
             verb = "applies" if len(unused) == 1 else "apply"
             raise Q8Error(f"{' and '.join(unused)} only {verb} with --keep-slow-float (the samples and threads "
                           "it times the models with).")
-    with_histogram = tuple(method for method in METHODS if needs_histogram(method))
-    for flag, value, methods in (("--percentile", args.percentile, ("percentile",)),
-                                 ("--ema-momentum", args.ema_momentum, ("ema",)),
-                                 ("--histogram-values", args.histogram_values, with_histogram)):
-        if value is not None and recipe.method not in methods:
+    for setting, methods in METHOD_SETTINGS.items():  # each of these options is named after its setting
+        if getattr(args, setting) is not None and recipe.method not in methods:
+            flag = "--" + setting.replace("_", "-")
             raise Q8Error(f"{flag} applies only to --method {_either(methods)}; the method is {recipe.method}.")
+
+
+def _note_unused_recipe_settings(args: argparse.Namespace, recipe: Recipe) -> None:
+    """A --recipe's changed setting that its method does not read is noted, not refused, unlike the option
+    (refused above, so whatever is left came from the file): a recipe holds every setting, and one saved from
+    the window, or re-run with another --method, rightly keeps values its method ignores."""
+    unused = recipe.unused_settings()
+    if unused:
+        settings = " and ".join(f"{name} {value}" for name, value in unused.items())
+        print(f"q8studio: note: {args.recipe.name} sets {settings}, which the method {recipe.method} does not use.",
+              file=sys.stderr)
 
 
 def _either(words: tuple[str, ...]) -> str:

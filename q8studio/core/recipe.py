@@ -6,7 +6,7 @@ import json
 from dataclasses import asdict, dataclass, field, fields, replace
 from pathlib import Path
 
-from .clipping import METHODS
+from .clipping import METHODS, needs_histogram
 from .errors import Q8Error
 from .fileio import atomic_write_text
 from .stats import HIST_VALUES_PER_SAMPLE
@@ -15,6 +15,12 @@ RECIPE_VERSION = 1
 REPORT_VERSION = 1
 GRANULARITIES = ("per-tensor", "per-channel")
 ACTIVATION_TYPES = ("uint8", "int8")
+METHOD_SETTINGS: dict[str, tuple[str, ...]] = {
+    "percentile": ("percentile",),
+    "ema_momentum": ("ema",),
+    "histogram_values": tuple(method for method in METHODS if needs_histogram(method)),
+}
+"""Settings that only some clipping methods read, and those methods: minmax and ema bin no histogram."""
 
 
 @dataclass(frozen=True)
@@ -60,6 +66,17 @@ class Recipe:
     @property
     def per_channel(self) -> bool:
         return self.granularity == "per-channel"
+
+    def unused_settings(self) -> dict[str, object]:
+        """Settings its method does not read, where they differ from the defaults (name -> value).
+
+        Every recipe holds every setting: a saved one keeps the percentile the window showed whatever
+        the method, and a report of a minmax run its default percentile. Only a value someone changed
+        can have been meant to act.
+        """
+        default = Recipe()
+        return {name: getattr(self, name) for name, methods in METHOD_SETTINGS.items()
+                if self.method not in methods and getattr(self, name) != getattr(default, name)}
 
     def with_changes(self, **changes: object) -> "Recipe":
         return replace(self, **changes)
