@@ -41,11 +41,13 @@ def image_options(args: argparse.Namespace) -> ImageOptions:
     Without --preprocess, a report given as --recipe supplies the preprocessing its run recorded: the
     recipe of an image-folder run is incomplete without it.
     """
-    from ..core.imagefolder import ImageOptions, records_preprocessing
+    from ..core.imagefolder import ImageOptions, recorded_preprocessing
 
     recipe = getattr(args, "recipe", None)  # only quantize takes one
-    settings = args.preprocess or (recipe if recipe is not None and records_preprocessing(recipe) else None)
-    base = ImageOptions.from_json(settings) if settings else ImageOptions()
+    if args.preprocess:
+        base = ImageOptions.from_json(args.preprocess)
+    else:
+        base = (recorded_preprocessing(recipe) if recipe is not None else None) or ImageOptions()
     changes = {
         "size": tuple(args.image_size) if args.image_size else None,
         "layout": args.layout,

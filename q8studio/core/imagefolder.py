@@ -135,6 +135,14 @@ class ImageOptions:
         folder; an unknown key is an error, not silently ignored."""
         try:
             raw = json.loads(Path(path).read_text())
+        except (OSError, ValueError) as exc:
+            raise Q8Error(f"Cannot read preprocessing settings from {path}: {exc}") from None
+        return cls.from_settings(raw, path)
+
+    @classmethod
+    def from_settings(cls, raw: object, path: Path) -> "ImageOptions":
+        """:meth:`from_json` of the file's content once read (``path`` names it in an error)."""
+        try:
             if not isinstance(raw, dict):
                 raise ValueError("expected a JSON object")
             if "q8studio_report" in raw:
@@ -152,7 +160,7 @@ class ImageOptions:
                 mean=tuple(float(v) for v in raw["mean"]) if "mean" in raw else None,
                 std=tuple(float(v) for v in raw["std"]) if "std" in raw else None,
             )
-        except (OSError, ValueError, TypeError) as exc:
+        except (ValueError, TypeError) as exc:
             raise Q8Error(f"Cannot read preprocessing settings from {path}: {exc}") from None
 
     def given(self) -> dict[str, object]:
@@ -176,13 +184,16 @@ class ImageOptions:
         return self.over(implied)
 
 
-def records_preprocessing(path: Path) -> bool:
-    """Whether ``path`` is a quantization report of a run on an image folder (which ``from_json`` reads)."""
+def recorded_preprocessing(path: Path) -> ImageOptions | None:
+    """The image preprocessing ``path`` recorded if it is a quantization report of a run on an image folder;
+    None for anything else (a recipe, a report of a run on arrays, a file that is no JSON)."""
     try:
         report = json.loads(Path(path).read_text())
     except (OSError, ValueError):
-        return False
-    return isinstance(report, dict) and "q8studio_report" in report and _recorded_preprocessing(report) is not None
+        return None
+    if not isinstance(report, dict) or "q8studio_report" not in report or _recorded_preprocessing(report) is None:
+        return None
+    return ImageOptions.from_settings(report, path)
 
 
 def _recorded_preprocessing(report: dict[str, object]) -> dict[str, object] | None:

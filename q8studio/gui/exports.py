@@ -17,7 +17,7 @@ from PySide6.QtWidgets import QFileDialog, QWidget
 
 from ..core.errors import Q8Error
 from ..core.fileio import atomic_path, check_outputs
-from ..core.imagefolder import ImageOptions, ImagePreprocessing, records_preprocessing
+from ..core.imagefolder import ImageOptions, ImagePreprocessing, recorded_preprocessing
 from ..core.quantize import files_read
 from ..core.recipe import Recipe
 from ..core.report import run_report, write_report
@@ -126,8 +126,7 @@ class Exporter:
         try:
             recipe = Recipe.load(path)
             # a report of an image-folder run is reproduced only with the samples it made, as the CLI's --recipe knows
-            parts = ModelParts(Path(path).name, recipe.exclude,
-                               ImageOptions.from_json(path) if records_preprocessing(path) else None)
+            parts = ModelParts(Path(path).name, recipe.exclude, recorded_preprocessing(path))
             fitted = self._fit(parts) if self._session.model is not None else None
             self._panel.set_recipe(recipe if fitted is None else recipe.with_changes(exclude=fitted.exclude))
         except Q8Error as exc:
