@@ -55,6 +55,12 @@ def test_inspect_json_describes_the_demo(capsys: pytest.CaptureFixture[str]) -> 
         "Flatten": 1, "Gemm": 1,
     }
     assert summary["inputs"][0]["name"] == "image" and "/fc/Gemm" in summary["quantizable_nodes"]
+    assert summary["already_quantized"] is False
+
+
+def test_inspect_of_an_int8_model_lists_no_quantizable_layers(demo_int8_path: Path, capsys) -> None:
+    assert main(["inspect", str(demo_int8_path)]) == 0
+    assert capsys.readouterr().out.splitlines()[-1] == "  quantizable layers: none, the model is already quantized"
 
 
 def test_quantize_report_holds_recipe_ranges_errors_and_timings(demo_run: dict[str, Path]) -> None:

@@ -26,6 +26,9 @@ def run_inspect(args: argparse.Namespace) -> None:
     print(f"  nodes  {summary['node_count']}   parameters {summary['parameters']:,}")
     ops = ", ".join(f"{op} {n}" for op, n in summary["ops"].items())  # type: ignore[union-attr]
     print(f"  ops    {ops}")
+    if summary["already_quantized"]:
+        print("  quantizable layers: none, the model is already quantized")
+        return
     quantizable = summary["quantizable_nodes"]
     print(f"  quantizable layers ({len(quantizable)}): {', '.join(quantizable)}")  # type: ignore[arg-type]
 

@@ -76,8 +76,7 @@ def _quantize_outputs(args: argparse.Namespace) -> dict[str, Path]:
 
 def _quantize_inputs(args: argparse.Namespace, model: LoadedModel) -> dict[str, Path]:
     """Every file the run reads, which no output may replace."""
-    inputs = {"the source model": model.path, "the calibration data": args.calib}
-    inputs |= {f"the model's external data '{name}'": model.path.parent / name for name in model.external_files}
+    inputs = {**model.source_files(), "the calibration data": args.calib}
     if args.data is not None:
         inputs["the --data samples"] = args.data
     if args.recipe is not None:
