@@ -12,6 +12,7 @@ from onnx import TensorProto, helper, numpy_helper
 from builders import light_model, save, small_cnn
 from q8studio.core.errors import Q8Error
 from q8studio.core.model import load_model, namespace_of, quantize_refusal, require_float_tensors
+from q8studio.core.session import cpu_session
 
 
 def test_small_cnn_graph_structure(cnn_path: Path) -> None:
@@ -47,6 +48,19 @@ def test_unnamed_nodes_get_unique_names(tmp_path: Path) -> None:
         node.name = ""
     names = [n.name for n in load_model(save(proto, tmp_path / "m.onnx")).graph.nodes]
     assert len(set(names)) == len(names) and names[0] == "Conv_0"
+
+
+def test_made_up_names_never_take_an_exporter_given_name(tmp_path: Path) -> None:
+    """Node 1 (a BatchNormalization) is unnamed and would become 'BatchNormalization_1', the name the
+    exporter gave node 2; node 3 repeats node 2's name."""
+    proto = small_cnn()
+    nodes = proto.graph.node
+    nodes[1].name, nodes[2].name, nodes[3].name = "", "BatchNormalization_1", "BatchNormalization_1"
+    model = load_model(save(proto, tmp_path / "m.onnx"))
+    names = [n.name for n in model.graph.nodes]
+    assert len(set(names)) == len(names)
+    assert names[1:4] == ["BatchNormalization_1_1", "BatchNormalization_1", "Conv_3"]
+    cpu_session(model.proto)  # ONNX Runtime refuses two nodes of one name
 
 
 def test_namespace_of_exporter_names() -> None:

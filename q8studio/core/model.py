@@ -335,11 +335,19 @@ def _infer_shapes(proto: onnx.ModelProto, skeleton: onnx.ModelProto) -> onnx.Mod
 
 
 def _name_nodes(proto: onnx.ModelProto) -> None:
-    """Give unnamed or duplicate-named nodes unique names: exclusion and reports refer to nodes by name."""
+    """Give unnamed or duplicate-named nodes unique names: exclusion and reports refer to nodes by name,
+    and ONNX Runtime refuses a graph with two nodes of one name. A made-up name ("MatMul_1") never
+    takes a name the exporter gave another node: the exporter's names are reserved first."""
+    taken = {node.name for node in proto.graph.node if node.name}
     seen: set[str] = set()
     for index, node in enumerate(proto.graph.node):
         if not node.name or node.name in seen:
-            node.name = f"{node.op_type}_{index}"
+            base = name = f"{node.op_type}_{index}"
+            suffix = 1
+            while name in taken:
+                name, suffix = f"{base}_{suffix}", suffix + 1
+            node.name = name
+            taken.add(name)
         seen.add(node.name)
 
 
