@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import warnings
 from pathlib import Path
 
 import numpy as np
@@ -122,6 +123,17 @@ def test_nan_values_are_rejected_naming_the_sample(cnn_path: Path, tmp_path: Pat
     data = load_data(write_npz(tmp_path / "nan.npz", x=images), load_model(cnn_path))
     with pytest.raises(Q8Error, match="NaN or Inf values \\(first in sample 4\\)"):
         list(data.batches(2))
+
+
+def test_values_the_models_float32_cannot_hold_are_rejected_in_one_line(cnn_path: Path, tmp_path: Path) -> None:
+    """float64 data beyond float32's range would reach the model as Inf."""
+    images = np.zeros((4, 3, 16, 16), np.float64)
+    images[3, 1, 2, 3] = 1e300
+    data = load_data(write_npz(tmp_path / "big.npz", x=images), load_model(cnn_path))
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")  # and without numpy's overflow warning
+        with pytest.raises(Q8Error, match="^Input 'x' has values too large for the model's float32 \\(first in sample 3\\)"):
+            list(data.batches(2))
 
 
 @pytest.mark.parametrize(
