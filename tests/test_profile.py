@@ -170,6 +170,7 @@ def test_keep_slow_float_on_the_demo_writes_the_fastest_candidate(tmp_path: Path
     assert outcome.kept_float and set(outcome.kept_float) <= {n.name for n in model.graph.nodes}
     assert outcome.chosen.latency_ms == min(c.latency_ms for c in outcome.candidates)
     assert outcome.chosen.result.output_path == tmp_path / "k.onnx" and load_model(tmp_path / "k.onnx")
+    assert outcome.chosen.int8.path == tmp_path / "k.onnx" and outcome.chosen.int8.file_size > 0
     assert sorted(p.name for p in tmp_path.iterdir()) == ["k.onnx"]
     assert ("does not pay" in outcome.verdict()) == (not outcome.pays)
     count = len(outcome.kept_float)

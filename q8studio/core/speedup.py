@@ -142,7 +142,7 @@ def keep_slow_float(
         chosen = min(trials.candidates, key=lambda c: c.latency_ms)
         with atomic_path(output) as staging:
             shutil.copyfile(chosen.result.output_path, staging)
-        chosen.result = replace(chosen.result, output_path=output)
+        chosen.result = replace(chosen.result, output_path=output, int8=replace(chosen.result.int8, path=output))
     outcome = KeepFloatOutcome(float_ms, trials.candidates, chosen)
     slower = set(outcome.kept_float)
     chosen.result.float_nodes = [  # its recipe asked for these, the user did not
