@@ -19,6 +19,7 @@ from q8studio.core.profile import (
     RUNTIME_ROW,
     ProfileReport,
     boundary_marks,
+    int8_pays,
     kernel_overlay,
     profile_models,
     slower_in_int8,
@@ -353,3 +354,9 @@ def test_qlinear_concat_is_an_integer_kernel(dense_report: ProfileReport) -> Non
     assert concat.int8_kernels == ("QLinearConcat",) and concat.integer
     assert concat not in dense_report.float_islands
     assert [row.node for row in dense_report.float_islands] == ["/block/bn/BatchNormalization"]
+
+
+def test_whether_int8_pays_agrees_with_the_ratio_as_printed() -> None:
+    """Verdicts print the ratio to two decimals: 0.9496 shows as 0.95, which does not pay."""
+    assert int8_pays(0.9449) and int8_pays(0.5)
+    assert not int8_pays(0.9496) and not int8_pays(0.95) and not int8_pays(1.2)

@@ -28,8 +28,15 @@ PAYS_BELOW = 0.95
 """An int8 model taking 95% of the float32 time or more does not repay its accuracy loss."""
 SPEEDUP_DECIMALS = 2
 """Layer speed-ups are shown to two decimals ("0.97x"), in the terminal and in the window alike."""
+
 RUNTIME_ROW = "(runtime)"
 """The op type of a row of kernels that no node of either model accounts for."""
+
+
+def int8_pays(ratio: float) -> bool:
+    """Whether an int8/float32 time ratio repays int8's accuracy loss, decided on the ratio as shown
+    (two decimals), so "0.95x" never comes with "int8 pays"."""
+    return round(ratio, SPEEDUP_DECIMALS) < PAYS_BELOW
 
 
 @dataclass(frozen=True)
@@ -137,7 +144,7 @@ class ProfileReport:
     @property
     def pays(self) -> bool:
         """Whether int8 is measurably faster than float32 for this model."""
-        return self.ratio < PAYS_BELOW
+        return int8_pays(self.ratio)
 
     def headline(self, typographic: bool = False) -> str:
         """The verdict's first clause: whether int8 pays for this model here, and its time against float32's."""

@@ -20,7 +20,7 @@ from .data import Dataset
 from .fileio import atomic_path, check_outputs
 from .latency import alternating_latency
 from .model import LoadedModel
-from .profile import PAYS_BELOW, LayerTiming, ProfileReport, profile_models
+from .profile import LayerTiming, ProfileReport, int8_pays, profile_models
 from .progress import NO_PROGRESS, Progress
 from .quantize import QuantizeResult, files_read, quantize_model
 from .recipe import Recipe
@@ -71,7 +71,7 @@ class KeepFloatOutcome:
 
     @property
     def pays(self) -> bool:
-        return self.ratio_after < PAYS_BELOW
+        return int8_pays(self.ratio_after)
 
     def verdict(self) -> str:
         count = len(self.kept_float)
