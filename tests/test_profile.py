@@ -21,6 +21,7 @@ from q8studio.core.profile import (
     boundary_marks,
     int8_pays,
     kernel_overlay,
+    mark_kept_float,
     profile_models,
     slower_in_int8,
     speedup_overlay,
@@ -264,6 +265,70 @@ def test_a_layer_float_in_both_models_is_never_slower_in_int8(demo_report: Profi
     assert slower_in_int8(report) == [] and not any(row.slower_in_int8 for row in kept)
     assert f"0 of {len(kept)} layers are slower in int8" in report.verdict()
 
+
+# --- layers kept in float are not float islands -----------------------------------------------
+
+
+def demo_keeping(tmp_path: Path, exclude: tuple[str, ...]) -> tuple[ProfileReport, ProfileReport]:
+    """The demo quantized with ``exclude`` kept in float, profiled knowing which nodes its recipe kept in
+    float (as the window does) and from the two models alone (as ``q8studio profile`` does)."""
+    assets = demo_assets()
+    model = load_model(assets.model)
+    result = quantize_model(model, load_data(assets.calibration, model, samples=50), Recipe(exclude=exclude),
+                            tmp_path / "q.onnx")
+    data = load_data(assets.test, model, samples=1)
+    told = profile_models(model, result.int8, data, latency_runs=0, kept_float=result.kept_float, **PROFILE)
+    return told, profile_models(model, result.int8, data, latency_runs=0, **PROFILE)
+
+
+def test_layers_kept_in_float_are_listed_apart_from_float_islands(tmp_path: Path) -> None:
+    # a BatchNorm is named as the user sees it: pre-processing folds it into the stem Conv, kept with it
+    told, untold = demo_keeping(tmp_path, ("/stem/bn/BatchNormalization", "/fc/Gemm"))
+    assert told.computes_in_int8 and not layer(told, "/fc/Gemm").integer
+    assert [row.node for row in told.kept_in_float] == ["/stem/conv/Conv", "/fc/Gemm"]
+    assert told.float_islands == []
+    data = json.loads(to_json(told.to_dict()))
+    assert data["kept_in_float"] == ["/stem/conv/Conv", "/fc/Gemm"] and data["float_islands"] == []
+    assert [row["node"] for row in data["layers"] if row["kept_float"]] == data["kept_in_float"]
+    # two model files do not say what was asked for: every float layer among integer ones is an island
+    assert [row.node for row in untold.float_islands] == ["/stem/conv/Conv", "/fc/Gemm"]
+    assert untold.kept_in_float == []
+
+
+def test_with_every_layer_kept_in_float_there_are_no_islands(tmp_path: Path) -> None:
+    """What keeping the slower layers in float does on a CPU where int8 pays nowhere."""
+    everything = tuple(node.name for node in load_model(demo_assets().model).quantizable_nodes())
+    told, untold = demo_keeping(tmp_path, everything)
+    for report in (told, untold):
+        assert not report.computes_in_int8 and report.float_islands == [] and report.integer_mac_share == 0.0
+    assert told.kept_in_float == [row for row in told.layers if row.in_model]
+    assert untold.kept_in_float == []
+
+
+def test_float_layers_a_kept_layer_feeds_directly_are_kept_with_it(tmp_path: Path, demo_report: ProfileReport) -> None:
+    """Kept Conv -> MaxPool reading its float output -> Quantize/Dequantize -> int8 Conv -> float Relu: the
+    MaxPool stays float because the Conv does; the Relu, behind Quantize/Dequantize, is an island."""
+    inits = [numpy_helper.from_array(np.ones((4, 4, 1, 1), np.float32), "w"),
+             numpy_helper.from_array(np.array(0.1, np.float32), "s"), numpy_helper.from_array(np.array(0, np.uint8), "z")]
+    nodes = [helper.make_node("Conv", ["x", "w"], ["a"], name="/a/Conv"),
+             helper.make_node("MaxPool", ["a"], ["p"], name="/p/MaxPool", kernel_shape=[1, 1]),
+             helper.make_node("QuantizeLinear", ["p", "s", "z"], ["pq"], name="p_QuantizeLinear"),
+             helper.make_node("DequantizeLinear", ["pq", "s", "z"], ["pd"], name="p_DequantizeLinear"),
+             helper.make_node("Conv", ["pd", "w"], ["b"], name="/b/Conv"),
+             helper.make_node("Relu", ["b"], ["y"], name="/c/Relu")]
+    graph = helper.make_graph(nodes, "kept", [helper.make_tensor_value_info("x", TensorProto.FLOAT, [1, 4, 4, 4])],
+                              [helper.make_tensor_value_info("y", TensorProto.FLOAT, [1, 4, 4, 4])], inits)
+    int8 = load_model(save(helper.make_model(graph, opset_imports=[helper.make_opsetid("", 13)], ir_version=8),
+                           tmp_path / "kept.onnx"))
+    template = demo_report.layers[0]
+    rows = [replace(template, node=name, members=(name,), integer=integer)
+            for name, integer in (("/a/Conv", False), ("/p/MaxPool", False), ("/b/Conv", True), ("/c/Relu", False))]
+    marked = mark_kept_float(rows, int8.graph, {"/a/Conv"})
+    assert [row.kept_float for row in marked] == [True, True, False, False]
+    report = replace(demo_report, layers=marked)
+    assert [row.node for row in report.float_islands] == ["/c/Relu"]
+    assert [row.node for row in report.kept_in_float] == ["/a/Conv", "/p/MaxPool"]
+    assert mark_kept_float(rows, int8.graph, ()) == rows
 
 def scale_shift_block(channels: int = 16, size: int = 16) -> onnx.ModelProto:
     """A DenseNet unit: Conv -> BN -> Mul by an Unsqueeze'd scale -> Add of an Unsqueeze'd shift -> Relu,

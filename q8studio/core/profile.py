@@ -55,6 +55,15 @@ class LayerTiming:
     macs: int
     integer_macs: int
     integer: bool  # every int8 kernel of the layer computes on integers
+    kept_float: bool = False
+    """The int8 model computes the layer in float because the recipe asked for it: it holds a node kept in
+    float, or float layers join it to one with no Quantize/Dequantize between (a Relu reading a kept
+    Conv's float output stays float with it)."""
+
+    @property
+    def computes_in_float(self) -> bool:
+        """Whether the int8 model runs this layer of the model with float kernels."""
+        return self.in_model and bool(self.int8_kernels) and not self.integer
 
     @property
     def float_total_us(self) -> float:
@@ -126,9 +135,24 @@ class ProfileReport:
         return sum(layer.integer_macs for layer in self.layers) / total if total else 0.0
 
     @property
+    def computes_in_int8(self) -> bool:
+        """Whether the int8 model computes any layer with integer kernels."""
+        return any(layer.integer for layer in self.layers)
+
+    @property
     def float_islands(self) -> list[LayerTiming]:
-        """Layers the int8 model still computes in float: excluded, unsupported or not fused."""
-        return [layer for layer in self.layers if layer.in_model and layer.int8_kernels and not layer.integer]
+        """Layers the int8 model computes in float among integer layers though nothing asked for it: an
+        operator without an int8 kernel, a pattern ONNX Runtime did not fuse. Each costs Quantize/Dequantize
+        glue. Layers the recipe kept in float are :attr:`kept_in_float`, not islands; without an integer
+        layer there is nothing for a float layer to be an island in."""
+        if not self.computes_in_int8:
+            return []
+        return [layer for layer in self.layers if layer.computes_in_float and not layer.kept_float]
+
+    @property
+    def kept_in_float(self) -> list[LayerTiming]:
+        """Layers the int8 model computes in float because the recipe kept them in float."""
+        return [layer for layer in self.layers if layer.kept_float]
 
     @property
     def ratio(self) -> float:
@@ -177,6 +201,7 @@ class ProfileReport:
             "layers": [layer.to_dict() for layer in self.layers],
             "slower_in_int8": slower_in_int8(self),
             "float_islands": [layer.node for layer in self.float_islands],
+            "kept_in_float": [layer.node for layer in self.kept_in_float],
             "boundaries": [b.to_dict() for b in self.boundaries],
             "notes": self.notes,
         }
@@ -191,13 +216,16 @@ def profile_models(
     warmup: int = 10,
     threads: int = 0,
     latency_runs: int = LATENCY_RUNS,
+    kept_float: Collection[str] = (),
     progress: Progress = NO_PROGRESS,
 ) -> ProfileReport:
     """Profile both models on the first sample of ``data`` (the first batch when the float model fixes
     its batch size) and join their kernels layer by layer.
 
     ``latency_runs`` > 0 also times both models without the profiler (alternating runs): the
-    profiler costs a few microseconds per kernel, too much to judge small models by.
+    profiler costs a few microseconds per kernel, too much to judge small models by. ``kept_float``:
+    the int8 model's nodes its recipe kept in float (:attr:`~.quantize.QuantizeResult.kept_float`),
+    which tells the layers kept in float from float islands; two model files alone cannot.
     """
     require_same_inputs(float_model, int8_model)
     sample = first_run_feed(float_model, data)
@@ -206,7 +234,8 @@ def profile_models(
     progress.report("Profiling", 1, 2)
     int8_profile = profile_model(int8_model, sample, runs=runs, warmup=warmup, threads=threads)
     progress.report("Profiling", 2, 2)
-    layers = join_layers(float_model.graph, int8_model.graph, float_profile, int8_profile)
+    layers = mark_kept_float(join_layers(float_model.graph, int8_model.graph, float_profile, int8_profile),
+                             int8_model.graph, kept_float)
     latency = None
     if latency_runs > 0:
         latency = measure_latency(float_model, int8_model, data, runs=latency_runs, threads=threads, progress=progress)
@@ -219,6 +248,27 @@ def slower_in_int8(report: ProfileReport) -> list[str]:
     """Integer-computed layers whose int8 time, their share of Quantize/Dequantize and layout glue included,
     exceeds float32's (a speed-up shown below 1.00x): the layers keeping slower layers in float acts on."""
     return [layer.node for layer in report.layers if layer.slower_in_int8]
+
+
+def mark_kept_float(layers: list[LayerTiming], int8_graph: Graph, kept: Collection[str]) -> list[LayerTiming]:
+    """``layers`` with :attr:`LayerTiming.kept_float` set on the float layers the recipe asked for: those
+    holding a node of ``kept`` and the float layers a tensor joins to them directly, with no
+    Quantize/Dequantize between. A layer holding a kept node that the int8 model runs with integer
+    kernels all the same is not marked: it is not float."""
+    wanted = set(kept)
+    if not wanted:
+        return layers
+    floating = {index: layer for index, layer in enumerate(layers) if layer.computes_in_float}
+    row_of = {member: str(index) for index, layer in floating.items() for member in layer.members}
+    regions = _Groups()
+    names = [node.name for node in int8_graph.nodes]
+    for producer, consumer, _ in int8_graph.edges():
+        first, second = row_of.get(names[producer]), row_of.get(names[consumer])
+        if first is not None and second is not None:
+            regions.union(first, second)
+    requested = {regions.find(str(index)) for index, layer in floating.items() if wanted.intersection(layer.members)}
+    return [replace(layer, kept_float=True) if index in floating and regions.find(str(index)) in requested else layer
+            for index, layer in enumerate(layers)]
 
 
 def layers_holding(report: ProfileReport, nodes: Collection[str]) -> list[LayerTiming]:

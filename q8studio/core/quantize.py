@@ -84,6 +84,7 @@ class QuantizeResult:
     calibration_samples: int = 0
     calibrated_on: CalibrationSource | None = None
     statistics_reused: int = 0  # how many tensors' statistics came from the previous run
+    kept_float: tuple[str, ...] = ()  # the prepared (and int8) model's nodes the recipe kept in float
 
 
 def quantize_model(
@@ -161,6 +162,7 @@ def quantize_model(
         calibration_samples=data.count,
         calibrated_on=source,
         statistics_reused=reused,
+        kept_float=keep_float,
     )
 
 

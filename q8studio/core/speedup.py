@@ -174,7 +174,7 @@ class _Trials:
         result = quantize_model(self.model, self.calibration, self.recipe.with_changes(exclude=exclude), path,
                                 previous=previous, progress=self.progress)
         report = profile_models(self.model, result.int8, self.data, runs=self.profile_runs, threads=self.threads,
-                                latency_runs=0)
+                                latency_runs=0, kept_float=result.kept_float)
         self.candidates.append(Candidate(exclude, result, report))
         return self.candidates[-1]
 
