@@ -208,6 +208,33 @@ def test_layers_float_in_both_models_are_not_offered_to_keep_in_float(qtbot, dem
     assert f"Slower in int8: 0 of {len(kept)} layers" in speed.summary.toPlainText()
 
 
+def integer_column(window: MainWindow) -> dict[str, str]:
+    """Layer -> its “int8 computes in” cell in the Speed table."""
+    speed, column = window.results.speed, [key for _, key in COLUMNS].index("integer")
+    return {speed.node_at_row(r): speed.proxy.index(r, column).data() for r in range(speed.proxy.rowCount())}
+
+
+def test_layers_kept_in_float_are_not_called_float_islands(qtbot, demo: MainWindow, tmp_path: Path) -> None:
+    demo.session.set_exclusions(["/fc/Gemm"])
+    run_to_end(qtbot, demo)
+    summary = demo.results.speed.summary.toPlainText().splitlines()
+    assert "Kept in float: /fc/Gemm" in summary and "Float islands: none" in summary
+    assert integer_column(demo)["/fc/Gemm"] == "float, kept"
+    assert demo.exporter.export_report(tmp_path / "report.json")
+    profile = json.loads((tmp_path / "report.json").read_text())["profile"]
+    assert profile["kept_in_float"] == ["/fc/Gemm"] and profile["float_islands"] == []
+
+
+def test_with_every_layer_kept_in_float_the_speed_tab_says_no_layer_computes_in_int8(qtbot, demo: MainWindow) -> None:
+    """As after keeping the slower layers in float on a CPU where int8 pays for no layer."""
+    demo.session.set_exclusions([node.name for node in demo.session.model.quantizable_nodes()])
+    run_to_end(qtbot, demo)
+    layers = len(demo.session.profile.layers)
+    summary = demo.results.speed.summary.toPlainText()
+    assert f"No layer computes in int8: all {layers} layers kept in float" in summary.splitlines()
+    assert "island" not in summary.lower()
+    assert set(integer_column(demo).values()) == {"float, kept"}
+
 ASCII_UNITS = re.compile(r"\d\s?(x|us)\b|->")
 """A terminal's units ("0.92x", "3.0 us", "1.65 -> 1.00"); the window writes ×, µs and →."""
 

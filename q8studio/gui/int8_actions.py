@@ -85,7 +85,7 @@ class Int8Actions(QObject):
         run, model, data = session.run, session.model, session.sample_data()
         if run is None or model is None or data is None or self.busy:
             return
-        self.runner.start(lambda progress: profile_run(model, run.int8, data, progress))
+        self.runner.start(lambda progress: profile_run(model, run.result, data, progress))
         self.busy_changed.emit()
 
     def keep_slower_in_float(self) -> None:

@@ -40,10 +40,10 @@ class RunOutcome:
     profile_problem: str = ""
 
 
-def profile_run(model: LoadedModel, int8: LoadedModel, data: Dataset, progress: Progress) -> ProfileReport:
-    """Both models layer by layer, with the window's run counts."""
-    return profile_models(model, int8, data, runs=WINDOW_PROFILE_RUNS, latency_runs=WINDOW_LATENCY_RUNS,
-                          progress=progress)
+def profile_run(model: LoadedModel, result: QuantizeResult, data: Dataset, progress: Progress) -> ProfileReport:
+    """The float model and ``result``'s int8 model layer by layer, with the window's run counts."""
+    return profile_models(model, result.int8, data, runs=WINDOW_PROFILE_RUNS, latency_runs=WINDOW_LATENCY_RUNS,
+                          kept_float=result.kept_float, progress=progress)
 
 
 def run_and_profile(model: LoadedModel, calibration: Dataset, evaluation: Dataset | None, recipe: Recipe,
@@ -55,7 +55,7 @@ def run_and_profile(model: LoadedModel, calibration: Dataset, evaluation: Datase
     progress.report("Preparing the tensor probe", 0, 1)
     probe = TensorProbe(run.result.prepared.model, run.int8)
     try:
-        report = profile_run(model, run.int8, evaluation if evaluation is not None else calibration, progress)
+        report = profile_run(model, run.result, evaluation if evaluation is not None else calibration, progress)
     except Q8Error as exc:
         return RunOutcome(run, probe, None, str(exc))
     return RunOutcome(run, probe, report)

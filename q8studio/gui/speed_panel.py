@@ -46,13 +46,16 @@ COLUMNS: list[tuple[str, str]] = [
 ]
 SPEEDUP_COLUMN = 2
 MAX_ISLANDS_LISTED = 3  # more names would push the rest of the summary out of sight
+KEPT_FLOAT = "float, kept"
+"""How the “int8 computes in” column shows a layer the recipe kept in float, apart from a float island."""
 NUMBER_COLUMNS = {"speedup", "float_total_us", "int8_us", "int8_glue_us", "macs"}
 TOOLTIPS = {
     "float_total_us": "Mean time per run of the float32 kernels of this layer, layout kernels included",
     "int8_us": "Mean time per run of the int8 model's kernels of this layer",
     "int8_glue_us": "This layer's share of the int8 model's Quantize/Dequantize and layout kernels",
     "speedup": "float32 time / int8 time, glue included: below 1× int8 made the layer slower",
-    "integer": "Whether the int8 model computes this layer with integer kernels or float ones",
+    "integer": "Whether the int8 model computes this layer with integer kernels or float ones "
+               "(“float, kept”: the layers kept in float)",
     "macs": "Multiply-accumulates of the layer's Conv/Gemm/MatMul at batch 1",
 }
 BANNERS = {True: "color: #1b5e20; background: #e8f5e9; border: 1px solid #a5d6a7;",
@@ -100,7 +103,9 @@ def _cell_text(layer: LayerTiming, key: str) -> str:
     if isinstance(value, tuple):
         return " + ".join(value) or "—"
     if key == "integer":
-        return ("integer" if value else "float") if layer.int8_kernels else "—"
+        if not layer.int8_kernels:
+            return "—"
+        return "integer" if value else KEPT_FLOAT if layer.kept_float else "float"
     if key == "speedup":
         return fmt.times(value)
     if key == "macs":
@@ -135,11 +140,28 @@ def summary_html(report: ProfileReport) -> str:
             lines.append(f"float32 leaves int8 at <b>{boundary.tensor}</b> ({boundary.at}) ← {layers}")
     if constants:
         lines.append(f"{constants} weights/biases are dequantized to float32 on every run")
+    return "<br>".join(lines + float_layer_lines(report))
+
+
+def float_layer_lines(report: ProfileReport) -> list[str]:
+    """The layers the int8 model computes in float: those the recipe kept in float, and the islands
+    among integer layers nobody asked for; or that no layer computes in int8 at all."""
+    kept = [layer.node for layer in report.kept_in_float]
+    if not report.computes_in_int8:
+        if not kept:
+            return ["<b>No layer computes in int8</b>: ONNX Runtime ran every layer with float kernels"]
+        computed = sum(layer.computes_in_float for layer in report.layers)
+        share = "all" if len(kept) == computed else f"{len(kept)} of"
+        return [f"<b>No layer computes in int8</b>: {share} {fmt.count(computed, 'layer')} kept in float"]
     islands = [layer.node for layer in report.float_islands]
-    listed = ", ".join(islands) if len(islands) <= MAX_ISLANDS_LISTED else (
-        f"{len(islands)} layers, “float” in the table's “int8 computes in” column")
-    lines.append(f"Float islands: {listed or 'none'}")
-    return "<br>".join(lines)
+    lines = [f"Kept in float: {_listed(kept, KEPT_FLOAT)}"] if kept else []
+    return lines + [f"Float islands: {_listed(islands, 'float') if islands else 'none'}"]
+
+
+def _listed(names: list[str], shown_as: str) -> str:
+    if len(names) <= MAX_ISLANDS_LISTED:
+        return ", ".join(names)
+    return f"{len(names)} layers, “{shown_as}” in the table's “int8 computes in” column"
 
 
 class SpeedPanel(QWidget):
