@@ -29,11 +29,12 @@ from q8studio.core.imagefolder import ImageFolderSource, ImagePreprocessing
 from q8studio.core.model import load_model
 from q8studio.core.recipe import Recipe
 from q8studio.core.stats import BatchExtent, TensorStats
-from q8studio.core.tensorview import WeightSummary, display_image, weight_histogram
+from q8studio.core.tensorview import MethodRange, WeightSummary, display_image, weight_histogram
 from q8studio.gui import formatting as fmt
 from q8studio.gui.histograms import HistogramPanel
 from q8studio.gui import main_window as main_window_module
 from q8studio.gui.main_window import COMPARE_SAMPLES, MainWindow
+from q8studio.gui.plots import stack_rows
 from q8studio.gui.quantize_panel import PREVIEW_PIXELS
 from q8studio.gui.results_panel import COLUMNS
 from q8studio.gui.row_table import SORT_ROLE
@@ -189,6 +190,7 @@ def test_full_run_matches_the_core_and_table_clicks_select_nodes(qtbot, demo: Ma
     minmax_line = demo.histograms.method_lines["minmax"][0]
     assert minmax_line.value() == pytest.approx(run.result.ranges[tensor][1])
     assert set(demo.histograms.method_lines) == {"minmax", "percentile", "entropy", "mse", "ema"}
+    assert_method_labels_readable(qtbot, demo.histograms)  # at the window's default size and layout
     _, float_counts = plotted(demo.histograms.float_hist)
     _, int8_counts = plotted(demo.histograms.int8_hist)
     assert float_counts.sum() == int8_counts.sum() == COMPARE_SAMPLES * per_sample
@@ -582,6 +584,55 @@ def test_histogram_header_says_when_a_concat_histogram_combines_its_inputs(qtbot
     _, counts = plotted(panel.activation_hist)
     assert counts.sum() == 2 * len(range(0, 100, 7))  # 7: the smallest prime >= 50/10 not dividing 50
 
+
+def assert_method_labels_readable(qtbot, panel: HistogramPanel) -> None:
+    """Every clipping method's name is inside the plot, beside its own line, and clear of the others."""
+    panel.tabs.setCurrentIndex(1)  # Activation: the plot ranges its view, and the labels follow, once painted
+    qtbot.waitUntil(lambda: all(label.item.isVisible() for label in panel.method_labels.labels), timeout=2000)
+    panel.activation_plot.grab()  # labels keep their size on screen by following the view's scale when painted
+    view = panel.activation_plot.getViewBox()
+    area = view.sceneBoundingRect()
+    rects = {label.item.textItem.toPlainText(): label.item.sceneBoundingRect()
+             for label in panel.method_labels.labels if label.item.isVisible()}
+    assert set(rects) == set(panel.method_lines)
+    for name, rect in rects.items():
+        assert area.contains(rect), (name, rect, area)
+        line = view.mapViewToScene(QPointF(panel.method_lines[name][0].value(), 0.0)).x()
+        assert rect.right() <= line or rect.left() >= line, name  # beside its line, not across it
+        assert min(abs(rect.right() - line), abs(rect.left() - line)) < 6, name
+    inner = {name: rect.adjusted(0.5, 0.5, -0.5, -0.5) for name, rect in rects.items()}  # touching is not overlapping
+    clashes = [(a, b) for a in inner for b in inner if a < b and inner[a].intersects(inner[b])]
+    assert not clashes, clashes
+
+
+CLOSE_RANGES = [MethodRange("minmax", -6.35, 9.69, 0.0), MethodRange("percentile", -5.12, 7.93, 2e-4),
+                MethodRange("entropy", -6.13, 9.07, 2e-5), MethodRange("mse", -6.35, 8.31, 4e-5),
+                MethodRange("ema", -5.09, 7.65, 3e-4)]
+"""The demo's /block2/pointwise/bn output: five upper limits within 2.1 of each other."""
+
+
+@pytest.mark.parametrize("log_counts", [True, False], ids=["log", "linear"])
+@pytest.mark.parametrize("size", [(460, 400), (300, 320), (900, 700)], ids=["dock", "narrow", "wide"])
+def test_clipping_method_labels_of_close_ranges_do_not_overlap(qtbot, size: tuple[int, int], log_counts: bool) -> None:
+    stats = TensorStats("t")
+    stats.update(np.random.default_rng(0).standard_normal((8, 4096)).astype(np.float32) * 2.5)
+    panel = HistogramPanel()
+    qtbot.addWidget(panel)
+    panel.resize(*size)
+    panel.show()
+    panel.log_counts.setChecked(log_counts)
+    panel.show_activation(stats, (stats.hist, stats.edges), CLOSE_RANGES, "minmax")
+    assert_method_labels_readable(qtbot, panel)
+    bold = {label.item.textItem.toPlainText(): label.item.textItem.font().bold() for label in panel.method_labels.labels}
+    assert bold == {entry.method: entry.method == "minmax" for entry in CLOSE_RANGES}  # bold = used, as the lines
+    panel.show_activation(None, None, [], "", "Select a node")
+    assert panel.method_labels.labels == [] and not [item for item in panel.activation_plot.getViewBox().addedItems
+                                                     if item.__class__.__name__ == "TextItem"]
+
+
+def test_labels_stack_only_where_they_would_overlap() -> None:
+    assert stack_rows([(100, 150), (120, 170), (10, 60), (145, 200), (0, 30)]) == [0, 1, 0, 2, 1]
+    assert stack_rows([(0, 10), (13, 20)], gap=3) == [0, 0]  # far enough apart to share a row
 
 def test_log_counts_draw_a_bin_of_one_value(qtbot) -> None:
     """A single outlier is what log counts are for: its bin must be filled, not a line on the axis."""

@@ -14,7 +14,7 @@ from PySide6.QtWidgets import QCheckBox, QHBoxLayout, QLabel, QTabWidget, QVBoxL
 from ..core.stats import TensorStats
 from ..core.tensorview import ComparisonView, MethodRange, WeightSummary
 from . import formatting as fmt
-from .plots import make_plot
+from .plots import LineLabels, make_plot
 
 pg.setConfigOptions(antialias=True, background="w", foreground="#333")
 
@@ -97,6 +97,7 @@ class HistogramPanel(QWidget):
         self.activation_plot = make_plot("Calibration histogram and clipping ranges", "value", "count")
         self.activation_hist = _step("#555555", alpha=70)
         self.activation_plot.addItem(self.activation_hist)
+        self.method_labels = LineLabels(self.activation_plot)
         self.method_legend = QLabel()
         self.method_legend.setTextFormat(Qt.TextFormat.RichText)
         tab = _tab(self.activation_header, self.activation_plot)
@@ -171,6 +172,7 @@ class HistogramPanel(QWidget):
             for line in lines:
                 self.activation_plot.removeItem(line)
         self.method_lines = {}
+        self.method_labels.clear()
         self.method_legend.clear()
         if stats is None or histogram is None:
             self.activation_header.setText(message)
@@ -184,18 +186,18 @@ class HistogramPanel(QWidget):
             f"{fmt.number(stats.max)}]{_histogram_note(stats)}. "
             "Lines: each method's clipping range (bold = used)."
         )
-        for index, entry in enumerate(ranges):
-            self._add_method(entry, index, entry.method == chosen, stats.min < 0)
+        for entry in ranges:
+            self._add_method(entry, entry.method == chosen, stats.min < 0)
+        self.method_labels.set_labels(
+            [(entry.rmax, entry.method, _colour(entry.method), entry.method == chosen) for entry in ranges])
         self.method_legend.setText(_legend_html(ranges, chosen))
         self._autorange()
 
-    def _add_method(self, entry: MethodRange, index: int, chosen: bool, signed: bool) -> None:
-        colour = METHOD_COLOURS.get(entry.method, "#000000")
+    def _add_method(self, entry: MethodRange, chosen: bool, signed: bool) -> None:
+        """The method's lines; its name goes beside the upper one (:class:`~.plots.LineLabels`)."""
         style = Qt.PenStyle.SolidLine if chosen else Qt.PenStyle.DashLine
-        pen = pg.mkPen(colour, width=3 if chosen else 1.5, style=style)
-        height = 0.95 - 0.09 * index
-        lines = [pg.InfiniteLine(entry.rmax, angle=90, pen=pen, label=entry.method,
-                                 labelOpts={"position": height, "color": colour, "anchors": [(1, 0.5), (1, 0.5)]})]
+        pen = pg.mkPen(_colour(entry.method), width=3 if chosen else 1.5, style=style)
+        lines = [pg.InfiniteLine(entry.rmax, angle=90, pen=pen)]
         if signed and entry.rmin < 0:
             lines.append(pg.InfiniteLine(entry.rmin, angle=90, pen=pen))
         for line in lines:
@@ -238,6 +240,10 @@ class HistogramPanel(QWidget):
             plot.enableAutoRange()
 
 
+def _colour(method: str) -> str:
+    return METHOD_COLOURS.get(method, "#000000")
+
+
 def _histogram_note(stats: TensorStats) -> str:
     """Says when the histogram is not simply every value of this tensor: a regular sample of them,
     or the combination of the histograms of a Concat's inputs."""
@@ -252,7 +258,7 @@ def _legend_html(ranges: list[MethodRange], chosen: str) -> str:
     """A table under the plot (never over the data): colour, method, range, share of values clipped."""
     rows = []
     for entry in ranges:
-        colour = METHOD_COLOURS.get(entry.method, "#000000")
+        colour = _colour(entry.method)
         name = f"<b>{entry.method}</b> (used)" if entry.method == chosen else entry.method
         rows.append(
             f"<tr><td style='color:{colour}'>{'━━' if entry.method == chosen else '╍╍'}</td><td>{name}</td>"
