@@ -34,7 +34,11 @@ def decibels(value: float | None) -> str:
 
 
 def milliseconds(value: float) -> str:
-    return f"{value:.3f} ms"
+    """At least three significant digits: a model as small as the demo runs in about 0.012 ms, where
+    three decimals would show two latencies 4% apart as the same figure beside a speed-up of 1.04×."""
+    if not math.isfinite(value) or value <= 0:
+        return f"{value:.3f} ms"
+    return f"{value:.{max(3, 2 - math.floor(math.log10(value)))}f} ms"
 
 
 def times(value: float) -> str:
