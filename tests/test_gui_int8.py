@@ -35,7 +35,7 @@ from q8studio.gui.graph_items import OverlayScale
 from q8studio.gui.main_window import DEFAULT_SIZE, ENTER_BADGE, LEAVE_BADGE, MainWindow
 from q8studio.gui.results_panel import SUMMARY_ROWS
 from q8studio.gui.row_table import SORT_ROLE
-from q8studio.gui.speed_panel import COLUMNS
+from q8studio.gui.speed_panel import BANNERS, COLUMNS
 
 RUN_TIMEOUT_MS = 60_000
 DEPTHWISE = "/block1/depthwise/conv/Conv"
@@ -234,6 +234,9 @@ def test_with_every_layer_kept_in_float_the_speed_tab_says_no_layer_computes_in_
     assert f"No layer computes in int8: all {layers} layers kept in float" in summary.splitlines()
     assert "island" not in summary.lower()
     assert set(integer_column(demo).values()) == {"float, kept"}
+    verdict = demo.results.speed.verdict  # neither green nor red: float is timed against float
+    assert verdict.text().startswith("No layer computes in int8: the int8 model takes ")
+    assert BANNERS[None] in verdict.styleSheet()
 
 ASCII_UNITS = re.compile(r"\d\s?(x|us)\b|->")
 """A terminal's units ("0.92x", "3.0 us", "1.65 -> 1.00"); the window writes ×, µs and →."""

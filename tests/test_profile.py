@@ -264,6 +264,10 @@ def test_a_layer_float_in_both_models_is_never_slower_in_int8(demo_report: Profi
     assert all(row.int8_total_us > row.float_total_us for row in kept)
     assert slower_in_int8(report) == [] and not any(row.slower_in_int8 for row in kept)
     assert f"0 of {len(kept)} layers are slower in int8" in report.verdict()
+    # nor does int8 pay, or fail to, when no layer computes in int8: two float models differ by noise
+    faster = replace(report, latency_ms=(1.0, 0.5))
+    assert not faster.pays
+    assert faster.headline() == "No layer computes in int8: the int8 model takes 0.50x the float32 time"
 
 
 # --- layers kept in float are not float islands -----------------------------------------------

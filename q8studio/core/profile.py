@@ -167,13 +167,17 @@ class ProfileReport:
 
     @property
     def pays(self) -> bool:
-        """Whether int8 is measurably faster than float32 for this model."""
-        return int8_pays(self.ratio)
+        """Whether int8 is measurably faster than float32 for this model: never when no layer computes in
+        int8, whatever the timing noise between two float models says."""
+        return self.computes_in_int8 and int8_pays(self.ratio)
 
     def headline(self, typographic: bool = False) -> str:
         """The verdict's first clause: whether int8 pays for this model here, and its time against float32's."""
+        times = f"{self.ratio:.2f}{'×' if typographic else 'x'} the float32 time"
+        if not self.computes_in_int8:
+            return f"No layer computes in int8: the int8 model takes {times}"
         pays = "int8 pays" if self.pays else "int8 does not pay here"
-        return f"{pays}: it takes {self.ratio:.2f}{'×' if typographic else 'x'} the float32 time"
+        return f"{pays}: it takes {times}"
 
     def verdict(self, typographic: bool = False) -> str:
         """One plain sentence: does int8 pay for this model here, and where its time goes.

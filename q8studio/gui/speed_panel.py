@@ -238,7 +238,7 @@ class SpeedPanel(QWidget):
             return
         self.verdict.setText(f"{report.headline(typographic=True)}.")  # the summary below has the rest
         self.verdict.setToolTip(report.verdict(typographic=True))
-        self.verdict.setStyleSheet(_banner_style(report.pays))
+        self.verdict.setStyleSheet(_banner_style(report.pays if report.computes_in_int8 else None))
         self.verdict.show()
         self.summary.setHtml(summary_html(report))
 
