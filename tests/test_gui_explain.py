@@ -57,6 +57,8 @@ def test_panel_shows_the_numbers_of_the_explained_node(qtbot, explanations, tmp_
     np.testing.assert_allclose(y, e.w.scale)
     np.testing.assert_allclose(panel.error_curve.getData()[1], [m.rel_error for m in e.multipliers])
     assert panel.channel_line.value() == e.example.index[1]
+    _, labelled = panel.scale_plot.getAxis("bottom").tickValues(-0.5, 15.5, 300)[0]  # the major ticks
+    assert labelled and all(value == int(value) for value in labelled)  # channel numbers
     assert panel.grab().save(str(tmp_path / "explain_panel.png"))
 
 
@@ -73,6 +75,9 @@ def test_per_tensor_weights_point_at_no_channel(qtbot, tmp_path: Path) -> None:
     assert not explanation.w.per_channel and not panel.channel_line.isVisible()
     assert "dashed" not in panel.element_label.text()
     assert "per channel" not in panel.error_plot.plotItem.titleLabel.text
+    for plot in (panel.scale_plot, panel.error_plot):  # one channel, numbered 0, not -0.4 ... 0.4
+        ticks = [value for _, values in plot.getAxis("bottom").tickValues(-0.52, 0.52, 200) for value in values]
+        assert ticks == [0.0]
 
 
 def test_worked_example_grids_and_arithmetic_chain(qtbot, explanations) -> None:

@@ -35,6 +35,7 @@ pg.setConfigOptions(antialias=True, background="w", foreground="#333")  # the ap
 BADGE_COLOURS = {"exact": "#2e7d32", "close": "#e08a00", "wrong": "#c62828", "none": "#757575"}
 PADDING_BRUSH = QBrush(QColor("#e6e6e6"))
 GRID_CHANNELS = 8  # channels of a receptive field shown as grids; the chain still sums them all
+UNIT_TICKS_UP_TO = 8  # channels whose plots tick every channel; over more, the automatic ticks are whole
 ROW_VALUES = 16  # values per row when a matrix row is shown as a grid
 
 
@@ -209,9 +210,12 @@ class ExplainPanel(QWidget):
         title = "S_w per output channel" if expl.w.per_channel else "S_w (one for the tensor)"
         self.scale_plot.setTitle(title, size="9pt")
         self.error_plot.setTitle("M0·2⁻ⁿ/M − 1" + (" per channel" if len(expl.multipliers) > 1 else ""), size="9pt")
+        count = max(channels.size, len(expl.multipliers))
         for plot in (self.scale_plot, self.error_plot):
-            plot.setXRange(-0.5, max(channels.size, len(expl.multipliers)) - 0.5, padding=0.02)
+            plot.setXRange(-0.5, count - 0.5, padding=0.02)
             plot.enableAutoRange(axis="y")
+            # channels are whole numbers: over a few of them the automatic ticks read "-0.4 -0.2 0 0.2 0.4"
+            plot.getAxis("bottom").setTickSpacing(*((1, 1) if count <= UNIT_TICKS_UP_TO else ()))
         if not expl.w.per_channel:  # one point: show it against zero rather than in a range of its own
             self.scale_plot.setYRange(0.0, 2.0 * float(expl.w.scale), padding=0.05)
 
