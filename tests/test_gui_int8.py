@@ -103,6 +103,23 @@ def test_explain_dock_explains_the_selected_node_like_the_core(qtbot, demo: Main
     assert not dock.redirect.isHidden() and DEPTHWISE in dock.redirect.text()
 
 
+
+def test_explain_says_why_a_layer_is_float(qtbot, demo: MainWindow) -> None:
+    demo.session.set_exclusions(["/stem/bn/BatchNormalization"])  # pre-processing folds it into the stem Conv
+    run_to_end(qtbot, demo)
+    dock = demo.explain_dock
+    dock.raise_()
+    demo.session.select("/stem/bn/BatchNormalization")
+    expected = "/stem/conv/Conv is a float layer of the int8 model: kept in float on request."
+    qtbot.waitUntil(lambda: dock.panel.message.text().startswith(expected), timeout=5000)
+    qtbot.waitUntil(lambda: not dock.runner.busy, timeout=10_000)  # nothing sent to the worker overwrites it
+    assert dock.panel.message.text().startswith(expected) and dock.panel.explanation is None
+    assert "is computed as part of <b>/stem/conv/Conv</b>." in dock.redirect.text()
+    assert "int8 computes" not in dock.redirect.text()
+    demo.session.select(DEPTHWISE)  # an int8 layer is explained as before
+    explained(qtbot, demo, DEPTHWISE)
+    assert dock.redirect.isHidden()
+
 def test_hidden_explain_dock_waits_until_shown(qtbot, demo: MainWindow) -> None:
     run_to_end(qtbot, demo)
     demo.docks["inspector"].raise_()

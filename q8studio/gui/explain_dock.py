@@ -101,10 +101,16 @@ class ExplainDock(QDockWidget):
             self.panel.show_explanation(None)
             return
         target = self._computed_by(name)
+        kept = next((node for node in run.result.float_nodes if node.name == target), None)
         if target != name:
-            self.redirect.setText(f"<i>{name}</i> is not in the int8 model: int8 computes it as part of "
-                                  f"<b>{target}</b>, explained below.")
+            computed = "int8 computes it" if kept is None else "it is computed"
+            self.redirect.setText(f"<i>{name}</i> is not in the int8 model: {computed} as part of <b>{target}</b>"
+                                  f"{', explained below' if kept is None else ''}.")
             self.redirect.show()
+        if kept is not None:  # the run says why; the worker could only say that no DequantizeLinear feeds it
+            self.runner.cancel()
+            self.panel.show_message(f"{target} is a float layer of the int8 model: {kept.reason}.\n\n{HINT}")
+            return
         sample, self._target = self.sample.value(), target
         self.panel.show_message(f"Explaining {target} on sample {sample}…")
         int8 = run.int8
