@@ -31,7 +31,7 @@ from q8studio.core.recipe import Recipe
 from q8studio.core.stats import BatchExtent, TensorStats
 from q8studio.core.tensorview import MethodRange, WeightSummary, display_image, weight_histogram
 from q8studio.gui import formatting as fmt
-from q8studio.gui.histograms import HistogramPanel
+from q8studio.gui.histograms import LOG_TICKS, HistogramPanel
 from q8studio.gui import main_window as main_window_module
 from q8studio.gui.main_window import COMPARE_SAMPLES, MainWindow
 from q8studio.gui.plots import stack_rows
@@ -584,6 +584,12 @@ def test_histogram_header_says_when_a_concat_histogram_combines_its_inputs(qtbot
     _, counts = plotted(panel.activation_hist)
     assert counts.sum() == 2 * len(range(0, 100, 7))  # 7: the smallest prime >= 50/10 not dividing 50
 
+
+
+def test_log_count_axes_write_every_decade_alike() -> None:
+    labels = [label for _, label in LOG_TICKS[0]]
+    assert labels[:8] == ["1", "10", "100", "1k", "10k", "100k", "1M", "10M"]
+    assert not [label for label in labels if "e" in label or "0000" in label]
 
 def assert_method_labels_readable(qtbot, panel: HistogramPanel) -> None:
     """Every clipping method's name is inside the plot, beside its own line, and clear of the others."""

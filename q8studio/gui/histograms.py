@@ -25,8 +25,9 @@ METHOD_COLOURS: dict[str, str] = {
     "mse": "#ff7f0e",
     "ema": "#17becf",
 }
-LOG_TICKS = [[(float(power), f"{10 ** power:g}") for power in range(13)]]
-"""Log-scale count axes label decades only; pyqtgraph's minor labels pile up over short ranges."""
+LOG_TICKS = [[(float(power), f"{10 ** (power % 3)}{' kMGT'[power // 3].strip()}") for power in range(13)]]
+"""Log-scale count axes label decades only (pyqtgraph's minor labels pile up over short ranges), all in
+one notation, 1, 10, 100, 1k … 1M: a ReLU's activation axis read 100000 under 1e+06."""
 LOG_FILL_LEVEL = -0.5
 """On a log scale a bin of one value is at log10(1) = 0: the fill must start below it, or single
 outliers, the values log counts exist to show, draw nothing."""
