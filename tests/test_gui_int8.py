@@ -35,7 +35,7 @@ from q8studio.gui.graph_items import OverlayScale
 from q8studio.gui.main_window import DEFAULT_SIZE, ENTER_BADGE, LEAVE_BADGE, MainWindow
 from q8studio.gui.results_panel import SUMMARY_ROWS
 from q8studio.gui.row_table import SORT_ROLE
-from q8studio.gui.speed_panel import BANNERS, COLUMNS
+from q8studio.gui.speed_panel import BANNERS, COLUMNS, float_layer_lines
 
 RUN_TIMEOUT_MS = 60_000
 DEPTHWISE = "/block1/depthwise/conv/Conv"
@@ -235,7 +235,12 @@ def test_layers_kept_in_float_are_not_called_float_islands(qtbot, demo: MainWind
     demo.session.set_exclusions(["/fc/Gemm"])
     run_to_end(qtbot, demo)
     summary = demo.results.speed.summary.toPlainText().splitlines()
-    assert "Kept in float: /fc/Gemm" in summary and "Float islands: none" in summary
+    assert "Kept in float: /fc/Gemm; no float islands" in summary
+    profile = demo.session.profile  # with a float layer nobody asked for, each gets its line
+    stem = replace(next(row for row in profile.layers if row.node == "/stem/conv/Conv"), integer=False,
+                   int8_kernels=("Conv (float)",))
+    with_island = replace(profile, layers=[stem if row.node == stem.node else row for row in profile.layers])
+    assert float_layer_lines(with_island) == ["Kept in float: /fc/Gemm", "Float islands: /stem/conv/Conv"]
     assert integer_column(demo)["/fc/Gemm"] == "float, kept"
     assert demo.exporter.export_report(tmp_path / "report.json")
     profile = json.loads((tmp_path / "report.json").read_text())["profile"]
@@ -248,7 +253,7 @@ def test_with_every_layer_kept_in_float_the_speed_tab_says_no_layer_computes_in_
     run_to_end(qtbot, demo)
     layers = len(demo.session.profile.layers)
     summary = demo.results.speed.summary.toPlainText()
-    assert f"No layer computes in int8: all {layers} layers kept in float" in summary.splitlines()
+    assert f"Kept in float: all {layers} layers" in summary.splitlines()
     assert "island" not in summary.lower()
     assert set(integer_column(demo).values()) == {"float, kept"}
     verdict = demo.results.speed.verdict  # neither green nor red: float is timed against float

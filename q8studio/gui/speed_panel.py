@@ -145,23 +145,25 @@ def summary_html(report: ProfileReport) -> str:
 
 def float_layer_lines(report: ProfileReport) -> list[str]:
     """The layers the int8 model computes in float: those the recipe kept in float, and the islands
-    among integer layers nobody asked for; or that no layer computes in int8 at all."""
+    among integer layers nobody asked for (none when no layer computes in int8, as the banner says)."""
     kept = [layer.node for layer in report.kept_in_float]
     if not report.computes_in_int8:
         if not kept:
-            return ["<b>No layer computes in int8</b>: ONNX Runtime ran every layer with float kernels"]
+            return ["Kept in float: none; ONNX Runtime ran every layer with float kernels"]
         computed = sum(layer.computes_in_float for layer in report.layers)
-        share = "all" if len(kept) == computed else f"{len(kept)} of"
-        return [f"<b>No layer computes in int8</b>: {share} {fmt.count(computed, 'layer')} kept in float"]
-    islands = [layer.node for layer in report.float_islands]
-    lines = [f"Kept in float: {_listed(kept, KEPT_FLOAT)}"] if kept else []
-    return lines + [f"Float islands: {_listed(islands, 'float') if islands else 'none'}"]
+        return [f"Kept in float: {'all' if len(kept) == computed else f'{len(kept)} of'} {fmt.count(computed, 'layer')}"]
+    islands = f"{_listed([layer.node for layer in report.float_islands], 'float') or 'none'}"
+    if not kept:
+        return [f"Float islands: {islands}"]
+    if not report.float_islands:  # one line: the summary shares a short tab with the table
+        return [f"Kept in float: {_listed(kept, KEPT_FLOAT)}; no float islands"]
+    return [f"Kept in float: {_listed(kept, KEPT_FLOAT)}", f"Float islands: {islands}"]
 
 
 def _listed(names: list[str], shown_as: str) -> str:
     if len(names) <= MAX_ISLANDS_LISTED:
         return ", ".join(names)
-    return f"{len(names)} layers, “{shown_as}” in the table's “int8 computes in” column"
+    return f"{len(names)} layers (“{shown_as}” in the table)"
 
 
 class SpeedPanel(QWidget):
