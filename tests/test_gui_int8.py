@@ -35,7 +35,7 @@ from q8studio.gui.graph_items import OverlayScale
 from q8studio.gui.main_window import DEFAULT_SIZE, ENTER_BADGE, LEAVE_BADGE, MainWindow
 from q8studio.gui.results_panel import SUMMARY_ROWS
 from q8studio.gui.row_table import SORT_ROLE
-from q8studio.gui.speed_panel import BANNERS, COLUMNS, float_layer_lines
+from q8studio.gui.speed_panel import BANNERS, COLUMNS, float_layer_lines, summary_html
 
 RUN_TIMEOUT_MS = 60_000
 DEPTHWISE = "/block1/depthwise/conv/Conv"
@@ -149,6 +149,10 @@ def test_speed_tab_overlays_and_boundaries_show_the_profile(qtbot, demo: MainWin
     assert report.verdict(typographic=True).startswith(report.headline(typographic=True) + ";")
     summary = speed.summary.toPlainText()
     assert "float32 enters int8 at image (model input)" in summary and "float32 leaves int8 at logits" in summary
+    # layers kept in float mid-model add two boundaries each: past two they are counted in one line
+    inner = [replace(b, tensor=f"t{i}", at="inside the model") for i, b in enumerate(report.boundaries[:2] * 3)]
+    many = summary_html(replace(report, boundaries=report.boundaries + inner))
+    assert "float32 enters int8 at 4 tensors and leaves it at 4" in many and "(model input)" not in many
 
     # the same layers and kernels as the core finds for these two models
     core = profile_models(demo.session.model, run.int8, load_data(demo_assets().test, run.int8), runs=5,
@@ -397,3 +401,4 @@ def test_latencies_of_a_small_model_show_the_difference_their_ratio_shows() -> N
     assert fmt.milliseconds(0.00093) == "0.000930 ms"
     assert fmt.milliseconds(0.25) == "0.250 ms" and fmt.milliseconds(12.3454) == "12.345 ms"
     assert fmt.milliseconds(0.0) == "0.000 ms"
+

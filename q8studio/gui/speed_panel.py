@@ -25,7 +25,7 @@ from PySide6.QtWidgets import (
     QWidget,
 )
 
-from ..core.profile import LayerTiming, ProfileReport, slower_in_int8
+from ..core.profile import Boundary, LayerTiming, ProfileReport, slower_in_int8
 from . import formatting as fmt
 from .graph_items import faded
 from .overlays import fixed_scale
@@ -46,6 +46,7 @@ COLUMNS: list[tuple[str, str]] = [
 ]
 SPEEDUP_COLUMN = 2
 MAX_ISLANDS_LISTED = 3  # more names would push the rest of the summary out of sight
+MAX_BOUNDARIES_LISTED = 2  # the model's input and output; more are counted, for the same reason
 KEPT_FLOAT = "float, kept"
 """How the “int8 computes in” column shows a layer the recipe kept in float, apart from a float island."""
 NUMBER_COLUMNS = {"speedup", "float_total_us", "int8_us", "int8_glue_us", "macs"}
@@ -128,19 +129,28 @@ def summary_html(report: ProfileReport) -> str:
     lines.append(f"Slower in int8: {len(slower_in_int8(report))} of {len(report.layers)} layers")
     lines.append(f"Glue per run: Q/DQ {report.int8.qdq_us:.1f} µs, layout {report.int8.layout_us:.1f} µs")
     lines.append(f"Integer kernels: {fmt.percent(report.integer_mac_share, 0)} of multiply-accumulates")
-    constants = 0
-    for boundary in report.boundaries:
-        if boundary.at.startswith("constant"):
-            constants += 1
-            continue
+    constants = sum(boundary.at.startswith("constant") for boundary in report.boundaries)
+    lines.extend(_boundary_lines([b for b in report.boundaries if not b.at.startswith("constant")]))
+    if constants:
+        lines.append(f"{constants} weights/biases are dequantized to float32 on every run")
+    return "<br>".join(lines + float_layer_lines(report))
+
+
+def _boundary_lines(boundaries: list[Boundary]) -> list[str]:
+    """Where float32 enters and leaves int8, one line each; past :data:`MAX_BOUNDARIES_LISTED`, as
+    counts, since the graph's badges show them all (a few layers kept in float add two each)."""
+    if len(boundaries) > MAX_BOUNDARIES_LISTED:
+        entering = sum(boundary.enters_int8 for boundary in boundaries)
+        return [f"float32 enters int8 at {entering} tensors and leaves it at {len(boundaries) - entering} "
+                "(→int8 and →fp32 badges in the graph)"]
+    lines = []
+    for boundary in boundaries:
         layers = ", ".join(boundary.layers) or "—"
         if boundary.enters_int8:
             lines.append(f"float32 enters int8 at <b>{boundary.tensor}</b> ({boundary.at}) → {layers}")
         else:
             lines.append(f"float32 leaves int8 at <b>{boundary.tensor}</b> ({boundary.at}) ← {layers}")
-    if constants:
-        lines.append(f"{constants} weights/biases are dequantized to float32 on every run")
-    return "<br>".join(lines + float_layer_lines(report))
+    return lines
 
 
 def float_layer_lines(report: ProfileReport) -> list[str]:
