@@ -22,7 +22,7 @@ from q8studio.core.metrics import ErrorAccumulator
 from q8studio.core.model import LoadedModel, load_model
 from q8studio.core.quantize import QuantizeResult, quantize_model
 from q8studio.core.recipe import Recipe
-from q8studio.core.session import BatchRunner, cpu_session, first_run_feed
+from q8studio.core.session import BatchRunner, cpu_session, first_run_feed, join_samples
 from q8studio.core.stats import collect_tensor_stats
 from q8studio.core.tensorview import TensorProbe
 
@@ -72,6 +72,9 @@ class RecordingSession:
     def run(self, names: list[str] | None, feed: dict[str, np.ndarray]) -> list[np.ndarray]:
         self.sizes.append(len(next(iter(feed.values()))))
         return self.session.run(names, feed)
+
+    def __getattr__(self, name: str) -> object:
+        return getattr(self.session, name)
 
 
 def one_line_error(capfd: pytest.CaptureFixture[str], argv: list[str]) -> str:
@@ -363,6 +366,33 @@ def test_a_single_sample_model_is_calibrated_and_compared_as_sample_by_sample_ru
     assert (got.count, got.sqnr_db, got.max_abs) == (expected.count, pytest.approx(expected.sqnr_db, rel=1e-5),
                                                      pytest.approx(expected.max_abs, rel=1e-4))
     assert errors.agreement == np.mean(np.array(float_top) == np.array(int8_top))
+
+
+def single_sample_cnn_with_a_scalar() -> onnx.ModelProto:
+    """single_sample_cnn that also returns the sum of its logits, a scalar with no sample axis."""
+    model = single_sample_cnn()
+    model.graph.node.append(helper.make_node("ReduceSum", ["logits"], ["total"], name="total", keepdims=0))
+    model.graph.output.append(helper.make_tensor_value_info("total", TensorProto.FLOAT, []))
+    onnx.checker.check_model(model)
+    return model
+
+
+def test_a_scalar_output_of_one_sample_runs_gets_one_value_per_sample(tmp_path) -> None:
+    x = images(10)
+    model, data = model_and_data(tmp_path, single_sample_cnn_with_a_scalar(), x)
+    runner = BatchRunner(model, cpu_session(model.proto))
+    totals = np.concatenate([runner.run(["total"], feed)[0] for feed in runner.feeds(data)])
+    alone = cpu_session(model.proto)
+    np.testing.assert_array_equal(totals, [alone.run(["total"], {"x": sample[None]})[0] for sample in x])
+
+    result = quantize_model(model, data, Recipe(), tmp_path / "model.int8.onnx")
+    errors = analyse_errors(model, result.int8, data)
+    assert errors.outputs["total"].count == 10 and errors.outputs["logits"].count == 10 * 10
+
+
+def test_one_sample_outputs_whose_shapes_differ_are_a_one_line_error() -> None:
+    with pytest.raises(Q8Error, match="its output 'ids' has a different shape from one sample to the next"):
+        join_samples("ids", [np.zeros((1, 3)), np.zeros((1, 4))])
 
 
 def test_cli_quantizes_a_single_sample_model_without_onnx_runtime_logging(tmp_path, capfd) -> None:

@@ -141,8 +141,8 @@ class BatchRunner:
     A model whose batch axis is fixed at N gets exactly N samples per run. A model with a dynamic
     batch axis gets :data:`PREFERRED_BATCH`, but some only run with one sample (an exported Reshape
     to [1, -1]): once ONNX Runtime rejects a batch of several, that batch and the rest of the pass
-    run one sample at a time, their outputs concatenated along the sample axis as the batch's would
-    be. A run that fails otherwise fails on the user's data or model: a Q8Error.
+    run one sample at a time, their outputs joined as described in :func:`join_samples`. A run that
+    fails otherwise fails on the user's data or model: a Q8Error.
     """
 
     def __init__(self, model: LoadedModel, session: ort.InferenceSession) -> None:
@@ -168,7 +168,30 @@ class BatchRunner:
                     raise Q8Error(f"ONNX Runtime could not run the model on this data: {first_line(exc)}") from None
                 self.one_at_a_time = True
         runs = [self.run(names, {name: rows[i:i + 1] for name, rows in feed.items()}) for i in range(samples)]
-        return [np.concatenate(outputs) for outputs in zip(*runs)]
+        output_names = names or [output.name for output in self.session.get_outputs()]
+        return [join_samples(name, values) for name, values in zip(output_names, zip(*runs))]
+
+
+def join_samples(name: str, values: Sequence[np.ndarray]) -> np.ndarray:
+    """Output ``name`` of runs on one sample each, as one array with a row per sample.
+
+    Values whose leading axis is 1 are that sample's row of a batch: they are concatenated, as the
+    batch would have returned them. Any other value (a scalar, such as a ReduceSum without keepdims,
+    or an output that dropped the sample axis) belongs to its run as a whole and gets a new leading
+    axis, so a scalar output of N runs becomes N values, one per sample, and never mixes samples.
+    Values whose shapes differ from sample to sample cannot be joined: a Q8Error naming the output.
+    """
+    arrays = [np.asarray(value) for value in values]
+    try:
+        if all(array.ndim and array.shape[0] == 1 for array in arrays):
+            return np.concatenate(arrays)
+        return np.stack(arrays)
+    except ValueError:
+        shapes = sorted({str(list(array.shape)) for array in arrays})
+        raise Q8Error(
+            f"The model runs one sample at a time only, and its output {name!r} has a different shape from one "
+            f"sample to the next ({', '.join(shapes)}), so the samples' values cannot be put side by side."
+        ) from None
 
 
 def sample_count_error(size: int, count: int) -> Q8Error:
