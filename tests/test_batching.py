@@ -22,7 +22,7 @@ from q8studio.core.metrics import ErrorAccumulator
 from q8studio.core.model import LoadedModel, load_model
 from q8studio.core.quantize import QuantizeResult, quantize_model
 from q8studio.core.recipe import Recipe
-from q8studio.core.session import BatchRunner, cpu_session, first_run_feed, join_samples
+from q8studio.core.session import BatchRunner, cpu_session, first_run_feed, first_whole_batches, join_samples
 from q8studio.core.stats import collect_tensor_stats
 from q8studio.core.tensorview import TensorProbe
 
@@ -266,6 +266,20 @@ def test_a_fixed_batch_models_tensor_probe_compares_whole_batches(fixed_run) -> 
     same = cpu_session(result.prepared.model.proto, outputs=list(probe.pairs), threads=1)
     expected = same.run(["logits"], {"x": x[:4]})[0]
     assert compared.samples == 4
+    np.testing.assert_array_equal(compared.float_values, expected.ravel())
+
+
+def test_a_fixed_batch_models_tensor_probe_compares_the_whole_batches_its_data_holds(fixed_run, tmp_path) -> None:
+    """16 samples wanted of 10, with the batch fixed at 4: the first 8, not all 10, which cannot run."""
+    model, _, result, _ = fixed_run
+    x = images(10)
+    ten = load_data(write_npz(tmp_path / "ten.npz", x=x), model)
+    assert [first_whole_batches(model, ten, wanted).count for wanted in (16, 10, 9, 6, 4, 1)] == [8, 8, 8, 4, 4, 4]
+    probe = TensorProbe(result.prepared.model, result.int8)
+    compared = probe.compare("logits", ten, samples=16)
+    same = cpu_session(result.prepared.model.proto, outputs=list(probe.pairs), threads=1)
+    expected = np.concatenate([same.run(["logits"], {"x": x[i:i + 4]})[0] for i in (0, 4)])
+    assert compared.samples == 8
     np.testing.assert_array_equal(compared.float_values, expected.ravel())
 
 

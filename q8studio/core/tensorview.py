@@ -23,7 +23,7 @@ from .model import Graph, LoadedModel, Node
 from .progress import NO_PROGRESS, Progress
 from .recipe import Recipe
 from .runtimegraph import QDQ_OPS
-from .session import BatchRunner, cpu_session, whole_batches
+from .session import BatchRunner, cpu_session, first_whole_batches
 from .stats import TensorStats
 from .weights import StoredInt, weight_dequantizer, weight_values
 
@@ -276,7 +276,7 @@ class TensorProbe:
                 f"'{tensor}' has no int8 counterpart: the quantizer fused it into the next layer or kept it float."
             )
         int8_name = self.pairs[tensor]
-        subset = data.limited(whole_batches(self._float_model, samples))
+        subset = first_whole_batches(self._float_model, data, samples)
         float_parts, int8_parts = [], []
         done = 0
         for feed in self._float.feeds(subset):
