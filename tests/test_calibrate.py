@@ -17,8 +17,8 @@ from builders import light_model, save, write_npz
 
 @pytest.mark.parametrize("histogram_values", [0, 1000])
 def test_streamed_pass_equals_one_shot_statistics_of_every_activation(histogram_values: int) -> None:
-    """Batches of 8 through the worker thread give, bit for bit, the statistics of all samples at once,
-    with every value binned (0) or a sample of about 1,000 of each sample's 4,096 values."""
+    """Batches of 8 through the worker thread give, bit for bit, the statistics of all samples at once
+    (the EMA included), with every value binned (0) or a sample of about 1,000 of each sample's 4,096 values."""
     demo = demo_assets()
     model = load_model(demo.model)
     data = load_data(demo.calibration, model).limited(37)  # not a multiple of the batch size
@@ -31,8 +31,9 @@ def test_streamed_pass_equals_one_shot_statistics_of_every_activation(histogram_
     for name in names:
         one_shot = collect_tensor_stats([everything[name]], name=name, values_per_sample=histogram_values)
         got = streamed[name]
-        assert (got.count, got.min, got.max, got.bound, got.stride) == (
-            one_shot.count, one_shot.min, one_shot.max, one_shot.bound, one_shot.stride)
+        assert (got.count, got.min, got.max, got.bound, got.stride, got.ema_min, got.ema_max) == (
+            one_shot.count, one_shot.min, one_shot.max, one_shot.bound, one_shot.stride,
+            one_shot.ema_min, one_shot.ema_max)  # the EMA steps per sample, whatever the batch
         np.testing.assert_array_equal(got.hist, one_shot.hist)
         per_sample = everything[name][0].size
         assert got.count == 37 * per_sample

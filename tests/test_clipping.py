@@ -256,7 +256,7 @@ def with_outliers(bulk: np.ndarray, per_side: int) -> np.ndarray:
 
 
 def test_minmax_and_ema() -> None:
-    stats = collect_tensor_stats([np.array([-1.0, 2.0]), np.array([-3.0, 1.0]), np.array([-2.0, 5.0])])
+    stats = collect_tensor_stats([np.array([[-1.0, 2.0]]), np.array([[-3.0, 1.0], [-2.0, 5.0]])])
     assert activation_range(stats, "minmax") == (-3.0, 5.0)
     lo, hi = activation_range(stats, "ema")
     assert lo == pytest.approx(-1.28) and hi == pytest.approx(2.21)

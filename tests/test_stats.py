@@ -12,7 +12,9 @@ from hypothesis import strategies as st
 from hypothesis.extra import numpy as hnp
 
 from q8studio.core.errors import Q8Error
-from q8studio.core.stats import HIST_BINS, BatchExtent, TensorStats, collect_tensor_stats, sampling_stride
+from q8studio.core.stats import (
+    EMPTY_BATCH, HIST_BINS, BatchExtent, TensorStats, collect_tensor_stats, sampling_stride,
+)
 
 
 def reference_bound(values: np.ndarray) -> float:
@@ -120,12 +122,29 @@ def test_float64_overflowing_float32_is_rejected() -> None:
         collect_tensor_stats([np.array([1e300])], name="big")
 
 
-def test_ema_follows_the_recurrence() -> None:
-    batches = [np.array([-1.0, 2.0]), np.array([-3.0, 1.0]), np.array([-2.0, 0.0, 5.0])]
+def test_ema_follows_the_recurrence_once_per_sample() -> None:
+    batches = [np.array([[-1.0, 2.0]]), np.array([[-3.0, 1.0], [-2.0, 5.0]])]
     stats = collect_tensor_stats(batches, momentum=0.9)
     assert stats.ema_min == pytest.approx((-1.0 * 0.9 + -3.0 * 0.1) * 0.9 + -2.0 * 0.1)  # -1.28
     assert stats.ema_max == pytest.approx((2.0 * 0.9 + 1.0 * 0.1) * 0.9 + 5.0 * 0.1)  # 2.21
     assert (stats.min, stats.max) == (-3.0, 5.0)
+
+
+@pytest.mark.parametrize("shape", [(24, 3, 5), (24,), (24, 1)])
+def test_ema_is_the_same_whatever_the_samples_per_run(shape: tuple[int, ...]) -> None:
+    """Batches of 8 (a dynamic batch), of 3 (a fixed one) or single samples (the one-at-a-time
+    fallback) give the same EMA bit for bit: it steps once per sample, not once per run."""
+    samples = (np.random.default_rng(8).standard_normal(shape) * np.arange(1, 25).reshape(-1, *[1] * (len(shape) - 1)))
+    ranges = set()
+    for size in (1, 3, 8):
+        stats = collect_tensor_stats([samples[i:i + size] for i in range(0, 24, size)], momentum=0.8)
+        ranges.add((stats.ema_min, stats.ema_max))
+    assert len(ranges) == 1
+    per_sample = [float(np.float32(sample.max())) for sample in samples]
+    expected = per_sample[0]
+    for value in per_sample[1:]:
+        expected = expected * 0.8 + value * (1.0 - 0.8)
+    assert ranges.pop()[1] == expected
 
 
 def test_edges_and_centers() -> None:
@@ -275,7 +294,20 @@ def test_concat_of_differently_sampled_parts_weights_each_value_by_its_stride() 
 def test_batch_extent_union_and_empty_batches() -> None:
     stats = TensorStats("t")
     assert stats.update(np.zeros((0, 3), np.float32)).count == 0
-    union = BatchExtent.union([BatchExtent(4, -1.0, 2.0), stats.update(np.array([3.0, 0.5], np.float32))])
-    assert union == BatchExtent(6, -1.0, 3.0)
+    two_rows = BatchExtent(4, np.array([-1.0, 0.0]), np.array([2.0, 0.25]))
+    union = BatchExtent.union([two_rows, stats.update(np.array([[3.0], [0.5]], np.float32)), EMPTY_BATCH])
+    assert (union.count, union.lo, union.hi) == (6, -1.0, 3.0)
+    assert union.row_lo.tolist() == [-1.0, 0.0] and union.row_hi.tolist() == [3.0, 0.5]  # row by row
     stats.add_extent(BatchExtent.union([]))  # an empty union changes nothing
     assert (stats.count, stats.min, stats.max) == (2, 0.5, 3.0)
+
+
+def test_the_union_of_parts_with_different_rows_puts_their_rows_one_after_the_other() -> None:
+    """A Concat along the sample axis: its rows are the first part's, then the second's."""
+    parts = [TensorStats("a"), TensorStats("b")]
+    a, b = np.array([[1.0, 2.0], [3.0, 4.0]]), np.array([[-5.0, 6.0]])
+    combined = TensorStats("cat")
+    combined.add_extent(BatchExtent.union([parts[0].update(a), parts[1].update(b)]))
+    direct = collect_tensor_stats([np.concatenate([a, b])])
+    assert (combined.count, combined.min, combined.max, combined.ema_min, combined.ema_max) == (
+        direct.count, direct.min, direct.max, direct.ema_min, direct.ema_max)

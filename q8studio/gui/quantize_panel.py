@@ -234,8 +234,7 @@ class QuantizePanel(QWidget):
             "How each activation's range is chosen from calibration:\n"
             "minmax: observed extremes · percentile: cut the rarest values\n"
             "entropy: minimise KL divergence · mse: minimise quantization error\n"
-            "ema: moving average of per-batch extremes (batches of 8 samples,\n"
-            "or of the model's fixed batch size)"
+            "ema: moving average of each sample's extremes, sample by sample"
         )
         # the ranges a recipe allows: 0 < percentile <= 100, 0 < momentum < 1
         self.percentile = FineSpinBox(10.0**-FINE_DECIMALS, 100.0)
