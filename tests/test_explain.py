@@ -15,10 +15,11 @@ from q8studio.core.data import load_data
 from q8studio.core.demo import demo_assets
 from q8studio.core.errors import Q8Error
 from q8studio.core.explain import NodeExplanation, explain_node
-from q8studio.core.model import LoadedModel, load_model
+from q8studio.core.model import LoadedModel, load_model, model_from_proto
 from q8studio.core.quantize import quantize_model
 from q8studio.core.recipe import Recipe
 from q8studio.core.report import to_json
+from q8studio.core.weights import qdq_params, weight_values
 
 DEMO_CONVS = {  # node -> whether a ReLU follows it in the float model (removed by the quantizer)
     "/stem/conv/Conv": True,
@@ -232,10 +233,12 @@ def test_matmul_of_two_activations_is_bit_exact(tmp_path: Path) -> None:
 # --- a case where the integer path is not exact, and says why ---------------------------------
 
 
-def near_tie_conv(xs: np.float32, ws: np.float32, ys: np.float32, requantized: bool = True) -> onnx.ModelProto:
+def near_tie_conv(xs: np.float32, ws: np.float32, ys: np.float32, requantized: bool = True,
+                  weight_zero_point: bool = True) -> onnx.ModelProto:
     """A QDQ 1x1 Conv whose accumulators 20 * x make ``acc * M`` a hair away from half-integers.
 
-    Without ``requantized`` the Conv's float output is the model output (no QuantizeLinear).
+    Without ``requantized`` the Conv's float output is the model output (no QuantizeLinear); without
+    ``weight_zero_point`` the int8 weight's DequantizeLinear leaves its zero point out (0 of int8).
     """
     inits = {
         "xs": xs, "xz": np.uint8(0), "w": np.full((1, 1, 1, 1), 20, np.int8), "ws": ws, "wz": np.int8(0),
@@ -248,6 +251,8 @@ def near_tie_conv(xs: np.float32, ws: np.float32, ys: np.float32, requantized: b
         helper.make_node("Conv", ["xf", "wf", "bf"], ["yf" if requantized else "y"], name="/conv/Conv"),
         helper.make_node("QuantizeLinear", ["yf", "ys", "yz"], ["y"], name="y_QuantizeLinear"),
     ][: 5 if requantized else 4]
+    if not weight_zero_point:
+        del inits["wz"], nodes[1].input[2]
     out_type = TensorProto.UINT8 if requantized else TensorProto.FLOAT
     graph = helper.make_graph(
         nodes, "near_tie", [helper.make_tensor_value_info("x", TensorProto.UINT8, ["N", 1, 8, 16])],
@@ -269,6 +274,41 @@ def test_near_ties_show_up_as_counted_off_by_one_elements_with_their_cause(tmp_p
     assert integer.max_diff == 1 and 0.3 < integer.fraction < 0.7
     assert "rint(float32(acc) * float32(M))" in integer.cause
     assert f"{integer.differing} of {integer.total}" in integer.summary()
+
+
+def test_a_weight_dequantizer_without_zero_point_is_read_as_its_int8_weight(tmp_path: Path) -> None:
+    """ONNX's default zero point is 0 of the quantized tensor's type: int8 here, not uint8."""
+    xs, ws = np.float32(0.0123), np.float32(0.0071)
+    model = load_model(save(near_tie_conv(xs, ws, np.float32(0.05), weight_zero_point=False), tmp_path / "nozp.onnx"))
+    x = np.random.default_rng(0).integers(0, 256, (1, 1, 8, 16)).astype(np.uint8)
+    e = explain_node(model, "/conv/Conv", load_data(write_npz(tmp_path / "x.npz", x=x), model))
+    assert (e.w.dtype, e.w.zero_point.dtype, int(e.w.zero_point)) == ("int8", np.int8, 0)
+    assert e.checks[1].exact
+    values, stored = weight_values(model, "w")
+    assert stored is not None and (stored.dtype, stored.zero_point, stored.axis) == ("int8", (0, 0), None)
+    np.testing.assert_array_equal(values, np.full((1, 1, 1, 1), np.float32(20 * ws)))
+
+
+def test_dequantize_and_quantize_parameters_read_as_onnx_defines_them() -> None:
+    """A per-channel axis written negative counts from the front; a QuantizeLinear without zero point is uint8."""
+    scales = np.array([0.5, 0.25], np.float32)
+    nodes = [
+        helper.make_node("DequantizeLinear", ["w", "ws"], ["wf"], name="dq", axis=-1),
+        helper.make_node("MatMul", ["x", "wf"], ["y"], name="mm"),
+        helper.make_node("QuantizeLinear", ["y", "ys"], ["yq"], name="q"),
+    ]
+    graph = helper.make_graph(
+        nodes, "params", [helper.make_tensor_value_info("x", TensorProto.FLOAT, ["N", 3])],
+        [helper.make_tensor_value_info("yq", TensorProto.UINT8, ["N", 2])],
+        [numpy_helper.from_array(np.ones((3, 2), np.int8), "w"), numpy_helper.from_array(scales, "ws"),
+         numpy_helper.from_array(np.float32(0.1), "ys")],
+    )
+    model = model_from_proto(helper.make_model(graph, opset_imports=[helper.make_opsetid("", 13)]), Path("p.onnx"))
+    w = qdq_params(model, model.graph.node_by_name("dq"))
+    assert (w.tensor, w.dtype, w.axis, w.zero_point.dtype) == ("w", "int8", 1, np.int8)
+    np.testing.assert_array_equal(w.scale, scales)
+    y = qdq_params(model, model.graph.node_by_name("q"))
+    assert (y.tensor, y.dtype, y.axis, y.per_channel) == ("yq", "uint8", None, False)
 
 
 def test_output_that_is_not_requantized_stays_float(tmp_path: Path) -> None:

@@ -27,28 +27,10 @@ from .metrics import measure
 from .model import Graph, LoadedModel, Node
 from .runtimegraph import RuntimeNode, open_session, source_node
 from .session import BatchRunner
+from .weights import QuantParams, qdq_params
 
 EXPLAINABLE_OPS = ("Conv", "Gemm", "MatMul")
 ABSORBED_ACTIVATIONS = ("Relu", "Clip")
-
-
-@dataclass(frozen=True)
-class QuantParams:
-    """How one tensor is quantized: the 8-bit tensor's name, scale(s), zero point(s), type, axis."""
-
-    tensor: str
-    scale: np.ndarray
-    zero_point: np.ndarray
-    dtype: str
-    axis: int | None = None
-
-    @property
-    def per_channel(self) -> bool:
-        return self.scale.size > 1
-
-    def to_dict(self) -> dict[str, object]:
-        return {"tensor": self.tensor, "scale": self.scale.tolist(), "zero_point": self.zero_point.tolist(),
-                "dtype": self.dtype, "axis": self.axis}
 
 
 @dataclass(frozen=True)
@@ -216,9 +198,9 @@ def _layer(model: LoadedModel, node: Node) -> _Layer:
             raise Q8Error(f"Node {node.name} has a float bias: the int8 model does not run it as an integer kernel.")
         bias_q = model.weight(bias_dq.inputs[0]).astype(np.int64)
     after, activation = _next_quantize(graph, node)
-    y = _params(model, after) if after is not None else None
+    y = qdq_params(model, after) if after is not None else None
     y_tensor = after.outputs[0] if after is not None else node.outputs[0]
-    return _Layer(_params(model, x_dq), _params(model, w_dq), bias_q, y, y_tensor, activation)
+    return _Layer(qdq_params(model, x_dq), qdq_params(model, w_dq), bias_q, y, y_tensor, activation)
 
 
 def _dequantize_node(graph: Graph, tensor: str) -> Node | None:
@@ -236,21 +218,6 @@ def _next_quantize(graph: Graph, node: Node) -> tuple[Node | None, Node | None]:
         quantize = next((n for n in after if n.op_type == "QuantizeLinear"), None)
         return (quantize, activation) if quantize is not None else (None, None)
     return next((n for n in consumers if n.op_type == "QuantizeLinear"), None), None
-
-
-def _params(model: LoadedModel, qdq: Node) -> QuantParams:
-    """Scale, zero point, type and axis of a Quantize/DequantizeLinear node (constants only)."""
-    try:
-        scale = model.weight(qdq.inputs[1]).astype(np.float32)
-        zero = model.weight(qdq.inputs[2]) if len(qdq.inputs) > 2 and qdq.inputs[2] else np.uint8(0)
-    except Q8Error:
-        raise Q8Error(
-            f"{qdq.name} takes its scale or zero point from another node; only constant ones can be explained."
-        ) from None
-    zero = np.asarray(zero)
-    tensor = qdq.inputs[0] if qdq.op_type == "DequantizeLinear" else qdq.outputs[0]
-    axis = qdq.attributes.get("axis", 1) if scale.size > 1 else None
-    return QuantParams(tensor, scale, zero, zero.dtype.name, axis)  # type: ignore[arg-type]
 
 
 def _run(model: LoadedModel, names: list[str], sample: SampleFeed, threads: int, *, probe: bool = False

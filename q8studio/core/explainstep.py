@@ -19,7 +19,7 @@ from .intmath import Multiplier, float32_multiplier, requantize, requantize_floa
 from .model import Node
 
 if TYPE_CHECKING:
-    from .explain import QuantParams
+    from .weights import QuantParams
 
 WIDE = (-(2**62), 2**62)  # clamp bounds that never bind: the clamp is shown as its own step
 

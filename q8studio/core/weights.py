@@ -1,5 +1,5 @@
-"""The int8 weights of a QDQ model: their dequantized values, and the error of every weight (and
-bias) onnxruntime wrote into the int8 model."""
+"""The int8 weights of a QDQ model: how a Quantize/DequantizeLinear's parameters read, the weights'
+dequantized values, and the error of every weight (and bias) onnxruntime wrote into the int8 model."""
 
 from __future__ import annotations
 
@@ -7,6 +7,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from .errors import Q8Error
 from .metrics import measure
 from .model import LoadedModel, Node
 
@@ -23,6 +24,25 @@ class StoredInt:
     zero_point: tuple[int, int]  # the smallest and the largest zero point
     scales: int  # 1 for the whole tensor, else one per slice along ``axis``
     axis: int | None
+
+
+@dataclass(frozen=True)
+class QuantParams:
+    """How one tensor is quantized: the 8-bit tensor's name, scale(s), zero point(s), type, axis."""
+
+    tensor: str
+    scale: np.ndarray
+    zero_point: np.ndarray
+    dtype: str
+    axis: int | None = None
+
+    @property
+    def per_channel(self) -> bool:
+        return self.scale.size > 1
+
+    def to_dict(self) -> dict[str, object]:
+        return {"tensor": self.tensor, "scale": self.scale.tolist(), "zero_point": self.zero_point.tolist(),
+                "dtype": self.dtype, "axis": self.axis}
 
 
 @dataclass(frozen=True)
@@ -69,12 +89,40 @@ def weight_values(model: LoadedModel, name: str) -> tuple[np.ndarray, StoredInt 
     dq = weight_dequantizer(model, name)
     if dq is None:
         return values, None
-    scale = model.weight(dq.inputs[1])
-    zero = model.weight(dq.inputs[2]) if len(dq.inputs) > 2 and dq.inputs[2] else np.zeros((), values.dtype)
-    axis = int(dq.attributes.get("axis", 1)) % values.ndim if scale.size > 1 else None  # type: ignore[call-overload]
-    stored = StoredInt(values.dtype.name, (float(scale.min()), float(scale.max())),
-                       (int(zero.min()), int(zero.max())), int(scale.size), axis)
-    return dequantize(values, scale, zero, axis), stored
+    params = qdq_params(model, dq)
+    scale, zero = params.scale, params.zero_point
+    stored = StoredInt(params.dtype, (float(scale.min()), float(scale.max())),
+                       (int(zero.min()), int(zero.max())), int(scale.size), params.axis)
+    return dequantize(values, scale, zero, params.axis), stored
+
+
+def qdq_params(model: LoadedModel, node: Node) -> QuantParams:
+    """Scale, zero point, integer type and axis of a QuantizeLinear or DequantizeLinear with constant
+    parameters, read as ONNX defines them.
+
+    A missing zero point is 0 of the integer tensor's type (uint8 for a QuantizeLinear whose output
+    type is unknown), so a DequantizeLinear of int8 weights without one is int8, not uint8. A
+    per-channel ``axis`` (default 1) is counted from the front even when written negative (the
+    quantizer writes -1 for MatMul weights), so every reader names the same axis.
+    """
+    tensor = node.inputs[0] if node.op_type == "DequantizeLinear" else node.outputs[0]
+    try:
+        scale = model.weight(node.inputs[1]).astype(np.float32)
+        given = model.weight(node.inputs[2]) if len(node.inputs) > 2 and node.inputs[2] else None
+    except Q8Error:
+        raise Q8Error(
+            f"{node.name} takes its scale or zero point from another node; only constant ones can be read."
+        ) from None
+    info = model.graph.tensors.get(tensor)
+    if given is None:
+        given = np.zeros((), info.dtype if info is not None and info.dtype else np.uint8)
+    zero = np.asarray(given)
+    axis = None
+    if scale.size > 1:
+        axis = int(node.attributes.get("axis", 1))  # type: ignore[call-overload]
+        if info is not None and info.shape is not None:
+            axis %= len(info.shape)
+    return QuantParams(tensor, scale, zero, zero.dtype.name, axis)
 
 
 def weight_dequantizer(model: LoadedModel, name: str) -> Node | None:
@@ -103,14 +151,11 @@ def weight_errors(prepared: LoadedModel, int8: LoadedModel) -> list[WeightError]
         float_name = quantized_name.removesuffix(QUANTIZED_SUFFIX)
         if float_name not in float_initializers:
             continue
-        q = int8.weight(quantized_name)
-        scale = int8.weight(node.inputs[1])
-        zero = int8.weight(node.inputs[2]) if len(node.inputs) > 2 and node.inputs[2] else 0
-        axis = int(node.attributes.get("axis", 1)) if scale.size > 1 else None  # type: ignore[arg-type]
-        errors = measure(prepared.weight(float_name), dequantize(q, scale, zero, axis))
+        q, params = int8.weight(quantized_name), qdq_params(int8, node)
+        errors = measure(prepared.weight(float_name), dequantize(q, params.scale, params.zero_point, params.axis))
         consumer = _first_consumer(int8, node.outputs[0])
         results.append(WeightError(
-            float_name, consumer[0], consumer[1], axis, tuple(q.shape),
+            float_name, consumer[0], consumer[1], params.axis, tuple(q.shape),
             errors.sqnr_db, errors.mse, errors.cosine, errors.max_abs,
         ))
     return sorted(results, key=lambda w: w.sqnr_db)

@@ -26,7 +26,8 @@ from PySide6.QtWidgets import (
     QWidget,
 )
 
-from ..core.explain import NodeExplanation, QuantParams
+from ..core.explain import NodeExplanation
+from ..core.weights import QuantParams
 from . import formatting as fmt
 from .plots import make_plot
 
