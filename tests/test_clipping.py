@@ -19,23 +19,44 @@ from q8studio.core.clipping import (
     INT8_SYMMETRIC_WEIGHTS,
     METHODS,
     UINT8,
+    QuantType as Target,
     _KLPrefix,
     _kl_divergences,
+    _range_errors,
     activation_range,
     effective_qtype,
-    expected_qdq_mse,
     fake_quantize,
     quant_params,
-    sqnr_db,
     weight_channel_axis,
-    weight_quant_params,
-    weight_range,
 )
 from q8studio.core.errors import Q8Error
-from q8studio.core.stats import collect_tensor_stats
+from q8studio.core.stats import TensorStats, collect_tensor_stats
 
 ONNX_TYPES = {"uint8": TensorProto.UINT8, "int8": TensorProto.INT8}
 finite32 = st.floats(-(2.0**100), 2.0**100, width=32)
+
+
+def weight_range(w: np.ndarray, axis: int | None) -> tuple[np.ndarray, np.ndarray]:
+    """Symmetric range ``(-max|w|, max|w|)`` of a weight: for the whole tensor (shape ()) or per channel."""
+    magnitude = np.abs(np.asarray(w, dtype=np.float32))
+    others = None if axis is None else tuple(d for d in range(magnitude.ndim) if d != axis % magnitude.ndim)
+    top = np.asarray(magnitude.max(axis=others))
+    return -top, top
+
+
+def weight_quant_params(w: np.ndarray, axis: int | None) -> tuple[np.ndarray, np.ndarray]:
+    """Symmetric int8 [-127, 127] scales (float32) and zero points (int8) of a weight, from quant_params."""
+    lo, hi = weight_range(w, axis)
+    scale, zero_point = quant_params(lo, hi, INT8_SYMMETRIC_WEIGHTS, symmetric=True)
+    return np.asarray(scale, dtype=np.float32), np.asarray(zero_point, dtype=np.int8)
+
+
+def expected_qdq_mse(stats: TensorStats, rmin: float, rmax: float, qtype: Target = UINT8,
+                     symmetric: bool = False) -> float:
+    """Mean squared quantize-dequantize error of the binned values (bin centres) for a range, as the
+    MSE search weighs it."""
+    errors = _range_errors(stats, np.array([rmin]), np.array([rmax]), qtype, symmetric)
+    return float(errors[0]) / float(stats.hist.sum())
 
 
 def ort_scale_zp(rmin: float, rmax: float, qtype, symmetric: bool) -> tuple[np.float32, int]:
@@ -132,13 +153,6 @@ def test_fake_quantize_per_channel_equals_onnxruntime() -> None:
     session = qdq_session(scales, zero_points, TensorProto.INT8, axis=1)
     mine = fake_quantize(w, scales[None, :, None], zero_points[None, :, None], INT8)
     np.testing.assert_array_equal(mine, session.run(None, {"x": w})[0])
-
-
-def test_sqnr_db() -> None:
-    ref = np.array([1.0, -1.0, 1.0, -1.0])
-    assert sqnr_db(ref, ref + 0.1) == pytest.approx(20.0)
-    assert sqnr_db(ref, ref) == float("inf")
-    assert sqnr_db(np.zeros(3), np.ones(3)) == float("-inf")
 
 
 # --- weights ----------------------------------------------------------------------------------

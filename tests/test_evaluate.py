@@ -16,11 +16,18 @@ from q8studio.core.data import load_data
 from q8studio.core.demo import demo_assets
 from q8studio.core.errors import Q8Error
 from q8studio.core.evaluate import CLASS_IDS, NotMeasured, analyse_errors, compare_models
-from q8studio.core.metrics import ErrorAccumulator
+from q8studio.core.metrics import ErrorAccumulator, measure
 from q8studio.core.model import load_model
 from q8studio.core.quantize import quantize_model
 from q8studio.core.recipe import Recipe
 from q8studio.core.session import cpu_session
+
+
+def test_sqnr_db() -> None:
+    ref = np.array([1.0, -1.0, 1.0, -1.0])
+    assert measure(ref, ref + 0.1).sqnr_db == pytest.approx(20.0)
+    assert measure(ref, ref).sqnr_db == math.inf
+    assert measure(np.zeros(3), np.ones(3)).sqnr_db == -math.inf
 
 
 def test_error_accumulator_matches_direct_formulas_across_batches() -> None:

@@ -90,18 +90,6 @@ def fake_quantize(x: ArrayLike, scale: ArrayLike, zero_point: ArrayLike, qtype: 
     return (q - z) * s
 
 
-def sqnr_db(reference: ArrayLike, approx: ArrayLike) -> float:
-    """Signal-to-quantization-noise ratio in dB; ``inf`` when ``approx`` is exact."""
-    ref = np.asarray(reference, dtype=np.float64)
-    noise = float(np.sum((ref - np.asarray(approx, dtype=np.float64)) ** 2))
-    signal = float(np.sum(ref**2))
-    if noise == 0.0:
-        return float("inf")
-    if signal == 0.0:
-        return float("-inf")
-    return 10.0 * float(np.log10(signal / noise))
-
-
 # --- weights ----------------------------------------------------------------------------------
 
 
@@ -120,24 +108,6 @@ def weight_channel_axis(op_type: str, attrs: dict, weight_rank: int) -> int:
     if op_type == "MatMul":
         return weight_rank - 1
     raise Q8Error(f"Per-channel weights are not supported for {op_type} nodes.")
-
-
-def weight_range(w: np.ndarray, axis: int | None) -> tuple[np.ndarray, np.ndarray]:
-    """Symmetric range ``(-max|w|, max|w|)``: for the whole tensor (shape ()) or per channel."""
-    magnitude = np.abs(np.asarray(w, dtype=np.float32))
-    if axis is None:
-        top = np.asarray(magnitude.max())
-    else:
-        others = tuple(d for d in range(magnitude.ndim) if d != axis % magnitude.ndim)
-        top = magnitude.max(axis=others)
-    return -top, top
-
-
-def weight_quant_params(w: np.ndarray, axis: int | None) -> tuple[np.ndarray, np.ndarray]:
-    """Symmetric int8 [-127, 127] scales (float32) and zero points (int8) of a weight."""
-    lo, hi = weight_range(w, axis)
-    scale, zero_point = quant_params(lo, hi, INT8_SYMMETRIC_WEIGHTS, symmetric=True)
-    return np.asarray(scale, dtype=np.float32), np.asarray(zero_point, dtype=np.int8)
 
 
 # --- activation ranges ------------------------------------------------------------------------
@@ -347,10 +317,3 @@ def _range_errors(
     approx = fake_quantize(centers[None, :], scale[:, None], zero_point[:, None], real)
     return np.sum(counts * (centers - approx) ** 2, axis=1)
 
-
-def expected_qdq_mse(
-    stats: TensorStats, rmin: float, rmax: float, qtype: QuantType = UINT8, symmetric: bool = False
-) -> float:
-    """Mean squared quantize-dequantize error of the calibration data for a range (bin centres)."""
-    errors = _range_errors(stats, np.array([rmin]), np.array([rmax]), qtype, symmetric)
-    return float(errors[0]) / float(stats.hist.sum())
