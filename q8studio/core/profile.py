@@ -463,7 +463,7 @@ def find_boundaries(int8_graph: Graph, qp: ModelProfile, layers: list[LayerTimin
     runtime = {k.name: k for k in qp.graph}
     found = []
     for kernel in qp.kernels:
-        if kernel.op_type not in ("QuantizeLinear", "DequantizeLinear", "DynamicQuantizeLinear"):
+        if kernel.op_type not in QDQ_OPS:
             continue
         entering = kernel.op_type != "DequantizeLinear"
         source, result = runtime[kernel.name].inputs[0], runtime[kernel.name].outputs[0]
