@@ -94,10 +94,12 @@ def fake_quantize(x: ArrayLike, scale: ArrayLike, zero_point: ArrayLike, qtype: 
 
 
 def weight_channel_axis(op_type: str, attrs: dict, weight_rank: int) -> int:
-    """The output-channel axis of a node's weight: where onnxruntime puts per-channel scales.
+    """The output-channel axis of a node's weight: where the int8 model's per-channel scales lie.
 
-    For MatMul this is the last axis (the output features of B); onnxruntime's QDQ path
-    hard-codes axis 1, which is the same axis for the usual 2-D weights.
+    For MatMul this is the last axis (the output features of B). onnxruntime's QDQ default for
+    MatMul is axis 1, which is that axis only for 2-D weights; q8studio's quantizer call sets it
+    to -1 (``QDQOpTypePerChannelSupportToAxis`` in quantize.py), so a batched [B, K, N] weight gets
+    one scale per output feature too.
     """
     if op_type == "Conv":
         return 0

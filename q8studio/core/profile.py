@@ -437,7 +437,10 @@ def _layer(row: _Row, float_graph: Graph, int8_graph: Graph, order: dict[str, fl
 
 
 def node_macs(graph: Graph, node: Node) -> int:
-    """Multiply-accumulates of one Conv/Gemm/MatMul at batch 1, from static shapes (0 when unknown)."""
+    """Multiply-accumulates of one Conv/Gemm/MatMul from static shapes, every unknown or symbolic
+    dimension counted as 1: the batch, but also a symbolic sequence length, so a transformer's
+    MatMuls count at one token and attention (quadratic in the length) weighs less than it runs.
+    0 when the output's, the first input's or a Conv weight's shape is unknown altogether."""
     def shape(name: str) -> tuple[int, ...] | None:
         info = graph.tensors.get(name)
         if info is None or info.shape is None:

@@ -66,12 +66,14 @@ class WeightError:
 
 
 def dequantize(q: np.ndarray, scale: np.ndarray, zero_point: np.ndarray | int, axis: int | None) -> np.ndarray:
-    """S·(q − Z), per tensor or broadcast along ``axis`` per channel, in float32 as ONNX Runtime does.
+    """S·(q − Z), per tensor or broadcast along ``axis`` per channel, as float32.
 
     8- and 16-bit values and their difference are exact in float32, so one rounding of the product
-    gives the same float32 as computing in float64 at a quarter of the memory (VGG-19's 400 MB fc
-    weight went through 800 MB int64 and float64 copies). Wider integers (int32 biases) would lose
-    digits in float32 and take the exact route.
+    gives the same float32 as ONNX Runtime's DequantizeLinear, and as computing in float64 at a
+    quarter of the memory (VGG-19's 400 MB fc weight went through 800 MB int64 and float64 copies).
+    Wider integers (int32 biases) take the exact route instead: q − Z and the product in float64,
+    rounded to float32 once. ONNX Runtime converts q − Z to float32 before it multiplies, so for
+    |q − Z| above 2**24 its value can differ from this one by an ulp; this is the bias's exact value.
     """
     exact = np.float32 if q.dtype.itemsize <= 2 else np.float64
     scale = np.asarray(scale, dtype=np.float32)
