@@ -33,6 +33,7 @@ from onnxruntime.quantization.shape_inference import quant_pre_process
 
 from .errors import Q8Error, first_line
 from .model import LoadedModel, model_from_proto
+from .quietlog import quiet_root_logger
 from .session import cpu_session, session_options
 from .skeleton import SplitModel, skeleton_of, transformed, with_weights_outside
 
@@ -180,7 +181,7 @@ def _run_pre_process(proto: onnx.ModelProto, *, symbolic: bool) -> onnx.ModelPro
     directory; only that step runs with the private folder as working directory, because changing
     it affects every thread of the process (the GUI's too).
     """
-    with tempfile.TemporaryDirectory(prefix="q8studio-prep-") as tmp, _quiet_onnxruntime():
+    with tempfile.TemporaryDirectory(prefix="q8studio-prep-") as tmp, quiet_root_logger(logging.CRITICAL):
         source, output = Path(tmp) / "source.onnx", Path(tmp) / "prepared.onnx"
         onnx.save(proto, str(source))
         with _working_directory(tmp) if symbolic else nullcontext():
@@ -228,18 +229,6 @@ def _short(exc: BaseException) -> str:
     room = _QUOTED_CHARS - 1  # for the "…"
     words, space, _ = text[:room + 1].rpartition(" ")  # a space right after the room ends keeps the last word
     return (words if space else text[:room]).rstrip(" ,;:") + "…"
-
-
-@contextmanager
-def _quiet_onnxruntime() -> Iterator[None]:
-    """onnxruntime's quantization tools log tracebacks and advice through the root logger."""
-    root = logging.getLogger()
-    previous = root.level
-    root.setLevel(logging.CRITICAL)
-    try:
-        yield
-    finally:
-        root.setLevel(previous)
 
 
 @contextmanager
