@@ -44,7 +44,7 @@ def build_parser() -> argparse.ArgumentParser:
     quantize.add_argument("--percentile", type=float, metavar="P",
                           help="percentile: the range runs from the (100-P)-th to the P-th percentile")
     quantize.add_argument("--ema-momentum", type=float, metavar="M",
-                          help="ema: weight of the running range at each batch (8 samples, or the model's fixed batch)")
+                          help="ema: weight of the running range at each sample")
     quantize.add_argument("--granularity", choices=("per-tensor", "per-channel"),
                           help="one weight scale per tensor or per output channel")
     quantize.add_argument("--samples", type=int, metavar="N", help="use at most N calibration samples (default: all)")

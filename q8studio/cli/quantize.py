@@ -30,7 +30,7 @@ to the recipe's value: only an option given on the command line overrides a --re
 def run_quantize(args: argparse.Namespace) -> None:
     from ..core.evaluate import analyse_errors
     from ..core.fileio import check_outputs
-    from ..core.session import whole_batches
+    from ..core.session import first_whole_batches
     from ..core.model import load_model
     from ..core.quantize import quantize_model
     from ..core.recipe import Recipe
@@ -51,9 +51,9 @@ def run_quantize(args: argparse.Namespace) -> None:
         result, recipe = outcome.chosen.result, outcome.chosen.result.recipe
     else:
         result = quantize_model(model, calibration, recipe, args.output, progress=progress)
-    error_samples = whole_batches(model, min(CALIBRATION_SAMPLES_FOR_ERRORS, result.calibration_samples))
+    error_data = first_whole_batches(model, calibration, min(CALIBRATION_SAMPLES_FOR_ERRORS, result.calibration_samples))
     # against the model as the user gave it, layers named as in `evaluate` (a folded Conv by its BatchNorm)
-    errors = analyse_errors(model, result.int8, calibration.limited(error_samples), progress=progress)
+    errors = analyse_errors(model, result.int8, error_data, progress=progress)
     print_quantize_summary(result, errors)
     if outcome is not None:
         print_keep_float(outcome)

@@ -35,6 +35,7 @@ from .floatnodes import FloatNode, find_float_nodes, nodes_to_keep_in_float
 from .model import LoadedModel, load_model, require_float_tensors
 from .preprocess import PreparedModel, prepare_for_quantization
 from .progress import NO_PROGRESS, Progress
+from .quietlog import quiet_root_logger
 from .recipe import Recipe
 from .session import cpu_session, first_run_feed
 from .skeleton import save_with_weights_beside, skeleton_of
@@ -274,34 +275,31 @@ def _write_qdq_model(
         cache = Path(tmp) / "ranges.json"
         save_tensors_data(_tensors_data({**unread, **ranges}), cache)
         overrides = {name: [{"rmin": np.float32(lo), "rmax": np.float32(hi)}] for name, (lo, hi) in ranges.items()}
-        previous = logging.getLogger().level
-        logging.getLogger().setLevel(logging.ERROR)  # quantize_static prints advice on every call
         try:
-            quantize_static(
-                str(source),
-                str(output),
-                calibration_data_reader=None,
-                calibration_cache_path=str(cache),
-                quant_format=QuantFormat.QDQ,
-                per_channel=recipe.per_channel,
-                activation_type=QuantType.QUInt8 if recipe.activation_type == "uint8" else QuantType.QInt8,
-                weight_type=QuantType.QInt8,
-                nodes_to_exclude=list(recipe.exclude),
-                extra_options={
-                    "ActivationSymmetric": recipe.symmetric_activations,
-                    "WeightSymmetric": True,
-                    "TensorQuantOverrides": overrides,
-                    # onnxruntime's QDQ default for MatMul is axis 1, the reduction axis of a
-                    # batched [B, K, N] weight; the output channels are the last axis.
-                    "QDQOpTypePerChannelSupportToAxis": {"MatMul": -1},
-                },
-            )
+            with quiet_root_logger(logging.ERROR):  # quantize_static prints advice on every call
+                quantize_static(
+                    str(source),
+                    str(output),
+                    calibration_data_reader=None,
+                    calibration_cache_path=str(cache),
+                    quant_format=QuantFormat.QDQ,
+                    per_channel=recipe.per_channel,
+                    activation_type=QuantType.QUInt8 if recipe.activation_type == "uint8" else QuantType.QInt8,
+                    weight_type=QuantType.QInt8,
+                    nodes_to_exclude=list(recipe.exclude),
+                    extra_options={
+                        "ActivationSymmetric": recipe.symmetric_activations,
+                        "WeightSymmetric": True,
+                        "TensorQuantOverrides": overrides,
+                        # onnxruntime's QDQ default for MatMul is axis 1, the reduction axis of a
+                        # batched [B, K, N] weight; the output channels are the last axis.
+                        "QDQOpTypePerChannelSupportToAxis": {"MatMul": -1},
+                    },
+                )
         except Q8Error:
             raise
         except Exception as exc:  # the quantizer raises assorted types for unsupported graphs
             raise Q8Error(f"onnxruntime's quantizer failed on this model: {first_line(exc)}") from None
-        finally:
-            logging.getLogger().setLevel(previous)
 
 
 def _check_it_runs(path: Path, feed: dict[str, np.ndarray]) -> None:

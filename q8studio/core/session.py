@@ -119,20 +119,13 @@ def smallest_run(model: LoadedModel) -> int:
     return fixed_batch_size(model) or 1
 
 
-def whole_batches(model: LoadedModel, samples: int) -> int:
-    """``samples`` rounded down to whole batches of a model that fixes its batch size (one batch at
-    least), for a caller free to choose how many samples to run. ``samples`` must not exceed the
-    data's: :func:`first_whole_batches` sees to that."""
-    size = smallest_run(model)
-    return max(size, samples - samples % size)
-
-
 def first_whole_batches(model: LoadedModel, data: Dataset, wanted: int) -> Dataset:
     """At most the first ``wanted`` samples of ``data``, rounded down to whole batches of a model that
     fixes its batch size: 16 wanted of 10 samples with a batch fixed at 4 are the first 8, not all 10,
     which the model could not run. Data holding less than one batch is left to :meth:`BatchRunner.feeds`
     to refuse."""
-    return data.limited(whole_batches(model, min(wanted, data.count)))
+    size, samples = smallest_run(model), min(wanted, data.count)
+    return data.limited(max(size, samples - samples % size))
 
 
 def first_run_feed(model: LoadedModel, data: Dataset) -> dict[str, np.ndarray]:
