@@ -296,8 +296,6 @@ def _write_qdq_model(
                         "QDQOpTypePerChannelSupportToAxis": {"MatMul": -1},
                     },
                 )
-        except Q8Error:
-            raise
         except Exception as exc:  # the quantizer raises assorted types for unsupported graphs
             raise Q8Error(f"onnxruntime's quantizer failed on this model: {first_line(exc)}") from None
 
