@@ -18,6 +18,7 @@ import numpy as np
 
 from .data import Dataset
 from .errors import Q8Error
+from .floatpath import is_written_out_dequantize, written_out_result
 from .latency import alternating_latency
 from .metrics import ErrorAccumulator
 from .model import LoadedModel
@@ -111,17 +112,18 @@ class Comparison:
 
 
 def dequantized_counterparts(int8: LoadedModel) -> dict[str, str]:
-    """Float activation name -> the int8 model's DequantizeLinear output that approximates it."""
+    """Float activation name -> the int8 model's DequantizeLinear output that approximates it (or the
+    output of the same arithmetic written out, where only layers kept in float read it)."""
     graph = int8.graph
     counterparts = {}
     for node in graph.nodes:
         if node.op_type != "QuantizeLinear" or node.inputs[0] in graph.initializers:
             continue
-        for consumer in graph.consumers.get(node.outputs[0], []):
-            dq = graph.nodes[consumer]
-            if dq.op_type == "DequantizeLinear":
-                counterparts[node.inputs[0]] = dq.outputs[0]
-                break
+        readers = [graph.nodes[i] for i in graph.consumers.get(node.outputs[0], [])]
+        dequantized = [r.outputs[0] for r in readers if r.op_type == "DequantizeLinear"]
+        dequantized += [written_out_result(graph, r) for r in readers if is_written_out_dequantize(r.name)]
+        if dequantized:
+            counterparts[node.inputs[0]] = dequantized[0]
     return counterparts
 
 

@@ -19,7 +19,9 @@ import numpy as np
 
 from .errors import Q8Error
 from .model import LoadedModel
-from .runtimegraph import QDQ_OPS, RuntimeNode, absorbed_nodes, is_glue, open_session, source_node
+from .runtimegraph import (
+    RuntimeNode, absorbed_nodes, is_dequantize, is_glue, is_qdq, open_session, source_node,
+)
 from .session import BatchRunner
 
 INTEGER_TYPES = frozenset({"uint8", "int8"})
@@ -61,11 +63,11 @@ class ModelProfile:
 
     @property
     def qdq_us(self) -> float:
-        return sum(k.us for k in self.kernels if k.op_type in QDQ_OPS)
+        return sum(k.us for k in self.kernels if is_qdq(k.name, k.op_type))
 
     @property
     def layout_us(self) -> float:
-        return sum(k.us for k in self.kernels if k.glue and k.op_type not in QDQ_OPS)
+        return sum(k.us for k in self.kernels if k.glue and not is_qdq(k.name, k.op_type))
 
     def to_dict(self) -> dict[str, object]:
         return {
@@ -149,9 +151,9 @@ def _glue_owners(kernels: list[RuntimeNode], profile: list[KernelTime]) -> dict[
         if not flow.info[kernel.name].glue:
             continue
         down, up = flow.reach(kernel, downstream=True), flow.reach(kernel, downstream=False)
-        if kernel.op_type == "DequantizeLinear":
+        if is_dequantize(kernel.name, kernel.op_type):
             owners[kernel.name] = up or down
-        elif kernel.op_type in QDQ_OPS:
+        elif is_qdq(kernel.name, kernel.op_type):
             owners[kernel.name] = down or up
         else:
             owners[kernel.name] = list(dict.fromkeys(up + down))

@@ -20,7 +20,8 @@ from .kernelprofile import KernelTime, ModelProfile, profile_model
 from .model import Graph, LoadedModel, Node
 from .progress import NO_PROGRESS, Progress
 from .runcounts import LATENCY_RUNS, PROFILE_RUNS
-from .runtimegraph import QDQ_OPS, resolve_name
+from .floatpath import is_written_out_dequantize
+from .runtimegraph import is_dequantize, is_qdq, resolve_name
 from .session import first_run_feed
 
 COMPUTE_OPS = frozenset({"Conv", "Gemm", "MatMul"})
@@ -108,13 +109,10 @@ class Boundary:
     tensor: str  # the float32 side
     at: str  # "model input", "model output", "inside the model" or a constant dequantized every run
     layers: tuple[str, ...]  # the int8 layers it serves
-
-    @property
-    def enters_int8(self) -> bool:
-        return self.op_type != "DequantizeLinear"
+    enters_int8: bool  # a Quantize; else a Dequantize
 
     def to_dict(self) -> dict[str, object]:
-        return {**self.__dict__, "enters_int8": self.enters_int8}
+        return dict(self.__dict__)
 
 
 @dataclass
@@ -381,7 +379,7 @@ def _taken_over(float_graph: Graph, int8_graph: Graph) -> dict[str, str]:
     taken = {}
     for node in float_graph.nodes:
         writers = [int8_graph.nodes[int8_graph.producer[t]] for t in node.outputs if t in int8_graph.producer]
-        writers = [w for w in writers if w.op_type not in QDQ_OPS]
+        writers = [w for w in writers if not is_qdq(w.name, w.op_type)]
         if node.name not in int8_graph.by_name and writers:
             taken[node.name] = writers[0].name
     return taken
@@ -466,9 +464,10 @@ def find_boundaries(int8_graph: Graph, qp: ModelProfile, layers: list[LayerTimin
     runtime = {k.name: k for k in qp.graph}
     found = []
     for kernel in qp.kernels:
-        if kernel.op_type not in QDQ_OPS:
+        # a DequantizeLinear written out in float ops is one boundary, at the kernel reading the integers
+        if not is_qdq(kernel.name, kernel.op_type) or (is_written_out_dequantize(kernel.name) and not kernel.integer):
             continue
-        entering = kernel.op_type != "DequantizeLinear"
+        entering = not is_dequantize(kernel.name, kernel.op_type)
         source, result = runtime[kernel.name].inputs[0], runtime[kernel.name].outputs[0]
         tensor = source if entering else result
         if source in int8_graph.initializers:
@@ -479,5 +478,5 @@ def find_boundaries(int8_graph: Graph, qp: ModelProfile, layers: list[LayerTimin
             at = "inside the model"
         owners = qp.glue_owners.get(kernel.name, [])
         layers = tuple(dict.fromkeys(row_of.get(o, o) for o in owners))
-        found.append(Boundary(kernel.name, kernel.op_type, tensor, at, layers))
+        found.append(Boundary(kernel.name, kernel.op_type, tensor, at, layers, entering))
     return found

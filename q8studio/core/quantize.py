@@ -31,6 +31,7 @@ from .clipping import INT8, UINT8, activation_range, needs_histogram
 from .data import Dataset
 from .errors import Q8Error, first_line
 from .fileio import atomic_path, check_outputs
+from .floatpath import dequantize_explicitly
 from .floatnodes import FloatNode, find_float_nodes, nodes_to_keep_in_float
 from .model import LoadedModel, load_model, require_float_tensors
 from .preprocess import PreparedModel, prepare_for_quantization
@@ -146,6 +147,7 @@ def quantize_model(
         progress.report("Writing the int8 model", 0, 1)
         with atomic_path(output) as staging:
             _write_qdq_model(prepared.model.proto, ranges, as_prepared, staging)
+            _keep_float_at_run_time(staging, keep_float)
             _check_it_runs(staging, first_run_feed(prepared.model, data))
             int8 = load_model(staging)
 
@@ -298,6 +300,16 @@ def _write_qdq_model(
                 )
         except Exception as exc:  # the quantizer raises assorted types for unsupported graphs
             raise Q8Error(f"onnxruntime's quantizer failed on this model: {first_line(exc)}") from None
+
+
+def _keep_float_at_run_time(path: Path, kept: tuple[str, ...]) -> None:
+    """Rewrite the written model so ONNX Runtime computes the ``kept`` layers in float: with the
+    quantizer's output alone, it computes most of them in int8 anyway (see :mod:`.floatpath`)."""
+    if not kept:
+        return
+    model = onnx.load(str(path))
+    if dequantize_explicitly(model, kept):
+        onnx.save(model, str(path))
 
 
 def _check_it_runs(path: Path, feed: dict[str, np.ndarray]) -> None:

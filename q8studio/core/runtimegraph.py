@@ -22,6 +22,7 @@ from pathlib import Path
 import onnx
 import onnxruntime as ort
 
+from .floatpath import is_written_out_dequantize
 from .model import Graph
 from .session import cpu_session, session_options
 
@@ -74,9 +75,20 @@ def op_family(op_type: str) -> str:
     return op_type
 
 
+def is_qdq(name: str, op_type: str) -> bool:
+    """Quantize/Dequantize work: ONNX Runtime's own kernels, or a DequantizeLinear written out in float ops
+    for a layer kept in float (:mod:`.floatpath`)."""
+    return op_type in QDQ_OPS or is_written_out_dequantize(name)
+
+
+def is_dequantize(name: str, op_type: str) -> bool:
+    """Work turning 8-bit integers back into float32: a DequantizeLinear, or one written out."""
+    return op_type == "DequantizeLinear" or is_written_out_dequantize(name)
+
+
 def is_glue(kernel: RuntimeNode, graph: Graph) -> bool:
     """Quantize/Dequantize kernels, and layout kernels ONNX Runtime inserted (not the model's own)."""
-    if kernel.op_type in QDQ_OPS:
+    if is_qdq(kernel.name, kernel.op_type):
         return True
     return kernel.op_type in LAYOUT_OPS and source_node(kernel, graph) is None
 
@@ -222,7 +234,7 @@ def absorbed_nodes(graph: Graph, computed: set[str]) -> dict[str, str]:
     Quantize/Dequantize nodes that vanished into integer kernels cost nothing and are left out.
     """
     anchor: dict[str, str] = {}
-    qdq = {node.name for node in graph.nodes if node.op_type in QDQ_OPS}
+    qdq = {node.name for node in graph.nodes if is_qdq(node.name, node.op_type)}
     for node in graph.nodes:  # topological order: producers are settled first
         if node.name in computed:
             continue
