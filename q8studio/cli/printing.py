@@ -65,8 +65,6 @@ def print_keep_float(outcome: KeepFloatOutcome) -> None:
           f"(ratio {outcome.ratio_after:.2f})")
     if outcome.kept_float:
         print(f"  kept in float because int8 made them slower ({len(outcome.kept_float)}): {', '.join(outcome.kept_float)}")
-    if not outcome.chosen.int8.is_quantized:
-        print("  nothing is left in int8: the written model computes in float32 throughout")
     print(f"  {outcome.verdict()}")
 
 

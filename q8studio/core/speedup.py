@@ -71,12 +71,17 @@ class KeepFloatOutcome:
 
     @property
     def pays(self) -> bool:
-        return int8_pays(self.ratio_after)
+        """Whether the written model is faster than float32 thanks to int8: a model left with no integer
+        layer may time faster or slower than float32, but only by noise."""
+        return self.chosen.report.computes_in_int8 and int8_pays(self.ratio_after)
 
     def verdict(self) -> str:
         count = len(self.kept_float)
         kept = f"{count} node{'' if count == 1 else 's'} kept in float" if count else "no node kept in float"
         change = f"int8/float32 latency {self.ratio_before:.2f} -> {self.ratio_after:.2f} ({kept})"
+        if not self.chosen.report.computes_in_int8:
+            return (f"{change}: every layer was slower in int8, so nothing is left in int8: int8 does not pay for "
+                    "this model on this machine; deploy the float32 model.")
         if self.pays:
             return f"{change}: int8 pays, {1 / self.ratio_after:.2f}x faster than float32."
         return (
