@@ -13,7 +13,9 @@ from onnx import TensorProto, helper, numpy_helper
 from q8studio.core.data import load_data
 from q8studio.core.demo import demo_assets
 from q8studio.core.evaluate import dequantized_counterparts
-from q8studio.core.floatpath import dequantize_explicitly, is_written_out_dequantize
+from q8studio.core.floatpath import (
+    KEPT_IN_FLOAT_KEY, dequantize_explicitly, is_written_out_dequantize, recorded_kept_in_float,
+)
 from q8studio.core.kernelprofile import profile_model
 from q8studio.core.model import load_model
 from q8studio.core.profile import profile_models
@@ -141,3 +143,15 @@ def test_the_profile_counts_a_written_out_dequantize_as_one_boundary_and_as_glue
     assert all(k.glue for k in report.int8.kernels if is_written_out_dequantize(k.name))
     assert [row.node for row in report.kept_in_float] == [kept]
     assert not any(is_written_out_dequantize(row.node) for row in report.layers)
+
+
+def test_the_int8_file_lists_the_layers_it_keeps_in_float(demo, tmp_path: Path) -> None:
+    model, calibration = demo
+    kept = ("/stem/bn/BatchNormalization", "/fc/Gemm")  # the BatchNorm is folded into the stem Conv
+    result = quantize_model(model, calibration, Recipe(exclude=kept), tmp_path / "q.onnx")
+    assert recorded_kept_in_float(load_model(tmp_path / "q.onnx").proto) == ("/fc/Gemm", "/stem/conv/Conv")
+    plain = quantize_model(model, calibration, Recipe(), tmp_path / "plain.onnx", previous=result)
+    assert recorded_kept_in_float(plain.int8.proto) == ()
+    damaged = plain.int8.proto
+    damaged.metadata_props.add(key=KEPT_IN_FLOAT_KEY, value="not json")
+    assert recorded_kept_in_float(damaged) == ()

@@ -130,7 +130,7 @@ def print_profile(r: ProfileReport) -> None:
     print(f"{'layer':34} {'float32 kernel':26} {'int8 kernel':28} {'float us':>9} {'int8 us':>8} {'+glue us':>8} "
           f"{'speed-up':>8} {'MACs':>11}")
     for layer in r.layers:
-        mark = "  slower in int8" if layer.slower_in_int8 else ""
+        mark = "  slower in int8" if layer.slower_in_int8 else "  kept in float" if layer.kept_float else ""
         print(f"{layer.node[:34]:34} {' + '.join(layer.float_kernels)[:26] or '-':26} "
               f"{' + '.join(layer.int8_kernels)[:28] or '-':28} {layer.float_total_us:9.1f} {layer.int8_us:8.1f} "
               f"{layer.int8_glue_us:8.1f} {layer.speedup:7.2f}x {layer.macs:11,}{mark}")
@@ -150,6 +150,8 @@ def print_profile(r: ProfileReport) -> None:
         print(f"{len(constants)} weights/biases are dequantized to float32 on every run, for {', '.join(layers)}")
     islands = r.float_islands
     print(f"float islands in the int8 model: {', '.join(layer.node for layer in islands) if islands else 'none'}")
+    if r.kept_in_float:
+        print(f"kept in float ({len(r.kept_in_float)}): {', '.join(layer.node for layer in r.kept_in_float)}")
     slower = [layer.node for layer in r.layers if layer.slower_in_int8]
     if slower:
         print(f"slower in int8 ({len(slower)}): {', '.join(slower)}")

@@ -17,6 +17,7 @@ integers anyway: those are left as they are, since rewriting would only add work
 
 from __future__ import annotations
 
+import json
 from collections.abc import Collection, Iterator
 
 import onnx
@@ -25,12 +26,35 @@ from onnx import helper, numpy_helper
 from .model import Graph, Node
 
 DEQUANTIZE = "DequantizeLinear"
+KEPT_IN_FLOAT_KEY = "q8studio.kept_in_float"
 WRITTEN_OUT = "/dequantize_in_float/"
 """In the name of every node (and of the kernel ONNX Runtime runs it as) of a written-out DequantizeLinear."""
 SAME_VALUES_IN_INT8 = frozenset({
     "MaxPool", "GlobalMaxPool", "Reshape", "Transpose", "Squeeze", "Unsqueeze", "Flatten", "Identity",
     "Slice", "Split", "Gather", "DepthToSpace", "SpaceToDepth",
 })
+
+
+def keep_in_float(model: onnx.ModelProto, kept: Collection[str]) -> None:
+    """Make ``model``'s ``kept`` nodes compute in float (see :func:`dequantize_explicitly`) and list
+    them in its metadata: a profile of the file alone then tells them from float islands."""
+    dequantize_explicitly(model, kept)
+    recorded = [entry for entry in model.metadata_props if entry.key != KEPT_IN_FLOAT_KEY]
+    del model.metadata_props[:]
+    model.metadata_props.extend(recorded)
+    model.metadata_props.add(key=KEPT_IN_FLOAT_KEY, value=json.dumps(sorted(kept)))
+
+
+def recorded_kept_in_float(model: onnx.ModelProto) -> tuple[str, ...]:
+    """The nodes :func:`keep_in_float` listed in the model's metadata (none for a model it did not write)."""
+    for entry in model.metadata_props:
+        if entry.key == KEPT_IN_FLOAT_KEY:
+            try:
+                names = json.loads(entry.value)
+            except ValueError:
+                return ()
+            return tuple(name for name in names if isinstance(name, str)) if isinstance(names, list) else ()
+    return ()
 
 
 def dequantize_explicitly(model: onnx.ModelProto, kept: Collection[str]) -> int:

@@ -20,7 +20,7 @@ from .kernelprofile import KernelTime, ModelProfile, profile_model
 from .model import Graph, LoadedModel, Node
 from .progress import NO_PROGRESS, Progress
 from .runcounts import LATENCY_RUNS, PROFILE_RUNS
-from .floatpath import is_written_out_dequantize
+from .floatpath import is_written_out_dequantize, recorded_kept_in_float, written_out_result
 from .runtimegraph import is_dequantize, is_qdq, resolve_name
 from .session import first_run_feed
 
@@ -218,7 +218,7 @@ def profile_models(
     warmup: int = 10,
     threads: int = 0,
     latency_runs: int = LATENCY_RUNS,
-    kept_float: Collection[str] = (),
+    kept_float: Collection[str] | None = None,
     progress: Progress = NO_PROGRESS,
 ) -> ProfileReport:
     """Profile both models on the first sample of ``data`` (the first batch when the float model fixes
@@ -227,7 +227,8 @@ def profile_models(
     ``latency_runs`` > 0 also times both models without the profiler (alternating runs): the
     profiler costs a few microseconds per kernel, too much to judge small models by. ``kept_float``:
     the int8 model's nodes its recipe kept in float (:attr:`~.quantize.QuantizeResult.kept_float`),
-    which tells the layers kept in float from float islands; two model files alone cannot.
+    which tells the layers kept in float from float islands; without it, those the int8 file lists in
+    its metadata (:func:`~.floatpath.recorded_kept_in_float`).
     """
     require_same_inputs(float_model, int8_model)
     sample = first_run_feed(float_model, data)
@@ -236,6 +237,8 @@ def profile_models(
     progress.report("Profiling", 1, 2)
     int8_profile = profile_model(int8_model, sample, runs=runs, warmup=warmup, threads=threads)
     progress.report("Profiling", 2, 2)
+    if kept_float is None:
+        kept_float = recorded_kept_in_float(int8_model.proto)
     layers = mark_kept_float(join_layers(float_model.graph, int8_model.graph, float_profile, int8_profile),
                              int8_model.graph, kept_float)
     latency = None
@@ -458,6 +461,12 @@ def node_macs(graph: Graph, node: Node) -> int:
     return 0
 
 
+def _written_out_result(int8_graph: Graph, kernel: str, fallback: str) -> str:
+    """The float tensor a written-out DequantizeLinear gives, named as in the model, not its first step."""
+    node = resolve_name(kernel, int8_graph.by_name)
+    return written_out_result(int8_graph, int8_graph.by_name[node]) if node is not None else fallback
+
+
 def find_boundaries(int8_graph: Graph, qp: ModelProfile, layers: list[LayerTiming]) -> list[Boundary]:
     """The Quantize/Dequantize kernels that still run: where float32 enters and leaves int8."""
     row_of = {member: layer.node for layer in layers for member in layer.members}
@@ -469,6 +478,8 @@ def find_boundaries(int8_graph: Graph, qp: ModelProfile, layers: list[LayerTimin
             continue
         entering = not is_dequantize(kernel.name, kernel.op_type)
         source, result = runtime[kernel.name].inputs[0], runtime[kernel.name].outputs[0]
+        if is_written_out_dequantize(kernel.name):
+            result = _written_out_result(int8_graph, kernel.name, result)
         tensor = source if entering else result
         if source in int8_graph.initializers:
             at = "constant, dequantized on every run"

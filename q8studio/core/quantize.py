@@ -31,7 +31,7 @@ from .clipping import INT8, UINT8, activation_range, needs_histogram
 from .data import Dataset
 from .errors import Q8Error, first_line
 from .fileio import atomic_path, check_outputs
-from .floatpath import dequantize_explicitly
+from .floatpath import keep_in_float
 from .floatnodes import FloatNode, find_float_nodes, nodes_to_keep_in_float
 from .model import LoadedModel, load_model, require_float_tensors
 from .preprocess import PreparedModel, prepare_for_quantization
@@ -303,13 +303,14 @@ def _write_qdq_model(
 
 
 def _keep_float_at_run_time(path: Path, kept: tuple[str, ...]) -> None:
-    """Rewrite the written model so ONNX Runtime computes the ``kept`` layers in float: with the
-    quantizer's output alone, it computes most of them in int8 anyway (see :mod:`.floatpath`)."""
+    """Rewrite the written model so ONNX Runtime computes the ``kept`` layers in float (with the
+    quantizer's output alone, it computes most of them in int8 anyway) and list them in it (see
+    :mod:`.floatpath`)."""
     if not kept:
         return
     model = onnx.load(str(path))
-    if dequantize_explicitly(model, kept):
-        onnx.save(model, str(path))
+    keep_in_float(model, kept)
+    onnx.save(model, str(path))
 
 
 def _check_it_runs(path: Path, feed: dict[str, np.ndarray]) -> None:
