@@ -29,6 +29,7 @@ from q8studio.core.profile import (
     slower_in_int8,
     speedup_overlay,
 )
+from q8studio.core.speedup import SLOWER_IN_INT8
 from q8studio.gui import formatting as fmt
 from q8studio.gui.explain_dock import HINT
 from q8studio.gui.graph_items import OverlayScale
@@ -206,6 +207,8 @@ def test_keep_slower_layers_in_float_replaces_the_run(qtbot, demo: MainWindow) -
     assert demo.results.speed.notice.text().startswith(kept)
     notes = demo.results.notes.text()
     assert f"{fmt.count(len(run.result.float_nodes), 'node')} kept in float" in notes and "(s)" not in notes
+    reasons = {node.name: node.reason for node in run.result.float_nodes}
+    assert {reasons[name] for name in outcome.kept_float} == {SLOWER_IN_INT8}  # not "on request": no one asked
     assert demo.session.profile is not None
     assert demo.results.speed.verdict.toolTip() == demo.session.profile.verdict(typographic=True)
     assert demo.results.speed.proxy.rowCount() == len(demo.session.profile.layers)

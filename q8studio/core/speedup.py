@@ -15,6 +15,7 @@ import shutil
 import tempfile
 from dataclasses import dataclass, field, replace
 from pathlib import Path
+from typing import Collection
 
 from .data import Dataset
 from .fileio import atomic_path, check_outputs
@@ -149,11 +150,17 @@ def keep_slow_float(
             shutil.copyfile(chosen.result.output_path, staging)
         chosen.result = replace(chosen.result, output_path=output, int8=replace(chosen.result.int8, path=output))
     outcome = KeepFloatOutcome(float_ms, trials.candidates, chosen)
-    slower = set(outcome.kept_float)
-    chosen.result.float_nodes = [  # its recipe asked for these, the user did not
-        replace(node, reason=SLOWER_IN_INT8) if node.name in slower else node for node in chosen.result.float_nodes
-    ]
+    label_slower_in_int8(chosen.result, outcome.kept_float)
     return outcome
+
+
+def label_slower_in_int8(result: QuantizeResult, slower: Collection[str]) -> None:
+    """Give the float nodes of ``result`` that are in ``slower`` the reason they are float: its recipe
+    asked for them, the user did not."""
+    names = set(slower)
+    result.float_nodes = [
+        replace(node, reason=SLOWER_IN_INT8) if node.name in names else node for node in result.float_nodes
+    ]
 
 
 @dataclass

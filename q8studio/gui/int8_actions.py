@@ -21,7 +21,7 @@ from PySide6.QtCore import QObject, Signal
 from ..core.data import Dataset
 from ..core.profile import ProfileReport, layers_holding
 from ..core.progress import Progress
-from ..core.speedup import KeepFloatOutcome, keep_slow_float
+from ..core.speedup import KeepFloatOutcome, keep_slow_float, label_slower_in_int8
 from ..core.workflow import StudioRun
 from . import formatting as fmt
 from .errors import ErrorReporter
@@ -101,6 +101,7 @@ class Int8Actions(QObject):
             outcome = keep_slow_float(model, calibration, recipe, scratch, data, previous=run.result, progress=progress)
             chosen = run_and_profile(model, calibration, evaluation, outcome.chosen.result.recipe, output, progress,
                                      previous=run.result)
+            label_slower_in_int8(chosen.run.result, outcome.kept_float)
             return KeptFloat(outcome, chosen)
 
         self.keeping = True
