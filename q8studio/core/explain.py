@@ -21,6 +21,7 @@ from .data import Dataset
 from .errors import Q8Error
 from .explainsample import SampleFeed, sample_feed, sample_part
 from .explainstep import WorkedElement, accumulators, conv_geometry, pick_element, worked_element
+from .floatpath import recorded_kept_in_float
 from .intkernels import channel_multipliers, qlinear_conv, qlinear_gemm, qlinear_matmul
 from .intmath import Multiplier, float32_multiplier
 from .metrics import measure
@@ -190,6 +191,9 @@ def _layer(model: LoadedModel, node: Node) -> _Layer:
     graph = model.graph
     x_dq, w_dq = (_dequantize_node(graph, node.inputs[i]) for i in (0, 1))
     if x_dq is None or w_dq is None:
+        if node.name in recorded_kept_in_float(model.proto):
+            raise Q8Error(f"Node {node.name} was kept in float when this model was quantized: it has no integer "
+                          "arithmetic to explain.")
         raise Q8Error(f"Node {node.name} runs in float: its inputs are not quantized (no DequantizeLinear feeds it).")
     bias_q = None
     if len(node.inputs) > 2 and node.inputs[2]:
