@@ -155,3 +155,12 @@ def test_the_int8_file_lists_the_layers_it_keeps_in_float(demo, tmp_path: Path) 
     damaged = plain.int8.proto
     damaged.metadata_props.add(key=KEPT_IN_FLOAT_KEY, value="not json")
     assert recorded_kept_in_float(damaged) == ()
+
+
+def test_a_kept_layer_is_named_by_the_node_kept_not_by_the_row_it_shares(demo, tmp_path: Path) -> None:
+    """In float32 the residual Add fuses into the pointwise Conv, whose name the profile's row takes;
+    the int8 model runs that Conv in int8 and only the Add in float."""
+    model, calibration = demo
+    result = quantize_model(model, calibration, Recipe(exclude=("/block1/Add",)), tmp_path / "q.onnx")
+    report = profile_models(model, result.int8, calibration.limited(1), latency_runs=0, runs=2, warmup=0, threads=1)
+    assert [row.kept_label for row in report.kept_in_float] == ["/block1/Add"]

@@ -151,7 +151,7 @@ def print_profile(r: ProfileReport) -> None:
     islands = r.float_islands
     print(f"float islands in the int8 model: {', '.join(layer.node for layer in islands) if islands else 'none'}")
     if r.kept_in_float:
-        print(f"kept in float ({len(r.kept_in_float)}): {', '.join(layer.node for layer in r.kept_in_float)}")
+        print(f"kept in float ({len(r.kept_in_float)}): {', '.join(layer.kept_label for layer in r.kept_in_float)}")
     slower = [layer.node for layer in r.layers if layer.slower_in_int8]
     if slower:
         print(f"slower in int8 ({len(slower)}): {', '.join(slower)}")

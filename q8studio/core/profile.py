@@ -60,6 +60,13 @@ class LayerTiming:
     """The int8 model computes the layer in float because the recipe asked for it: it holds a node kept in
     float, or float layers join it to one with no Quantize/Dequantize between (a Relu reading a kept
     Conv's float output stays float with it)."""
+    kept_nodes: tuple[str, ...] = ()  # the nodes of the layer the recipe kept in float
+
+    @property
+    def kept_label(self) -> str:
+        """How to name the layer as kept in float: by the nodes kept, which need not be the one naming the
+        row (a residual Add kept in float shares the row of the Conv it fuses with in float32)."""
+        return ", ".join(self.kept_nodes) or self.node
 
     @property
     def computes_in_float(self) -> bool:
@@ -272,8 +279,11 @@ def mark_kept_float(layers: list[LayerTiming], int8_graph: Graph, kept: Collecti
         if first is not None and second is not None:
             regions.union(first, second)
     requested = {regions.find(str(index)) for index, layer in floating.items() if wanted.intersection(layer.members)}
-    return [replace(layer, kept_float=True) if index in floating and regions.find(str(index)) in requested else layer
-            for index, layer in enumerate(layers)]
+    return [
+        replace(layer, kept_float=True, kept_nodes=tuple(m for m in layer.members if m in wanted))
+        if index in floating and regions.find(str(index)) in requested else layer
+        for index, layer in enumerate(layers)
+    ]
 
 
 def layers_holding(report: ProfileReport, nodes: Collection[str]) -> list[LayerTiming]:

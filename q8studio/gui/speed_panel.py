@@ -156,7 +156,7 @@ def _boundary_lines(boundaries: list[Boundary]) -> list[str]:
 def float_layer_lines(report: ProfileReport) -> list[str]:
     """The layers the int8 model computes in float: those the recipe kept in float, and the islands
     among integer layers nobody asked for (none when no layer computes in int8, as the banner says)."""
-    kept = [layer.node for layer in report.kept_in_float]
+    kept = [layer.kept_label for layer in report.kept_in_float]
     if not report.computes_in_int8:
         if not kept:
             return ["Kept in float: none; ONNX Runtime ran every layer with float kernels"]
