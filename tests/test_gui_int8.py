@@ -405,3 +405,17 @@ def test_latencies_of_a_small_model_show_the_difference_their_ratio_shows() -> N
     assert fmt.milliseconds(0.25) == "0.250 ms" and fmt.milliseconds(12.3454) == "12.345 ms"
     assert fmt.milliseconds(0.0) == "0.000 ms"
 
+
+
+def test_every_column_of_the_per_layer_table_fits_at_the_default_size(qtbot, demo: MainWindow) -> None:
+    """Long layer names are elided in the middle (the row's tooltip has them whole), so the error
+    columns right of them need no horizontal scrolling."""
+    assert (demo.width(), demo.height()) == DEFAULT_SIZE
+    run_to_end(qtbot, demo)
+    table = demo.results.table
+    qtbot.waitUntil(lambda: table.model().rowCount() > 0)
+    assert table.horizontalScrollBar().maximum() == 0
+    names = [table.model().index(row, 0).data() for row in range(table.model().rowCount())]
+    widest = max(names, key=table.fontMetrics().horizontalAdvance)
+    assert table.columnWidth(0) < table.fontMetrics().horizontalAdvance(widest)  # elided, not cut off
+    assert widest in table.model().index(names.index(widest), 0).data(Qt.ItemDataRole.ToolTipRole)

@@ -93,6 +93,11 @@ class RowTableModel(QAbstractTableModel, Generic[Row]):
         return None
 
 
+COLUMN_MAX_CHARS = 30
+"""Wider cells (long layer names) are elided in the middle, the row's tooltip has them whole: every
+column then fits the results pane of a 1400-pixel window, with no horizontal scrolling."""
+
+
 def sorted_table(model: RowTableModel, parent: QWidget) -> tuple[QTableView, QSortFilterProxyModel]:
     """A read-only, single-row-selection table over ``model``, sorted on the raw values."""
     proxy = QSortFilterProxyModel(parent)
@@ -108,6 +113,8 @@ def sorted_table(model: RowTableModel, parent: QWidget) -> tuple[QTableView, QSo
     table.verticalHeader().setVisible(False)
     table.verticalHeader().setDefaultSectionSize(table.fontMetrics().height() + 6)
     table.horizontalHeader().setSectionResizeMode(QHeaderView.ResizeMode.ResizeToContents)
+    table.horizontalHeader().setMaximumSectionSize(table.fontMetrics().averageCharWidth() * COLUMN_MAX_CHARS)
+    table.setTextElideMode(Qt.TextElideMode.ElideMiddle)
     table.horizontalHeader().setStretchLastSection(True)
     return table, proxy
 
