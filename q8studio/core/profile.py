@@ -16,11 +16,11 @@ from dataclasses import dataclass, field, replace
 
 from .data import Dataset
 from .evaluate import measure_latency, require_same_inputs
+from .floatpath import is_written_out_dequantize, recorded_kept_in_float, written_out_result
 from .kernelprofile import KernelTime, ModelProfile, profile_model
 from .model import Graph, LoadedModel, Node
 from .progress import NO_PROGRESS, Progress
 from .runcounts import LATENCY_RUNS, PROFILE_RUNS
-from .floatpath import is_written_out_dequantize, recorded_kept_in_float, written_out_result
 from .runtimegraph import is_dequantize, is_qdq, resolve_name
 from .session import first_run_feed
 
