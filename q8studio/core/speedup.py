@@ -13,9 +13,9 @@ from __future__ import annotations
 import itertools
 import shutil
 import tempfile
+from collections.abc import Collection
 from dataclasses import dataclass, field, replace
 from pathlib import Path
-from typing import Collection
 
 from .data import Dataset
 from .fileio import atomic_path, check_outputs
