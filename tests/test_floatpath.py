@@ -99,7 +99,7 @@ def test_a_zero_point_of_zero_needs_no_subtraction_and_names_never_collide() -> 
     dequantize_explicitly(model, {"conv"})
     onnx.checker.check_model(model, full_check=True)
     assert [n.op_type for n in graph.node][1:3] == ["Cast", "Mul"]
-    assert next(n for n in graph.node if n.name == "conv").input[0] == "x_dq_in_float_2"
+    assert next(n for n in graph.node if n.name == "conv").input[0] == "x_dq_in_float_1"
 
 
 @pytest.fixture(scope="module")

@@ -23,7 +23,7 @@ from collections.abc import Collection, Iterator
 import onnx
 from onnx import helper, numpy_helper
 
-from .model import Graph, Node
+from .model import Graph, Node, fresh_name
 
 DEQUANTIZE = "DequantizeLinear"
 KEPT_IN_FLOAT_KEY = "q8studio.kept_in_float"
@@ -169,19 +169,10 @@ class _NameSource:
         self._tensors = set(_tensor_names(graph))
 
     def node(self, wanted: str) -> str:
-        return _fresh(wanted, self._nodes)
+        return fresh_name(wanted, self._nodes)
 
     def tensor(self, wanted: str) -> str:
-        return _fresh(wanted, self._tensors)
-
-
-def _fresh(wanted: str, taken: set[str]) -> str:
-    name, number = wanted, 1
-    while name in taken:
-        number += 1
-        name = f"{wanted}_{number}"
-    taken.add(name)
-    return name
+        return fresh_name(wanted, self._tensors)
 
 
 def _tensor_names(graph: onnx.GraphProto) -> Iterator[str]:

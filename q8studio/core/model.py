@@ -341,13 +341,18 @@ def _name_nodes(proto: onnx.ModelProto) -> None:
     seen: set[str] = set()
     for index, node in enumerate(proto.graph.node):
         if not node.name or node.name in seen:
-            base = name = f"{node.op_type}_{index}"
-            suffix = 1
-            while name in taken:
-                name, suffix = f"{base}_{suffix}", suffix + 1
-            node.name = name
-            taken.add(name)
+            node.name = fresh_name(f"{node.op_type}_{index}", taken)
         seen.add(node.name)
+
+
+def fresh_name(wanted: str, taken: set[str]) -> str:
+    """``wanted``, or it with the first suffix ``_1``, ``_2``, ... that no name in ``taken`` has; the
+    name returned joins ``taken``."""
+    name, suffix = wanted, 1
+    while name in taken:
+        name, suffix = f"{wanted}_{suffix}", suffix + 1
+    taken.add(name)
+    return name
 
 
 def build_graph(proto: onnx.ModelProto) -> Graph:
