@@ -15,7 +15,7 @@ import onnx
 from onnx import TensorProto, helper, numpy_helper
 import pytest
 from PySide6.QtCore import QMimeData, QPointF, QSettings, Qt, QUrl
-from PySide6.QtGui import QDropEvent
+from PySide6.QtGui import QDropEvent, QImage, QPainter
 from PySide6.QtWidgets import QMessageBox, QTreeWidget
 
 from builders import save, with_argmax
@@ -590,6 +590,33 @@ def test_log_count_axes_write_every_decade_alike() -> None:
     labels = [label for _, label in LOG_TICKS[0]]
     assert labels[:8] == ["1", "10", "100", "1k", "10k", "100k", "1M", "10M"]
     assert not [label for label in labels if "e" in label or "0000" in label]
+
+def drawn_count_labels(panel: HistogramPanel, counts: np.ndarray) -> list[str]:
+    """The labels the weight plot's log count axis draws for a histogram of ``counts``."""
+    edges = np.arange(counts.size + 1, dtype=np.float64)
+    panel.show_weight(WeightSummary("w", (int(counts.sum()),), 0.0, 5.0, 1.0, 1.0, None, None, None), (counts, edges))
+    panel.weight_plot.grab()
+    image = QImage(8, 8, QImage.Format.Format_ARGB32)
+    painter = QPainter(image)
+    try:
+        _, _, texts = panel.weight_plot.getAxis("left").generateDrawSpecs(painter)
+    finally:
+        painter.end()
+    return sorted({text for _, _, text in texts}, key=lambda label: LOG_TICKS_VALUE[label])
+
+
+LOG_TICKS_VALUE = {label: value for level in LOG_TICKS for value, label in level}
+
+
+def test_log_count_axis_of_a_few_values_has_more_than_one_label(qtbot) -> None:
+    """A small layer's weights: every count below 10 used to leave the axis a single label, 1."""
+    panel = HistogramPanel()
+    qtbot.addWidget(panel)
+    panel.resize(460, 400)
+    panel.show()
+    assert drawn_count_labels(panel, np.array([1, 3, 2, 0, 1])) == ["1", "2"]
+    assert drawn_count_labels(panel, np.array([1, 10**6, 2, 0, 1])) == ["1", "10", "100", "1k", "10k", "100k", "1M"]
+
 
 def assert_method_labels_readable(qtbot, panel: HistogramPanel) -> None:
     """Every clipping method's name is inside the plot, beside its own line, and clear of the others."""

@@ -25,9 +25,20 @@ METHOD_COLOURS: dict[str, str] = {
     "mse": "#ff7f0e",
     "ema": "#17becf",
 }
-LOG_TICKS = [[(float(power), f"{10 ** (power % 3)}{' kMGT'[power // 3].strip()}") for power in range(13)]]
-"""Log-scale count axes label decades only (pyqtgraph's minor labels pile up over short ranges), all in
-one notation, 1, 10, 100, 1k … 1M: a ReLU's activation axis read 100000 under 1e+06."""
+def _count_label(count: int) -> str:
+    """1, 20, 500, 1k, 20k, 5M: one notation for every count on a log axis."""
+    power = len(str(count)) - 1
+    return f"{count // 10 ** (power - power % 3)}{' kMGT'[power // 3].strip()}"
+
+
+LOG_TICKS = [
+    [(float(power), _count_label(10**power)) for power in range(13)],
+    [(float(np.log10(step * 10**power)), _count_label(step * 10**power)) for power in range(13) for step in (2, 5)],
+]
+"""Log-scale count axes label decades, all in one notation, 1, 10, 100, 1k … 1M (a ReLU's activation axis
+read 100000 under 1e+06), and 2 and 5 times them where there is room: a histogram whose counts stay below
+10 (a small layer's weights) would otherwise have a single tick, 1. pyqtgraph drops the second level
+when its labels would crowd the axis, so a long range keeps its decades alone."""
 LOG_FILL_LEVEL = -0.5
 """On a log scale a bin of one value is at log10(1) = 0: the fill must start below it, or single
 outliers, the values log counts exist to show, draw nothing."""
