@@ -42,6 +42,7 @@ from .session import cpu_session, first_run_feed
 from .skeleton import save_with_weights_beside, skeleton_of
 from .stats import TensorStats
 from .weights import WeightError, weight_errors
+from .weightscales import per_channel_weight_overrides
 
 
 SCALE_SUFFIX = "_scale"  # onnxruntime names the scale of tensor X "X_scale"
@@ -276,7 +277,8 @@ def _write_qdq_model(
         save_with_weights_beside(prepared, source)
         cache = Path(tmp) / "ranges.json"
         save_tensors_data(_tensors_data({**unread, **ranges}), cache)
-        overrides = {name: [{"rmin": np.float32(lo), "rmax": np.float32(hi)}] for name, (lo, hi) in ranges.items()}
+        overrides = per_channel_weight_overrides(prepared, recipe.exclude) if recipe.per_channel else {}
+        overrides |= {name: [{"rmin": np.float32(lo), "rmax": np.float32(hi)}] for name, (lo, hi) in ranges.items()}
         try:
             with quiet_root_logger(logging.ERROR):  # quantize_static prints advice on every call
                 quantize_static(
