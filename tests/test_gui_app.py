@@ -12,7 +12,8 @@ from PySide6.QtCore import qInstallMessageHandler, qWarning
 from PySide6.QtGui import QImage
 
 from q8studio.cli import COMMANDS
-from q8studio.core.model import load_model, quantize_refusal
+from q8studio.core.model import load_model
+from q8studio.core.refusals import quantize_refusal
 from q8studio.gui.app import OFFSCREEN_NOISE, parse_args, quiet_offscreen_noise
 
 

@@ -8,7 +8,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from q8studio.core.model import quantize_refusal
+from q8studio.core.refusals import quantize_refusal
 from q8studio.gui.main_window import MainWindow
 from q8studio.gui.results_panel import NO_RUN
 from test_gui_window import make_window, plotted, tree_rows

@@ -11,7 +11,8 @@ from onnx import TensorProto, helper, numpy_helper
 
 from builders import light_model, save, small_cnn
 from q8studio.core.errors import Q8Error
-from q8studio.core.model import load_model, namespace_of, quantize_refusal, require_float_tensors
+from q8studio.core.model import load_model, namespace_of
+from q8studio.core.refusals import quantize_refusal, require_float_tensors
 from q8studio.core.session import cpu_session
 
 

@@ -55,7 +55,8 @@ def run_evaluate(args: argparse.Namespace) -> None:
 
 def run_explain(args: argparse.Namespace) -> None:
     from ..core.explain import explain_node
-    from ..core.model import check_float_and_int8, load_model
+    from ..core.model import load_model
+    from ..core.refusals import check_float_and_int8
     from ..core.report import to_json
 
     check_image_options_apply(args, args.data)

@@ -76,7 +76,8 @@ def read_data(args: argparse.Namespace, path: Path, model: LoadedModel, samples:
 
 def float_and_int8(args: argparse.Namespace) -> tuple[LoadedModel, LoadedModel]:
     """The two models of evaluate and profile, refused when swapped or the same."""
-    from ..core.model import check_float_and_int8, load_model
+    from ..core.model import load_model
+    from ..core.refusals import check_float_and_int8
 
     float_model, int8_model = load_model(args.float_model), load_model(args.int8_model)
     if note := check_float_and_int8(float_model, int8_model):

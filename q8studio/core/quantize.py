@@ -33,11 +33,12 @@ from .errors import Q8Error, first_line
 from .fileio import atomic_path, check_outputs
 from .floatpath import keep_in_float
 from .floatnodes import FloatNode, find_float_nodes, nodes_to_keep_in_float
-from .model import LoadedModel, load_model, require_float_tensors
+from .model import LoadedModel, load_model
 from .preprocess import PreparedModel, prepare_for_quantization
 from .progress import NO_PROGRESS, Progress
 from .quietlog import quiet_root_logger
 from .recipe import Recipe
+from .refusals import require_float_tensors
 from .session import cpu_session, first_run_feed
 from .skeleton import save_with_weights_beside, skeleton_of
 from .stats import TensorStats

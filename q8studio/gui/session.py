@@ -10,8 +10,9 @@ from __future__ import annotations
 from PySide6.QtCore import QObject, Signal
 
 from ..core.data import Dataset
-from ..core.model import LoadedModel, quantize_refusal
+from ..core.model import LoadedModel
 from ..core.profile import ProfileReport
+from ..core.refusals import quantize_refusal
 from ..core.tensorview import TensorProbe
 from ..core.workflow import StudioRun
 
