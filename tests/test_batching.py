@@ -24,7 +24,7 @@ from q8studio.core.quantize import QuantizeResult, quantize_model
 from q8studio.core.recipe import Recipe
 from q8studio.core.session import BatchRunner, cpu_session, first_run_feed, first_whole_batches, join_samples
 from q8studio.core.stats import collect_tensor_stats
-from q8studio.core.tensorview import TensorProbe
+from q8studio.core.probe import TensorProbe
 
 NOT_A_MULTIPLE = (
     "The model's batch axis is fixed at 4, so the sample count must be a multiple of 4 (got 10); use 8 samples."

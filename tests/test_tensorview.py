@@ -14,13 +14,12 @@ from q8studio.core.data import load_data
 from q8studio.core.demo import demo_assets
 from q8studio.core.errors import Q8Error
 from q8studio.core.model import load_model, model_from_proto
+from q8studio.core.probe import TensorProbe, comparison_view
 from q8studio.core.recipe import Recipe
 from q8studio.core.stats import collect_tensor_stats
 from q8studio.core.tensorview import (
-    TensorProbe,
     activation_tensor_for,
     clipped_fraction,
-    comparison_view,
     display_histogram,
     display_image,
     method_ranges,

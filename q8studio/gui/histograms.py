@@ -11,8 +11,9 @@ import pyqtgraph as pg
 from PySide6.QtCore import Qt
 from PySide6.QtWidgets import QCheckBox, QHBoxLayout, QLabel, QTabWidget, QVBoxLayout, QWidget
 
+from ..core.probe import ComparisonView
 from ..core.stats import TensorStats
-from ..core.tensorview import ComparisonView, MethodRange, WeightSummary
+from ..core.tensorview import MethodRange, WeightSummary
 from . import formatting as fmt
 from .plots import LineLabels, make_plot
 

@@ -19,8 +19,9 @@ from ..core.data import Dataset
 from ..core.demo import demo_assets
 from ..core.errors import Q8Error
 from ..core.model import LoadedModel, load_model
+from ..core.probe import comparison_view
 from ..core.profile import ProfileReport, boundary_marks, slower_in_int8
-from ..core.tensorview import NodeNumbers, comparison_view, node_numbers
+from ..core.tensorview import NodeNumbers, node_numbers
 from ..core.workflow import StudioRun, latest_timing
 from . import formatting as fmt
 from .errors import ErrorReporter

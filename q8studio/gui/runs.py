@@ -13,11 +13,11 @@ from pathlib import Path
 from ..core.data import Dataset
 from ..core.errors import Q8Error
 from ..core.model import LoadedModel
+from ..core.probe import TensorProbe
 from ..core.profile import ProfileReport, profile_models
 from ..core.progress import Progress
 from ..core.quantize import QuantizeResult
 from ..core.recipe import Recipe
-from ..core.tensorview import TensorProbe
 from ..core.workflow import StudioRun, quantize_and_compare
 
 WINDOW_PROFILE_RUNS = 50

@@ -11,9 +11,9 @@ from PySide6.QtCore import QObject, Signal
 
 from ..core.data import Dataset
 from ..core.model import LoadedModel
+from ..core.probe import TensorProbe
 from ..core.profile import ProfileReport
 from ..core.refusals import quantize_refusal
-from ..core.tensorview import TensorProbe
 from ..core.workflow import StudioRun
 
 
