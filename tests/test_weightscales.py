@@ -15,7 +15,7 @@ from builders import light_model, small_cnn, transformer_block
 from q8studio.core.model import LoadedModel, load_model
 from q8studio.core.preprocess import prepare_for_quantization
 from q8studio.core.recipe import Recipe
-from q8studio.core.weightscales import per_channel_weight_overrides, symmetric_int8_scales
+from q8studio.core.weightscales import per_channel_weight_overrides
 
 PER_CHANNEL = Recipe(granularity="per-channel")
 
@@ -100,6 +100,13 @@ def test_scales_are_given_for_the_common_weights_alone() -> None:
 
 def test_a_scale_is_the_largest_magnitude_over_127_and_one_when_it_underflows() -> None:
     weight = np.array([[0.5, -1.27], [0.0, 0.0], [3e-39, 0.0], [2.54, 0.1]], dtype=np.float32)
-    scales = symmetric_int8_scales(weight, axis=0)
-    assert scales.dtype == np.float32
+    gemm = helper.make_graph(
+        [helper.make_node("Gemm", ["x", "w"], ["y"], name="gemm", transB=1)], "gemm",
+        [helper.make_tensor_value_info("x", TensorProto.FLOAT, [1, 2])],
+        [helper.make_tensor_value_info("y", TensorProto.FLOAT, [1, 4])], [numpy_helper.from_array(weight, "w")],
+    )
+    channels = per_channel_weight_overrides(helper.make_model(gemm))["w"]
+    scales = np.array([channel["scale"] for channel in channels])
+    assert scales.dtype == np.float32 and channels[0]["axis"] == 0
     np.testing.assert_array_equal(scales, np.float32([1.27 / 127, 1.0, 1.0, 2.54 / 127]))
+    assert {int(channel["zero_point"]) for channel in channels} == {0}

@@ -23,6 +23,7 @@ from .errors import Q8Error, first_line
 from .optypes import QDQ_QUANTIZABLE_OPS, node_kind
 from .skeleton import is_set_aside, skeleton_of
 
+
 @dataclass(frozen=True)
 class TensorInfo:
     """Name, static shape (``None``/str for unknown or symbolic dims) and element type of a tensor."""

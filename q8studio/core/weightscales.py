@@ -2,10 +2,9 @@
 
 Asked for per-channel weights, ``quantize_static`` computes each output channel's scale in a Python
 loop: 60 ms of SqueezeNet's 135 ms write (3,944 channels), more on wider nets. Handed the scales
-through its public ``TensorQuantOverrides``, it skips that loop and writes the same model: the
-arithmetic below is its own (``quant_utils.compute_scale_zp`` for symmetric int8: the range widened
-to include zero, made symmetric, over 254 steps in float64, stored as float32, 1.0 when it underflows),
-checked bit for bit against it by the tests on every architecture of onnx's test data.
+through its public ``TensorQuantOverrides``, it skips that loop and writes the same model: the scales
+come from :func:`~.clipping.quant_params`, its arithmetic for symmetric int8 weights ([-127, 127]),
+and the tests check the written model bit for bit against the quantizer's own on onnx's architectures.
 
 Only the common case is handed over: a float32 weight of rank >= 2 feeding, as input 1 and alone, a
 Conv, ConvTranspose, Gemm or MatMul. Anything else (a shared weight, a constant first input of a
@@ -21,11 +20,9 @@ import numpy as np
 import onnx
 from onnx import numpy_helper
 
-from .clipping import weight_channel_axis
+from .clipping import INT8_SYMMETRIC_WEIGHTS, quant_params, weight_channel_axis
 
 PER_CHANNEL_OPS = frozenset({"Conv", "ConvTranspose", "Gemm", "MatMul"})
-INT8_SYMMETRIC_STEPS = 254.0
-"""qmax - qmin of symmetric int8, [-127, 127]: onnxruntime's weight range with WeightSymmetric."""
 
 
 def per_channel_weight_overrides(model: onnx.ModelProto, exclude: Collection[str] = ()) -> dict[str, list[dict]]:
@@ -43,21 +40,11 @@ def per_channel_weight_overrides(model: onnx.ModelProto, exclude: Collection[str
             continue
         attributes = {attribute.name: onnx.helper.get_attribute_value(attribute) for attribute in node.attribute}
         axis = weight_channel_axis(node.op_type, attributes, len(tensor.dims))
-        scales = symmetric_int8_scales(numpy_helper.to_array(tensor), axis)
+        weight = numpy_helper.to_array(tensor)
+        rows = np.moveaxis(weight, axis, 0).reshape(weight.shape[axis], -1)
+        scales, zero_points = quant_params(rows.min(axis=1), rows.max(axis=1), INT8_SYMMETRIC_WEIGHTS, symmetric=True)
         overrides[tensor.name] = [
-            {"scale": scale, "zero_point": np.int8(0), **({"axis": axis} if channel == 0 else {})}
-            for channel, scale in enumerate(scales)
+            {"scale": scale, "zero_point": np.int8(zero_point), **({"axis": axis} if channel == 0 else {})}
+            for channel, (scale, zero_point) in enumerate(zip(scales, zero_points))
         ]
     return overrides
-
-
-def symmetric_int8_scales(weight: np.ndarray, axis: int) -> np.ndarray:
-    """One float32 scale per slice of ``weight`` along ``axis``, as onnxruntime computes it."""
-    rows = np.moveaxis(weight, axis, 0).reshape(weight.shape[axis], -1)
-    low = np.minimum(rows.min(axis=1), np.float32(0))
-    high = np.maximum(rows.max(axis=1), np.float32(0))
-    absmax = np.maximum(np.abs(low), np.abs(high)).astype(np.float64)
-    exact = (absmax - -absmax) / INT8_SYMMETRIC_STEPS
-    scales = exact.astype(np.float32)
-    scales[exact < np.finfo(np.float32).tiny] = 1.0
-    return scales
