@@ -591,6 +591,10 @@ def test_log_count_axes_write_every_decade_alike() -> None:
     assert labels[:8] == ["1", "10", "100", "1k", "10k", "100k", "1M", "10M"]
     assert not [label for label in labels if "e" in label or "0000" in label]
 
+
+LOG_TICKS_VALUE = {label: value for level in LOG_TICKS for value, label in level}
+
+
 def drawn_count_labels(panel: HistogramPanel, counts: np.ndarray) -> list[str]:
     """The labels the weight plot's log count axis draws for a histogram of ``counts``."""
     edges = np.arange(counts.size + 1, dtype=np.float64)
@@ -603,9 +607,6 @@ def drawn_count_labels(panel: HistogramPanel, counts: np.ndarray) -> list[str]:
     finally:
         painter.end()
     return sorted({text for _, _, text in texts}, key=lambda label: LOG_TICKS_VALUE[label])
-
-
-LOG_TICKS_VALUE = {label: value for level in LOG_TICKS for value, label in level}
 
 
 def test_log_count_axis_of_a_few_values_has_more_than_one_label(qtbot) -> None:

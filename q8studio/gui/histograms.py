@@ -26,6 +26,8 @@ METHOD_COLOURS: dict[str, str] = {
     "mse": "#ff7f0e",
     "ema": "#17becf",
 }
+
+
 def _count_label(count: int) -> str:
     """1, 20, 500, 1k, 20k, 5M: one notation for every count on a log axis."""
     power = len(str(count)) - 1
