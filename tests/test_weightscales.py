@@ -12,7 +12,7 @@ from onnx import TensorProto, helper, numpy_helper
 
 import q8studio.core.quantize as quantize
 from builders import light_model, small_cnn, transformer_block
-from q8studio.core.model import LoadedModel, load_model
+from q8studio.core.model import LoadedModel, load_model, model_from_proto
 from q8studio.core.preprocess import prepare_for_quantization
 from q8studio.core.recipe import Recipe
 from q8studio.core.weightscales import per_channel_weight_overrides
@@ -57,8 +57,12 @@ def odd_weights_model() -> onnx.ModelProto:
     return model
 
 
-def written(model: LoadedModel, path: Path) -> onnx.ModelProto:
-    quantize._write_qdq_model(model.proto, {}, PER_CHANNEL, path)  # every activation gets the placeholder range
+def loaded(model: onnx.ModelProto) -> LoadedModel:
+    return model_from_proto(model, Path(f"{model.graph.name}.onnx"))
+
+
+def written(model: LoadedModel, path: Path, weight_scales: dict[str, list[dict]]) -> onnx.ModelProto:
+    quantize._write_qdq_model(model.proto, {}, PER_CHANNEL, path, weight_scales)  # activations: the placeholder range
     return onnx.load(str(path))
 
 
@@ -77,25 +81,25 @@ def assert_same_model(ours: onnx.ModelProto, theirs: onnx.ModelProto) -> None:
 
 @pytest.mark.parametrize("name", ["squeezenet", "resnet50", "inception_v1", "shufflenet",
                                   "small_cnn", "transformer", "odd_weights"])
-def test_handed_scales_write_the_model_the_quantizer_writes_alone(name: str, tmp_path: Path, monkeypatch) -> None:
+def test_handed_scales_write_the_model_the_quantizer_writes_alone(name: str, tmp_path: Path) -> None:
     built = {"small_cnn": small_cnn, "transformer": transformer_block, "odd_weights": odd_weights_model}
     source = built[name]() if name in built else light_model(name)
     onnx.save(source, str(tmp_path / "source.onnx"))
     prepared = prepare_for_quantization(load_model(tmp_path / "source.onnx"), per_channel=True).model
-    assert per_channel_weight_overrides(prepared.proto)  # the fast path is taken
+    weight_scales = per_channel_weight_overrides(prepared)
+    assert weight_scales  # the fast path is taken
 
-    ours = written(prepared, tmp_path / "ours.onnx")
-    monkeypatch.setattr(quantize, "per_channel_weight_overrides", lambda *args: {})
-    assert_same_model(ours, written(prepared, tmp_path / "theirs.onnx"))
+    ours = written(prepared, tmp_path / "ours.onnx", weight_scales)
+    assert_same_model(ours, written(prepared, tmp_path / "theirs.onnx", {}))
 
 
 def test_scales_are_given_for_the_common_weights_alone() -> None:
-    overrides = per_channel_weight_overrides(odd_weights_model())
+    overrides = per_channel_weight_overrides(loaded(odd_weights_model()))
     assert set(overrides) == {"gemm.w", "convt.w", "mm.w"}  # not the shared one
     assert [len(overrides[name]) for name in ("gemm.w", "convt.w", "mm.w")] == [8, 3, 5]
     assert [overrides[name][0]["axis"] for name in ("gemm.w", "convt.w", "mm.w")] == [1, 1, 2]
     assert "axis" not in overrides["gemm.w"][1]
-    assert set(per_channel_weight_overrides(odd_weights_model(), exclude={"gemm", "matmul"})) == {"convt.w"}
+    assert set(per_channel_weight_overrides(loaded(odd_weights_model()), exclude={"gemm", "matmul"})) == {"convt.w"}
 
 
 def test_a_scale_is_the_largest_magnitude_over_127_and_one_when_it_underflows() -> None:
@@ -105,7 +109,7 @@ def test_a_scale_is_the_largest_magnitude_over_127_and_one_when_it_underflows() 
         [helper.make_tensor_value_info("x", TensorProto.FLOAT, [1, 2])],
         [helper.make_tensor_value_info("y", TensorProto.FLOAT, [1, 4])], [numpy_helper.from_array(weight, "w")],
     )
-    channels = per_channel_weight_overrides(helper.make_model(gemm))["w"]
+    channels = per_channel_weight_overrides(loaded(helper.make_model(gemm)))["w"]
     scales = np.array([channel["scale"] for channel in channels])
     assert scales.dtype == np.float32 and channels[0]["axis"] == 0
     np.testing.assert_array_equal(scales, np.float32([1.27 / 127, 1.0, 1.0, 2.54 / 127]))

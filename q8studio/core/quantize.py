@@ -148,7 +148,8 @@ def quantize_model(
     with _timed(timings, "quantize_s"):
         progress.report("Writing the int8 model", 0, 1)
         with atomic_path(output) as staging:
-            _write_qdq_model(prepared.model.proto, ranges, as_prepared, staging)
+            weight_scales = per_channel_weight_overrides(prepared.model, keep_float) if recipe.per_channel else {}
+            _write_qdq_model(prepared.model.proto, ranges, as_prepared, staging, weight_scales)
             _keep_float_at_run_time(staging, keep_float)
             _check_it_runs(staging, first_run_feed(prepared.model, data))
             int8 = load_model(staging)
@@ -268,17 +269,22 @@ def activation_ranges(
 
 
 def _write_qdq_model(
-    prepared: onnx.ModelProto, ranges: dict[str, tuple[float, float]], recipe: Recipe, output: Path
+    prepared: onnx.ModelProto,
+    ranges: dict[str, tuple[float, float]],
+    recipe: Recipe,
+    output: Path,
+    weight_scales: dict[str, list[dict]] | None = None,
 ) -> None:
-    """quantize_static with our ranges. Its range cache must list every candidate tensor, even
-    those whose range it never reads (see :func:`ranges_read_by_quantizer`): they get a placeholder."""
+    """quantize_static with our ranges, and the per-channel ``weight_scales`` it would compute itself
+    (:mod:`.weightscales`). Its range cache must list every candidate tensor, even those whose range it
+    never reads (see :func:`ranges_read_by_quantizer`): they get a placeholder."""
     unread = {name: PLACEHOLDER_RANGE for name in tensors_to_calibrate(prepared) if name not in ranges}
     with tempfile.TemporaryDirectory(prefix="q8studio-quant-") as tmp:
         source = Path(tmp) / "prepared.onnx"
         save_with_weights_beside(prepared, source)
         cache = Path(tmp) / "ranges.json"
         save_tensors_data(_tensors_data({**unread, **ranges}), cache)
-        overrides = per_channel_weight_overrides(prepared, recipe.exclude) if recipe.per_channel else {}
+        overrides = dict(weight_scales or {})
         overrides |= {name: [{"rmin": np.float32(lo), "rmax": np.float32(hi)}] for name, (lo, hi) in ranges.items()}
         try:
             with quiet_root_logger(logging.ERROR):  # quantize_static prints advice on every call

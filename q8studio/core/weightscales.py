@@ -13,37 +13,34 @@ MatMul, a normalisation's scale) is left to the quantizer, which decides it as b
 
 from __future__ import annotations
 
-from collections import Counter
 from collections.abc import Collection
 
 import numpy as np
-import onnx
-from onnx import numpy_helper
 
 from .clipping import INT8_SYMMETRIC_WEIGHTS, quant_params, weight_channel_axis
+from .model import LoadedModel
 
 PER_CHANNEL_OPS = frozenset({"Conv", "ConvTranspose", "Gemm", "MatMul"})
 
 
-def per_channel_weight_overrides(model: onnx.ModelProto, exclude: Collection[str] = ()) -> dict[str, list[dict]]:
+def per_channel_weight_overrides(model: LoadedModel, exclude: Collection[str] = ()) -> dict[str, list[dict]]:
     """``TensorQuantOverrides`` entries (one dict per channel, the first naming the axis) with the
     scale and zero point of each weight described above, for nodes not in ``exclude``."""
-    initializers = {tensor.name: tensor for tensor in model.graph.initializer}
-    uses = Counter(name for node in model.graph.node for name in node.input)
+    graph = model.graph
     overrides: dict[str, list[dict]] = {}
-    for node in model.graph.node:
-        if node.op_type not in PER_CHANNEL_OPS or node.name in exclude or len(node.input) < 2:
+    for node in graph.nodes:
+        if node.op_type not in PER_CHANNEL_OPS or node.name in exclude or len(node.inputs) < 2:
             continue
-        tensor = initializers.get(node.input[1])
-        if (tensor is None or tensor.data_type != onnx.TensorProto.FLOAT or len(tensor.dims) < 2 or 0 in tensor.dims
-                or uses[tensor.name] != 1):
+        name = node.inputs[1]
+        if name not in graph.initializers or len(graph.consumers.get(name, ())) != 1:
             continue
-        attributes = {attribute.name: onnx.helper.get_attribute_value(attribute) for attribute in node.attribute}
-        axis = weight_channel_axis(node.op_type, attributes, len(tensor.dims))
-        weight = numpy_helper.to_array(tensor)
+        weight = model.weight(name)
+        if weight.dtype != np.float32 or weight.ndim < 2 or weight.size == 0:
+            continue
+        axis = weight_channel_axis(node.op_type, node.attributes, weight.ndim)
         rows = np.moveaxis(weight, axis, 0).reshape(weight.shape[axis], -1)
         scales, zero_points = quant_params(rows.min(axis=1), rows.max(axis=1), INT8_SYMMETRIC_WEIGHTS, symmetric=True)
-        overrides[tensor.name] = [
+        overrides[name] = [
             {"scale": scale, "zero_point": np.int8(zero_point), **({"axis": axis} if channel == 0 else {})}
             for channel, (scale, zero_point) in enumerate(zip(scales, zero_points))
         ]
