@@ -297,6 +297,11 @@ def test_layers_kept_in_float_are_listed_apart_from_float_islands(tmp_path: Path
     # the int8 file alone says it too: its kept layers read a DequantizeLinear written out in float ops
     assert [row.node for row in untold.kept_in_float] == ["/stem/conv/Conv", "/fc/Gemm"]
     assert untold.float_islands == []
+    # float32 leaves int8 before /fc/Gemm: at the tensor the float model names, not the Dequantize's output
+    float_tensors = load_model(demo_assets().model).graph.tensors
+    for report in (told, untold):
+        leaving = [(b.tensor, b.layers) for b in report.boundaries if not b.enters_int8 and not b.at.startswith("c")]
+        assert leaving == [("/flatten/Flatten_output_0", ("/flatten/Flatten",))] and leaving[0][0] in float_tensors
 
 
 def test_with_every_layer_kept_in_float_there_are_no_islands(tmp_path: Path) -> None:

@@ -477,6 +477,17 @@ def _written_out_result(int8_graph: Graph, kernel: str, fallback: str) -> str:
     return written_out_result(int8_graph, int8_graph.by_name[node]) if node is not None else fallback
 
 
+def _quantized_from(int8_graph: Graph, kernel: str, fallback: str) -> str:
+    """The float tensor a Dequantize inside the model gives back, named as in the float model: the input
+    of the QuantizeLinear that made its integers (``X``, not onnxruntime's ``X_DequantizeLinear_Output``)."""
+    node = resolve_name(kernel, int8_graph.by_name)
+    if node is None:
+        return fallback
+    producer = int8_graph.producer.get(int8_graph.by_name[node].inputs[0])
+    quantize = int8_graph.nodes[producer] if producer is not None else None
+    return quantize.inputs[0] if quantize is not None and quantize.op_type == "QuantizeLinear" else fallback
+
+
 def find_boundaries(int8_graph: Graph, qp: ModelProfile, layers: list[LayerTiming]) -> list[Boundary]:
     """The Quantize/Dequantize kernels that still run: where float32 enters and leaves int8."""
     row_of = {member: layer.node for layer in layers for member in layer.members}
@@ -497,6 +508,8 @@ def find_boundaries(int8_graph: Graph, qp: ModelProfile, layers: list[LayerTimin
             at = "model input" if entering else "model output"
         else:
             at = "inside the model"
+            if not entering:
+                tensor = _quantized_from(int8_graph, kernel.name, tensor)
         owners = qp.glue_owners.get(kernel.name, [])
         layers = tuple(dict.fromkeys(row_of.get(o, o) for o in owners))
         found.append(Boundary(kernel.name, kernel.op_type, tensor, at, layers, entering))

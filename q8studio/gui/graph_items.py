@@ -43,6 +43,7 @@ CANVAS_BACKGROUND = "#fafbfc"
 FADED_TEXT = "#7d8590"
 DETAIL_TEXT = "#4a5260"
 BADGE_FILL = "#37474f"
+ENTER_BADGE, LEAVE_BADGE = "→int8", "→fp32"  # where float32 enters and leaves the int8 model at run time
 OVERLAY_STOPS = ("#e35d4f", "#f5d35c", "#6cc06f")  # bad → middling → good
 NO_VALUE_COLOUR = "#c4c4c4"  # a value that is not a number: neither good nor bad
 TEXT_LOD = 0.4  # below this zoom, boxes are flat colour: text would be unreadable anyway

@@ -27,6 +27,7 @@ from . import formatting as fmt
 from .errors import ErrorReporter
 from .explain_dock import ExplainDock
 from .exports import Exporter
+from .graph_items import ENTER_BADGE, LEAVE_BADGE
 from .graph_view import GraphView
 from .histograms import HistogramPanel
 from .inspector import Inspector
@@ -45,7 +46,6 @@ COMPARE_SAMPLES = 16
 FLOAT_BADGE = "FP32"
 LAYOUT_VERSION = 2
 """Bumped when docks are added: a layout saved without them is ignored rather than restored half-way."""
-ENTER_BADGE, LEAVE_BADGE = "→int8", "→fp32"  # where float32 enters and leaves the int8 model at run time
 
 
 class MainWindow(QMainWindow):

@@ -8,6 +8,8 @@ buttons that profile again or keep the layers int8 made slower in float.
 
 from __future__ import annotations
 
+from html import escape
+
 from PySide6.QtCore import (
     QModelIndex,
     Qt,
@@ -27,7 +29,7 @@ from PySide6.QtWidgets import (
 
 from ..core.profile import Boundary, LayerTiming, ProfileReport, slower_in_int8
 from . import formatting as fmt
-from .graph_items import faded
+from .graph_items import ENTER_BADGE, LEAVE_BADGE, faded
 from .overlays import fixed_scale
 from .row_table import NODE_ROLE, RowTableModel, select_quietly, sorted_table
 
@@ -47,6 +49,7 @@ COLUMNS: list[tuple[str, str]] = [
 SPEEDUP_COLUMN = 2
 MAX_ISLANDS_LISTED = 3  # more names would push the rest of the summary out of sight
 MAX_BOUNDARIES_LISTED = 2  # the model's input and output; more are counted, for the same reason
+MAX_NAME_CHARS = 28  # a boundary's tensor name longer than this is cut in the middle, to keep its line one
 KEPT_FLOAT = "float, kept"
 """How the “int8 computes in” column shows a layer the recipe kept in float, apart from a float island."""
 NUMBER_COLUMNS = {"speedup", "float_total_us", "int8_us", "int8_glue_us", "macs"}
@@ -137,20 +140,34 @@ def summary_html(report: ProfileReport) -> str:
 
 
 def _boundary_lines(boundaries: list[Boundary]) -> list[str]:
-    """Where float32 enters and leaves int8, one line each; past :data:`MAX_BOUNDARIES_LISTED`, as
-    counts, since the graph's badges show them all (a few layers kept in float add two each)."""
+    """Where float32 enters and leaves int8, one short line each (the graph's badges mark the layers);
+    past :data:`MAX_BOUNDARIES_LISTED`, as counts (a few layers kept in float add two each)."""
     if len(boundaries) > MAX_BOUNDARIES_LISTED:
         entering = sum(boundary.enters_int8 for boundary in boundaries)
-        return [f"float32 enters int8 at {entering} tensors and leaves it at {len(boundaries) - entering} "
-                "(→int8 and →fp32 badges in the graph)"]
-    lines = []
-    for boundary in boundaries:
-        layers = ", ".join(boundary.layers) or "—"
-        if boundary.enters_int8:
-            lines.append(f"float32 enters int8 at <b>{boundary.tensor}</b> ({boundary.at}) → {layers}")
-        else:
-            lines.append(f"float32 leaves int8 at <b>{boundary.tensor}</b> ({boundary.at}) ← {layers}")
-    return lines
+        return [f"float32 → int8 at {entering} tensors, int8 → float32 at {len(boundaries) - entering} "
+                f"({ENTER_BADGE} and {LEAVE_BADGE} badges in the graph)"]
+    return [f"{_direction(boundary)} at <b>{escape(_elided(boundary.tensor))}</b> ({boundary.at})"
+            for boundary in boundaries]
+
+
+def boundary_details(report: ProfileReport) -> str:
+    """Every float32/int8 boundary with its whole tensor name and the layers it serves, a line each:
+    the summary's tooltip, since the summary shortens long names and leaves the layers to the graph."""
+    return "\n".join(f"{_direction(b)} at {b.tensor} ({b.at}) {'→' if b.enters_int8 else '←'} "
+                     f"{', '.join(b.layers) or '—'}" for b in report.boundaries if not b.at.startswith("constant"))
+
+
+def _direction(boundary: Boundary) -> str:
+    return "float32 → int8" if boundary.enters_int8 else "int8 → float32"
+
+
+def _elided(name: str) -> str:
+    """``name`` cut in the middle to :data:`MAX_NAME_CHARS`: exported tensor names run to 60 characters
+    and more, and each would take two or three of the summary's few lines."""
+    if len(name) <= MAX_NAME_CHARS:
+        return name
+    head = (MAX_NAME_CHARS - 1) // 2
+    return f"{name[:head]}…{name[len(name) - (MAX_NAME_CHARS - 1 - head):]}"
 
 
 def float_layer_lines(report: ProfileReport) -> list[str]:
@@ -173,7 +190,7 @@ def float_layer_lines(report: ProfileReport) -> list[str]:
 def _listed(names: list[str], shown_as: str) -> str:
     if len(names) <= MAX_ISLANDS_LISTED:
         return ", ".join(names)
-    return f"{len(names)} layers (“{shown_as}” in the table)"
+    return f"{len(names)} layers (“{shown_as}”)"
 
 
 class SpeedPanel(QWidget):
@@ -223,7 +240,7 @@ class SpeedPanel(QWidget):
         splitter.addWidget(self.table)
         splitter.setStretchFactor(0, 2)
         splitter.setStretchFactor(1, 5)
-        splitter.setSizes([380, 760])
+        splitter.setSizes([440, 700])
         layout = QVBoxLayout(self)
         layout.setContentsMargins(0, 2, 0, 0)
         layout.addLayout(top)
@@ -247,12 +264,14 @@ class SpeedPanel(QWidget):
             self.verdict.setStyleSheet(_banner_style(None))
             self.verdict.setVisible(bool(message))
             self.summary.clear()
+            self.summary.setToolTip("")
             return
         self.verdict.setText(f"{report.headline(typographic=True)}.")  # the summary below has the rest
         self.verdict.setToolTip(report.verdict(typographic=True))
         self.verdict.setStyleSheet(_banner_style(report.pays if report.computes_in_int8 else None))
         self.verdict.show()
         self.summary.setHtml(summary_html(report))
+        self.summary.setToolTip(boundary_details(report))
 
     def show_notice(self, text: str, good: bool | None = None, more: str = "") -> None:
         """A result worth keeping on screen, e.g. what keeping the slower layers in float achieved;
