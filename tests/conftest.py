@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 from pathlib import Path
+from typing import Callable
 
 import numpy as np
 import pytest
@@ -40,6 +41,28 @@ def demo_int8_path(tmp_path_factory: pytest.TempPathFactory) -> Path:
     output = tmp_path_factory.mktemp("int8") / "demo.int8.onnx"
     quantize_model(model, load_data(assets.calibration, model, samples=32), Recipe(granularity="per-channel"), output)
     return output
+
+
+@pytest.fixture
+def decide_speed(monkeypatch: pytest.MonkeyPatch) -> Callable[[Callable], None]:
+    """Which layers int8 makes slower, and which keep-in-float candidate runs fastest, depend on the CPU:
+    the function returned decides both for a test. ``slower(layer)`` picks the integer layers int8 makes
+    slower; the candidate with the fewest nodes, the one keeping the most in float, is the fastest."""
+    from q8studio.core import speedup
+    from q8studio.core.profile import LayerTiming
+
+    def decide(slower: Callable[[LayerTiming], bool]) -> None:
+        monkeypatch.setattr(LayerTiming, "slower_in_int8", property(
+            lambda layer: layer.in_model and layer.integer and slower(layer)))
+        monkeypatch.setattr(speedup, "alternating_latency",
+                            lambda models, *args, **kwargs: [float(len(m.proto.graph.node)) for m in models])
+    return decide
+
+
+@pytest.fixture
+def stem_slower(decide_speed: Callable[[Callable], None]) -> None:
+    """The demo's first convolution is slower in int8, so that keeping slower layers in float keeps it."""
+    decide_speed(lambda layer: layer.node == "/stem/conv/Conv")
 
 
 @pytest.fixture(autouse=True)

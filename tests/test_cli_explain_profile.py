@@ -94,7 +94,7 @@ def test_profile_json(demo_int8: Path, capsys: pytest.CaptureFixture[str]) -> No
     assert data["int8"]["kernel_sum_us"] <= data["int8"]["run_us"]
 
 
-def test_quantize_keep_slow_float(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+def test_quantize_keep_slow_float(tmp_path: Path, capsys: pytest.CaptureFixture[str], stem_slower: None) -> None:
     assets = demo_assets()
     out_model = tmp_path / "fast.onnx"
     code, out, _ = run(["quantize", str(assets.model), "--calib", str(assets.calibration), "--samples", "50",

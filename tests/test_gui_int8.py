@@ -18,12 +18,10 @@ from PySide6.QtCore import QSettings, Qt
 from builders import save, small_cnn
 from gui_actions import click_graph_node
 from q8studio.core import evaluate as evaluate_module
-from q8studio.core import speedup as speedup_module
 from q8studio.core.data import load_data
 from q8studio.core.demo import demo_assets
 from q8studio.core.explain import explain_node
 from q8studio.core.profile import (
-    LayerTiming,
     boundary_marks,
     kernel_overlay,
     layers_holding,
@@ -151,7 +149,8 @@ def test_speed_tab_overlays_and_boundaries_show_the_profile(qtbot, demo: MainWin
     assert speed.verdict.toolTip() == report.verdict(typographic=True)
     assert report.verdict(typographic=True).startswith(report.headline(typographic=True) + ";")
     summary = speed.summary.toPlainText()
-    assert "float32 → int8 at image (model input)" in summary and "int8 → float32 at logits (model output)" in summary
+    assert "float32 → int8 at image (model input)" in summary
+    assert "int8 → float32 at logits (model output)" in summary
     # layers kept in float mid-model add two boundaries each: past two they are counted in one line
     inner = [replace(b, tensor=f"t{i}", at="inside the model") for i, b in enumerate(report.boundaries[:2] * 3)]
     many = summary_html(replace(report, boundaries=report.boundaries + inner))
@@ -293,7 +292,7 @@ def latencies_shown(window: MainWindow) -> set[tuple[str, str]]:
 
 
 def test_speed_figures_tell_one_story_after_keeping_slower_layers_in_float(qtbot, demo: MainWindow,
-                                                                          monkeypatch) -> None:
+                                                                          monkeypatch, stem_slower) -> None:
     # the comparison times the models apart from the profile; on a model this small both round to the
     # same figures, so give the comparison's timing figures no profile can have
     monkeypatch.setattr(evaluate_module, "measure_latency", lambda *args, **kwargs: (9.0, 8.0))
@@ -338,14 +337,11 @@ def test_the_exported_report_holds_the_latency_the_summary_shows(qtbot, demo: Ma
     lambda layer: "GlobalAveragePool" not in layer.node,
     lambda layer: layer.node == "/stem/conv/Conv",  # float32 enters int8 after the first layer
 ], ids=["all-but-the-pooling", "only-the-stem"])
-def test_the_speed_tab_stays_readable_at_the_default_size(qtbot, demo: MainWindow, monkeypatch, slower) -> None:
+def test_the_speed_tab_stays_readable_at_the_default_size(qtbot, demo: MainWindow, decide_speed, slower) -> None:
     """After keeping the slower layers in float, the notice and the verdict leave the table its rows,
     and the summary beside it shows whole, without scrolling. Which layers int8 makes slower, and which
     candidate is fastest, depends on the machine, so the test decides: the one keeping most in float."""
-    monkeypatch.setattr(LayerTiming, "slower_in_int8", property(
-        lambda layer: layer.in_model and layer.integer and slower(layer)))
-    monkeypatch.setattr(speedup_module, "alternating_latency",
-                        lambda models, *args, **kwargs: [float(len(m.proto.graph.node)) for m in models])
+    decide_speed(slower)
     assert (demo.width(), demo.height()) == DEFAULT_SIZE
     run_to_end(qtbot, demo)
     demo.results.show_speed()
@@ -364,7 +360,7 @@ def test_the_speed_tab_stays_readable_at_the_default_size(qtbot, demo: MainWindo
     assert "re-quantized, compared and profiled again" in speed.notice.toolTip().lower()
 
 
-def test_cancelling_keep_in_float_keeps_the_run(qtbot, demo: MainWindow) -> None:
+def test_cancelling_keep_in_float_keeps_the_run(qtbot, demo: MainWindow, stem_slower) -> None:
     before = run_to_end(qtbot, demo)
     demo.keep_slower_in_float()
     with qtbot.waitSignal(demo.int8.runner.cancelled, timeout=RUN_TIMEOUT_MS):
@@ -374,7 +370,8 @@ def test_cancelling_keep_in_float_keeps_the_run(qtbot, demo: MainWindow) -> None
     assert demo.quantize_panel.stage.text() == "Cancelled."
 
 
-def test_no_model_opens_while_keeping_slower_layers_in_float(qtbot, demo: MainWindow, tmp_path: Path) -> None:
+def test_no_model_opens_while_keeping_slower_layers_in_float(qtbot, demo: MainWindow, tmp_path: Path,
+                                                             stem_slower) -> None:
     """Like a Quantize run: the job's outcome belongs to the model it re-quantizes, not to the next one."""
     before = run_to_end(qtbot, demo)
     other = save(small_cnn(), tmp_path / "cnn.onnx")
@@ -392,7 +389,7 @@ def test_no_model_opens_while_keeping_slower_layers_in_float(qtbot, demo: MainWi
 
 
 def test_keeping_slower_layers_in_float_waits_for_a_model_being_opened(qtbot, demo: MainWindow,
-                                                                       tmp_path: Path) -> None:
+                                                                       tmp_path: Path, stem_slower) -> None:
     run_to_end(qtbot, demo)
     with qtbot.waitSignal(demo.model_loaded, timeout=10_000):
         demo.open_model(save(small_cnn(), tmp_path / "cnn.onnx"))

@@ -158,7 +158,7 @@ def test_heavy_kernels_account_for_nearly_all_of_the_run(tmp_path: Path) -> None
     assert all(row.integer and row.macs > 0 for row in report.layers)
 
 
-def test_keep_slow_float_on_the_demo_writes_the_fastest_candidate(tmp_path: Path) -> None:
+def test_keep_slow_float_on_the_demo_writes_the_fastest_candidate(tmp_path: Path, stem_slower: None) -> None:
     assets = demo_assets()
     model = load_model(assets.model)
     outcome = keep_slow_float(model, load_data(assets.calibration, model, samples=50), Recipe(), tmp_path / "k.onnx",
