@@ -3,14 +3,16 @@
 from __future__ import annotations
 
 import numpy as np
+import onnx
 import pytest
+from onnx import TensorProto, helper, numpy_helper
 
 from q8studio.core.calibrate import concat_parts, collect_statistics, tensors_to_calibrate
 from q8studio.core.data import load_data
 from q8studio.core.demo import demo_assets
 from q8studio.core.model import load_model
 from q8studio.core.session import cpu_session
-from q8studio.core.stats import collect_tensor_stats
+from q8studio.core.stats import collect_tensor_stats, sampling_stride
 
 from builders import light_model, save, write_npz
 
@@ -76,3 +78,32 @@ def test_a_concat_with_an_input_not_calibrated_is_run_out_as_usual(tmp_path) -> 
     without_one_input = [name for name in names if name != first_concat.input[0]]
     assert first_concat.output[0] not in concat_parts(model, without_one_input)
     assert len(concat_parts(model, without_one_input)) == 7
+
+
+def flattening_model(width: int) -> onnx.ModelProto:
+    """x [1, width] -> Reshape to [width] -> Relu: an activation without a batch axis."""
+    shape = numpy_helper.from_array(np.array([-1], dtype=np.int64), "flat_shape")
+    graph = helper.make_graph(
+        [helper.make_node("Reshape", ["x", "flat_shape"], ["flat"]), helper.make_node("Relu", ["flat"], ["y"])],
+        "flattening", [helper.make_tensor_value_info("x", TensorProto.FLOAT, [1, width])],
+        [helper.make_tensor_value_info("y", TensorProto.FLOAT, [width])], [shape])
+    return helper.make_model(graph, opset_imports=[helper.make_opsetid("", 13)])
+
+
+def test_an_activation_without_a_batch_axis_is_one_sample_per_run(tmp_path) -> None:
+    """Its EMA steps once per sample, not once per value, and its histogram bins a sample's budget
+    of values (it used to take each of 4,096 values for a sample: all binned, 4,096 EMA steps)."""
+    model = load_model(save(flattening_model(4096), tmp_path / "flat.onnx"))
+    samples = np.random.default_rng(3).standard_normal((6, 1, 4096)).astype(np.float32)
+    samples *= np.arange(1, 7, dtype=np.float32).reshape(6, 1, 1)  # each sample wider than the last
+    data = load_data(write_npz(tmp_path / "x.npz", x=samples[:, 0]), model)
+
+    got = collect_statistics(model, data, names=["flat"], ema_momentum=0.9, histogram_values=1000)["flat"]
+
+    expected_min, expected_max, take = float(samples[0].min()), float(samples[0].max()), 1.0 - 0.9
+    for sample in samples[1:]:
+        expected_min = expected_min * 0.9 + float(sample.min()) * take
+        expected_max = expected_max * 0.9 + float(sample.max()) * take
+    assert (got.ema_min, got.ema_max) == (expected_min, expected_max)
+    assert got.stride == sampling_stride(4096, 1000) > 1 and got.hist.sum() < 6 * 4096 / 2
+    assert (got.count, got.min, got.max) == (6 * 4096, float(samples.min()), float(samples.max()))

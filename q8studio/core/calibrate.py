@@ -93,11 +93,12 @@ def collect_statistics(
 
     def absorb(feed: dict[str, np.ndarray], values: list[np.ndarray]) -> None:
         nonlocal done
-        extents = {name: stats[name].update(value) for name, value in zip(exposed, values)}
+        samples = len(next(iter(feed.values())))
+        extents = {name: stats[name].update(value, samples) for name, value in zip(exposed, values)}
         for name, parts in combined.items():
             extents[name] = BatchExtent.union(extents[part] for part in parts)
             stats[name].add_extent(extents[name])
-        done += len(next(iter(feed.values())))
+        done += samples
         progress.report("Calibrating", done, data.count)
 
     runner = BatchRunner(model, session)

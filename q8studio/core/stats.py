@@ -192,13 +192,19 @@ class TensorStats:
         """Largest |x| seen (0.0 before any data)."""
         return max(-self.min, self.max, 0.0)
 
-    def update(self, batch: np.ndarray) -> BatchExtent:
-        """Add one batch of values (any shape); NaN or Inf raise :class:`Q8Error` naming the tensor."""
+    def update(self, batch: np.ndarray, samples: int | None = None) -> BatchExtent:
+        """Add one batch of values (any shape); NaN or Inf raise :class:`Q8Error` naming the tensor.
+
+        A row of the leading axis is one sample, unless ``samples`` (how many samples the run that
+        computed ``batch`` was given) says otherwise: a tensor whose leading axis is not that long has
+        no batch axis (a 1-D activation of a single sample, a flattened batch), and its batch is one
+        row, as one sample's EMA step and one sample's budget of binned values.
+        """
         array = np.asarray(batch, dtype=np.float32)
         values = array.reshape(-1)
         if values.size == 0:
             return EMPTY_BATCH
-        rows = array.shape[0] if array.ndim else 1
+        rows = array.shape[0] if array.ndim and (samples is None or array.shape[0] == samples) else 1
         per_row = values.reshape(rows, -1)
         extent = BatchExtent(values.size, per_row.min(axis=1), per_row.max(axis=1))
         lo, hi = extent.lo, extent.hi
