@@ -36,7 +36,7 @@ from q8studio.gui.graph_items import ENTER_BADGE, LEAVE_BADGE, OverlayScale
 from q8studio.gui.main_window import DEFAULT_SIZE, MainWindow
 from q8studio.gui.results_panel import SUMMARY_ROWS
 from q8studio.gui.row_table import SORT_ROLE
-from q8studio.gui.speed_panel import BANNERS, COLUMNS, float_layer_lines, summary_html
+from q8studio.gui.speed_panel import BANNERS, COLUMNS, boundary_details, float_layer_lines, summary_html
 
 RUN_TIMEOUT_MS = 60_000
 DEPTHWISE = "/block1/depthwise/conv/Conv"
@@ -155,6 +155,11 @@ def test_speed_tab_overlays_and_boundaries_show_the_profile(qtbot, demo: MainWin
     inner = [replace(b, tensor=f"t{i}", at="inside the model") for i, b in enumerate(report.boundaries[:2] * 3)]
     many = summary_html(replace(report, boundaries=report.boundaries + inner))
     assert "float32 → int8 at 4 tensors, int8 → float32 at 4" in many and "(model input)" not in many
+    # an exported model's long tensor name is cut in the middle; the tooltip has it whole, with its layer
+    long_name = "/encoder/layers.11/attention/output/dense/MatMul_output_0"
+    named = replace(report, boundaries=[replace(report.boundaries[-1], tensor=long_name, at="inside the model")])
+    assert "int8 → float32 at <b>/encoder/layers…/MatMul_output_0</b> (inside the model)" in summary_html(named)
+    assert boundary_details(named) == f"int8 → float32 at {long_name} (inside the model) ← /fc/Gemm"
 
     # the same layers and kernels as the core finds for these two models
     core = profile_models(demo.session.model, run.int8, load_data(demo_assets().test, run.int8), runs=5,

@@ -49,7 +49,7 @@ COLUMNS: list[tuple[str, str]] = [
 SPEEDUP_COLUMN = 2
 MAX_ISLANDS_LISTED = 3  # more names would push the rest of the summary out of sight
 MAX_BOUNDARIES_LISTED = 2  # the model's input and output; more are counted, for the same reason
-MAX_NAME_CHARS = 28  # a boundary's tensor name longer than this is cut in the middle, to keep its line one
+MAX_NAME_CHARS = 32  # a boundary's tensor name longer than this is cut in the middle: the summary has few lines
 KEPT_FLOAT = "float, kept"
 """How the “int8 computes in” column shows a layer the recipe kept in float, apart from a float island."""
 NUMBER_COLUMNS = {"speedup", "float_total_us", "int8_us", "int8_glue_us", "macs"}
@@ -240,7 +240,7 @@ class SpeedPanel(QWidget):
         splitter.addWidget(self.table)
         splitter.setStretchFactor(0, 2)
         splitter.setStretchFactor(1, 5)
-        splitter.setSizes([440, 700])
+        splitter.setSizes([380, 760])
         layout = QVBoxLayout(self)
         layout.setContentsMargins(0, 2, 0, 0)
         layout.addLayout(top)
