@@ -140,7 +140,7 @@ def summary_html(report: ProfileReport) -> str:
 
 
 def _boundary_lines(boundaries: list[Boundary]) -> list[str]:
-    """Where float32 enters and leaves int8, one short line each (the graph's badges mark the layers);
+    """Where float32 enters and leaves int8, a short line each (the graph's badges mark the layers);
     past :data:`MAX_BOUNDARIES_LISTED`, as counts (a few layers kept in float add two each)."""
     if len(boundaries) > MAX_BOUNDARIES_LISTED:
         entering = sum(boundary.enters_int8 for boundary in boundaries)
