@@ -300,7 +300,7 @@ def test_layers_kept_in_float_are_listed_apart_from_float_islands(tmp_path: Path
     # float32 leaves int8 before /fc/Gemm: at the tensor the float model names, not the Dequantize's output
     float_tensors = load_model(demo_assets().model).graph.tensors
     for report in (told, untold):
-        leaving = [(b.tensor, b.layers) for b in report.boundaries if not b.enters_int8 and not b.at.startswith("c")]
+        leaving = [(b.tensor, b.layers) for b in report.boundaries if not b.enters_int8 and not b.of_constant]
         assert leaving == [("/flatten/Flatten_output_0", ("/flatten/Flatten",))] and leaving[0][0] in float_tensors
 
 

@@ -140,7 +140,7 @@ def print_profile(r: ProfileReport) -> None:
         print(f"{name}: kernels {profile.kernel_us:.1f} us of a {profile.run_us:.1f} us profiled run; glue: "
               f"Quantize/Dequantize {profile.qdq_us:.1f} us, layout {profile.layout_us:.1f} us")
     print(f"integer kernels ran {100 * r.integer_mac_share:.1f}% of the multiply-accumulates")
-    constants = [b for b in r.boundaries if b.at.startswith("constant")]
+    constants = [b for b in r.boundaries if b.of_constant]
     for b in r.boundaries:
         if b not in constants:
             way = "enters int8" if b.enters_int8 else "leaves int8"

@@ -118,6 +118,11 @@ class Boundary:
     layers: tuple[str, ...]  # the int8 layers it serves
     enters_int8: bool  # a Quantize; else a Dequantize
 
+    @property
+    def of_constant(self) -> bool:
+        """A weight or bias dequantized on every run: a cost, but not where data crosses between float32 and int8."""
+        return self.at.startswith("constant")
+
     def to_dict(self) -> dict[str, object]:
         return dict(self.__dict__)
 
@@ -309,7 +314,7 @@ def boundary_marks(report: ProfileReport) -> dict[str, set[str]]:
     """
     marks: dict[str, set[str]] = {"Q": set(), "DQ": set()}
     for boundary in report.boundaries:
-        if not boundary.at.startswith("constant"):
+        if not boundary.of_constant:
             marks["Q" if boundary.enters_int8 else "DQ"].update(boundary.layers)
     return marks
 

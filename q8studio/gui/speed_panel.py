@@ -132,8 +132,8 @@ def summary_html(report: ProfileReport) -> str:
     lines.append(f"Slower in int8: {len(slower_in_int8(report))} of {len(report.layers)} layers")
     lines.append(f"Glue per run: Q/DQ {report.int8.qdq_us:.1f} µs, layout {report.int8.layout_us:.1f} µs")
     lines.append(f"Integer kernels: {fmt.percent(report.integer_mac_share, 0)} of multiply-accumulates")
-    constants = sum(boundary.at.startswith("constant") for boundary in report.boundaries)
-    lines.extend(_boundary_lines([b for b in report.boundaries if not b.at.startswith("constant")]))
+    constants = sum(boundary.of_constant for boundary in report.boundaries)
+    lines.extend(_boundary_lines([b for b in report.boundaries if not b.of_constant]))
     if constants:
         lines.append(f"{constants} weights/biases are dequantized to float32 on every run")
     return "<br>".join(lines + float_layer_lines(report))
@@ -154,7 +154,7 @@ def boundary_details(report: ProfileReport) -> str:
     """Every float32/int8 boundary with its whole tensor name and the layers it serves, a line each:
     the summary's tooltip, since the summary shortens long names and leaves the layers to the graph."""
     return "\n".join(f"{_direction(b)} at {b.tensor} ({b.at}) {'→' if b.enters_int8 else '←'} "
-                     f"{', '.join(b.layers) or '—'}" for b in report.boundaries if not b.at.startswith("constant"))
+                     f"{', '.join(b.layers) or '—'}" for b in report.boundaries if not b.of_constant)
 
 
 def _direction(boundary: Boundary) -> str:
