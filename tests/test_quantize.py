@@ -16,7 +16,8 @@ from q8studio.core.clipping import activation_range
 from q8studio.core.data import load_data
 from q8studio.core.errors import Cancelled, Q8Error
 from q8studio.core.evaluate import analyse_errors
-from q8studio.core.model import load_model
+from q8studio.core.model import LoadedModel, load_model
+from q8studio.core.profile import profile_models
 from q8studio.core.progress import CancelToken, Progress
 from q8studio.core import quantize as quantize_module
 from q8studio.core.quantize import quantize_model
@@ -264,6 +265,32 @@ def test_a_sum_of_three_inputs_stays_a_float_sum(cnn_data, tmp_path) -> None:
     result = _quantize(save(_with_sum(3), tmp_path / "sum3.onnx"), cnn_data, tmp_path / "q.onnx")
     assert ("/block/Sum", "Sum") in [(node.name, node.op_type) for node in result.float_nodes]
     assert not any("Sum" in note for note in result.prepared.notes)
+
+
+def _maxpool_kernels(model_path: Path, data_path: Path, int8: LoadedModel) -> tuple[str, ...]:
+    """The kernels ONNX Runtime runs for small_cnn's MaxPool in the int8 model."""
+    report = profile_models(load_model(model_path), int8, load_data(data_path, int8, samples=1),
+                            runs=3, warmup=1, threads=1, latency_runs=0)
+    return next(layer for layer in report.layers if layer.node == "/pool/MaxPool").int8_kernels
+
+
+def test_a_maxpool_below_opset_12_runs_in_int8_after_an_upgrade(cnn_data, tmp_path) -> None:
+    model_path = save(small_cnn(opset=11), tmp_path / "cnn11.onnx")
+    result = _quantize(model_path, cnn_data, tmp_path / "q.onnx")
+    assert "Upgraded the opset from 11 to 12 (onnxruntime quantizes MaxPool from opset 12)." in result.prepared.notes
+    assert _maxpool_kernels(model_path, cnn_data, result.int8) == ("NhwcMaxPool",)
+
+
+def test_a_model_that_cannot_be_upgraded_keeps_its_maxpool_in_float(cnn_data, tmp_path, monkeypatch) -> None:
+    def refuse(model, target):
+        raise RuntimeError("no adapter for this op")
+
+    monkeypatch.setattr(onnx.version_converter, "convert_version", refuse)
+    model_path = save(small_cnn(opset=11), tmp_path / "cnn11.onnx")
+    result = _quantize(model_path, cnn_data, tmp_path / "q.onnx")
+    assert ("MaxPool stays in float: onnxruntime quantizes it from opset 12, and this opset-11 model cannot be "
+            "upgraded (no adapter for this op).") in result.prepared.notes
+    assert _maxpool_kernels(model_path, cnn_data, result.int8) == ("MaxPool (float)",)
 
 
 def test_unknown_exclusion_is_a_user_error(cnn_path, cnn_data, tmp_path) -> None:
