@@ -66,7 +66,7 @@ def prepare_for_quantization(source: LoadedModel, *, per_channel: bool) -> Prepa
         return _opset_for_int8_maxpool(_ensure_opset(skeleton, minimum, notes), notes)
 
     opset = _opset(source.proto)
-    if symbolic or opset < max(minimum, 11) or (opset < INT8_MAXPOOL_OPSET and _count(source.proto, "MaxPool")):
+    if symbolic or opset < max(minimum, 11) or _maxpool_below_int8_opset(source.proto):
         split = transformed(source.proto, on_skeleton)
     else:
         split = with_weights_outside(source.proto)
@@ -233,9 +233,9 @@ def _opset_for_int8_maxpool(proto: onnx.ModelProto, notes: list[str]) -> onnx.Mo
     12 onnxruntime keeps MaxPool in float, an island of Dequantize, float MaxPool and Quantize (on an
     opset-9 ResNet-50 about 3x slower than float32's MaxPool; at opset 12 the int8 kernel was 1.2-1.4x faster).
     Per-tensor quantization needs no upgrade, so a failed one leaves the model as it is, said in the notes."""
-    current = _opset(proto)
-    if current >= INT8_MAXPOOL_OPSET or not _count(proto, "MaxPool"):
+    if not _maxpool_below_int8_opset(proto):
         return proto
+    current = _opset(proto)
     try:
         upgraded = onnx.version_converter.convert_version(proto, INT8_MAXPOOL_OPSET)
         onnx.checker.check_model(upgraded)
@@ -246,6 +246,11 @@ def _opset_for_int8_maxpool(proto: onnx.ModelProto, notes: list[str]) -> onnx.Mo
     notes.append(f"Upgraded the opset from {current} to {INT8_MAXPOOL_OPSET} (onnxruntime quantizes MaxPool from "
                  f"opset {INT8_MAXPOOL_OPSET}).")
     return upgraded
+
+
+def _maxpool_below_int8_opset(proto: onnx.ModelProto) -> bool:
+    """Whether ``proto`` has a MaxPool at an opset where onnxruntime's quantizer leaves it in float."""
+    return _opset(proto) < INT8_MAXPOOL_OPSET and _count(proto, "MaxPool") > 0
 
 
 def _opset(proto: onnx.ModelProto) -> int:
