@@ -374,6 +374,16 @@ def test_a_report_the_system_cannot_write_is_one_line(tmp_path, capsys) -> None:
     assert code == 2 and err.startswith("q8studio: error: Cannot write") and err.count("\n") == 1
 
 
+
+def test_an_int8_model_the_system_cannot_write_is_blamed_on_the_file(tmp_path, capsys) -> None:
+    """The quantizer itself fails to write there: the message names the file, not the quantizer."""
+    assets = demo_assets()
+    code = main(["quantize", str(assets.model), "--calib", str(assets.calibration), "--samples", "8",
+                 "-o", "/proc/q8studio-int8.onnx"])
+    err = capsys.readouterr().err
+    assert code == 2 and err.count("\n") == 1
+    assert err.startswith("q8studio: error: Cannot write /proc/q8studio-int8.onnx: ")
+
 def test_special_files_are_never_replaced(tmp_path, capsys) -> None:
     """A pipe stands for /dev/null and the like, which a test must never risk replacing."""
     assets = demo_assets()

@@ -307,6 +307,8 @@ def _write_qdq_model(
                         "QDQOpTypePerChannelSupportToAxis": {"MatMul": -1},
                     },
                 )
+        except OSError:  # the file could not be written (a full disk, say): the caller names the file
+            raise
         except Exception as exc:  # the quantizer raises assorted types for unsupported graphs
             raise Q8Error(f"onnxruntime's quantizer failed on this model: {first_line(exc)}") from None
 
