@@ -121,7 +121,7 @@ def test_nan_values_are_rejected_naming_the_sample(cnn_path: Path, tmp_path: Pat
     images = np.zeros((6, 3, 16, 16), np.float32)
     images[4, 0, 0, 0] = np.nan
     data = load_data(write_npz(tmp_path / "nan.npz", x=images), load_model(cnn_path))
-    with pytest.raises(Q8Error, match="NaN or Inf values \\(first in sample 4\\)"):
+    with pytest.raises(Q8Error, match="^nan.npz: input 'x' has NaN or Inf values \\(first in sample 4\\)"):
         list(data.batches(2))
 
 
@@ -132,7 +132,7 @@ def test_values_the_models_float32_cannot_hold_are_rejected_in_one_line(cnn_path
     data = load_data(write_npz(tmp_path / "big.npz", x=images), load_model(cnn_path))
     with warnings.catch_warnings():
         warnings.simplefilter("error")  # and without numpy's overflow warning
-        with pytest.raises(Q8Error, match="^Input 'x' has values too large for the model's float32 \\(first in sample 3\\)"):
+        with pytest.raises(Q8Error, match="^big.npz: input 'x' has values too large for the model's float32 \\(first in sample 3\\)"):
             list(data.batches(2))
 
 

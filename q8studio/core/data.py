@@ -71,16 +71,18 @@ class Dataset:
     def batches(self, batch_size: int = 1) -> Iterator[dict[str, np.ndarray]]:
         """Feeds for the model, ``batch_size`` samples at a time, cast to the model's types and checked."""
         iterators = {name: src.iter_rows(batch_size, self.count) for name, src in self.sources.items()}
+        where = self.path.name if self.path is not None else self.source  # which data, when a run reads two
         start = 0
         while start < self.count:
             feed = {}
             for name, rows in iterators.items():
                 batch = next(rows)
-                _check_finite(batch, name, start)
+                _check_finite(batch, where, name, start)
                 dtype = self.input_dtypes.get(name, batch.dtype)
                 with np.errstate(over="ignore"):  # said below, in one line, rather than as numpy's warning
                     feed[name] = np.ascontiguousarray(batch, dtype=dtype)
-                _check_finite(feed[name], name, start, f"values too large for the model's {np.dtype(dtype).name}")
+                _check_finite(feed[name], where, name, start,
+                              f"values too large for the model's {np.dtype(dtype).name}")
             start += len(next(iter(feed.values())))
             yield feed
 
@@ -245,11 +247,11 @@ def _check_shape_and_type(name: str, src: RowSource, spec: TensorInfo, label: st
             raise Q8Error(f"{label}: '{name}' holds {src.dtype} values but the model expects {want_dtype}.")
 
 
-def _check_finite(batch: np.ndarray, name: str, start: int, problem: str = "NaN or Inf values") -> None:
-    """Refuse a batch with a non-finite value, naming the input and the first sample that has one."""
+def _check_finite(batch: np.ndarray, where: str, name: str, start: int, problem: str = "NaN or Inf values") -> None:
+    """Refuse a batch with a non-finite value, naming the data, the input and the first sample that has one."""
     if np.issubdtype(batch.dtype, np.floating) and not np.isfinite(batch).all():
         bad = int(np.argmax(~np.isfinite(batch.reshape(len(batch), -1)).all(axis=1)))
-        raise Q8Error(f"Input '{name}' has {problem} (first in sample {start + bad}).")
+        raise Q8Error(f"{where}: input '{name}' has {problem} (first in sample {start + bad}).")
 
 
 @contextmanager
