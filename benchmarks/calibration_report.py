@@ -167,6 +167,33 @@ def latency_table(rows: list[Row]) -> list[str]:
     return _table(headers, ([row.method, str(row.samples), *cells(row.q8), *cells(row.ort)] for row in rows))
 
 
+
+PHASES = [("preprocess_s", "pre-process"), ("plan_s", "plan"), ("calibrate_s", "calibration pass"),
+          ("ranges_s", "ranges"), ("quantize_s", "write + verify")]
+"""q8studio's timed phases (``QuantizeResult.timings``) in the order they run, with their column names."""
+
+
+def phase_table(rows: list[Row]) -> list[str]:
+    """Where q8studio's end-to-end time goes at the floor target's sample count, next to the floor: the
+    phases outside the calibration pass are fixed costs, which the floor of a small model cannot absorb."""
+    at = [row for row in rows if row.samples == TIME_TARGET_SAMPLES and row.q8.ok]
+
+    def ms(value: float | None) -> str:
+        return _num(None if value is None else 1e3 * value, 1)
+
+    def cells(row: Row) -> list[str]:
+        phases = [row.q8.phases.get(key) for key, _ in PHASES]
+        known = [value for value in phases if value is not None]
+        total, calibration = row.q8.seconds, row.q8.calibration_pass
+        rest = total - sum(known) if total is not None and known else None
+        fixed = total - calibration if total is not None and calibration is not None else None
+        return [row.method, *map(ms, phases), ms(rest), ms(fixed), ms(total),
+                ms(row.floor.seconds if row.floor.ok else None)]
+
+    headers = ["method", *(f"{name} ms" for _, name in PHASES), "load ms", "all but the pass ms", "total ms",
+               "float floor ms"]
+    return _table(headers, map(cells, at))
+
 # --- targets -----------------------------------------------------------------------------------
 
 Figures = list[tuple[str, float | None]]
@@ -339,6 +366,11 @@ def _model_block(bench: Bench, rows: list[Row], scores: dict) -> list[str]:
         "Targets:",
         "",
         *target_lines(rows),
+        "",
+        f"Where q8studio's time goes at N={TIME_TARGET_SAMPLES} (the fastest run's phases; \"load\" reads the model "
+        "and opens the data):",
+        "",
+        *phase_table(rows),
         "",
         "Median batch-1 latency of each exported int8 model against the float model (int8/float > 1: int8 is slower):",
         "",
