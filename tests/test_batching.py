@@ -353,6 +353,53 @@ def test_models_that_take_their_batches_run_once_per_batch(tmp_path, proto: onnx
     assert session.sizes == sizes
 
 
+
+# A dynamic batch axis whose runs would return too much
+
+
+def any_size_cnn() -> onnx.ModelProto:
+    """small_cnn taking images of any size: how large its activations are is known only once it has run."""
+    model = small_cnn()
+    dims = model.graph.input[0].type.tensor_type.shape.dim
+    dims[2].dim_param, dims[3].dim_param = "H", "W"
+    onnx.checker.check_model(model)
+    return model
+
+
+def exposed_bytes_of_one_sample(model: LoadedModel, names: list[str]) -> int:
+    values = cpu_session(model.proto, outputs=names).run(names, {"x": images(1)})
+    return sum(value.nbytes for value in values)
+
+
+@pytest.mark.parametrize("proto, first", [(small_cnn(), 2), (any_size_cnn(), 1)], ids=["declared", "any-size"])
+def test_runs_take_as_many_samples_as_keep_their_outputs_within_the_budget(
+    tmp_path, monkeypatch, proto: onnx.ModelProto, first: int
+) -> None:
+    """With every activation exposed, a run of 8 samples can return gigabytes: a run takes as many as
+    fit, known from the outputs' declared shapes or else from the first run, of one sample."""
+    model, data = model_and_data(tmp_path, proto, images(20))
+    names = tensors_to_calibrate(model.proto)
+    budget = int(2.5 * exposed_bytes_of_one_sample(model, names))
+    monkeypatch.setattr("q8studio.core.session.RUN_OUTPUT_BYTES", budget)
+    session = RecordingSession(model.proto, outputs=names)
+    runner = BatchRunner(model, session)  # type: ignore[arg-type]
+    returned = [sum(value.nbytes for value in runner.run(names, feed)) for feed in runner.feeds(data)]
+    assert session.sizes[0] == first and max(session.sizes) == 2 and sum(session.sizes) == 20
+    assert max(returned) <= budget
+
+
+@pytest.mark.parametrize("proto", [small_cnn(), any_size_cnn()], ids=["declared", "any-size"])
+def test_statistics_are_the_same_whatever_the_samples_per_run(tmp_path, monkeypatch, proto: onnx.ModelProto) -> None:
+    model, data = model_and_data(tmp_path, proto, images(20))
+    by_eight = collect_statistics(model, data)
+    monkeypatch.setattr("q8studio.core.session.RUN_OUTPUT_BYTES", 1)  # one sample a run
+    one_by_one = collect_statistics(model, data)
+    for name, stats in by_eight.items():
+        other = one_by_one[name]
+        assert (other.count, other.min, other.max, other.ema_min, other.ema_max) == (
+            stats.count, stats.min, stats.max, stats.ema_min, stats.ema_max)
+        np.testing.assert_array_equal(other.hist, stats.hist)
+
 def test_a_single_sample_model_is_calibrated_and_compared_as_sample_by_sample_runs(tmp_path) -> None:
     x = images(10)
     model, data = model_and_data(tmp_path, single_sample_cnn(), x)

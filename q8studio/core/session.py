@@ -99,6 +99,15 @@ def with_outputs(model: onnx.ModelProto, names: Sequence[str]) -> onnx.ModelProt
 PREFERRED_BATCH = 8
 """Samples per run when the model's batch axis is dynamic: faster than one at a time."""
 
+RUN_OUTPUT_BYTES = 64 * 2**20
+"""Most bytes one run of a model with a dynamic batch axis should return; fewer samples run at once
+beyond. A pass keeps two runs' outputs alive (:mod:`.prefetch`) and exposes every activation: at 8
+samples a run, a model with 192 MB of activations per sample peaked at 4 GB in calibration."""
+
+_ITEM_BYTES = {"float": 4, "float16": 2, "bfloat16": 2, "double": 8, "int8": 1, "uint8": 1, "bool": 1,
+               "int16": 2, "uint16": 2, "int32": 4, "uint32": 4}
+"""Bytes of an element of ONNX Runtime's ``tensor(T)`` output types; any other counts 8 (an overestimate)."""
+
 
 def fixed_batch_size(model: LoadedModel) -> int | None:
     """The sample count the model's inputs fix on their leading axis, if any: every run must feed that many."""
@@ -110,8 +119,30 @@ def fixed_batch_size(model: LoadedModel) -> int | None:
 
 
 def batch_size(model: LoadedModel) -> int:
-    """Samples per run: the model's fixed batch size, else :data:`PREFERRED_BATCH`."""
+    """Samples read at a time: the model's fixed batch size, else :data:`PREFERRED_BATCH` (which
+    :class:`BatchRunner` may run in parts, see :data:`RUN_OUTPUT_BYTES`)."""
     return fixed_batch_size(model) or PREFERRED_BATCH
+
+
+def samples_per_run(output_bytes_per_sample: float | None) -> int:
+    """How many samples a run of a dynamic-batch model takes so that its outputs stay within
+    :data:`RUN_OUTPUT_BYTES` (one when their size is not known yet)."""
+    if output_bytes_per_sample is None:
+        return 1
+    return max(1, min(PREFERRED_BATCH, int(RUN_OUTPUT_BYTES // max(output_bytes_per_sample, 1.0))))
+
+
+def declared_output_bytes_per_sample(session: ort.InferenceSession) -> float | None:
+    """Bytes per sample of the session's outputs by their declared shapes (the first axis counted as
+    the samples'); None when an axis past the first is not fixed, as in a model taking any image size."""
+    total = 0
+    for output in session.get_outputs():
+        dims = list(output.shape or [None])[1:]
+        if not all(isinstance(dim, int) for dim in dims):
+            return None
+        element = output.type.removeprefix("tensor(").removesuffix(")")
+        total += int(np.prod(dims, dtype=np.int64)) * _ITEM_BYTES.get(element, 8)
+    return float(total)
 
 
 def smallest_run(model: LoadedModel) -> int:
@@ -141,27 +172,47 @@ class BatchRunner:
     """Runs one model's session over the user's samples, as many per run as the model takes.
 
     A model whose batch axis is fixed at N gets exactly N samples per run. A model with a dynamic
-    batch axis gets :data:`PREFERRED_BATCH`, but some only run with one sample (an exported Reshape
-    to [1, -1]): once ONNX Runtime rejects a batch of several, that batch and the rest of the pass
-    run one sample at a time, their outputs joined as described in :func:`join_samples`. A run that
-    fails otherwise fails on the user's data or model: a Q8Error.
+    batch axis gets :data:`PREFERRED_BATCH`, or as many as keep a run's outputs within
+    :data:`RUN_OUTPUT_BYTES` (:attr:`run_size`: first by the outputs' declared shapes, then by what
+    each run returned). Some only run with one sample (an exported Reshape to [1, -1]): once ONNX
+    Runtime rejects a batch of several, that batch and the rest of the pass run one sample at a time,
+    that batch's outputs joined as described in :func:`join_samples`. A run that fails otherwise
+    fails on the user's data or model: a Q8Error.
     """
 
     def __init__(self, model: LoadedModel, session: ort.InferenceSession) -> None:
         self.session = session
         self.fixed = fixed_batch_size(model)
-        self.batch_size = batch_size(model)
+        self.run_size = self.fixed or samples_per_run(declared_output_bytes_per_sample(session))
         self.one_at_a_time = False
 
     def feeds(self, data: Dataset) -> Iterator[dict[str, np.ndarray]]:
-        """``data`` in batches of :attr:`batch_size`; with a fixed batch the sample count must divide evenly."""
-        if self.fixed and data.count % self.fixed:
-            raise sample_count_error(self.fixed, data.count)
-        return data.batches(self.batch_size)
+        """``data`` in runs of :attr:`run_size` samples; with a fixed batch the sample count must divide evenly."""
+        if self.fixed:
+            if data.count % self.fixed:
+                raise sample_count_error(self.fixed, data.count)
+            return data.batches(self.fixed)
+        return self._cut(data.batches(PREFERRED_BATCH))
+
+    def _cut(self, batches: Iterator[dict[str, np.ndarray]]) -> Iterator[dict[str, np.ndarray]]:
+        """Each batch in runs of :attr:`run_size` samples, as it stands when the run is cut (runs change it)."""
+        for feed in batches:
+            count, start = len(next(iter(feed.values()))), 0
+            while start < count:
+                stop = start + self.run_size
+                yield {name: rows[start:stop] for name, rows in feed.items()}
+                start = stop
 
     def run(self, names: list[str] | None, feed: dict[str, np.ndarray]) -> list[np.ndarray]:
-        """``session.run(names, feed)``, one sample at a time once a batch of several was rejected."""
+        """``session.run(names, feed)``, one sample at a time once a batch of several was rejected;
+        what it returned sets :attr:`run_size` for the runs :meth:`feeds` cuts next."""
         samples = len(next(iter(feed.values())))
+        values = self._run(names, feed, samples)
+        if not self.fixed:
+            self.run_size = samples_per_run(sum(getattr(value, "nbytes", 0) for value in values) / samples)
+        return values
+
+    def _run(self, names: list[str] | None, feed: dict[str, np.ndarray], samples: int) -> list[np.ndarray]:
         if not self.one_at_a_time or samples == 1:
             try:
                 return self.session.run(names, feed)
@@ -169,10 +220,9 @@ class BatchRunner:
                 if self.fixed or samples == 1:
                     raise Q8Error(f"ONNX Runtime could not run the model on this data: {first_line(exc)}") from None
                 self.one_at_a_time = True
-        runs = [self.run(names, {name: rows[i:i + 1] for name, rows in feed.items()}) for i in range(samples)]
+        runs = [self._run(names, {name: rows[i:i + 1] for name, rows in feed.items()}, 1) for i in range(samples)]
         output_names = names or [output.name for output in self.session.get_outputs()]
         return [join_samples(name, values) for name, values in zip(output_names, zip(*runs))]
-
 
 def join_samples(name: str, values: Sequence[np.ndarray]) -> np.ndarray:
     """Output ``name`` of runs on one sample each, as one array with a row per sample.
