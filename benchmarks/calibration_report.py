@@ -167,7 +167,6 @@ def latency_table(rows: list[Row]) -> list[str]:
     return _table(headers, ([row.method, str(row.samples), *cells(row.q8), *cells(row.ort)] for row in rows))
 
 
-
 PHASES = [("preprocess_s", "pre-process"), ("plan_s", "plan"), ("calibrate_s", "calibration pass"),
           ("ranges_s", "ranges"), ("quantize_s", "write + verify")]
 """q8studio's timed phases (``QuantizeResult.timings``) in the order they run, with their column names."""
@@ -193,6 +192,7 @@ def phase_table(rows: list[Row]) -> list[str]:
     headers = ["method", *(f"{name} ms" for _, name in PHASES), "load ms", "all but the pass ms", "total ms",
                "float floor ms"]
     return _table(headers, map(cells, at))
+
 
 # --- targets -----------------------------------------------------------------------------------
 

@@ -16,6 +16,7 @@ import argparse
 import subprocess
 import sys
 import tempfile
+from dataclasses import replace
 from pathlib import Path
 
 from calibration import PERCENTILE, Bench, Settings, load_average, measure
@@ -83,7 +84,7 @@ def main(argv: list[str] | None = None) -> None:
     runs = {
         "q8studio": measure("q8studio", bench, args.samples, settings, METHOD),
         f"onnxruntime quantize_static (batches of {ORT_BATCH})": measure("ort", bench, args.samples, settings, METHOD),
-        "float inference, batches of 1": measure("float", Bench(**{**vars(bench), "batch": 1}), args.samples, settings),
+        "float inference, batches of 1": measure("float", replace(bench, batch=1), args.samples, settings),
         f"float inference, batches of {ORT_BATCH}": measure("float", bench, args.samples, settings),
     }
     section = report(runs, args, f"{load} / {load_average()}")
@@ -110,7 +111,7 @@ A model of {LAYERS} 1x1 convolutions with {CHANNELS} channels on a {SIZE}x{SIZE}
 {activation_mb():.0f} MB of activations per sample, every one of them exposed by calibration. {args.samples}
 random samples, {METHOD} ({PERCENTILE}), per-channel weights. q8studio's time is end to end
 (its calibration pass alone: {pass_s:.2f} s); it runs as many samples at a time as keep a run's outputs
-within 64 MB, here one.
+within `RUN_OUTPUT_BYTES` (`q8studio/core/session.py`).
 
 | process | seconds | peak RSS MB | RSS / q8studio's |
 |---|---|---|---|
