@@ -6,10 +6,12 @@ import warnings
 from pathlib import Path
 
 import numpy as np
+import onnx
 import pytest
+from onnx import helper
 from PIL import Image
 
-from builders import write_npz
+from builders import save, write_npz
 from q8studio.core.data import load_data
 from q8studio.core.evaluate import require_labels_fit
 from q8studio.core.demo import demo_assets
@@ -79,16 +81,31 @@ def test_image_preprocessing_layouts_and_colours(tmp_path: Path) -> None:
         ({"x": np.zeros((2, 3, 8, 16), np.float32)}, "size 8 on axis 2"),
         ({"x": np.zeros((0, 3, 16, 16), np.float32)}, "no samples"),
         ({"x": np.full((2, 3, 16, 16), "a")}, "holds <U1 values but the model expects float32"),
+        ({"x": np.zeros((2, 3, 16, 16), np.complex64)}, "holds complex64 values but the model expects float32"),
         ({"x": np.zeros((2, 3, 16, 16), np.float32), "labels": np.zeros(3, np.int64)}, "3 labels for 2 samples"),
         ({"x": np.zeros((2, 3, 16, 16), np.float32), "labels": np.zeros(2)}, "integer class ids"),
     ],
-    ids=["wrong-name", "wrong-rank", "wrong-dim", "empty", "strings", "label-count", "float-labels"],
+    ids=["wrong-name", "wrong-rank", "wrong-dim", "empty", "strings", "complex", "label-count", "float-labels"],
 )
 def test_mismatched_data_is_rejected_with_the_reason(cnn_path: Path, tmp_path: Path, arrays, message) -> None:
     path = tmp_path / "bad.npz"
     np.savez(path, **arrays)
     with pytest.raises(Q8Error, match=message):
         load_data(path, load_model(cnn_path))
+
+
+def test_an_input_named_labels_is_fed_from_its_array(tmp_path: Path) -> None:
+    """``labels`` holds class ids in a .npz, unless the model has an input of that name."""
+    graph = helper.make_graph(
+        [helper.make_node("Relu", ["labels"], ["y"])], "labels_input",
+        [helper.make_tensor_value_info("labels", onnx.TensorProto.FLOAT, ["N", 4])],
+        [helper.make_tensor_value_info("y", onnx.TensorProto.FLOAT, ["N", 4])],
+    )
+    model = load_model(save(helper.make_model(graph, opset_imports=[helper.make_opsetid("", 13)]), tmp_path / "m.onnx"))
+    values = np.arange(12, dtype=np.float32).reshape(3, 4)
+    data = load_data(write_npz(tmp_path / "d.npz", labels=values), model)
+    assert data.labels is None and data.count == 3
+    np.testing.assert_array_equal(data.first_sample()["labels"], values[:1])
 
 
 @pytest.mark.parametrize(

@@ -112,10 +112,12 @@ def test_16_bit_png_preprocesses_like_its_8_bit_version(tmp_path: Path, cnn_path
          "Image mean has 3 values but the images have 1 colour channel (gray); give 1."),
         ("demo", ["--std", "0.2", "0.2", "0.2"],
          "Image std has 3 values but the images have 1 colour channel (gray); give 1."),
+        ("demo", ["--scale", "inf"], "Image scale, mean and std must be finite numbers."),
+        ("demo", ["--mean", "nan"], "Image scale, mean and std must be finite numbers."),
     ],
-    ids=["two-means-rgb", "three-means-gray", "three-stds-gray-from-model"],
+    ids=["two-means-rgb", "three-means-gray", "three-stds-gray-from-model", "infinite-scale", "nan-mean"],
 )
-def test_mean_or_std_count_that_fits_no_channel_count_is_a_one_line_error(
+def test_preprocessing_that_fits_no_image_is_a_one_line_error(
     tmp_path: Path, cnn_path: Path, capsys: pytest.CaptureFixture[str], model: str, options: list[str], message: str
 ) -> None:
     folder = _write_images(tmp_path / "images", [np.zeros((16, 16, 3), np.uint8)] * 2)

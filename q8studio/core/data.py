@@ -124,7 +124,7 @@ def load_data(
     if path.is_dir():
         sources, labels = _image_folder(path, model, preprocessing)
     elif path.suffix.lower() == ".npz":
-        sources, labels = _npz(path)
+        sources, labels = _npz(path, {t.name for t in model.input_specs()})
     elif path.suffix.lower() == ".npy":
         sources, labels = _npy(path, model), None
     else:
@@ -150,7 +150,9 @@ def _stamp(file: Path) -> tuple[str, int, int]:
     return str(file.resolve()), status.st_size, status.st_mtime_ns
 
 
-def _npz(path: Path) -> tuple[dict[str, RowSource], np.ndarray | None]:
+def _npz(path: Path, input_names: set[str]) -> tuple[dict[str, RowSource], np.ndarray | None]:
+    """The arrays of ``path`` by input name, and its labels: the ``labels`` array, unless the model
+    has an input of that name, which it then feeds."""
     try:
         archive = zipfile.ZipFile(path)
     except (zipfile.BadZipFile, OSError):
@@ -167,7 +169,7 @@ def _npz(path: Path) -> tuple[dict[str, RowSource], np.ndarray | None]:
                     shape, dtype = _read_npy_header(stream)
             except (ValueError, OSError, zipfile.BadZipFile) as exc:
                 raise Q8Error(f"{path.name}: array '{key}' cannot be read ({exc}).") from None
-            if key == LABELS_KEY:
+            if key == LABELS_KEY and key not in input_names:
                 with archive.open(member) as stream:
                     labels = np.lib.format.read_array(stream)
                 continue
@@ -241,7 +243,8 @@ def _check_shape_and_type(name: str, src: RowSource, spec: TensorInfo, label: st
                 )
     if spec.dtype is not None:
         want_dtype = np.dtype(spec.dtype)
-        if np.issubdtype(want_dtype, np.floating) and not np.issubdtype(src.dtype, np.number):
+        real = np.issubdtype(src.dtype, np.integer) or np.issubdtype(src.dtype, np.floating)
+        if np.issubdtype(want_dtype, np.floating) and not real:  # bool, text, complex...
             raise Q8Error(f"{label}: '{name}' holds {src.dtype} values but the model expects {want_dtype}.")
         if np.issubdtype(want_dtype, np.integer) and not np.issubdtype(src.dtype, np.integer):
             raise Q8Error(f"{label}: '{name}' holds {src.dtype} values but the model expects {want_dtype}.")

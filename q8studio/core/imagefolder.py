@@ -7,6 +7,7 @@ provide labels, as in the common ImageNet-style layout.
 from __future__ import annotations
 
 import json
+import math
 from dataclasses import asdict, dataclass, fields, replace
 from pathlib import Path
 from typing import Iterator
@@ -42,6 +43,8 @@ class ImagePreprocessing:
             raise Q8Error(f"Image size must be two positive numbers, height and width (got {self.size}).")
         if any(s == 0 for s in self.std):
             raise Q8Error("Image std values must be non-zero.")
+        if not all(math.isfinite(v) for v in (self.scale, *self.mean, *self.std)):
+            raise Q8Error("Image scale, mean and std must be finite numbers.")
         for name, values in (("mean", self.mean), ("std", self.std)):
             self._check_count(name, len(values))
 
