@@ -194,18 +194,31 @@ def test_an_already_quantized_model_is_refused_before_any_data_is_chosen(demo_in
     assert float_model.quantizable_nodes() and float_model.summary()["already_quantized"] is False
 
 
-def test_float16_model_is_refused_for_quantization(tmp_path: Path) -> None:
-    """onnxruntime's quantizer would cast float16 weights at run time and quantize them as activations."""
+@pytest.mark.parametrize("dtype, elem_type, message", [
+    (np.float16, TensorProto.FLOAT16, "stores weights in FLOAT16"), (np.float64, TensorProto.DOUBLE, "computes in float64")])
+def test_a_model_in_another_float_type_is_refused_for_quantization(tmp_path: Path, dtype, elem_type, message) -> None:
+    """onnxruntime's quantizer would cast float16 weights at run time and quantize them as activations,
+    and leave float64 layers in float: neither gives an int8 model."""
     proto = small_cnn()
     for tensor in proto.graph.initializer:
         if tensor.data_type == TensorProto.FLOAT:
-            tensor.CopyFrom(numpy_helper.from_array(numpy_helper.to_array(tensor).astype(np.float16), tensor.name))
+            tensor.CopyFrom(numpy_helper.from_array(numpy_helper.to_array(tensor).astype(dtype), tensor.name))
     for value in [*proto.graph.input, *proto.graph.output, *proto.graph.value_info]:
-        value.type.tensor_type.elem_type = TensorProto.FLOAT16
-    model = load_model(save(proto, tmp_path / "half.onnx"))
-    with pytest.raises(Q8Error, match="^half.onnx stores weights in FLOAT16; .* convert it to float32 first"):
+        value.type.tensor_type.elem_type = elem_type
+    model = load_model(save(proto, tmp_path / "other.onnx"))
+    with pytest.raises(Q8Error, match=f"^other.onnx {message}; .* convert it to float32 first"):
         require_float_tensors(model)
-    require_float_tensors(load_model(save(small_cnn(), tmp_path / "full.onnx")))
+    values = [helper.make_tensor_value_info(tensor, elem_type, [2, 2]) for tensor in ("a", "b", "y")]
+    graph = helper.make_graph([helper.make_node("MatMul", ["a", "b"], ["y"])], "weightless", values[:2], values[2:])
+    model = load_model(save(helper.make_model(graph, opset_imports=[helper.make_opsetid("", 13)]), tmp_path / "mm.onnx"))
+    with pytest.raises(Q8Error, match=f"^mm.onnx computes in {np.dtype(dtype).name}; .* convert it to float32"):
+        require_float_tensors(model)
+
+
+def test_a_float64_constant_in_a_float32_model_is_no_reason_to_refuse(tmp_path: Path) -> None:
+    proto = small_cnn()
+    proto.graph.initializer.append(numpy_helper.from_array(np.array(2.0), "unused_double"))
+    require_float_tensors(load_model(save(proto, tmp_path / "full.onnx")))
 
 
 def _write(path: Path, data: bytes) -> Path:

@@ -32,6 +32,12 @@ def quantize_refusal(model: LoadedModel) -> str | None:
         # onnxruntime's quantizer casts such weights at run time and quantizes them as activations.
         return (f"{model.path.name} stores weights in {' and '.join(half)}; q8studio quantizes float32 "
                 "models: convert it to float32 first.")
+    if not any(t.dtype == "float32" for t in model.graph.tensors.values()):
+        # it leaves float64 layers in float: the result would hold no int8 layer (a float64 constant
+        # in a float32 model is common, and harmless)
+        kinds = sorted({t.dtype for t in model.graph.tensors.values() if t.is_float and t.dtype})
+        return (f"{model.path.name} computes in {' and '.join(kinds)}; q8studio quantizes float32 models: "
+                "convert it to float32 first.")
     return None
 
 
