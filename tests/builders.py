@@ -102,6 +102,23 @@ def transformer_block(seed: int = 0, width: int = 256, tokens: int = 8) -> onnx.
     return model
 
 
+def mlp() -> onnx.ModelProto:
+    """MatMul + Add + Relu, Gemm + Relu, Gemm: pre-processing fuses the first MatMul and Add into a Gemm."""
+    rng = np.random.default_rng(0)
+    inits = [numpy_helper.from_array(array.astype(np.float32), name) for name, array in (
+        ("w1", rng.standard_normal((20, 64)) * 0.3), ("b1", np.zeros(64)), ("w2", rng.standard_normal((64, 32)) * 0.2),
+        ("b2", np.full(32, 0.1)), ("w3", rng.standard_normal((5, 32)) * 0.2), ("b3", np.zeros(5)))]
+    nodes = [helper.make_node("MatMul", ["x", "w1"], ["h1"], name="mm1"),
+             helper.make_node("Add", ["h1", "b1"], ["h1b"], name="add1"),
+             helper.make_node("Relu", ["h1b"], ["r1"], name="relu1"),
+             helper.make_node("Gemm", ["r1", "w2", "b2"], ["h2"], name="gemm2"),
+             helper.make_node("Relu", ["h2"], ["r2"], name="relu2"),
+             helper.make_node("Gemm", ["r2", "w3", "b3"], ["y"], name="gemm3", transB=1)]
+    graph = helper.make_graph(nodes, "mlp", [helper.make_tensor_value_info("x", TensorProto.FLOAT, ["N", 20])],
+                              [helper.make_tensor_value_info("y", TensorProto.FLOAT, ["N", 5])], inits)
+    return helper.make_model(graph, opset_imports=[helper.make_opsetid("", 13)], ir_version=8)
+
+
 def inverse_model() -> onnx.ModelProto:
     """MatMul then com.microsoft.Inverse: onnxruntime's symbolic shape inference fails on it (and
     leaves a scratch file in the working directory), so pre-processing takes its fallback path."""

@@ -11,7 +11,7 @@ import onnxruntime as ort
 import pytest
 from onnx import TensorProto, helper, numpy_helper
 
-from builders import LIGHT_MODELS, inverse_inputs, inverse_model, light_model, save, small_cnn, transformer_block, write_npz
+from builders import LIGHT_MODELS, inverse_inputs, inverse_model, light_model, mlp, save, small_cnn, transformer_block, write_npz
 from q8studio.core.clipping import activation_range
 from q8studio.core.data import load_data
 from q8studio.core.errors import Cancelled, Q8Error
@@ -224,6 +224,18 @@ def test_keeping_a_folded_batchnorm_in_float_keeps_the_conv_it_folds_into(cnn_pa
     conv = next(n for n in proto.graph.node if n.name == "/stem/Conv")
     assert conv.input[1] in {t.name for t in proto.graph.initializer}  # float weight, no DequantizeLinear
     assert result.recipe.exclude == ("/stem/bn/BatchNormalization",)  # the report reproduces what was asked
+
+
+def test_keeping_a_matmul_fused_with_its_add_keeps_the_gemm_they_became(tmp_path) -> None:
+    model = save(mlp(), tmp_path / "mlp.onnx")
+    data = write_npz(tmp_path / "mlp.npz", x=np.random.default_rng(0).standard_normal((16, 20)).astype(np.float32))
+    for asked in ("mm1", "add1"):
+        result = _quantize(model, data, tmp_path / f"{asked}.onnx", exclude=(asked, asked))
+        gemm = next(n for n in result.int8.graph.nodes if n.name.startswith("mm1/"))
+        assert (gemm.name, "kept in float on request") in [(n.name, n.reason) for n in result.float_nodes]
+        assert not any(name.endswith("DequantizeLinear_Output") for name in gemm.inputs)  # float in, float weight
+        assert [note for note in result.prepared.notes if asked in note] == [
+            f"{asked} is folded into {gemm.name}: keeping {gemm.name} in float."]
 
 
 def test_an_excluded_add_is_listed_as_kept_in_float(cnn_path, cnn_data, tmp_path) -> None:

@@ -5,7 +5,7 @@ from __future__ import annotations
 from dataclasses import asdict, dataclass
 
 from .errors import Q8Error
-from .model import LoadedModel
+from .model import LoadedModel, Node
 from .optypes import QDQ_QUANTIZABLE_OPS
 
 
@@ -24,26 +24,26 @@ def nodes_to_keep_in_float(
 ) -> tuple[tuple[str, ...], list[str]]:
     """The prepared model's nodes for the layers a user asked to keep in float, and notes.
 
-    Users name nodes of the model they opened; pre-processing folds a BatchNorm into the
-    convolution before it, which then writes the BatchNorm's output: keeping the BatchNorm in
-    float keeps that convolution. A node pre-processing removed without a trace (an Identity, a
-    Dropout) computes nothing to keep and is noted; a name in neither model is an error.
+    Users name nodes of the model they opened; pre-processing changes some. It folds a BatchNorm
+    into the convolution before it, which then writes the BatchNorm's output: keeping the BatchNorm
+    in float keeps that convolution. It fuses a MatMul and the Add after it into a Gemm named after
+    the MatMul (``mm/MatMulAddFusion``), which writes the Add's output: keeping either keeps the Gemm.
+    A node pre-processing removed without a trace (an Identity, a Dropout) computes nothing to keep
+    and is noted; a name in neither model is an error.
     """
     in_prepared, in_source = prepared.graph.by_name, source.graph.by_name
     names: list[str] = []
     notes: list[str] = []
     unknown: list[str] = []
-    for name in requested:
+    for name in dict.fromkeys(requested):
         if name in in_prepared:
             names.append(name)
             continue
         if name not in in_source:
             unknown.append(name)
             continue
-        node = in_source[name]
-        producers = [prepared.graph.producer[o] for o in node.outputs if o in prepared.graph.producer]
-        if producers:
-            layer = prepared.graph.nodes[producers[0]].name
+        layer = _layer_now_computing(in_source[name], prepared)
+        if layer is not None:
             names.append(layer)
             notes.append(f"{name} is folded into {layer}: keeping {layer} in float.")
         else:
@@ -51,6 +51,17 @@ def nodes_to_keep_in_float(
     if unknown:
         raise Q8Error(f"No node named {', '.join(repr(m) for m in unknown)} in the model; nothing to keep in float.")
     return tuple(dict.fromkeys(names)), notes
+
+
+def _layer_now_computing(node: Node, prepared: LoadedModel) -> str | None:
+    """The prepared model's node that computes what ``node`` of the source model did, if any: the one
+    writing its output, else the one pre-processing named after it when fusing it with later nodes."""
+    graph = prepared.graph
+    producers = [graph.producer[o] for o in node.outputs if o in graph.producer]
+    if producers:
+        return graph.nodes[producers[0]].name
+    fused = [other.name for other in graph.nodes if other.name.startswith(f"{node.name}/")]
+    return fused[0] if len(fused) == 1 else None
 
 
 def find_float_nodes(prepared: LoadedModel, int8: LoadedModel, exclude: tuple[str, ...]) -> list[FloatNode]:
