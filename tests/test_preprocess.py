@@ -4,16 +4,21 @@ from __future__ import annotations
 
 from pathlib import Path
 
+import numpy as np
 import onnx
 import pytest
-from onnx import numpy_helper
+from onnx import helper, numpy_helper
 from onnxruntime.quantization.shape_inference import quant_pre_process
 from onnxruntime.tools.symbolic_shape_infer import SymbolicShapeInference
 
-from builders import light_model, save, small_cnn
+from builders import light_model, save, small_cnn, write_npz
+from q8studio.core.data import load_data
 from q8studio.core.model import load_model
 from q8studio.core import preprocess
 from q8studio.core.preprocess import prepare_for_quantization
+from q8studio.core.profile import profile_models
+from q8studio.core.quantize import quantize_model
+from q8studio.core.recipe import Recipe
 from q8studio.core.skeleton import is_set_aside
 
 
@@ -136,3 +141,33 @@ def test_the_optimiser_gets_the_weights_in_memory_not_serialized(tmp_path: Path,
     result = prepared.model.proto
     assert not any(t.data_location == onnx.TensorProto.EXTERNAL for t in result.graph.initializer)
     assert sum(numpy_helper.to_array(t).size for t in result.graph.initializer) > 25_000_000
+
+
+def _projection_then_add(second: str) -> onnx.ModelProto:
+    """x @ w, then + ``second``: "r" another input (a residual join) or "b" a constant bias."""
+    rng = np.random.default_rng(0)
+    values = [helper.make_tensor_value_info(name, onnx.TensorProto.FLOAT, ["N", 8]) for name in ("x", "r", "y")]
+    graph = helper.make_graph(
+        [helper.make_node("MatMul", ["x", "w"], ["h"], name="mm"), helper.make_node("Add", [second, "h"], ["y"], name="join")],
+        "projection", values[:2], values[2:],
+        [numpy_helper.from_array(rng.standard_normal(shape).astype(np.float32), name) for name, shape in (("w", (8, 8)), ("b", (8,)))],
+    )
+    return helper.make_model(graph, opset_imports=[helper.make_opsetid("", 13)])
+
+
+def test_a_matmul_and_an_add_joining_another_activation_stay_apart_and_become_int8(tmp_path: Path) -> None:
+    """ONNX Runtime's optimiser fuses them into a Gemm whose C is an activation, which the quantizer
+    leaves in float; a constant bias is still fused into the Gemm, as onnxruntime's pre-processing does."""
+    model = load_model(save(_projection_then_add("r"), tmp_path / "residual.onnx"))
+    prepared = prepare_for_quantization(model, per_channel=False)
+    assert [(n.op_type, n.name, list(n.input)) for n in prepared.model.proto.graph.node] == [
+        ("MatMul", "mm", ["x", "w"]), ("Add", "join", ["r", "h"])]
+    assert any("Kept 1 MatMul and Add pair(s) apart" in note for note in prepared.notes)
+    rng = np.random.default_rng(1)
+    data = load_data(write_npz(tmp_path / "d.npz", **{name: rng.standard_normal((8, 8)).astype(np.float32) for name in "xr"}), model)
+    result = quantize_model(model, data, Recipe(), tmp_path / "q.onnx")
+    assert result.float_nodes == []
+    assert profile_models(model, result.int8, data, runs=2).integer_mac_share == 1.0
+
+    biased = prepare_for_quantization(load_model(save(_projection_then_add("b"), tmp_path / "bias.onnx")), per_channel=False)
+    assert [(n.op_type, n.name) for n in biased.model.proto.graph.node] == [("Gemm", "mm/MatMulAddFusion")]

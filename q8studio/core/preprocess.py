@@ -110,12 +110,51 @@ def _optimisation_stage(split: SplitModel, shapes: str, notes: list[str]) -> onn
         return split.assembled()
     notes.append(f"Pre-processed with {shapes}, graph optimisation.")
     _drop_weight_inputs(result, {t.name for t in split.shell.graph.initializer})
+    _residual_joins_unfused(result, split.shell, notes)
     folded = batchnorms - _count(result, "BatchNormalization")
     if folded:
         notes.append(f"Folded {folded} BatchNormalization node(s) into the preceding layers.")
     elif batchnorms:
         notes.append(f"{batchnorms} BatchNormalization node(s) could not be folded and stay in the graph.")
     return result
+
+
+MATMUL_ADD_FUSION = "/MatMulAddFusion"
+"""How ONNX Runtime's optimiser names the Gemm it makes of a MatMul and an Add: after the MatMul."""
+
+
+def _residual_joins_unfused(proto: onnx.ModelProto, before: onnx.ModelProto, notes: list[str]) -> None:
+    """Put back, in place, the MatMul and the Add the optimiser fused into a Gemm when the Add joins
+    another activation (a residual join after a bias-free projection) rather than adding a bias.
+
+    onnxruntime's quantizer quantizes a Gemm's C only as a constant bias: such a Gemm stays float,
+    whereas the MatMul and the Add, apart, each become int8. The two nodes come back as they were in
+    ``before`` (the graph the optimiser was given), names and tensors included.
+    """
+    constants = {t.name for t in proto.graph.initializer}
+    by_name = {node.name: node for node in before.graph.node}
+    producer = {name: node for node in before.graph.node for name in node.output}
+    nodes = list(proto.graph.node)
+    restored = 0
+    for index, gemm in reversed(list(enumerate(nodes))):
+        if gemm.op_type != "Gemm" or not gemm.name.endswith(MATMUL_ADD_FUSION) or len(gemm.input) < 3:
+            continue
+        matmul, add = by_name.get(gemm.name.removesuffix(MATMUL_ADD_FUSION)), producer.get(gemm.output[0])
+        if gemm.input[2] in constants or matmul is None or matmul.op_type != "MatMul" or add is None or add.op_type != "Add":
+            continue
+        product = onnx.NodeProto()
+        product.CopyFrom(matmul)
+        product.input[:] = gemm.input[:2]
+        join = onnx.NodeProto()
+        join.CopyFrom(add)
+        join.input[:] = [name if name == matmul.output[0] else gemm.input[2] for name in add.input]
+        nodes[index:index + 1] = [product, join]
+        restored += 1
+    if restored:
+        del proto.graph.node[:]
+        proto.graph.node.extend(nodes)
+        notes.append(f"Kept {restored} MatMul and Add pair(s) apart that graph optimisation fused into a Gemm: "
+                     "each Add joins another activation, which would have kept the Gemm in float.")
 
 
 def _two_input_sums_as_adds(proto: onnx.ModelProto, notes: list[str]) -> None:
