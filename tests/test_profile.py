@@ -11,7 +11,7 @@ import onnx
 import pytest
 from onnx import TensorProto, helper, numpy_helper
 
-from builders import save, write_npz
+from builders import mlp, save, write_npz
 from q8studio.core.data import load_data
 from q8studio.core.demo import demo_assets
 from q8studio.core.model import LoadedModel, load_model
@@ -434,3 +434,66 @@ def test_whether_int8_pays_agrees_with_the_ratio_as_printed() -> None:
     """Verdicts print the ratio to two decimals: 0.9496 shows as 0.95, which does not pay."""
     assert int8_pays(0.9449) and int8_pays(0.5)
     assert not int8_pays(0.9496) and not int8_pays(0.95) and not int8_pays(1.2)
+
+
+# --- what the profile compares: a float model and its QDQ int8 model --------------------------
+
+
+@pytest.fixture
+def mlp_files(tmp_path: Path) -> tuple[Path, Path]:
+    data = write_npz(tmp_path / "x.npz", x=np.random.default_rng(1).standard_normal((20, 20)).astype(np.float32))
+    return save(mlp(), tmp_path / "mlp.onnx"), data
+
+
+@pytest.mark.parametrize("quantization, found", [
+    ("qoperator", "QGemm/QLinearAdd/QLinearMatMul operators (the QOperator format)"),
+    ("dynamic", "DynamicQuantizeLinear/MatMulInteger operators (dynamic quantization)"),
+])
+def test_an_int8_model_not_in_qdq_format_is_refused_in_one_line(
+    mlp_files: tuple[Path, Path], capsys: pytest.CaptureFixture[str], quantization: str, found: str
+) -> None:
+    """Those formats replace the float operators the profile ties kernels to: it paired float layers with the
+    wrong kernels and called every int8 layer slower, or 0% of the MACs integer, instead of refusing."""
+    from onnxruntime.quantization import CalibrationDataReader, QuantFormat, quantize_dynamic, quantize_static
+
+    from q8studio.__main__ import main
+
+    model, data = mlp_files
+    int8 = model.with_name(f"{quantization}.onnx")
+    if quantization == "dynamic":
+        quantize_dynamic(str(model), str(int8))
+    else:
+        class Reader(CalibrationDataReader):
+            def __init__(self) -> None:
+                self.feeds = iter([{"x": row[None]} for row in np.load(data)["x"]])
+
+            def get_next(self) -> dict[str, np.ndarray] | None:
+                return next(self.feeds, None)
+
+        quantize_static(str(model), str(int8), Reader(), quant_format=QuantFormat.QOperator)
+    code = main(["profile", str(model), str(int8), "--data", str(data), "--runs", "2", "--latency-runs", "0"])
+    err = capsys.readouterr().err
+    assert code == 2 and len(err.strip().splitlines()) == 1
+    assert f"{int8.name} has {found}" in err and "QDQ int8 model" in err
+
+
+def test_a_model_kept_in_float_throughout_lists_one_name_per_layer_kept(
+    mlp_files: tuple[Path, Path], capsys: pytest.CaptureFixture[str]
+) -> None:
+    """Every node excluded: pre-processing fused mm1 + add1 into ``mm1/MatMulAddFusion``, which shares its row with
+    relu1. The summary counted 3 layers and named 5 nodes, and called a model float throughout free of islands."""
+    from q8studio.cli.printing import print_profile
+
+    model_path, data_path = mlp_files
+    model = load_model(model_path)
+    data = load_data(data_path, model)
+    exclude = tuple(node.name for node in model.graph.nodes)
+    result = quantize_model(model, data, Recipe(exclude=exclude), model_path.with_name("q.onnx"))
+    for kept in (result.kept_float, None):  # as the window does, and from the file's metadata
+        report = profile_models(model, result.int8, data, latency_runs=0, kept_float=kept, **PROFILE)
+        assert not report.computes_in_int8
+        assert [row.kept_label for row in report.kept_in_float] == ["mm1", "gemm2", "gemm3"]
+        print_profile(report)
+        out = capsys.readouterr().out
+        assert "kept in float (3): mm1, gemm2, gemm3\n" in out
+        assert "float islands" not in out and "the int8 model computes in float throughout" in out

@@ -149,7 +149,8 @@ def print_profile(r: ProfileReport) -> None:
         layers = sorted({name for b in constants for name in b.layers})
         print(f"{len(constants)} weights/biases are dequantized to float32 on every run, for {', '.join(layers)}")
     islands = r.float_islands
-    print(f"float islands in the int8 model: {', '.join(layer.node for layer in islands) if islands else 'none'}")
+    print(f"float islands in the int8 model: {', '.join(layer.node for layer in islands) if islands else 'none'}"
+          if r.computes_in_int8 else "the int8 model computes in float throughout")
     if r.kept_in_float:
         print(f"kept in float ({len(r.kept_in_float)}): {', '.join(layer.kept_label for layer in r.kept_in_float)}")
     slower = [layer.node for layer in r.layers if layer.slower_in_int8]

@@ -10,11 +10,13 @@ layers that need them: a layer pays in int8 only if it beats float with its glue
 from __future__ import annotations
 
 import math
+import re
 from collections import defaultdict
 from collections.abc import Collection, Container
 from dataclasses import dataclass, field, replace
 
 from .data import Dataset
+from .errors import Q8Error
 from .evaluate import measure_latency, require_same_inputs
 from .floatpath import is_written_out_dequantize, recorded_kept_in_float, written_out_result
 from .kernelprofile import KernelTime, ModelProfile, profile_model
@@ -32,6 +34,10 @@ SPEEDUP_DECIMALS = 2
 
 RUNTIME_ROW = "(runtime)"
 """The op type of a row of kernels that no node of either model accounts for."""
+NOT_QDQ = re.compile(r"^(Q[A-Z]|DynamicQuantize)|Integer")
+"""Integer operators of the QOperator format and of dynamic quantization (QLinearConv, QGemm, MatMulInteger,
+DynamicQuantizeLinear), which a QDQ model never holds: it computes with float operators between
+QuantizeLinear and DequantizeLinear, and ONNX Runtime fuses them at load time."""
 
 
 def int8_pays(ratio: float) -> bool:
@@ -64,9 +70,13 @@ class LayerTiming:
 
     @property
     def kept_label(self) -> str:
-        """How to name the layer as kept in float: by the nodes kept, which need not be the one naming the
-        row (a residual Add kept in float shares the row of the Conv it fuses with in float32)."""
-        return ", ".join(self.kept_nodes) or self.node
+        """How to name the layer as kept in float, in one name as it counts as one layer: by the node naming the
+        row when it, or the node pre-processing fused it into (``mm1/MatMulAddFusion`` for ``mm1``), was kept; else
+        by the nodes kept, which need not be the one naming the row (a residual Add kept in float shares the row
+        of the Conv it fuses with in float32)."""
+        if not self.kept_nodes or any(resolve_name(name, (self.node,)) for name in self.kept_nodes):
+            return self.node
+        return " + ".join(self.kept_nodes)
 
     @property
     def computes_in_float(self) -> bool:
@@ -243,6 +253,7 @@ def profile_models(
     its metadata (:func:`~.floatpath.recorded_kept_in_float`).
     """
     require_same_inputs(float_model, int8_model)
+    require_qdq(int8_model)
     sample = first_run_feed(float_model, data)
     progress.report("Profiling", 0, 2)
     float_profile = profile_model(float_model, sample, runs=runs, warmup=warmup, threads=threads)
@@ -259,6 +270,17 @@ def profile_models(
     report = ProfileReport(layers, float_profile, int8_profile, [], latency, threads)
     report.boundaries = find_boundaries(int8_model.graph, int8_profile, layers)
     return report
+
+
+def require_qdq(int8_model: LoadedModel) -> None:
+    """Refuse an int8 model in the QOperator format or quantized dynamically: layers are joined through the
+    float operators a QDQ model keeps, which those formats replace, so float layers met the wrong kernels and
+    the verdict was confidently wrong (every int8 layer slower, 0% of the MACs in integer kernels)."""
+    found = sorted({node.op_type for node in int8_model.graph.nodes if NOT_QDQ.search(node.op_type)})
+    if found:
+        how = "dynamic quantization" if any(op.startswith("Dynamic") for op in found) else "the QOperator format"
+        raise Q8Error(f"{int8_model.path.name} has {'/'.join(found)} operators ({how}); profile compares a float model "
+                      "with the QDQ int8 model q8studio writes (or onnxruntime's quantize_static in QDQ format).")
 
 
 def slower_in_int8(report: ProfileReport) -> list[str]:
