@@ -16,7 +16,7 @@ import numpy as np
 import onnx
 import pytest
 
-from builders import save, small_cnn, with_argmax
+from builders import mlp, save, small_cnn, with_argmax, write_npz
 from q8studio.__main__ import main
 from q8studio.cli import COMMANDS, IMAGE_OPTIONS, build_parser
 from q8studio.core.demo import demo_assets
@@ -543,6 +543,38 @@ def test_a_reader_that_stops_reading_loses_no_file(tmp_path: Path) -> None:
     err = process.stderr.read().decode()  # type: ignore[union-attr]
     assert process.wait(timeout=300) == 0 and err == ""
     assert json.loads((tmp_path / "r.json").read_text())["output_model"] == str(tmp_path / "m.onnx")
+
+
+def test_a_full_disk_behind_standard_output_is_a_one_line_error(tmp_path: Path) -> None:
+    model = demo_assets().model
+    with open("/dev/full", "w") as full:
+        process = subprocess.run([Q8STUDIO, "inspect", str(model)], stdout=full, stderr=subprocess.PIPE, text=True)
+    assert process.returncode == 2
+    assert process.stderr == "q8studio: error: Cannot write to standard output: No space left on device.\n"
+
+
+def test_the_written_model_is_said_before_the_error_analysis(tmp_path, capsys, monkeypatch) -> None:
+    """The analysis after the write takes a while: a user who stops it must know the int8 model is there."""
+    import q8studio.core.evaluate
+
+    def stopped(*args, **kwargs):
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(q8studio.core.evaluate, "analyse_errors", stopped)
+    assets, out = demo_assets(), tmp_path / "m.onnx"
+    assert main(["quantize", str(assets.model), "--calib", str(assets.calibration), "--samples", "8", "-o", str(out)]) == 130
+    captured = capsys.readouterr()
+    assert captured.out.startswith(f"wrote {out}") and out.is_file()
+    assert captured.err == "q8studio: interrupted\n"
+
+
+def test_quantizing_every_layer_in_float_says_no_layer_became_int8(tmp_path, capsys) -> None:
+    model = tmp_path / "mlp.onnx"
+    save(mlp(), model)
+    data = write_npz(tmp_path / "x.npz", x=np.random.default_rng(0).standard_normal((8, 20)).astype(np.float32))
+    every_node = [node.name for node in onnx.load(str(model)).graph.node]
+    assert main(["quantize", str(model), "--calib", str(data), "-o", str(tmp_path / "q.onnx"), "--exclude", *every_node]) == 0
+    assert "  note: no layer became int8: the model computes in float throughout.\n" in capsys.readouterr().out
 
 
 def test_core_never_imports_qt() -> None:

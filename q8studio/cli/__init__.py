@@ -31,6 +31,7 @@ def run_command(argv: list[str]) -> int:
     stdout, sys.stdout = sys.stdout, ReaderMayLeave(sys.stdout)
     try:
         args.handler(args)
+        sys.stdout.flush()  # here, where a failure to write is a user error, not at exit
     except Q8Error as exc:
         print(f"q8studio: error: {exc}", file=sys.stderr)
         return EXIT_USER_ERROR

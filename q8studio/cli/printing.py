@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import sys
 from typing import TYPE_CHECKING
 
 if TYPE_CHECKING:
@@ -16,7 +17,9 @@ if TYPE_CHECKING:
 LAYER_ROWS_SHOWN = 10
 
 
-def print_quantize_summary(result: QuantizeResult, errors: ErrorAnalysis) -> None:
+def print_written(result: QuantizeResult) -> None:
+    """What was written and how, printed as soon as the int8 model is on disk: the error analysis after it
+    takes a while, and a user who stops it must know the model is there."""
     recipe = result.recipe
     print(f"wrote {result.output_path}  ({recipe.method}, {recipe.granularity}, activations {recipe.activation_type})")
     for note in result.prepared.notes:
@@ -26,6 +29,12 @@ def print_quantize_summary(result: QuantizeResult, errors: ErrorAnalysis) -> Non
         print(f"  kept in float ({len(result.float_nodes)}):")
         for node in result.float_nodes:
             print(f"    {node.name} [{node.op_type}]: {node.reason}")
+    if not result.int8.is_quantized:
+        print("  note: no layer became int8: the model computes in float throughout.")
+    sys.stdout.flush()
+
+
+def print_quantize_errors(errors: ErrorAnalysis) -> None:
     _print_layers(errors.layers, f"per-layer error on {errors.samples} calibration samples, worst first", "--report")
 
 

@@ -10,7 +10,7 @@ from typing import TYPE_CHECKING
 from ..core.errors import Q8Error
 from ..core.progress import Progress
 from .inputs import check_image_options_apply, read_data, require_at_least
-from .printing import print_keep_float, print_quantize_summary
+from .printing import print_keep_float, print_quantize_errors, print_written
 from .streams import stderr_progress
 
 if TYPE_CHECKING:
@@ -51,10 +51,11 @@ def run_quantize(args: argparse.Namespace) -> None:
         result, recipe = outcome.chosen.result, outcome.chosen.result.recipe
     else:
         result = quantize_model(model, calibration, recipe, args.output, progress=progress)
+    print_written(result)
     error_data = first_whole_batches(model, calibration, min(CALIBRATION_SAMPLES_FOR_ERRORS, result.calibration_samples))
     # against the model as the user gave it, layers named as in `evaluate` (a folded Conv by its BatchNorm)
     errors = analyse_errors(model, result.int8, error_data, progress=progress)
-    print_quantize_summary(result, errors)
+    print_quantize_errors(errors)
     if outcome is not None:
         print_keep_float(outcome)
     try:
