@@ -181,8 +181,8 @@ def explain_node(
 
 def _find_node(graph: Graph, name: str) -> tuple[Node, list[str]]:
     """The node, or the node pre-processing fused it into (``/mm1/MatMul`` -> ``/mm1/MatMul/MatMulAddFusion``)."""
-    fused = [n for n in graph.nodes if n.name.startswith(name.rstrip("/") + "/")]
-    if any(n.name == name for n in graph.nodes) or not fused:
+    fused = graph.fused_from(name)
+    if name in graph.by_name or not fused:
         return graph.node_by_name(name), []
     return fused[0], [f"Pre-processing fused {name} into {fused[0].name} (a {fused[0].op_type}); explaining that."]
 

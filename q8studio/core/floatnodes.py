@@ -60,8 +60,8 @@ def _layer_now_computing(node: Node, prepared: LoadedModel) -> str | None:
     producers = [graph.producer[o] for o in node.outputs if o in graph.producer]
     if producers:
         return graph.nodes[producers[0]].name
-    fused = [other.name for other in graph.nodes if other.name.startswith(f"{node.name}/")]
-    return fused[0] if len(fused) == 1 else None
+    fused = graph.fused_from(node.name)
+    return fused[0].name if len(fused) == 1 else None
 
 
 def find_float_nodes(prepared: LoadedModel, int8: LoadedModel, exclude: tuple[str, ...]) -> list[FloatNode]:

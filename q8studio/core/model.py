@@ -91,6 +91,12 @@ class Graph:
                 result.extend((src, dst, name) for dst in consumer_list)
         return result
 
+    def fused_from(self, name: str) -> list[Node]:
+        """The nodes pre-processing named after node ``name`` when it fused that node with later ones:
+        ``/mm1/MatMul/MatMulAddFusion`` for the MatMul ``/mm1/MatMul`` and the Add after it."""
+        scope = name.rstrip("/") + "/"
+        return [node for node in self.nodes if node.name.startswith(scope)]
+
     def node_by_name(self, name: str) -> Node:
         node = self.by_name.get(name)
         if node is None:
