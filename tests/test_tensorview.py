@@ -9,11 +9,13 @@ import numpy as np
 import pytest
 from onnx import TensorProto, helper, numpy_helper
 
+from builders import mlp, save, write_npz
 from q8studio.core.clipping import INT8, METHODS, activation_range
 from q8studio.core.data import load_data
 from q8studio.core.demo import demo_assets
 from q8studio.core.errors import Q8Error
 from q8studio.core.model import load_model, model_from_proto
+from q8studio.core.quantize import quantize_model
 from q8studio.core.probe import TensorProbe, comparison_view
 from q8studio.core.recipe import Recipe
 from q8studio.core.stats import collect_tensor_stats
@@ -116,6 +118,21 @@ def test_activation_tensor_follows_fusions_and_shared_scales(demo_run: tuple[Stu
     pool = source.graph.node_by_name("/pool/MaxPool")
     assert activation_tensor_for("/pool/MaxPool", source, prepared, stats) == pool.inputs[0]
     assert activation_tensor_for("/fc/Gemm", source, prepared, {}) is None
+
+
+def test_a_matmul_shows_the_output_of_its_bias_add_never_its_input(tmp_path: Path) -> None:
+    # MatMul → bias Add → ReLU (nn.Linear on a 3-D input): pre-processing fuses the first two into a Gemm,
+    # so neither the MatMul's nor the Add's output is calibrated; the layer's int8 output is the ReLU's.
+    model_path = save(mlp(), tmp_path / "mlp.onnx")
+    data = write_npz(tmp_path / "mlp.npz", x=np.random.default_rng(0).standard_normal((16, 20)).astype(np.float32))
+    source = load_model(model_path)
+    result = quantize_model(source, load_data(data, source), Recipe(), tmp_path / "mlp.int8.onnx")
+    stats, prepared = result.stats, result.prepared.model
+    assert "h1" not in stats and "h1b" not in stats and "x" in stats
+    for name in ("mm1", "add1", "relu1"):
+        assert activation_tensor_for(name, source, prepared, stats) == "r1"
+    # The MatMul's input is not its output: with nothing calibrated after it, it shows nothing.
+    assert activation_tensor_for("mm1", source, prepared, {"x"}) is None
 
 
 def test_compare_tensor_returns_float_and_dequantized_values(demo_run: tuple[StudioRun, object]) -> None:

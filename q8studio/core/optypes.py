@@ -41,6 +41,13 @@ _KINDS: dict[str, frozenset[str]] = {
 
 NODE_KINDS: tuple[str, ...] = (*_KINDS, "other")
 
+SHARES_INPUT_SCALE: frozenset[str] = frozenset({
+    "MaxPool", "AveragePool", "Reshape", "Transpose", "Squeeze", "Unsqueeze", "Flatten", "Identity",
+    "Resize", "Slice", "Pad", "Split", "Gather", "GatherElements", "TopK",
+})
+"""Operators whose int8 output onnxruntime's QDQ quantizer gives its input's scale, calibrating no
+range of its own: their input's range is theirs. Any other op's input says nothing of its output."""
+
 
 def node_kind(op_type: str) -> str:
     """One of NODE_KINDS; 'other' for operators not listed."""

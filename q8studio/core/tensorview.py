@@ -18,6 +18,7 @@ import numpy as np
 from .clipping import INT8, METHODS, UINT8, activation_range, weight_channel_axis
 from .errors import Q8Error
 from .model import Graph, LoadedModel, Node
+from .optypes import SHARES_INPUT_SCALE
 from .recipe import Recipe
 from .runtimegraph import QDQ_OPS
 from .stats import TensorStats
@@ -197,16 +198,19 @@ def activation_tensor_for(
     """The calibrated tensor that stands for a node's output, or None.
 
     The node's own output when it was calibrated; otherwise, when int8 fuses the node with what
-    follows (Conv → BatchNorm → ReLU), the output of that fused chain; otherwise, for ops that
-    reuse their input's scale (MaxPool, Reshape), their calibrated input. The source graph is
-    searched first, then the quantized (BatchNorm-folded) one, which may hold the node too.
+    follows (Conv → BatchNorm → ReLU, MatMul → bias Add → ReLU), the output of that fused chain;
+    otherwise, for ops that reuse their input's scale (MaxPool, Reshape), their calibrated input.
+    Any other node's input is not its output, so it gets None. The source graph is searched first,
+    then the quantized (BatchNorm-folded) one, which may hold the node too.
     """
     graphs = [source.graph] + ([prepared.graph] if prepared is not None else [])
     for graph in graphs:
-        node = next((n for n in graph.nodes if n.name == node_name), None)
+        node = graph.by_name.get(node_name)
         if node is None:
             continue
-        found = _fused_output(graph, node, available) or next((t for t in node.inputs if t in available), None)
+        found = _fused_output(graph, node, available)
+        if found is None and node.op_type in SHARES_INPUT_SCALE:
+            found = next((t for t in node.inputs if t in available), None)
         if found is not None:
             return found
     return None
@@ -218,10 +222,19 @@ def _fused_output(graph: Graph, node: Node, available: Collection[str], steps: i
         if hit is not None:
             return hit
         consumers = graph.consumers.get(node.outputs[0], []) if len(node.outputs) == 1 else []
-        if len(consumers) != 1 or graph.nodes[consumers[0]].kind not in FUSED_KINDS:
+        if len(consumers) != 1 or not _fuses_into(graph, node, graph.nodes[consumers[0]]):
             return None
         node = graph.nodes[consumers[0]]
     return None
+
+
+def _fuses_into(graph: Graph, node: Node, consumer: Node) -> bool:
+    """Whether int8 computes ``consumer`` as part of ``node``'s layer: an activation or normalisation
+    after it, or the bias Add of a MatMul (pre-processing fuses the two into a Gemm)."""
+    if consumer.kind in FUSED_KINDS:
+        return True
+    return (node.op_type == "MatMul" and consumer.op_type == "Add" and len(consumer.inputs) == 2
+            and any(name in graph.initializers for name in consumer.inputs))
 
 
 def display_image(sample: np.ndarray, layout: str) -> np.ndarray:
