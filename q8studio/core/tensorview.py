@@ -199,9 +199,10 @@ def activation_tensor_for(
 
     The node's own output when it was calibrated; otherwise, when int8 fuses the node with what
     follows (Conv → BatchNorm → ReLU, MatMul → bias Add → ReLU), the output of that fused chain;
-    otherwise, for ops that reuse their input's scale (MaxPool, Reshape), their calibrated input.
-    Any other node's input is not its output, so it gets None. The source graph is searched first,
-    then the quantized (BatchNorm-folded) one, which may hold the node too.
+    otherwise, for ops that reuse their input's scale (MaxPool, Reshape) or output no float at all
+    (ArgMax: the scores it reads), their calibrated input. Any other node's input is not its output,
+    so it gets None. The source graph is searched first, then the quantized (BatchNorm-folded) one,
+    which may hold the node too.
     """
     graphs = [source.graph] + ([prepared.graph] if prepared is not None else [])
     for graph in graphs:
@@ -209,7 +210,7 @@ def activation_tensor_for(
         if node is None:
             continue
         found = _fused_output(graph, node, available)
-        if found is None and node.op_type in SHARES_INPUT_SCALE:
+        if found is None and _input_stands_for_output(graph, node):
             found = next((t for t in node.inputs if t in available), None)
         if found is not None:
             return found
@@ -226,6 +227,13 @@ def _fused_output(graph: Graph, node: Node, available: Collection[str], steps: i
             return None
         node = graph.nodes[consumers[0]]
     return None
+
+
+def _input_stands_for_output(graph: Graph, node: Node) -> bool:
+    if node.op_type in SHARES_INPUT_SCALE:
+        return True
+    outputs = [graph.tensors.get(name) for name in node.outputs]
+    return all(info is not None and info.dtype is not None and not info.is_float for info in outputs)
 
 
 def _fuses_into(graph: Graph, node: Node, consumer: Node) -> bool:
