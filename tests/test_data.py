@@ -176,3 +176,13 @@ def _touch(path: Path, content: bytes = b"") -> Path:
 def _mkdir(path: Path) -> Path:
     path.mkdir()
     return path
+
+
+def test_data_is_named_by_its_file_whatever_its_folder_is_called(tmp_path: Path) -> None:
+    # Captions give the file's name; a folder "my data (v2)" once made them read "my data".
+    folder = tmp_path / "my data (v2)"
+    folder.mkdir()
+    path = write_npz(folder / "calib.npz", image=np.zeros((6, 1, 16, 16), np.float32))
+    data = load_data(path, load_model(demo_assets().model), samples=4)
+    assert data.source.startswith(str(path)) and data.source.endswith("(4 samples)")
+    assert data.name == "calib.npz" and data.limited(2).name == "calib.npz"

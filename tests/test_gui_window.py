@@ -15,7 +15,7 @@ import onnx
 from onnx import TensorProto, helper, numpy_helper
 import pytest
 from PySide6.QtCore import QMimeData, QPointF, QSettings, Qt, QUrl
-from PySide6.QtGui import QDropEvent, QImage, QPainter
+from PySide6.QtGui import QDropEvent, QImage, QPainter, QTextDocument
 from PySide6.QtWidgets import QMessageBox, QTreeWidget
 
 from builders import save, with_argmax
@@ -568,6 +568,27 @@ def test_keyboard_shortcuts(qtbot, demo: MainWindow) -> None:
         assert demo.runner.busy
         qtbot.keyClick(demo, Qt.Key.Key_Escape)
     assert blocker.args == ["cancelled"]
+
+
+def test_node_names_that_look_like_html_are_shown_as_written(qtbot, window: MainWindow, tmp_path: Path) -> None:
+    names = ["<b>bold</b> & co", "x<y>z"]
+    nodes = [helper.make_node("Relu", ["x"], ["y"], name=names[0]), helper.make_node("Sigmoid", ["y"], ["z"], name=names[1])]
+    graph = helper.make_graph(nodes, "g", [helper.make_tensor_value_info("x", TensorProto.FLOAT, [1, 4])],
+                              [helper.make_tensor_value_info("z", TensorProto.FLOAT, [1, 4])])
+    path = save(helper.make_model(graph, opset_imports=[helper.make_opsetid("", 13)], ir_version=8), tmp_path / "m.onnx")
+    with qtbot.waitSignal(window.model_loaded, timeout=10_000):
+        window.open_model(path)
+
+    def shown(label) -> str:
+        document = QTextDocument()
+        document.setHtml(label.text())
+        return document.toPlainText()
+
+    for name in names:
+        window.session.select(name)
+        qtbot.waitUntil(lambda: name in shown(window.histograms.weight_header), timeout=5000)
+        assert shown(window.inspector.title).endswith(name)
+        assert shown(window.histograms.weight_header).endswith(f"{name} has no weights.")
 
 
 def test_histogram_header_says_when_a_concat_histogram_combines_its_inputs(qtbot) -> None:

@@ -37,6 +37,7 @@ def test_run_compares_the_source_model_on_the_evaluation_data(tmp_path: Path) ->
     )
     assert run.result.output_path.is_file() and run.int8.path == run.result.output_path
     assert run.comparison.errors.samples == 40 and run.comparison.float32.file_size == model.file_size
+    assert run.evaluation_name == assets.test.name
     assert {"Calibrating", "Comparing", "Timing"} <= set(stages)
     again = compare_models(model, run.int8, test, latency_runs=1)
     assert run.comparison.errors.int8_top1 == again.errors.int8_top1

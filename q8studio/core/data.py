@@ -68,10 +68,15 @@ class Dataset:
     path: Path | None = None
     """The file or folder the samples are read from (None for data built in memory): no output may replace it."""
 
+    @property
+    def name(self) -> str:
+        """The file or folder name, which says which data in a line; ``source`` has the whole path."""
+        return self.path.name if self.path is not None else self.source
+
     def batches(self, batch_size: int = 1) -> Iterator[dict[str, np.ndarray]]:
         """Feeds for the model, ``batch_size`` samples at a time, cast to the model's types and checked."""
         iterators = {name: src.iter_rows(batch_size, self.count) for name, src in self.sources.items()}
-        where = self.path.name if self.path is not None else self.source  # which data, when a run reads two
+        where = self.name  # which data, when a run reads two
         start = 0
         while start < self.count:
             feed = {}

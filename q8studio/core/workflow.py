@@ -56,6 +56,7 @@ class StudioRun:
     int8: LoadedModel
     comparison: Comparison
     evaluation_data: str
+    evaluation_name: str  # the evaluation file or folder's name, for one-line captions
     _rows: list[LayerRow] | None = field(default=None, init=False, repr=False)
 
     def layer_rows(self) -> list[LayerRow]:
@@ -126,7 +127,7 @@ def quantize_and_compare(
                       f"{unchosen}.") from None
     result = quantize_model(model, calibration, recipe, output, histograms=True, previous=previous, progress=progress)
     comparison = compare_models(model, result.int8, data, latency_runs=latency_runs, progress=progress)
-    return StudioRun(result, result.int8, comparison, data.source)
+    return StudioRun(result, result.int8, comparison, data.source, data.name)
 
 
 def overlay_values(rows: list[LayerRow], metric: str, shown: LoadedModel, prepared: LoadedModel) -> dict[str, float]:

@@ -7,8 +7,9 @@ nothing until it is shown, so clicking through the graph costs nothing extra.
 
 from __future__ import annotations
 
-from pathlib import Path
+from html import escape
 
+from PySide6.QtCore import Qt
 from PySide6.QtWidgets import QDockWidget, QHBoxLayout, QLabel, QSpinBox, QVBoxLayout, QWidget
 
 from ..core.explain import NodeExplanation, explain_node
@@ -34,6 +35,7 @@ class ExplainDock(QDockWidget):
         self.source = QLabel()
         self.redirect = QLabel()
         self.redirect.setWordWrap(True)
+        self.redirect.setTextFormat(Qt.TextFormat.RichText)
         self.redirect.setContentsMargins(4, 0, 4, 0)
         header = QHBoxLayout()
         header.setContentsMargins(4, 4, 4, 0)
@@ -66,7 +68,7 @@ class ExplainDock(QDockWidget):
         self.sample.setRange(0, max((data.count if data is not None else 1) - 1, 0))
         self.sample.blockSignals(blocker)
         self.sample.setEnabled(data is not None)
-        self.source.setText("" if data is None else f"of {data.count:,} in {Path(data.source.split(' (')[0]).name}")
+        self.source.setText("" if data is None else f"of {data.count:,} in {data.name}")
         self.source.setToolTip("" if data is None else data.source)
         self.refresh()
 
@@ -104,7 +106,7 @@ class ExplainDock(QDockWidget):
         kept = next((node for node in run.result.float_nodes if node.name == target), None)
         if target != name:
             computed = "int8 computes it" if kept is None else "it is computed"
-            self.redirect.setText(f"<i>{name}</i> is not in the int8 model: {computed} as part of <b>{target}</b>"
+            self.redirect.setText(f"<i>{escape(name)}</i> is not in the int8 model: {computed} as part of <b>{escape(target)}</b>"
                                   f"{', explained below' if kept is None else ''}.")
             self.redirect.show()
         if kept is not None:  # the run says why; the worker could only say that no DequantizeLinear feeds it

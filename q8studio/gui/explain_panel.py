@@ -9,6 +9,8 @@ and the arithmetic chain from the int32 sum to the dequantized value.
 
 from __future__ import annotations
 
+from html import escape
+
 import numpy as np
 import pyqtgraph as pg
 from PySide6.QtCore import Qt
@@ -47,11 +49,13 @@ class ExplainPanel(QWidget):
         super().__init__(parent)
         self.title = QLabel()
         self.title.setWordWrap(True)
+        self.title.setTextFormat(Qt.TextFormat.RichText)
         self.title.setTextInteractionFlags(Qt.TextInteractionFlag.TextSelectableByMouse)
         self.badge = QLabel()
         self.badge.setAlignment(Qt.AlignmentFlag.AlignCenter)
         self.message = QLabel()
         self.message.setWordWrap(True)
+        self.message.setTextFormat(Qt.TextFormat.PlainText)  # it names nodes, which may hold "<"
         self.content = QWidget()
         body = QVBoxLayout(self.content)
         body.setContentsMargins(0, 0, 0, 0)
@@ -66,6 +70,7 @@ class ExplainPanel(QWidget):
         body.addWidget(self._steps_view())
         self.notes = QLabel()
         self.notes.setWordWrap(True)
+        self.notes.setTextFormat(Qt.TextFormat.RichText)
         body.addWidget(self.notes)
         body.addStretch(1)
         scroll = QScrollArea()
@@ -153,7 +158,7 @@ class ExplainPanel(QWidget):
         self.explanation = expl
         self.message.hide()
         self.content.show()
-        self.title.setText(f"<b>{expl.node}</b> — {expl.kind}, run by ONNX Runtime as <b>{expl.runtime_kernel}</b> "
+        self.title.setText(f"<b>{escape(expl.node)}</b> — {expl.kind}, run by ONNX Runtime as <b>{escape(expl.runtime_kernel)}</b> "
                            f"(sample {expl.sample})")
         self._show_check(expl)
         self._fill_numbers(expl)
@@ -165,12 +170,12 @@ class ExplainPanel(QWidget):
         if check.exact:
             self._set_badge("bit-exact with ONNX Runtime" if check.bit_exact else "matches ONNX Runtime (float32)", "exact")
         elif check.max_diff <= 1:
-            self._set_badge(f"{check.differing} of {check.total} off by 1", "close")
+            self._set_badge(f"{check.differing:,} of {check.total:,} off by 1", "close")
         else:
-            self._set_badge(f"{check.differing} of {check.total} differ", "wrong")
+            self._set_badge(f"{check.differing:,} of {check.total:,} differ", "wrong")
         lines = [c.summary() + (f" — {c.cause}" if c.cause else "") for c in expl.checks]
         self.badge.setToolTip("\n".join(lines))
-        self.notes.setText("<br>".join([f"<b>Check:</b> {line}" for line in lines] + list(expl.notes)))
+        self.notes.setText("<br>".join([f"<b>Check:</b> {escape(line)}" for line in lines] + [escape(n) for n in expl.notes]))
 
     def _set_badge(self, text: str, state: str) -> None:
         self.badge.setText(text)

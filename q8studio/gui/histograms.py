@@ -6,6 +6,8 @@ its header what it shows, or why it is empty, so an empty plot never looks like 
 
 from __future__ import annotations
 
+from html import escape
+
 import numpy as np
 import pyqtgraph as pg
 from PySide6.QtCore import Qt
@@ -60,6 +62,7 @@ def _step(colour: str, alpha: int = 90) -> pg.PlotDataItem:
 def _header() -> QLabel:
     label = QLabel()
     label.setWordWrap(True)
+    label.setTextFormat(Qt.TextFormat.RichText)  # names and messages are escaped: "<b>" in a name is text
     label.setTextInteractionFlags(Qt.TextInteractionFlag.TextSelectableByMouse)
     return label
 
@@ -146,7 +149,7 @@ class HistogramPanel(QWidget):
     ) -> None:
         """The weight's histogram and, for per-channel ops, each output channel's min and max."""
         if summary is None or histogram is None:
-            self.weight_header.setText(message)
+            self.weight_header.setText(escape(message))
             self.weight_hist.setData([], [])
             self._clear_channels()
             return
@@ -154,7 +157,7 @@ class HistogramPanel(QWidget):
         self.weight_hist.setData(edges, counts)
         stored = f" {fmt.stored(summary.stored)}, shown dequantized" if summary.stored is not None else ""
         self.weight_header.setText(
-            f"<b>{summary.name}</b> {list(summary.shape)}{stored} — min {fmt.number(summary.min)}, "
+            f"<b>{escape(summary.name)}</b> {list(summary.shape)}{stored} — min {fmt.number(summary.min)}, "
             f"max {fmt.number(summary.max)}, mean {fmt.number(summary.mean)}, std {fmt.number(summary.std)}"
         )
         if summary.channel_min is None or summary.channel_max is None:
@@ -190,14 +193,14 @@ class HistogramPanel(QWidget):
         self.method_labels.clear()
         self.method_legend.clear()
         if stats is None or histogram is None:
-            self.activation_header.setText(message)
+            self.activation_header.setText(escape(message))
             self.activation_hist.setData([], [])
             return
         counts, edges = histogram
         self.activation_hist.setData(edges, counts)
         self.activation_header.setText(
-            (f"{message}<br>" if message else "") +
-            f"<b>{stats.name}</b> — {stats.count:,} values, observed [{fmt.number(stats.min)}, "
+            (f"{escape(message)}<br>" if message else "") +
+            f"<b>{escape(stats.name)}</b> — {stats.count:,} values, observed [{fmt.number(stats.min)}, "
             f"{fmt.number(stats.max)}]{_histogram_note(stats)}. "
             "Lines: each method's clipping range (bold = used)."
         )
@@ -223,7 +226,7 @@ class HistogramPanel(QWidget):
     def show_comparison(self, view: ComparisonView | None, message: str = "") -> None:
         """Float and dequantized int8 histograms on shared bins, and the error histogram."""
         if view is None:
-            self.int8_header.setText(message)
+            self.int8_header.setText(escape(message))
             for item in (self.float_hist, self.int8_hist, self.error_hist):
                 item.setData([], [])
             return
@@ -231,7 +234,7 @@ class HistogramPanel(QWidget):
         self.int8_hist.setData(view.edges, view.int8_counts)
         self.error_hist.setData(view.error_edges, view.error_counts)
         self.int8_header.setText(
-            f"<b>{view.tensor}</b> on {view.samples} calibration samples — "
+            f"<b>{escape(view.tensor)}</b> on {view.samples} calibration samples — "
             f"mean error {fmt.number(view.mean_error)}, max |error| {fmt.number(view.max_abs_error)}"
         )
         self._autorange()

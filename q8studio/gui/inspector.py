@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from html import escape
+
 from PySide6.QtCore import Qt
 from PySide6.QtWidgets import QHeaderView, QLabel, QTreeWidget, QTreeWidgetItem, QVBoxLayout, QWidget
 
@@ -18,6 +20,7 @@ class Inspector(QWidget):
         super().__init__(parent)
         self.title = QLabel("Select a node in the graph or the table.")
         self.title.setWordWrap(True)
+        self.title.setTextFormat(Qt.TextFormat.RichText)  # node names are escaped: "<b>" in a name is text
         self.title.setTextInteractionFlags(Qt.TextInteractionFlag.TextSelectableByMouse)
         self.tree = QTreeWidget()
         self.tree.setColumnCount(2)
@@ -43,7 +46,7 @@ class Inspector(QWidget):
         """Everything known about a node; ``weights`` None means its statistics are still being computed."""
         node = model.graph.node_by_name(name)
         self.tree.clear()
-        self.title.setText(f"<b>{node.op_type}</b> &nbsp; {node.name}")
+        self.title.setText(f"<b>{escape(node.op_type)}</b> &nbsp; {escape(node.name)}")
         self._section("Node", [
             ("Op type", node.op_type + (f" ({node.domain})" if node.domain else "")),
             ("Kind", node.kind),

@@ -9,7 +9,6 @@ one, so they never disagree with the Speed tab (which a new profile re-measures)
 from __future__ import annotations
 
 import math
-from pathlib import Path
 
 from PySide6.QtCore import (
     QModelIndex,
@@ -212,7 +211,7 @@ class ResultsPanel(QWidget):
             f"{result.recipe.method}, {result.recipe.granularity}, {result.recipe.activation_type} activations"
             + (" (symmetric)" if result.recipe.symmetric_activations else ""),
             f"calibrated on {result.calibration_samples:,} samples",
-            f"compared on {errors.samples:,} samples of {Path(run.evaluation_data.split(' (')[0]).name}",
+            f"compared on {errors.samples:,} samples of {run.evaluation_name}",
         ]
         if result.float_nodes:
             parts.append(f"{fmt.count(len(result.float_nodes), 'node')} kept in float (hover for why)")

@@ -189,7 +189,7 @@ def float_layer_lines(report: ProfileReport) -> list[str]:
 
 def _listed(names: list[str], shown_as: str) -> str:
     if len(names) <= MAX_ISLANDS_LISTED:
-        return ", ".join(names)
+        return ", ".join(escape(name) for name in names)
     return f"{len(names)} layers (“{shown_as}”)"
 
 
