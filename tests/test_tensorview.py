@@ -14,7 +14,7 @@ from q8studio.core.clipping import INT8, METHODS, activation_range
 from q8studio.core.data import load_data
 from q8studio.core.demo import demo_assets
 from q8studio.core.errors import Q8Error
-from q8studio.core.model import load_model, model_from_proto
+from q8studio.core.model import LoadedModel, load_model, model_from_proto
 from q8studio.core.quantize import quantize_model
 from q8studio.core.probe import TensorProbe, comparison_view
 from q8studio.core.recipe import Recipe
@@ -58,6 +58,39 @@ def test_weight_summary_matches_numpy_per_channel(cnn_path: Path) -> None:
     np.testing.assert_allclose(summary.channel_max, w.reshape(8, -1).max(axis=1))
     widths = summary.channel_max - summary.channel_min
     assert summary.range_spread == pytest.approx(widths.max() / widths.min())
+
+
+def _conv_with_weight(w: np.ndarray) -> LoadedModel:
+    graph = helper.make_graph(
+        [helper.make_node("Conv", ["x", "w"], ["y"], name="conv")], "g",
+        [helper.make_tensor_value_info("x", TensorProto.FLOAT, [1, 3, 4, 4])],
+        [helper.make_tensor_value_info("y", TensorProto.FLOAT, None)], [numpy_helper.from_array(w, "w")])
+    return model_from_proto(helper.make_model(graph, opset_imports=[helper.make_opsetid("", 13)]), Path("conv.onnx"))
+
+
+def test_weight_statistics_leave_out_and_count_nan_and_infinite_values() -> None:
+    w = np.random.default_rng(0).standard_normal((4, 3, 3, 3)).astype(np.float32)
+    w[0, 0, 0, :] = np.nan
+    w[1, 0, 0, 0] = np.inf
+    model = _conv_with_weight(w)
+    summary = weight_summary(model, "w", model.graph.node_by_name("conv"))
+    finite = w[np.isfinite(w)]
+    assert summary.nonfinite == 4
+    assert (summary.min, summary.max) == (pytest.approx(finite.min()), pytest.approx(finite.max()))
+    assert summary.mean == pytest.approx(finite.mean(), rel=1e-5) and summary.std == pytest.approx(finite.std(), rel=1e-5)
+    for channel in range(4):
+        values = w[channel][np.isfinite(w[channel])]
+        assert (summary.channel_min[channel], summary.channel_max[channel]) == (values.min(), values.max())
+
+
+@pytest.mark.parametrize("value", [0.0, 0.5])
+def test_channels_all_constant_have_no_range_spread(value: float) -> None:
+    model = _conv_with_weight(np.full((4, 3, 3, 3), value, np.float32))
+    assert weight_summary(model, "w", model.graph.node_by_name("conv")).range_spread == 1.0
+    one_constant = np.random.default_rng(0).standard_normal((4, 3, 3, 3)).astype(np.float32)
+    one_constant[2] = value
+    model = _conv_with_weight(one_constant)
+    assert weight_summary(model, "w", model.graph.node_by_name("conv")).range_spread == math.inf
 
 
 def test_gemm_channels_follow_transb_and_vectors_have_none(cnn_path: Path) -> None:

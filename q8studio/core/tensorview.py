@@ -33,7 +33,8 @@ class WeightSummary:
     """Statistics of one weight tensor, and its per-output-channel range when it has channels.
 
     For an integer weight (``stored``) the statistics are of its dequantized values: those are
-    what the model computes with.
+    what the model computes with. They are of the finite values; ``nonfinite`` counts the NaN and
+    infinite ones, which a float model may carry unnoticed and int8 cannot represent.
     """
 
     name: str
@@ -46,15 +47,22 @@ class WeightSummary:
     channel_min: np.ndarray | None
     channel_max: np.ndarray | None
     stored: StoredInt | None = None
+    nonfinite: int = 0
 
     @property
     def range_spread(self) -> float | None:
-        """Widest channel range over the narrowest: a large spread is why per-channel quantization helps."""
+        """Widest channel range over the narrowest: a large spread is why per-channel quantization helps.
+        Channels all equally constant have no spread (1); a constant one beside others, an infinite one."""
         if self.channel_min is None or self.channel_max is None:
             return None
         widths = self.channel_max - self.channel_min
-        narrowest = float(widths.min())
-        return math.inf if narrowest == 0.0 else float(widths.max()) / narrowest
+        widths = widths[np.isfinite(widths)]
+        if widths.size == 0:
+            return None
+        narrowest, widest = float(widths.min()), float(widths.max())
+        if widest == 0.0:
+            return 1.0
+        return math.inf if narrowest == 0.0 else widest / narrowest
 
 
 def node_weights(model: LoadedModel, node: Node) -> list[str]:
@@ -79,22 +87,26 @@ def weight_summary(model: LoadedModel, name: str, node: Node) -> WeightSummary:
     """Min/max/mean/std of a weight, plus per-channel min/max along the axis int8 would use."""
     values, stored = weight_values(model, name)
     w = values.astype(np.float64)
+    finite = np.isfinite(w)
     axis = _channel_axis(_weight_user(model, node), w.ndim) if w.ndim >= 2 else None
     channel_min = channel_max = None
-    if axis is not None:
+    if axis is not None:  # fmin/fmax skip the NaN that stand for non-finite values; a channel of them stays NaN
         others = tuple(d for d in range(w.ndim) if d != axis)
-        channel_min, channel_max = w.min(axis=others), w.max(axis=others)
+        masked = np.where(finite, w, np.nan)
+        channel_min, channel_max = np.fmin.reduce(masked, axis=others), np.fmax.reduce(masked, axis=others)
+    kept = w[finite]
     return WeightSummary(
         name=name,
         shape=tuple(w.shape),
-        min=float(w.min()) if w.size else 0.0,
-        max=float(w.max()) if w.size else 0.0,
-        mean=float(w.mean()) if w.size else 0.0,
-        std=float(w.std()) if w.size else 0.0,
+        min=float(kept.min()) if kept.size else math.nan,
+        max=float(kept.max()) if kept.size else math.nan,
+        mean=float(kept.mean()) if kept.size else math.nan,
+        std=float(kept.std()) if kept.size else math.nan,
         channel_axis=axis,
         channel_min=channel_min,
         channel_max=channel_max,
         stored=stored,
+        nonfinite=int(w.size - kept.size),
     )
 
 

@@ -159,6 +159,7 @@ class HistogramPanel(QWidget):
         self.weight_header.setText(
             f"<b>{escape(summary.name)}</b> {list(summary.shape)}{stored} — min {fmt.number(summary.min)}, "
             f"max {fmt.number(summary.max)}, mean {fmt.number(summary.mean)}, std {fmt.number(summary.std)}"
+            + (f"; <b>{summary.nonfinite:,} NaN or infinite values</b>, left out" if summary.nonfinite else "")
         )
         if summary.channel_min is None or summary.channel_max is None:
             self._clear_channels()

@@ -76,9 +76,12 @@ class Inspector(QWidget):
         ]
         if summary.stored is not None:
             rows.insert(1, ("Stored as", fmt.stored(summary.stored)))
+        if summary.nonfinite:
+            rows.insert(1, ("NaN or infinite", f"{summary.nonfinite:,} values (the statistics leave them out)"))
         if summary.channel_axis is not None and summary.channel_min is not None:
             rows.append(("Channels", f"{summary.channel_min.size} (axis {summary.channel_axis})"))
-            rows.append(("Range spread", f"{fmt.number(summary.range_spread, 3)}× (widest / narrowest channel)"))
+            spread = summary.range_spread
+            rows.append(("Range spread", "—" if spread is None else f"{fmt.number(spread, 3)}× (widest / narrowest channel)"))
         self._section(f"Weight {summary.name}", rows)
 
     def _quantization_section(self, model: LoadedModel, node: Node, run: StudioRun) -> None:
