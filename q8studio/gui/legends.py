@@ -1,10 +1,14 @@
-"""The graph view's legends: the colour of each kind of node, and the scale of an overlay.
+"""The graph view's legends: the colour of each kind of node, or the scale of an overlay.
 
 They sit in a strip of their own under the graph, never over it: a legend floating over the view
-covered whatever nodes the view showed beneath it.
+covered whatever nodes the view showed beneath it. One shows at a time: while an overlay colours the
+boxes, the kind colours explain none of them (an orange 0.5x speed-up box read as an "activation").
+Each fits the width of the strip, wrapping rather than being cut off in a narrow window.
 """
 
 from __future__ import annotations
+
+import math
 
 from PySide6.QtCore import QRectF, Qt
 from PySide6.QtGui import QColor, QLinearGradient, QPainter, QPaintEvent, QResizeEvent
@@ -12,9 +16,11 @@ from PySide6.QtWidgets import QWidget
 
 from .graph_items import CANVAS_BACKGROUND, KIND_COLOURS, TEXT, font_of, metrics_of
 
-MARGIN = 3  # around the legends in their strip, and between two stacked ones
+MARGIN = 3  # around the legend in its strip
 VALUE_HEIGHT = 28  # a colour bar with its labels under it, beside the title
+TITLE_HEIGHT = 16  # the overlay's title, on a row of its own when the strip is too narrow beside it
 BAR_WIDTH = 150
+CHIP_ROW = 16  # one row of kind chips
 STRIP_LINE = "#e3e7ec"
 
 
@@ -29,8 +35,8 @@ class _LegendPanel(QWidget):
 
 
 class ValueLegend(_LegendPanel):
-    """In one row, a title and either a colour bar with the values at its ends and middle under it, or
-    named colour chips."""
+    """A title and either a colour bar with the values at its ends and middle under it, or named colour
+    chips: in one row, or the title above the rest when one row is wider than the strip."""
 
     def __init__(self, parent: QWidget) -> None:
         super().__init__(parent)
@@ -38,29 +44,37 @@ class ValueLegend(_LegendPanel):
         self.low = self.mid = self.high = ""
         self.stops: tuple[QColor, ...] = ()
         self.categories: tuple[tuple[str, QColor], ...] = ()
+        self.stacked = False
         self.setFixedSize(BAR_WIDTH, VALUE_HEIGHT)
 
     def show_scale(self, title: str, low: str, high: str, stops: tuple[QColor, QColor, QColor], mid: str = "") -> None:
         """``stops``: the colours at the low end, the middle and the high end of the bar."""
         self.title, self.low, self.mid, self.high, self.stops, self.categories = title, low, mid, high, stops, ()
-        self._show()
+        self.show()
 
     def show_categories(self, title: str, categories: tuple[tuple[str, QColor], ...]) -> None:
         """One chip per named colour, e.g. "integer kernel" and "float kernel"."""
         self.title, self.categories, self.stops = title, categories, ()
         self.low = self.mid = self.high = ""
-        self._show()
+        self.show()
 
     def _title_width(self) -> float:
         return metrics_of(8.5, True).horizontalAdvance(self.title)
 
-    def _show(self) -> None:
+    def _content_width(self) -> float:
         if self.categories:
-            content = sum(metrics_of(7.5).horizontalAdvance(label) + 28 for label, _ in self.categories)
+            return sum(metrics_of(7.5).horizontalAdvance(label) + 28 for label, _ in self.categories)
+        return BAR_WIDTH
+
+    def fit(self, width: int) -> None:
+        """Take one row if it fits in ``width`` pixels, else the title above the bar or chips."""
+        one_row = 10 + self._title_width() + 12 + self._content_width() + 6
+        self.stacked = one_row > width
+        if self.stacked:
+            needed = math.ceil(10 + max(self._title_width(), self._content_width()) + 6)
+            self.setFixedSize(min(needed, width), TITLE_HEIGHT + VALUE_HEIGHT)
         else:
-            content = BAR_WIDTH
-        self.setFixedSize(int(10 + self._title_width() + 12 + content + 6), VALUE_HEIGHT)
-        self.show()
+            self.setFixedSize(math.ceil(one_row), VALUE_HEIGHT)
         self.update()
 
     def paintEvent(self, event: QPaintEvent) -> None:
@@ -68,13 +82,18 @@ class ValueLegend(_LegendPanel):
         self._background(painter)
         painter.setPen(QColor(TEXT))
         painter.setFont(font_of(8.5, True))
-        title = self._title_width()
-        painter.drawText(QRectF(10, 0, title + 2, self.height()), Qt.AlignmentFlag.AlignVCenter, self.title)
-        x = 10 + title + 12
+        if self.stacked:
+            title = metrics_of(8.5, True).elidedText(self.title, Qt.TextElideMode.ElideRight, self.width() - 16)
+            painter.drawText(QRectF(10, 2, self.width() - 12, TITLE_HEIGHT), Qt.AlignmentFlag.AlignVCenter, title)
+            x, top = 10.0, float(TITLE_HEIGHT)
+        else:
+            width = self._title_width()
+            painter.drawText(QRectF(10, 0, width + 2, self.height()), Qt.AlignmentFlag.AlignVCenter, self.title)
+            x, top = 10 + width + 12, 0.0
         if self.categories:
-            self._paint_categories(painter, x)
+            self._paint_categories(painter, x, top)
             return
-        bar = QRectF(x, 4, BAR_WIDTH, 9)
+        bar = QRectF(x, top + 4, BAR_WIDTH, 9)
         gradient = QLinearGradient(bar.topLeft(), bar.topRight())
         for position, colour in zip((0.0, 0.5, 1.0), self.stops):
             gradient.setColorAt(position, colour)
@@ -83,56 +102,63 @@ class ValueLegend(_LegendPanel):
         painter.drawRect(bar)
         painter.setPen(QColor(TEXT))
         painter.setFont(font_of(7.5))
-        labels = QRectF(x, 13, BAR_WIDTH, 14)
+        labels = QRectF(x, top + 13, BAR_WIDTH, 14)
         painter.drawText(labels, Qt.AlignmentFlag.AlignLeft, self.low)
         painter.drawText(labels, Qt.AlignmentFlag.AlignHCenter, self.mid)
         painter.drawText(labels, Qt.AlignmentFlag.AlignRight, self.high)
 
-    def _paint_categories(self, painter: QPainter, x: float) -> None:
+    def _paint_categories(self, painter: QPainter, x: float, top: float) -> None:
         painter.setFont(font_of(7.5))
         for label, colour in self.categories:
             painter.setPen(colour.darker(150))
             painter.setBrush(colour)
-            painter.drawRoundedRect(QRectF(x, (self.height() - 12) / 2, 12, 12), 2, 2)
+            painter.drawRoundedRect(QRectF(x, top + (VALUE_HEIGHT - 12) / 2, 12, 12), 2, 2)
             painter.setPen(QColor(TEXT))
             width = metrics_of(7.5).horizontalAdvance(label)
-            painter.drawText(QRectF(x + 16, 0, width + 4, self.height()), Qt.AlignmentFlag.AlignVCenter, label)
+            painter.drawText(QRectF(x + 16, top, width + 4, VALUE_HEIGHT), Qt.AlignmentFlag.AlignVCenter, label)
             x += width + 28
 
 
 class KindLegend(_LegendPanel):
-    """Colour chips for the node kinds present in the graph."""
+    """Colour chips for the node kinds present in the graph, in as many rows as the width needs."""
 
     def __init__(self, parent: QWidget) -> None:
         super().__init__(parent)
         self.kinds: list[str] = []
+        self._chips: list[tuple[str, float, float]] = []  # kind, x, y
 
     def set_kinds(self, kinds: list[str]) -> None:
         self.kinds = kinds
+
+    def fit(self, width: int) -> None:
+        """Place the chips left to right, starting a new row where the next would pass ``width`` pixels."""
         metrics = metrics_of(7.5)
-        width = sum(metrics.horizontalAdvance(k) + 22 for k in kinds) + 8
-        self.setFixedSize(int(width), 20)
-        self.setVisible(bool(kinds))
+        self._chips, x, y, widest = [], 8.0, 2.0, 0.0
+        for kind in self.kinds:
+            step = metrics.horizontalAdvance(kind) + 22
+            if x > 8.0 and x + step > width:
+                x, y = 8.0, y + CHIP_ROW
+            self._chips.append((kind, x, y))
+            x += step
+            widest = max(widest, x)
+        self.setFixedSize(int(widest + 8), int(y + CHIP_ROW + 2))
         self.update()
 
     def paintEvent(self, event: QPaintEvent) -> None:
         painter = QPainter(self)
         self._background(painter)
         painter.setFont(font_of(7.5))
-        x = 8.0
-        for kind in self.kinds:
+        for kind, x, y in self._chips:
             painter.setPen(QColor(KIND_COLOURS[kind]).darker(150))
             painter.setBrush(QColor(KIND_COLOURS[kind]))
-            painter.drawRoundedRect(QRectF(x, 5, 10, 10), 2, 2)
+            painter.drawRoundedRect(QRectF(x, y + 3, 10, 10), 2, 2)
             painter.setPen(QColor(TEXT))
             width = metrics_of(7.5).horizontalAdvance(kind)
-            painter.drawText(QRectF(x + 13, 2, width + 4, 16), Qt.AlignmentFlag.AlignVCenter, kind)
-            x += width + 22
+            painter.drawText(QRectF(x + 13, y, width + 4, CHIP_ROW), Qt.AlignmentFlag.AlignVCenter, kind)
 
 
 class LegendBar(QWidget):
-    """The strip under the graph that holds its legends: the node kinds at the left, an overlay's
-    scale at the right, or one above the other when the two do not fit side by side."""
+    """The strip under the graph that holds its legend: the node kinds, or an overlay's scale."""
 
     def __init__(self, parent: QWidget | None = None) -> None:
         super().__init__(parent)
@@ -143,34 +169,33 @@ class LegendBar(QWidget):
 
     def set_kinds(self, kinds: list[str]) -> None:
         self.kinds.set_kinds(kinds)
+        self.kinds.setVisible(bool(kinds) and self.values.isHidden())
         self.arrange()
 
     def show_scale(self, title: str, low: str, high: str, stops: tuple[QColor, QColor, QColor], mid: str = "") -> None:
         self.values.show_scale(title, low, high, stops, mid)
+        self.kinds.hide()
         self.arrange()
 
     def show_categories(self, title: str, categories: tuple[tuple[str, QColor], ...]) -> None:
         self.values.show_categories(title, categories)
+        self.kinds.hide()
         self.arrange()
 
     def hide_values(self) -> None:
         self.values.hide()
+        self.kinds.setVisible(bool(self.kinds.kinds))
         self.arrange()
 
     def arrange(self) -> None:
-        """Place the shown legends and take the height they need (none when no legend shows)."""
-        shown = [legend for legend in (self.kinds, self.values) if legend.isVisibleTo(self)]
-        side_by_side = sum(legend.width() for legend in shown) + (len(shown) + 1) * MARGIN <= self.width()
-        rows = ([shown] if side_by_side else [[legend] for legend in shown]) if shown else []
-        y = MARGIN
-        for row in rows:
-            height = max(legend.height() for legend in row)
-            for legend in row:
-                right = legend is self.values and len(row) == 2
-                legend.move(self.width() - MARGIN - legend.width() if right else MARGIN,
-                            y + (height - legend.height()) // 2)
-            y += height + MARGIN
-        self.setFixedHeight(y if rows else 0)
+        """Fit the shown legend to the strip's width and take the height it needs (none when none shows)."""
+        legend = next((legend for legend in (self.values, self.kinds) if not legend.isHidden()), None)
+        if legend is None:
+            self.setFixedHeight(0)
+            return
+        legend.fit(max(self.width() - 2 * MARGIN, 1))
+        legend.move(MARGIN, MARGIN)
+        self.setFixedHeight(legend.height() + 2 * MARGIN)
 
     def resizeEvent(self, event: QResizeEvent) -> None:
         self.arrange()
