@@ -181,6 +181,10 @@ def test_full_run_matches_the_core_and_table_clicks_select_nodes(qtbot, demo: Ma
     assert demo.graph.selected_node() == "/block1/relu/Relu"
     assert tree_rows(demo.inspector.tree)["Node"]["Name"] == "/block1/relu/Relu"
     tensor = "/block1/relu/Relu_output_0"
+    quantization = tree_rows(demo.inspector.tree)["Quantization"]
+    layer = next(layer for layer in core.errors.layers if layer.tensor == tensor)
+    assert quantization["Tensor"] == tensor and quantization["SQNR"] == fmt.decibels(layer.sqnr_db)
+    assert quantization["Errors over"] == f"{core.errors.samples} samples of test.npz"  # not the tab's few samples
     stats = run.result.stats[tensor]
     per_sample = int(np.prod(demo.session.model.graph.tensors[tensor].shape[1:]))
     _, counts = plotted(demo.histograms.activation_hist)

@@ -98,7 +98,8 @@ class Inspector(QWidget):
                 rows.append((f"{run.result.recipe.method} range", fmt.value_range(*run.result.ranges[tensor])))
         layer = next((row for row in run.comparison.errors.layers if row.tensor == tensor), None)
         if layer is not None:
-            rows.extend([
+            rows.extend([  # the Float vs int8 tab shows a few calibration samples: say which data these are of
+                ("Errors over", f"{run.comparison.errors.samples:,} samples of {run.evaluation_name}"),
                 ("SQNR", fmt.decibels(layer.sqnr_db)),
                 ("MSE", fmt.number(layer.mse)),
                 ("Cosine", fmt.number(layer.cosine, 6)),
