@@ -7,6 +7,7 @@ import subprocess
 import sys
 from pathlib import Path
 
+import onnx
 import pytest
 
 from builders import light_model, small_cnn
@@ -117,6 +118,19 @@ def test_small_cnn_layout_is_a_clean_top_down_picture() -> None:
 def test_light_models_lay_out_cleanly(name: str) -> None:
     graph = model_from_proto(light_model(name), Path(f"{name}.onnx")).graph
     assert_well_formed(graph, layout_graph(graph))
+
+
+def test_what_computes_from_constants_alone_sits_just_above_its_user() -> None:
+    # onnx's DenseNet-121 makes each BatchNorm weight by ConstantOfShape then Unsqueeze; laid out from
+    # the top, each drew an edge down the whole graph.
+    path = Path(onnx.__file__).parent / "backend/test/data/light/light_densenet121.onnx"
+    graph = model_from_proto(onnx.load(str(path)), path).graph
+    layout = layout_graph(graph)
+    boxes = {b.id: b for b in layout.boxes}
+    constant = {b.id for b in layout.boxes if graph.nodes[b.node_index].op_type in ("ConstantOfShape", "Unsqueeze")}
+    spans = [boxes[e.dst_id].layer - boxes[e.src_id].layer for e in layout.edges if e.src_id in constant]
+    assert len(spans) > 1000 and set(spans) == {1}
+    assert all(boxes[e.dst_id].layer > boxes[e.src_id].layer for e in layout.edges)
 
 
 def test_synthetic_dag_with_branches_residuals_and_long_edges() -> None:

@@ -131,7 +131,9 @@ def layout_graph(
         rank[u] = position
     # Edges against the order exist only where collapsing created a cycle: lay them out reversed.
     oriented = [(a, b) if rank[a] < rank[b] else (b, a) for a, b in edge_tensors]
-    layer = _layers(len(units), order, oriented)
+    inputs = set(graph.inputs) - graph.initializers
+    fed = [any(name in inputs for m in u.members for name in graph.nodes[m].inputs) for u in units]
+    layer = _layers(len(units), order, oriented, fed)
     progress.check()
     needed = label_widths or {}
     widths = [group_size[0] if u.scope else max(node_size[0], needed.get(graph.nodes[u.members[0]].op_type, 0.0) + 20)
@@ -214,19 +216,24 @@ def _topological_order(n: int, edges: list[tuple[int, int]]) -> list[int]:
     return order
 
 
-def _layers(n: int, order: list[int], edges: list[tuple[int, int]]) -> list[int]:
-    """Longest path from the inputs; then sources (constants, shapes) move just above their first user."""
+def _layers(n: int, order: list[int], edges: list[tuple[int, int]], fed: list[bool]) -> list[int]:
+    """Longest path from the inputs; then sources and whatever computes from constants alone (a weight
+    made by ConstantOfShape then Unsqueeze) move just above their first user. ``fed``: the units that
+    read a graph input. Left at the top, such a chain drew an edge down the whole graph: DenseNet's 600
+    of them took 80,000 dummy vertices and a second to lay out."""
     preds: list[list[int]] = [[] for _ in range(n)]
     succs: list[list[int]] = [[] for _ in range(n)]
     for a, b in edges:
         preds[b].append(a)
         succs[a].append(b)
     layer = [0] * n
+    anchored = list(fed)
     for u in order:
         if preds[u]:
             layer[u] = max(layer[p] for p in preds[u]) + 1
+            anchored[u] = anchored[u] or any(anchored[p] for p in preds[u])
     for u in reversed(order):
-        if not preds[u] and succs[u]:
+        if (not preds[u] or not anchored[u]) and succs[u]:
             layer[u] = min(layer[s] for s in succs[u]) - 1
     return layer
 
