@@ -479,6 +479,12 @@ def test_drop_an_onnx_file_opens_it(qtbot, window: MainWindow, cnn_path: Path) -
     assert window.quantize_panel.calibration.path() is None
 
 
+def test_a_window_with_a_model_fits_a_laptop_screen(qtbot, demo: MainWindow) -> None:
+    # 1366x768 leaves about 700 pixels under a task bar and a title bar; at 718 the Results fell off it.
+    demo.resize(1024, 680)
+    qtbot.waitUntil(lambda: demo.height() == 680, timeout=2000)
+
+
 def test_geometry_is_remembered(qtbot, tmp_path: Path) -> None:
     first = make_window(qtbot, tmp_path / "s.ini")
     first.resize(700, 500)  # the start page fits the offscreen screen (800x600); restoring clamps to it

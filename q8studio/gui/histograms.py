@@ -67,6 +67,13 @@ def _header() -> QLabel:
     return label
 
 
+STACKED_PLOT_HEIGHT = 90
+"""Least height of the plots two tabs stack: at 140 each, a window with a model open could not be made
+shorter than 718 pixels, taller than a 1366x768 laptop's screen."""
+LABELLED_PLOT_HEIGHT = 200
+"""Least height of the activation plot: room for five clipping methods' labels stacked beside their lines."""
+
+
 class HistogramPanel(QWidget):
     """Three tabs: the node's main weight, its calibrated activation, and its int8 error."""
 
@@ -95,10 +102,10 @@ class HistogramPanel(QWidget):
 
     def _weights_tab(self) -> QWidget:
         self.weight_header = _header()
-        self.weight_plot = make_plot("Weight values", "value", "count")
+        self.weight_plot = make_plot("Weight values", "value", "count", STACKED_PLOT_HEIGHT)
         self.weight_hist = _step(FLOAT_COLOUR)
         self.weight_plot.addItem(self.weight_hist)
-        self.channel_plot = make_plot("Per-channel range", "output channel", "value")
+        self.channel_plot = make_plot("Per-channel range", "output channel", "value", STACKED_PLOT_HEIGHT)
         self.channel_max = pg.PlotDataItem(pen=pg.mkPen("#d62728", width=1.5), symbol="o", symbolSize=4,
                                            symbolBrush="#d62728", symbolPen=None)
         self.channel_min = pg.PlotDataItem(pen=pg.mkPen(FLOAT_COLOUR, width=1.5), symbol="o", symbolSize=4,
@@ -112,7 +119,7 @@ class HistogramPanel(QWidget):
 
     def _activation_tab(self) -> QWidget:
         self.activation_header = _header()
-        self.activation_plot = make_plot("Calibration histogram and clipping ranges", "value", "count")
+        self.activation_plot = make_plot("Calibration histogram and clipping ranges", "value", "count", LABELLED_PLOT_HEIGHT)
         self.activation_hist = _step("#555555", alpha=70)
         self.activation_plot.addItem(self.activation_hist)
         self.method_labels = LineLabels(self.activation_plot)
@@ -126,13 +133,13 @@ class HistogramPanel(QWidget):
         self.int8_header = _header()
         self.overlay_plot = make_plot(
             f"<span style='color:{FLOAT_COLOUR}'>float32</span> vs "
-            f"<span style='color:{INT8_COLOUR}'>int8 (dequantized)</span> values", "value", "count"
+            f"<span style='color:{INT8_COLOUR}'>int8 (dequantized)</span> values", "value", "count", STACKED_PLOT_HEIGHT
         )
         self.float_hist = _step(FLOAT_COLOUR, alpha=60)
         self.int8_hist = _step(INT8_COLOUR, alpha=60)
         self.overlay_plot.addItem(self.float_hist)
         self.overlay_plot.addItem(self.int8_hist)
-        self.error_plot = make_plot("Error (int8 − float)", "error", "count")
+        self.error_plot = make_plot("Error (int8 − float)", "error", "count", STACKED_PLOT_HEIGHT)
         self.error_hist = _step(ERROR_COLOUR)
         self.error_plot.addItem(self.error_hist)
         return _tab(self.int8_header, self.overlay_plot, self.error_plot)

@@ -16,15 +16,18 @@ LABEL_FILL = (255, 255, 255, 170)
 """Translucent: a label stays legible over the histogram and grid, and the lines it crosses show through."""
 
 
-def make_plot(title: str, x_label: str, y_label: str) -> pg.PlotWidget:
-    """A titled, gridded plot without pyqtgraph's context menu or SI-prefixed axes."""
+def make_plot(title: str, x_label: str, y_label: str, min_height: int = 140) -> pg.PlotWidget:
+    """A titled, gridded plot without pyqtgraph's context menu or SI-prefixed axes.
+
+    ``min_height`` leaves room for the clipping methods' labels stacked beside their lines; plots
+    stacked two to a tab take less, or they keep a window from being shorter than a laptop screen."""
     plot = pg.PlotWidget()
     plot.setTitle(title, size="9pt")
     plot.setLabel("bottom", x_label)
     plot.setLabel("left", y_label)
     plot.showGrid(x=True, y=True, alpha=0.15)
     plot.setMenuEnabled(False)
-    plot.setMinimumHeight(140)
+    plot.setMinimumHeight(min_height)
     for axis in ("bottom", "left"):
         plot.getAxis(axis).enableAutoSIPrefix(False)  # "value (x0.001)" reads worse than 0.002
     return plot
