@@ -97,7 +97,7 @@ def test_explain_dock_explains_the_selected_node_like_the_core(qtbot, demo: Main
 
     demo.session.select("/pool/MaxPool")  # an op without an integer kernel to explain
     qtbot.waitUntil(lambda: "not Conv/Gemm/MatMul" in dock.panel.message.text(), timeout=10_000)
-    assert dock.panel.explanation is None and dock.panel.content.isHidden() and HINT in dock.panel.message.text()
+    assert dock.panel.explanation is None and dock.panel.scroll.isHidden() and HINT in dock.panel.message.text()
 
     demo.session.select("/block1/depthwise/bn/BatchNormalization")  # folded into the convolution in int8
     explained(qtbot, demo, DEPTHWISE, sample=3)

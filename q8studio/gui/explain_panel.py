@@ -55,6 +55,7 @@ class ExplainPanel(QWidget):
         self.badge.setAlignment(Qt.AlignmentFlag.AlignCenter)
         self.message = QLabel()
         self.message.setWordWrap(True)
+        self.message.setAlignment(Qt.AlignmentFlag.AlignTop | Qt.AlignmentFlag.AlignLeft)
         self.message.setTextFormat(Qt.TextFormat.PlainText)  # it names nodes, which may hold "<"
         self.content = QWidget()
         body = QVBoxLayout(self.content)
@@ -73,18 +74,18 @@ class ExplainPanel(QWidget):
         self.notes.setTextFormat(Qt.TextFormat.RichText)
         body.addWidget(self.notes)
         body.addStretch(1)
-        scroll = QScrollArea()
-        scroll.setWidgetResizable(True)
-        scroll.setFrameShape(QFrame.Shape.NoFrame)
-        scroll.setWidget(self.content)
+        self.scroll = QScrollArea()  # hidden with its content: empty, it still drew a scroll bar
+        self.scroll.setWidgetResizable(True)
+        self.scroll.setFrameShape(QFrame.Shape.NoFrame)
+        self.scroll.setWidget(self.content)
         top = QHBoxLayout()
         top.addWidget(self.title, 1)
         top.addWidget(self.badge)
         layout = QVBoxLayout(self)
         layout.setContentsMargins(4, 4, 4, 4)
         layout.addLayout(top)
-        layout.addWidget(self.message)
-        layout.addWidget(scroll, 1)
+        layout.addWidget(self.message, 1)  # either the message or the content takes the height
+        layout.addWidget(self.scroll, 1)
         self.explanation: NodeExplanation | None = None
         self.show_explanation(None)
 
@@ -148,6 +149,7 @@ class ExplainPanel(QWidget):
         self.message.setText(text)
         self.message.show()
         self.content.hide()
+        self.scroll.hide()
         self.title.setText("")
         self._set_badge("", "none")
 
@@ -158,6 +160,7 @@ class ExplainPanel(QWidget):
         self.explanation = expl
         self.message.hide()
         self.content.show()
+        self.scroll.show()
         self.title.setText(f"<b>{escape(expl.node)}</b> — {expl.kind}, run by ONNX Runtime as <b>{escape(expl.runtime_kernel)}</b> "
                            f"(sample {expl.sample})")
         self._show_check(expl)
