@@ -86,7 +86,7 @@ def test_search_by_op_type_cycles_through_matches(cnn_view: GraphView, qtbot) ->
     QTest.keyClicks(cnn_view.search, "gemm")
     with qtbot.waitSignal(cnn_view.node_selected) as blocker:
         QTest.keyClick(cnn_view.search, Qt.Key.Key_Return)
-    assert blocker.args == ["/head/fc/Gemm"] and cnn_view.match_label.text() == "1 of 1 matches"
+    assert blocker.args == ["/head/fc/Gemm"] and cnn_view.match_label.text() == "1 match"
     cnn_view.search.clear()
     QTest.keyClicks(cnn_view.search, "relu")
     found = []
@@ -97,6 +97,8 @@ def test_search_by_op_type_cycles_through_matches(cnn_view: GraphView, qtbot) ->
     assert cnn_view.match_label.text() == "1 of 3 matches"
     cnn_view.find_next("nothing like this")
     assert cnn_view.match_label.text() == "No matches"
+    cnn_view.set_model(model_from_proto(small_cnn(), Path("another.onnx")))  # another model: a fresh search
+    assert cnn_view.search.text() == "" and cnn_view.match_label.text() == ""
 
 
 def test_overlay_colours_nodes_and_shows_a_legend(cnn_view: GraphView) -> None:

@@ -122,6 +122,7 @@ class GraphView(QWidget):
         self._layout, self._selected, self._overlay, self._marks = None, None, None, {}
         self._matches, self._match_key = [], ""
         self.match_label.clear()
+        self.search.clear()  # a search of the last model's names means nothing in this one
         self.legends.hide_values()
         self._clear_scene()
         if self._graph is None:
@@ -331,7 +332,8 @@ class GraphView(QWidget):
             self.match_label.setText("No matches")
             return
         self._match_pos = (self._match_pos + 1) % len(self._matches)
-        self.match_label.setText(f"{self._match_pos + 1} of {len(self._matches)} matches")
+        found = len(self._matches)
+        self.match_label.setText(f"{self._match_pos + 1} of {found} matches" if found > 1 else "1 match")
         self._select(self._matches[self._match_pos], emit=True)
 
     # ---- overlays and badges ----------------------------------------------------------------------------
