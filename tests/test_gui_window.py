@@ -7,6 +7,7 @@ selected) and compare it with what the core computes for the same input.
 from __future__ import annotations
 
 import json
+import shutil
 import time
 from pathlib import Path
 
@@ -276,6 +277,29 @@ def test_export_model_report_and_recipe_round_trip(qtbot, demo: MainWindow, tmp_
     assert demo.exporter.load_recipe(recipe_path)
     assert panel.recipe() == Recipe.load(recipe_path) == run.result.recipe
     assert demo.session.exclude == ("/fc/Gemm",)
+
+
+def test_no_export_replaces_the_model_or_its_data(qtbot, window: MainWindow, tmp_path: Path) -> None:
+    assets = demo_assets()
+    model, calib, test = (Path(shutil.copy(p, tmp_path)) for p in (assets.model, assets.calibration, assets.test))
+    with qtbot.waitSignal(window.model_loaded, timeout=10_000):
+        window.open_model(model)
+    window.quantize_panel.set_calibration(calib)
+    window.quantize_panel.set_evaluation(test)
+    window.quantize_panel.samples.setValue(40)
+    run_to_end(qtbot, window)
+    exports = {"the report": window.exporter.export_report, "the recipe": window.exporter.save_recipe,
+               "the int8 model": window.exporter.export_model}
+    for what, export in exports.items():
+        for path in (model, calib, test):
+            before = path.read_bytes()
+            assert not export(path)
+            assert window.errors.last_message.startswith(f"Refusing to write {what} over "), window.errors.last_message
+            assert path.read_bytes() == before
+            window.errors.close()
+    # a write that cannot happen is one sentence naming the file asked for, not a scratch file beside it
+    assert not window.exporter.export_report(calib / "r.json")
+    assert window.errors.last_message == f"Cannot write the report {calib / 'r.json'}: {calib} is a file, not a folder."
 
 
 @pytest.mark.parametrize("settings", [

@@ -71,13 +71,7 @@ class Exporter:
         target = self._save_path("Export int8 model", suggested, "ONNX models (*.onnx)", path)
         if target is None:
             return False
-        data = [d for d in (self._session.run_calibration, self._session.run_evaluation) if d is not None]
-        try:
-            check_outputs({"the int8 model": target}, files_read(model, *data))
-        except Q8Error as exc:
-            self._errors.show(str(exc))
-            return False
-        if not self._write(target, lambda staging: shutil.copyfile(run.result.output_path, staging), "the int8 model"):
+        if not self._write(target, lambda path: _copy_atomically(run.result.output_path, path), "the int8 model"):
             return False
         self._exported = (run, target)
         return True
@@ -193,13 +187,27 @@ class Exporter:
         return Path(path) if path else None
 
     def _write(self, target: Path, write: Callable[[Path], object], what: str) -> bool:
-        """Write through a temporary file beside ``target``: a failure leaves no half-written file."""
+        """``write`` the file at ``target``, which it does atomically (a failure leaves no half-written
+        file); refused up front over the model or data files, as the command line refuses."""
         try:
-            with atomic_path(target) as staging:
-                write(staging)
-        except (OSError, Q8Error) as exc:
-            reason = exc.strerror if isinstance(exc, OSError) and exc.strerror else str(exc)
-            self._errors.show(f"Could not write {what} to {target}: {reason}.", str(exc))
+            check_outputs({what: target}, self._files_read())
+            write(target)
+        except Q8Error as exc:  # it names the file and says why
+            self._errors.show(str(exc))
             return False
         self._status(f"Saved {what} to {target}")
         return True
+
+    def _files_read(self) -> dict[str, Path]:
+        """What no export may replace: the open model's files, the data of its last run, and the data
+        the panel names for the next one."""
+        model = self._session.model
+        data = [d for d in (self._session.run_calibration, self._session.run_evaluation) if d is not None]
+        files = files_read(model, *data) if model is not None else {}
+        chosen = {"the calibration data": self._panel.calibration.path(), "the evaluation data": self._panel.evaluation.path()}
+        return files | {what: path for what, path in chosen.items() if path is not None}
+
+
+def _copy_atomically(source: Path, target: Path) -> None:
+    with atomic_path(target) as staging:
+        shutil.copyfile(source, staging)
