@@ -8,12 +8,14 @@ from pathlib import Path
 
 import numpy as np
 import onnx
+import onnxruntime as ort
 import pytest
 from onnx import TensorProto, helper, numpy_helper
 
 from builders import mlp, save, write_npz
 from q8studio.core.data import load_data
 from q8studio.core.demo import demo_assets
+from q8studio.core.kernelprofile import _kernel_times, _profile_events
 from q8studio.core.model import LoadedModel, load_model
 from q8studio.core.profile import (
     RUNTIME_ROW,
@@ -497,3 +499,22 @@ def test_a_model_kept_in_float_throughout_lists_one_name_per_layer_kept(
         out = capsys.readouterr().out
         assert "kept in float (3): mm1, gemm2, gemm3\n" in out
         assert "float islands" not in out and "the int8 model computes in float throughout" in out
+
+
+def test_profile_files_are_read_a_line_at_a_time_or_whole(tmp_path: Path) -> None:
+    options = ort.SessionOptions()
+    options.enable_profiling = True
+    options.profile_file_prefix = str(tmp_path / "profile")
+    session = ort.InferenceSession(str(demo_assets().model), options, providers=["CPUExecutionProvider"])
+    for _ in range(4):
+        session.run(None, {"image": np.zeros((1, 1, 16, 16), np.float32)})
+    path = Path(session.end_profiling())
+    every = json.loads(path.read_text())
+    assert list(_profile_events(path, '"model_run"')) == [e for e in every if e["name"] == "model_run"]
+    one_line = tmp_path / "one_line.json"  # laid out otherwise: parsed whole
+    one_line.write_text(json.dumps(every))
+    assert list(_profile_events(one_line, '"model_run"')) == every
+    times, run_us, integer = _kernel_times(path, warmup=1)
+    assert (times, run_us, integer) == _kernel_times(one_line, warmup=1)
+    kernels = {e["name"].removesuffix("_kernel_time") for e in every if e["name"].endswith("_kernel_time")}
+    assert set(times) == kernels and 0 < sum(times.values()) <= run_us and not integer  # a float model

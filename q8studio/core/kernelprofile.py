@@ -12,6 +12,7 @@ import json
 import math
 import tempfile
 from collections import defaultdict
+from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -27,6 +28,7 @@ from .session import BatchRunner
 INTEGER_TYPES = frozenset({"uint8", "int8"})
 KEPT_RUNS = 0.8
 """Fraction of the profiled runs averaged: the fastest ones (see :func:`_kernel_times`)."""
+_READ_BYTES = 1 << 20  # of a profile file at a time
 
 
 @dataclass(frozen=True)
@@ -91,8 +93,10 @@ def profile_model(
         runner = BatchRunner(model, session)  # a failure on this data is said in one line
         for _ in range(warmup + runs):
             runner.run(None, feed)
-        events = json.loads(Path(session.end_profiling()).read_text())
-    times, run_us, integer_kernels = _kernel_times(events, warmup)
+        try:
+            times, run_us, integer_kernels = _kernel_times(Path(session.end_profiling()), warmup)
+        except ValueError as exc:  # JSONDecodeError is one
+            raise Q8Error(f"ONNX Runtime's profile could not be read: {exc}") from None
     profile = []
     for k in kernels:
         glue = is_glue(k, model.graph)
@@ -104,8 +108,32 @@ def profile_model(
     return ModelProfile(profile, run_us, runs, owners, absorbed_nodes(model.graph, computed), kernels)
 
 
-def _kernel_times(events: list[dict], warmup: int) -> tuple[dict[str, float], float, set[str]]:
-    """Mean time per run of each kernel, the mean run time, and the kernels that read 8-bit integers.
+def _profile_events(path: Path, marker: str) -> Iterator[dict]:
+    """The events of ONNX Runtime's profile file whose line holds ``marker``, parsed one at a time.
+
+    The profiler writes one event a line. Parsed whole, a 600-layer model's profile (32 MB) held the
+    interpreter, and froze the window, for a second; its lines are read a megabyte at a time and parsed
+    one by one, keeping nothing, which leaves the other threads their turns (iterating over the file
+    object itself still kept them waiting 0.2 s at times). A file laid out otherwise is parsed whole.
+    """
+    wanted = marker.encode()
+    with path.open("rb") as stream:
+        if stream.readline().strip() != b"[":
+            yield from json.loads(path.read_bytes())
+            return
+        rest = b""
+        while chunk := stream.read(_READ_BYTES):
+            *lines, rest = (rest + chunk).split(b"\n")
+            for line in lines:
+                if wanted in line:
+                    yield json.loads(line.strip().rstrip(b","))
+        if wanted in rest:
+            yield json.loads(rest.strip().rstrip(b","))
+
+
+def _kernel_times(profile: Path, warmup: int) -> tuple[dict[str, float], float, set[str]]:
+    """Mean time per run of each kernel, the mean run time, and the kernels that read 8-bit integers,
+    from the ``profile`` file: its runs first, then each kernel event added to its run's totals.
 
     A kernel computes on integers when any of its inputs is 8-bit, whatever its place: QLinearConcat
     reads its output scale first and its quantized inputs after, QLinearConv its data first. Float
@@ -115,7 +143,8 @@ def _kernel_times(events: list[dict], warmup: int) -> tuple[dict[str, float], fl
     processes. Kernels and runs are averaged over the same runs, so kernel times still add up.
     """
     spans = sorted(
-        (e["ts"], e["ts"] + e["dur"]) for e in events if e.get("cat") == "Session" and e["name"] == "model_run"
+        (e["ts"], e["ts"] + e["dur"]) for e in _profile_events(profile, '"model_run"')
+        if e.get("cat") == "Session" and e["name"] == "model_run"
     )[warmup:]
     if not spans:
         raise Q8Error("ONNX Runtime's profiler recorded no runs.")
@@ -124,7 +153,7 @@ def _kernel_times(events: list[dict], warmup: int) -> tuple[dict[str, float], fl
     starts = [start for start, _ in spans]
     totals: dict[str, float] = defaultdict(float)
     integer: set[str] = set()
-    for event in events:
+    for event in _profile_events(profile, '_kernel_time"'):
         if event.get("cat") != "Node" or not event["name"].endswith("_kernel_time"):
             continue
         name = event["name"][: -len("_kernel_time")]
