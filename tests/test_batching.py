@@ -295,7 +295,7 @@ def test_samples_that_are_not_whole_batches_are_a_one_line_error(fixed_run, tmp_
         measure_latency(model, result.int8, data.limited(3))
     assert str(timing.value) == (
         "The model's batch axis is fixed at 4, so the sample count must be a multiple of 4 (got 3); "
-        "the data needs at least 4."
+        "use at least 4 samples."  # data of 10 limited to 3: the data was not what was short
     )
 
 

@@ -249,7 +249,7 @@ def join_samples(name: str, values: Sequence[np.ndarray]) -> np.ndarray:
 def sample_count_error(size: int, count: int) -> Q8Error:
     """The user's data does not split into whole batches of a model that fixes its batch size at ``size``."""
     fitting = count // size * size
-    advice = f"use {fitting} samples" if fitting else f"the data needs at least {size}"
+    advice = f"use {fitting} samples" if fitting else f"use at least {size} samples"  # the data or the sample setting
     return Q8Error(
         f"The model's batch axis is fixed at {size}, so the sample count must be a multiple of {size} "
         f"(got {count}); {advice}."
