@@ -106,7 +106,8 @@ class ExplainDock(QDockWidget):
         kept = next((node for node in run.result.float_nodes if node.name == target), None)
         if target != name:
             computed = "int8 computes it" if kept is None else "it is computed"
-            self.redirect.setText(f"<i>{escape(name)}</i> is not in the int8 model: {computed} as part of <b>{escape(target)}</b>"
+            self.redirect.setText(f"<i>{escape(name)}</i> is not in the int8 model: {computed} as part of "
+                                  f"<b>{escape(target)}</b>"
                                   f"{', explained below' if kept is None else ''}.")
             self.redirect.show()
         if kept is not None:  # the run says why; the worker could only say that no DequantizeLinear feeds it

@@ -161,7 +161,8 @@ class ExplainPanel(QWidget):
         self.message.hide()
         self.content.show()
         self.scroll.show()
-        self.title.setText(f"<b>{escape(expl.node)}</b> — {expl.kind}, run by ONNX Runtime as <b>{escape(expl.runtime_kernel)}</b> "
+        self.title.setText(f"<b>{escape(expl.node)}</b> — {expl.kind}, run by ONNX Runtime as "
+                           f"<b>{escape(expl.runtime_kernel)}</b> "
                            f"(sample {expl.sample})")
         self._show_check(expl)
         self._fill_numbers(expl)
@@ -178,7 +179,8 @@ class ExplainPanel(QWidget):
             self._set_badge(f"{check.differing:,} of {check.total:,} differ", "wrong")
         lines = [c.summary() + (f" — {c.cause}" if c.cause else "") for c in expl.checks]
         self.badge.setToolTip("\n".join(lines))
-        self.notes.setText("<br>".join([f"<b>Check:</b> {escape(line)}" for line in lines] + [escape(n) for n in expl.notes]))
+        checks = [f"<b>Check:</b> {escape(line)}" for line in lines]
+        self.notes.setText("<br>".join(checks + [escape(note) for note in expl.notes]))
 
     def _set_badge(self, text: str, state: str) -> None:
         self.badge.setText(text)

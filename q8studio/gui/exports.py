@@ -204,7 +204,8 @@ class Exporter:
         model = self._session.model
         data = [d for d in (self._session.run_calibration, self._session.run_evaluation) if d is not None]
         files = files_read(model, *data) if model is not None else {}
-        chosen = {"the calibration data": self._panel.calibration.path(), "the evaluation data": self._panel.evaluation.path()}
+        chosen = {"the calibration data": self._panel.calibration.path(),
+                  "the evaluation data": self._panel.evaluation.path()}
         return files | {what: path for what, path in chosen.items() if path is not None}
 
 

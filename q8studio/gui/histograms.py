@@ -119,7 +119,8 @@ class HistogramPanel(QWidget):
 
     def _activation_tab(self) -> QWidget:
         self.activation_header = _header()
-        self.activation_plot = make_plot("Calibration histogram and clipping ranges", "value", "count", LABELLED_PLOT_HEIGHT)
+        self.activation_plot = make_plot("Calibration histogram and clipping ranges", "value", "count",
+                                         LABELLED_PLOT_HEIGHT)
         self.activation_hist = _step("#555555", alpha=70)
         self.activation_plot.addItem(self.activation_hist)
         self.method_labels = LineLabels(self.activation_plot)

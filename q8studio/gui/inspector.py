@@ -81,7 +81,8 @@ class Inspector(QWidget):
         if summary.channel_axis is not None and summary.channel_min is not None:
             rows.append(("Channels", f"{summary.channel_min.size} (axis {summary.channel_axis})"))
             spread = summary.range_spread
-            rows.append(("Range spread", "—" if spread is None else f"{fmt.number(spread, 3)}× (widest / narrowest channel)"))
+            shown = "—" if spread is None else f"{fmt.number(spread, 3)}× (widest / narrowest channel)"
+            rows.append(("Range spread", shown))
         self._section(f"Weight {summary.name}", rows)
 
     def _quantization_section(self, model: LoadedModel, node: Node, run: StudioRun) -> None:

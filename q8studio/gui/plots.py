@@ -19,8 +19,8 @@ LABEL_FILL = (255, 255, 255, 170)
 def make_plot(title: str, x_label: str, y_label: str, min_height: int = 140) -> pg.PlotWidget:
     """A titled, gridded plot without pyqtgraph's context menu or SI-prefixed axes.
 
-    ``min_height`` leaves room for the clipping methods' labels stacked beside their lines; plots
-    stacked two to a tab take less, or they keep a window from being shorter than a laptop screen."""
+    ``min_height``: the least height at which it reads; a plot whose lines carry stacked labels needs
+    more, plots stacked two to a tab less (or they keep the window taller than a laptop's screen)."""
     plot = pg.PlotWidget()
     plot.setTitle(title, size="9pt")
     plot.setLabel("bottom", x_label)
