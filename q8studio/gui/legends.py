@@ -169,26 +169,24 @@ class LegendBar(QWidget):
 
     def set_kinds(self, kinds: list[str]) -> None:
         self.kinds.set_kinds(kinds)
-        self.kinds.setVisible(bool(kinds) and self.values.isHidden())
         self.arrange()
 
     def show_scale(self, title: str, low: str, high: str, stops: tuple[QColor, QColor, QColor], mid: str = "") -> None:
         self.values.show_scale(title, low, high, stops, mid)
-        self.kinds.hide()
         self.arrange()
 
     def show_categories(self, title: str, categories: tuple[tuple[str, QColor], ...]) -> None:
         self.values.show_categories(title, categories)
-        self.kinds.hide()
         self.arrange()
 
     def hide_values(self) -> None:
         self.values.hide()
-        self.kinds.setVisible(bool(self.kinds.kinds))
         self.arrange()
 
     def arrange(self) -> None:
-        """Fit the shown legend to the strip's width and take the height it needs (none when none shows)."""
+        """Show the overlay's scale, else the kinds; fit it to the strip's width and take the height it
+        needs (none when neither shows)."""
+        self.kinds.setVisible(bool(self.kinds.kinds) and self.values.isHidden())
         legend = next((legend for legend in (self.values, self.kinds) if not legend.isHidden()), None)
         if legend is None:
             self.setFixedHeight(0)
