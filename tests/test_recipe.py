@@ -29,6 +29,8 @@ def test_recipe_round_trips_through_json(tmp_path: Path) -> None:
         ({"histogram_values": None}, "histogram_values must be a whole number"),
         ({"exclude": "/stem/Conv"}, "exclude must be a list of node names (got '/stem/Conv')"),
         ({"exclude": [3]}, "exclude must be a list of node names"),
+        ({"exclude": None}, "exclude must be a list of node names (got None)"),
+        ({"exclude": {"/stem/Conv": True}}, "exclude must be a list of node names"),
     ],
 )
 def test_hand_edited_recipe_with_a_wrong_type_is_refused(tmp_path: Path, setting: dict, message: str) -> None:

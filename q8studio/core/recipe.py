@@ -45,7 +45,7 @@ class Recipe:
         _require_type("histogram_values", self.histogram_values, int, "a whole number")
         if self.samples is not None:
             _require_type("samples", self.samples, int, "a whole number")
-        if isinstance(self.exclude, str) or not all(isinstance(name, str) for name in self.exclude):
+        if not isinstance(self.exclude, (list, tuple)) or not all(isinstance(name, str) for name in self.exclude):
             raise Q8Error(f"The recipe's exclude must be a list of node names (got {self.exclude!r}).")
         if self.method not in METHODS:
             raise Q8Error(f"Unknown clipping method '{self.method}'; choose one of {', '.join(METHODS)}.")
