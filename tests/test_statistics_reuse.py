@@ -94,3 +94,17 @@ def test_statistics_without_histograms_do_not_serve_a_method_that_needs_them(dem
     assert not any(s.histogram for s in first.stats.values())
     second = quantize_model(model, data, Recipe(method="entropy", samples=SAMPLES), tmp_path / "b.onnx", previous=first)
     assert not second.statistics_reused and all(s.histogram for s in second.stats.values())
+
+
+def test_data_rewritten_with_its_old_size_and_modification_time_is_calibrated_again(demo, tmp_path) -> None:
+    """``cp -p`` over the file keeps both; the change time (which no user call can set back) tells."""
+    model, calib = demo
+    images = dict(np.load(calib))
+    np.savez(calib, **images)  # uncompressed: the rewrite below keeps the size
+    before = calib.stat()
+    first = _run(model, calib, tmp_path / "a.onnx")
+    images["image"] = images["image"][::-1].copy()
+    np.savez(calib, **images)
+    os.utime(calib, ns=(before.st_atime_ns, before.st_mtime_ns))
+    assert calib.stat().st_size == before.st_size and calib.stat().st_mtime_ns == before.st_mtime_ns
+    assert not _run(model, calib, tmp_path / "b.onnx", previous=first).statistics_reused

@@ -140,7 +140,9 @@ def load_data(
 
 
 def _fingerprint(path: Path, sources: dict[str, RowSource]) -> tuple:
-    """The files behind the data as (path, size, modification time), and an image folder's preprocessing."""
+    """The files behind the data as (path, size, modification and change times), and an image folder's
+    preprocessing. The change time catches a file rewritten with its old size and modification time
+    (``cp -p``): no user call can set it back."""
     folder = _image_folder_source(sources)
     stamps = tuple(_stamp(f) for f in (folder.files if folder else [path]))
     return (folder.preprocessing, stamps) if folder else stamps
@@ -150,9 +152,9 @@ def _image_folder_source(sources: dict[str, RowSource]) -> ImageFolderSource | N
     return next((source for source in sources.values() if isinstance(source, ImageFolderSource)), None)
 
 
-def _stamp(file: Path) -> tuple[str, int, int]:
+def _stamp(file: Path) -> tuple[str, int, int, int]:
     status = file.stat()
-    return str(file.resolve()), status.st_size, status.st_mtime_ns
+    return str(file.resolve()), status.st_size, status.st_mtime_ns, status.st_ctime_ns
 
 
 def _npz(path: Path, input_names: set[str]) -> tuple[dict[str, RowSource], np.ndarray | None]:
