@@ -23,6 +23,13 @@ from .errors import Q8Error, first_line
 from .optypes import QDQ_QUANTIZABLE_OPS, node_kind
 from .skeleton import is_set_aside, skeleton_of
 
+CONSTANT_NUMBERS = {
+    "value_float": np.float32, "value_floats": np.float32, "value_int": np.int64, "value_ints": np.int64,
+}
+"""A Constant node's number attributes and the type of the tensor each makes."""
+CONSTANT_VALUES = frozenset({"value", *CONSTANT_NUMBERS})
+"""The Constant attributes holding numbers (strings and sparse tensors are not weights)."""
+
 
 @dataclass(frozen=True)
 class TensorInfo:
@@ -72,6 +79,10 @@ class Graph:
     consumers: dict[str, list[int]] = field(default_factory=dict)
     by_name: dict[str, Node] = field(default_factory=dict, init=False, repr=False)
     """Node name -> node: profiling looks up a node per kernel, thousands of times on a large model."""
+    constants: set[str] = field(default_factory=set, init=False, repr=False)
+    """Outputs of nodes whose values the file fixes: a Constant holding numbers, a ConstantOfShape of
+    a fixed shape. Some files hold their weights so (onnx's light_* models, by ConstantOfShape), and
+    pre-processing folds them into initializers; what the model holds is shown as its weights."""
 
     def __post_init__(self) -> None:
         self.by_name = {node.name: node for node in self.nodes}
@@ -81,6 +92,20 @@ class Graph:
             for name in node.inputs:
                 if name:
                     self.consumers.setdefault(name, []).append(node.index)
+            if self._makes_constant(node):
+                self.constants.update(node.outputs)
+
+    def _makes_constant(self, node: Node) -> bool:
+        """Whether ``node`` outputs a fixed value; a ConstantOfShape's shape input comes before it."""
+        if node.domain not in ("", "ai.onnx"):
+            return False
+        if node.op_type == "Constant":
+            return not CONSTANT_VALUES.isdisjoint(node.attributes)
+        return node.op_type == "ConstantOfShape" and self.is_constant(node.inputs[0])
+
+    def is_constant(self, name: str) -> bool:
+        """Whether a tensor's value is in the file: an initializer or a constant node's output."""
+        return name in self.initializers or name in self.constants
 
     def edges(self) -> list[tuple[int, int, str]]:
         """(producer node, consumer node, tensor name) for every tensor flowing between nodes."""
@@ -130,10 +155,37 @@ class LoadedModel:
         return {t.name: t for t in self.proto.graph.initializer}
 
     def weight(self, name: str) -> np.ndarray:
-        """The value of an initializer as a numpy array."""
-        if name not in self._initializers:
-            raise Q8Error(f"'{name}' is not a weight (initializer) of this model.")
-        return numpy_helper.to_array(self._initializers[name])
+        """The value of an initializer or of a constant node's output (:attr:`Graph.constants`) as a numpy array."""
+        if name in self._initializers:
+            return numpy_helper.to_array(self._initializers[name])
+        if name not in self.graph.constants:
+            raise Q8Error(f"'{name}' is not a weight (initializer or constant) of this model.")
+        node = self._constant_node(name)
+        if node.op_type == "ConstantOfShape":
+            return np.full(self._filled_shape(node), _fill_value(node))
+        attribute = _constant_attribute(node)
+        if attribute.name == "value":
+            return numpy_helper.to_array(attribute.t)
+        return np.asarray(onnx.helper.get_attribute_value(attribute), CONSTANT_NUMBERS[attribute.name])
+
+    def parameter_count(self) -> int:
+        """Values held in initializers and constant nodes, counted without reading a weight's values."""
+        held = sum(math.prod(t.dims) for t in self.proto.graph.initializer)
+        return held + sum(self._constant_size(name) for name in self.graph.constants)
+
+    def _constant_node(self, name: str) -> onnx.NodeProto:
+        return self.proto.graph.node[self.graph.producer[name]]
+
+    def _constant_size(self, name: str) -> int:
+        """A constant's size from its shape: a ConstantOfShape's values are not made just to count them."""
+        node = self._constant_node(name)
+        if node.op_type == "ConstantOfShape":
+            return math.prod(self._filled_shape(node))
+        attribute = _constant_attribute(node)
+        return math.prod(attribute.t.dims) if attribute.name == "value" else int(self.weight(name).size)
+
+    def _filled_shape(self, node: onnx.NodeProto) -> tuple[int, ...]:
+        return tuple(int(d) for d in self.weight(node.input[0]))
 
     def input_specs(self) -> list[TensorInfo]:
         """The model inputs a user must feed (initializers listed as inputs excluded)."""
@@ -163,7 +215,6 @@ class LoadedModel:
 
     def summary(self) -> dict[str, object]:
         """What ``q8studio inspect`` prints: nodes by op, parameters, quantizable layers."""
-        params = sum(int(np.prod(t.dims)) for t in self.proto.graph.initializer)
         return {
             "path": str(self.path),
             "opset": self.opset,
@@ -174,7 +225,7 @@ class LoadedModel:
             "outputs": [_tensor_dict(self.graph.tensors[n]) for n in self.graph.outputs],
             "node_count": len(self.graph.nodes),
             "ops": dict(Counter(n.op_type for n in self.graph.nodes).most_common()),
-            "parameters": params,
+            "parameters": self.parameter_count(),
             "already_quantized": self.is_quantized,
             "quantizable_nodes": [n.name for n in self.quantizable_nodes()],
         }
@@ -366,6 +417,16 @@ def _attribute_value(attr: onnx.AttributeProto) -> object:
     if isinstance(value, list):
         return [v.decode("utf-8", errors="replace") if isinstance(v, bytes) else v for v in value if not hasattr(v, "node")]
     return value
+
+
+def _constant_attribute(node: onnx.NodeProto) -> onnx.AttributeProto:
+    return next(a for a in node.attribute if a.name in CONSTANT_VALUES)
+
+
+def _fill_value(node: onnx.NodeProto) -> np.ndarray:
+    """A ConstantOfShape's one value and its type; without the attribute, a float32 zero."""
+    given = next((a.t for a in node.attribute if a.name == "value"), None)
+    return numpy_helper.to_array(given).reshape(()) if given is not None else np.zeros((), np.float32)
 
 
 def _value_info(vi: onnx.ValueInfoProto, is_initializer: bool) -> TensorInfo:

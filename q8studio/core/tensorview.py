@@ -68,9 +68,10 @@ class WeightSummary:
 def node_weights(model: LoadedModel, node: Node) -> list[str]:
     """The node's weights, the main one (highest rank) first.
 
-    Its float initializers and, in an already-quantized model, the integer initializers that a
-    DequantizeLinear turns into its weights (for that DequantizeLinear, its own input). The scale
-    and zero point of a Quantize/DequantizeLinear say how a tensor is stored; they are no weights.
+    Its float constants (initializers or constant nodes' outputs) and, in an already-quantized model,
+    the integer constants that a DequantizeLinear turns into its weights (for that DequantizeLinear,
+    its own input). The scale and zero point of a Quantize/DequantizeLinear say how a tensor is
+    stored; they are no weights.
     """
     graph = model.graph
     names = []
@@ -78,7 +79,7 @@ def node_weights(model: LoadedModel, node: Node) -> list[str]:
         producer = graph.producer.get(name)
         if producer is not None and graph.nodes[producer].op_type == "DequantizeLinear":
             name = graph.nodes[producer].inputs[0]
-        if name in graph.initializers and (graph.tensors[name].is_float or weight_dequantizer(model, name) is not None):
+        if graph.is_constant(name) and (graph.tensors[name].is_float or weight_dequantizer(model, name) is not None):
             names.append(name)
     return sorted(dict.fromkeys(names), key=lambda name: -len(model.graph.tensors[name].shape or ()))
 

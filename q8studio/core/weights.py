@@ -128,15 +128,16 @@ def qdq_params(model: LoadedModel, node: Node) -> QuantParams:
 
 
 def weight_dequantizer(model: LoadedModel, name: str) -> Node | None:
-    """The DequantizeLinear that turns integer initializer ``name`` into float values with constant
-    parameters, one per tensor or per channel (blocked scales are not shown as weights)."""
+    """The DequantizeLinear that turns integer constant ``name`` (initializer or constant node's output)
+    into float values with constant parameters, one per tensor or per channel (blocked scales are not
+    shown as weights)."""
     graph = model.graph
-    if name not in graph.initializers or graph.tensors[name].is_float:
+    if not graph.is_constant(name) or graph.tensors[name].is_float:
         return None
     for index in graph.consumers.get(name, []):
         node = graph.nodes[index]
         if (node.op_type == "DequantizeLinear" and node.inputs[0] == name and not node.attributes.get("block_size")
-                and all(t in graph.initializers for t in node.inputs[1:] if t)
+                and all(graph.is_constant(t) for t in node.inputs[1:] if t)
                 and len(graph.tensors[node.inputs[1]].shape or ()) <= 1):
             return node
     return None

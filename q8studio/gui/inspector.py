@@ -134,7 +134,7 @@ def _tensor_text(model: LoadedModel, name: str) -> str:
     if info is None:
         return "?"
     text = f"{info.shape_text()} {info.dtype or '?'}"
-    return text + ("  (weight)" if info.is_initializer else "")
+    return text + ("  (weight)" if model.graph.is_constant(name) else "")
 
 
 def _attribute_text(value: object) -> str:
