@@ -11,7 +11,7 @@ from onnx import helper, numpy_helper
 from onnxruntime.quantization.shape_inference import quant_pre_process
 from onnxruntime.tools.symbolic_shape_infer import SymbolicShapeInference
 
-from builders import light_model, save, small_cnn, write_npz
+from builders import LIGHT_MODELS, light_model, save, small_cnn, write_npz
 from q8studio.core.data import load_data
 from q8studio.core.model import load_model
 from q8studio.core import preprocess
@@ -171,3 +171,13 @@ def test_a_matmul_and_an_add_joining_another_activation_stay_apart_and_become_in
 
     biased = prepare_for_quantization(load_model(save(_projection_then_add("b"), tmp_path / "bias.onnx")), per_channel=False)
     assert [(n.op_type, n.name) for n in biased.model.proto.graph.node] == [("Gemm", "mm/MatMulAddFusion")]
+
+
+def test_constants_the_opset_upgrade_adds_leave_no_graph_input_behind() -> None:
+    """DenseNet-121 of onnx's test data is IR 3 at opset 9: raising it to 13 gives each Unsqueeze a
+    Constant for its axes, the optimiser folds them, and IR 3 had listed them as graph inputs. Left
+    there, ONNX Runtime required 241 of them in every feed and calibration failed."""
+    model = load_model(LIGHT_MODELS / "light_densenet121.onnx")
+    prepared = prepare_for_quantization(model, per_channel=True).model
+    assert [spec.name for spec in prepared.input_specs()] == [spec.name for spec in model.input_specs()] == ["data_0"]
+    assert {vi.name for vi in prepared.proto.graph.input} == {"data_0"}

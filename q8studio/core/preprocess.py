@@ -109,7 +109,7 @@ def _optimisation_stage(split: SplitModel, shapes: str, notes: list[str]) -> onn
         notes.append("Quantizing the model without graph optimisation.")
         return split.assembled()
     notes.append(f"Pre-processed with {shapes}, graph optimisation.")
-    _drop_weight_inputs(result, {t.name for t in split.shell.graph.initializer})
+    _drop_weight_inputs(result, split.shell)
     _residual_joins_unfused(result, split.shell, notes)
     folded = batchnorms - _count(result, "BatchNormalization")
     if folded:
@@ -172,20 +172,22 @@ def _two_input_sums_as_adds(proto: onnx.ModelProto, notes: list[str]) -> None:
         notes.append(f"Made {len(sums)} two-input Sum node(s) Add nodes, which onnxruntime quantizes (it leaves Sum in float).")
 
 
-def _drop_weight_inputs(model: onnx.ModelProto, initializers: set[str]) -> None:
-    """Remove the graph inputs that only list weights (``initializers``: the source model's).
+def _drop_weight_inputs(model: onnx.ModelProto, source: onnx.ModelProto) -> None:
+    """Remove the graph inputs that only list constants: every input but those ``source`` is fed.
 
     Models of IR version 3 list every initializer among the graph inputs too. When optimisation
     folds the nodes reading one (a ConstantOfShape computing a weight from a shape, as in the
-    architectures of onnx's test data), the initializer goes but its input stays, and ONNX Runtime
-    requires it in every feed. And onnxruntime's quantizer adds scales and zero points without
-    listing them, which IR 3 forbids: the model is raised to IR 4, which lists none of them.
+    architectures of onnx's test data, or the Constant axes the opset upgrade gives an Unsqueeze),
+    the initializer goes but its input stays, and ONNX Runtime requires it in every feed. And
+    onnxruntime's quantizer adds scales and zero points without listing them, which IR 3 forbids:
+    the model is raised to IR 4, which lists none of them. From IR 4 on, an input with an
+    initializer is the model's own choice (a default the user may override) and stays.
     """
+    initializers = {t.name for t in source.graph.initializer}
+    fed = {vi.name for vi in source.graph.input if vi.name not in initializers}
     current = {t.name for t in model.graph.initializer}
-    read = {name for node in model.graph.node for name in node.input} | {o.name for o in model.graph.output}
-    folded = initializers - current - read
-    listed = initializers | current if model.ir_version < 4 else set()
-    for value in [vi for vi in model.graph.input if vi.name in folded | listed]:
+    overridable = current if model.ir_version >= 4 else set()
+    for value in [vi for vi in model.graph.input if vi.name not in fed | overridable]:
         model.graph.input.remove(value)
     model.ir_version = max(model.ir_version, 4)
 
