@@ -92,13 +92,21 @@ def test_external_data_model_loads(tmp_path: Path) -> None:
         (lambda d: _write(d / "empty.onnx", b""), "is empty"),
         (lambda d: _write(d / "notes.onnx", b"hello, I am a text file\n" * 20), "not an ONNX model"),
         (lambda d: _write(d / "cut.onnx", small_cnn().SerializeToString()[:900]), "truncated"),
+        (lambda d: save(_with_opset(small_cnn(), 99), d / "new.onnx"),
+         rf"^new.onnx uses ONNX opset 99, newer than the newest this installation knows "
+         rf"\({onnx.defs.onnx_opset_version()}\)"),
     ],
-    ids=["missing", "directory", "empty", "text", "truncated"],
+    ids=["missing", "directory", "empty", "text", "truncated", "opset-too-new"],
 )
 def test_bad_files_give_one_line_reasons(tmp_path: Path, make, message: str) -> None:
     with pytest.raises(Q8Error, match=message) as info:
         load_model(make(tmp_path))
     assert "\n" not in str(info.value)
+
+
+def _with_opset(model: onnx.ModelProto, version: int) -> onnx.ModelProto:
+    next(entry for entry in model.opset_import if entry.domain in ("", "ai.onnx")).version = version
+    return model
 
 
 def _cut_weight(model: onnx.ModelProto, name: str) -> onnx.ModelProto:

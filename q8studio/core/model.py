@@ -239,6 +239,7 @@ def load_model(path: str | os.PathLike[str]) -> LoadedModel:
     if not path.is_file():
         raise Q8Error(f"{path} is not a file.")
     proto = _parse(path)
+    _require_known_opset(proto, path)
     external_files = tuple(sorted(_external_data_files(proto)))
     _load_external_data(proto, path, external_files)
     skeleton = skeleton_of(proto)
@@ -275,6 +276,16 @@ def _parse(path: Path) -> onnx.ModelProto:
     if len(proto.graph.node) == 0:
         raise Q8Error(f"{path.name} contains an empty graph (no nodes).")
     return proto
+
+
+def _require_known_opset(proto: onnx.ModelProto, path: Path) -> None:
+    """onnx's checker lets an opset from the future through; every later step would fail on it, each
+    with a message of its own."""
+    newest = onnx.defs.onnx_opset_version()
+    opset = max((entry.version for entry in proto.opset_import if entry.domain in ("", "ai.onnx")), default=0)
+    if opset > newest:
+        raise Q8Error(f"{path.name} uses ONNX opset {opset}, newer than the newest this installation knows ({newest}); "
+                      "update onnx and onnxruntime, or export the model at a lower opset.")
 
 
 def _looks_like_onnx_prefix(data: bytes) -> bool:
