@@ -40,19 +40,22 @@ class Progress:
     cancel_token: CancelToken | None = None
     min_interval_s: float = 0.05
     _last_emit: float = field(default=0.0, init=False, repr=False)
+    _last_stage: str | None = field(default=None, init=False, repr=False)
 
     def check(self) -> None:
         if self.cancel_token is not None and self.cancel_token.cancelled:
             raise Cancelled()
 
     def report(self, stage: str, done: int, total: int) -> None:
-        """Check for cancel, then forward to the callback (throttled, but never the last step)."""
+        """Check for cancel, then forward to the callback, throttled within a stage but never a stage's
+        first report nor its last step: a short stage that follows another's last step (choosing ranges
+        after calibrating) would be dropped, and the previous stage would stay on screen through it."""
         self.check()
         if self.callback is None:
             return
         now = time.monotonic()
-        if done >= total or now - self._last_emit >= self.min_interval_s:
-            self._last_emit = now
+        if stage != self._last_stage or done >= total or now - self._last_emit >= self.min_interval_s:
+            self._last_emit, self._last_stage = now, stage
             self.callback(stage, done, total)
 
 
