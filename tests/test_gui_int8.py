@@ -31,6 +31,7 @@ from q8studio.core.profile import (
 )
 from q8studio.core.speedup import SLOWER_IN_INT8
 from q8studio.gui import formatting as fmt
+from q8studio.gui import int8_actions as int8_actions_module
 from q8studio.gui.explain_dock import HINT
 from q8studio.gui.graph_items import ENTER_BADGE, LEAVE_BADGE, OverlayScale
 from q8studio.gui.main_window import DEFAULT_SIZE, MainWindow
@@ -372,6 +373,49 @@ def test_cancelling_keep_in_float_keeps_the_run(qtbot, demo: MainWindow, stem_sl
     assert demo.session.run is before and demo.session.exclude == () and not demo.int8.keeping
     assert demo.run_action.isEnabled() and demo.quantize_panel.run_button.isEnabled()
     assert demo.quantize_panel.stage.text() == "Cancelled."
+
+
+def outputs_of_keeping(monkeypatch) -> list[Path]:
+    """Where keeping the slower layers in float writes: the search's choice, then the run made with it."""
+    written: list[Path] = []
+    keep, run = int8_actions_module.keep_slow_float, int8_actions_module.run_and_profile
+
+    def kept(model, calibration, recipe, output, *args, **kwargs):
+        written.append(output)
+        return keep(model, calibration, recipe, output, *args, **kwargs)
+
+    def ran(model, calibration, evaluation, recipe, output, *args, **kwargs):
+        written.append(output)
+        return run(model, calibration, evaluation, recipe, output, *args, **kwargs)
+
+    monkeypatch.setattr(int8_actions_module, "keep_slow_float", kept)
+    monkeypatch.setattr(int8_actions_module, "run_and_profile", ran)
+    return written
+
+
+def test_keeping_slower_layers_in_float_leaves_only_the_int8_file_shown(qtbot, demo: MainWindow, stem_slower,
+                                                                         monkeypatch) -> None:
+    """The search's own copy of its choice is never shown; cancelled, neither is the run made with it."""
+    written = outputs_of_keeping(monkeypatch)
+    before = run_to_end(qtbot, demo).result.output_path
+    written_when_cancelled: list[bool] = []
+
+    def cancel_once_compared(stage: str, *_args) -> None:
+        if stage == "Comparing":
+            written_when_cancelled.append(all(path.is_file() for path in written))
+            demo.cancel_run()
+
+    demo.int8.runner.progress.connect(cancel_once_compared)
+    with qtbot.waitSignal(demo.int8.runner.cancelled, timeout=RUN_TIMEOUT_MS):
+        demo.keep_slower_in_float()
+    demo.int8.runner.progress.disconnect(cancel_once_compared)
+    assert written_when_cancelled[0] and before.is_file() and not any(path.exists() for path in written)
+
+    with qtbot.waitSignal(demo.int8.kept_float, timeout=RUN_TIMEOUT_MS):
+        demo.keep_slower_in_float()
+    search, shown = written[2:]
+    assert demo.session.run.result.output_path == shown and shown.is_file()
+    assert not search.exists() and not before.exists()
 
 
 def test_no_model_opens_while_keeping_slower_layers_in_float(qtbot, demo: MainWindow, tmp_path: Path,

@@ -33,7 +33,9 @@ from q8studio.core.stats import BatchExtent, TensorStats
 from q8studio.core.tensorview import MethodRange, WeightSummary, display_image, weight_histogram
 from q8studio.gui import formatting as fmt
 from q8studio.gui.histograms import LOG_TICKS, HistogramPanel
+from q8studio.gui import exports as exports_module
 from q8studio.gui import main_window as main_window_module
+from q8studio.gui import runs as runs_module
 from q8studio.gui.main_window import COMPARE_SAMPLES, MainWindow
 from q8studio.gui.plots import stack_rows
 from q8studio.gui.quantize_panel import PREVIEW_PIXELS
@@ -770,3 +772,83 @@ def test_run_is_refused_while_another_model_is_being_opened(qtbot, demo: MainWin
         demo.start_run()
         assert not demo.runner.busy
     assert demo.session.model.path == other and demo.session.run is None
+
+
+RUN_STAGES = ("Pre-processing", "Calibrating", "Choosing ranges", "Writing the int8 model", "Comparing",
+              "Preparing the tensor probe", "Profiling")
+"""The stages of a run of the window, in the order they happen."""
+
+
+def test_the_progress_label_shows_every_stage_of_a_run_in_order(qtbot, demo: MainWindow) -> None:
+    """Choosing ranges and writing the int8 model follow calibration's last step within milliseconds:
+    they must show all the same, not leave "Calibrating 120/120" on screen while the file is written."""
+    shown: list[str] = []
+    demo.runner.progress.connect(lambda *_: shown.append(demo.quantize_panel.stage.text()))
+    run_to_end(qtbot, demo)
+    firsts = [next((i for i, text in enumerate(shown) if text.startswith(stage)), None) for stage in RUN_STAGES]
+    assert None not in firsts and firsts == sorted(firsts), shown
+
+
+def outputs_of_runs(monkeypatch) -> list[Path]:
+    """Where each run of the window writes its int8 model, in the order the runs start."""
+    written: list[Path] = []
+    real = main_window_module.run_and_profile
+
+    def recorded(model, calibration, evaluation, recipe, output, *args):
+        written.append(output)
+        return real(model, calibration, evaluation, recipe, output, *args)
+
+    monkeypatch.setattr(main_window_module, "run_and_profile", recorded)
+    return written
+
+
+def test_only_the_run_shown_keeps_its_int8_file(qtbot, demo: MainWindow, monkeypatch) -> None:
+    """A large model's int8 file is hundreds of MB: a cancelled, failed or replaced run's goes at once."""
+    written = outputs_of_runs(monkeypatch)
+    run_to_end(qtbot, demo)
+    written_when_cancelled: list[bool] = []
+
+    def cancel_once_compared(stage: str, *_args) -> None:
+        if stage == "Comparing":
+            written_when_cancelled.append(written[-1].is_file())
+            demo.cancel_run()
+
+    demo.runner.progress.connect(cancel_once_compared)
+    with qtbot.waitSignal(demo.run_ended, timeout=RUN_TIMEOUT_MS) as blocker:
+        demo.start_run()
+    demo.runner.progress.disconnect(cancel_once_compared)
+    assert blocker.args == ["cancelled"] and written_when_cancelled[0]
+    assert written[0].is_file() and not written[1].exists()
+
+    def fails(*_args):
+        raise Q8Error("The tensor probe failed.")
+
+    with monkeypatch.context() as patch:
+        patch.setattr(runs_module, "TensorProbe", fails)  # after the int8 model was written and compared
+        with qtbot.waitSignal(demo.run_ended, timeout=RUN_TIMEOUT_MS) as blocker:
+            demo.start_run()
+    assert blocker.args == ["failed"] and written[0].is_file() and not written[2].exists()
+    demo.errors.close()
+
+    assert run_to_end(qtbot, demo).result.output_path == written[3]
+    assert not written[0].exists() and written[3].is_file()  # the first run can no longer be shown nor exported
+    demo.close()
+    assert not written[3].exists()
+
+
+def test_an_export_keeps_the_int8_file_of_a_run_replaced_while_its_dialog_is_open(
+        qtbot, demo: MainWindow, monkeypatch, cnn_path: Path, tmp_path: Path) -> None:
+    """The save dialog runs the event loop: a model being opened can finish loading, and replace the run."""
+    source = run_to_end(qtbot, demo).result.output_path
+    expected = source.read_bytes()
+    target = tmp_path / "exported.int8.onnx"
+
+    def dialog(*_args) -> tuple[str, str]:
+        with qtbot.waitSignal(demo.model_loaded, timeout=10_000):
+            demo.open_model(cnn_path)
+        assert demo.session.run is None and source.is_file()
+        return str(target), ""
+
+    monkeypatch.setattr(exports_module.QFileDialog, "getSaveFileName", dialog)
+    assert demo.exporter.export_model()
+    assert target.read_bytes() == expected and not source.exists()

@@ -9,6 +9,7 @@ preprocessing) is checked against the open model, or against the next one when n
 from __future__ import annotations
 
 import shutil
+from contextlib import AbstractContextManager
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable
@@ -51,13 +52,15 @@ class Exporter:
     """Exports of the session's last run and the recipe of the quantize panel."""
 
     def __init__(self, parent: QWidget, session: Session, panel: QuantizePanel, errors: ErrorReporter,
-                 status: Callable[[str], None], folder: Callable[[], Path]) -> None:
+                 status: Callable[[str], None], folder: Callable[[], Path],
+                 hold: Callable[[Path], AbstractContextManager[None]]) -> None:
         self._parent = parent
         self._session = session
         self._panel = panel
         self._errors = errors
         self._status = status
         self._folder = folder  # where dialogs start when no model suggests a place
+        self._hold = hold  # keeps a run's scratch int8 file while it is being exported
         self._exported: tuple[StudioRun, Path] | None = None  # (run, where its int8 model was exported)
         self._waiting: ModelParts | None = None  # of a recipe loaded with no model open
 
@@ -67,12 +70,13 @@ class Exporter:
         if run is None or model is None:
             self._errors.show("Run quantization first; there is no int8 model to export yet.")
             return False
-        suggested = model.path.with_name(f"{model.path.stem}.int8.onnx")
-        target = self._save_path("Export int8 model", suggested, "ONNX models (*.onnx)", path)
-        if target is None:
-            return False
-        if not self._write(target, lambda path: _copy_atomically(run.result.output_path, path), "the int8 model"):
-            return False
+        suggested, source = model.path.with_name(f"{model.path.stem}.int8.onnx"), run.result.output_path
+        with self._hold(source):  # the save dialog runs the event loop: a model opened meanwhile replaces the run
+            target = self._save_path("Export int8 model", suggested, "ONNX models (*.onnx)", path)
+            if target is None:
+                return False
+            if not self._write(target, lambda path: _copy_atomically(source, path), "the int8 model"):
+                return False
         self._exported = (run, target)
         return True
 
@@ -87,7 +91,7 @@ class Exporter:
                                  "JSON (*.json)", path)
         if target is None:
             return False
-        # the run's own int8 file is scratch, deleted on close: name the exported copy, or none
+        # the run's own int8 file is scratch, deleted once replaced: name the exported copy, or none
         exported = self._exported[1] if self._exported is not None and self._exported[0] is run else None
         report = run_report(run, self._session.profile, source=model.path,
                             calibration=self._session.run_calibration, exported=exported)

@@ -27,6 +27,7 @@ from . import formatting as fmt
 from .errors import ErrorReporter
 from .quantize_panel import QuantizePanel
 from .runs import RunOutcome, profile_run, run_and_profile
+from .scratch import ScratchFolder
 from .session import Session
 from .speed_panel import SpeedPanel
 from .tasks import TaskRunner
@@ -50,16 +51,17 @@ class Int8Actions(QObject):
     kept_float = Signal(object)  # KeepFloatOutcome
 
     def __init__(self, session: Session, speed: SpeedPanel, quantize_panel: QuantizePanel, errors: ErrorReporter,
-                 status: Callable[[str], None], next_output: Callable[[], Path], parent: QObject | None = None) -> None:
+                 status: Callable[[str], None], scratch: ScratchFolder, parent: QObject | None = None) -> None:
         super().__init__(parent)
         self.session = session
         self.speed = speed
         self.quantize_panel = quantize_panel
         self.errors = errors
         self.status = status
-        self.next_output = next_output
+        self.scratch = scratch
         self.runner = TaskRunner("q8studio-speed", self)
         self.keeping = False  # the running job is keep-in-float (it replaces the run when done)
+        self._keep_outputs: tuple[Path, ...] = ()  # keep-in-float's files: the search's choice, then the run's
         self.runner.progress.connect(self._on_progress)
         self.runner.finished.connect(self._on_finished)
         self.runner.failed.connect(self._on_failed)
@@ -95,10 +97,12 @@ class Int8Actions(QObject):
         calibration, evaluation = session.run_calibration, session.run_evaluation
         if run is None or model is None or calibration is None or data is None or self.busy:
             return
-        recipe, scratch, output = run.result.recipe, self.next_output(), self.next_output()
+        recipe, stem = run.result.recipe, model.path.stem
+        search_output, output = self._keep_outputs = self.scratch.new_file(stem), self.scratch.new_file(stem)
 
         def task(progress: Progress) -> KeptFloat:
-            outcome = keep_slow_float(model, calibration, recipe, scratch, data, previous=run.result, progress=progress)
+            outcome = keep_slow_float(model, calibration, recipe, search_output, data, previous=run.result,
+                                      progress=progress)
             chosen = run_and_profile(model, calibration, evaluation, outcome.chosen.result.recipe, output, progress,
                                      previous=run.result)
             label_slower_in_int8(chosen.run.result, outcome.kept_float)
@@ -148,6 +152,7 @@ class Int8Actions(QObject):
             self.profiled.emit(result)
             return
         assert isinstance(result, KeptFloat)
+        self.scratch.discard(self._keep_outputs[0])  # the run made with the search's choice is what is shown
         outcome, session = result.outcome, self.session
         session.set_exclusions(result.chosen.run.result.recipe.exclude)
         self.deliver(result.chosen, session.run_calibration, session.run_evaluation)
@@ -164,6 +169,7 @@ class Int8Actions(QObject):
 
     def _on_failed(self, message: str, details: str) -> None:
         if self._end():
+            self.scratch.discard(*self._keep_outputs)
             self.quantize_panel.show_outcome("Failed: " + message, complete=False)
             self.speed.show_notice(f"Keeping the slower layers in float failed: {message}", good=False)
             self.errors.show(message, details)
@@ -174,6 +180,7 @@ class Int8Actions(QObject):
 
     def _on_cancelled(self) -> None:
         if self._end():
+            self.scratch.discard(*self._keep_outputs)
             self.quantize_panel.show_outcome("Cancelled.", complete=False)
         elif self.session.profile is None and self.session.run is not None:
             self.speed.show_report(None, "Profiling cancelled: Run ▸ Profile int8 vs float (Ctrl+P) measures again.")

@@ -7,7 +7,6 @@ and user commands (open, run, cancel, export) into core calls on worker threads.
 
 from __future__ import annotations
 
-import tempfile
 from pathlib import Path
 from typing import Callable
 
@@ -36,6 +35,7 @@ from .overlays import show_overlay
 from .quantize_panel import QuantizePanel
 from .results_panel import NO_RUN, ResultsPanel
 from .runs import RunOutcome, run_and_profile
+from .scratch import ScratchFolder
 from .session import Session
 from .start_page import StartPage
 from .tasks import TaskRunner
@@ -70,8 +70,9 @@ class MainWindow(QMainWindow):
         self.runner = TaskRunner("q8studio-run", self)
         self.inspect = TaskRunner("q8studio-inspect", self)
         self.probe = TaskRunner("q8studio-probe", self)
-        self._workdir = tempfile.TemporaryDirectory(prefix="q8studio-")
-        self._runs = 0
+        self.scratch = ScratchFolder()
+        self._run_output: Path | None = None  # where the run in flight writes its int8 model
+        self._shown_output: Path | None = None  # the int8 model of the session's run
         self._after_load: Callable[[LoadedModel], None] | None = None
         self._run_data: tuple[Dataset, Dataset | None] | None = None
 
@@ -87,8 +88,9 @@ class MainWindow(QMainWindow):
         self.results = ResultsPanel()
         self.explain_dock = ExplainDock(self.session, self)
         self.int8 = Int8Actions(self.session, self.results.speed, self.quantize_panel, self.errors, self._status,
-                                self._next_output, self)
-        self.exporter = Exporter(self, self.session, self.quantize_panel, self.errors, self._status, self._last_folder)
+                                self.scratch, self)
+        self.exporter = Exporter(self, self.session, self.quantize_panel, self.errors, self._status, self._last_folder,
+                                 self.scratch.hold)
         self._build_docks()
         self._build_actions()
         self.model_status = QLabel()
@@ -366,7 +368,7 @@ class MainWindow(QMainWindow):
         except Q8Error as exc:
             self.errors.show(str(exc))
             return
-        output = self._next_output()
+        output = self._run_output = self.scratch.new_file(model.path.stem)
         self._run_data = calibration, evaluation
 
         self.int8.cancel()  # a profile of the previous run would only slow this one down
@@ -398,12 +400,6 @@ class MainWindow(QMainWindow):
             self.results.show_speed()
             self.int8.keep_slower_in_float()
 
-    def _next_output(self) -> Path:
-        """A new int8 file in the session's scratch folder: runs never overwrite each other."""
-        self._runs += 1
-        stem = self.session.model.path.stem if self.session.model is not None else "model"
-        return Path(self._workdir.name) / f"{stem}.run{self._runs}.int8.onnx"
-
     def _on_run_finished(self, outcome: RunOutcome) -> None:
         run = outcome.run
         self._run_ended()
@@ -421,6 +417,7 @@ class MainWindow(QMainWindow):
 
     def _on_run_failed(self, message: str, details: str) -> None:
         self._run_ended()
+        self.scratch.discard(self._run_output)
         self.quantize_panel.show_outcome("Failed: " + message, complete=False)
         self.statusBar().showMessage("Quantization failed.", 5000)
         self.errors.show(message, details)
@@ -428,6 +425,7 @@ class MainWindow(QMainWindow):
 
     def _on_run_cancelled(self) -> None:
         self._run_ended()
+        self.scratch.discard(self._run_output)
         self.quantize_panel.show_outcome("Cancelled.", complete=False)
         self.statusBar().showMessage("Cancelled.", 5000)
         self.run_ended.emit("cancelled")
@@ -458,12 +456,20 @@ class MainWindow(QMainWindow):
 
     def _on_run_changed(self, run: StudioRun | None) -> None:
         """The overlay follows in :meth:`_on_profile_changed`: the session always emits that next."""
+        self._discard_replaced_output(run)
         self.results.show_run(run, self.session.before_run(NO_RUN))
         self._update_marks()
         self._set_run_actions()
         if self.session.selected:
             self.results.select_node(self.session.selected)
             self._show_node(self.session.selected)
+
+    def _discard_replaced_output(self, run: StudioRun | None) -> None:
+        """The int8 model of the run ``run`` replaces can be neither shown nor exported any more."""
+        output = run.result.output_path if run is not None else None
+        if output != self._shown_output:
+            self.scratch.discard(self._shown_output)
+        self._shown_output = output
 
     def _on_profile_changed(self, report: ProfileReport | None) -> None:
         """Speed overlays, the badges where float32 enters (→int8) and leaves (→fp32) the int8 model, and
@@ -542,7 +548,7 @@ class MainWindow(QMainWindow):
         for runner in (self.runner, self.probe, self.inspect, self.loader, self.explain_dock.runner, self.int8.runner):
             runner.shutdown()
         self.errors.close()
-        self._workdir.cleanup()
+        self.scratch.cleanup()
         super().closeEvent(event)
 
 
