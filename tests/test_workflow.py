@@ -59,6 +59,18 @@ def test_run_compares_the_source_model_on_the_evaluation_data(tmp_path: Path) ->
     assert sqnr["/stem/conv/Conv"] == sqnr["/stem/relu/Relu"] == relu.sqnr_db  # one fused int8 layer
 
 
+def test_a_model_file_moved_away_after_opening_still_runs_to_the_end(tmp_path: Path) -> None:
+    """The window holds the model in memory: the run, its size column included, needs no file."""
+    assets = demo_assets()
+    path = tmp_path / "moved.onnx"
+    path.write_bytes(assets.model.read_bytes())
+    model = load_model(path)
+    path.unlink()
+    data = load_data(assets.test, model, samples=24)
+    run = quantize_and_compare(model, data, None, Recipe(samples=24), tmp_path / "m.int8.onnx", latency_runs=1)
+    assert run.comparison.float32.file_size == assets.model.stat().st_size
+    assert run.comparison.int8.file_size == run.result.output_path.stat().st_size
+
 def test_evaluation_defaults_to_the_calibration_data(tmp_path: Path) -> None:
     assets = demo_assets()
     model = load_model(assets.model)

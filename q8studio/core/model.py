@@ -137,6 +137,9 @@ class LoadedModel:
     proto: onnx.ModelProto
     graph: Graph
     external_files: tuple[str, ...] = ()
+    file_size: int = 0
+    """Bytes on disk when loaded, external data files included (for a model made in memory, its
+    serialized size): taken once, so a run still reports it after the file is moved or deleted."""
 
     @property
     def opset(self) -> int:
@@ -144,11 +147,6 @@ class LoadedModel:
             if entry.domain in ("", "ai.onnx"):
                 return entry.version
         return 0
-
-    @property
-    def file_size(self) -> int:
-        """Bytes on disk, external data files included."""
-        return self.path.stat().st_size + sum((self.path.parent / name).stat().st_size for name in self.external_files)
 
     @cached_property
     def _initializers(self) -> dict[str, onnx.TensorProto]:
@@ -250,14 +248,15 @@ def load_model(path: str | os.PathLike[str]) -> LoadedModel:
     _check_weight_sizes(proto, path)
     proto = _infer_shapes(proto, skeleton)
     _name_nodes(proto)
-    return LoadedModel(path=path, proto=proto, graph=build_graph(proto), external_files=external_files)
+    size = sum(file.stat().st_size for file in [path, *(path.parent / name for name in external_files)])
+    return LoadedModel(path=path, proto=proto, graph=build_graph(proto), external_files=external_files, file_size=size)
 
 
 def model_from_proto(proto: onnx.ModelProto, path: Path) -> LoadedModel:
     """Wrap an in-memory model (e.g. one q8studio produced) without re-reading it."""
     proto = _infer_shapes(proto, skeleton_of(proto))
     _name_nodes(proto)
-    return LoadedModel(path=path, proto=proto, graph=build_graph(proto))
+    return LoadedModel(path=path, proto=proto, graph=build_graph(proto), file_size=proto.ByteSize())
 
 
 def _parse(path: Path) -> onnx.ModelProto:
