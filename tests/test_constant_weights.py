@@ -15,6 +15,7 @@ from builders import LIGHT_MODELS, save
 from q8studio.core.errors import Q8Error
 from q8studio.core.model import LoadedModel, load_model
 from q8studio.core.tensorview import node_numbers, node_weights
+from q8studio.gui.inspector import _tensor_text
 
 
 def _conv_fed_by_constants(w: np.ndarray, b: np.ndarray, folder: Path) -> LoadedModel:
@@ -52,7 +53,7 @@ def test_constant_node_outputs_are_a_conv_weights_and_parameters(tmp_path: Path)
     assert [(s.name, s.shape) for s in numbers.weights] == [("w", (4, 3, 3, 3)), ("b", (4,))]
     assert numbers.weights[0].min == pytest.approx(w.min()) and numbers.weights[0].max == pytest.approx(w.max())
     assert numbers.weight_histogram[0].sum() == w.size
-    assert model.summary()["parameters"] == w.size + b.size + 4 + 1 * 4 * 2 * 2  # the fixed fill and its shape
+    assert model.summary()["parameters"] == w.size + b.size + 1 * 4 * 2 * 2  # the fixed fill, not its int64 shape
 
     np.testing.assert_array_equal(model.weight("halves"), np.full((1, 4, 2, 2), 0.5, np.float32))
     assert node_weights(model, model.graph.node_by_name("add_zeros")) == []  # a fill of a computed shape
@@ -76,5 +77,15 @@ def test_light_model_weights_made_by_constant_of_shape_are_shown() -> None:
     proto = onnx.load(str(LIGHT_MODELS / "light_squeezenet.onnx"))
     initializers = {t.name: numpy_helper.to_array(t) for t in proto.graph.initializer}
     filled = [math.prod(initializers[n.input[0]]) for n in proto.graph.node if n.op_type == "ConstantOfShape"]
-    assert model.summary()["parameters"] == sum(v.size for v in initializers.values()) + sum(filled)
+    floats = [v for v in initializers.values() if v.dtype != np.int64]  # shapes are not parameters
+    assert model.summary()["parameters"] == sum(v.size for v in floats) + sum(filled)
     assert model.summary()["parameters"] > 1_200_000  # SqueezeNet 1.1 has about 1.24 million
+
+
+def test_the_inspector_tags_a_weight_as_weight_and_its_int64_shape_as_constant() -> None:
+    model = load_model(LIGHT_MODELS / "light_squeezenet.onnx")
+    conv = next(node for node in model.graph.nodes if node.op_type == "Conv")
+    fill = model.graph.nodes[model.graph.producer[conv.inputs[1]]]
+    assert _tensor_text(model, conv.inputs[1]) == "[64, 3, 3, 3] float32  (weight)"
+    assert _tensor_text(model, fill.inputs[0]) == "[4] int64  (constant)"
+    assert _tensor_text(model, conv.inputs[0]).endswith("float32")

@@ -167,9 +167,12 @@ class LoadedModel:
         return np.asarray(onnx.helper.get_attribute_value(attribute), CONSTANT_NUMBERS[attribute.name])
 
     def parameter_count(self) -> int:
-        """Values held in initializers and constant nodes, counted without reading a weight's values."""
-        held = sum(math.prod(t.dims) for t in self.proto.graph.initializer)
-        return held + sum(self._constant_size(name) for name in self.graph.constants)
+        """Values held in initializers and constant nodes, counted without reading a weight's values.
+        int64 tensors are shapes, axes and indices, not parameters (ONNX makes them all int64)."""
+        held = sum(math.prod(t.dims) for t in self.proto.graph.initializer if t.data_type != onnx.TensorProto.INT64)
+        tensors = self.graph.tensors
+        constants = [name for name in self.graph.constants if name not in tensors or tensors[name].dtype != "int64"]
+        return held + sum(self._constant_size(name) for name in constants)
 
     def _constant_node(self, name: str) -> onnx.NodeProto:
         return self.proto.graph.node[self.graph.producer[name]]

@@ -134,7 +134,9 @@ def _tensor_text(model: LoadedModel, name: str) -> str:
     if info is None:
         return "?"
     text = f"{info.shape_text()} {info.dtype or '?'}"
-    return text + ("  (weight)" if model.graph.is_constant(name) else "")
+    if not model.graph.is_constant(name):
+        return text
+    return text + ("  (constant)" if info.dtype == "int64" else "  (weight)")  # int64: a shape or axes
 
 
 def _attribute_text(value: object) -> str:
