@@ -72,6 +72,16 @@ def test_error_accumulator_survives_activations_beyond_float32_squares() -> None
     assert math.isfinite(acc.mse)
 
 
+def test_cosine_of_nearly_equal_tensors_stays_at_most_one() -> None:
+    """Σr·q and √(Σr²·Σq²) round apart; a cosine above 1 reached the report."""
+    reference = np.random.default_rng(0).standard_normal(1000).astype(np.float32)
+    approx = reference.copy()
+    approx[0] += 1e-3
+    acc = ErrorAccumulator()
+    acc.update(reference, approx)
+    assert acc.dot / math.sqrt(acc.signal * acc.approx) > 1.0  # the rounding this guards against
+    assert acc.cosine == 1.0
+
 def _conv_head_model():
     """A classifier whose head is a convolution: logits shaped [N, 10, 1, 1], as in squeezenet."""
     w = numpy_helper.from_array(np.random.default_rng(2).standard_normal((10, 3, 4, 4)).astype(np.float32), "w")
