@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
-from PySide6.QtCore import Qt
+from PySide6.QtCore import QEvent, QPoint, QPointF, Qt
+from PySide6.QtGui import QMouseEvent
+from PySide6.QtWidgets import QApplication, QDockWidget
 
 from q8studio.gui.main_window import MainWindow
 
@@ -15,3 +17,21 @@ def click_graph_node(qtbot, window: MainWindow, name: str) -> None:
     graph.canvas.centerOn(item)
     pos = graph.canvas.mapFromScene(item.sceneBoundingRect().center())
     qtbot.mouseClick(graph.canvas.viewport(), Qt.MouseButton.LeftButton, pos=pos)
+
+
+def drag_dock_separator(qtbot, window: MainWindow, dock: QDockWidget, dx: int) -> None:
+    """Press on the separator left of ``dock``, move ``dx`` pixels and release, as a user resizes a dock.
+    The window moves a separator on a timer, so the move is given time before the release."""
+    x = (window.centralWidget().geometry().right() + dock.geometry().left()) // 2
+    y = dock.geometry().center().y()
+    assert window.childAt(QPoint(x, y)) is None  # on the separator itself
+
+    def send(kind: QEvent.Type, at: int, buttons: Qt.MouseButton) -> None:
+        pos = QPoint(at, y)
+        QApplication.sendEvent(window, QMouseEvent(kind, QPointF(pos), QPointF(window.mapToGlobal(pos)),
+                                                   Qt.MouseButton.LeftButton, buttons, Qt.KeyboardModifier.NoModifier))
+
+    send(QEvent.Type.MouseButtonPress, x, Qt.MouseButton.LeftButton)
+    send(QEvent.Type.MouseMove, x + dx, Qt.MouseButton.LeftButton)
+    qtbot.wait(50)
+    send(QEvent.Type.MouseButtonRelease, x + dx, Qt.MouseButton.NoButton)

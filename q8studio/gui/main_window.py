@@ -10,8 +10,8 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Callable
 
-from PySide6.QtCore import QByteArray, QSettings, Qt, QTimer, Signal
-from PySide6.QtGui import QAction, QCloseEvent, QDragEnterEvent, QDropEvent, QKeySequence
+from PySide6.QtCore import QByteArray, QEvent, QSettings, Qt, QTimer, Signal
+from PySide6.QtGui import QAction, QCloseEvent, QDragEnterEvent, QDropEvent, QKeySequence, QMouseEvent, QResizeEvent
 from PySide6.QtWidgets import QDockWidget, QFileDialog, QLabel, QMainWindow, QSplitter, QStackedWidget
 
 from ..core.data import Dataset
@@ -46,6 +46,16 @@ COMPARE_SAMPLES = 16
 FLOAT_BADGE = "FP32"
 LAYOUT_VERSION = 2
 """Bumped when docks are added: a layout saved without them is ignored rather than restored half-way."""
+DOCK_SHARES: dict[str, tuple[Qt.Orientation, float, int, int]] = {
+    "quantize": (Qt.Orientation.Horizontal, 0.2, 360, 520),
+    "inspector": (Qt.Orientation.Horizontal, 0.33, 420, 10_000),
+    "results": (Qt.Orientation.Vertical, 0.28, 220, 10_000),
+}
+"""Each dock's share of the window's width or height, and the fewest and most pixels it gets: left
+alone, Qt gives every pixel a window grows by to the graph, and a 2560-pixel window kept its plots
+and tables at their 1400-pixel widths. The form on the left needs little more than its minimum."""
+FOLLOW_KEY = "docksFollowWindow"
+"""Saved with the layout: whether the user never sized a dock, so the docks still follow the window."""
 
 
 class MainWindow(QMainWindow):
@@ -75,6 +85,7 @@ class MainWindow(QMainWindow):
         self._shown_output: Path | None = None  # the int8 model of the session's run
         self._after_load: Callable[[LoadedModel], None] | None = None
         self._run_data: tuple[Dataset, Dataset | None] | None = None
+        self._docks_follow_window = True  # until the user sizes or moves a dock, or a saved layout says otherwise
 
         self.start_page = StartPage()
         self.graph = GraphView()
@@ -119,8 +130,21 @@ class MainWindow(QMainWindow):
             self.docks[key] = dock
         self.tabifyDockWidget(self.docks["inspector"], self.explain_dock)
         self.docks["explain"] = self.explain_dock
-        self.resizeDocks([self.docks["quantize"], self.docks["inspector"]], [360, 460], Qt.Orientation.Horizontal)
-        self.resizeDocks([self.docks["results"]], [250], Qt.Orientation.Vertical)
+        for dock in self.docks.values():
+            dock.dockLocationChanged.connect(self._user_arranged_docks)
+            dock.topLevelChanged.connect(self._user_arranged_docks)
+        self._fit_docks()
+
+    def _fit_docks(self) -> None:
+        """Size the docks to their :data:`DOCK_SHARES` of the window."""
+        for orientation in (Qt.Orientation.Horizontal, Qt.Orientation.Vertical):
+            extent = self.width() if orientation == Qt.Orientation.Horizontal else self.height()
+            keys = [key for key, share in DOCK_SHARES.items() if share[0] == orientation]
+            sizes = [_dock_extent(extent, *DOCK_SHARES[key][1:]) for key in keys]
+            self.resizeDocks([self.docks[key] for key in keys], sizes, orientation)
+
+    def _user_arranged_docks(self) -> None:
+        self._docks_follow_window = False
 
     def _action(self, menu: object, text: str, slot: Callable[[], object], shortcut: str | QKeySequence | None = None,
                 tip: str = "") -> QAction:
@@ -522,12 +546,27 @@ class MainWindow(QMainWindow):
         self.recent_menu.setEnabled(bool(paths))
 
     def _restore_settings(self) -> None:
+        """A saved layout wins; its docks follow the window only if the user had not sized them (a layout
+        saved before that was recorded counts as the user's)."""
         geometry, state = self.settings.value("geometry"), self.settings.value("windowState")
         if self._remember_layout and isinstance(geometry, QByteArray):
             self.restoreGeometry(geometry)
-        if self._remember_layout and isinstance(state, QByteArray):
-            self.restoreState(state, LAYOUT_VERSION)
+        if self._remember_layout and isinstance(state, QByteArray) and self.restoreState(state, LAYOUT_VERSION):
+            self._docks_follow_window = self.settings.value(FOLLOW_KEY, False, type=bool)
         self._refresh_recent()
+
+    def resizeEvent(self, event: QResizeEvent) -> None:
+        super().resizeEvent(event)
+        if self._docks_follow_window:
+            self._fit_docks()
+
+    def event(self, event: QEvent) -> bool:
+        """A press on no child widget is on a dock separator: from then on the user sizes the docks. (A
+        press a child ignores, on a label say, reaches the window too, over that child.)"""
+        if isinstance(event, QMouseEvent) and event.type() == QEvent.Type.MouseButtonPress \
+                and self.childAt(event.position().toPoint()) is None:
+            self._user_arranged_docks()
+        return super().event(event)
 
     def dragEnterEvent(self, event: QDragEnterEvent) -> None:
         if _dropped_model(event) is not None:
@@ -544,12 +583,18 @@ class MainWindow(QMainWindow):
             self.settings.setValue("geometry", self.saveGeometry())
         if self._remember_layout and self.session.model is not None:  # the start page hides the docks
             self.settings.setValue("windowState", self.saveState(LAYOUT_VERSION))
+            self.settings.setValue(FOLLOW_KEY, self._docks_follow_window)
         self.settings.sync()
         for runner in (self.runner, self.probe, self.inspect, self.loader, self.explain_dock.runner, self.int8.runner):
             runner.shutdown()
         self.errors.close()
         self.scratch.cleanup()
         super().closeEvent(event)
+
+
+def _dock_extent(window_extent: int, share: float, fewest: int, most: int) -> int:
+    """A dock's width or height in a window ``window_extent`` pixels wide or high."""
+    return max(fewest, min(most, round(share * window_extent)))
 
 
 def _dropped_model(event: QDragEnterEvent | QDropEvent) -> Path | None:
