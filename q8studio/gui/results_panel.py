@@ -1,4 +1,4 @@
-"""Results: float32 | int8 side by side, the per-layer error table (worst first, sortable) and the
+"""Results: float32 | int8 side by side beside the per-layer error table (worst first, sortable), and the
 Speed tab, with the choice of what colours the graph above both.
 
 The table sorts on the raw numbers (``SORT_ROLE``), not on the text, so 9.5 dB sorts below 10 dB.
@@ -60,6 +60,8 @@ NO_RUN = "Run quantization (Ctrl+R) to compare float32 and int8."
 TABLE_TITLE = "<b>Per-layer error</b> (worst first)"
 SUMMARY_ROWS = ("Top-1 accuracy", "Top-1 agreement", "Output SQNR", "Output cosine",
                 "Median latency", "Speed-up", "File size")
+SUMMARY_VALUE_CHARS = 17
+"""The width of each float32 | int8 column: the longest figure, "n/a (class ids)", whole."""
 LATENCY_ROW = SUMMARY_ROWS.index("Median latency")  # and the speed-up below it
 COMPARED = "Median of alternating runs of both models, timed while comparing them"
 PROFILED = "Median of alternating runs of both models, timed with the speed profile the Speed tab shows"
@@ -136,15 +138,11 @@ class ResultsPanel(QWidget):
         self.summary.setSelectionMode(QAbstractItemView.SelectionMode.NoSelection)
         self.summary.horizontalHeader().setSectionResizeMode(QHeaderView.ResizeMode.Stretch)
         self.summary.verticalHeader().setSectionResizeMode(QHeaderView.ResizeMode.ResizeToContents)
-        self.summary.setMinimumWidth(330)
+        self.summary.setMinimumWidth(self.summary.verticalHeader().sizeHint().width()
+                                     + 2 * self.fontMetrics().averageCharWidth() * SUMMARY_VALUE_CHARS)
         self.notes = QLabel(NO_RUN)
         self.notes.setWordWrap(True)
         self.notes.setTextInteractionFlags(Qt.TextInteractionFlag.TextSelectableByMouse)
-        left = QWidget()
-        left_layout = QVBoxLayout(left)
-        left_layout.setContentsMargins(0, 0, 0, 0)
-        left_layout.addWidget(self.summary, 1)
-        left_layout.addWidget(self.notes)
 
         self.model = LayerTableModel(self)
         self.table, self.proxy = sorted_table(self.model, self)
@@ -157,11 +155,6 @@ class ResultsPanel(QWidget):
         self.colour_by.setToolTip("What colours the graph: a per-layer error, or the speed profile")
         self.colour_by.currentIndexChanged.connect(lambda _: self.overlay_metric_changed.emit(self.metric_key()))
         self.table_title = QLabel(TABLE_TITLE)
-        errors = QWidget()
-        errors_layout = QVBoxLayout(errors)
-        errors_layout.setContentsMargins(0, 2, 0, 0)
-        errors_layout.addWidget(self.table_title)
-        errors_layout.addWidget(self.table, 1)
         self.speed = SpeedPanel()
         self.speed.node_activated.connect(self.node_activated)
         corner = QWidget()
@@ -170,20 +163,34 @@ class ResultsPanel(QWidget):
         corner_layout.addWidget(QLabel("Colour graph by"))
         corner_layout.addWidget(self.colour_by)
         self.tabs = QTabWidget()
-        self.tabs.addTab(errors, "Per-layer error")
+        self.tabs.addTab(self._errors_tab(), "Per-layer error")
         self.tabs.addTab(self.speed, "Speed")
         self.tabs.setCornerWidget(corner, Qt.Corner.TopRightCorner)
-
-        splitter = QSplitter(Qt.Orientation.Horizontal)
-        splitter.addWidget(left)
-        splitter.addWidget(self.tabs)
-        splitter.setStretchFactor(0, 2)
-        splitter.setStretchFactor(1, 5)
-        splitter.setSizes([360, 1000])
         layout = QVBoxLayout(self)
         layout.setContentsMargins(4, 4, 4, 4)
-        layout.addWidget(splitter)
+        layout.addWidget(self.tabs)
         self.show_run(None)
+
+    def _errors_tab(self) -> QSplitter:
+        """The float32 | int8 figures beside the per-layer table, inside the tab as the Speed tab has its
+        summary: beside both tabs, they left the Speed tab's ten columns too little width. The notes on
+        the run share the table's title row, so that the figures keep their height."""
+        title_row = QHBoxLayout()
+        title_row.setSpacing(3 * self.fontMetrics().averageCharWidth())
+        title_row.addWidget(self.table_title)
+        title_row.addWidget(self.notes, 1)
+        errors = QWidget()
+        errors_layout = QVBoxLayout(errors)
+        errors_layout.setContentsMargins(0, 2, 0, 0)
+        errors_layout.addLayout(title_row)
+        errors_layout.addWidget(self.table, 1)
+        splitter = QSplitter(Qt.Orientation.Horizontal)
+        splitter.addWidget(self.summary)
+        splitter.addWidget(errors)
+        splitter.setStretchFactor(0, 0)  # two columns of figures need no more: a wider dock widens the table
+        splitter.setStretchFactor(1, 1)
+        splitter.setSizes([self.summary.minimumWidth(), 1000])
+        return splitter
 
     def metric_key(self) -> str:
         return str(self.colour_by.currentData())

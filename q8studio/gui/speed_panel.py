@@ -49,6 +49,7 @@ COLUMNS: list[tuple[str, str]] = [
 SPEEDUP_COLUMN = 2
 MAX_ISLANDS_LISTED = 3  # more names would push the rest of the summary out of sight
 MAX_BOUNDARIES_LISTED = 2  # the model's input and output; more are counted, for the same reason
+SUMMARY_CHARS = 56  # the summary's width: its longest line, the median latency, whole
 MAX_NAME_CHARS = 32  # a boundary's tensor name longer than this is cut in the middle: the summary has few lines
 KEPT_FLOAT = "float, kept"
 """How the “int8 computes in” column shows a layer the recipe kept in float, apart from a float island."""
@@ -74,6 +75,7 @@ class SpeedTableModel(RowTableModel[LayerTiming]):
 
     columns = COLUMNS
     header_tips = TOOLTIPS
+    name_keys = frozenset({"node", "op_type", "float_kernels", "int8_kernels"})
 
     def cell_text(self, row: LayerTiming, key: str) -> str:
         return _cell_text(row, key)
@@ -82,7 +84,10 @@ class SpeedTableModel(RowTableModel[LayerTiming]):
         return _cell_value(row, key)
 
     def row_tip(self, row: LayerTiming) -> str:
-        return "\n".join(row.members)
+        """The nodes and kernels whole: a narrow table elides them."""
+        kernels = [f"{model} kernel: {_cell_text(row, key)}" for model, key in
+                   (("float32", "float_kernels"), ("int8", "int8_kernels"))]
+        return "\n".join([*row.members, f"Op: {row.op_type}", *kernels])
 
     def is_number(self, key: str) -> bool:
         return key in NUMBER_COLUMNS
@@ -238,9 +243,9 @@ class SpeedPanel(QWidget):
         splitter = QSplitter(Qt.Orientation.Horizontal)
         splitter.addWidget(left)
         splitter.addWidget(self.table)
-        splitter.setStretchFactor(0, 2)
-        splitter.setStretchFactor(1, 5)
-        splitter.setSizes([380, 760])
+        splitter.setStretchFactor(0, 0)  # a wider tab widens the table: the summary's lines are short
+        splitter.setStretchFactor(1, 1)
+        splitter.setSizes([self.fontMetrics().averageCharWidth() * SUMMARY_CHARS, 760])
         layout = QVBoxLayout(self)
         layout.setContentsMargins(0, 2, 0, 0)
         layout.addLayout(top)
