@@ -19,8 +19,9 @@ samples give the same EMA whatever their batching.
 from __future__ import annotations
 
 import math
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
+from functools import cached_property
 from typing import Any
 
 import numpy as np
@@ -94,7 +95,7 @@ def _rebinned(hist: np.ndarray, at_bound: int, bound: float, target: float) -> t
     return hist, at_bound
 
 
-def _bin_into(hist: np.ndarray, values: np.ndarray, bound: float) -> None:
+def _bin_into(hist: np.ndarray, values: np.ndarray, bound: float, reaches_bound: bool = True) -> None:
     """Add float32 ``values`` (all within ``[-bound, bound]``) to ``hist`` in place.
 
     The index ``floor((x + bound) / (2 * bound) * N)`` is computed as ``floor(x * s) + N/2`` with
@@ -102,7 +103,8 @@ def _bin_into(hist: np.ndarray, values: np.ndarray, bound: float) -> None:
     would round and could move a value across a bin edge differently for ``bound`` and
     ``2 * bound``, breaking the exact merge. (One documented exception: when ``bound >= 8192``, a
     negative subnormal whose product underflows to -0 lands in the zero bin instead of the one
-    below it.) ``+bound`` itself maps to index N and is clipped into the last bin.
+    below it.) ``+bound`` itself maps to index N and is clipped into the last bin; a caller that
+    knows no value equals ``+bound`` (``reaches_bound`` False) spares that step.
     """
     scale = np.float32(HIST_BINS / (2.0 * bound))
     fbuf = np.empty(min(values.size, _CHUNK), dtype=np.float32)
@@ -113,7 +115,8 @@ def _bin_into(hist: np.ndarray, values: np.ndarray, bound: float) -> None:
         np.multiply(chunk, scale, out=f)
         np.floor(f, out=idx, casting="unsafe")  # integral after floor, so the cast is exact
         np.add(idx, _HALF, out=idx)
-        np.minimum(idx, HIST_BINS - 1, out=idx)
+        if reaches_bound:
+            np.minimum(idx, HIST_BINS - 1, out=idx)
         np.add.at(hist, idx, 1)  # numpy >= 1.25 runs this faster than bincount plus a sum
 
 
@@ -126,13 +129,15 @@ class BatchExtent:
     row_lo: np.ndarray
     row_hi: np.ndarray
 
-    @property
+    @cached_property
     def lo(self) -> float:
-        return float(self.row_lo.min()) if self.row_lo.size else math.inf
+        """Cached, and read directly from a single row: calibration asks for it several times for
+        each of thousands of small batches, where numpy's reductions cost microseconds a call."""
+        return _extreme(self.row_lo, np.min, math.inf)
 
-    @property
+    @cached_property
     def hi(self) -> float:
-        return float(self.row_hi.max()) if self.row_hi.size else -math.inf
+        return _extreme(self.row_hi, np.max, -math.inf)
 
     @staticmethod
     def union(extents: Iterable[BatchExtent]) -> BatchExtent:
@@ -150,6 +155,12 @@ class BatchExtent:
             return BatchExtent(count, np.minimum.reduce([e.row_lo for e in seen]),
                                np.maximum.reduce([e.row_hi for e in seen]))
         return BatchExtent(count, np.concatenate([e.row_lo for e in seen]), np.concatenate([e.row_hi for e in seen]))
+
+
+def _extreme(rows: np.ndarray, reduce: Callable[[np.ndarray], Any], empty: float) -> float:
+    if rows.size == 1:
+        return float(rows[0])
+    return float(reduce(rows)) if rows.size else empty
 
 
 EMPTY_BATCH = BatchExtent(0, np.zeros(0, np.float32), np.zeros(0, np.float32))
@@ -218,7 +229,7 @@ class TensorStats:
                 self.stride = sampling_stride(values.size // rows, self.values_per_sample)
             sample = values[(-self.count) % self.stride :: self.stride]
             self._grow(_bound_for(max(-lo, hi, self.max_abs)))
-            _bin_into(self.hist, sample, self.bound)
+            _bin_into(self.hist, sample, self.bound, reaches_bound=hi == self.bound)
             if hi == self.bound:
                 self.at_bound += int(np.count_nonzero(sample == hi))
         self.add_extent(extent)
