@@ -65,6 +65,20 @@ SUMMARY_VALUE_CHARS = 17
 LATENCY_ROW = SUMMARY_ROWS.index("Median latency")  # and the speed-up below it
 COMPARED = "Median of alternating runs of both models, timed while comparing them"
 PROFILED = "Median of alternating runs of both models, timed with the speed profile the Speed tab shows"
+UNSTORED_MARK = "*"
+UNSTORED_NOTE = "* the float32 file computes its weights when it runs (hover its size)"
+
+
+def unstored_weights(run: StudioRun) -> str:
+    """Why the float32 file is far smaller than the int8 one, when it does not store its weights (onnx's
+    light_* models make theirs with ConstantOfShape nodes): a 3.9 KB file beside a 58 MB one needs saying.
+    Empty when the file is large enough to hold them: even int8 takes a byte a parameter."""
+    parameters = run.result.prepared.model.parameter_count()
+    if run.comparison.float32.file_size >= parameters:
+        return ""
+    return (f"The float32 file does not store the model's {parameters:,} parameters ({fmt.size(4 * parameters)} "
+            "as float32): its graph computes them when it runs, with ConstantOfShape nodes for instance. "
+            "Pre-processing folds them into the model, so the int8 file holds them: the two sizes do not compare.")
 
 
 class LayerTableModel(RowTableModel[LayerRow]):
@@ -204,7 +218,8 @@ class ResultsPanel(QWidget):
 
     def show_run(self, run: StudioRun | None, before_run: str = NO_RUN) -> None:
         """The run's figures, or ``before_run`` when there is none yet."""
-        self._fill_summary(run)
+        unstored = unstored_weights(run) if run is not None else ""
+        self._fill_summary(run, unstored)
         self.model.set_rows(run.layer_rows() if run is not None else [])
         self.proxy.sort(SQNR_COLUMN, Qt.SortOrder.AscendingOrder)
         self.table.horizontalHeader().setSortIndicator(SQNR_COLUMN, Qt.SortOrder.AscendingOrder)
@@ -222,6 +237,8 @@ class ResultsPanel(QWidget):
         ]
         if result.float_nodes:
             parts.append(f"{fmt.count(len(result.float_nodes), 'node')} kept in float (hover for why)")
+        if unstored:
+            parts.append(UNSTORED_NOTE)
         self.notes.setText(" · ".join(parts))
         self.notes.setToolTip("\n".join(
             [f"{n.name} [{n.op_type}]: {n.reason}" for n in result.float_nodes] + result.prepared.notes
@@ -241,7 +258,8 @@ class ResultsPanel(QWidget):
             item.setToolTip(tip)
             self.summary.setItem(row, column, item)
 
-    def _fill_summary(self, run: StudioRun | None) -> None:
+    def _fill_summary(self, run: StudioRun | None, unstored: str) -> None:
+        """The run's figures; ``unstored``: why its float32 file is small (see :func:`unstored_weights`)."""
         if run is None:
             self.summary.clearContents()
             return
@@ -257,11 +275,12 @@ class ResultsPanel(QWidget):
             "Top-1 agreement": ("—", fmt.percent(c.errors.agreement)),
             "Output SQNR": ("—", sqnr),
             "Output cosine": ("—", cosine),
-            "File size": (fmt.size(c.float32.file_size), fmt.size(c.int8.file_size)),
+            "File size": (fmt.size(c.float32.file_size) + (UNSTORED_MARK if unstored else ""),
+                          fmt.size(c.int8.file_size)),
         }
         for row, label in enumerate(SUMMARY_ROWS):
             if label in cells:
-                self._fill_row(row, cells[label])
+                self._fill_row(row, cells[label], unstored if label == "File size" else "")
         self.show_timing(latest_timing(c, None))  # until a profile times the models
 
     def select_node(self, name: str) -> None:
