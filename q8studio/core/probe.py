@@ -24,6 +24,8 @@ class TensorComparison:
     float_values: np.ndarray
     int8_values: np.ndarray
     samples: int
+    data_name: str
+    """Which data the samples come from: the window says it beside the other views' figures."""
 
     @property
     def error(self) -> np.ndarray:
@@ -72,7 +74,9 @@ class TensorProbe:
             int8_parts.append(self._int8.run([int8_name], feed)[0].astype(np.float32).ravel())
             done += len(next(iter(feed.values())))
             progress.report("Comparing one tensor", done, subset.count)
-        return TensorComparison(tensor, np.concatenate(float_parts), np.concatenate(int8_parts), subset.count)
+        return TensorComparison(
+            tensor, np.concatenate(float_parts), np.concatenate(int8_parts), subset.count, data.name
+        )
 
 
 @dataclass(frozen=True)
@@ -81,6 +85,7 @@ class ComparisonView:
 
     tensor: str
     samples: int
+    data_name: str
     edges: np.ndarray
     float_counts: np.ndarray
     int8_counts: np.ndarray
@@ -98,6 +103,7 @@ def comparison_view(comparison: TensorComparison, bins: int = 120) -> Comparison
     return ComparisonView(
         tensor=comparison.tensor,
         samples=comparison.samples,
+        data_name=comparison.data_name,
         edges=edges,
         float_counts=np.histogram(comparison.float_values, bins=edges)[0],
         int8_counts=np.histogram(comparison.int8_values, bins=edges)[0],

@@ -1,7 +1,8 @@
 """Weight, activation and float-vs-int8 plots for the selected node (pyqtgraph).
 
 Histograms are step curves (``stepMode="center"``: x holds the bin edges). Each tab states in
-its header what it shows, or why it is empty, so an empty plot never looks like a bug.
+its header what it shows, or why it is empty; an empty tab shows that message alone, so an empty
+plot never looks like a bug.
 """
 
 from __future__ import annotations
@@ -67,6 +68,42 @@ def _header() -> QLabel:
     return label
 
 
+class PlotTab(QWidget):
+    """A header over plots; without data, the header's message alone, centred where the plots were.
+
+    Empty axes with ticks around a "no weights" message looked like a plot that failed to draw.
+    """
+
+    def __init__(self, *content: QWidget) -> None:
+        super().__init__()
+        self.header = _header()
+        self.content = content
+        self.box = QVBoxLayout(self)
+        self.box.setContentsMargins(2, 2, 2, 2)
+        self.box.addWidget(self.header)
+        for widget in content:
+            self.box.addWidget(widget, 1 if isinstance(widget, pg.PlotWidget) else 0)
+
+    def show_message(self, message: str) -> None:
+        """Hide the plots; the message keeps their height, so the panel does not shrink and grow back
+        from one node to the next."""
+        self.header.setText(escape(message))
+        self.header.setAlignment(Qt.AlignmentFlag.AlignCenter)
+        self.header.setMinimumHeight(sum(widget.minimumHeight() for widget in self.content))
+        self.box.setStretchFactor(self.header, 1)
+        for widget in self.content:
+            widget.hide()
+
+    def show_content(self, header: str) -> None:
+        """``header`` (rich text) over the plots."""
+        self.header.setText(header)
+        self.header.setAlignment(Qt.AlignmentFlag.AlignLeft | Qt.AlignmentFlag.AlignTop)
+        self.header.setMinimumHeight(0)
+        self.box.setStretchFactor(self.header, 0)
+        for widget in self.content:
+            widget.show()
+
+
 STACKED_PLOT_HEIGHT = 90
 """Least height of the plots two tabs stack: at 140 each, a window with a model open could not be made
 shorter than 718 pixels, taller than a 1366x768 laptop's screen."""
@@ -101,7 +138,6 @@ class HistogramPanel(QWidget):
     # --- construction -------------------------------------------------------------------------
 
     def _weights_tab(self) -> QWidget:
-        self.weight_header = _header()
         self.weight_plot = make_plot("Weight values", "value", "count", STACKED_PLOT_HEIGHT)
         self.weight_hist = _step(FLOAT_COLOUR)
         self.weight_plot.addItem(self.weight_hist)
@@ -115,10 +151,11 @@ class HistogramPanel(QWidget):
         self.channel_band = pg.FillBetweenItem(self.channel_min, self.channel_max, brush=band)
         for item in (self.channel_band, self.channel_max, self.channel_min):
             self.channel_plot.addItem(item)
-        return _tab(self.weight_header, self.weight_plot, self.channel_plot)
+        self.weight_tab = PlotTab(self.weight_plot, self.channel_plot)
+        self.weight_header = self.weight_tab.header
+        return self.weight_tab
 
     def _activation_tab(self) -> QWidget:
-        self.activation_header = _header()
         self.activation_plot = make_plot("Calibration histogram and clipping ranges", "value", "count",
                                          LABELLED_PLOT_HEIGHT)
         self.activation_hist = _step("#555555", alpha=70)
@@ -126,12 +163,11 @@ class HistogramPanel(QWidget):
         self.method_labels = LineLabels(self.activation_plot)
         self.method_legend = QLabel()
         self.method_legend.setTextFormat(Qt.TextFormat.RichText)
-        tab = _tab(self.activation_header, self.activation_plot)
-        tab.layout().addWidget(self.method_legend)
-        return tab
+        self.activation_tab = PlotTab(self.activation_plot, self.method_legend)
+        self.activation_header = self.activation_tab.header
+        return self.activation_tab
 
     def _int8_tab(self) -> QWidget:
-        self.int8_header = _header()
         self.overlay_plot = make_plot(
             f"<span style='color:{FLOAT_COLOUR}'>float32</span> vs "
             f"<span style='color:{INT8_COLOUR}'>int8 (dequantized)</span> values", "value", "count", STACKED_PLOT_HEIGHT
@@ -143,7 +179,9 @@ class HistogramPanel(QWidget):
         self.error_plot = make_plot("Error (int8 − float)", "error", "count", STACKED_PLOT_HEIGHT)
         self.error_hist = _step(ERROR_COLOUR)
         self.error_plot.addItem(self.error_hist)
-        return _tab(self.int8_header, self.overlay_plot, self.error_plot)
+        self.int8_tab = PlotTab(self.overlay_plot, self.error_plot)
+        self.int8_header = self.int8_tab.header
+        return self.int8_tab
 
     # --- content ------------------------------------------------------------------------------
 
@@ -157,14 +195,14 @@ class HistogramPanel(QWidget):
     ) -> None:
         """The weight's histogram and, for per-channel ops, each output channel's min and max."""
         if summary is None or histogram is None:
-            self.weight_header.setText(escape(message))
+            self.weight_tab.show_message(message)
             self.weight_hist.setData([], [])
             self._clear_channels()
             return
         counts, edges = histogram
         self.weight_hist.setData(edges, counts)
         stored = f" {fmt.stored(summary.stored)}, shown dequantized" if summary.stored is not None else ""
-        self.weight_header.setText(
+        self.weight_tab.show_content(
             f"<b>{escape(summary.name)}</b> {list(summary.shape)}{stored} — min {fmt.number(summary.min)}, "
             f"max {fmt.number(summary.max)}, mean {fmt.number(summary.mean)}, std {fmt.number(summary.std)}"
             + (f"; <b>{summary.nonfinite:,} NaN or infinite values</b>, left out" if summary.nonfinite else "")
@@ -202,12 +240,12 @@ class HistogramPanel(QWidget):
         self.method_labels.clear()
         self.method_legend.clear()
         if stats is None or histogram is None:
-            self.activation_header.setText(escape(message))
+            self.activation_tab.show_message(message)
             self.activation_hist.setData([], [])
             return
         counts, edges = histogram
         self.activation_hist.setData(edges, counts)
-        self.activation_header.setText(
+        self.activation_tab.show_content(
             (f"{escape(message)}<br>" if message else "") +
             f"<b>{escape(stats.name)}</b> — {stats.count:,} values, observed [{fmt.number(stats.min)}, "
             f"{fmt.number(stats.max)}]{_histogram_note(stats)}. "
@@ -235,15 +273,15 @@ class HistogramPanel(QWidget):
     def show_comparison(self, view: ComparisonView | None, message: str = "") -> None:
         """Float and dequantized int8 histograms on shared bins, and the error histogram."""
         if view is None:
-            self.int8_header.setText(escape(message))
+            self.int8_tab.show_message(message)
             for item in (self.float_hist, self.int8_hist, self.error_hist):
                 item.setData([], [])
             return
         self.float_hist.setData(view.edges, view.float_counts)
         self.int8_hist.setData(view.edges, view.int8_counts)
         self.error_hist.setData(view.error_edges, view.error_counts)
-        self.int8_header.setText(
-            f"<b>{escape(view.tensor)}</b> on {view.samples} calibration samples — "
+        self.int8_tab.show_content(
+            f"<b>{escape(view.tensor)}</b> on {view.samples} samples of {escape(view.data_name)} — "
             f"mean error {fmt.number(view.mean_error)}, max |error| {fmt.number(view.max_abs_error)}"
         )
         self._autorange()
@@ -294,12 +332,3 @@ def _legend_html(ranges: list[MethodRange], chosen: str) -> str:
         )
     return "<table cellspacing='0' cellpadding='1'>" + "".join(rows) + "</table>"
 
-
-def _tab(header: QLabel, *plots: pg.PlotWidget) -> QWidget:
-    tab = QWidget()
-    layout = QVBoxLayout(tab)
-    layout.setContentsMargins(2, 2, 2, 2)
-    layout.addWidget(header)
-    for plot in plots:
-        layout.addWidget(plot, 1)
-    return tab

@@ -365,7 +365,8 @@ class MainWindow(QMainWindow):
             self.histograms.show_comparison(None, failed)
 
     def _compare_tensor(self, tensor: str) -> None:
-        data, probe = self.session.run_calibration, self.session.run_probe
+        """Compare on the data the inspector's and the table's errors come from, so the three agree."""
+        data, probe = self.session.sample_data(), self.session.run_probe
         if data is None or probe is None:
             return
         self.histograms.show_comparison(None, f"Running both models on {COMPARE_SAMPLES} samples…")
