@@ -6,10 +6,11 @@ import math
 from pathlib import Path
 
 import numpy as np
+import onnx
 import pytest
 from onnx import TensorProto, helper, numpy_helper
 
-from builders import mlp, save, write_npz
+from builders import LIGHT_MODELS, light_model, mlp, save, write_npz
 from q8studio.core.clipping import INT8, METHODS, activation_range
 from q8studio.core.data import load_data
 from q8studio.core.demo import demo_assets
@@ -30,6 +31,7 @@ from q8studio.core.tensorview import (
     value_histogram,
     weight_histogram,
     weight_summary,
+    weight_users,
 )
 from q8studio.core.weights import weight_values
 from q8studio.core.workflow import StudioRun, quantize_and_compare
@@ -299,3 +301,76 @@ def test_per_channel_int8_weights_are_dequantized_per_channel() -> None:
     np.testing.assert_allclose(values, (q.astype(np.float64) - zero[:, None]) * scale[:, None])
     assert stored is not None and (stored.scales, stored.axis) == (4, 0)
     assert stored.scale == (0.25, 2.0) and stored.zero_point == (-1, 2)
+
+
+def weights_as_constant_nodes(model: onnx.ModelProto) -> onnx.ModelProto:
+    """``model`` with every float initializer made by a Constant node instead, as some exporters write weights."""
+    model = onnx.ModelProto.FromString(model.SerializeToString())
+    floats = [t for t in model.graph.initializer if t.data_type != TensorProto.INT64]
+    constants = [helper.make_node("Constant", [], [t.name], name=f"{t.name}/Constant", value=t) for t in floats]
+    kept = [t for t in model.graph.initializer if t.data_type == TensorProto.INT64]
+    nodes = constants + list(model.graph.node)
+    del model.graph.initializer[:], model.graph.node[:]
+    model.graph.initializer.extend(kept)
+    model.graph.node.extend(nodes)
+    onnx.checker.check_model(model)
+    return model
+
+
+@pytest.mark.parametrize("name, layers", [("squeezenet", ("n0", "n62")), ("bvlc_alexnet", ("n0", "n22"))])
+def test_a_constant_node_shows_the_weight_it_makes_as_its_layer_shows_it(name: str, layers: tuple[str, ...],
+                                                                          tmp_path: Path) -> None:
+    """Selecting the Constant that makes a Conv's or Gemm's weight shows that weight, per output channel
+    of the layer, where it said the node had no weights."""
+    model = load_model(save(weights_as_constant_nodes(light_model(name)), tmp_path / f"{name}.onnx"))
+    for layer_name in layers:
+        layer = model.graph.node_by_name(layer_name)
+        weight = layer.inputs[1]
+        maker = model.graph.nodes[model.graph.producer[weight]]
+        assert maker.op_type == "Constant" and node_weights(model, maker) == [weight]
+        assert weight_users(model, weight) == [layer]
+        made, used = node_numbers(model, maker.name), node_numbers(model, layer_name)
+        assert [w.name for w in made.weights] == [weight] and used.weights[0].name == weight
+        ours, theirs = made.weights[0], used.weights[0]
+        assert (ours.shape, ours.min, ours.max, ours.channel_axis) == (theirs.shape, theirs.min, theirs.max, 0)
+        np.testing.assert_array_equal(ours.channel_max, theirs.channel_max)
+        np.testing.assert_array_equal(made.weight_histogram[0], used.weight_histogram[0])
+        assert made.weight_histogram[0].sum() == model.weight(weight).size
+
+
+@pytest.mark.parametrize("name", ["light_squeezenet", "light_bvlc_alexnet"])
+def test_every_constant_of_shape_of_a_light_model_shows_the_weight_it_makes(name: str) -> None:
+    model = load_model(LIGHT_MODELS / f"{name}.onnx")
+    fills = [node for node in model.graph.nodes if node.op_type == "ConstantOfShape"]
+    assert fills
+    for fill in fills:
+        users = weight_users(model, fill.outputs[0])
+        assert node_weights(model, fill) == [fill.outputs[0]]
+        assert [user.op_type for user in users] in (["Conv"], ["Gemm"])
+        assert fill.outputs[0] in node_weights(model, users[0])
+    first = node_numbers(model, fills[0].name)  # conv10's bias or conv1's: one value, 0.02, throughout
+    assert first.weights[0].min == first.weights[0].max == pytest.approx(0.02)
+    assert first.weight_histogram[0].sum() == model.weight(fills[0].outputs[0]).size
+
+
+def test_a_dropout_shows_its_calibrated_input_which_it_copies() -> None:
+    """At inference a Dropout copies its input (pre-processing removes it): its output is its input's."""
+    model = load_model(LIGHT_MODELS / "light_squeezenet.onnx")
+    dropout = next(node for node in model.graph.nodes if node.op_type == "Dropout")
+    assert activation_tensor_for(dropout.name, model, None, {dropout.inputs[0]}) == dropout.inputs[0]
+    softmax = next(node for node in model.graph.nodes if node.op_type == "Softmax")
+    assert activation_tensor_for(softmax.name, model, None, {softmax.inputs[0]}) is None  # its input is not its output
+
+
+def test_a_reshape_after_a_maxpool_shows_the_tensor_whose_scale_both_reuse() -> None:
+    """AlexNet's pool5 → Reshape: int8 gives both the scale of the ReLU before them and calibrates neither
+    output (these are the tensors a run on light_model("bvlc_alexnet") calibrates)."""
+    model = load_model(LIGHT_MODELS / "light_bvlc_alexnet.onnx")
+    calibrated = {"data_0", "r1", "r3", "r5", "r7", "r9", "r11", "r13", "r17", "r21", "r24", "prob_1"}
+    reshape = next(node for node in model.graph.nodes if node.op_type == "Reshape")
+    pool = model.graph.nodes[model.graph.producer[reshape.inputs[0]]]
+    assert pool.op_type == "MaxPool" and pool.inputs[0] == "r13"
+    assert activation_tensor_for(pool.name, model, None, calibrated) == "r13"
+    assert activation_tensor_for(reshape.name, model, None, calibrated) == "r13"
+    lrn = next(node for node in model.graph.nodes if node.op_type == "LRN")  # kept in float, its own scale
+    assert activation_tensor_for(lrn.name, model, None, calibrated) is None

@@ -71,8 +71,23 @@ def node_weights(model: LoadedModel, node: Node) -> list[str]:
     Its float constants (initializers or constant nodes' outputs) and, in an already-quantized model,
     the integer constants that a DequantizeLinear turns into its weights (for that DequantizeLinear,
     its own input). The scale and zero point of a Quantize/DequantizeLinear say how a tensor is
-    stored; they are no weights.
+    stored; they are no weights. A Constant or ConstantOfShape that makes a layer's weight has that
+    weight as its own: the value is what the node holds.
     """
+    made = [name for name in node.outputs if weight_users(model, name)]
+    names = made + _input_weights(model, node)
+    return sorted(dict.fromkeys(names), key=lambda name: -len(model.graph.tensors[name].shape or ()))
+
+
+def weight_users(model: LoadedModel, name: str) -> list[Node]:
+    """The layers that have tensor ``name`` as a weight (for integers, the layer after their DequantizeLinear):
+    what the node that makes a weight is for."""
+    graph = model.graph
+    users = [graph.nodes[index] for index in graph.consumers.get(name, [])]
+    return [_weight_user(model, user) for user in users if name in _input_weights(model, user)]
+
+
+def _input_weights(model: LoadedModel, node: Node) -> list[str]:
     graph = model.graph
     names = []
     for name in node.inputs[:1] if node.op_type in QDQ_OPS else node.inputs:
@@ -81,7 +96,7 @@ def node_weights(model: LoadedModel, node: Node) -> list[str]:
             name = graph.nodes[producer].inputs[0]
         if graph.is_constant(name) and (graph.tensors[name].is_float or weight_dequantizer(model, name) is not None):
             names.append(name)
-    return sorted(dict.fromkeys(names), key=lambda name: -len(model.graph.tensors[name].shape or ()))
+    return names
 
 
 def weight_summary(model: LoadedModel, name: str, node: Node) -> WeightSummary:
@@ -89,7 +104,7 @@ def weight_summary(model: LoadedModel, name: str, node: Node) -> WeightSummary:
     values, stored = weight_values(model, name)
     w = values.astype(np.float64)
     finite = np.isfinite(w)
-    axis = _channel_axis(_weight_user(model, node), w.ndim) if w.ndim >= 2 else None
+    axis = _channel_axis(_weight_layer(model, name, node), w.ndim) if w.ndim >= 2 else None
     channel_min = channel_max = None
     if axis is not None:  # fmin/fmax skip the NaN that stand for non-finite values; a channel of them stays NaN
         others = tuple(d for d in range(w.ndim) if d != axis)
@@ -111,8 +126,17 @@ def weight_summary(model: LoadedModel, name: str, node: Node) -> WeightSummary:
     )
 
 
+def _weight_layer(model: LoadedModel, name: str, node: Node) -> Node:
+    """The node whose output channels weight ``name`` of ``node`` has: for the Constant that makes
+    it, the first layer using it; for a DequantizeLinear, its consumer (a Conv); else the node."""
+    if name in node.outputs:
+        users = weight_users(model, name)
+        return users[0] if users else node
+    return _weight_user(model, node)
+
+
 def _weight_user(model: LoadedModel, node: Node) -> Node:
-    """The node whose output channels a weight has: a DequantizeLinear's consumer (a Conv), else the node."""
+    """A DequantizeLinear's consumer (a Conv), else the node itself."""
     consumers = model.graph.consumers.get(node.outputs[0], []) if node.op_type == "DequantizeLinear" else []
     return model.graph.nodes[consumers[0]] if consumers else node
 
@@ -201,6 +225,8 @@ def clipped_fraction(stats: TensorStats, rmin: float, rmax: float) -> float:
     return float(np.sum(stats.hist * np.minimum(share, 1.0))) / float(stats.hist.sum())
 
 
+INFERENCE_IDENTITY = frozenset({"Dropout"})
+"""Ops that copy their input when the model runs (pre-processing removes them): their input is their output."""
 FUSED_KINDS = frozenset({"activation", "normalisation"})
 """Nodes int8 fuses into the layer before them: a Conv's int8 output is the one after its ReLU."""
 
@@ -212,10 +238,11 @@ def activation_tensor_for(
 
     The node's own output when it was calibrated; otherwise, when int8 fuses the node with what
     follows (Conv → BatchNorm → ReLU, MatMul → bias Add → ReLU), the output of that fused chain;
-    otherwise, for ops that reuse their input's scale (MaxPool, Reshape) or output no float at all
-    (ArgMax: the scores it reads), their calibrated input. Any other node's input is not its output,
-    so it gets None. The source graph is searched first, then the quantized (BatchNorm-folded) one,
-    which may hold the node too.
+    otherwise, for ops that reuse their input's scale (MaxPool, Reshape), copy it (Dropout) or output
+    no float at all (ArgMax: the scores it reads), their calibrated input, or that of the op before
+    them when it reuses its input's scale too (MaxPool → Reshape). Any other node's input is not its
+    output, so it gets None. The source graph is searched first, then the quantized (BatchNorm-folded)
+    one, which may hold the node too.
     """
     graphs = [source.graph] + ([prepared.graph] if prepared is not None else [])
     for graph in graphs:
@@ -223,10 +250,24 @@ def activation_tensor_for(
         if node is None:
             continue
         found = _fused_output(graph, node, available)
-        if found is None and _input_stands_for_output(graph, node):
-            found = next((t for t in node.inputs if t in available), None)
+        if found is None:
+            found = _calibrated_input(graph, node, available)
         if found is not None:
             return found
+    return None
+
+
+def _calibrated_input(graph: Graph, node: Node, available: Collection[str], steps: int = 3) -> str | None:
+    """The calibrated input standing for ``node``'s output, through a chain of such ops (the input of
+    a MaxPool before a Reshape: int8 gives both the MaxPool's input scale, calibrating neither output)."""
+    for _ in range(steps):
+        if not _input_stands_for_output(graph, node):
+            return None
+        found = next((name for name in node.inputs if name in available), None)
+        producer = graph.producer.get(node.inputs[0]) if node.inputs else None
+        if found is not None or producer is None:
+            return found
+        node = graph.nodes[producer]
     return None
 
 
@@ -243,7 +284,7 @@ def _fused_output(graph: Graph, node: Node, available: Collection[str], steps: i
 
 
 def _input_stands_for_output(graph: Graph, node: Node) -> bool:
-    if node.op_type in SHARES_INPUT_SCALE:
+    if node.op_type in SHARES_INPUT_SCALE or node.op_type in INFERENCE_IDENTITY:
         return True
     outputs = [graph.tensors.get(name) for name in node.outputs]
     return all(info is not None and info.dtype is not None and not info.is_float for info in outputs)

@@ -8,7 +8,8 @@ from PySide6.QtCore import Qt
 from PySide6.QtWidgets import QHeaderView, QLabel, QTreeWidget, QTreeWidgetItem, QVBoxLayout, QWidget
 
 from ..core.model import LoadedModel, Node
-from ..core.tensorview import WeightSummary, activation_tensor_for, node_weights
+from ..core.evaluate import LayerError, NotMeasured
+from ..core.tensorview import WeightSummary, activation_tensor_for, node_weights, weight_users
 from ..core.workflow import StudioRun
 from . import formatting as fmt
 
@@ -47,9 +48,11 @@ class Inspector(QWidget):
         node = model.graph.node_by_name(name)
         self.tree.clear()
         self.title.setText(f"<b>{escape(node.op_type)}</b> &nbsp; {escape(node.name)}")
+        users = _layers_using(model, node)
         self._section("Node", [
             ("Op type", node.op_type + (f" ({node.domain})" if node.domain else "")),
             ("Kind", node.kind),
+            *([("Weight of", users)] if users else []),
             ("Name", node.name),
             ("Namespace", "/".join(node.namespace) or "—"),
             ("Quantizable", _quantizable_text(model, node)),
@@ -57,13 +60,13 @@ class Inspector(QWidget):
         if node.attributes:
             self._section("Attributes", [(key, _attribute_text(value)) for key, value in node.attributes.items()])
         self._section("Inputs", [(name, _tensor_text(model, name)) for name in node.inputs if name])
-        self._section("Outputs", [(name, _tensor_text(model, name)) for name in node.outputs])
+        self._section("Outputs", [(name, _output_text(model, name)) for name in node.outputs])
         if weights is None and node_weights(model, node):
             self._section("Weights", [("Statistics", "computing…")])
         for summary in weights or []:
             self._weight_section(summary)
         if run is not None:
-            self._quantization_section(model, node, run)
+            self._quantization_section(model, node, run, users)
         self.tree.expandAll()
 
     def _weight_section(self, summary: WeightSummary) -> None:
@@ -85,7 +88,7 @@ class Inspector(QWidget):
             rows.append(("Range spread", shown))
         self._section(f"Weight {summary.name}", rows)
 
-    def _quantization_section(self, model: LoadedModel, node: Node, run: StudioRun) -> None:
+    def _quantization_section(self, model: LoadedModel, node: Node, run: StudioRun, users: str) -> None:
         rows: list[tuple[str, str]] = []
         kept = next((f for f in run.result.float_nodes if f.name == node.name), None)
         if kept is not None:
@@ -97,17 +100,10 @@ class Inspector(QWidget):
             rows.append(("Observed range", fmt.value_range(stats.min, stats.max)))
             if tensor in run.result.ranges:
                 rows.append((f"{run.result.recipe.method} range", fmt.value_range(*run.result.ranges[tensor])))
-        layer = next((row for row in run.comparison.errors.layers if row.tensor == tensor), None)
-        if layer is not None:
-            rows.extend([  # the Float vs int8 tab shows a few calibration samples: say which data these are of
-                ("Errors over", f"{run.comparison.errors.samples:,} samples of {run.evaluation_name}"),
-                ("SQNR", fmt.decibels(layer.sqnr_db)),
-                ("MSE", fmt.number(layer.mse)),
-                ("Cosine", fmt.number(layer.cosine, 6)),
-                ("Max |error|", fmt.number(layer.max_abs_error)),
-            ])
+            rows.extend(_error_rows(run, tensor))
         if not rows:
-            rows.append(("Int8", "no quantized activation of its own (fused or shape-only)"))
+            rows.append(("Int8", f"no activation: it makes a weight of {users}" if users else
+                         "no quantized activation of its own (fused or shape-only)"))
         self._section("Quantization", rows)
 
     def _section(self, title: str, rows: list[tuple[str, str]]) -> None:
@@ -129,14 +125,46 @@ def _quantizable_text(model: LoadedModel, node: Node) -> str:
     return "no: the model is already quantized" if model.is_quantized else "yes"
 
 
+def _error_rows(run: StudioRun, tensor: str) -> list[tuple[str, str]]:
+    """The tensor's float-vs-int8 error from the run's comparison: a layer's from the per-layer table,
+    a model output's from the output errors (the Float vs int8 tab compares both alike)."""
+    errors = run.comparison.errors
+    error = next((row for row in errors.layers if row.tensor == tensor), errors.outputs.get(tensor))
+    if error is None or isinstance(error, NotMeasured):  # class ids are no calibrated tensor
+        return []
+    max_error = error.max_abs_error if isinstance(error, LayerError) else error.max_abs
+    return [  # the Float vs int8 tab shows a few samples: say which data these are of
+        ("Errors over", f"{errors.samples:,} samples of {run.evaluation_name}"),
+        ("SQNR", fmt.decibels(error.sqnr_db)),
+        ("MSE", fmt.number(error.mse)),
+        ("Cosine", fmt.number(error.cosine, 6)),
+        ("Max |error|", fmt.number(max_error)),
+    ]
+
+
+def _layers_using(model: LoadedModel, node: Node) -> str:
+    """The layers whose weight a Constant or ConstantOfShape makes, as "Conv conv1, Conv conv2"; else ""."""
+    users = (user for name in node.outputs for user in weight_users(model, name))
+    return ", ".join(dict.fromkeys(f"{user.op_type} {user.name}" for user in users))
+
+
 def _tensor_text(model: LoadedModel, name: str) -> str:
+    """Shape and type; a constant is tagged a weight when a layer uses it as one (not a shape, axes or a scale)."""
     info = model.graph.tensors.get(name)
     if info is None:
         return "?"
-    text = f"{info.shape_text()} {info.dtype or '?'}"
+    known = info.shape is not None or info.dtype is not None
+    text = f"{info.shape_text()} {info.dtype or '?'}" if known else "shape and type unknown"
     if not model.graph.is_constant(name):
         return text
-    return text + ("  (constant)" if info.dtype == "int64" else "  (weight)")  # int64: a shape or axes
+    return text + ("  (weight)" if weight_users(model, name) else "  (constant)")
+
+
+def _output_text(model: LoadedModel, name: str) -> str:
+    """An optional output no node reads (a Dropout's mask) says so: its unknown shape is no defect."""
+    graph = model.graph
+    unused = name not in graph.consumers and name not in graph.outputs
+    return _tensor_text(model, name) + ("  (unused)" if unused else "")
 
 
 def _attribute_text(value: object) -> str:
