@@ -852,3 +852,16 @@ def test_an_export_keeps_the_int8_file_of_a_run_replaced_while_its_dialog_is_ope
     monkeypatch.setattr(exports_module.QFileDialog, "getSaveFileName", dialog)
     assert demo.exporter.export_model()
     assert target.read_bytes() == expected and not source.exists()
+
+
+def test_a_layer_kept_in_float_says_so_where_its_activation_would_show(qtbot, demo: MainWindow) -> None:
+    """Not the generic 'int8 leaves it to its neighbours': the plots give the inspector's reason."""
+    kept = "/block1/depthwise/conv/Conv"
+    demo.session.set_exclusions([node.name for node in demo.session.model.quantizable_nodes()])
+    run = run_to_end(qtbot, demo)
+    reason = next(node.reason for node in run.result.float_nodes if node.name == kept)
+    with qtbot.waitSignal(demo.inspect.finished, timeout=10_000):
+        demo.session.select(kept)
+    expected = f"Conv {kept} computes in float32 ({reason}): it has no int8 activation."
+    assert demo.histograms.activation_header.text() == expected
+    assert demo.histograms.int8_header.text() == expected

@@ -142,6 +142,18 @@ def _error_rows(run: StudioRun, tensor: str) -> list[tuple[str, str]]:
     ]
 
 
+def no_activation_reason(model: LoadedModel, node: Node, run: StudioRun) -> str:
+    """Why a node shows no calibrated activation after ``run``, for the plots that would show it: the
+    inspector's reason, not a generic one (a layer kept in float is not left to its neighbours)."""
+    kept = next((f for f in run.result.float_nodes if f.name == node.name), None)
+    if kept is not None:
+        return f"{node.op_type} {node.name} computes in float32 ({kept.reason}): it has no int8 activation."
+    users = _layers_using(model, node)
+    if users:
+        return f"{node.op_type} {node.name} makes a weight of {users}: see the Weights tab."
+    return f"{node.op_type} {node.name} has no calibrated activation (int8 leaves it to its neighbours)."
+
+
 def _layers_using(model: LoadedModel, node: Node) -> str:
     """The layers whose weight a Constant or ConstantOfShape makes, as "Conv conv1, Conv conv2"; else ""."""
     users = (user for name in node.outputs for user in weight_users(model, name))

@@ -29,7 +29,7 @@ from .exports import Exporter
 from .graph_items import ENTER_BADGE, LEAVE_BADGE
 from .graph_view import GraphView
 from .histograms import HistogramPanel
-from .inspector import Inspector
+from .inspector import Inspector, no_activation_reason
 from .int8_actions import Int8Actions
 from .overlays import show_overlay
 from .quantize_panel import QuantizePanel
@@ -345,7 +345,7 @@ class MainWindow(QMainWindow):
         if run is None:
             return
         if numbers.tensor is None:
-            none = f"{node.op_type} {node.name} has no calibrated activation (int8 leaves it to its neighbours)."
+            none = no_activation_reason(model, node, run)
             self.histograms.show_activation(None, None, [], "", none)
             self.histograms.show_comparison(None, none)
             return
