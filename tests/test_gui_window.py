@@ -40,7 +40,7 @@ from q8studio.gui.main_window import COMPARE_SAMPLES, MainWindow
 from q8studio.gui.plots import stack_rows
 from q8studio.gui.quantize_panel import PREVIEW_PIXELS
 from q8studio.gui.results_panel import COLUMNS
-from q8studio.gui.row_table import SORT_ROLE
+from q8studio.gui.row_table import NODE_ROLE, SORT_ROLE
 
 RUN_TIMEOUT_MS = 60_000
 
@@ -865,3 +865,24 @@ def test_a_layer_kept_in_float_says_so_where_its_activation_would_show(qtbot, de
     expected = f"Conv {kept} computes in float32 ({reason}): it has no int8 activation."
     assert demo.histograms.activation_header.text() == expected
     assert demo.histograms.int8_header.text() == expected
+
+
+def test_a_node_kept_in_float_is_offered_back_to_int8_by_its_menus(qtbot, demo: MainWindow) -> None:
+    """The menus said "Keep in float" on a node already kept, and choosing it quantized the node again
+    while the status bar still said it was kept."""
+    run_to_end(qtbot, demo)
+    layers = demo.results.proxy
+    index = next(layers.index(row, 0) for row in range(layers.rowCount()) if layers.index(row, 0).data(NODE_ROLE))
+    name = str(index.data(NODE_ROLE))
+    graph_menu = demo.graph.context_menu(demo.graph.item_for_node(name))
+    [keep] = [action for action in graph_menu.actions() if action.text() == "Keep in float"]
+    keep.trigger()
+    assert demo.session.exclude == (name,)
+    assert demo.statusBar().currentMessage() == f"Kept in float at the next run: {name}"
+    graph_menu = demo.graph.context_menu(demo.graph.item_for_node(name))
+    assert "Keep in float" not in [action.text() for action in graph_menu.actions()]
+    assert [action.text() for action in demo.results.row_menu(index).actions()] == [f"Quantize {name} in int8 again"]
+    [back] = [action for action in graph_menu.actions() if action.text() == "Quantize in int8 again"]
+    back.trigger()
+    assert demo.session.exclude == ()
+    assert demo.statusBar().currentMessage() == f"Quantized in int8 again at the next run: {name}"

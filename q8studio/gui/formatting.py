@@ -87,3 +87,9 @@ def progress_text(stage: str, done: int, total: int, eta_s: float) -> str:
     left = f" — about {duration(eta_s)} left" if eta_s >= 1.0 else ""
     counts = f" {done:,}/{total:,}" if total > 1 else ""
     return f"{stage}{counts}{left}"
+
+
+def float_toggle_text(kept: bool, node: str = "") -> str:
+    """A node menu's keep-in-float entry, which toggles: once kept, it offers to quantize the node again."""
+    subject = f" {node}" if node else ""
+    return f"Quantize{subject} in int8 again" if kept else f"Keep{subject} in float"

@@ -27,6 +27,7 @@ from .graph_items import (
     ACCENT, BUSY_STYLE, EDGE_COLOUR, GROUP_FILL, KIND_COLOURS, READABLE_SCALE, BoxItem, EdgeBundleItem, GraphCanvas,
     OverlayScale, edge_tooltip, group_tooltip, label_widths, node_tooltip, overlay_colour,
 )
+from .formatting import float_toggle_text
 from .legends import LegendBar
 
 ASYNC_LAYOUT_NODES = 2500
@@ -65,6 +66,8 @@ class GraphView(QWidget):
         self._selected: str | None = None
         self._overlay: OverlayScale | None = None
         self._marks: dict[str, set[str]] = {}
+        self.kept_in_float: Callable[[str], bool] = lambda _name: False
+        """Whether the user keeps a node in float: its menu then offers to quantize it again."""
         self._matches: list[str] = []
         self._match_key = ""
         self._match_pos = -1
@@ -409,7 +412,8 @@ class GraphView(QWidget):
         menu = QMenu(self)
         if item is not None and item.box.node_index is not None and self._graph is not None:
             node = self._graph.nodes[item.box.node_index]
-            menu.addAction("Keep in float").triggered.connect(partial(self.keep_in_float_requested.emit, node.name))
+            menu.addAction(float_toggle_text(self.kept_in_float(node.name))).triggered.connect(
+                partial(self.keep_in_float_requested.emit, node.name))
             if node.namespace:
                 menu.addSeparator()
             for depth in range(len(node.namespace), 0, -1):

@@ -203,9 +203,10 @@ class MainWindow(QMainWindow):
         self.results.speed.profile_requested.connect(self.profile)
         self.results.speed.keep_float_requested.connect(self.keep_slower_in_float)
         self.graph.node_selected.connect(session.select)
-        self.graph.keep_in_float_requested.connect(session.toggle_float)
+        self.graph.kept_in_float = self.results.kept_in_float = lambda name: name in session.exclude
+        self.graph.keep_in_float_requested.connect(self._toggle_float)
         self.results.node_activated.connect(session.select)
-        self.results.keep_in_float_requested.connect(session.toggle_float)
+        self.results.keep_in_float_requested.connect(self._toggle_float)
         self.results.overlay_metric_changed.connect(lambda _: self._update_overlay())
         self.quantize_panel.exclusions_edited.connect(session.set_exclusions)
         self.quantize_panel.run_requested.connect(self.start_run)
@@ -379,6 +380,12 @@ class MainWindow(QMainWindow):
         self._update_marks()
         if names:
             self.statusBar().showMessage(f"Kept in float at the next run: {', '.join(names)}", 5000)
+
+    def _toggle_float(self, name: str) -> None:
+        """A node menu's keep-in-float entry; taking a node back says so, or "Kept in float: X" stayed up."""
+        self.session.toggle_float(name)
+        if name not in self.session.exclude:
+            self.statusBar().showMessage(f"Quantized in int8 again at the next run: {name}", 5000)
 
     # --- running ------------------------------------------------------------------------------
 

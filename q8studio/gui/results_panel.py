@@ -9,6 +9,7 @@ one, so they never disagree with the Speed tab (which a new profile re-measures)
 from __future__ import annotations
 
 import math
+from collections.abc import Callable
 
 from PySide6.QtCore import (
     QModelIndex,
@@ -145,6 +146,8 @@ class ResultsPanel(QWidget):
 
     def __init__(self, parent: QWidget | None = None) -> None:
         super().__init__(parent)
+        self.kept_in_float: Callable[[str], bool] = lambda _name: False
+        """Whether the user keeps a node in float: its row's menu then offers to quantize it again."""
         self.summary = QTableWidget(len(SUMMARY_ROWS), 2)
         self.summary.setHorizontalHeaderLabels(["float32", "int8"])
         self.summary.setVerticalHeaderLabels(list(SUMMARY_ROWS))
@@ -302,7 +305,7 @@ class ResultsPanel(QWidget):
             return None
         node = str(index.data(NODE_ROLE))
         menu = QMenu(self)
-        action = QAction(f"Keep {node} in float", menu)
+        action = QAction(fmt.float_toggle_text(self.kept_in_float(node), node), menu)
         action.triggered.connect(lambda: self.keep_in_float_requested.emit(node))
         menu.addAction(action)
         return menu
