@@ -886,3 +886,11 @@ def test_a_node_kept_in_float_is_offered_back_to_int8_by_its_menus(qtbot, demo: 
     back.trigger()
     assert demo.session.exclude == ()
     assert demo.statusBar().currentMessage() == f"Quantized in int8 again at the next run: {name}"
+
+
+def test_one_sample_is_one_sample(qtbot, demo: MainWindow) -> None:
+    """"calibrated on 1 samples" read like a typo in a tool that counts samples everywhere."""
+    demo.quantize_panel.samples.setValue(1)
+    run_to_end(qtbot, demo)
+    assert "calibrated on 1 sample ·" in demo.results.notes.text()
+    assert "1 samples" not in demo.results.notes.text() + demo.quantize_panel.stage.text()

@@ -281,7 +281,7 @@ class HistogramPanel(QWidget):
         self.int8_hist.setData(view.edges, view.int8_counts)
         self.error_hist.setData(view.error_edges, view.error_counts)
         self.int8_tab.show_content(
-            f"<b>{escape(view.tensor)}</b> on {view.samples} samples of {escape(view.data_name)} — "
+            f"<b>{escape(view.tensor)}</b> on {fmt.count(view.samples, 'sample')} of {escape(view.data_name)} — "
             f"mean error {fmt.number(view.mean_error)}, max |error| {fmt.number(view.max_abs_error)}"
         )
         self._autorange()

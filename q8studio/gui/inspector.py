@@ -134,7 +134,7 @@ def _error_rows(run: StudioRun, tensor: str) -> list[tuple[str, str]]:
         return []
     max_error = error.max_abs_error if isinstance(error, LayerError) else error.max_abs
     return [  # the Float vs int8 tab shows a few samples: say which data these are of
-        ("Errors over", f"{errors.samples:,} samples of {run.evaluation_name}"),
+        ("Errors over", f"{fmt.count(errors.samples, 'sample')} of {run.evaluation_name}"),
         ("SQNR", fmt.decibels(error.sqnr_db)),
         ("MSE", fmt.number(error.mse)),
         ("Cosine", fmt.number(error.cosine, 6)),

@@ -439,7 +439,7 @@ class MainWindow(QMainWindow):
         self.int8.deliver(outcome, *self._run_data)
         reused = _reuse_note(run.result.statistics_reused, len(run.result.stats))
         self.quantize_panel.show_outcome(
-            f"Done: int8 model compared on {run.comparison.errors.samples:,} samples.{reused}", complete=True
+            f"Done: int8 model compared on {fmt.count(run.comparison.errors.samples, 'sample')}.{reused}", complete=True
         )
         self.statusBar().showMessage("Quantization finished.", 5000)
         if self.session.selected is None and run.comparison.errors.layers:

@@ -387,7 +387,7 @@ class QuantizePanel(QWidget):
             except Q8Error:
                 continue
             labelled = "labelled" if data.labels is not None else "no labels"
-            parts.append(f"{label}: {data.count:,} samples ({labelled})")
+            parts.append(f"{label}: {fmt.count(data.count, 'sample')} ({labelled})")
         self.data_info.setText(" · ".join(parts))
 
     def preprocessing(self) -> ImagePreprocessing:

@@ -235,8 +235,8 @@ class ResultsPanel(QWidget):
         parts = [
             f"{result.recipe.method}, {result.recipe.granularity}, {result.recipe.activation_type} activations"
             + (" (symmetric)" if result.recipe.symmetric_activations else ""),
-            f"calibrated on {result.calibration_samples:,} samples",
-            f"compared on {errors.samples:,} samples of {run.evaluation_name}",
+            f"calibrated on {fmt.count(result.calibration_samples, 'sample')}",
+            f"compared on {fmt.count(errors.samples, 'sample')} of {run.evaluation_name}",
         ]
         if result.float_nodes:
             parts.append(f"{fmt.count(len(result.float_nodes), 'node')} kept in float (hover for why)")
