@@ -156,3 +156,25 @@ def test_layer_errors_are_worst_first_and_cover_quantized_activations(cnn_path, 
     assert sqnrs == sorted(sqnrs) and len(sqnrs) >= 5
     assert {"stem_relu", "gap"} <= {layer.tensor for layer in errors.layers}
     assert all(0.9 < layer.cosine <= 1.0 for layer in errors.layers)
+
+
+def test_each_model_input_row_carries_the_input_name(tmp_path) -> None:
+    """A model with two inputs had two per-layer rows called "(input)", which could not be told apart."""
+    rng = np.random.default_rng(0)
+    weights = [numpy_helper.from_array(rng.normal(size=(4, 4)).astype(np.float32), f"w{i}") for i in (0, 1)]
+    graph = helper.make_graph(
+        [helper.make_node("MatMul", ["a", "w0"], ["ma"], name="ma"), helper.make_node("MatMul", ["b", "w1"], ["mb"], name="mb"),
+         helper.make_node("Add", ["ma", "mb"], ["y"], name="sum")],
+        "two_inputs",
+        [helper.make_tensor_value_info(name, TensorProto.FLOAT, ["N", 4]) for name in ("a", "b")],
+        [helper.make_tensor_value_info("y", TensorProto.FLOAT, ["N", 4])],
+        weights,
+    )
+    path = save(helper.make_model(graph, opset_imports=[helper.make_opsetid("", 13)]), tmp_path / "two.onnx")
+    model = load_model(path)
+    data = load_data(write_npz(tmp_path / "d.npz", a=rng.normal(size=(32, 4)).astype(np.float32),
+                               b=rng.normal(size=(32, 4)).astype(np.float32)), model)
+    result = quantize_model(model, data, Recipe(), tmp_path / "two.int8.onnx")
+    layers = analyse_errors(model, result.int8, data).layers
+    inputs = {row.node: row.tensor for row in layers if row.op_type == "Input"}
+    assert inputs == {"a": "a", "b": "b"}

@@ -340,12 +340,14 @@ def _score_dims(dims: Sequence[int | str | None]) -> tuple[int | str | None, ...
 
 
 def _layer_table(float_model: LoadedModel, errors: dict[str, ErrorAccumulator]) -> list[LayerError]:
+    """One row per compared tensor, named by the node that computes it; a model input, which no node
+    computes, by its own name (a model with two inputs had two rows called "(input)")."""
     rows = []
     for tensor, acc in errors.items():
         producer = float_model.graph.producer.get(tensor)
         node = float_model.graph.nodes[producer] if producer is not None else None
         rows.append(LayerError(
-            tensor, node.name if node else "(input)", node.op_type if node else INPUT_OP,
+            tensor, node.name if node else tensor, node.op_type if node else INPUT_OP,
             acc.sqnr_db, acc.mse, acc.cosine, acc.max_abs,
         ))
     return sorted(rows, key=lambda row: row.sqnr_db)
