@@ -90,6 +90,10 @@ class QuantizeResult:
     statistics_reused: int = 0  # how many tensors' statistics came from the previous run
     kept_float: tuple[str, ...] = ()  # the prepared (and int8) model's nodes the recipe kept in float
 
+    def float_node(self, name: str) -> FloatNode | None:
+        """The record of node ``name`` if it computes in float in the int8 model, with why."""
+        return next((node for node in self.float_nodes if node.name == name), None)
+
 
 def quantize_model(
     model: LoadedModel,

@@ -229,8 +229,9 @@ class TensorStats:
                 self.stride = sampling_stride(values.size // rows, self.values_per_sample)
             sample = values[(-self.count) % self.stride :: self.stride]
             self._grow(_bound_for(max(-lo, hi, self.max_abs)))
-            _bin_into(self.hist, sample, self.bound, reaches_bound=hi == self.bound)
-            if hi == self.bound:
+            reaches_bound = hi == self.bound
+            _bin_into(self.hist, sample, self.bound, reaches_bound)
+            if reaches_bound:
                 self.at_bound += int(np.count_nonzero(sample == hi))
         self.add_extent(extent)
         return extent

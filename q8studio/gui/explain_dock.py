@@ -103,7 +103,7 @@ class ExplainDock(QDockWidget):
             self.panel.show_explanation(None)
             return
         target = self._computed_by(name)
-        kept = next((node for node in run.result.float_nodes if node.name == target), None)
+        kept = run.result.float_node(target)
         if target != name:
             computed = "int8 computes it" if kept is None else "it is computed"
             self.redirect.setText(f"<i>{escape(name)}</i> is not in the int8 model: {computed} as part of "

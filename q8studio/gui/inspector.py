@@ -90,7 +90,7 @@ class Inspector(QWidget):
 
     def _quantization_section(self, model: LoadedModel, node: Node, run: StudioRun, users: str) -> None:
         rows: list[tuple[str, str]] = []
-        kept = next((f for f in run.result.float_nodes if f.name == node.name), None)
+        kept = run.result.float_node(node.name)
         if kept is not None:
             rows.append(("Kept in float", kept.reason))
         tensor = activation_tensor_for(node.name, model, run.result.prepared.model, run.result.stats)
@@ -145,7 +145,7 @@ def _error_rows(run: StudioRun, tensor: str) -> list[tuple[str, str]]:
 def no_activation_reason(model: LoadedModel, node: Node, run: StudioRun) -> str:
     """Why a node shows no calibrated activation after ``run``, for the plots that would show it: the
     inspector's reason, not a generic one (a layer kept in float is not left to its neighbours)."""
-    kept = next((f for f in run.result.float_nodes if f.name == node.name), None)
+    kept = run.result.float_node(node.name)
     if kept is not None:
         return f"{node.op_type} {node.name} computes in float32 ({kept.reason}): it has no int8 activation."
     users = _layers_using(model, node)
