@@ -14,7 +14,7 @@ from builders import save, write_npz
 from q8studio.core.data import load_data
 from q8studio.core.demo import demo_assets
 from q8studio.core.errors import Q8Error
-from q8studio.core.explain import NodeExplanation, explain_node
+from q8studio.core.explain import NodeExplanation, computing_node, explain_node
 from q8studio.core.model import LoadedModel, load_model, model_from_proto
 from q8studio.core.quantize import quantize_model
 from q8studio.core.recipe import Recipe
@@ -326,3 +326,47 @@ def test_output_that_is_not_requantized_stays_float(tmp_path: Path) -> None:
     ex = e.example
     assert ex.y_q is None and ex.multiplier is None and ex.runtime_value == pytest.approx(ex.real_value, rel=1e-6)
     assert "not requantized" in ex.steps()[-1]
+
+
+# --- nodes quantization removed: what computes them ---------------------------------------------
+
+
+@pytest.mark.parametrize("name, computed_by", [
+    ("/stem/conv/Conv", "/stem/conv/Conv"),
+    ("/block1/depthwise/bn/BatchNormalization", "/block1/depthwise/conv/Conv"),  # folded into its Conv
+    ("/stem/bn/BatchNormalization", "/stem/conv/Conv"),  # folded, and the ReLU after it removed too
+    ("/stem/relu/Relu", "/stem/conv/Conv"),
+    ("/block1/relu/Relu", "/block1/Add"),  # the residual Add's output range clips at zero: QLinearAdd does it
+])
+def test_each_removed_node_is_computed_by_the_int8_node_writing_its_output(demo: dict, name: str,
+                                                                           computed_by: str) -> None:
+    int8, float_model = demo["per-tensor"], demo["float"]
+    assert name in float_model.graph.by_name
+    assert computing_node(int8.graph, float_model.graph, name) == computed_by
+    assert computed_by in int8.graph.by_name
+
+
+def test_a_removed_node_is_explained_through_the_node_computing_it(demo: dict) -> None:
+    e = explained(demo, "per-channel", "/block1/depthwise/bn/BatchNormalization")
+    assert e.node == "/block1/depthwise/conv/Conv" and e.runtime_kernel == "QLinearConv"
+    assert any("/block1/depthwise/conv/Conv computes it" in note for note in e.notes)
+    with pytest.raises(Q8Error, match="/block1/Add is Add, not Conv/Gemm/MatMul"):
+        explained(demo, "per-channel", "/block1/relu/Relu")
+
+
+def test_a_dropout_pre_processing_removed_is_computed_by_no_node(tmp_path: Path) -> None:
+    rng = np.random.default_rng(0)
+    nodes = [helper.make_node("MatMul", ["x", "w1"], ["h"], name="mm1"),
+             helper.make_node("Relu", ["h"], ["r"], name="relu"),
+             helper.make_node("Dropout", ["r"], ["d"], name="dropout"),
+             helper.make_node("MatMul", ["d", "w2"], ["y"], name="mm2")]
+    weights = [numpy_helper.from_array(rng.standard_normal((8, 8)).astype(np.float32), n) for n in ("w1", "w2")]
+    graph = helper.make_graph(nodes, "dropout", [helper.make_tensor_value_info("x", TensorProto.FLOAT, [1, 8])],
+                              [helper.make_tensor_value_info("y", TensorProto.FLOAT, [1, 8])], weights)
+    path = save(helper.make_model(graph, opset_imports=[helper.make_opsetid("", 13)]), tmp_path / "dropout.onnx")
+    data = write_npz(tmp_path / "x.npz", x=rng.standard_normal((16, 8)).astype(np.float32))
+    int8, float_model = quantized(path, data, tmp_path / "q.onnx"), load_model(path)
+    assert "dropout" not in int8.graph.by_name
+    assert computing_node(int8.graph, float_model.graph, "dropout") is None
+    with pytest.raises(Q8Error, match="dropout is not in the int8 model: pre-processing removed it"):
+        explain_node(int8, "dropout", load_data(data, int8, samples=1), float_model=float_model)

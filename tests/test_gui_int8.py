@@ -104,6 +104,10 @@ def test_explain_dock_explains_the_selected_node_like_the_core(qtbot, demo: Main
     explained(qtbot, demo, DEPTHWISE, sample=3)
     assert not dock.redirect.isHidden() and DEPTHWISE in dock.redirect.text()
 
+    demo.session.select("/block1/relu/Relu")  # the residual Add's int8 output range does its clipping
+    qtbot.waitUntil(lambda: "/block1/Add is Add, not Conv/Gemm/MatMul" in dock.panel.message.text(), timeout=5000)
+    assert dock.redirect.text().endswith("int8 computes it as part of <b>/block1/Add</b>.")
+    assert dock.panel.explanation is None and not dock.runner.busy
 
 
 def test_explain_says_why_a_layer_is_float(qtbot, demo: MainWindow) -> None:

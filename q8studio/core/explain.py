@@ -26,7 +26,7 @@ from .intkernels import channel_multipliers, qlinear_conv, qlinear_gemm, qlinear
 from .intmath import Multiplier, float32_multiplier
 from .metrics import measure
 from .model import Graph, LoadedModel, Node
-from .runtimegraph import RuntimeNode, open_session, source_node
+from .runtimegraph import RuntimeNode, is_qdq, open_session, source_node
 from .session import BatchRunner
 from .weights import QuantParams, qdq_params
 
@@ -141,11 +141,10 @@ def explain_node(
     ``element`` chooses the worked output element (default: the largest unsaturated one).
     """
     graph = int8_model.graph
-    node, renamed = _find_node(graph, node_name)
-    if node.op_type not in EXPLAINABLE_OPS:
-        raise Q8Error(
-            f"{node_name} is {node.op_type}, not Conv/Gemm/MatMul: only those have an integer kernel to explain."
-        )
+    node, renamed = _find_node(graph, node_name, float_model.graph if float_model else None)
+    refusal = unexplainable(node)
+    if refusal:
+        raise Q8Error(refusal)
     layer = _layer(int8_model, node)
     on_sample = sample_feed(int8_model, data, sample)
     exposed = [layer.x.tensor, layer.y_tensor] + ([layer.w.tensor] if layer.w.tensor not in graph.initializers else [])
@@ -179,12 +178,53 @@ def explain_node(
     )
 
 
-def _find_node(graph: Graph, name: str) -> tuple[Node, list[str]]:
-    """The node, or the node pre-processing fused it into (``/mm1/MatMul`` -> ``/mm1/MatMul/MatMulAddFusion``)."""
+def unexplainable(node: Node) -> str:
+    """Why Explain cannot work ``node`` through, or "" when it can."""
+    if node.op_type in EXPLAINABLE_OPS:
+        return ""
+    return (f"{node.name} is {node.op_type}, not Conv/Gemm/MatMul: Explain works through the integer arithmetic "
+            "of those layers only.")
+
+
+def _find_node(graph: Graph, name: str, float_graph: Graph | None) -> tuple[Node, list[str]]:
+    """The node, the node pre-processing fused it into (``/mm1/MatMul`` -> ``/mm1/MatMul/MatMulAddFusion``),
+    or, given the float graph, the node computing a float node quantization removed."""
+    if name in graph.by_name:
+        return graph.by_name[name], []
     fused = graph.fused_from(name)
-    if name in graph.by_name or not fused:
+    if fused:
+        return fused[0], [f"Pre-processing fused {name} into {fused[0].name} (a {fused[0].op_type}); explaining that."]
+    if float_graph is None or name not in float_graph.by_name:
         return graph.node_by_name(name), []
-    return fused[0], [f"Pre-processing fused {name} into {fused[0].name} (a {fused[0].op_type}); explaining that."]
+    writer = computing_node(graph, float_graph, name)
+    if writer is None:
+        raise Q8Error(f"{name} is not in the int8 model: pre-processing removed it, and no node computes it.")
+    return graph.by_name[writer], [f"{name} is not in the int8 model: {writer} computes it; explaining that."]
+
+
+def computing_node(int8_graph: Graph, float_graph: Graph, name: str) -> str | None:
+    """The int8 model's node that computes float node ``name``: itself (or the node pre-processing fused it
+    into), or for a node quantization removed the node now writing its result. A BatchNormalization folds
+    into its Conv and a Relu after a Conv or an Add goes (the output range clips at zero), so that Conv or
+    Add writes the removed nodes' output tensor. None when no node does (a Dropout pre-processing dropped).
+    """
+    if name in int8_graph.by_name or int8_graph.fused_from(name):
+        return name
+    start = float_graph.by_name.get(name)
+    removed = [start] if start is not None else []
+    seen = {name}
+    while removed:  # follow the float graph downstream through nodes the int8 model also lacks
+        node = removed.pop(0)
+        for tensor in node.outputs:
+            writer = int8_graph.producer.get(tensor)
+            if writer is not None and not is_qdq(int8_graph.nodes[writer].name, int8_graph.nodes[writer].op_type):
+                return int8_graph.nodes[writer].name
+            for index in float_graph.consumers.get(tensor, []):
+                after = float_graph.nodes[index]
+                if after.name not in int8_graph.by_name and after.name not in seen:
+                    seen.add(after.name)
+                    removed.append(after)
+    return None
 
 
 def _layer(model: LoadedModel, node: Node) -> _Layer:

@@ -12,13 +12,13 @@ from html import escape
 from PySide6.QtCore import Qt
 from PySide6.QtWidgets import QDockWidget, QHBoxLayout, QLabel, QSpinBox, QVBoxLayout, QWidget
 
-from ..core.explain import NodeExplanation, explain_node
+from ..core.explain import NodeExplanation, computing_node, explain_node, unexplainable
 from .explain_panel import ExplainPanel
 from .session import Session
 from .tasks import TaskRunner
 
 NO_RUN = "Run quantization (Ctrl+R) first: Explain then shows how the int8 model computes the selected layer."
-HINT = "Explain works on the Conv, Gemm and MatMul layers that the int8 model computes; select one of those."
+HINT = "Select a Conv, Gemm or MatMul layer that the int8 model computes: Explain works through those."
 
 
 class ExplainDock(QDockWidget):
@@ -54,10 +54,8 @@ class ExplainDock(QDockWidget):
         self.runner.failed.connect(self._on_failed)
         self._stale = True
         self._shown = False  # on screen: Qt calls a dock behind another tab "visible" all the same
-        self._target: str | None = None  # the node last sent to the worker
         session.run_changed.connect(self._on_run_changed)
         session.selection_changed.connect(lambda _name: self.refresh())
-        session.profile_changed.connect(self._on_profile_changed)
         self.sample.valueChanged.connect(lambda _value: self.refresh())
         self.visibilityChanged.connect(self._on_visibility)
         self._on_run_changed(session.run)
@@ -72,12 +70,6 @@ class ExplainDock(QDockWidget):
         self.source.setToolTip("" if data is None else data.source)
         self.refresh()
 
-    def _on_profile_changed(self, _report: object) -> None:
-        """A profile tells which layer computes a node quantization folded away: explain that one."""
-        name = self.session.selected
-        if name and self._computed_by(name) != self._target:
-            self.refresh()
-
     def _on_visibility(self, visible: bool) -> None:
         self._shown = visible
         if visible and self._stale:
@@ -90,7 +82,6 @@ class ExplainDock(QDockWidget):
             self._stale = True
             return
         self._stale = False
-        self._target = None
         session = self.session
         run, name, data, model = session.run, session.selected, session.sample_data(), session.model
         self.redirect.hide()
@@ -102,30 +93,28 @@ class ExplainDock(QDockWidget):
             self.runner.cancel()
             self.panel.show_explanation(None)
             return
-        target = self._computed_by(name)
+        target = computing_node(run.int8.graph, model.graph, name)
+        if target is None:
+            self.runner.cancel()
+            self.panel.show_message(f"{name} is not in the int8 model: pre-processing removed it.\n\n{HINT}")
+            return
         kept = run.result.float_node(target)
+        node = run.int8.graph.by_name.get(target)  # None for a node pre-processing fused: the core resolves it
+        refusal = f"{target} is a float layer of the int8 model: {kept.reason}." if kept else (
+            unexplainable(node) if node is not None else "")
         if target != name:
             computed = "int8 computes it" if kept is None else "it is computed"
             self.redirect.setText(f"<i>{escape(name)}</i> is not in the int8 model: {computed} as part of "
-                                  f"<b>{escape(target)}</b>"
-                                  f"{', explained below' if kept is None else ''}.")
+                                  f"<b>{escape(target)}</b>{'' if refusal else ', explained below'}.")
             self.redirect.show()
-        if kept is not None:  # the run says why; the worker could only say that no DequantizeLinear feeds it
+        if refusal:  # said here: the worker could only give a vaguer reason, later
             self.runner.cancel()
-            self.panel.show_message(f"{target} is a float layer of the int8 model: {kept.reason}.\n\n{HINT}")
+            self.panel.show_message(f"{refusal}\n\n{HINT}")
             return
-        sample, self._target = self.sample.value(), target
+        sample = self.sample.value()
         self.panel.show_message(f"Explaining {target} on sample {sample}…")
         int8 = run.int8
         self.runner.start(lambda _progress: explain_node(int8, target, data, sample, model))
-
-    def _computed_by(self, name: str) -> str:
-        """The node to explain for ``name``: itself, or for a node quantization folded away (a
-        BatchNormalization, a ReLU) the layer the profile found computing it."""
-        run, report = self.session.run, self.session.profile
-        if run is None or report is None or any(node.name == name for node in run.int8.graph.nodes):
-            return name
-        return next((layer.node for layer in report.layers if name in layer.members), name)
 
     def _on_explained(self, explanation: NodeExplanation) -> None:
         self.panel.show_explanation(explanation)
