@@ -16,7 +16,7 @@ import numpy as np
 import onnx
 import pytest
 
-from builders import mlp, save, small_cnn, with_argmax, write_npz
+from builders import LIGHT_MODELS, mlp, save, small_cnn, with_argmax, write_npz
 from q8studio.__main__ import main
 from q8studio.cli import COMMANDS, IMAGE_OPTIONS, build_parser
 from q8studio.core.demo import demo_assets
@@ -175,6 +175,23 @@ def test_evaluate_a_class_id_output_by_accuracy_not_sqnr(tmp_path: Path, capsys:
     assert result["outputs"]["class_id"] == {
         "sqnr_db": None, "mse": None, "cosine": None, "max_abs_error": None, "not_applicable": "class ids",
     }
+
+
+def test_evaluate_says_when_the_float_file_does_not_store_its_weights(
+        tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    """onnx's light_* models compute their weights at run time: a 15 KB float32 file beside a 1.2 MB int8 one."""
+    images = np.random.default_rng(0).random((2, 3, 224, 224), dtype=np.float32)
+    data, int8 = write_npz(tmp_path / "data.npz", data_0=images), tmp_path / "squeezenet.int8.onnx"
+    model = LIGHT_MODELS / "light_squeezenet.onnx"
+    assert main(["quantize", str(model), "--calib", str(data), "-o", str(int8)]) == 0
+    capsys.readouterr()
+    evaluate = ["evaluate", str(model), str(int8), "--data", str(data), "--latency-runs", "1"]
+    assert main(evaluate) == 0
+    assert "the float32 file does not store its 1,235,496 parameters" in capsys.readouterr().out
+    assert main([*evaluate, "--json"]) == 0
+    sizes = json.loads(capsys.readouterr().out)
+    assert sizes["float32"]["unstored_parameters"] == 1_235_496 and sizes["int8"]["unstored_parameters"] == 0
+    assert sizes["float32"]["file_size"] < 20_000
 
 
 def test_histogram_values_reach_the_recipe_and_the_report(cnn_path: Path, cnn_data: Path, tmp_path: Path) -> None:

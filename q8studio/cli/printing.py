@@ -48,6 +48,9 @@ def print_comparison(c: Comparison) -> None:
     print(f"{'top-1 accuracy':22}{pct(c.float32.top1):>14}{pct(c.int8.top1):>14}")
     print(f"{'median latency (ms)':22}{c.float32.latency_ms:>14.3f}{c.int8.latency_ms:>14.3f}   speed-up {c.speedup:.2f}x")
     print(f"{'file size (bytes)':22}{c.float32.file_size:>14,}{c.int8.file_size:>14,}")
+    if c.float32.unstored_parameters:
+        print(f"  the float32 file does not store its {c.float32.unstored_parameters:,} parameters: its graph computes "
+              "them when it runs, so the sizes do not compare")
     print(f"top-1 agreement: {pct(c.errors.agreement)} over {c.errors.samples} samples")
     for name, acc in c.errors.outputs.items():
         if isinstance(acc, NotMeasured):

@@ -64,6 +64,7 @@ class ModelScore:
     top1: float | None
     latency_ms: float
     file_size: int
+    unstored_parameters: int = 0  # parameters the file does not hold (LoadedModel.unstored_parameters)
 
 
 @dataclass
@@ -144,7 +145,7 @@ def compare_models(
     )
     return Comparison(
         errors=errors,
-        float32=ModelScore(errors.float_top1, float_ms, float_model.file_size),
+        float32=ModelScore(errors.float_top1, float_ms, float_model.file_size, float_model.unstored_parameters()),
         int8=ModelScore(errors.int8_top1, int8_ms, int8_model.file_size),
         threads=threads,
     )

@@ -174,6 +174,13 @@ class LoadedModel:
         constants = [name for name in self.graph.constants if name not in tensors or tensors[name].dtype != "int64"]
         return held + sum(self._constant_size(name) for name in constants)
 
+    def unstored_parameters(self) -> int:
+        """The parameter count when the file is too small to hold the parameters (under a byte each, which even
+        int8 takes): its graph computes them when it runs (onnx's light_* models fill theirs with
+        ConstantOfShape), so its size says nothing of theirs. 0 when the file holds them."""
+        count = self.parameter_count()
+        return count if self.file_size < count else 0
+
     def _constant_node(self, name: str) -> onnx.NodeProto:
         return self.proto.graph.node[self.graph.producer[name]]
 

@@ -71,11 +71,10 @@ UNSTORED_NOTE = "* the float32 file computes its weights when it runs (hover its
 
 
 def unstored_weights(run: StudioRun) -> str:
-    """Why the float32 file is far smaller than the int8 one, when it does not store its weights (onnx's
-    light_* models make theirs with ConstantOfShape nodes): a 3.9 KB file beside a 58 MB one needs saying.
-    Empty when the file is large enough to hold them: even int8 takes a byte a parameter."""
-    parameters = run.result.prepared.model.parameter_count()
-    if run.comparison.float32.file_size >= parameters:
+    """Why the float32 file is far smaller than the int8 one, when it does not store its weights: a 3.9 KB
+    file beside a 58 MB one needs saying. Empty when the file holds them."""
+    parameters = run.comparison.float32.unstored_parameters
+    if not parameters:
         return ""
     return (f"The float32 file does not store the model's {parameters:,} parameters ({fmt.size(4 * parameters)} "
             "as float32): its graph computes them when it runs, with ConstantOfShape nodes for instance. "
