@@ -186,3 +186,75 @@ def test_data_is_named_by_its_file_whatever_its_folder_is_called(tmp_path: Path)
     data = load_data(path, load_model(demo_assets().model), samples=4)
     assert data.source.startswith(str(path)) and data.source.endswith("(4 samples)")
     assert data.name == "calib.npz" and data.limited(2).name == "calib.npz"
+
+
+def _run_refusal(data) -> str:
+    """What a run says when it reads ``data``: the reason a check at choose time must give too."""
+    with pytest.raises(Q8Error) as refused:
+        list(data.batches(1))
+    return str(refused.value)
+
+
+@pytest.mark.parametrize("dtype, value, problem", [
+    (np.float32, np.nan, "NaN or Inf values"),
+    (np.float32, -np.inf, "NaN or Inf values"),
+    (np.float64, 1e300, "values too large for the model's float32"),
+], ids=["nan", "inf", "float32-overflow"])
+def test_check_values_refuses_what_a_run_refuses_with_its_reason(
+        cnn_path: Path, tmp_path: Path, dtype, value: float, problem: str) -> None:
+    images = np.zeros((40, 3, 16, 16), dtype)
+    images[37, 2, 15, 15] = value
+    data = load_data(write_npz(tmp_path / "bad.npz", x=images), load_model(cnn_path))
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        with pytest.raises(Q8Error) as refused:
+            data.check_values()
+    assert str(refused.value) == _run_refusal(data) == f"bad.npz: input 'x' has {problem} (first in sample 37)."
+    data.limited(37).check_values()  # a run on the first 37 samples reads no bad value
+
+
+def test_check_values_scans_a_huge_file_only_up_to_its_budget(cnn_path: Path, tmp_path: Path) -> None:
+    """Choosing data must not stall on gigabytes: past the budget, the run's own check remains."""
+    images = np.zeros((10, 3, 16, 16), np.float32)
+    images[6, 0, 0, 0] = np.nan
+    data = load_data(write_npz(tmp_path / "nan.npz", x=images), load_model(cnn_path))
+    row_bytes = images[0].nbytes
+    data.check_values(max_bytes=6 * row_bytes)  # samples 0-5
+    with pytest.raises(Q8Error, match="first in sample 6"):
+        data.check_values(max_bytes=7 * row_bytes)
+    assert "first in sample 6" in _run_refusal(data)
+
+
+def test_a_damaged_npz_is_refused_in_one_line_when_read(cnn_path: Path, tmp_path: Path) -> None:
+    """Its header reads, its body does not (zip's CRC): a Q8Error, not the zip module's exception."""
+    path = write_npz(tmp_path / "damaged.npz", x=np.ones((8, 3, 16, 16), np.float32))
+    raw = bytearray(path.read_bytes())
+    raw[len(raw) // 2] ^= 0xFF
+    path.write_bytes(bytes(raw))
+    data = load_data(path, load_model(cnn_path))
+    with pytest.raises(Q8Error, match="^damaged.npz: input 'x' cannot be read \\(Bad CRC-32"):
+        data.check_values()
+    assert "cannot be read" in _run_refusal(data)
+
+
+def test_check_values_of_an_image_folder_reads_headers_only(tmp_path: Path) -> None:
+    """A file that is no image is refused as a run would refuse it; a truncated body is left to the run,
+    since decoding every image of a large folder when it is chosen would take minutes."""
+    assets = demo_assets()
+    model, prep = load_model(assets.model), ImagePreprocessing.from_json(assets.preprocessing)
+    folder = tmp_path / "images"
+    folder.mkdir()
+    for i, source in enumerate(sorted(assets.images.rglob("*.png"))[:3]):
+        (folder / f"a{i}.png").write_bytes(source.read_bytes())
+    png = (folder / "a0.png").read_bytes()
+    (folder / "truncated.png").write_bytes(png[: len(png) // 2])
+    load_data(folder, model, preprocessing=prep).check_values()
+    assert _run_refusal(load_data(folder, model, preprocessing=prep)).startswith("Cannot read image truncated.png")
+    (folder / "truncated.png").unlink()
+    (folder / "broken.png").write_bytes(b"not a png")
+    data = load_data(folder, model, preprocessing=prep)
+    with pytest.raises(Q8Error) as refused:
+        data.check_values()
+    assert str(refused.value) == _run_refusal(data)
+    assert str(refused.value).startswith("Cannot read image broken.png: cannot identify image file")
+    data.limited(3).check_values()  # broken.png sorts after a*.png: a run on 3 samples never reads it

@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import json
+import re
+import warnings
 from pathlib import Path
 
 import numpy as np
@@ -114,8 +116,10 @@ def test_16_bit_png_preprocesses_like_its_8_bit_version(tmp_path: Path, cnn_path
          "Image std has 3 values but the images have 1 colour channel (gray); give 1."),
         ("demo", ["--scale", "inf"], "Image scale, mean and std must be finite numbers."),
         ("demo", ["--mean", "nan"], "Image scale, mean and std must be finite numbers."),
+        ("demo", ["--mean", "1e40"], "Image mean 1e+40 is beyond the float32 range of pixels (±3.4e+38)."),
     ],
-    ids=["two-means-rgb", "three-means-gray", "three-stds-gray-from-model", "infinite-scale", "nan-mean"],
+    ids=["two-means-rgb", "three-means-gray", "three-stds-gray-from-model", "infinite-scale", "nan-mean",
+         "float32-overflowing-mean"],
 )
 def test_preprocessing_that_fits_no_image_is_a_one_line_error(
     tmp_path: Path, cnn_path: Path, capsys: pytest.CaptureFixture[str], model: str, options: list[str], message: str
@@ -132,6 +136,31 @@ def test_settings_reject_mean_count_of_neither_one_nor_the_channels() -> None:
     with pytest.raises(Q8Error, match="Image mean has 2 values but the images have 3 colour channels"):
         ImagePreprocessing(color="bgr", mean=(0.1, 0.2))
     assert ImagePreprocessing(color="bgr", mean=(0.1, 0.2, 0.3), std=(0.5,)).channels == 3
+
+
+@pytest.mark.parametrize("settings, message", [
+    ({"mean": (0.5, 1e40, 0.5)}, "Image mean 1e+40 is beyond the float32 range of pixels (±3.4e+38)."),
+    ({"std": (-1e39,)}, "Image std -1e+39 is beyond the float32 range of pixels (±3.4e+38)."),
+    ({"scale": 1e39}, "Image scale 1e+39 is beyond the float32 range of pixels (±3.4e+38)."),
+    ({"scale": 1e38}, "Image scale, mean and std take pixels (0 to 255) to 2.55e+40, beyond the float32 range"),
+    ({"scale": 1e36, "mean": (-3e38,)}, "take pixels (0 to 255) to 5.55e+38"),  # each fits; the sum does not
+    ({"std": (1e-40,)}, "take pixels (0 to 255) to 1e+40"),  # 1/255 over 1e-40
+    ({"std": (1e-46,)}, "Image std values must be non-zero."),  # 0 in float32
+], ids=["mean", "std", "scale", "scaled-pixels", "centred-pixels", "tiny-std", "std-zero-in-float32"])
+def test_settings_that_overflow_float32_pixels_are_refused_in_one_line(settings: dict, message: str) -> None:
+    """Pixels are computed in float32: such settings made ±inf inputs and numpy's overflow warning."""
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        with pytest.raises(Q8Error, match=re.escape(message)):
+            ImagePreprocessing(color="rgb", **settings)
+
+
+def test_extreme_settings_within_float32_give_finite_pixels() -> None:
+    pre = ImagePreprocessing(size=(2, 2), color="gray", scale=1e36, mean=(1e38,), std=(0.5,))
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        pixels = pre.apply(Image.fromarray(np.full((2, 2), 255, np.uint8)))
+    assert np.isfinite(pixels).all() and pixels.max() > 3e38
 
 
 def test_a_misspelt_settings_key_is_an_error_not_a_silent_default(tmp_path: Path) -> None:

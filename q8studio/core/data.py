@@ -1,13 +1,15 @@
 """Calibration and evaluation data: ``.npz``, ``.npy`` or a folder of images, checked against the model.
 
 Arrays are streamed from disk batch by batch (never loaded whole), so calibrating on 500
-samples needs no more memory than on 50. Values are checked for NaN/Inf as they stream.
+samples needs no more memory than on 50. Values are checked for NaN/Inf as they stream, and when
+data are chosen (:meth:`Dataset.check_values`), so that a run is not the first to find them.
 """
 
 from __future__ import annotations
 
 import os
 import zipfile
+import zlib
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from functools import partial
@@ -21,6 +23,11 @@ from .imagefolder import ImageFolderSource, ImageOptions, ImagePreprocessing
 from .model import LoadedModel, TensorInfo
 
 LABELS_KEY = "labels"
+VALUE_CHECK_BYTES = 128 * 2**20
+"""How much of an array file :meth:`Dataset.check_values` scans when data are chosen: on a 2-core machine
+~0.05 s from the page cache, ~0.5 s from a compressed .npz. A run checks the rest as it reads it."""
+CHECK_BATCH_BYTES = 16 * 2**20  # rows read at a time by that scan: few reads, bounded memory
+READ_ERRORS = (OSError, EOFError, zipfile.BadZipFile, zlib.error)  # a damaged file, found only on reading it
 
 
 class RowSource(Protocol):
@@ -81,7 +88,10 @@ class Dataset:
         while start < self.count:
             feed = {}
             for name, rows in iterators.items():
-                batch = next(rows)
+                try:
+                    batch = next(rows)
+                except READ_ERRORS as exc:
+                    raise Q8Error(f"{where}: input '{name}' cannot be read ({exc}).") from None
                 _check_finite(batch, where, name, start)
                 dtype = self.input_dtypes.get(name, batch.dtype)
                 with np.errstate(over="ignore"):  # said below, in one line, rather than as numpy's warning
@@ -96,6 +106,25 @@ class Dataset:
         """How an image folder's files became samples; part of what reproduces a run. None for arrays."""
         folder = _image_folder_source(self.sources)
         return folder.preprocessing if folder else None
+
+    def check_values(self, max_bytes: int | None = None) -> None:
+        """Refuse now what a run would refuse only once it reads the samples, with the run's reasons: NaN/Inf,
+        values too large for the model's type, damaged arrays, image files that are no image.
+
+        Arrays are scanned up to ``max_bytes`` (default :data:`VALUE_CHECK_BYTES`) so that choosing huge
+        data does not stall; a run checks the rest as it reads. Of an image folder only each file's header
+        is read: decoding is ~60 times slower, and the preprocessing settings are checked to keep every
+        decodable image finite.
+        """
+        folder = _image_folder_source(self.sources)
+        if folder is not None:
+            folder.check_files(self.count)
+            return
+        row_bytes = max(1, sum(int(np.prod(s.shape[1:], dtype=np.int64)) * s.dtype.itemsize
+                               for s in self.sources.values()))
+        budget = VALUE_CHECK_BYTES if max_bytes is None else max_bytes
+        for _ in self.limited(max(1, budget // row_bytes)).batches(max(1, CHECK_BATCH_BYTES // row_bytes)):
+            pass
 
     def first_sample(self) -> dict[str, np.ndarray]:
         return next(self.batches(1))

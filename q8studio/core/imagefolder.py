@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import json
 import math
+from contextlib import contextmanager
 from dataclasses import asdict, dataclass, fields, replace
 from pathlib import Path
 from typing import Iterator
@@ -21,6 +22,8 @@ from .model import TensorInfo
 IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".bmp")
 LAYOUTS = ("NCHW", "NHWC")
 COLORS = ("rgb", "bgr", "gray")
+PIXEL_RANGE = (0.0, 255.0)  # what ``_pixels`` gives 8- and 16-bit images alike
+FLOAT32_MAX = float(np.finfo(np.float32).max)
 
 
 @dataclass(frozen=True)
@@ -41,12 +44,27 @@ class ImagePreprocessing:
             raise Q8Error(f"Image colour must be one of {', '.join(COLORS)} (got '{self.color}').")
         if len(self.size) != 2 or min(self.size) < 1:
             raise Q8Error(f"Image size must be two positive numbers, height and width (got {self.size}).")
-        if any(s == 0 for s in self.std):
-            raise Q8Error("Image std values must be non-zero.")
         if not all(math.isfinite(v) for v in (self.scale, *self.mean, *self.std)):
             raise Q8Error("Image scale, mean and std must be finite numbers.")
+        for name, values in (("scale", (self.scale,)), ("mean", self.mean), ("std", self.std)):
+            big = next((v for v in values if abs(v) > FLOAT32_MAX), None)
+            if big is not None:
+                raise Q8Error(f"Image {name} {big:g} is beyond the float32 range of pixels (±{FLOAT32_MAX:.3g}).")
+        if any(np.float32(s) == 0 for s in self.std):
+            raise Q8Error("Image std values must be non-zero.")
         for name, values in (("mean", self.mean), ("std", self.std)):
             self._check_count(name, len(values))
+        self._check_pixel_range()
+
+    def _check_pixel_range(self) -> None:
+        """Pixels are computed in float32: settings that take 0-255 pixels past its range would give ±inf or
+        NaN inputs (and numpy's overflow warning), which a run refuses only once it reads the images."""
+        scaled = np.array(PIXEL_RANGE)[:, None] * np.float32(self.scale)  # float64 of the float32 settings
+        centred = scaled - np.asarray(self.mean, np.float32)
+        peak = max(float(np.abs(v).max()) for v in (scaled, centred, centred / np.asarray(self.std, np.float32)))
+        if peak > FLOAT32_MAX:
+            raise Q8Error(f"Image scale, mean and std take pixels (0 to 255) to {peak:.3g}, beyond the float32 "
+                          f"range (±{FLOAT32_MAX:.3g}).")
 
     def _check_count(self, name: str, count: int) -> None:
         """One value for all channels or one per channel: anything else would broadcast wrongly or not at all."""
@@ -221,17 +239,31 @@ class ImageFolderSource:
         self.labels = _labels_from_folders(folder, self.files)
 
     def load(self, index: int) -> np.ndarray:
-        path = self.files[index]
-        try:
-            with Image.open(path) as image:
-                return self.preprocessing.apply(image)
-        except (UnidentifiedImageError, OSError) as exc:
-            raise Q8Error(f"Cannot read image {path.name}: {exc}") from None
+        with _opened(self.files[index]) as image:
+            return self.preprocessing.apply(image)
+
+    def check_files(self, count: int) -> None:
+        """Refuse the first ``count`` files if one is no image Pillow can open, reading only headers: decoding
+        every image of a large folder takes minutes, so a body that fails to decode is found when a run reads it."""
+        for path in self.files[:count]:
+            with _opened(path):
+                pass
 
     def iter_rows(self, batch_size: int, limit: int) -> Iterator[np.ndarray]:
         for start in range(0, limit, batch_size):
             stop = min(start + batch_size, limit)
             yield np.stack([self.load(i) for i in range(start, stop)])
+
+
+@contextmanager
+def _opened(path: Path) -> Iterator[Image.Image]:
+    """``path`` opened by Pillow (header read, pixels decoded on use); any failure names the file, one message
+    whether a file is checked when chosen or read by a run."""
+    try:
+        with Image.open(path) as image:
+            yield image
+    except (UnidentifiedImageError, OSError) as exc:
+        raise Q8Error(f"Cannot read image {path.name}: {exc}") from None
 
 
 def _labels_from_folders(folder: Path, files: list[Path]) -> np.ndarray | None:

@@ -13,7 +13,7 @@ def number(value: float | None, digits: int = 4) -> str:
         return "—"
     if math.isinf(value):
         return "∞" if value > 0 else "−∞"
-    return f"{value:.{digits}g}"
+    return f"{value + 0.0:.{digits}g}"  # + 0.0 turns -0.0 into 0: no "-0" in a range
 
 
 def exact(value: float) -> str:

@@ -1,17 +1,21 @@
 """The quantize panel: calibration/evaluation data, image preprocessing with a preview, the recipe, Run.
 
 Data is checked against the model as soon as it is chosen, so a mismatch is reported while the
-user still remembers which file it was; the previous choice stays in place.
+user still remembers which file it was; the previous choice stays in place. The checks are the core's,
+the run's own: shapes and types, values (NaN/Inf, unreadable images) and the labels a run compares on.
 """
 
 from __future__ import annotations
 
+from contextlib import contextmanager
 from pathlib import Path
+from typing import Iterator
 
 import numpy as np
 from PySide6.QtCore import Qt, Signal
-from PySide6.QtGui import QImage, QPixmap
+from PySide6.QtGui import QCursor, QImage, QPixmap
 from PySide6.QtWidgets import (
+    QApplication,
     QCheckBox,
     QComboBox,
     QDoubleSpinBox,
@@ -334,8 +338,7 @@ class QuantizePanel(QWidget):
         """Choose calibration data if it fits the model; otherwise say why and keep the old choice."""
         if path is None or self._model is None:
             return False
-        dataset = self._check(path)
-        if dataset is None:
+        if self._check(path, evaluation=False) is None:
             return False
         self.calibration.set_path(path)
         self.update_preview()
@@ -343,22 +346,55 @@ class QuantizePanel(QWidget):
         return True
 
     def set_evaluation(self, path: Path | None) -> bool:
-        if path is not None and self._check(path, labels_used=True) is None:
+        """Choose evaluation data (None: compare on the calibration data) if a run could use it; otherwise
+        say why and keep the old choice."""
+        if path is not None and self._check(path, evaluation=True) is None:
+            return False
+        if path is None and not self._calibration_compares():
             return False
         self.evaluation.set_path(path)
         self._describe_data()
         self.update_preview()
         return True
 
-    def _check(self, path: Path, labels_used: bool = False) -> Dataset | None:
+    def _check(self, path: Path, evaluation: bool) -> Dataset | None:
+        """``path`` loaded, if a run with the current sample count would read it without refusing it."""
         try:
             data = self._load(path)
-            if labels_used:
+            if evaluation:
                 require_labels_fit(data, self._model)  # type: ignore[arg-type]
+            elif self.evaluation.path() is None:
+                self._require_compared_labels_fit(data)
+            with _busy_cursor():  # the samples a run reads: all for evaluation
+                (data if evaluation else data.limited(self.samples.value() or None)).check_values()
             return data
         except Q8Error as exc:
             self._reporter.show(str(exc))
             return None
+
+    def _calibration_compares(self) -> bool:
+        """Whether a run may compare on the chosen calibration data (as it does without evaluation data)."""
+        path = self.calibration.path()
+        try:
+            calibration = self._load(path) if path is not None else None
+        except Q8Error:  # unreadable with the image settings now in the form: the preview and a run say why
+            calibration = None
+        try:
+            if calibration is not None:
+                self._require_compared_labels_fit(calibration)
+        except Q8Error as exc:
+            self._reporter.show(str(exc))
+            return False
+        return True
+
+    def _require_compared_labels_fit(self, calibration: Dataset) -> None:
+        """Without evaluation data a run compares on the calibration samples: the core's label check, with the
+        way out the panel offers."""
+        try:
+            require_labels_fit(calibration.limited(self.samples.value() or None), self._model)  # type: ignore[arg-type]
+        except Q8Error as exc:
+            raise Q8Error(f"{exc} Without evaluation data the run compares on the calibration data; choose "
+                          "evaluation data, or calibration data without these labels.") from None
 
     def _load(self, path: Path) -> Dataset:
         assert self._model is not None
@@ -440,8 +476,8 @@ class QuantizePanel(QWidget):
             self._set_preview(None, f"No preview: {exc}")
             return
         shape = "×".join(str(d) for d in sample.shape)
-        self._set_preview(pixels, f"Sample 0 as the model sees it ({shape}, range "
-                                  f"[{fmt.number(float(sample.min()))}, {fmt.number(float(sample.max()))}]).")
+        low, high = (fmt.number(float(v)) for v in (sample.min(), sample.max()))
+        self._set_preview(pixels, f"Sample 0 as the model sees it ({shape}, range [{low}, {high}]).")
 
     def _first_sample(self, path: Path) -> tuple[np.ndarray, str]:
         assert self._model is not None
@@ -549,6 +585,16 @@ class QuantizePanel(QWidget):
         self.progress.setValue(0)
         self.stage.setText(READY if self._refusal is None else "Cannot quantize this model.")
         self.stage.setToolTip("")
+
+
+@contextmanager
+def _busy_cursor() -> Iterator[None]:
+    """A wait cursor while chosen data are scanned (half a second at most, see VALUE_CHECK_BYTES)."""
+    QApplication.setOverrideCursor(QCursor(Qt.CursorShape.WaitCursor))
+    try:
+        yield
+    finally:
+        QApplication.restoreOverrideCursor()
 
 
 def _floats(text: str) -> tuple[float, ...]:
