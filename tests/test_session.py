@@ -3,20 +3,23 @@
 from __future__ import annotations
 
 import gc
+from pathlib import Path
 
 import numpy as np
 import onnx
 import onnxruntime as ort
 import pytest
+from onnx import TensorProto, helper, numpy_helper
 
 from builders import light_model, save, small_cnn, transformer_block, write_npz
+from q8studio.__main__ import main
 from q8studio.core.calibrate import tensors_to_calibrate
 from q8studio.core.data import load_data
 from q8studio.core.errors import Q8Error
 from q8studio.core.model import load_model
 from q8studio.core.quantize import quantize_model
 from q8studio.core.recipe import Recipe
-from q8studio.core.session import cpu_session, session_options, with_outputs
+from q8studio.core.session import BatchRunner, cpu_session, runtime_error, session_options, with_outputs
 from q8studio.core.skeleton import is_set_aside
 
 
@@ -60,6 +63,69 @@ def test_a_model_onnx_runtime_refuses_gives_a_one_line_reason() -> None:
     with pytest.raises(Q8Error, match="^ONNX Runtime cannot load the model: .*NoSuchOp") as raised:
         cpu_session(model)
     assert "\n" not in str(raised.value)
+    assert "[ONNXRuntimeError]" not in str(raised.value) and raised.value.details.startswith("[ONNXRuntimeError] : ")
+
+
+def token_embedding(path: Path) -> Path:
+    """Float features plus token ids that index an embedding of 100 rows: ids out of range pass every
+    check of the data and fail only once ONNX Runtime runs the Gather."""
+    table = numpy_helper.from_array(np.ones((100, 16), np.float32), "table")
+    weight = numpy_helper.from_array(np.eye(16, dtype=np.float32), "w")
+    nodes = [helper.make_node("Gather", ["table", "ids"], ["embedded"], name="gather"),
+             helper.make_node("MatMul", ["x", "w"], ["projected"], name="mm"),
+             helper.make_node("Add", ["embedded", "projected"], ["y"], name="add")]
+    graph = helper.make_graph(nodes, "ids", [helper.make_tensor_value_info("x", TensorProto.FLOAT, ["N", 16]),
+                                             helper.make_tensor_value_info("ids", TensorProto.INT64, ["N"])],
+                              [helper.make_tensor_value_info("y", TensorProto.FLOAT, ["N", 16])], [table, weight])
+    return save(helper.make_model(graph, opset_imports=[helper.make_opsetid("", 13)]), path)
+
+
+GATHER_FAILED = "ONNX Runtime could not run ids.onnx on this data: its Gather node 'gather' failed (indices element "
+
+
+def test_a_run_onnx_runtime_refuses_names_the_model_and_node_and_folds_its_message_away(tmp_path: Path) -> None:
+    model = load_model(token_embedding(tmp_path / "ids.onnx"))
+    runner = BatchRunner(model, cpu_session(model.proto))
+    with pytest.raises(Q8Error) as raised:
+        runner.run(None, {"x": np.zeros((1, 16), np.float32), "ids": np.full(1, 500, np.int64)})
+    message, details = str(raised.value), raised.value.details
+    assert message.startswith(GATHER_FAILED) and "idx=500" in message and message.endswith("]).")
+    assert "\n" not in message and "[ONNXRuntimeError]" not in message and "Status Message" not in message
+    assert details.startswith("[ONNXRuntimeError] : 2 : INVALID_ARGUMENT : ") and "Name:'gather'" in details
+
+
+def test_the_command_line_says_a_run_onnx_runtime_refuses_in_one_clean_line(tmp_path: Path, capfd) -> None:
+    model = token_embedding(tmp_path / "ids.onnx")
+    data = write_npz(tmp_path / "ids.npz", x=np.zeros((8, 16), np.float32), ids=np.full(8, 500, np.int64))
+    assert main(["quantize", str(model), "--calib", str(data), "-o", str(tmp_path / "ids.int8.onnx")]) == 2
+    err = capfd.readouterr().err
+    assert err.startswith("q8studio: error: " + GATHER_FAILED) and err.count("\n") == 1, err
+    assert "[ONNXRuntimeError]" not in err
+
+
+@pytest.mark.parametrize("raised, expected", [
+    ("[ONNXRuntimeError] : 1 : FAIL : Non-zero status code returned while running Reshape node. Name:'rs' Status "
+     "Message: /onnxruntime_src/onnxruntime/core/providers/cpu/tensor/reshape_helper.h:84 onnxruntime::Reshape"
+     "Helper::ReshapeHelper(const onnxruntime::TensorShape&) size != 0 && (input_shape_size % size) == 0 was false. "
+     "The input tensor cannot be reshaped to the requested shape. Input shape:{1,16}, requested shape:{5,-1}\n",
+     "Failed: its Reshape node 'rs' failed (The input tensor cannot be reshaped to the requested shape. "
+     "Input shape:{1,16}, requested shape:{5,-1})."),
+    ("[ONNXRuntimeError] : 1 : FAIL : Non-zero status code returned while running MatMul node. Name:'mm' Status "
+     "Message: matmul_helper.h:59 Compute MatMul dimension mismatch",
+     "Failed: its MatMul node 'mm' failed (Compute MatMul dimension mismatch)."),
+    ("[ONNXRuntimeError] : 2 : INVALID_ARGUMENT : Got invalid dimensions for input: x for the following indices\n "
+     "index: 0 Got: 2 Expected: 1\n Please fix either the inputs/outputs or the model.",
+     "Failed: Got invalid dimensions for input: x for the following indices index: 0 Got: 2 Expected: 1"),
+])
+def test_onnx_runtimes_status_and_source_lines_go_to_the_details(raised: str, expected: str) -> None:
+    """Messages as ONNX Runtime 1.x words them; none reaches the user's sentence with its codes."""
+    error = runtime_error("Failed", RuntimeError(raised))
+    assert str(error) == expected and error.details == raised.strip()
+
+
+def test_a_message_with_nothing_to_explain_has_no_details() -> None:
+    error = runtime_error("Failed", ValueError("Required inputs (['x']) are missing from input feed (['y'])."))
+    assert str(error) == "Failed: Required inputs (['x']) are missing from input feed (['y'])." and error.details == ""
 
 
 def test_an_int8_models_quantized_weights_are_handed_over_and_shaped_like_the_whole_model(tmp_path) -> None:

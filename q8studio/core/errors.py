@@ -2,23 +2,31 @@
 
 
 class Q8Error(Exception):
-    """A problem with the user's input: shown as one sentence, never as a traceback."""
+    """A problem with the user's input: shown as one sentence, never as a traceback.
+
+    ``details``, such as the library's own message the sentence explains, are for whoever wants to
+    dig: the GUI folds them away in its dialog, the command line leaves them out.
+    """
+
+    def __init__(self, message: str, details: str = "") -> None:
+        super().__init__(message)
+        self.details = details
 
 
 class Cancelled(Exception):
     """Raised inside long work when the user pressed Cancel."""
 
 
-def first_line(exc: BaseException) -> str:
-    """The first line of an exception's message (its type's name when it has none): the libraries
-    underneath raise multi-line messages, and the user gets one sentence.
+def first_line(exc: BaseException | str) -> str:
+    """The first line of an exception's message (its type's name when it has none) or of a text:
+    the libraries underneath raise multi-line messages, and the user gets one sentence.
 
     A sentence broken over lines (a line ending on ':' or ',', or a next line starting in lower
     case, as onnx's checker breaks its message around the node it names) is joined into one.
     """
     lines = [line.strip() for line in str(exc).splitlines() if line.strip()]
     if not lines:
-        return type(exc).__name__
+        return "" if isinstance(exc, str) else type(exc).__name__
     text = lines[0]
     for line in lines[1:_MOST_JOINED_LINES]:
         if not (text.endswith((":", ",")) or line[0].islower()):

@@ -39,7 +39,7 @@ from .progress import NO_PROGRESS, Progress
 from .quietlog import quiet_root_logger
 from .recipe import Recipe
 from .refusals import require_float_tensors
-from .session import cpu_session, first_run_feed
+from .session import cpu_session, first_run_feed, runtime_error
 from .skeleton import save_with_weights_beside, skeleton_of
 from .stats import TensorStats
 from .weights import WeightError, weight_errors
@@ -334,9 +334,9 @@ def _check_it_runs(path: Path, feed: dict[str, np.ndarray]) -> None:
     try:
         cpu_session(path).run(None, feed)
     except Q8Error as exc:
-        raise Q8Error(f"The int8 model was not written, because it does not run: {exc}") from None
+        raise Q8Error(f"The int8 model was not written, because it does not run: {exc}", exc.details) from None
     except Exception as exc:  # ONNX Runtime raises assorted types at run time
-        raise Q8Error(f"The int8 model was not written, because it does not run: {first_line(exc)}") from None
+        raise runtime_error("The int8 model was not written, because it does not run", exc) from None
 
 
 def _tensors_data(ranges: dict[str, tuple[float, float]]) -> TensorsData:

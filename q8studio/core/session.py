@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import copy
 import itertools
+import re
 from collections.abc import Iterator, Sequence
 from pathlib import Path
 from typing import Literal
@@ -82,7 +83,34 @@ def cpu_session(
     try:
         return ort.InferenceSession(payload, options, providers=["CPUExecutionProvider"])
     except Exception as exc:  # ORT raises several unrelated exception types for bad models
-        raise Q8Error(f"ONNX Runtime cannot load the model: {first_line(exc)}") from None
+        raise runtime_error("ONNX Runtime cannot load the model", exc) from None
+
+
+_STATUS = re.compile(r"^\[ONNXRuntimeError\] : \d+ : \w+ : ")
+_NODE_FAILED = re.compile(
+    r"^Non-zero status code returned while running (\S+) node\. Name:'(.*?)' Status Message: (.*)", re.DOTALL)
+_SOURCE_LOCATION = re.compile(r"^\S+\.(?:h|cc|cpp):\d+ (?:.*? was false\. )?", re.DOTALL)
+
+
+def runtime_error(failed: str, exc: BaseException) -> Q8Error:
+    """A Q8Error saying ``failed`` (a sentence's start: "ONNX Runtime could not run mlp.onnx on this data")
+    and why, in words: ONNX Runtime's status code, the node's name and type and the C++ source line its
+    message carries are for the details, which keep the message whole.
+
+    "[ONNXRuntimeError] : 2 : INVALID_ARGUMENT : Non-zero status code returned while running Gather node.
+    Name:'gather' Status Message: indices element out of data bounds, ..." reads "... on this data: its
+    Gather node 'gather' failed (indices element out of data bounds, ...)."
+    """
+    raw = str(exc).strip()
+    reason = _STATUS.sub("", raw)
+    node = _NODE_FAILED.match(reason)
+    if node:
+        op_type, name, said = node.groups()
+        said = first_line(_SOURCE_LOCATION.sub("", said.strip())).rstrip(".")
+        message = f"{failed}: its {op_type} node '{name}' failed" + (f" ({said})." if said else ".")
+    else:
+        message = f"{failed}: {first_line(reason) or type(exc).__name__}"
+    return Q8Error(message, details=raw if raw not in message else "")
 
 
 def with_outputs(model: onnx.ModelProto, names: Sequence[str]) -> onnx.ModelProto:
@@ -182,6 +210,7 @@ class BatchRunner:
 
     def __init__(self, model: LoadedModel, session: ort.InferenceSession) -> None:
         self.session = session
+        self.name = model.path.name  # which model failed, in messages: a comparison runs two
         self.fixed = fixed_batch_size(model)
         self.run_size = self.fixed or samples_per_run(declared_output_bytes_per_sample(session))
         self.one_at_a_time = False
@@ -218,7 +247,7 @@ class BatchRunner:
                 return self.session.run(names, feed)
             except Exception as exc:  # ONNX Runtime raises assorted types at run time
                 if self.fixed or samples == 1:
-                    raise Q8Error(f"ONNX Runtime could not run the model on this data: {first_line(exc)}") from None
+                    raise runtime_error(f"ONNX Runtime could not run {self.name} on this data", exc) from None
                 self.one_at_a_time = True
         runs = [self._run(names, {name: rows[i:i + 1] for name, rows in feed.items()}, 1) for i in range(samples)]
         output_names = names or [output.name for output in self.session.get_outputs()]

@@ -18,8 +18,14 @@ class ErrorReporter:
         self.last_message = ""
 
     def show(self, message: str, details: str = "", title: str = "q8studio") -> None:
-        """Replace any error dialog still open by one for ``message``."""
+        """Replace any error dialog still open by one for ``message``.
+
+        Its first line is the dialog's text and any further lines go to the details, above ``details``:
+        an unexpected error's message can be a library's multi-line dump, which must not fill the dialog.
+        """
         self.close()
+        message, _, rest = message.strip().partition("\n")
+        details = "\n\n".join(part for part in (rest.strip(), details) if part)
         self.last_message = message
         box = QMessageBox(QMessageBox.Icon.Warning, title, message, QMessageBox.StandardButton.Ok, self._parent)
         box.setObjectName("errorDialog")

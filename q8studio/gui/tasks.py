@@ -54,7 +54,7 @@ class _Worker(QObject):
         except Cancelled:
             self.stopped.emit(task_id)
         except Q8Error as exc:
-            self.error.emit(task_id, str(exc), "")
+            self.error.emit(task_id, str(exc), exc.details)
         except Exception as exc:  # a bug in q8studio: say so in one line, keep the traceback in details
             self.error.emit(task_id, f"Unexpected error: {type(exc).__name__}: {exc}", traceback.format_exc())
         else:
