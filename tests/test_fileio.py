@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 
 from q8studio.core.errors import Q8Error
-from q8studio.core.fileio import atomic_path
+from q8studio.core.fileio import atomic_path, check_outputs
 
 
 def test_a_failed_write_removes_the_folders_it_made(tmp_path: Path) -> None:
@@ -59,3 +59,20 @@ def test_a_write_the_system_refuses_is_one_line() -> None:
     with pytest.raises(Q8Error, match=r"^Cannot write .*x\.json: .*\.$"):
         with atomic_path(Path("/proc/x.json")) as staging:
             staging.write_text("never")
+
+
+@pytest.mark.parametrize("outputs, expected", [
+    (lambda d: {"the int8 model": d}, "Cannot write the int8 model {d}: it is a folder; give the path of a file."),
+    (lambda d: {"the report": d / "fifo"},
+     "Cannot write the report {d}/fifo: it is not a regular file (a device or a pipe); give the path of a file."),
+    (lambda d: {"the report": d / "r.json", "the recipe": d / "r.json"},
+     "Both the report and the recipe name the same file {d}/r.json; give each its own."),
+    (lambda d: {"the report": Path("-")},
+     "Cannot write the report -: q8studio writes files, not standard output; give a file name."),
+])
+def test_a_refused_output_is_a_sentence_with_its_label_left_as_given(tmp_path: Path, outputs, expected) -> None:
+    """The window names outputs in lower case ("the int8 model"): they sit inside the sentence, never start it."""
+    os.mkfifo(tmp_path / "fifo")
+    with pytest.raises(Q8Error) as raised:
+        check_outputs(outputs(tmp_path), {})
+    assert str(raised.value) == expected.format(d=tmp_path)

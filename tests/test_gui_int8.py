@@ -376,7 +376,20 @@ def test_cancelling_keep_in_float_keeps_the_run(qtbot, demo: MainWindow, stem_sl
         demo.cancel_run()
     assert demo.session.run is before and demo.session.exclude == () and not demo.int8.keeping
     assert demo.run_action.isEnabled() and demo.quantize_panel.run_button.isEnabled()
-    assert demo.quantize_panel.stage.text() == "Cancelled."
+    assert demo.quantize_panel.stage.text() == "Cancelled." and demo.statusBar().currentMessage() == "Cancelled."
+
+
+def test_cancelling_profile_again_says_so_and_keeps_the_earlier_profile(qtbot, demo: MainWindow) -> None:
+    """The Speed tab looks as it did before profiling again: only the status bar tells the job stopped."""
+    run_to_end(qtbot, demo)
+    earlier, speed = demo.session.profile, demo.results.speed
+    demo.statusBar().clearMessage()
+    demo.profile()
+    assert speed.cancel_button.isEnabled()
+    with qtbot.waitSignal(demo.int8.runner.cancelled, timeout=RUN_TIMEOUT_MS):
+        qtbot.mouseClick(speed.cancel_button, Qt.MouseButton.LeftButton)
+    assert demo.session.profile is earlier and speed.report is earlier and not demo.int8.busy
+    assert demo.statusBar().currentMessage() == "Profiling cancelled: the Speed tab still shows the earlier profile."
 
 
 def outputs_of_keeping(monkeypatch) -> list[Path]:

@@ -38,11 +38,15 @@ def atomic_path(target: Path) -> Iterator[Path]:
 
 
 def _require_writable_kind(path: Path, name: str) -> None:
-    """A path to write must be a regular file or not exist yet (links already followed)."""
+    """A path to write must be a regular file or not exist yet (links already followed). The message
+    starts with a word of its own: ``name`` may be a label in lower case ("the int8 model /tmp")."""
     if path.is_dir():
-        raise Q8Error(f"{name} is a folder; give the path of a file.")
-    if path.exists() and not path.is_file():
-        raise Q8Error(f"{name} is not a regular file (a device or a pipe); give the path of a file.")
+        problem = "it is a folder"
+    elif path.exists() and not path.is_file():
+        problem = "it is not a regular file (a device or a pipe)"
+    else:
+        return
+    raise Q8Error(f"Cannot write {name}: {problem}; give the path of a file.")
 
 
 def _remove_empty(folders: list[Path]) -> None:
@@ -71,20 +75,21 @@ def check_outputs(outputs: Mapping[str, Path], inputs: Mapping[str, Path]) -> No
     """Refuse, before any work, an output that would overwrite one of the ``inputs`` (the source
     model, its external data, the data) or another output, or that cannot be a file at all.
 
-    Keys name what they are in the messages: outputs by their option (``--report``), inputs by what
-    they hold (``the calibration data``). Checked up front, a mistyped path neither destroys a file
-    nor throws away a finished run.
+    Keys name what they are in the messages: outputs by their option (``--report``) or what they hold
+    (``the report``), inputs by what they hold (``the calibration data``). No message starts with a key,
+    so keys stay in lower case. Checked up front, a mistyped path neither destroys a file nor throws
+    away a finished run.
     """
     checked: list[tuple[str, Path]] = []
     for option, path in outputs.items():
         if str(path) == "-":  # most tools read '-' as standard output; a file named '-' would surprise
-            raise Q8Error(f"{option} -: q8studio writes files, not standard output; give a file name.")
+            raise Q8Error(f"Cannot write {option} -: q8studio writes files, not standard output; give a file name.")
         for what, source in inputs.items():
             if same_file(source, path):
                 raise Q8Error(f"Refusing to write {option} over {what} ({path}); choose another path.")
         for earlier, other in checked:
             if same_file(other, path):
-                raise Q8Error(f"{earlier} and {option} name the same file {path}; give each its own.")
+                raise Q8Error(f"Both {earlier} and {option} name the same file {path}; give each its own.")
         _require_writable_kind(path, f"{option} {path}")
         folder = _nearest_existing(path.parent)
         if not folder.is_dir():

@@ -29,6 +29,10 @@ from .quantize_panel import QuantizePanel
 from .session import Session
 
 
+INT8_MODEL = "the int8 model"
+"""What :meth:`Exporter.export_model` writes, as messages name it."""
+
+
 @dataclass(frozen=True)
 class ModelParts:
     """What of a loaded recipe belongs to one model: the layers it keeps in float and, from the report
@@ -75,7 +79,7 @@ class Exporter:
             target = self._save_path("Export int8 model", suggested, "ONNX models (*.onnx)", path)
             if target is None:
                 return False
-            if not self._write(target, lambda path: _copy_atomically(source, path), "the int8 model"):
+            if not self._write(target, lambda path: _copy_atomically(source, path), INT8_MODEL):
                 return False
         self._exported = (run, target)
         return True
@@ -194,13 +198,21 @@ class Exporter:
         """``write`` the file at ``target``, which it does atomically (a failure leaves no half-written
         file); refused up front over the model or data files, as the command line refuses."""
         try:
-            check_outputs({what: target}, self._files_read())
+            check_outputs({what: target}, self._files_kept(what))
             write(target)
         except Q8Error as exc:  # it names the file and says why
             self._errors.show(str(exc))
             return False
         self._status(f"Saved {what} to {target}")
         return True
+
+    def _files_kept(self, writing: str) -> dict[str, Path]:
+        """What writing ``writing`` may not replace: the files read, and the int8 model exported last
+        (a report or recipe over it would destroy the model), unless that model is exported again."""
+        files, exported = self._files_read(), self._exported[1] if self._exported is not None else None
+        if writing == INT8_MODEL or exported is None or not exported.is_file():
+            return files
+        return files | {"the int8 model you exported": exported}
 
     def _files_read(self) -> dict[str, Path]:
         """What no export may replace: the open model's files, the data of its last run, and the data

@@ -62,6 +62,7 @@ class Int8Actions(QObject):
         self.runner = TaskRunner("q8studio-speed", self)
         self.keeping = False  # the running job is keep-in-float (it replaces the run when done)
         self._keep_outputs: tuple[Path, ...] = ()  # keep-in-float's files: the search's choice, then the run's
+        self._profiled: StudioRun | None = None  # the run the last Profile again measured
         self.runner.progress.connect(self._on_progress)
         self.runner.finished.connect(self._on_finished)
         self.runner.failed.connect(self._on_failed)
@@ -87,6 +88,7 @@ class Int8Actions(QObject):
         run, model, data = session.run, session.model, session.sample_data()
         if run is None or model is None or data is None or self.busy:
             return
+        self._profiled = run
         self.runner.start(lambda progress: profile_run(model, run.result, data, progress))
         self.busy_changed.emit()
 
@@ -179,11 +181,19 @@ class Int8Actions(QObject):
             self.speed.show_notice(f"Profiling again failed: {message}", good=False)
 
     def _on_cancelled(self) -> None:
+        """Say that the job stopped, in the status bar as a cancelled run does: profiling again leaves the
+        earlier profile on screen, as if nothing happened. A profile of a run since replaced says nothing."""
         if self._end():
             self.scratch.discard(*self._keep_outputs)
             self.quantize_panel.show_outcome("Cancelled.", complete=False)
-        elif self.session.profile is None and self.session.run is not None:
+            self.status("Cancelled.")
+        elif self.session.run is None or self.session.run is not self._profiled:
+            return
+        elif self.session.profile is None:
             self.speed.show_report(None, "Profiling cancelled: Run ▸ Profile int8 vs float (Ctrl+P) measures again.")
+            self.status("Profiling cancelled.")
+        else:
+            self.status("Profiling cancelled: the Speed tab still shows the earlier profile.")
 
 
 def _nodes_and_layers(nodes: tuple[str, ...], report: ProfileReport | None) -> str:
