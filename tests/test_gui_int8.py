@@ -391,6 +391,13 @@ def test_cancelling_profile_again_says_so_and_keeps_the_earlier_profile(qtbot, d
     assert demo.session.profile is earlier and speed.report is earlier and not demo.int8.busy
     assert demo.statusBar().currentMessage() == "Profiling cancelled: the Speed tab still shows the earlier profile."
 
+    demo.profile()  # a new run stops the profile without a word: the status bar tells the run's progress
+    with qtbot.waitSignal(demo.int8.runner.cancelled, timeout=RUN_TIMEOUT_MS):
+        demo.start_run()
+    assert demo.statusBar().currentMessage() == "Quantizing…"
+    with qtbot.waitSignal(demo.run_finished, timeout=RUN_TIMEOUT_MS):
+        pass
+
 
 def outputs_of_keeping(monkeypatch) -> list[Path]:
     """Where keeping the slower layers in float writes: the search's choice, then the run made with it."""

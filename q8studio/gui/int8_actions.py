@@ -117,8 +117,11 @@ class Int8Actions(QObject):
         self.status("Keeping the layers int8 made slower in float…")
         self.busy_changed.emit()
 
-    def cancel(self) -> None:
+    def cancel(self, *, superseded: bool = False) -> None:
+        """Stop the job; ``superseded``: for a new run, whose own progress the status bar shows instead."""
         if self.busy:
+            if superseded:
+                self._profiled = None
             self.runner.cancel()
             self.speed.stage.setText("Cancelling…")
 
@@ -182,7 +185,7 @@ class Int8Actions(QObject):
 
     def _on_cancelled(self) -> None:
         """Say that the job stopped, in the status bar as a cancelled run does: profiling again leaves the
-        earlier profile on screen, as if nothing happened. A profile of a run since replaced says nothing."""
+        earlier profile on screen, as if nothing happened. A profile a new run superseded says nothing."""
         if self._end():
             self.scratch.discard(*self._keep_outputs)
             self.quantize_panel.show_outcome("Cancelled.", complete=False)

@@ -403,7 +403,7 @@ class MainWindow(QMainWindow):
         output = self._run_output = self.scratch.new_file(model.path.stem)
         self._run_data = calibration, evaluation
 
-        self.int8.cancel()  # a profile of the previous run would only slow this one down
+        self.int8.cancel(superseded=True)  # a profile of the previous run would only slow this one down
         previous = self.session.run.result if self.session.run is not None else None
         self.runner.start(
             lambda progress: run_and_profile(model, calibration, evaluation, recipe, output, progress, previous)
