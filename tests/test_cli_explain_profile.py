@@ -113,6 +113,9 @@ def test_quantize_keep_slow_float(tmp_path: Path, capsys: pytest.CaptureFixture[
 
 @pytest.mark.parametrize("argv, message", [
     (["explain", "{int8}", "--node", "/pool/MaxPool", "--data", "{test}"], "not Conv/Gemm/MatMul"),
+    (["explain", "{int8}", "--node", "/block1/relu/Relu", "--data", "{test}", "--float", "{model}"],
+     "/block1/Add is Add, not Conv/Gemm/MatMul"),  # the residual ReLU: QLinearAdd's output range clips it
+    (["explain", "{int8}", "--node", "/stem/bn/BatchNormalization", "--data", "{test}"], "add --float FLOAT.onnx"),
     (["explain", "{int8}", "--node", "/stem/conv/Conv", "--data", "{test}", "--sample", "100000"], "does not exist"),
     (["quantize", "{model}", "--calib", "{calib}", "-o", "{tmp}/x.onnx", "--keep-slow-float"], "needs --data DATA"),
     (["profile", "{model}", "{int8}", "--data", "{test}", "--runs", "0"], "at least one run"),

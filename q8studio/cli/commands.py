@@ -64,6 +64,10 @@ def run_explain(args: argparse.Namespace) -> None:
     float_model = load_model(args.float_model) if args.float_model else None
     if float_model is not None:
         check_float_and_int8(float_model, int8_model)
+    graph = int8_model.graph
+    if float_model is None and args.node not in graph.by_name and not graph.fused_from(args.node):
+        raise Q8Error(f"The int8 model has no node named '{args.node}'. For a node quantization removed (a "
+                      "BatchNormalization, a Relu), add --float FLOAT.onnx to explain the layer computing it.")
     data = read_data(args, args.data, int8_model)
     element = tuple(args.element) if args.element else None
     explanation = explain_node(int8_model, args.node, data, args.sample, float_model, element=element)
