@@ -13,7 +13,7 @@ from PySide6.QtWidgets import QApplication, QToolTip
 
 from builders import small_cnn
 from q8studio.core.model import LoadedModel, model_from_proto
-from q8studio.gui.graph_items import KIND_COLOURS, BoxItem
+from q8studio.gui.graph_items import BADGE_FILL, ENTER_BADGE, KIND_COLOURS, LEAVE_BADGE, BoxItem
 from q8studio.gui.graph_view import ASYNC_LAYOUT_NODES, GraphView
 from test_layout import synthetic_graph
 
@@ -143,6 +143,38 @@ def test_marked_nodes_carry_a_badge(cnn_view: GraphView) -> None:
     assert cnn_view.item_for_node("/block/Add").badges == ()
     cnn_view.set_marked(set(), "FP32")
     assert cnn_view.item_for_node("/stem/Conv").badges == ()
+
+
+def _badge_pixels(view: GraphView, item: BoxItem) -> list[QPointF]:
+    """Scene positions of the pixels painted in the badges' fill colour inside the box."""
+    image = view.canvas.viewport().grab().toImage()
+    box = view.canvas.mapFromScene(item.rect()).boundingRect()
+    return [view.canvas.mapToScene(QPoint(x, y)) for x in range(box.left(), box.right() + 1)
+            for y in range(box.top(), box.bottom() + 1) if image.pixelColor(x, y).name() == BADGE_FILL]
+
+
+@pytest.mark.parametrize("node", ["/stem/Conv", "/stem/bn/BatchNormalization"])
+def test_badges_never_cover_the_op_type_or_the_node_name(cnn_view: GraphView, node: str) -> None:
+    """Three badges on a 136-pixel box were painted over its op type: where they do not fit beside
+    the title they take a row of their own above it."""
+    for tag in ("FP32", ENTER_BADGE, LEAVE_BADGE):
+        cnn_view.set_marked({node}, tag)
+    item = cnn_view.item_for_node(node)
+    place = item.text_layout()
+    assert [tag for tag, _ in place.badges] == ["FP32", ENTER_BADGE, LEAVE_BADGE]  # all three drawn
+    inner = item.rect().adjusted(1, 1, -1, -1)
+    for text in (place.title, place.detail):
+        assert inner.contains(text), (text, inner)
+    assert place.title.bottom() <= place.detail.top()
+    for tag, chip in place.badges:
+        assert inner.contains(chip), tag
+        assert not chip.intersects(place.title) and not chip.intersects(place.detail), tag
+    cnn_view.canvas.resetTransform()
+    cnn_view.canvas.centerOn(item)
+    painted = _badge_pixels(cnn_view, item)
+    assert painted and all(any(chip.adjusted(-1, -1, 1, 1).contains(p) for _, chip in place.badges) for p in painted)
+    cnn_view.set_marked(set(), "FP32")
+    assert [tag for tag, _ in item.text_layout().badges] == [ENTER_BADGE, LEAVE_BADGE]
 
 
 def test_context_menu_keep_in_float_and_collapse(cnn_view: GraphView, qtbot) -> None:

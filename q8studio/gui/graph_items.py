@@ -49,6 +49,8 @@ NO_VALUE_COLOUR = "#c4c4c4"  # a value that is not a number: neither good nor ba
 TEXT_LOD = 0.4  # below this zoom, boxes are flat colour: text would be unreadable anyway
 READABLE_SCALE = 0.5  # below this, the picture is an overview rather than something to read
 MAX_SCALE = 4.0
+TITLE_PT, DETAIL_PT, BADGE_PT = 9.0, 7.5, 6.5  # point sizes of a box's op type, its node name and its badges
+BADGE_HEIGHT = 10.0
 BUSY_STYLE = "background: rgba(255, 255, 255, 230); border: 1px solid #c8ced6; border-radius: 5px; padding: 8px;"
 
 
@@ -67,7 +69,7 @@ def metrics_of(size: float, bold: bool = False) -> QFontMetricsF:
 
 def label_widths(op_types: set[str]) -> dict[str, float]:
     """Width each op type's title needs; the layout widens boxes to fit (measured here: core has no fonts)."""
-    return {op: metrics_of(9.0, True).horizontalAdvance(op) for op in op_types}
+    return {op: metrics_of(TITLE_PT, True).horizontalAdvance(op) for op in op_types}
 
 
 def overlay_colour(goodness: float) -> QColor:
@@ -177,6 +179,7 @@ class BoxItem(QGraphicsRectItem):
         self.selected = False
         self.badges: tuple[str, ...] = ()
         self._texts: tuple[str, str] | None = None
+        self._placed: tuple[tuple[str, ...], BoxText] | None = None
         self.setPen(Qt.PenStyle.NoPen)
         self.setZValue(2)
 
@@ -213,39 +216,78 @@ class BoxItem(QGraphicsRectItem):
         radius = 10.0 if self.is_group else 5.0
         painter.drawRoundedRect(inner, radius, radius)
         title, detail = self._labels()
+        place = self.text_layout()
+        centred = Qt.AlignmentFlag.AlignCenter
         painter.setPen(QColor(FADED_TEXT if self.dimmed else TEXT))
-        painter.setFont(font_of(9.0, True))
-        painter.drawText(QRectF(rect.x(), rect.y() + 3, rect.width(), rect.height() / 2 - 1),
-                         Qt.AlignmentFlag.AlignHCenter | Qt.AlignmentFlag.AlignBottom, title)
+        painter.setFont(font_of(TITLE_PT, True))
+        # drawn in the box's full width: a rect as tight as the text could clip its antialiased edges
+        painter.drawText(QRectF(rect.x(), place.title.y(), rect.width(), place.title.height()), centred, title)
         painter.setPen(QColor(FADED_TEXT if self.dimmed else DETAIL_TEXT))
-        painter.setFont(font_of(7.5))
-        painter.drawText(QRectF(rect.x(), rect.center().y() + 1, rect.width(), rect.height() / 2 - 3),
-                         Qt.AlignmentFlag.AlignHCenter | Qt.AlignmentFlag.AlignTop, detail)
-        self._paint_badges(painter, rect)
+        painter.setFont(font_of(DETAIL_PT))
+        painter.drawText(QRectF(rect.x(), place.detail.y(), rect.width(), place.detail.height()), centred, detail)
+        self._paint_badges(painter, place.badges)
 
     def _labels(self) -> tuple[str, str]:
         """Elided once: a box's width never changes."""
         if self._texts is None:
             width = self.box.w - 14
             title = ("▸ " if self.is_group else "") + self.box.label
-            self._texts = (metrics_of(9.0, True).elidedText(title, Qt.TextElideMode.ElideRight, width),
+            self._texts = (metrics_of(TITLE_PT, True).elidedText(title, Qt.TextElideMode.ElideRight, width),
                            # a node's name ends with what is specific; a group's summary starts with it
-                           metrics_of(7.5).elidedText(self.box.detail, Qt.TextElideMode.ElideRight if self.is_group
-                                                    else Qt.TextElideMode.ElideLeft, width))
+                           metrics_of(DETAIL_PT).elidedText(self.box.detail, Qt.TextElideMode.ElideRight
+                                                            if self.is_group else Qt.TextElideMode.ElideLeft, width))
         return self._texts
 
-    def _paint_badges(self, painter: QPainter, rect: QRectF) -> None:
-        right = rect.right() - 3
-        painter.setFont(font_of(6.5, True))
-        for tag in self.badges:
-            width = metrics_of(6.5, True).horizontalAdvance(tag) + 6
-            chip = QRectF(right - width, rect.top() + 3, width, 11)
+    def text_layout(self) -> BoxText:
+        """Where the title, the detail and the badges go; computed again only when the badges change."""
+        if self._placed is None or self._placed[0] != self.badges:
+            self._placed = (self.badges, place_texts(self.rect(), *self._labels(), self.badges))
+        return self._placed[1]
+
+    @staticmethod
+    def _paint_badges(painter: QPainter, chips: tuple[tuple[str, QRectF], ...]) -> None:
+        painter.setFont(font_of(BADGE_PT, True))
+        for tag, chip in chips:
             painter.setPen(Qt.PenStyle.NoPen)
             painter.setBrush(QColor(BADGE_FILL))
             painter.drawRoundedRect(chip, 3, 3)
             painter.setPen(QColor("white"))
             painter.drawText(chip, Qt.AlignmentFlag.AlignCenter, tag)
-            right -= width + 3
+
+
+@dataclass(frozen=True)
+class BoxText:
+    """The rects a box's texts take: one line of title (op type), one of detail (node name), badge chips."""
+
+    title: QRectF
+    detail: QRectF
+    badges: tuple[tuple[str, QRectF], ...]
+
+
+def place_texts(rect: QRectF, title: str, detail: str, badges: tuple[str, ...]) -> BoxText:
+    """Title and detail centred in the box, badges in its top-right corner; where a badge would cover
+    the title (a long op type, or three badges on a 136-pixel box), the badges take a row of their own
+    above the two lines. Badges that would pass the box's left edge are left out."""
+    title_m, detail_m = metrics_of(TITLE_PT, True), metrics_of(DETAIL_PT)
+    chips: list[tuple[str, QRectF]] = []
+    right = rect.right() - 3
+    for tag in badges:
+        width = metrics_of(BADGE_PT, True).horizontalAdvance(tag) + 6
+        if right - width < rect.left() + 3:
+            break
+        chips.append((tag, QRectF(right - width, rect.top() + 2, width, BADGE_HEIGHT)))
+        right -= width + 3
+
+    def lines(top: float) -> tuple[QRectF, QRectF]:
+        title_w, detail_w = title_m.horizontalAdvance(title), detail_m.horizontalAdvance(detail)
+        centre = rect.center().x()
+        return (QRectF(centre - title_w / 2, top, title_w, title_m.height()),
+                QRectF(centre - detail_w / 2, top + title_m.height(), detail_w, detail_m.height()))
+
+    title_rect, detail_rect = lines(rect.center().y() - (title_m.height() + detail_m.height()) / 2)
+    if any(chip.intersects(title_rect) or chip.intersects(detail_rect) for _, chip in chips):
+        title_rect, detail_rect = lines(rect.top() + 2 + BADGE_HEIGHT)
+    return BoxText(title_rect, detail_rect, tuple(chips))
 
 
 class EdgeBundleItem(QGraphicsItem):
