@@ -6,6 +6,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from PySide6.QtCore import QRectF
 
 pytest.importorskip("pytestqt")
 
@@ -78,6 +79,36 @@ def test_per_tensor_weights_point_at_no_channel(qtbot, tmp_path: Path) -> None:
     for plot in (panel.scale_plot, panel.error_plot):  # one channel, numbered 0, not -0.4 ... 0.4
         ticks = [value for _, values in plot.getAxis("bottom").tickValues(-0.52, 0.52, 200) for value in values]
         assert ticks == [0.0]
+
+
+def _drawn_within(plot) -> bool:
+    """The plot's axes and its whole title lie inside the widget: pyqtgraph lays a title wider than the
+    plot out past the widget's right edge, where it is cut off."""
+    item = plot.getPlotItem()
+    title = item.titleLabel.item
+    inside, to_view = QRectF(plot.viewport().rect()), plot.viewportTransform()
+    return all(inside.contains(to_view.mapRect(rect))
+               for rect in (item.sceneBoundingRect(), title.mapRectToScene(title.boundingRect())))
+
+
+@pytest.mark.parametrize("width", [440, 1000], ids=["dock", "wide"])
+def test_both_plots_fit_the_panel_with_their_titles_whole(qtbot, explanations, width: int) -> None:
+    """Side by side in the dock's default width of about 440 pixels, the second title read "… per channe":
+    the plots stack there, and sit side by side only where both fit."""
+    panel = ExplainPanel()
+    qtbot.addWidget(panel)
+    panel.resize(width, 900)
+    panel.show()
+    panel.show_explanation(explanations["/block1/depthwise/conv/Conv"])
+    qtbot.wait(20)
+    assert "per channel" in panel.error_plot.plotItem.titleLabel.text
+    viewport = panel.scroll.viewport()
+    for plot in (panel.scale_plot, panel.error_plot):
+        left = plot.mapTo(viewport, plot.rect().topLeft()).x()
+        assert left >= 0 and left + plot.width() <= viewport.width()
+        assert _drawn_within(plot), (width, plot.plotItem.titleLabel.text)
+    side_by_side = panel.scale_plot.y() == panel.error_plot.y()
+    assert side_by_side == (width == 1000)
 
 
 def test_worked_example_grids_and_arithmetic_chain(qtbot, explanations) -> None:

@@ -31,7 +31,7 @@ from PySide6.QtWidgets import (
 from ..core.explain import NodeExplanation
 from ..core.weights import QuantParams
 from . import formatting as fmt
-from .plots import make_plot
+from .plots import PlotRow, make_plot
 
 pg.setConfigOptions(antialias=True, background="w", foreground="#333")  # the app's plot style
 
@@ -62,7 +62,7 @@ class ExplainPanel(QWidget):
         body.setContentsMargins(0, 0, 0, 0)
         body.addWidget(self._section("Quantization of this layer"))
         body.addWidget(self._numbers_table())
-        body.addLayout(self._plots())
+        body.addWidget(self._plots())
         body.addWidget(self._section("Worked example"))
         self.element_label = QLabel()
         self.element_label.setWordWrap(True)
@@ -107,7 +107,7 @@ class ExplainPanel(QWidget):
         self.numbers.setAlternatingRowColors(True)
         return self.numbers
 
-    def _plots(self) -> QHBoxLayout:
+    def _plots(self) -> PlotRow:
         self.scale_plot = _fixed_height_plot("S_w per output channel", "channel", "S_w")
         self.scale_curve = pg.PlotDataItem(pen=pg.mkPen("#1f77b4", width=1.2), symbol="o", symbolSize=5,
                                            symbolBrush="#1f77b4", symbolPen=None)
@@ -117,10 +117,8 @@ class ExplainPanel(QWidget):
         self.error_plot = _fixed_height_plot("M0·2⁻ⁿ/M − 1 per channel", "channel", "relative error")
         self.error_curve = pg.PlotDataItem(pen=None, symbol="s", symbolSize=5, symbolBrush="#d62728", symbolPen=None)
         self.error_plot.addItem(self.error_curve)
-        row = QHBoxLayout()
-        row.addWidget(self.scale_plot)
-        row.addWidget(self.error_plot)
-        return row
+        self.plot_row = PlotRow(self.scale_plot, self.error_plot)
+        return self.plot_row
 
     def _grids(self) -> QVBoxLayout:
         self.x_table, self.w_table = _grid_table(), _grid_table()
@@ -229,6 +227,7 @@ class ExplainPanel(QWidget):
             plot.getAxis("bottom").setTickSpacing(*((1, 1) if count <= UNIT_TICKS_UP_TO else ()))
         if not expl.w.per_channel:  # one point: show it against zero rather than in a range of its own
             self.scale_plot.setYRange(0.0, 2.0 * float(expl.w.scale), padding=0.05)
+        self.plot_row.reflow()
 
     def _fill_example(self, expl: NodeExplanation) -> None:
         ex = expl.example

@@ -1,13 +1,16 @@
-"""The one look every small pyqtgraph plot in q8studio shares, and labels for vertical lines that
-never cover each other."""
+"""The one look every small pyqtgraph plot in q8studio shares, a row of plots that stacks them when
+their titles would not fit side by side, and labels for vertical lines that never cover each other."""
 
 from __future__ import annotations
 
+import math
 from collections.abc import Sequence
 from dataclasses import dataclass
 
 import pyqtgraph as pg
-from PySide6.QtGui import QFont
+from PySide6.QtCore import Qt
+from PySide6.QtGui import QFont, QResizeEvent
+from PySide6.QtWidgets import QBoxLayout, QWidget
 
 LABEL_PAD_PX = 3.0
 """Between a label and its line, and between labels side by side."""
@@ -31,6 +34,44 @@ def make_plot(title: str, x_label: str, y_label: str, min_height: int = 140) -> 
     for axis in ("bottom", "left"):
         plot.getAxis(axis).enableAutoSIPrefix(False)  # "value (x0.001)" reads worse than 0.002
     return plot
+
+
+SIDE_BY_SIDE_WIDTH = 240
+"""Least width of a plot beside another: narrower, a plot of a few dozen channels is hard to read."""
+
+
+class PlotRow(QWidget):
+    """Plots side by side where each has room for its whole title and axes, else one above the other.
+
+    Side by side in the Explain dock's default width (about 440 pixels), the second plot's title read
+    "… per channe" and its right edge was cut off.
+    """
+
+    def __init__(self, *plots: pg.PlotWidget) -> None:
+        super().__init__()
+        self.plots = plots
+        self.box = QBoxLayout(QBoxLayout.Direction.LeftToRight, self)
+        self.box.setContentsMargins(0, 0, 0, 0)
+        for plot in plots:
+            self.box.addWidget(plot)
+
+    def needed_width(self) -> int:
+        """Width the shown plots take side by side: a title wider than its plot widens pyqtgraph's layout
+        past the widget, which then cuts it off."""
+        shown = [plot for plot in self.plots if not plot.isHidden()]
+        least = [math.ceil(plot.getPlotItem().effectiveSizeHint(Qt.SizeHint.MinimumSize).width()) for plot in shown]
+        return sum(max(SIDE_BY_SIDE_WIDTH, width) for width in least) + self.box.spacing() * (len(shown) - 1)
+
+    def reflow(self) -> None:
+        """Call after a title changes; resizing reflows by itself."""
+        across = self.width() >= self.needed_width()
+        direction = QBoxLayout.Direction.LeftToRight if across else QBoxLayout.Direction.TopToBottom
+        if self.box.direction() != direction:
+            self.box.setDirection(direction)
+
+    def resizeEvent(self, event: QResizeEvent) -> None:
+        super().resizeEvent(event)
+        self.reflow()
 
 
 def stack_rows(spans: Sequence[tuple[float, float]], gap: float = LABEL_PAD_PX) -> list[int]:
