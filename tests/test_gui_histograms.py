@@ -6,7 +6,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from PySide6.QtGui import QColor
+from PySide6.QtGui import QColor, QTextDocument
 from PySide6.QtWidgets import QApplication, QLabel, QWidget
 
 from q8studio.core.data import load_data
@@ -14,7 +14,8 @@ from q8studio.core.demo import demo_assets
 from q8studio.core.model import LoadedModel, load_model
 from q8studio.core.probe import TensorProbe, comparison_view
 from q8studio.core.recipe import Recipe
-from q8studio.core.tensorview import node_numbers
+from q8studio.core.stats import TensorStats
+from q8studio.core.tensorview import MethodRange, node_numbers
 from q8studio.core.workflow import StudioRun, quantize_and_compare
 from q8studio.gui.histograms import HistogramPanel
 
@@ -138,3 +139,33 @@ def test_a_constant_node_that_makes_a_weight_plots_it(qtbot, panel: HistogramPan
     assert panel.weight_header.text().startswith("<b>conv1_w_0</b> [64, 3, 3, 3]")
     assert np.asarray(panel.weight_hist.yData).sum() == 64 * 3 * 3 * 3
     assert np.asarray(panel.channel_max.yData).size == 64  # conv1's output channels
+
+
+SIGNED_RANGES = [MethodRange("minmax", -6.354, 9.295, 0.0), MethodRange("percentile", -5.367, 8.214, 2e-4),
+                 MethodRange("entropy", -5.574, 8.758, 8e-5), MethodRange("mse", -6.354, 8.63, 5e-5),
+                 MethodRange("ema", -4.063, 6.429, 3.2e-3)]
+"""The demo's /block2/pointwise/bn output: signed, the widest ranges the demo's legend shows."""
+
+
+@pytest.mark.parametrize(("width", "rows"), [(300, 5), (440, 3), (900, 2)], ids=["narrow", "dock", "wide"])
+def test_the_clipping_legend_takes_as_many_columns_as_its_width_holds(qtbot, width: int, rows: int) -> None:
+    """One row per method took five rows, 80 pixels, at any width: in the Node dock's 440 pixels it takes three."""
+    panel = HistogramPanel()
+    qtbot.addWidget(panel)
+    panel.resize(width, 420)
+    panel.show()
+    panel.tabs.setCurrentIndex(1)
+    stats = TensorStats("t")
+    stats.update(np.random.default_rng(0).standard_normal((8, 4096)).astype(np.float32) * 2.5)
+    panel.show_activation(stats, (stats.hist, stats.edges), SIGNED_RANGES, "minmax")
+    legend = panel.method_legend
+    qtbot.waitUntil(lambda: legend.text().count("<tr>") == rows)
+    assert legend.height() <= rows * legend.fontMetrics().lineSpacing()
+    assert all(entry.method in legend.text() for entry in SIGNED_RANGES)
+    assert ("clips " in legend.text()) == (rows == 5)  # else a free slot names the columns
+    drawn = QTextDocument()
+    drawn.setDocumentMargin(0)
+    drawn.setDefaultFont(legend.font())
+    drawn.setHtml(legend.text())
+    assert drawn.idealWidth() <= legend.contentsRect().width()  # every column whole
+    assert legend.minimumWidth() < 300  # one column's width: the legend never holds the dock wider

@@ -125,6 +125,26 @@ def test_the_float32_int8_figures_stay_whole_on_a_laptop_screen(qtbot, tmp_path:
     assert window.results.table.horizontalScrollBar().maximum() == 0
 
 
+def test_the_node_docks_plots_leave_the_property_tree_room_on_a_laptop_screen(qtbot, tmp_path: Path) -> None:
+    """At 1366x768 the clipping methods' legend took a row each: the histograms needed 387 pixels, the
+    property tree kept three rows, and the plot's axis still slid under the legend."""
+    window = window_at(qtbot, tmp_path / "settings.ini", (1366, 768))
+    with qtbot.waitSignal(window.run_finished, timeout=RUN_TIMEOUT_MS):
+        window.start_run()
+    panel = window.histograms
+    panel.tabs.setCurrentIndex(1)
+    window.session.select("/stem/conv/Conv")
+    qtbot.waitUntil(lambda: panel.activation_plot.isVisible() and "minmax" in panel.method_legend.text(),
+                    timeout=10_000)
+    qtbot.wait(50)
+    legend, plot, header = panel.method_legend, panel.activation_plot, panel.activation_header
+    assert legend.height() <= 3 * legend.fontMetrics().lineSpacing()  # five methods in three rows
+    assert panel.minimumSizeHint().height() <= 345 and panel.height() <= 345
+    assert plot.geometry().bottom() < legend.geometry().top()  # the axis whole, above the legend
+    assert header.height() >= header.heightForWidth(header.width())  # the wrapped header whole
+    assert window.inspector.height() > 100
+
+
 def test_narrow_columns_keep_their_width_and_the_widest_share_the_rest() -> None:
     assert shared_widths([50, 300, 200], 1000, [40, 40, 40]) == [50, 300, 200]
     assert shared_widths([50, 300, 200], 350, [40, 40, 40]) == [50, 150, 150]

@@ -12,23 +12,17 @@ from html import escape
 import numpy as np
 import pyqtgraph as pg
 from PySide6.QtCore import Qt
-from PySide6.QtWidgets import QCheckBox, QHBoxLayout, QLabel, QTabWidget, QVBoxLayout, QWidget
+from PySide6.QtGui import QResizeEvent
+from PySide6.QtWidgets import QCheckBox, QLabel, QTabWidget, QVBoxLayout, QWidget
 
 from ..core.probe import ComparisonView
 from ..core.stats import TensorStats
 from ..core.tensorview import MethodRange, WeightSummary
 from . import formatting as fmt
+from .legends import MethodLegend, method_colour
 from .plots import LineLabels, make_plot
 
 pg.setConfigOptions(antialias=True, background="w", foreground="#333")
-
-METHOD_COLOURS: dict[str, str] = {
-    "minmax": "#d62728",
-    "percentile": "#2ca02c",
-    "entropy": "#9467bd",
-    "mse": "#ff7f0e",
-    "ema": "#17becf",
-}
 
 
 def _count_label(count: int) -> str:
@@ -83,12 +77,14 @@ class PlotTab(QWidget):
         self.box.addWidget(self.header)
         for widget in content:
             self.box.addWidget(widget, 1 if isinstance(widget, pg.PlotWidget) else 0)
+        self.showing_message = False
 
     def show_message(self, message: str) -> None:
         """Hide the plots; the message keeps their height, so the panel does not shrink and grow back
         from one node to the next."""
         self.header.setText(escape(message))
         self.header.setAlignment(Qt.AlignmentFlag.AlignCenter)
+        self.showing_message = True
         self.header.setMinimumHeight(sum(widget.minimumHeight() for widget in self.content))
         self.box.setStretchFactor(self.header, 1)
         for widget in self.content:
@@ -98,10 +94,23 @@ class PlotTab(QWidget):
         """``header`` (rich text) over the plots."""
         self.header.setText(header)
         self.header.setAlignment(Qt.AlignmentFlag.AlignLeft | Qt.AlignmentFlag.AlignTop)
-        self.header.setMinimumHeight(0)
+        self.showing_message = False
+        self._fit_header()
         self.box.setStretchFactor(self.header, 0)
         for widget in self.content:
             widget.show()
+
+    def _fit_header(self) -> None:
+        """Hold the wrapped header's whole height: layouts ask a label only its height unwrapped, so at
+        1366x768 the tab got less than it needed and its plot's axis slid under the legend."""
+        if not self.showing_message:
+            margins = self.box.contentsMargins()
+            self.header.setMinimumHeight(0)  # a label's height for a width is at least its least height
+            self.header.setMinimumHeight(self.header.heightForWidth(self.width() - margins.left() - margins.right()))
+
+    def resizeEvent(self, event: QResizeEvent) -> None:
+        super().resizeEvent(event)
+        self._fit_header()
 
 
 STACKED_PLOT_HEIGHT = 90
@@ -124,12 +133,9 @@ class HistogramPanel(QWidget):
         self.tabs.addTab(self._weights_tab(), "Weights")
         self.tabs.addTab(self._activation_tab(), "Activation")
         self.tabs.addTab(self._int8_tab(), "Float vs int8")
-        top = QHBoxLayout()
-        top.addStretch(1)
-        top.addWidget(self.log_counts)
+        self.tabs.setCornerWidget(self.log_counts)  # beside the tabs: a row of its own cost a laptop 26 pixels
         layout = QVBoxLayout(self)
         layout.setContentsMargins(4, 4, 4, 4)
-        layout.addLayout(top)
         layout.addWidget(self.tabs)
         self.method_lines: dict[str, list[pg.InfiniteLine]] = {}
         self._apply_log(True)
@@ -161,8 +167,7 @@ class HistogramPanel(QWidget):
         self.activation_hist = _step("#555555", alpha=70)
         self.activation_plot.addItem(self.activation_hist)
         self.method_labels = LineLabels(self.activation_plot)
-        self.method_legend = QLabel()
-        self.method_legend.setTextFormat(Qt.TextFormat.RichText)
+        self.method_legend = MethodLegend()
         self.activation_tab = PlotTab(self.activation_plot, self.method_legend)
         self.activation_header = self.activation_tab.header
         return self.activation_tab
@@ -254,14 +259,14 @@ class HistogramPanel(QWidget):
         for entry in ranges:
             self._add_method(entry, entry.method == chosen, stats.min < 0)
         self.method_labels.set_labels(
-            [(entry.rmax, entry.method, _colour(entry.method), entry.method == chosen) for entry in ranges])
-        self.method_legend.setText(_legend_html(ranges, chosen))
+            [(entry.rmax, entry.method, method_colour(entry.method), entry.method == chosen) for entry in ranges])
+        self.method_legend.set_ranges(ranges, chosen)
         self._autorange()
 
     def _add_method(self, entry: MethodRange, chosen: bool, signed: bool) -> None:
         """The method's lines; its name goes beside the upper one (:class:`~.plots.LineLabels`)."""
         style = Qt.PenStyle.SolidLine if chosen else Qt.PenStyle.DashLine
-        pen = pg.mkPen(_colour(entry.method), width=3 if chosen else 1.5, style=style)
+        pen = pg.mkPen(method_colour(entry.method), width=3 if chosen else 1.5, style=style)
         lines = [pg.InfiniteLine(entry.rmax, angle=90, pen=pen)]
         if signed and entry.rmin < 0:
             lines.append(pg.InfiniteLine(entry.rmin, angle=90, pen=pen))
@@ -305,10 +310,6 @@ class HistogramPanel(QWidget):
             plot.enableAutoRange()
 
 
-def _colour(method: str) -> str:
-    return METHOD_COLOURS.get(method, "#000000")
-
-
 def _histogram_note(stats: TensorStats) -> str:
     """Says when the histogram is not simply every value of this tensor: a regular sample of them,
     or the combination of the histograms of a Concat's inputs."""
@@ -317,18 +318,3 @@ def _histogram_note(stats: TensorStats) -> str:
         combined = f"; histogram combined from its inputs {', '.join(stats.parts)}"
         return f"{combined} (regular samples, {sample})" if sample else combined
     return f"; histogram of a regular sample, {sample}" if sample else ""
-
-
-def _legend_html(ranges: list[MethodRange], chosen: str) -> str:
-    """A table under the plot (never over the data): colour, method, range, share of values clipped."""
-    rows = []
-    for entry in ranges:
-        colour = _colour(entry.method)
-        name = f"<b>{entry.method}</b> (used)" if entry.method == chosen else entry.method
-        rows.append(
-            f"<tr><td style='color:{colour}'>{'━━' if entry.method == chosen else '╍╍'}</td><td>{name}</td>"
-            f"<td>[{fmt.number(entry.rmin)}, {fmt.number(entry.rmax)}]</td>"
-            f"<td>clips {fmt.percent(entry.clipped, 3)}</td></tr>"
-        )
-    return "<table cellspacing='0' cellpadding='1'>" + "".join(rows) + "</table>"
-
