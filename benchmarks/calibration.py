@@ -85,9 +85,28 @@ def measure(kind: str, bench: Bench, samples: int, settings: Settings, method: s
     for _ in range(settings.repeat):
         runs.append(run_worker(kind, bench, samples, settings, method))
         if not runs[-1].ok:
-            return runs[-1]
-    fastest = min(runs, key=lambda run: run.seconds or 0.0)
-    return replace(fastest, peak_rss_mb=max(run.peak_rss_mb for run in runs))
+            break
+    return fastest(runs)
+
+
+def measure_with_floor(bench: Bench, samples: int, settings: Settings, method: str) -> tuple[Run, Run]:
+    """q8studio and the float floor, run by turns (``--repeat`` of each): their ratio is the target, and on a
+    shared machine a floor measured minutes apart from q8studio drifted by a third (0.40 s, then 0.54 s)."""
+    q8: list[Run] = []
+    floor: list[Run] = []
+    for _ in range(settings.repeat):
+        for kind, runs in (("q8studio", q8), ("float", floor)):
+            runs.append(run_worker(kind, bench, samples, settings, method))
+    return fastest(q8), fastest(floor)
+
+
+def fastest(runs: list[Run]) -> Run:
+    """The fastest run, with the highest peak RSS seen; the first failure if any run failed."""
+    failed = next((run for run in runs if not run.ok), None)
+    if failed is not None:
+        return failed
+    quickest = min(runs, key=lambda run: run.seconds or 0.0)
+    return replace(quickest, peak_rss_mb=max(run.peak_rss_mb for run in runs))
 
 
 def run_worker(kind: str, bench: Bench, samples: int, settings: Settings, method: str = "minmax") -> Run:
@@ -144,12 +163,11 @@ def prepare(name: str, settings: Settings) -> Bench:
 
 def benchmark(bench: Bench, settings: Settings) -> tuple[list[Row], dict]:
     """Every method x sample count on one model, then the scores of all its int8 models."""
-    floors = {n: measure("float", bench, n, settings) for n in settings.samples}
     rows = []
     for method in settings.methods:
         for n in settings.samples:
-            row = Row(method, n, measure("q8studio", bench, n, settings, method),
-                      measure("ort", bench, n, settings, method), floors[n])
+            q8, floor = measure_with_floor(bench, n, settings, method)
+            row = Row(method, n, q8, measure("ort", bench, n, settings, method), floor)
             rows.append(row)
             print(progress_line(bench.name, row), flush=True)
     scores = score(bench, rows, settings)

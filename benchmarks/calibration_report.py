@@ -324,8 +324,9 @@ def results_section(models: list[tuple[Bench, list[Row], dict]], info: dict[str,
         f"- **Percentile**: both use {info['percentile']} (onnxruntime's default; q8studio run with "
         f"`--percentile {info['percentile']}` instead of its own default 99.99).",
         "- **Float floor**: a fresh process runs plain onnxruntime float inference over the same N samples in the "
-        "same batches (session creation included); its peak RSS is the baseline of a process that just runs the "
-        "model. \"q8studio/floor\" is q8studio's end-to-end time over the floor, \"pass/floor\" its calibration "
+        "same batches (session creation included), in turns with q8studio's runs of the same row so that both "
+        "see the same machine; its peak RSS is the baseline of a process that just runs the model. "
+        "\"q8studio/floor\" is q8studio's end-to-end time over the floor, \"pass/floor\" its calibration "
         "pass over the floor.",
         "- **Peak RSS**: `ru_maxrss` from `os.wait4` of each worker (imported libraries included; the orchestrating "
         "process stays small, since a child's ru_maxrss starts at its parent's high-water mark). torch, installed "
