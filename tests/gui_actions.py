@@ -1,12 +1,24 @@
-"""What a user does with the mouse, shared by the GUI tests."""
+"""What a user does (opens the demo, clicks, drags), shared by the GUI tests."""
 
 from __future__ import annotations
 
-from PySide6.QtCore import QEvent, QPoint, QPointF, Qt
+from pathlib import Path
+
+from PySide6.QtCore import QEvent, QPoint, QPointF, QSettings, Qt
 from PySide6.QtGui import QMouseEvent
 from PySide6.QtWidgets import QApplication, QDockWidget
 
 from q8studio.gui.main_window import MainWindow
+
+
+def open_demo_window(qtbot, tmp_path: Path) -> MainWindow:
+    """A shown window, with settings of its own in ``tmp_path``, that has opened the bundled demo."""
+    window = MainWindow(QSettings(str(tmp_path / "settings.ini"), QSettings.Format.IniFormat))
+    qtbot.addWidget(window)
+    window.show()
+    with qtbot.waitSignal(window.model_loaded, timeout=10_000):
+        window.open_demo()
+    return window
 
 
 def click_graph_node(qtbot, window: MainWindow, name: str) -> None:

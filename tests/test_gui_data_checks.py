@@ -12,10 +12,10 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from PySide6.QtCore import QSettings
 from PySide6.QtWidgets import QApplication
 
 from builders import write_npz
+from gui_actions import open_demo_window
 from q8studio.core import data as data_module
 from q8studio.core.data import Dataset, load_data
 from q8studio.core.demo import demo_assets
@@ -27,11 +27,7 @@ from q8studio.gui.main_window import MainWindow
 
 @pytest.fixture
 def demo(qtbot, tmp_path: Path) -> MainWindow:
-    window = MainWindow(QSettings(str(tmp_path / "settings.ini"), QSettings.Format.IniFormat))
-    qtbot.addWidget(window)
-    window.show()
-    with qtbot.waitSignal(window.model_loaded, timeout=10_000):
-        window.open_demo()
+    window = open_demo_window(qtbot, tmp_path)
     return window
 
 

@@ -6,8 +6,8 @@ from pathlib import Path
 
 import onnx
 import pytest
-from PySide6.QtCore import QSettings
 
+from gui_actions import open_demo_window
 from q8studio.gui.main_window import MainWindow
 
 RUN_TIMEOUT_MS = 60_000
@@ -16,11 +16,7 @@ RUN_TIMEOUT_MS = 60_000
 @pytest.fixture
 def demo_run(qtbot, tmp_path: Path) -> MainWindow:
     """The demo opened and run once, on 120 of its calibration samples to keep the test short."""
-    window = MainWindow(QSettings(str(tmp_path / "settings.ini"), QSettings.Format.IniFormat))
-    qtbot.addWidget(window)
-    window.show()
-    with qtbot.waitSignal(window.model_loaded, timeout=10_000):
-        window.open_demo()
+    window = open_demo_window(qtbot, tmp_path)
     window.quantize_panel.samples.setValue(120)
     with qtbot.waitSignal(window.run_finished, timeout=RUN_TIMEOUT_MS):
         window.start_run()

@@ -13,10 +13,10 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from PySide6.QtCore import QSettings, Qt
+from PySide6.QtCore import Qt
 
 from builders import save, small_cnn
-from gui_actions import click_graph_node
+from gui_actions import click_graph_node, open_demo_window
 from q8studio.core import evaluate as evaluate_module
 from q8studio.core.data import load_data
 from q8studio.core.demo import demo_assets
@@ -45,11 +45,7 @@ DEPTHWISE = "/block1/depthwise/conv/Conv"
 
 @pytest.fixture
 def demo(qtbot, tmp_path: Path) -> MainWindow:
-    window = MainWindow(QSettings(str(tmp_path / "settings.ini"), QSettings.Format.IniFormat))
-    qtbot.addWidget(window)
-    window.show()
-    with qtbot.waitSignal(window.model_loaded, timeout=10_000):
-        window.open_demo()
+    window = open_demo_window(qtbot, tmp_path)
     window.quantize_panel.samples.setValue(120)
     return window
 
