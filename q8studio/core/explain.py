@@ -25,8 +25,8 @@ from .floatpath import recorded_kept_in_float
 from .intkernels import channel_multipliers, qlinear_conv, qlinear_gemm, qlinear_matmul
 from .intmath import Multiplier, float32_multiplier
 from .metrics import measure
-from .model import Graph, LoadedModel, Node
-from .runtimegraph import RuntimeNode, is_qdq, open_session, source_node
+from .model import Graph, LoadedModel, Node, node_now_writing
+from .runtimegraph import RuntimeNode, open_session, source_node
 from .session import BatchRunner
 from .weights import QuantParams, qdq_params
 
@@ -204,27 +204,13 @@ def _find_node(graph: Graph, name: str, float_graph: Graph | None) -> tuple[Node
 
 def computing_node(int8_graph: Graph, float_graph: Graph, name: str) -> str | None:
     """The int8 model's node that computes float node ``name``: itself (or the node pre-processing fused it
-    into), or for a node quantization removed the node now writing its result. A BatchNormalization folds
-    into its Conv and a Relu after a Conv or an Add goes (the output range clips at zero), so that Conv or
-    Add writes the removed nodes' output tensor. None when no node does (a Dropout pre-processing dropped).
+    into), or for a node quantization removed the node now writing its result (:func:`.model.node_now_writing`:
+    the Conv a BatchNormalization folded into, the Conv or Add whose output range does a Relu's clamp).
     """
     if name in int8_graph.by_name or int8_graph.fused_from(name):
         return name
-    start = float_graph.by_name.get(name)
-    removed = [start] if start is not None else []
-    seen = {name}
-    while removed:  # follow the float graph downstream through nodes the int8 model also lacks
-        node = removed.pop(0)
-        for tensor in node.outputs:
-            writer = int8_graph.producer.get(tensor)
-            if writer is not None and not is_qdq(int8_graph.nodes[writer].name, int8_graph.nodes[writer].op_type):
-                return int8_graph.nodes[writer].name
-            for index in float_graph.consumers.get(tensor, []):
-                after = float_graph.nodes[index]
-                if after.name not in int8_graph.by_name and after.name not in seen:
-                    seen.add(after.name)
-                    removed.append(after)
-    return None
+    writer = node_now_writing(int8_graph, float_graph, name)
+    return writer.name if writer is not None else None
 
 
 def _layer(model: LoadedModel, node: Node) -> _Layer:

@@ -5,7 +5,7 @@ from __future__ import annotations
 from dataclasses import asdict, dataclass
 
 from .errors import Q8Error
-from .model import LoadedModel, Node
+from .model import LoadedModel, node_now_writing
 from .optypes import QDQ_QUANTIZABLE_OPS
 
 
@@ -42,7 +42,7 @@ def nodes_to_keep_in_float(
         if name not in in_source:
             unknown.append(name)
             continue
-        layer = _layer_now_computing(in_source[name], prepared)
+        layer = _layer_now_computing(name, source, prepared)
         if layer is not None:
             names.append(layer)
             notes.append(f"{name} is folded into {layer}: keeping {layer} in float.")
@@ -53,14 +53,14 @@ def nodes_to_keep_in_float(
     return tuple(dict.fromkeys(names)), notes
 
 
-def _layer_now_computing(node: Node, prepared: LoadedModel) -> str | None:
-    """The prepared model's node that computes what ``node`` of the source model did, if any: the one
-    writing its output, else the one pre-processing named after it when fusing it with later nodes."""
-    graph = prepared.graph
-    producers = [graph.producer[o] for o in node.outputs if o in graph.producer]
-    if producers:
-        return graph.nodes[producers[0]].name
-    fused = graph.fused_from(node.name)
+def _layer_now_computing(name: str, source: LoadedModel, prepared: LoadedModel) -> str | None:
+    """The prepared model's node that computes what node ``name`` of the source model did, if any: the one
+    now writing its output (:func:`.model.node_now_writing`), else the one pre-processing named after it
+    when fusing it with later nodes."""
+    writer = node_now_writing(prepared.graph, source.graph, name)
+    if writer is not None:
+        return writer.name
+    fused = prepared.graph.fused_from(name)
     return fused[0].name if len(fused) == 1 else None
 
 

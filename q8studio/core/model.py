@@ -20,7 +20,7 @@ from google.protobuf.message import DecodeError
 from onnx import numpy_helper
 
 from .errors import Q8Error, first_line
-from .optypes import QDQ_QUANTIZABLE_OPS, node_kind
+from .optypes import QDQ_OPS, QDQ_QUANTIZABLE_OPS, node_kind
 from .skeleton import is_set_aside, skeleton_of
 
 CONSTANT_NUMBERS = {
@@ -127,6 +127,30 @@ class Graph:
         if node is None:
             raise Q8Error(f"The model has no node named '{name}'.")
         return node
+
+
+def node_now_writing(graph: Graph, source: Graph, name: str) -> Node | None:
+    """The node of ``graph``, a model made from ``source`` (pre-processed or quantized), that now writes what
+    ``source``'s node ``name`` wrote: its output, or the output of nodes after it that ``graph`` lacks too.
+    A BatchNormalization folds into its Conv, which writes its output; int8 drops a Relu after a Conv or an
+    Add (the output range clamps at zero), which then writes the Relu's. Quantize/Dequantize nodes only
+    convert a value and are passed over. None when no node does (a Dropout pre-processing dropped).
+    """
+    start = source.by_name.get(name)
+    removed = [start] if start is not None else []
+    seen = {name}
+    while removed:  # downstream in the source graph, through the nodes ``graph`` lacks
+        node = removed.pop(0)
+        for tensor in node.outputs:
+            writer = graph.producer.get(tensor)
+            if writer is not None and graph.nodes[writer].op_type not in QDQ_OPS:
+                return graph.nodes[writer]
+            for index in source.consumers.get(tensor, []):
+                after = source.nodes[index]
+                if after.name not in graph.by_name and after.name not in seen:
+                    seen.add(after.name)
+                    removed.append(after)
+    return None
 
 
 @dataclass

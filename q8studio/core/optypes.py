@@ -41,6 +41,9 @@ _KINDS: dict[str, frozenset[str]] = {
 
 NODE_KINDS: tuple[str, ...] = (*_KINDS, "other")
 
+QDQ_OPS: frozenset[str] = frozenset({"QuantizeLinear", "DequantizeLinear", "DynamicQuantizeLinear"})
+"""The nodes that convert between float and 8-bit integers, computing nothing of the model's own."""
+
 SHARES_INPUT_SCALE: frozenset[str] = frozenset({
     "MaxPool", "AveragePool", "Reshape", "Transpose", "Squeeze", "Unsqueeze", "Flatten", "Identity",
     "Resize", "Slice", "Pad", "Split", "Gather", "GatherElements", "TopK",

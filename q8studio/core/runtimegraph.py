@@ -24,9 +24,9 @@ import onnxruntime as ort
 
 from .floatpath import is_written_out_dequantize
 from .model import Graph
+from .optypes import QDQ_OPS
 from .session import cpu_session, session_options
 
-QDQ_OPS = frozenset({"QuantizeLinear", "DequantizeLinear", "DynamicQuantizeLinear"})
 LAYOUT_OPS = frozenset({"Transpose", "ReorderInput", "ReorderOutput"})
 _TOKEN_SUFFIX = re.compile(r"(_token_\d+)+$")
 _FUSION_SCOPE = re.compile(r"(/\w*Fusion)+$")

@@ -18,9 +18,8 @@ import numpy as np
 from .clipping import INT8, METHODS, UINT8, activation_range, weight_channel_axis
 from .errors import Q8Error
 from .model import Graph, LoadedModel, Node
-from .optypes import SHARES_INPUT_SCALE
+from .optypes import QDQ_OPS, SHARES_INPUT_SCALE
 from .recipe import Recipe
-from .runtimegraph import QDQ_OPS
 from .stats import TensorStats
 from .weights import StoredInt, weight_dequantizer, weight_values
 
