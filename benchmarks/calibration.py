@@ -97,6 +97,8 @@ def measure_with_floor(bench: Bench, samples: int, settings: Settings, method: s
     for _ in range(settings.repeat):
         for kind, runs in (("q8studio", q8), ("float", floor)):
             runs.append(run_worker(kind, bench, samples, settings, method))
+        if not (q8[-1].ok and floor[-1].ok):  # a failure ends it, as in measure()
+            break
     return fastest(q8), fastest(floor)
 
 
