@@ -253,6 +253,7 @@ class BatchRunner:
         output_names = names or [output.name for output in self.session.get_outputs()]
         return [join_samples(name, values) for name, values in zip(output_names, zip(*runs))]
 
+
 def join_samples(name: str, values: Sequence[np.ndarray]) -> np.ndarray:
     """Output ``name`` of runs on one sample each, as one array with a row per sample.
 
