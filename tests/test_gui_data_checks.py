@@ -86,6 +86,21 @@ def test_values_past_the_choose_time_budget_are_refused_by_the_run(
     assert demo.quantize_panel.run_button.isEnabled()
 
 
+@pytest.mark.parametrize("more", [14, 0], ids=["past-the-bad-sample", "all"])
+def test_more_calibration_samples_are_checked_as_choosing_the_data_checks_them(
+        demo: MainWindow, tmp_path: Path, more: int) -> None:
+    """Data chosen for 10 samples, then a count reaching sample 13 (NaN): refused with the run's reason, and the
+    count goes back to the one that was checked."""
+    panel, path = demo.quantize_panel, _nan_npz(tmp_path)
+    panel.samples.setValue(10)
+    assert panel.set_calibration(path)
+    panel.samples.setValue(12)  # fewer than the bad sample: nothing to say
+    assert demo.errors.last_message == ""
+    panel.samples.setValue(more)
+    assert demo.errors.last_message == _run_refusal(load_data(path, demo.session.model))
+    assert panel.samples.value() == 12 and panel.calibration.path() == path
+
+
 def test_calibration_labels_a_run_would_compare_on_must_be_classes_of_the_model(
         demo: MainWindow, tmp_path: Path) -> None:
     """Without evaluation data a run compares on the calibration data: its labels are then used."""

@@ -12,7 +12,7 @@ from pathlib import Path
 from typing import Iterator
 
 import numpy as np
-from PySide6.QtCore import Qt, Signal
+from PySide6.QtCore import QSignalBlocker, Qt, Signal
 from PySide6.QtGui import QCursor, QImage, QPixmap
 from PySide6.QtWidgets import (
     QApplication,
@@ -129,6 +129,7 @@ class QuantizePanel(QWidget):
         self._model: LoadedModel | None = None
         self._refusal: str | None = None
         self._exclude: tuple[str, ...] = ()
+        self._checked_samples = 0  # the most calibration samples the chosen data were checked for (0: all)
         self.refusal_notice = QLabel()
         self.refusal_notice.setWordWrap(True)
         self.refusal_notice.setStyleSheet(REFUSAL_STYLE)
@@ -170,6 +171,8 @@ class QuantizePanel(QWidget):
         self.samples.setRange(0, SPIN_MAX)
         self.samples.setSpecialValueText("all")
         self.samples.setToolTip("Calibration samples to use (0 = all)")
+        self.samples.setKeyboardTracking(False)  # typing 500 checks 500 samples once, not 5, then 50, then 500
+        self.samples.valueChanged.connect(self._samples_changed)
         self.data_info = QLabel()
         self.data_info.setWordWrap(True)
         form.addRow(QLabel("Calibration data"))
@@ -340,6 +343,7 @@ class QuantizePanel(QWidget):
             return False
         if self._check(path, evaluation=False) is None:
             return False
+        self._checked_samples = self.samples.value()
         self.calibration.set_path(path)
         self.update_preview()
         self._describe_data()
@@ -371,6 +375,18 @@ class QuantizePanel(QWidget):
         except Q8Error as exc:
             self._reporter.show(str(exc))
             return None
+
+    def _samples_changed(self, count: int) -> None:
+        """More calibration samples than the chosen data were checked for: check them as choosing the data
+        did; if a run would refuse them, say why and go back to the count that was checked."""
+        path = self.calibration.path()
+        if path is None or not _reads_more(count, self._checked_samples):
+            return
+        if self._check(path, evaluation=False) is None:
+            with QSignalBlocker(self.samples):
+                self.samples.setValue(self._checked_samples)
+            return
+        self._checked_samples = count
 
     def _calibration_compares(self) -> bool:
         """Whether a run may compare on the chosen calibration data (as it does without evaluation data)."""
@@ -585,6 +601,11 @@ class QuantizePanel(QWidget):
         self.progress.setValue(0)
         self.stage.setText(READY if self._refusal is None else "Cannot quantize this model.")
         self.stage.setToolTip("")
+
+
+def _reads_more(count: int, than: int) -> bool:
+    """Whether a sample count reads more samples than another (0 reads them all)."""
+    return than != 0 and (count == 0 or count > than)
 
 
 @contextmanager
