@@ -254,7 +254,7 @@ def test_only_a_batch_of_several_is_run_again_to_find_the_samples_part(tmp_path,
             sizes.append(len(feed["x"]))
             return super().run(names, feed)
 
-    monkeypatch.setattr("q8studio.core.explain.BatchRunner", Recording)
+    monkeypatch.setattr("q8studio.core.explainrun.BatchRunner", Recording)
     e = explain_node(result.int8, "/block/pw/Conv", data, sample=5)
     assert sizes == runs and e.checks[1].exact
 

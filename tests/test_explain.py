@@ -138,7 +138,7 @@ def test_explanation_serialises_to_json(demo: dict) -> None:
 
 @pytest.mark.parametrize(
     "node, message",
-    [("/pool/MaxPool", "not Conv/Gemm/MatMul"), ("/nope/Conv", "no node named"), ("/stem/conv/Conv", "Sample 99")],
+    [("/pool/MaxPool", "not Conv/Gemm/MatMul/Add"), ("/nope/Conv", "no node named"), ("/stem/conv/Conv", "Sample 99")],
 )
 def test_unexplainable_requests_are_user_errors(demo: dict, node: str, message: str) -> None:
     int8 = demo["per-tensor"]
@@ -350,8 +350,9 @@ def test_a_removed_node_is_explained_through_the_node_computing_it(demo: dict) -
     e = explained(demo, "per-channel", "/block1/depthwise/bn/BatchNormalization")
     assert e.node == "/block1/depthwise/conv/Conv" and e.runtime_kernel == "QLinearConv"
     assert any("/block1/depthwise/conv/Conv computes it" in note for note in e.notes)
-    with pytest.raises(Q8Error, match="/block1/Add is Add, not Conv/Gemm/MatMul"):
-        explained(demo, "per-channel", "/block1/relu/Relu")
+    add = explained(demo, "per-channel", "/block1/relu/Relu")  # the residual ReLU: QLinearAdd's output range clips
+    assert add.node == "/block1/Add" and add.runtime_kernel == "QLinearAdd"
+    assert any("/block1/Add computes it" in note for note in add.notes)
 
 
 def test_a_dropout_pre_processing_removed_is_computed_by_no_node(tmp_path: Path) -> None:

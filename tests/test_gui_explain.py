@@ -135,7 +135,7 @@ def test_gemm_rows_wrap_and_messages_replace_the_content(qtbot, explanations) ->
     panel.show_message("Explaining /fc/Gemm…")
     assert panel.content.isHidden() and panel.message.text() == "Explaining /fc/Gemm…" and panel.badge.isHidden()
     panel.show_explanation(None)
-    assert panel.explanation is None and "Select a Conv, Gemm or MatMul node" in panel.message.text()
+    assert panel.explanation is None and "Select a Conv, Gemm, MatMul or Add node" in panel.message.text()
 
 
 def test_padding_cells_are_greyed(qtbot, explanations) -> None:

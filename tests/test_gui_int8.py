@@ -93,7 +93,7 @@ def test_explain_dock_explains_the_selected_node_like_the_core(qtbot, demo: Main
     np.testing.assert_array_equal(shown.x_q, explain_node(run.int8, DEPTHWISE, test, 3).x_q)
 
     demo.session.select("/pool/MaxPool")  # an op without an integer kernel to explain
-    qtbot.waitUntil(lambda: "not Conv/Gemm/MatMul" in dock.panel.message.text(), timeout=10_000)
+    qtbot.waitUntil(lambda: "not Conv/Gemm/MatMul/Add" in dock.panel.message.text(), timeout=10_000)
     assert dock.panel.explanation is None and dock.panel.scroll.isHidden() and HINT in dock.panel.message.text()
 
     demo.session.select("/block1/depthwise/bn/BatchNormalization")  # folded into the convolution in int8
@@ -101,9 +101,18 @@ def test_explain_dock_explains_the_selected_node_like_the_core(qtbot, demo: Main
     assert not dock.redirect.isHidden() and DEPTHWISE in dock.redirect.text()
 
     demo.session.select("/block1/relu/Relu")  # the residual Add's int8 output range does its clipping
-    qtbot.waitUntil(lambda: "/block1/Add is Add, not Conv/Gemm/MatMul" in dock.panel.message.text(), timeout=5000)
-    assert dock.redirect.text().endswith("int8 computes it as part of <b>/block1/Add</b>.")
-    assert dock.panel.explanation is None and not dock.runner.busy
+    added = explained(qtbot, demo, "/block1/Add", sample=3)
+    assert dock.redirect.text().endswith("int8 computes it as part of <b>/block1/Add</b>, explained below.")
+    core_add = explain_node(run.int8, "/block1/Add", test, 3, demo.session.model)
+    assert numbers(demo)["S_b"] == fmt.number(float(core_add.b.scale), 6)
+    assert numbers(demo)["r_a = S_a/S_y (float32)"] == f"{core_add.ratios.a:.9g}"
+    assert dock.panel.steps.toPlainText().splitlines() == core_add.steps()
+    assert dock.panel.badge.text() == "bit-exact with ONNX Runtime" and added.runtime_kernel == "QLinearAdd"
+    assert dock.panel.plot_row.isHidden() and dock.panel.grids.isHidden()
+
+    click_graph_node(qtbot, demo, DEPTHWISE)  # a Conv again: its plots and grids come back
+    explained(qtbot, demo, DEPTHWISE, sample=3)
+    assert not dock.panel.plot_row.isHidden() and not dock.panel.grids.isHidden()
 
 
 def test_explain_says_why_a_layer_is_float(qtbot, demo: MainWindow) -> None:

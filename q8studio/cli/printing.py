@@ -10,6 +10,7 @@ if TYPE_CHECKING:
 
     from ..core.evaluate import Comparison, ErrorAnalysis, LayerError
     from ..core.explain import NodeExplanation
+    from ..core.explainadd import AddExplanation
     from ..core.profile import ProfileReport
     from ..core.quantize import QuantizeResult
     from ..core.speedup import KeepFloatOutcome
@@ -80,9 +81,14 @@ def print_keep_float(outcome: KeepFloatOutcome) -> None:
     print(f"  {outcome.verdict()}")
 
 
-def print_explanation(e: NodeExplanation) -> None:
+def print_explanation(e: NodeExplanation | AddExplanation) -> None:
     import numpy as np
 
+    from ..core.explainadd import AddExplanation
+
+    if isinstance(e, AddExplanation):
+        _print_add(e)
+        return
     print(f"{e.node}: {e.kind}, run by ONNX Runtime as {e.runtime_kernel} (sample {e.sample})")
     print(f"  input  x  {e.x.dtype:5}  S_x = {_values(e.x.scale)}  Z_x = {_values(e.x.zero_point)}")
     axis = f" per channel (axis {e.w.axis})" if e.w.per_channel else ""
@@ -95,13 +101,7 @@ def print_explanation(e: NodeExplanation) -> None:
         print(f"  M = S_x*S_w/S_y = {_values(np.array([x.real for x in m]))}; M0 = {_values(np.array([x.m0 for x in m]))}, "
               f"n = {_values(np.array([x.shift for x in m]))}; largest |error| of M0*2^-n: "
               f"{max(abs(x.rel_error) for x in m):.1e}")
-    for note in e.notes:
-        print(f"  note: {note}")
-    for check in e.checks:
-        print(f"  check: {check.summary()}" + (f" ({check.cause})" if check.cause else ""))
-    if e.float_tensor is not None:
-        sqnr = "n/a" if e.sqnr_db is None else f"{e.sqnr_db:.2f} dB"
-        print(f"  float model: tensor {e.float_tensor}; SQNR of the int8 output against it: {sqnr}")
+    _print_verdict(e)
     ex = e.example
     print(f"worked example: output element {list(ex.index)}")
     padding = "; padding holds Z_x" if not ex.in_bounds.all() else ""
@@ -110,6 +110,32 @@ def print_explanation(e: NodeExplanation) -> None:
     print(f"  weights w_q ({'x'.join(map(str, ex.w_q.shape))}):")
     _print_grid(ex.w_q)
     for step in ex.steps():
+        print(f"  {step}")
+
+
+def _print_verdict(e: NodeExplanation | AddExplanation) -> None:
+    """Notes, the checks against ONNX Runtime and the float model's comparison: the same for every layer."""
+    for note in e.notes:
+        print(f"  note: {note}")
+    for check in e.checks:
+        print(f"  check: {check.summary()}" + (f" ({check.cause})" if check.cause else ""))
+    if e.float_tensor is not None:
+        sqnr = "n/a" if e.sqnr_db is None else f"{e.sqnr_db:.2f} dB"
+        print(f"  float model: tensor {e.float_tensor}; SQNR of the int8 output against it: {sqnr}")
+
+
+def _print_add(e: AddExplanation) -> None:
+    print(f"{e.node}: Add of two 8-bit tensors, run by ONNX Runtime as {e.runtime_kernel} (sample {e.sample})")
+    for symbol, params in (("a", e.a), ("b", e.b), ("y", e.y)):
+        role = "output" if symbol == "y" else "input "
+        print(f"  {role} {symbol}  {params.dtype:5}  S_{symbol} = {_values(params.scale)}  "
+              f"Z_{symbol} = {_values(params.zero_point)}  ({params.tensor})")
+    r = e.ratios
+    print(f"  QLinearAdd: r_a = S_a/S_y = {r.a:.9g}, r_b = S_b/S_y = {r.b:.9g}, c = Z_y - (r_a*Z_a + r_b*Z_b) = "
+          f"{r.constant:.9g} (float32)")
+    _print_verdict(e)
+    print(f"worked example: output element {list(e.example.index)}")
+    for step in e.steps():
         print(f"  {step}")
 
 

@@ -11,14 +11,14 @@ integer kernel produced.
 
 from __future__ import annotations
 
-import tempfile
 from dataclasses import dataclass, field
-from pathlib import Path
 
 import numpy as np
 
 from .data import Dataset
 from .errors import Q8Error
+from .explainadd import AddExplanation, explain_add
+from .explainrun import Check, float_value, kernel_of, run_on_sample
 from .explainsample import SampleFeed, sample_feed, sample_part
 from .explainstep import WorkedElement, accumulators, conv_geometry, pick_element, worked_element
 from .floatpath import recorded_kept_in_float
@@ -26,46 +26,11 @@ from .intkernels import channel_multipliers, qlinear_conv, qlinear_gemm, qlinear
 from .intmath import Multiplier, float32_multiplier
 from .metrics import measure
 from .model import Graph, LoadedModel, Node, node_now_writing
-from .runtimegraph import RuntimeNode, open_session, source_node
-from .session import BatchRunner
+from .runtimegraph import RuntimeNode
 from .weights import QuantParams, qdq_params
 
-EXPLAINABLE_OPS = ("Conv", "Gemm", "MatMul")
+EXPLAINABLE_OPS = ("Conv", "Gemm", "MatMul", "Add")
 ABSORBED_ACTIVATIONS = ("Relu", "Clip")
-
-
-@dataclass(frozen=True)
-class Check:
-    """One output compared element by element with ONNX Runtime's."""
-
-    reference: str
-    total: int
-    differing: int
-    max_diff: float
-    cause: str = ""
-    tolerance: float = 0.0  # 0 for integer outputs; float32 outputs match within rounding
-
-    @property
-    def bit_exact(self) -> bool:
-        return self.exact and self.tolerance == 0.0
-
-    @property
-    def exact(self) -> bool:
-        return self.differing == 0
-
-    @property
-    def fraction(self) -> float:
-        return self.differing / self.total if self.total else 0.0
-
-    def summary(self) -> str:
-        if self.exact:
-            agreement = "bit-exact with" if self.tolerance == 0.0 else f"within {self.tolerance:.1g} of"
-            return f"{self.reference}: {agreement} ONNX Runtime ({self.total} elements)"
-        return (f"{self.reference}: {self.differing} of {self.total} elements ({100 * self.fraction:.3f}%) differ "
-                f"from ONNX Runtime, by at most {self.max_diff:g}")
-
-    def to_dict(self) -> dict[str, object]:
-        return {**self.__dict__, "exact": self.exact, "bit_exact": self.bit_exact, "fraction": self.fraction}
 
 
 @dataclass
@@ -134,26 +99,30 @@ def explain_node(
     *,
     element: tuple[int, ...] | None = None,
     threads: int = 0,
-) -> NodeExplanation:
+) -> NodeExplanation | AddExplanation:
     """Explain ``node_name`` of a QDQ int8 model on sample ``sample`` of ``data``.
 
     ``float_model`` adds the float value of the same tensor and the SQNR of the int8 output;
     ``element`` chooses the worked output element (default: the largest unsaturated one).
+    An Add gets an :class:`~.explainadd.AddExplanation`.
     """
     graph = int8_model.graph
     node, renamed = _find_node(graph, node_name, float_model.graph if float_model else None)
     refusal = unexplainable(node)
     if refusal:
         raise Q8Error(refusal)
+    if node.op_type == "Add":
+        return explain_add(int8_model, node, data, sample, float_model, element=element, threads=threads,
+                           notes=renamed)
     layer = _layer(int8_model, node)
     on_sample = sample_feed(int8_model, data, sample)
     exposed = [layer.x.tensor, layer.y_tensor] + ([layer.w.tensor] if layer.w.tensor not in graph.initializers else [])
-    runs, kernels = _run(int8_model, exposed, on_sample, threads, probe=on_sample.size > 1)
+    runs, kernels = run_on_sample(int8_model, exposed, on_sample, threads, probe=on_sample.size > 1)
     values = runs[0]
     x_q, w_q, runtime = sample_part(node, layer.x.tensor, layer.w.tensor, layer.y_tensor, runs, on_sample)
     if w_q is None:
         w_q = int8_model.weight(layer.w.tensor)
-    kernel = _kernel_of(kernels, graph, node)
+    kernel = kernel_of(kernels, graph, node)
     integer_ref, ort_ref = (_reference(node, layer, x_q, w_q, requant) for requant in ("integer", "ort"))
     notes = renamed + on_sample.notes(values[layer.y_tensor].shape) + _notes(node, layer, kernel, float_model)
     if layer.w.tensor not in graph.initializers:
@@ -182,7 +151,7 @@ def unexplainable(node: Node) -> str:
     """Why Explain cannot work ``node`` through, or "" when it can."""
     if node.op_type in EXPLAINABLE_OPS:
         return ""
-    return (f"{node.name} is {node.op_type}, not Conv/Gemm/MatMul: Explain works through the integer arithmetic "
+    return (f"{node.name} is {node.op_type}, not Conv/Gemm/MatMul/Add: Explain works through the 8-bit arithmetic "
             "of those layers only.")
 
 
@@ -248,29 +217,6 @@ def _next_quantize(graph: Graph, node: Node) -> tuple[Node | None, Node | None]:
         quantize = next((n for n in after if n.op_type == "QuantizeLinear"), None)
         return (quantize, activation) if quantize is not None else (None, None)
     return next((n for n in consumers if n.op_type == "QuantizeLinear"), None), None
-
-
-def _run(model: LoadedModel, names: list[str], sample: SampleFeed, threads: int, *, probe: bool = False
-         ) -> tuple[list[dict[str, np.ndarray]], list[RuntimeNode]]:
-    """Run ``model`` with ``names`` exposed and return their values on the whole feed, and with ``probe`` also on
-    the feed with the sample's inputs changed (one session for both); also return the kernels ONNX Runtime ran."""
-    names = list(dict.fromkeys(names))
-    with tempfile.TemporaryDirectory(prefix="q8studio-explain-") as tmp:
-        session, kernels = open_session(model.proto, Path(tmp), outputs=names, threads=threads)
-        runner = BatchRunner(model, session)
-        runs = [dict(zip(names, runner.run(names, sample.feed)))]
-        if probe:
-            try:
-                runs.append(dict(zip(names, runner.run(names, sample.changed()))))
-            except Q8Error as error:
-                raise Q8Error(f"{error} (a run with sample {sample.first + sample.index}'s inputs changed, made "
-                              "to find its part of the batch; use a model with a batch of 1 or an unfixed batch)"
-                              ) from None
-    return runs, kernels
-
-
-def _kernel_of(kernels: list[RuntimeNode], graph: Graph, node: Node) -> RuntimeNode | None:
-    return next((k for k in kernels if source_node(k, graph, kernels) == node.name), None)
 
 
 def _reference(node: Node, layer: _Layer, x_q: np.ndarray, w_q: np.ndarray, requant: str) -> np.ndarray:
@@ -386,11 +332,7 @@ def _float_counterpart(int8_model: LoadedModel, float_model: LoadedModel, node: 
     candidates = [node.outputs[0]]
     if layer.y is not None:
         candidates += [int8_model.graph.nodes[i].outputs[0] for i in int8_model.graph.consumers.get(layer.y.tensor, [])]
-    name = next((c for c in candidates if c in float_model.graph.tensors), None)
-    if name is None:
-        return None, None
-    runs, _ = _run(float_model, [name], on_sample, threads)
-    return name, on_sample.rows(runs[0][name])
+    return float_value(float_model, candidates, on_sample, threads)
 
 
 def _sqnr(layer: _Layer, runtime: np.ndarray, float_output: np.ndarray | None) -> float | None:

@@ -142,13 +142,7 @@ def worked_element(node: Node, x: QuantParams, w: QuantParams, bias_q: np.ndarra
                    x_q: np.ndarray, w_q: np.ndarray, index: tuple[int, ...], runtime: np.ndarray,
                    float_output: np.ndarray | None, *, relu: bool = False) -> WorkedElement:
     """Every step behind ``runtime[index]``."""
-    index = tuple(int(i) for i in index)
-    shown = f"({', '.join(map(str, index))})"
-    if len(index) != runtime.ndim:  # a miscount, not an element out of range: say how many are needed
-        raise Q8Error(f"Element {shown} has {len(index)} {'index' if len(index) == 1 else 'indices'}; the output of "
-                      f"{node.name} has {runtime.ndim} axes (shape {tuple(runtime.shape)}): give one index per axis.")
-    if any(not 0 <= i < s for i, s in zip(index, runtime.shape)):
-        raise Q8Error(f"Element {shown} is outside the output of shape {tuple(runtime.shape)}.")
+    index = checked_index(node, index, runtime.shape)
     if node.op_type == "Conv":
         field = _conv_field(node, x, w, bias_q, x_q, w_q, index)
     else:
@@ -168,6 +162,18 @@ def worked_element(node: Node, x: QuantParams, w: QuantParams, bias_q: np.ndarra
         runtime_value=float(runtime[index]),
         float_value=float_value,
     )
+
+
+def checked_index(node: Node, index: tuple[int, ...], shape: tuple[int, ...]) -> tuple[int, ...]:
+    """``index`` as ints if it names an element of ``node``'s output of ``shape``; else a Q8Error saying why."""
+    index = tuple(int(i) for i in index)
+    shown = f"({', '.join(map(str, index))})"
+    if len(index) != len(shape):  # a miscount, not an element out of range: say how many are needed
+        raise Q8Error(f"Element {shown} has {len(index)} {'index' if len(index) == 1 else 'indices'}; the output of "
+                      f"{node.name} has {len(shape)} axes (shape {tuple(shape)}): give one index per axis.")
+    if any(not 0 <= i < s for i, s in zip(index, shape)):
+        raise Q8Error(f"Element {shown} is outside the output of shape {tuple(shape)}.")
+    return index
 
 
 def _conv_field(node: Node, x: QuantParams, w: QuantParams, bias_q: np.ndarray | None,

@@ -162,3 +162,23 @@ def requantize_float32(
     zero_point = int(zero_point)
     product = np.clip(acc.astype(np.float32) * multiplier, qmin - zero_point, qmax - zero_point)
     return np.rint(product).astype(np.int64) + zero_point
+
+
+def fma_float32(x: np.ndarray | float, y: np.ndarray | float, z: np.ndarray | float) -> np.ndarray:
+    """``x * y + z`` of float32 values rounded once to float32, as a fused multiply-add instruction computes it.
+
+    The product of two float32 values is exact in float64 (48 significant bits). The sum is rounded to float64
+    by "round to odd": when it is inexact (its error, from Knuth's two-sum, is not zero) its last bit is forced
+    to 1, so it never sits on a float32 rounding tie it did not reach exactly; rounding that to float32 then
+    gives the correctly rounded result (53 >= 24 + 2 bits). Rounding float64 to nearest twice would be off by
+    one float32 step in rare ties.
+    """
+    product = np.asarray(x, np.float32).astype(np.float64) * np.asarray(y, np.float32).astype(np.float64)
+    addend = np.asarray(z, np.float32).astype(np.float64)
+    total = product + addend
+    back = total - addend
+    error = (product - back) + (addend - (total - back))
+    even = (total.view(np.int64) & 1) == 0
+    towards = np.where(error > 0, np.inf, -np.inf)
+    total = np.where((error != 0) & even, np.nextafter(total, towards), total)
+    return total.astype(np.float32)

@@ -13,12 +13,13 @@ from PySide6.QtCore import Qt
 from PySide6.QtWidgets import QDockWidget, QHBoxLayout, QLabel, QSpinBox, QVBoxLayout, QWidget
 
 from ..core.explain import NodeExplanation, computing_node, explain_node, unexplainable
+from ..core.explainadd import AddExplanation
 from .explain_panel import ExplainPanel
 from .session import Session
 from .tasks import TaskRunner
 
 NO_RUN = "Run quantization (Ctrl+R) first: Explain then shows how the int8 model computes the selected layer."
-HINT = "Select a Conv, Gemm or MatMul layer that the int8 model computes: Explain works through those."
+HINT = "Select a Conv, Gemm, MatMul or Add layer that the int8 model computes: Explain works through those."
 
 
 class ExplainDock(QDockWidget):
@@ -116,7 +117,7 @@ class ExplainDock(QDockWidget):
         int8 = run.int8
         self.runner.start(lambda _progress: explain_node(int8, target, data, sample, model))
 
-    def _on_explained(self, explanation: NodeExplanation) -> None:
+    def _on_explained(self, explanation: NodeExplanation | AddExplanation) -> None:
         self.panel.show_explanation(explanation)
 
     def _on_failed(self, message: str, _details: str) -> None:

@@ -1,10 +1,12 @@
 """The Explain panel: how the selected int8 layer computes, with one output element worked through.
 
-It only displays a :class:`~q8studio.core.explain.NodeExplanation`; computing one runs the model
-and belongs in a worker thread (``explain_node``). Top to bottom: a coloured badge with the
-bit-exact check against ONNX Runtime, the quantization numbers, per-channel S_w and the error of
-M0 * 2^-n, the receptive field and weights of the worked element as grids (padding greyed),
-and the arithmetic chain from the int32 sum to the dequantized value.
+It only displays a :class:`~q8studio.core.explain.NodeExplanation` or an
+:class:`~q8studio.core.explainadd.AddExplanation`; computing one runs the model and belongs in a
+worker thread (``explain_node``). Top to bottom: a coloured badge with the bit-exact check against
+ONNX Runtime, the quantization numbers, per-channel S_w and the error of M0 * 2^-n, the receptive
+field and weights of the worked element as grids (padding greyed), and the arithmetic chain from
+the int32 sum to the dequantized value. An Add has no weights or accumulator: its numbers are the
+three tensors' scales and QLinearAdd's ratios, and its chain the two ways of adding one element.
 """
 
 from __future__ import annotations
@@ -29,6 +31,7 @@ from PySide6.QtWidgets import (
 )
 
 from ..core.explain import NodeExplanation
+from ..core.explainadd import AddExplanation
 from ..core.weights import QuantParams
 from . import formatting as fmt
 from .plots import PlotRow, make_plot
@@ -67,7 +70,7 @@ class ExplainPanel(QWidget):
         self.element_label = QLabel()
         self.element_label.setWordWrap(True)
         body.addWidget(self.element_label)
-        body.addLayout(self._grids())
+        body.addWidget(self._grids())
         body.addWidget(self._steps_view())
         self.notes = QLabel()
         self.notes.setWordWrap(True)
@@ -86,7 +89,7 @@ class ExplainPanel(QWidget):
         layout.addLayout(top)
         layout.addWidget(self.message, 1)  # either the message or the content takes the height
         layout.addWidget(self.scroll, 1)
-        self.explanation: NodeExplanation | None = None
+        self.explanation: NodeExplanation | AddExplanation | None = None
         self.show_explanation(None)
 
     # --- construction -------------------------------------------------------------------------
@@ -120,16 +123,18 @@ class ExplainPanel(QWidget):
         self.plot_row = PlotRow(self.scale_plot, self.error_plot)
         return self.plot_row
 
-    def _grids(self) -> QVBoxLayout:
+    def _grids(self) -> QWidget:
         self.x_table, self.w_table = _grid_table(), _grid_table()
         self.grid_note = QLabel()
-        column = QVBoxLayout()
+        self.grids = QWidget()  # hidden as a whole for an Add, which has no receptive field
+        column = QVBoxLayout(self.grids)
+        column.setContentsMargins(0, 0, 0, 0)
         for title, table in (("Input x_q: the receptive field (grey: padding)", self.x_table),
                              ("Weights w_q of this output channel", self.w_table)):
             column.addWidget(QLabel(title))
             column.addWidget(table)
         column.addWidget(self.grid_note)
-        return column
+        return self.grids
 
     def _steps_view(self) -> QPlainTextEdit:
         self.steps = QPlainTextEdit()
@@ -151,9 +156,9 @@ class ExplainPanel(QWidget):
         self.title.setText("")
         self._set_badge("", "none")
 
-    def show_explanation(self, expl: NodeExplanation | None) -> None:
+    def show_explanation(self, expl: NodeExplanation | AddExplanation | None) -> None:
         if expl is None:
-            self.show_message("Select a Conv, Gemm or MatMul node of the int8 model to see how it computes.")
+            self.show_message("Select a Conv, Gemm, MatMul or Add node of the int8 model to see how it computes.")
             return
         self.explanation = expl
         self.message.hide()
@@ -163,11 +168,17 @@ class ExplainPanel(QWidget):
                            f"<b>{escape(expl.runtime_kernel)}</b> "
                            f"(sample {expl.sample})")
         self._show_check(expl)
+        is_add = isinstance(expl, AddExplanation)
+        self.plot_row.setVisible(not is_add)
+        self.grids.setVisible(not is_add)
+        if is_add:
+            self._fill_add(expl)
+            return
         self._fill_numbers(expl)
         self._fill_plots(expl)
         self._fill_example(expl)
 
-    def _show_check(self, expl: NodeExplanation) -> None:
+    def _show_check(self, expl: NodeExplanation | AddExplanation) -> None:
         check = expl.checks[0]
         if check.exact:
             self._set_badge("bit-exact with ONNX Runtime" if check.bit_exact else "matches ONNX Runtime (float32)", "exact")
@@ -186,6 +197,27 @@ class ExplainPanel(QWidget):
         self.badge.setStyleSheet(f"background: {BADGE_COLOURS[state]}; color: white; border-radius: 4px; "
                                  "padding: 3px 8px; font-weight: bold;")
 
+    def _fill_add(self, expl: AddExplanation) -> None:
+        ratios = expl.ratios
+        rows = [*_params_rows("a", expl.a), *_params_rows("b", expl.b), *_params_rows("y", expl.y),
+                ("r_a = S_a/S_y (float32)", f"{ratios.a:.9g}"), ("r_b = S_b/S_y (float32)", f"{ratios.b:.9g}"),
+                ("c = Z_y − (r_a·Z_a + r_b·Z_b)", f"{ratios.constant:.9g}")]
+        if expl.float_tensor is not None:
+            rows.append(("SQNR vs float", f"{fmt.decibels(expl.sqnr_db)} ({expl.float_tensor})"))
+        self._set_numbers(rows)
+        ex = expl.example
+        self.element_label.setText(
+            f"Output element <b>{list(ex.index)}</b>: a_q = {ex.a_q}, b_q = {ex.b_q}, added as the QDQ graph "
+            "defines it, then as ONNX Runtime's QLinearAdd computes it.")
+        self.steps.setPlainText("\n".join(expl.steps()))
+
+    def _set_numbers(self, rows: list[tuple[str, str]]) -> None:
+        self.numbers.setRowCount(len(rows))
+        for index, (name, value) in enumerate(rows):
+            self.numbers.setItem(index, 0, QTableWidgetItem(name))
+            self.numbers.setItem(index, 1, QTableWidgetItem(value))
+        _fit_height(self.numbers)
+
     def _fill_numbers(self, expl: NodeExplanation) -> None:
         rows = [*_params_rows("x", expl.x), *_params_rows("w", expl.w)]
         if expl.bias_q is not None:
@@ -203,11 +235,7 @@ class ExplainPanel(QWidget):
             rows.append(("output", "not re-quantized: stays float32 (S_x·S_w·acc)"))
         if expl.float_tensor is not None:
             rows.append(("SQNR vs float", f"{fmt.decibels(expl.sqnr_db)} ({expl.float_tensor})"))
-        self.numbers.setRowCount(len(rows))
-        for index, (name, value) in enumerate(rows):
-            self.numbers.setItem(index, 0, QTableWidgetItem(name))
-            self.numbers.setItem(index, 1, QTableWidgetItem(value))
-        _fit_height(self.numbers)
+        self._set_numbers(rows)
 
     def _fill_plots(self, expl: NodeExplanation) -> None:
         channels = np.arange(expl.w.scale.size)

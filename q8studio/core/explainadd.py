@@ -1,0 +1,269 @@
+"""How one int8 Add really computes, checked bit for bit against ONNX Runtime on a real sample.
+
+A residual Add of a QDQ model adds two 8-bit tensors that have their own scales and zero points and writes
+a third. This gathers the three tensors' quantization (from the DequantizeLinear on each input and the
+QuantizeLinear after the node), runs the model on one sample with the node's 8-bit inputs and output
+exposed (exposing the QuantizeLinear output keeps ONNX Runtime's QLinearAdd fusion intact), and recomputes
+the output the two ways of :mod:`.addkernels`: ONNX Runtime's x86 kernel and the QDQ graph's definition.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+
+from .addkernels import AddRatios, dequantize_add_quantize, output_bounds, qlinear_add, qlinear_add_sums
+from .data import Dataset
+from .errors import Q8Error
+from .explainrun import Check, float_value, kernel_of, run_on_sample
+from .explainsample import SampleFeed, sample_feed
+from .explainstep import checked_index, pick_element
+from .metrics import measure
+from .model import Graph, LoadedModel, Node
+from .runtimegraph import RuntimeNode
+from .weights import QuantParams, qdq_params
+
+FUSED_KERNEL = "QLinearAdd"
+KERNEL_CHECK = "QLinearAdd's float32 ratios (x86)"
+DEFINITION_CHECK = "dequantize, add, quantize (the QDQ graph)"
+
+
+@dataclass(frozen=True)
+class AddElement:
+    """Every step behind one output element of the Add."""
+
+    index: tuple[int, ...]
+    a_q: int
+    b_q: int
+    real_a: float  # S_a (a_q - Z_a)
+    real_b: float
+    real_sum: float  # real_a + real_b, exact
+    definition_y_q: int  # dequantize, add, quantize
+    inner: float  # b_q r_b + c, float32
+    total: float  # a_q r_a + inner, float32
+    kernel_y_q: int  # rint(total), saturated
+    y_real: float  # S_y (y_q - Z_y) of the kernel's y_q
+    runtime_y_q: int
+    float_value: float | None
+
+    def steps(self, a: QuantParams, b: QuantParams, y: QuantParams, ratios: AddRatios, relu: bool) -> list[str]:
+        """The arithmetic of the element, one line per step: the real sum, the definition, then the kernel."""
+        qmin, qmax = output_bounds(y)
+        z_a, z_b, z_y = int(a.zero_point), int(b.zero_point), int(y.zero_point)
+        lines = [
+            f"a = S_a·(a_q − Z_a) = {float(a.scale):.6g}·({self.a_q} − {z_a}) = {self.real_a:.6g}",
+            f"b = S_b·(b_q − Z_b) = {float(b.scale):.6g}·({self.b_q} − {z_b}) = {self.real_b:.6g}",
+            f"a + b = {self.real_sum:.6g}" + (", then the Relu: max(0, a + b)" if relu else ""),
+            f"definition: round((a + b) / S_y) + Z_y, in [{qmin}, {qmax}] = {self.definition_y_q}",
+            "QLinearAdd, in float32 (r_a, r_b and c above):",
+            f"  t = b_q·r_b + c = {self.b_q}·{ratios.b:.6g} {_signed(ratios.constant)} = {self.inner:.9g}",
+            f"  t = a_q·r_a + t = {self.a_q}·{ratios.a:.6g} {_signed(self.inner)} = {self.total:.9g}",
+            "  (each line one fused multiply-add: one rounding)",
+            f"  y_q = rint(t), in [{qmin}, {qmax}] = {self.kernel_y_q}",
+            f"dequantized S_y·(y_q − Z_y) = {float(y.scale):.6g}·{self.kernel_y_q - z_y} = {self.y_real:.6g}",
+            f"ONNX Runtime: y_q = {self.runtime_y_q}",
+        ]
+        if self.float_value is not None:
+            lines.append(f"float model: {self.float_value:.6g} (int8 error {self.y_real - self.float_value:+.3g})")
+        return lines
+
+    def to_dict(self) -> dict[str, Any]:
+        return dict(self.__dict__)
+
+
+def _signed(value: float) -> str:
+    """``+ 1.5`` or ``− 1.5``: a term added in a written sum."""
+    return f"{'−' if value < 0 else '+'} {abs(value):.6g}"
+
+
+@dataclass
+class AddExplanation:
+    """Everything behind one int8 Add's output on one sample, and how it compares."""
+
+    node: str
+    runtime_kernel: str
+    sample: int
+    a: QuantParams
+    b: QuantParams
+    y: QuantParams
+    ratios: AddRatios
+    relu: bool  # a Relu kept between the Add and its QuantizeLinear
+    a_q: np.ndarray
+    b_q: np.ndarray
+    runtime: np.ndarray
+    checks: list[Check]
+    example: AddElement
+    float_tensor: str | None = None
+    float_output: np.ndarray | None = None
+    sqnr_db: float | None = None
+    notes: list[str] = field(default_factory=list)
+    op_type: str = "Add"
+    kind: str = "Add"
+
+    def steps(self) -> list[str]:
+        return self.example.steps(self.a, self.b, self.y, self.ratios, self.relu)
+
+    def to_dict(self) -> dict[str, object]:
+        return {
+            "node": self.node, "op_type": self.op_type, "kind": self.kind, "sample": self.sample,
+            "runtime_kernel": self.runtime_kernel,
+            "a": self.a.to_dict(), "b": self.b.to_dict(), "y": self.y.to_dict(), "ratios": self.ratios.__dict__,
+            "relu": self.relu, "checks": [c.to_dict() for c in self.checks],
+            "float_tensor": self.float_tensor, "sqnr_db": self.sqnr_db,
+            "example": self.example.to_dict(), "steps": self.steps(), "notes": self.notes,
+        }
+
+
+def explain_add(int8_model: LoadedModel, node: Node, data: Dataset, sample: int = 0,
+                float_model: LoadedModel | None = None, *, element: tuple[int, ...] | None = None,
+                threads: int = 0, notes: list[str] | None = None) -> AddExplanation:
+    """Explain Add ``node`` of a QDQ int8 model on sample ``sample`` of ``data`` (see :func:`.explain.explain_node`)."""
+    graph = int8_model.graph
+    a, b, y, relu = _quantization(int8_model, node)
+    on_sample = sample_feed(int8_model, data, sample)
+    runs, kernels = run_on_sample(int8_model, [a.tensor, b.tensor, y.tensor], on_sample, threads)
+    values = runs[0]
+    a_q, b_q, runtime = (_sample_rows(on_sample, values[t], values[y.tensor].shape) for t in (a.tensor, b.tensor, y.tensor))
+    kernel = kernel_of(kernels, graph, node)
+    ratios = AddRatios.of(a, b, y)
+    fused = kernel is not None and kernel.op_type == FUSED_KERNEL
+    by_kernel = qlinear_add(a_q, b_q, ratios, y)
+    by_definition = dequantize_add_quantize(a_q, a, b_q, b, y, relu=relu)
+    checks = [_check(KERNEL_CHECK, by_kernel, runtime, fused, a_q), _check(DEFINITION_CHECK, by_definition, runtime, fused, a_q)]
+    float_tensor = float_output = None
+    notes = list(notes or []) + on_sample.notes(values[y.tensor].shape) + _notes(node, kernel, relu, float_model)
+    if float_model is not None:
+        float_tensor, float_output = float_value(float_model, _float_candidates(graph, node, y), on_sample, threads)
+        if float_tensor is None:
+            notes.append("The float model has no tensor of the same name to compare with.")
+    index = element if element is not None else pick_element(runtime, y, float_output)
+    return AddExplanation(
+        node=node.name, runtime_kernel=kernel.op_type if kernel else "(not found)", sample=sample,
+        a=a, b=b, y=y, ratios=ratios, relu=relu, a_q=a_q, b_q=b_q, runtime=runtime,
+        checks=checks if fused else checks[::-1],  # the first check is the one the kernel that ran should meet
+        example=_element(node, a, b, y, ratios, relu, a_q, b_q, runtime, float_output, index),
+        float_tensor=float_tensor, float_output=float_output, sqnr_db=_sqnr(y, runtime, float_output), notes=notes,
+    )
+
+
+def _quantization(model: LoadedModel, node: Node) -> tuple[QuantParams, QuantParams, QuantParams, bool]:
+    """The quantization of both inputs and of the output, and whether a Relu sits before the QuantizeLinear."""
+    graph = model.graph
+    inputs = [_producer(graph, name, "DequantizeLinear") for name in node.inputs[:2]]
+    if len(node.inputs) != 2 or any(dq is None for dq in inputs):
+        raise Q8Error(f"Node {node.name} runs in float: its inputs are not both quantized (a DequantizeLinear feeds "
+                      "each input of an int8 Add).")
+    after, relu = _consumer(graph, node.outputs[0]), False
+    if after is not None and after.op_type == "Relu":
+        after, relu = _consumer(graph, after.outputs[0]), True
+    if after is None or after.op_type != "QuantizeLinear":
+        raise Q8Error(f"Node {node.name}'s output is not re-quantized: ONNX Runtime adds the dequantized inputs in "
+                      "float32, so there is no 8-bit arithmetic to explain.")
+    a, b = (qdq_params(model, dq) for dq in inputs)  # type: ignore[arg-type]
+    y = qdq_params(model, after)
+    if a.per_channel or b.per_channel or y.per_channel:
+        raise Q8Error(f"Node {node.name} has per-channel activation scales; QLinearAdd takes one scale per tensor.")
+    return a, b, y, relu
+
+
+def _producer(graph: Graph, tensor: str, op_type: str) -> Node | None:
+    index = graph.producer.get(tensor)
+    node = graph.nodes[index] if index is not None else None
+    return node if node is not None and node.op_type == op_type else None
+
+
+def _consumer(graph: Graph, tensor: str) -> Node | None:
+    """The single node reading ``tensor``, None when none or several do."""
+    readers = graph.consumers.get(tensor, [])
+    return graph.nodes[readers[0]] if len(readers) == 1 else None
+
+
+def _sample_rows(sample: SampleFeed, value: np.ndarray, output_shape: tuple[int, ...]) -> np.ndarray:
+    """The sample's rows of an input or output of the Add; an input broadcast along the batch axis stays whole."""
+    if value.ndim < len(output_shape) or value.shape[0] != output_shape[0]:
+        return value
+    rows = sample.rows(value)
+    if rows is None:
+        raise Q8Error(f"The Add's tensors of shape {list(value.shape)} do not split into the batch's {sample.size} "
+                      "samples.")
+    return rows
+
+
+def _check(title: str, reference: np.ndarray, runtime: np.ndarray, fused: bool, a_q: np.ndarray) -> Check:
+    diff = np.abs(reference - runtime.astype(np.int64))
+    differing = int(np.count_nonzero(diff))
+    return Check(title, runtime.size, differing, float(diff.max(initial=0)), _cause(title, differing, diff, fused, a_q))
+
+
+def _cause(title: str, differing: int, diff: np.ndarray, fused: bool, a_q: np.ndarray) -> str:
+    if not differing:
+        return ""
+    if int(diff.max()) > 1:
+        return "unexpected: the reference and ONNX Runtime disagree by more than one step"
+    if fused and title == DEFINITION_CHECK:
+        return ("QLinearAdd folds the scales into r_a, r_b and c and rounds once per fused multiply-add; the "
+                "definition rounds after each step and divides by S_y. They round differently where the sum lies "
+                "within float32 rounding of a half-integer.")
+    if fused and a_q.size == 1:
+        return ("the first input is a single value, which ONNX Runtime folds into the constant c in an order the "
+                "reference does not reproduce")
+    if fused:
+        return "unexpected: this formula should match ONNX Runtime's x86 QLinearAdd exactly (another CPU?)"
+    if title == KERNEL_CHECK:
+        return "ONNX Runtime did not fuse this Add into QLinearAdd: it computed the definition in float32."
+    return "unexpected: the unfused graph computes exactly this"
+
+
+def _notes(node: Node, kernel: RuntimeNode | None, relu: bool, float_model: LoadedModel | None) -> list[str]:
+    notes = []
+    if kernel is None or kernel.op_type != FUSED_KERNEL:
+        name = kernel.op_type if kernel else "an unknown kernel"
+        notes.append(f"ONNX Runtime runs this Add as {name} in float32 between DequantizeLinear and QuantizeLinear, "
+                     "not as QLinearAdd: the definition is what it computes.")
+    else:
+        notes.append("On x86 QLinearAdd computes in float32 on the 8-bit values, with two scale ratios and one "
+                     "constant; no integer multiplier is involved (ONNX Runtime's ARM kernel uses integer ones).")
+    if relu:
+        notes.append("A Relu stays between the Add and its QuantizeLinear, so ONNX Runtime cannot fuse them.")
+    if float_model is not None and not relu:
+        producer = float_model.graph.producer.get(node.outputs[0])
+        original = float_model.graph.nodes[producer] if producer is not None else None
+        if original is not None and original.op_type in ("Relu", "Clip"):  # the quantizer wrote its output name
+            notes.append(f"{original.op_type} {original.name} of the float model was removed by the quantizer: the "
+                         "clamp to the output range [Z_y, qmax] does its work.")
+    return notes
+
+
+def _float_candidates(graph: Graph, node: Node, y: QuantParams) -> list[str]:
+    """The float tensor standing for the Add's output: its own name, or the one the DequantizeLinear after the
+    QuantizeLinear restores (a Relu's output, when the quantizer removed the Relu)."""
+    return [node.outputs[0]] + [graph.nodes[i].outputs[0] for i in graph.consumers.get(y.tensor, [])]
+
+
+def _element(node: Node, a: QuantParams, b: QuantParams, y: QuantParams, ratios: AddRatios, relu: bool,
+             a_q: np.ndarray, b_q: np.ndarray, runtime: np.ndarray, float_output: np.ndarray | None,
+             index: tuple[int, ...]) -> AddElement:
+    index = checked_index(node, index, runtime.shape)
+    a_at, b_at = (int(np.broadcast_to(v, runtime.shape)[index]) for v in (a_q, b_q))
+    real_a = float(np.float32(a.scale)) * (a_at - int(a.zero_point))
+    real_b = float(np.float32(b.scale)) * (b_at - int(b.zero_point))
+    inner, total = qlinear_add_sums(np.array(a_at), np.array(b_at), ratios)
+    kernel_y_q = int(qlinear_add(np.array(a_at), np.array(b_at), ratios, y))
+    float_ok = float_output is not None and float_output.shape == runtime.shape
+    return AddElement(
+        index=index, a_q=a_at, b_q=b_at, real_a=real_a, real_b=real_b, real_sum=real_a + real_b,
+        definition_y_q=int(dequantize_add_quantize(np.array(a_at), a, np.array(b_at), b, y, relu=relu)),
+        inner=float(inner), total=float(total), kernel_y_q=kernel_y_q,
+        y_real=float(np.float32(y.scale)) * (kernel_y_q - int(y.zero_point)), runtime_y_q=int(runtime[index]),
+        float_value=float(float_output[index]) if float_ok else None,  # type: ignore[index]
+    )
+
+
+def _sqnr(y: QuantParams, runtime: np.ndarray, float_output: np.ndarray | None) -> float | None:
+    """SQNR (dB) of the runtime's output, dequantized, against the float model's."""
+    if float_output is None or float_output.shape != runtime.shape:
+        return None
+    centered = runtime.astype(np.float64) - float(y.zero_point)
+    return measure(float_output, float(np.float32(y.scale)) * centered).sqnr_db
