@@ -40,6 +40,27 @@ def test_hand_edited_recipe_with_a_wrong_type_is_refused(tmp_path: Path, setting
         Recipe.load(path)
 
 
+@pytest.mark.parametrize("make, message", [
+    (lambda folder: folder / "missing.json", "No such file: {path}"),
+    (lambda folder: folder, "{path} is a folder, not a recipe or report."),
+    (lambda folder: _written(folder / "garbage.json", b"{garbage"), "garbage.json is not a recipe or report: it is not "
+                                                                    "JSON text."),
+    (lambda folder: _written(folder / "model.onnx", b"\x08\x07\x12\xa8\xff"), "model.onnx is not a recipe or "
+                                                                                "report: it is not JSON text."),
+], ids=["missing", "folder", "not-json", "binary"])
+def test_a_file_that_is_no_recipe_is_refused_in_one_sentence(tmp_path: Path, make, message: str) -> None:
+    path = make(tmp_path)
+    with pytest.raises(Q8Error) as refused:
+        Recipe.load(path)
+    assert str(refused.value) == message.format(path=path)
+    assert "Errno" not in str(refused.value) and "codec" not in str(refused.value)
+
+
+def _written(path: Path, content: bytes) -> Path:
+    path.write_bytes(content)
+    return path
+
+
 def test_a_recipe_of_a_newer_version_is_refused(tmp_path: Path) -> None:
     """Its settings may mean something this version does not know: refuse rather than guess."""
     path = tmp_path / "r.json"

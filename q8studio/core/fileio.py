@@ -1,14 +1,16 @@
-"""Atomic file writes: a reader never sees a half-written file, and a failure leaves nothing behind."""
+"""Files the user names: atomic writes (a reader never sees a half-written file, and a failure leaves
+nothing behind), and JSON settings read with a one-line reason when they cannot be."""
 
 from __future__ import annotations
 
+import json
 import os
 import uuid
 from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
 from pathlib import Path
 
-from .errors import Q8Error
+from .errors import Q8Error, first_line
 
 
 @contextmanager
@@ -105,3 +107,20 @@ def _nearest_existing(folder: Path) -> Path:
     while not folder.exists() and folder != folder.parent:
         folder = folder.parent
     return folder
+
+
+def read_json(path: Path, what: str) -> object:
+    """The JSON content of ``path``, which should be ``what`` ("a recipe or report"); a file that is missing,
+    a folder, unreadable, or no JSON at all (a model picked by mistake) is a Q8Error saying so in words, the
+    parser's own text in its details."""
+    path = Path(path)
+    if not path.exists():
+        raise Q8Error(f"No such file: {path}")
+    if path.is_dir():
+        raise Q8Error(f"{path} is a folder, not {what}.")
+    try:
+        return json.loads(path.read_text(encoding="utf-8"))
+    except OSError as exc:
+        raise Q8Error(f"Cannot read {path}: {exc.strerror or first_line(exc)}.") from None
+    except ValueError as exc:  # JSONDecodeError, or bytes that are no UTF-8 text
+        raise Q8Error(f"{path.name} is not {what}: it is not JSON text.", details=str(exc)) from None

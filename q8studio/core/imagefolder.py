@@ -17,6 +17,7 @@ import numpy as np
 from PIL import Image, UnidentifiedImageError
 
 from .errors import Q8Error
+from .fileio import read_json
 from .model import TensorInfo
 
 IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".bmp")
@@ -154,10 +155,7 @@ class ImageOptions:
     def from_json(cls, path: Path) -> "ImageOptions":
         """The keys present in a settings file, or those a quantization report recorded for its image
         folder; an unknown key is an error, not silently ignored."""
-        try:
-            raw = json.loads(Path(path).read_text())
-        except (OSError, ValueError) as exc:
-            raise Q8Error(f"Cannot read preprocessing settings from {path}: {exc}") from None
+        raw = read_json(Path(path), "preprocessing settings or a report")
         return cls.from_settings(raw, path)
 
     @classmethod

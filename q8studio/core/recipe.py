@@ -8,7 +8,7 @@ from pathlib import Path
 
 from .clipping import METHODS, needs_histogram
 from .errors import Q8Error
-from .fileio import atomic_write_text
+from .fileio import atomic_write_text, read_json
 from .stats import HIST_VALUES_PER_SAMPLE
 
 RECIPE_VERSION = 1
@@ -105,10 +105,7 @@ class Recipe:
 
     @classmethod
     def load(cls, path: str | Path) -> "Recipe":
-        try:
-            data = json.loads(Path(path).read_text())
-        except (OSError, ValueError) as exc:
-            raise Q8Error(f"Cannot read recipe {path}: {exc}") from None
+        data = read_json(Path(path), "a recipe or report")
         if not isinstance(data, dict):
             raise Q8Error(f"{path} is not a q8studio recipe.")
         if "q8studio_report" in data:  # a quantization report also holds the recipe of its run

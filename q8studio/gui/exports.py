@@ -132,7 +132,7 @@ class Exporter:
             fitted = self._fit(parts) if self._session.model is not None else None
             self._panel.set_recipe(recipe if fitted is None else recipe.with_changes(exclude=fitted.exclude))
         except Q8Error as exc:
-            self._errors.show(str(exc))
+            self._errors.show(str(exc), exc.details)
             return False
         self._waiting = parts if fitted is None else None
         if fitted is None:
