@@ -14,7 +14,7 @@ from q8studio.core.demo import demo_assets
 from q8studio.core.model import LoadedModel, load_model
 from q8studio.core.recipe import Recipe
 from q8studio.core.tensorview import node_numbers
-from q8studio.core.workflow import StudioRun, quantize_and_compare
+from q8studio.core.workflow import StudioRun, overlay_values, quantize_and_compare
 from q8studio.gui import formatting as fmt
 from q8studio.gui.inspector import Inspector
 from test_tensorview import weights_as_constant_nodes
@@ -87,6 +87,23 @@ def test_a_model_output_shows_its_int8_error(inspector: Inspector, constant_demo
     assert quantization["Errors over"] == "64 samples of test.npz"
     assert quantization["SQNR"] == fmt.decibels(output.sqnr_db) and quantization["Cosine"] == fmt.number(output.cosine, 6)
     assert quantization["Max |error|"] == fmt.number(output.max_abs)
+
+
+def test_the_last_layer_and_a_maxpool_show_the_error_the_table_and_graph_show(
+        inspector: Inspector, constant_demo: tuple[LoadedModel, StudioRun]) -> None:
+    """The model's output is a quantized activation like any other (a row of the table, a colour of the graph); a
+    MaxPool's output is quantized with its input's range, and its own error is the one shown, not its input's."""
+    model, run = constant_demo
+    rows = {row.tensor: row for row in run.layer_rows()}
+    assert rows["logits"].node == "/fc/Gemm" and rows["logits"].sqnr_db == run.comparison.errors.outputs["logits"].sqnr_db
+    colours = overlay_values(run.layer_rows(), "sqnr_db", model, run.result.prepared.model)
+    assert colours["/fc/Gemm"] == rows["logits"].sqnr_db
+    maxpool = rows["/pool/MaxPool_output_0"]
+    assert colours["/pool/MaxPool"] == maxpool.sqnr_db
+    inspector.show_node(model, "/pool/MaxPool", run)
+    shown = tree_rows(inspector.tree)["Quantization"]
+    assert shown["Tensor"] == "/pool/MaxPool_output_0" and shown["Range of"] == "/block1/relu/Relu_output_0"
+    assert shown["SQNR"] == fmt.decibels(maxpool.sqnr_db)
 
 
 def test_scales_and_zero_points_are_constants_not_weights(inspector: Inspector, demo_int8_path: Path) -> None:

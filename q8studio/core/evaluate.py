@@ -201,7 +201,7 @@ def analyse_errors(
         outputs={
             name: NotMeasured(CLASS_IDS) if name in class_id_outputs else acc for name, acc in output_errors.items()
         },
-        layers=_layer_table(float_model, layer_errors),
+        layers=_layer_table(float_model, {**layer_errors, **_quantized_outputs(int8_model, output_errors, class_id_outputs)}),
         float_top1=top1.float_accuracy,
         int8_top1=top1.int8_accuracy,
         agreement=top1.agreement,
@@ -338,6 +338,18 @@ def _score_dims(dims: Sequence[int | str | None]) -> tuple[int | str | None, ...
     while len(dims) > 2 and dims[-1] == 1:
         dims = dims[:-1]
     return dims
+
+
+def _quantized_outputs(int8_model: LoadedModel, output_errors: dict[str, ErrorAccumulator],
+                       class_ids: set[str]) -> dict[str, ErrorAccumulator]:
+    """The errors of the model outputs the int8 model quantizes (a DequantizeLinear writes them): the last
+    layer's error, a row of the per-layer table like any other quantized activation."""
+    graph = int8_model.graph
+    quantized = {
+        name for name in graph.outputs
+        if graph.producer.get(name) is not None and graph.nodes[graph.producer[name]].op_type == "DequantizeLinear"
+    }
+    return {name: acc for name, acc in output_errors.items() if name in quantized and name not in class_ids}
 
 
 def _layer_table(float_model: LoadedModel, errors: dict[str, ErrorAccumulator]) -> list[LayerError]:

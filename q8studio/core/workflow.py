@@ -14,7 +14,7 @@ from pathlib import Path
 from .data import Dataset
 from .errors import Q8Error
 from .evaluate import Comparison, LayerError, compare_models, require_labels_fit
-from .model import LoadedModel
+from .model import LoadedModel, Node
 from .profile import ProfileReport
 from .progress import NO_PROGRESS, Progress
 from .quantize import QuantizeResult, quantize_model
@@ -64,6 +64,13 @@ class StudioRun:
         if self._rows is None:  # the table, the graph colours and the inspector all ask for them
             self._rows = [self._row(layer) for layer in self.comparison.errors.layers]
         return self._rows
+
+    def error_tensor(self, node: Node, calibrated: str | None) -> str | None:
+        """The tensor whose float-vs-int8 error stands for ``node``: its own output when the comparison measured
+        it (a MaxPool quantized with its input's range has an error of its own, though no calibration), else the
+        ``calibrated`` tensor standing for it (a Conv's fused ReLU), as the graph colours and the table have it."""
+        measured = {row.tensor for row in self.layer_rows()}
+        return next((name for name in node.outputs if name in measured), calibrated)
 
     def _row(self, layer: LayerError) -> LayerRow:
         stats = self.result.stats.get(layer.tensor)

@@ -94,13 +94,18 @@ class Inspector(QWidget):
         if kept is not None:
             rows.append(("Kept in float", kept.reason))
         tensor = activation_tensor_for(node.name, model, run.result.prepared.model, run.result.stats)
+        measured = run.error_tensor(node, tensor)
+        if measured is not None:
+            rows.append(("Tensor", measured))
         if tensor is not None:
             stats = run.result.stats[tensor]
-            rows.append(("Tensor", tensor))
+            if tensor != measured:  # a MaxPool's output is quantized with its input's range
+                rows.append(("Range of", tensor))
             rows.append(("Observed range", fmt.value_range(stats.min, stats.max)))
             if tensor in run.result.ranges:
                 rows.append((f"{run.result.recipe.method} range", fmt.value_range(*run.result.ranges[tensor])))
-            rows.extend(_error_rows(run, tensor))
+        if measured is not None:
+            rows.extend(_error_rows(run, measured))
         if not rows:
             rows.append(("Int8", f"no activation: it makes a weight of {users}" if users else
                          "no quantized activation of its own (fused or shape-only)"))

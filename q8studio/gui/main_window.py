@@ -350,11 +350,16 @@ class MainWindow(QMainWindow):
             self.histograms.show_activation(None, None, [], "", none)
             self.histograms.show_comparison(None, none)
             return
-        fused = "" if numbers.tensor in node.outputs else (
-            f"{node.op_type}'s own output is not quantized; showing the nearest tensor that is:")
+        measured = run.error_tensor(node, numbers.tensor)
+        if numbers.tensor in node.outputs:
+            caption = ""
+        elif measured != numbers.tensor:
+            caption = f"{node.op_type}'s output is quantized with the range of the tensor it reads, calibrated here:"
+        else:
+            caption = f"{node.op_type}'s own output is not quantized; showing the nearest tensor that is:"
         self.histograms.show_activation(numbers.stats, numbers.activation_histogram, numbers.ranges,
-                                        run.result.recipe.method, fused)
-        self._compare_tensor(numbers.tensor)
+                                        run.result.recipe.method, caption)
+        self._compare_tensor(measured)
 
     def _on_node_numbers_failed(self, message: str, details: str) -> None:
         """Say so where the numbers would have been, not only in the dialog."""
