@@ -49,8 +49,9 @@ class Recipe:
             raise Q8Error(f"The recipe's exclude must be a list of node names (got {self.exclude!r}).")
         if self.method not in METHODS:
             raise Q8Error(f"Unknown clipping method '{self.method}'; choose one of {', '.join(METHODS)}.")
-        if not 0.0 < self.percentile <= 100.0:
-            raise Q8Error(f"The percentile must be in (0, 100] (got {self.percentile}).")
+        if not 50.0 < self.percentile <= 100.0:  # the range runs from the (100 - P)-th to the P-th percentile
+            raise Q8Error(f"The percentile must be above 50 and at most 100 (got {self.percentile}): the range runs "
+                          "from the (100 - P)-th to the P-th percentile, so 99.99 clips the rarest 0.01% at each end.")
         if not 0.0 < self.ema_momentum < 1.0:
             raise Q8Error(f"The EMA momentum must be in (0, 1) (got {self.ema_momentum}).")
         if self.granularity not in GRANULARITIES:

@@ -243,8 +243,8 @@ class QuantizePanel(QWidget):
             "entropy: minimise KL divergence · mse: minimise quantization error\n"
             "ema: moving average of each sample's extremes, sample by sample"
         )
-        # the ranges a recipe allows: 0 < percentile <= 100, 0 < momentum < 1
-        self.percentile = FineSpinBox(10.0**-FINE_DECIMALS, 100.0)
+        # the ranges a recipe allows: 50 < percentile <= 100, 0 < momentum < 1
+        self.percentile = FineSpinBox(50.0 + 10.0**-FINE_DECIMALS, 100.0)
         self.percentile.setSingleStep(0.01)
         self.momentum = FineSpinBox(10.0**-FINE_DECIMALS, 1.0 - 10.0**-FINE_DECIMALS)
         self.momentum.setSingleStep(0.01)
