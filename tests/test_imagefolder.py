@@ -19,7 +19,7 @@ from q8studio.cli.inputs import image_options
 from q8studio.core.data import Dataset, load_data
 from q8studio.core.demo import demo_assets
 from q8studio.core.errors import Q8Error
-from q8studio.core.imagefolder import ImagePreprocessing
+from q8studio.core.imagefolder import ImageOptions, ImagePreprocessing
 from q8studio.core.model import load_model
 
 
@@ -168,6 +168,66 @@ def test_a_misspelt_settings_key_is_an_error_not_a_silent_default(tmp_path: Path
     path = tmp_path / "p.json"
     path.write_text(json.dumps({"mean": [0.5], "means": [0.1]}))
     with pytest.raises(Q8Error, match="unknown keys means"):
+        ImagePreprocessing.from_json(path)
+
+
+@pytest.mark.parametrize("scale", ["0", "-0.0", "1e-46"], ids=["zero", "minus-zero", "zero-in-float32"])
+def test_a_zero_scale_is_refused_from_the_flag_the_settings_file_and_the_form(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], scale: str
+) -> None:
+    """Every image times 0 is one constant: the int8 model was calibrated on it, scored 10%, and the run exited 0."""
+    assets = demo_assets()
+    settings = tmp_path / "scale.json"
+    settings.write_text(f'{{"scale": {scale}}}')
+    message = (f"Image scale {float(scale):g} turns every image into the same constant; give a non-zero multiplier, "
+               "the one the model was trained with (such as 0.00392 for 1/255).")
+    out = tmp_path / "o.onnx"
+    for given in (["--scale", scale, "--mean", "0.3", "--std", "0.3"], ["--preprocess", str(settings)]):
+        assert main(["quantize", str(assets.model), "--calib", str(assets.images), "-o", str(out), *given]) == 2
+        assert capsys.readouterr().err == f"q8studio: error: {message}\n"
+        assert not out.exists()
+    with pytest.raises(Q8Error) as refused:  # the GUI's form builds its settings so
+        ImagePreprocessing(scale=float(scale))
+    assert str(refused.value) == message
+
+
+@pytest.mark.parametrize("settings, message", [
+    ({"mean": "0.5"}, "mean must be a number or a list of numbers (got '0.5')"),
+    ({"std": [0.3, "0.3", 0.3]}, "std must be a number or a list of numbers (got '0.3')"),
+    ({"mean": [[0.5]]}, "mean must be a number or a list of numbers (got [0.5])"),
+    ({"std": True}, "std must be a number or a list of numbers (got true)"),
+    ({"scale": "0.00392"}, "scale must be a number (got '0.00392')"),
+    ({"scale": None}, "scale must be a number (got null)"),
+    ({"size": [16.5, 16]}, "size must be two whole numbers, height and width (got 16.5)"),
+    ({"size": [16, False]}, "size must be two whole numbers, height and width (got false)"),
+    ({"size": "16"}, "size must be two whole numbers, height and width (got '16')"),
+    ({"size": 16}, "size must be two whole numbers, height and width (got 16)"),
+    ({"layout": None}, "layout must be one of NCHW, NHWC (got null)"),
+    ({"color": ["rgb"]}, "color must be one of rgb, bgr, gray (got [\"rgb\"])"),
+], ids=["string-mean", "string-in-std", "nested-mean", "bool-std", "string-scale", "null-scale", "fractional-size",
+        "bool-in-size", "string-size", "one-number-size", "null-layout", "list-color"])
+def test_a_settings_value_of_the_wrong_type_is_refused_naming_its_key(
+    tmp_path: Path, settings: dict, message: str
+) -> None:
+    """float() read "0.5" character by character ("could not convert string to float: '.'") and int() cut 16.5
+    to 16 without a word."""
+    path = tmp_path / "p.json"
+    path.write_text(json.dumps(settings))
+    with pytest.raises(Q8Error) as refused:
+        ImageOptions.from_json(path)
+    assert str(refused.value) == f"Cannot read preprocessing settings from {path}: {message}."
+
+
+def test_settings_numbers_are_read_as_json_writes_them(tmp_path: Path) -> None:
+    """One mean for all channels needs no list, 16.0 is a whole size, and an integer too long for a float is as
+    infinite as 1e999 (and refused as such, not with Python's OverflowError)."""
+    path = tmp_path / "p.json"
+    path.write_text(json.dumps({"size": [16.0, 12], "scale": 1, "mean": 0.5, "std": [0.25]}))
+    options = ImageOptions.from_json(path)
+    assert options == ImageOptions(size=(16, 12), scale=1.0, mean=(0.5,), std=(0.25,))
+    assert all(type(v) is int for v in options.size or ())
+    path.write_text(json.dumps({"mean": 10**400}))
+    with pytest.raises(Q8Error, match=re.escape("Image scale, mean and std must be finite numbers.")):
         ImagePreprocessing.from_json(path)
 
 

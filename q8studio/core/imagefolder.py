@@ -53,6 +53,9 @@ class ImagePreprocessing:
                 raise Q8Error(f"Image {name} {big:g} is beyond the float32 range of pixels (±{FLOAT32_MAX:.3g}).")
         if any(np.float32(s) == 0 for s in self.std):
             raise Q8Error("Image std values must be non-zero.")
+        if np.float32(self.scale) == 0:  # pixels times 0 (in float32) are one constant, whatever the image
+            raise Q8Error(f"Image scale {self.scale:g} turns every image into the same constant; give a non-zero "
+                          "multiplier, the one the model was trained with (such as 0.00392 for 1/255).")
         for name, values in (("mean", self.mean), ("std", self.std)):
             self._check_count(name, len(values))
         self._check_pixel_range()
@@ -172,15 +175,15 @@ class ImageOptions:
             if unknown:
                 raise ValueError(f"unknown keys {', '.join(unknown)}")
             return cls(
-                size=tuple(int(v) for v in raw["size"]) if "size" in raw else None,  # type: ignore[arg-type]
-                layout=raw.get("layout"),
-                color=raw.get("color"),
-                scale=float(raw["scale"]) if "scale" in raw else None,
-                mean=tuple(float(v) for v in raw["mean"]) if "mean" in raw else None,
-                std=tuple(float(v) for v in raw["std"]) if "std" in raw else None,
+                size=_size(raw["size"]) if "size" in raw else None,
+                layout=_choice("layout", raw["layout"], LAYOUTS) if "layout" in raw else None,
+                color=_choice("color", raw["color"], COLORS) if "color" in raw else None,
+                scale=_number("scale", raw["scale"], "a number") if "scale" in raw else None,
+                mean=_numbers("mean", raw["mean"]) if "mean" in raw else None,
+                std=_numbers("std", raw["std"]) if "std" in raw else None,
             )
-        except (ValueError, TypeError) as exc:
-            raise Q8Error(f"Cannot read preprocessing settings from {path}: {exc}") from None
+        except ValueError as exc:
+            raise Q8Error(f"Cannot read preprocessing settings from {path}: {exc}.") from None
 
     def given(self) -> dict[str, object]:
         return {f.name: getattr(self, f.name) for f in fields(self) if getattr(self, f.name) is not None}
@@ -201,6 +204,44 @@ class ImageOptions:
                 raise
             implied = ImagePreprocessing()
         return self.over(implied)
+
+
+def _shown(value: object) -> str:
+    """A settings value as the user wrote it: strings quoted as the other refusals quote them, the rest as JSON."""
+    return f"'{value}'" if isinstance(value, str) else json.dumps(value)
+
+
+def _number(key: str, value: object, expected: str) -> float:
+    """A JSON number: ``float()`` would also take "0.5" and true, hiding a settings file written wrong."""
+    if isinstance(value, bool) or not isinstance(value, (int, float)):
+        raise ValueError(f"{key} must be {expected} (got {_shown(value)})")
+    try:
+        return float(value)
+    except OverflowError:  # an integer of over 308 digits: refused as infinite, as 1e999 is
+        return math.inf if value > 0 else -math.inf
+
+
+def _numbers(key: str, value: object) -> tuple[float, ...]:
+    """One number for all channels or a list of them; a string is refused, not read character by character."""
+    expected = "a number or a list of numbers"
+    return tuple(_number(key, v, expected) for v in (value if isinstance(value, list) else [value]))
+
+
+def _size(value: object) -> tuple[int, int]:
+    """Height and width in whole pixels: 16.5 would otherwise be truncated to 16 without a word."""
+    if not isinstance(value, list) or len(value) != 2:
+        raise ValueError(f"size must be two whole numbers, height and width (got {_shown(value)})")
+    for v in value:
+        if isinstance(v, bool) or not isinstance(v, (int, float)) or (isinstance(v, float) and not v.is_integer()):
+            raise ValueError(f"size must be two whole numbers, height and width (got {_shown(v)})")
+    return int(value[0]), int(value[1])
+
+
+def _choice(key: str, value: object, choices: tuple[str, ...]) -> str:
+    """One of the named choices; null is refused here, where it would otherwise read as "not given"."""
+    if not isinstance(value, str):
+        raise ValueError(f"{key} must be one of {', '.join(choices)} (got {_shown(value)})")
+    return value
 
 
 def recorded_preprocessing(path: Path) -> ImageOptions | None:
