@@ -15,7 +15,8 @@ from q8studio.core.clipping import activation_range
 from q8studio.core.data import load_data
 from q8studio.core.demo import demo_assets
 from q8studio.core.errors import Q8Error
-from q8studio.core.evaluate import CLASS_IDS, NotMeasured, analyse_errors, compare_models
+from q8studio.cli.printing import print_comparison
+from q8studio.core.evaluate import CLASS_IDS, NotMeasured, analyse_errors, compare_models, require_labels_fit
 from q8studio.core.metrics import ErrorAccumulator, measure
 from q8studio.core.model import load_model
 from q8studio.core.quantize import quantize_model
@@ -178,3 +179,78 @@ def test_each_model_input_row_carries_the_input_name(tmp_path) -> None:
     layers = analyse_errors(model, result.int8, data).layers
     inputs = {row.node: row.tensor for row in layers if row.op_type == "Input"}
     assert inputs == {"a": "a", "b": "b"}
+
+
+def _features_then_logits(argmax: bool = False) -> onnx.ModelProto:
+    """Outputs an embedding feat [N, 16] first, then the class logits [N, 4] (or their ArgMax class ids)."""
+    rng = np.random.default_rng(3)
+    nodes = [helper.make_node("Gemm", ["x", "w1", "b1"], ["h"], name="fc1", transB=1),
+             helper.make_node("Relu", ["h"], ["feat"], name="relu"),
+             helper.make_node("Gemm", ["feat", "w2", "b2"], ["logits"], name="fc2", transB=1)]
+    scores = helper.make_tensor_value_info("logits", TensorProto.FLOAT, ["N", 4])
+    if argmax:
+        nodes.append(helper.make_node("ArgMax", ["logits"], ["class_id"], name="argmax", axis=1, keepdims=0))
+        scores = helper.make_tensor_value_info("class_id", TensorProto.INT64, ["N"])
+    weights = [numpy_helper.from_array(array.astype(np.float32), name) for name, array in (
+        ("w1", rng.normal(0, 0.5, (16, 8))), ("b1", rng.normal(0, 0.1, 16)),
+        ("w2", rng.normal(0, 0.5, (4, 16))), ("b2", rng.normal(0, 0.1, 4)))]
+    graph = helper.make_graph(
+        nodes, "features_then_logits", [helper.make_tensor_value_info("x", TensorProto.FLOAT, ["N", 8])],
+        [helper.make_tensor_value_info("feat", TensorProto.FLOAT, ["N", 16]), scores], weights,
+    )
+    return helper.make_model(graph, opset_imports=[helper.make_opsetid("", 13)], ir_version=8)
+
+
+@pytest.mark.parametrize("argmax", [False, True])
+def test_top1_is_scored_on_the_output_that_classifies_the_labels(tmp_path, capsys, argmax: bool) -> None:
+    """Features listed before the logits were scored against the labels: 1.5% where the truth is 100%."""
+    path = save(_features_then_logits(argmax), tmp_path / "two.onnx")
+    x = np.random.default_rng(4).normal(0, 1, (200, 8)).astype(np.float32)
+    logits = ort.InferenceSession(_features_then_logits().SerializeToString()).run(["logits"], {"x": x})[0]
+    float_model = load_model(path)
+    data = load_data(write_npz(tmp_path / "d.npz", x=x, labels=logits.argmax(1)), float_model)
+    int8 = quantize_model(float_model, data, Recipe(), tmp_path / "two.int8.onnx").int8
+    comparison = compare_models(float_model, int8, data, latency_runs=1)
+
+    scored = "class_id" if argmax else "logits"
+    int8_scores = ort.InferenceSession(str(tmp_path / "two.int8.onnx")).run([scored], {"x": x})[0]
+    int8_ids = int8_scores if argmax else int8_scores.argmax(1)
+    errors = comparison.errors
+    assert errors.float_top1 == 1.0
+    assert errors.int8_top1 == pytest.approx(float((int8_ids == data.labels).mean()))
+    assert errors.agreement == errors.int8_top1
+    assert errors.scored_output == scored and comparison.to_dict()["scored_output"] == scored
+    print_comparison(comparison)
+    assert f"on output '{scored}'" in capsys.readouterr().out.splitlines()[1]
+
+
+def test_without_labels_agreement_names_the_first_classifier_output(tmp_path, capsys) -> None:
+    float_model = load_model(save(_features_then_logits(), tmp_path / "two.onnx"))
+    x = np.random.default_rng(4).normal(0, 1, (64, 8)).astype(np.float32)
+    data = load_data(write_npz(tmp_path / "d.npz", x=x), float_model)
+    int8 = quantize_model(float_model, data, Recipe(), tmp_path / "two.int8.onnx").int8
+    comparison = compare_models(float_model, int8, data, latency_runs=1)
+    assert comparison.errors.scored_output == "feat" and comparison.errors.agreement is not None
+    print_comparison(comparison)
+    assert "on output 'feat'" in capsys.readouterr().out
+
+
+def test_labels_no_output_can_classify_are_refused_naming_the_scored_output(tmp_path) -> None:
+    float_model = load_model(save(_features_then_logits(), tmp_path / "two.onnx"))
+    x = np.zeros((4, 8), np.float32)
+    data = load_data(write_npz(tmp_path / "d.npz", x=x, labels=np.array([0, 1, 2, 20])), float_model)
+    with pytest.raises(Q8Error, match="range from 0 to 20, but no output of the model has that many classes: "
+                                      "top-1 would be scored on 'feat', which has 16"):
+        require_labels_fit(data, float_model)
+
+
+def test_a_single_output_is_scored_without_naming_it_in_the_text(tmp_path, capsys) -> None:
+    rng = np.random.default_rng(3)
+    float_model = load_model(save(_conv_head_model(), tmp_path / "head.onnx"))
+    data = load_data(write_npz(tmp_path / "d.npz", x=rng.standard_normal((16, 3, 4, 4)).astype(np.float32),
+                               labels=rng.integers(0, 10, 16)), float_model)
+    quantize_model(float_model, data, Recipe(), tmp_path / "head.int8.onnx")
+    comparison = compare_models(float_model, load_model(tmp_path / "head.int8.onnx"), data, latency_runs=1)
+    assert comparison.errors.scored_output == "y"
+    print_comparison(comparison)
+    assert "on output" not in capsys.readouterr().out

@@ -46,7 +46,9 @@ def print_comparison(c: Comparison) -> None:
         return "n/a" if value is None else f"{100 * value:.2f}%"
 
     print(f"{'':22}{'float32':>14}{'int8':>14}")
-    print(f"{'top-1 accuracy':22}{pct(c.float32.top1):>14}{pct(c.int8.top1):>14}")
+    # a model with several outputs may list features or an auxiliary head first: say which one was scored
+    scored = f"   on output {c.errors.scored_output!r}" if c.errors.scored_output and len(c.errors.outputs) > 1 else ""
+    print(f"{'top-1 accuracy':22}{pct(c.float32.top1):>14}{pct(c.int8.top1):>14}{scored}")
     print(f"{'median latency (ms)':22}{c.float32.latency_ms:>14.3f}{c.int8.latency_ms:>14.3f}   speed-up {c.speedup:.2f}x")
     print(f"{'file size (bytes)':22}{c.float32.file_size:>14,}{c.int8.file_size:>14,}")
     if c.float32.unstored_parameters:

@@ -4,8 +4,10 @@ Both models run over the same data with their intermediate tensors exposed; an a
 the float model is matched to the DequantizeLinear output that stands for X in the int8 model.
 Errors are accumulated batch by batch, so evaluation memory does not grow with the data.
 
-Accuracy and agreement come from the first output: classifier scores by their argmax, or class ids
-as they are (an ArgMax output). Class ids get no output error: a wrong class is not "close" to the right one.
+Accuracy and agreement come from one output, named in the result (:func:`scored_output`): the
+classifier whose classes fit the labels, since a model may export features or auxiliary heads before its
+logits. Classifier scores count by their argmax, class ids as they are (an ArgMax output). Class ids get no
+output error: a wrong class is not "close" to the right one.
 """
 
 from __future__ import annotations
@@ -13,6 +15,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
+from typing import NamedTuple
 
 import numpy as np
 
@@ -21,7 +24,7 @@ from .errors import Q8Error
 from .floatpath import is_written_out_dequantize, written_out_result
 from .latency import alternating_latency
 from .metrics import ErrorAccumulator
-from .model import LoadedModel
+from .model import LoadedModel, Node
 from .prefetch import for_each_prefetched
 from .progress import NO_PROGRESS, Progress
 from .runcounts import LATENCY_RUNS
@@ -77,6 +80,7 @@ class ErrorAnalysis:
     float_top1: float | None
     int8_top1: float | None
     agreement: float | None
+    scored_output: str | None  # the output accuracy and agreement come from; None when none could be scored
 
     def to_dict(self) -> dict[str, object]:
         return {
@@ -84,6 +88,7 @@ class ErrorAnalysis:
             "float32_top1": self.float_top1,
             "int8_top1": self.int8_top1,
             "top1_agreement": self.agreement,
+            "scored_output": self.scored_output,
             "outputs": {name: acc.to_dict() for name, acc in self.outputs.items()},
             "layers": [layer.to_dict() for layer in self.layers],
         }
@@ -172,6 +177,7 @@ def analyse_errors(
     output_errors = {name: ErrorAccumulator() for name in outputs}
     class_id_outputs: set[str] = set()
     layer_errors = {name: ErrorAccumulator() for name in pairs}
+    scored = scored_output(float_model, data.labels)
     top1 = _Top1(data.labels)
     done = 0
     progress.report("Comparing", 0, data.count)
@@ -191,7 +197,7 @@ def analyse_errors(
         for name, dq in pairs.items():
             _require_same_shape(name, float_values[name], int8_values[dq])
             layer_errors[name].update(float_values[name], int8_values[dq])
-        top1.update(float_values[outputs[0]], int8_values[int8_model.graph.outputs[0]], done)
+        top1.update(float_values[scored.name], int8_values[int8_model.graph.outputs[scored.index]], done)
         done += len(next(iter(feed.values())))
         progress.report("Comparing", done, data.count)
 
@@ -205,6 +211,7 @@ def analyse_errors(
         float_top1=top1.float_accuracy,
         int8_top1=top1.int8_accuracy,
         agreement=top1.agreement,
+        scored_output=scored.name if top1.agreement is not None else None,
     )
 
 
@@ -254,24 +261,84 @@ def require_labels_fit(data: Dataset, model: LoadedModel) -> None:
     if data.labels is None:
         return
     low, high = int(data.labels.min()), int(data.labels.max())
-    classes = _class_count(model)
+    scored = scored_output(model, data.labels)
+    classes = scored.classes
     if low < 0 or (classes is not None and high >= classes):
-        what = f"the model's output has {classes} classes (0 to {classes - 1})" if classes else "class ids start at 0"
+        if not classes:
+            what = "class ids start at 0"
+        elif len(model.graph.outputs) == 1:
+            what = f"the model's output has {classes} classes (0 to {classes - 1})"
+        else:
+            what = (f"no output of the model has that many classes: top-1 would be scored on {scored.name!r}, "
+                    f"which has {classes} (0 to {classes - 1})")
         raise Q8Error(f"{Path(data.source).name}: 'labels' range from {low} to {high}, but {what}.")
 
 
-def _class_count(model: LoadedModel) -> int | None:
-    """Classes of the output top-1 accuracy is measured on, when it is [N, C] (trailing 1s allowed) with C
-    fixed, or the class ids an ArgMax picks from such scores."""
-    graph, output = model.graph, model.graph.outputs[0]
-    producer = graph.nodes[graph.producer[output]] if output in graph.producer else None
-    if producer is not None and producer.op_type == "ArgMax":
-        shape = graph.tensors[producer.inputs[0]].shape or ()
-        axis = int(producer.attributes.get("axis", 0))  # type: ignore[call-overload]
+class ScoredOutput(NamedTuple):
+    """The model output top-1 accuracy and agreement are measured on, and its class count where the graph fixes it."""
+
+    index: int
+    name: str
+    classes: int | None
+
+
+def scored_output(model: LoadedModel, labels: np.ndarray | None) -> ScoredOutput:
+    """With labels, the classifier output whose classes cover them most closely: features or an auxiliary
+    head exported before the logits ([N, 16] before [N, 4] for labels 0..3) must not be scored against
+    them. Failing that, the first whose class count is unknown; then the first classifier output, whose
+    too few classes :func:`require_labels_fit` reports. Without labels, the first classifier output; with
+    none, the first output."""
+    outputs = model.graph.outputs
+    classifiers = [
+        ScoredOutput(index, name, _class_count(model, name))
+        for index, name in enumerate(outputs) if _is_classifier(model, name)
+    ]
+    if not classifiers:
+        return ScoredOutput(0, outputs[0], None)
+    if labels is None or not labels.size:
+        return classifiers[0]
+    high = int(labels.max())
+
+    def misfit(candidate: ScoredOutput) -> tuple[int, int]:
+        if candidate.classes is None:
+            return 1, 0
+        return (0, candidate.classes) if candidate.classes > high else (2, 0)
+
+    return min(classifiers, key=misfit)  # min keeps the first of equals
+
+
+def _is_classifier(model: LoadedModel, output: str) -> bool:
+    """Whether the graph says ``output`` is class ids (an ArgMax's, or integers [N] / [N, 1]) or scores
+    [N, C] (trailing 1s allowed), C fixed at 2 or more or unknown."""
+    graph = model.graph
+    if _argmax_of(model, output) is not None:
+        return True
+    info = graph.tensors[output]
+    dims = _score_dims(info.shape or ())
+    if (info.dtype or "").startswith(("int", "uint")):
+        return len(dims) == 1 or (len(dims) == 2 and dims[1] == 1)
+    return len(dims) == 2 and not (isinstance(dims[1], int) and dims[1] < 2)
+
+
+def _class_count(model: LoadedModel, output: str) -> int | None:
+    """Classes of a classifier output when it is [N, C] (trailing 1s allowed) with C fixed, or the class ids
+    an ArgMax picks from such scores."""
+    graph = model.graph
+    argmax = _argmax_of(model, output)
+    if argmax is not None:
+        shape = graph.tensors[argmax.inputs[0]].shape or ()
+        axis = int(argmax.attributes.get("axis", 0))  # type: ignore[call-overload]
         classes = shape[axis] if -len(shape) <= axis < len(shape) else None
         return classes if isinstance(classes, int) and classes >= 2 else None
     dims = _score_dims(graph.tensors[output].shape or ())
     return dims[1] if len(dims) == 2 and isinstance(dims[1], int) and dims[1] >= 2 else None
+
+
+def _argmax_of(model: LoadedModel, output: str) -> Node | None:
+    """The ArgMax node that computes ``output``, if one does."""
+    graph = model.graph
+    producer = graph.nodes[graph.producer[output]] if output in graph.producer else None
+    return producer if producer is not None and producer.op_type == "ArgMax" else None
 
 
 class _Top1:
