@@ -18,8 +18,17 @@ import numpy as np
 from .data import Dataset
 from .errors import Q8Error
 from .explainadd import AddExplanation, explain_add
-from .explainrun import Check, float_value, kernel_of, run_on_sample
-from .explainsample import SampleFeed, sample_feed, sample_part
+from .explainrun import (
+    ABSORBED_ACTIVATIONS,
+    Check,
+    dequantizer_of,
+    float_value,
+    kernel_of,
+    removed_activation_note,
+    requantized_sqnr,
+    run_on_sample,
+)
+from .explainsample import sample_feed, sample_part
 from .explainstep import WorkedElement, accumulators, conv_geometry, pick_element, worked_element
 from .floatpath import recorded_kept_in_float
 from .intkernels import channel_multipliers, qlinear_conv, qlinear_gemm, qlinear_matmul
@@ -30,7 +39,6 @@ from .runtimegraph import RuntimeNode
 from .weights import QuantParams, qdq_params
 
 EXPLAINABLE_OPS = ("Conv", "Gemm", "MatMul", "Add")
-ABSORBED_ACTIVATIONS = ("Relu", "Clip")
 
 
 @dataclass
@@ -130,7 +138,8 @@ def explain_node(
                      "8-bit value on this sample, not a stored weight.")
     float_tensor = float_output = None
     if float_model is not None:
-        float_tensor, float_output = _float_counterpart(int8_model, float_model, node, layer, on_sample, threads)
+        y_tensor = layer.y.tensor if layer.y is not None else None
+        float_tensor, float_output = float_value(float_model, graph, node, y_tensor, on_sample, threads)
         if float_tensor is None:
             notes.append("The float model has no tensor of the same name to compare with.")
     index = element if element is not None else pick_element(runtime, layer.y, float_output)
@@ -184,7 +193,7 @@ def computing_node(int8_graph: Graph, float_graph: Graph, name: str) -> str | No
 
 def _layer(model: LoadedModel, node: Node) -> _Layer:
     graph = model.graph
-    x_dq, w_dq = (_dequantize_node(graph, node.inputs[i]) for i in (0, 1))
+    x_dq, w_dq = (dequantizer_of(graph, node.inputs[i]) for i in (0, 1))
     if x_dq is None or w_dq is None:
         if node.name in recorded_kept_in_float(model.proto):
             raise Q8Error(f"Node {node.name} was kept in float when this model was quantized: it has no integer "
@@ -192,7 +201,7 @@ def _layer(model: LoadedModel, node: Node) -> _Layer:
         raise Q8Error(f"Node {node.name} runs in float: its inputs are not quantized (no DequantizeLinear feeds it).")
     bias_q = None
     if len(node.inputs) > 2 and node.inputs[2]:
-        bias_dq = _dequantize_node(graph, node.inputs[2])
+        bias_dq = dequantizer_of(graph, node.inputs[2])
         if bias_dq is None:
             raise Q8Error(f"Node {node.name} has a float bias: the int8 model does not run it as an integer kernel.")
         bias_q = model.weight(bias_dq.inputs[0]).astype(np.int64)
@@ -200,12 +209,6 @@ def _layer(model: LoadedModel, node: Node) -> _Layer:
     y = qdq_params(model, after) if after is not None else None
     y_tensor = after.outputs[0] if after is not None else node.outputs[0]
     return _Layer(qdq_params(model, x_dq), qdq_params(model, w_dq), bias_q, y, y_tensor, activation)
-
-
-def _dequantize_node(graph: Graph, tensor: str) -> Node | None:
-    index = graph.producer.get(tensor)
-    node = graph.nodes[index] if index is not None else None
-    return node if node is not None and node.op_type == "DequantizeLinear" else None
 
 
 def _next_quantize(graph: Graph, node: Node) -> tuple[Node | None, Node | None]:
@@ -312,34 +315,20 @@ def _notes(node: Node, layer: _Layer, kernel: RuntimeNode | None, float_model: L
         notes.append(f"{layer.activation.op_type} {layer.activation.name} stays in the graph; with Z_y at the bottom "
                      "of the output range it only clamps at Z_y.")
     if float_model is not None:
+        removed = removed_activation_note(float_model, node.outputs[0])
         producer = float_model.graph.producer.get(node.outputs[0])
         original = float_model.graph.nodes[producer] if producer is not None else None
-        if original is not None and original.op_type in ABSORBED_ACTIVATIONS:
-            notes.append(f"{original.op_type} {original.name} of the float model was removed by the quantizer: "
-                         "the clamp to the output range [Z_y, qmax] does its work.")
+        if removed is not None:
+            notes.append(removed)
         elif original is not None and original.op_type == "BatchNormalization":
             notes.append(f"{original.name} is folded into this node's weights and bias.")
     return notes
 
 
-def _float_counterpart(int8_model: LoadedModel, float_model: LoadedModel, node: Node, layer: _Layer,
-                       on_sample: SampleFeed, threads: int) -> tuple[str | None, np.ndarray | None]:
-    """The float model's tensor standing for the node's output, and its value on the same sample.
-
-    It has the node's output name (after BatchNorm folding, the BatchNorm's output; with a ReLU
-    removed, the ReLU's), or for a model output the name the DequantizeLinear after it restores.
-    """
-    candidates = [node.outputs[0]]
-    if layer.y is not None:
-        candidates += [int8_model.graph.nodes[i].outputs[0] for i in int8_model.graph.consumers.get(layer.y.tensor, [])]
-    return float_value(float_model, candidates, on_sample, threads)
-
-
 def _sqnr(layer: _Layer, runtime: np.ndarray, float_output: np.ndarray | None) -> float | None:
-    """SQNR (dB) of the runtime's output, dequantized, against the float model's."""
+    """SQNR (dB) of the runtime's output, dequantized when it is 8-bit, against the float model's."""
+    if layer.y is not None:
+        return requantized_sqnr(layer.y, runtime, float_output)
     if float_output is None or float_output.shape != runtime.shape:
         return None
-    if layer.y is None:
-        return measure(float_output, runtime).sqnr_db
-    centered = runtime.astype(np.float64) - layer.y.zero_point.astype(np.float64)
-    return measure(float_output, layer.y.scale.astype(np.float64) * centered).sqnr_db
+    return measure(float_output, runtime).sqnr_db

@@ -17,10 +17,17 @@ import numpy as np
 from .addkernels import AddRatios, dequantize_add_quantize, output_bounds, qlinear_add, qlinear_add_sums
 from .data import Dataset
 from .errors import Q8Error
-from .explainrun import Check, float_value, kernel_of, run_on_sample
+from .explainrun import (
+    Check,
+    dequantizer_of,
+    float_value,
+    kernel_of,
+    removed_activation_note,
+    requantized_sqnr,
+    run_on_sample,
+)
 from .explainsample import SampleFeed, sample_feed
 from .explainstep import checked_index, pick_element
-from .metrics import measure
 from .model import Graph, LoadedModel, Node
 from .runtimegraph import RuntimeNode
 from .weights import QuantParams, qdq_params
@@ -125,17 +132,19 @@ def explain_add(int8_model: LoadedModel, node: Node, data: Dataset, sample: int 
     on_sample = sample_feed(int8_model, data, sample)
     runs, kernels = run_on_sample(int8_model, [a.tensor, b.tensor, y.tensor], on_sample, threads)
     values = runs[0]
-    a_q, b_q, runtime = (_sample_rows(on_sample, values[t], values[y.tensor].shape) for t in (a.tensor, b.tensor, y.tensor))
+    shape = values[y.tensor].shape
+    a_q, b_q, runtime = (_sample_rows(on_sample, values[t], shape) for t in (a.tensor, b.tensor, y.tensor))
     kernel = kernel_of(kernels, graph, node)
     ratios = AddRatios.of(a, b, y)
     fused = kernel is not None and kernel.op_type == FUSED_KERNEL
     by_kernel = qlinear_add(a_q, b_q, ratios, y)
     by_definition = dequantize_add_quantize(a_q, a, b_q, b, y, relu=relu)
-    checks = [_check(KERNEL_CHECK, by_kernel, runtime, fused, a_q), _check(DEFINITION_CHECK, by_definition, runtime, fused, a_q)]
+    checks = [_check(KERNEL_CHECK, by_kernel, runtime, fused, a_q),
+              _check(DEFINITION_CHECK, by_definition, runtime, fused, a_q)]
     float_tensor = float_output = None
-    notes = list(notes or []) + on_sample.notes(values[y.tensor].shape) + _notes(node, kernel, relu, float_model)
+    notes = list(notes or []) + on_sample.notes(shape) + _notes(node, kernel, relu, float_model)
     if float_model is not None:
-        float_tensor, float_output = float_value(float_model, _float_candidates(graph, node, y), on_sample, threads)
+        float_tensor, float_output = float_value(float_model, graph, node, y.tensor, on_sample, threads)
         if float_tensor is None:
             notes.append("The float model has no tensor of the same name to compare with.")
     index = element if element is not None else pick_element(runtime, y, float_output)
@@ -143,15 +152,16 @@ def explain_add(int8_model: LoadedModel, node: Node, data: Dataset, sample: int 
         node=node.name, runtime_kernel=kernel.op_type if kernel else "(not found)", sample=sample,
         a=a, b=b, y=y, ratios=ratios, relu=relu, a_q=a_q, b_q=b_q, runtime=runtime,
         checks=checks if fused else checks[::-1],  # the first check is the one the kernel that ran should meet
-        example=_element(node, a, b, y, ratios, relu, a_q, b_q, runtime, float_output, index),
-        float_tensor=float_tensor, float_output=float_output, sqnr_db=_sqnr(y, runtime, float_output), notes=notes,
+        example=_element(node, a, b, y, ratios, a_q, b_q, by_kernel, by_definition, runtime, float_output, index),
+        float_tensor=float_tensor, float_output=float_output, sqnr_db=requantized_sqnr(y, runtime, float_output),
+        notes=notes,
     )
 
 
 def _quantization(model: LoadedModel, node: Node) -> tuple[QuantParams, QuantParams, QuantParams, bool]:
     """The quantization of both inputs and of the output, and whether a Relu sits before the QuantizeLinear."""
     graph = model.graph
-    inputs = [_producer(graph, name, "DequantizeLinear") for name in node.inputs[:2]]
+    inputs = [dequantizer_of(graph, name) for name in node.inputs[:2]]
     if len(node.inputs) != 2 or any(dq is None for dq in inputs):
         raise Q8Error(f"Node {node.name} runs in float: its inputs are not both quantized (a DequantizeLinear feeds "
                       "each input of an int8 Add).")
@@ -166,12 +176,6 @@ def _quantization(model: LoadedModel, node: Node) -> tuple[QuantParams, QuantPar
     if a.per_channel or b.per_channel or y.per_channel:
         raise Q8Error(f"Node {node.name} has per-channel activation scales; QLinearAdd takes one scale per tensor.")
     return a, b, y, relu
-
-
-def _producer(graph: Graph, tensor: str, op_type: str) -> Node | None:
-    index = graph.producer.get(tensor)
-    node = graph.nodes[index] if index is not None else None
-    return node if node is not None and node.op_type == op_type else None
 
 
 def _consumer(graph: Graph, tensor: str) -> Node | None:
@@ -227,43 +231,26 @@ def _notes(node: Node, kernel: RuntimeNode | None, relu: bool, float_model: Load
                      "constant; no integer multiplier is involved (ONNX Runtime's ARM kernel uses integer ones).")
     if relu:
         notes.append("A Relu stays between the Add and its QuantizeLinear, so ONNX Runtime cannot fuse them.")
-    if float_model is not None and not relu:
-        producer = float_model.graph.producer.get(node.outputs[0])
-        original = float_model.graph.nodes[producer] if producer is not None else None
-        if original is not None and original.op_type in ("Relu", "Clip"):  # the quantizer wrote its output name
-            notes.append(f"{original.op_type} {original.name} of the float model was removed by the quantizer: the "
-                         "clamp to the output range [Z_y, qmax] does its work.")
+    removed = removed_activation_note(float_model, node.outputs[0]) if float_model is not None and not relu else None
+    if removed is not None:
+        notes.append(removed)
     return notes
 
 
-def _float_candidates(graph: Graph, node: Node, y: QuantParams) -> list[str]:
-    """The float tensor standing for the Add's output: its own name, or the one the DequantizeLinear after the
-    QuantizeLinear restores (a Relu's output, when the quantizer removed the Relu)."""
-    return [node.outputs[0]] + [graph.nodes[i].outputs[0] for i in graph.consumers.get(y.tensor, [])]
-
-
-def _element(node: Node, a: QuantParams, b: QuantParams, y: QuantParams, ratios: AddRatios, relu: bool,
-             a_q: np.ndarray, b_q: np.ndarray, runtime: np.ndarray, float_output: np.ndarray | None,
-             index: tuple[int, ...]) -> AddElement:
+def _element(node: Node, a: QuantParams, b: QuantParams, y: QuantParams, ratios: AddRatios, a_q: np.ndarray,
+             b_q: np.ndarray, by_kernel: np.ndarray, by_definition: np.ndarray, runtime: np.ndarray,
+             float_output: np.ndarray | None, index: tuple[int, ...]) -> AddElement:
+    """The steps of ``runtime[index]``: its inputs, the two sums QLinearAdd rounds, and both references' results."""
     index = checked_index(node, index, runtime.shape)
     a_at, b_at = (int(np.broadcast_to(v, runtime.shape)[index]) for v in (a_q, b_q))
     real_a = float(np.float32(a.scale)) * (a_at - int(a.zero_point))
     real_b = float(np.float32(b.scale)) * (b_at - int(b.zero_point))
     inner, total = qlinear_add_sums(np.array(a_at), np.array(b_at), ratios)
-    kernel_y_q = int(qlinear_add(np.array(a_at), np.array(b_at), ratios, y))
+    kernel_y_q = int(by_kernel[index])
     float_ok = float_output is not None and float_output.shape == runtime.shape
     return AddElement(
         index=index, a_q=a_at, b_q=b_at, real_a=real_a, real_b=real_b, real_sum=real_a + real_b,
-        definition_y_q=int(dequantize_add_quantize(np.array(a_at), a, np.array(b_at), b, y, relu=relu)),
-        inner=float(inner), total=float(total), kernel_y_q=kernel_y_q,
+        definition_y_q=int(by_definition[index]), inner=float(inner), total=float(total), kernel_y_q=kernel_y_q,
         y_real=float(np.float32(y.scale)) * (kernel_y_q - int(y.zero_point)), runtime_y_q=int(runtime[index]),
         float_value=float(float_output[index]) if float_ok else None,  # type: ignore[index]
     )
-
-
-def _sqnr(y: QuantParams, runtime: np.ndarray, float_output: np.ndarray | None) -> float | None:
-    """SQNR (dB) of the runtime's output, dequantized, against the float model's."""
-    if float_output is None or float_output.shape != runtime.shape:
-        return None
-    centered = runtime.astype(np.float64) - float(y.zero_point)
-    return measure(float_output, float(np.float32(y.scale)) * centered).sqnr_db

@@ -8,7 +8,6 @@ model's value of the same tensor, and the record of one element-by-element compa
 from __future__ import annotations
 
 import tempfile
-from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -16,9 +15,14 @@ import numpy as np
 
 from .errors import Q8Error
 from .explainsample import SampleFeed
+from .metrics import measure
 from .model import Graph, LoadedModel, Node
 from .runtimegraph import RuntimeNode, open_session, source_node
 from .session import BatchRunner
+from .weights import QuantParams
+
+ABSORBED_ACTIVATIONS = ("Relu", "Clip")
+"""Activations the quantizer removes after a layer: the clamp to its output range does their work."""
 
 
 @dataclass(frozen=True)
@@ -79,11 +83,45 @@ def kernel_of(kernels: list[RuntimeNode], graph: Graph, node: Node) -> RuntimeNo
     return next((k for k in kernels if source_node(k, graph, kernels) == node.name), None)
 
 
-def float_value(float_model: LoadedModel, candidates: Sequence[str], sample: SampleFeed, threads: int
-                ) -> tuple[str | None, np.ndarray | None]:
-    """The first of ``candidates`` the float model has, and its value on the sample (its rows of a batch)."""
+def dequantizer_of(graph: Graph, tensor: str) -> Node | None:
+    """The DequantizeLinear writing ``tensor``, None when another node (or none) does: an int8 layer's inputs."""
+    index = graph.producer.get(tensor)
+    node = graph.nodes[index] if index is not None else None
+    return node if node is not None and node.op_type == "DequantizeLinear" else None
+
+
+def float_value(float_model: LoadedModel, int8_graph: Graph, node: Node, y_tensor: str | None, sample: SampleFeed,
+                threads: int) -> tuple[str | None, np.ndarray | None]:
+    """The float model's tensor standing for ``node``'s output, and its value on the sample (its rows of a batch).
+
+    It has the node's output name (after BatchNorm folding, the BatchNorm's output; with a ReLU removed, the
+    ReLU's), or, when the output is requantized (``y_tensor``, the QuantizeLinear's output), the name the
+    DequantizeLinear after it restores (a model output).
+    """
+    candidates = [node.outputs[0]]
+    if y_tensor is not None:
+        candidates += [int8_graph.nodes[i].outputs[0] for i in int8_graph.consumers.get(y_tensor, [])]
     name = next((c for c in candidates if c in float_model.graph.tensors), None)
     if name is None:
         return None, None
     runs, _ = run_on_sample(float_model, [name], sample, threads)
     return name, sample.rows(runs[0][name])
+
+
+def requantized_sqnr(y: QuantParams, runtime: np.ndarray, float_output: np.ndarray | None) -> float | None:
+    """SQNR (dB) of the runtime's 8-bit output, dequantized, against the float model's."""
+    if float_output is None or float_output.shape != runtime.shape:
+        return None
+    centered = runtime.astype(np.float64) - y.zero_point.astype(np.float64)
+    return measure(float_output, y.scale.astype(np.float64) * centered).sqnr_db
+
+
+def removed_activation_note(float_model: LoadedModel, tensor: str) -> str | None:
+    """The note for a Relu or Clip of the float model the quantizer removed, whose output name ``tensor`` the
+    int8 layer now writes; None when the float model computes ``tensor`` otherwise."""
+    producer = float_model.graph.producer.get(tensor)
+    original = float_model.graph.nodes[producer] if producer is not None else None
+    if original is None or original.op_type not in ABSORBED_ACTIVATIONS:
+        return None
+    return (f"{original.op_type} {original.name} of the float model was removed by the quantizer: the clamp to the "
+            "output range [Z_y, qmax] does its work.")

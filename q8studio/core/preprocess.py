@@ -187,9 +187,8 @@ def _gemm_scales_folded(proto: onnx.ModelProto, notes: list[str]) -> None:
         if node.op_type != "Gemm" or node.domain not in ("", "ai.onnx"):
             continue
         attrs = {a.name: a for a in node.attribute}
-        scales = {"alpha": 1, "beta": 2}  # the input each attribute scales
         changed = False
-        for attr, index in scales.items():
+        for attr, index in (("alpha", 1), ("beta", 2)):  # each attribute and the input it scales
             value = attrs[attr].f if attr in attrs else 1.0
             if value == 1.0:
                 continue

@@ -8,6 +8,7 @@ Both steps report to the same :class:`Progress`, so Cancel stops either.
 from __future__ import annotations
 
 import math
+from collections.abc import Container
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
@@ -69,8 +70,7 @@ class StudioRun:
         """The tensor whose float-vs-int8 error stands for ``node``: its own output when the comparison measured
         it (a MaxPool quantized with its input's range has an error of its own, though no calibration), else the
         ``calibrated`` tensor standing for it (a Conv's fused ReLU), as the graph colours and the table have it."""
-        measured = {row.tensor for row in self.layer_rows()}
-        return next((name for name in node.outputs if name in measured), calibrated)
+        return own_measured_output(node, {row.tensor for row in self.layer_rows()}) or calibrated
 
     def _row(self, layer: LayerError) -> LayerRow:
         stats = self.result.stats.get(layer.tensor)
@@ -137,6 +137,12 @@ def quantize_and_compare(
     return StudioRun(result, result.int8, comparison, data.source, data.name)
 
 
+def own_measured_output(node: Node, measured: Container[str]) -> str | None:
+    """The first of ``node``'s outputs whose float-vs-int8 error was measured: it stands for the node before any
+    calibrated tensor does, in the graph colours and the Node dock alike."""
+    return next((name for name in node.outputs if name in measured), None)
+
+
 def overlay_values(rows: list[LayerRow], metric: str, shown: LoadedModel, prepared: LoadedModel) -> dict[str, float]:
     """Node name -> the metric of the quantized activation that stands for it, to colour the graph.
 
@@ -146,9 +152,7 @@ def overlay_values(rows: list[LayerRow], metric: str, shown: LoadedModel, prepar
     by_tensor = {row.tensor: getattr(row, metric) for row in rows}
     values: dict[str, float] = {}
     for node in shown.graph.nodes:
-        tensor = next((name for name in node.outputs if name in by_tensor), None)
-        if tensor is None:
-            tensor = activation_tensor_for(node.name, shown, prepared, by_tensor)
+        tensor = own_measured_output(node, by_tensor) or activation_tensor_for(node.name, shown, prepared, by_tensor)
         if tensor is not None and math.isfinite(by_tensor[tensor]):
             values[node.name] = by_tensor[tensor]
     return values
