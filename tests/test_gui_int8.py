@@ -302,7 +302,7 @@ def latencies_shown(window: MainWindow) -> set[tuple[str, str]]:
     line = next(line for line in window.results.speed.summary.toPlainText().splitlines()
                 if line.startswith("Median latency"))
     return {(summary.item(row, 0).text(), summary.item(row, 1).text()),
-            tuple(re.findall(r"[\d.]+ ms", line))}
+            tuple(re.findall(r"[\d.]+ (?:ms|µs)", line))}
 
 
 def test_speed_figures_tell_one_story_after_keeping_slower_layers_in_float(qtbot, demo: MainWindow,
@@ -315,7 +315,7 @@ def test_speed_figures_tell_one_story_after_keeping_slower_layers_in_float(qtbot
         demo.keep_slower_in_float()
     outcome, profile = blocker.args[0], demo.session.profile
     # one timing of the models shown: the summary table follows the profile the Speed tab shows
-    assert latencies_shown(demo) == {tuple(fmt.milliseconds(ms) for ms in profile.latency_ms)}
+    assert latencies_shown(demo) == {fmt.latency_pair(*profile.latency_ms)}
     float_ms, int8_ms = profile.latency_ms
     assert demo.results.summary.item(SUMMARY_ROWS.index("Speed-up"), 1).text() == f"{float_ms / int8_ms:.2f}×"
     # the search's own timing is labelled as such, and leaves the verdict to the profile of the model shown
@@ -326,7 +326,7 @@ def test_speed_figures_tell_one_story_after_keeping_slower_layers_in_float(qtbot
 
     with qtbot.waitSignal(demo.int8.profiled, timeout=RUN_TIMEOUT_MS):  # timing again moves every latency shown
         demo.profile_action.trigger()
-    assert latencies_shown(demo) == {tuple(fmt.milliseconds(ms) for ms in demo.session.profile.latency_ms)}
+    assert latencies_shown(demo) == {fmt.latency_pair(*demo.session.profile.latency_ms)}
     assert not [text for text in speed_texts(demo) if ASCII_UNITS.search(text)]
 
 
@@ -339,7 +339,7 @@ def test_the_exported_report_holds_the_latency_the_summary_shows(qtbot, demo: Ma
     report = json.loads((tmp_path / "report.json").read_text())
     latency = report["latency"]
     assert latency["timed_by"] == "profile" and (latency["float32_ms"], latency["int8_ms"]) == profile.latency_ms
-    assert latencies_shown(demo) == {(fmt.milliseconds(latency["float32_ms"]), fmt.milliseconds(latency["int8_ms"]))}
+    assert latencies_shown(demo) == {fmt.latency_pair(latency["float32_ms"], latency["int8_ms"])}
     assert demo.results.summary.item(SUMMARY_ROWS.index("Speed-up"), 1).text() == fmt.times(latency["speedup"])
     assert report["profile"]["latency_ms"] == {"float32": latency["float32_ms"], "int8": latency["int8_ms"]}
     # the comparison's own timing keeps its place and its meaning

@@ -250,7 +250,7 @@ class ResultsPanel(QWidget):
     def show_timing(self, timing: Timing) -> None:
         """Latency and speed-up of the run's :func:`~q8studio.core.workflow.latest_timing`."""
         measured = PROFILED if timing.timed_by == "profile" else COMPARED
-        self._fill_row(LATENCY_ROW, (fmt.milliseconds(timing.float32_ms), fmt.milliseconds(timing.int8_ms)), measured)
+        self._fill_row(LATENCY_ROW, fmt.latency_pair(timing.float32_ms, timing.int8_ms), measured)
         self._fill_row(LATENCY_ROW + 1, ("1.00×", fmt.times(timing.speedup)), measured)
 
     def _fill_row(self, row: int, pair: tuple[str, str], tip: str = "") -> None:

@@ -129,11 +129,11 @@ def summary_html(report: ProfileReport) -> str:
     a short tab with the table (the banner above says how int8 compares with float32)."""
     lines = []
     if report.latency_ms:
-        float_ms, int8_ms = report.latency_ms
-        lines.append(f"Median latency: float32 <b>{fmt.milliseconds(float_ms)}</b>, "
-                     f"int8 <b>{fmt.milliseconds(int8_ms)}</b>")
+        float_time, int8_time = fmt.latency_pair(*report.latency_ms)
+        lines.append(f"Median latency: float32 <b>{float_time}</b>, int8 <b>{int8_time}</b>")
     else:
-        lines.append(f"Profiled run: float32 {report.float32.run_us:.1f} µs, int8 {report.int8.run_us:.1f} µs")
+        float_time, int8_time = fmt.latency_pair(report.float32.run_us / 1000.0, report.int8.run_us / 1000.0)
+        lines.append(f"Profiled run: float32 {float_time}, int8 {int8_time}")
     lines.append(f"Slower in int8: {len(slower_in_int8(report))} of {len(report.layers)} layers")
     lines.append(f"Glue per run: Q/DQ {report.int8.qdq_us:.1f} µs, layout {report.int8.layout_us:.1f} µs")
     lines.append(f"Integer kernels: {fmt.percent(report.integer_mac_share, 0)} of multiply-accumulates")
