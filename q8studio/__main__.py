@@ -4,13 +4,16 @@ from __future__ import annotations
 
 import sys
 
-from .cli import COMMANDS, run_command
+from .cli import COMMANDS, EXIT_USER_ERROR, run_command, unknown_command
 
 
 def main(argv: list[str] | None = None) -> int:
     args = list(sys.argv[1:] if argv is None else argv)
     if args and args[0] in COMMANDS:
         return run_command(args)
+    if args and (problem := unknown_command(args[0])) is not None:
+        print(f"q8studio: error: {problem}", file=sys.stderr)
+        return EXIT_USER_ERROR
     from .gui.app import run_gui  # Qt is imported only when the window is wanted
 
     return run_gui(args)

@@ -514,3 +514,14 @@ def test_evaluating_an_unrelated_int8_model_with_the_same_names_says_so(tmp_path
     message = one_line_error(capfd, argv)
     assert message.startswith("The models disagree on the shape of ") and "[8, 8, 16, 16]" in message
     assert message.endswith("compare a model with its own int8 version.")
+
+
+def test_a_fixed_batch_of_free_sized_images_keeps_the_sample_count_advice(tmp_path) -> None:
+    """[4, 3, H, W]: axis 0 is the batch, fixed; the free H and W are no batch axis, so the advice is a count."""
+    proto = fixed_batch_cnn(4)
+    dims = proto.graph.input[0].type.tensor_type.shape.dim
+    dims[2].dim_param, dims[3].dim_param = "H", "W"
+    model, ten = model_and_data(tmp_path, proto, images(10))
+    with pytest.raises(Q8Error) as calibrating:
+        collect_statistics(model, ten)
+    assert str(calibrating.value) == NOT_A_MULTIPLE

@@ -605,3 +605,37 @@ def test_core_never_imports_qt() -> None:
     )
     done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
     assert done.returncode == 0, done.stderr
+
+
+@pytest.fixture
+def window_args(monkeypatch: pytest.MonkeyPatch) -> list[list[str]]:
+    """The arguments the window would have been started with, one list per start; no window opens."""
+    from q8studio.gui import app
+
+    started: list[list[str]] = []
+    monkeypatch.setattr(app, "run_gui", lambda argv: started.append(argv) or 0)
+    return started
+
+
+@pytest.mark.parametrize("word, guess", [("qunatize", " (did you mean quantize?)"), ("inspekt", " (did you mean inspect?)"),
+                                         ("EVALUATE", " (did you mean evaluate?)"), ("frobnicate", "")])
+def test_a_mistyped_command_is_named_with_the_closest_command(word, guess, window_args, tmp_path, capsys,
+                                                               monkeypatch) -> None:
+    """Not taken as a model for the window, which answered "unrecognized arguments" (its options) or "no display"."""
+    monkeypatch.chdir(tmp_path)
+    model = save(mlp(), tmp_path / "m.onnx")
+    assert main([word, str(model), "--calib", "calib.npz", "-o", "out.onnx"]) == 2
+    err = capsys.readouterr().err
+    assert err == (f"q8studio: error: unknown command '{word}'{guess}; the commands are {', '.join(COMMANDS)}, "
+                   "and q8studio MODEL.onnx opens a model in the window.\n")
+    assert window_args == [] and not (tmp_path / "out.onnx").exists()
+
+
+@pytest.mark.parametrize("first", ["some/missing.onnx", "missing.onnx", "model", "--demo"])
+def test_a_model_path_or_an_option_still_opens_the_window(first, window_args, tmp_path, monkeypatch) -> None:
+    """The window says what is wrong with a model that is not there: a missing path with a folder or
+    a suffix, an existing file whatever its name, an option of the window."""
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "model").write_bytes(b"")
+    assert main([first]) == 0
+    assert window_args == [[first]]

@@ -258,3 +258,45 @@ def test_check_values_of_an_image_folder_reads_headers_only(tmp_path: Path) -> N
     assert str(refused.value) == _run_refusal(data)
     assert str(refused.value).startswith("Cannot read image broken.png: cannot identify image file")
     data.limited(3).check_values()  # broken.png sorts after a*.png: a run on 3 samples never reads it
+
+
+def sequence_first_lstm(steps: int = 6, features: int = 5, hidden: int = 8) -> onnx.ModelProto:
+    """An LSTM on [steps, N, features] (ONNX's default layout: time first, the batch axis second) and a
+    MatMul head on its last hidden state: ['N', 3]."""
+    from onnx import numpy_helper
+
+    rng = np.random.default_rng(0)
+    weights = {"W": (1, 4 * hidden, features), "R": (1, 4 * hidden, hidden), "B": (1, 8 * hidden), "wo": (hidden, 3)}
+    inits = [numpy_helper.from_array((rng.standard_normal(shape) * 0.3).astype(np.float32), name)
+             for name, shape in weights.items()] + [numpy_helper.from_array(np.array([0], np.int64), "axis0")]
+    nodes = [helper.make_node("LSTM", ["x", "W", "R", "B"], ["", "h"], name="lstm", hidden_size=hidden),
+             helper.make_node("Squeeze", ["h", "axis0"], ["last"], name="squeeze"),
+             helper.make_node("MatMul", ["last", "wo"], ["y"], name="head")]
+    graph = helper.make_graph(nodes, "lstm", [helper.make_tensor_value_info("x", onnx.TensorProto.FLOAT, [steps, "N", features])],
+                              [helper.make_tensor_value_info("y", onnx.TensorProto.FLOAT, ["N", 3])], inits)
+    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 13)])
+    model.ir_version = 8
+    onnx.checker.check_model(model)
+    return model
+
+
+def test_a_sequence_first_model_is_told_its_batch_axis_is_not_the_first(tmp_path: Path) -> None:
+    """16 sequences of [6 steps, 5 features], one a row: the model's first axis is the 6 steps, its batch
+    axis the second. Not "the batch axis is fixed at 6, use 12 samples", which quantizes on 6-row
+    blocks of the data taken as time steps, each step of a block a different sequence."""
+    from q8studio.core.quantize import quantize_model
+    from q8studio.core.recipe import Recipe
+
+    model = load_model(save(sequence_first_lstm(), tmp_path / "lstm.onnx"))
+    rows = np.random.default_rng(1).standard_normal((16, 6, 5)).astype(np.float32)
+    data = load_data(write_npz(tmp_path / "x.npz", x=rows), model)
+    with pytest.raises(Q8Error) as refused:
+        quantize_model(model, data, Recipe(), tmp_path / "q.onnx")
+    assert str(refused.value) == (
+        "The model's batch axis is not its first: input 'x' [6, N, 5] fixes axis 0 at 6 and leaves axis 1 (N) free. "
+        "q8studio feeds the data's axis 0 as the model's, 6 rows a run, so the data must stack whole inputs "
+        "[6, N, 5] on axis 0 (a multiple of 6 rows; got 16), not hold one sample a row.")
+    stacked = rows[:12].reshape(2, 6, 6, 5).transpose(0, 2, 1, 3).reshape(12, 6, 5)  # two inputs [6 steps, 6, 5]
+    quantize_model(model, load_data(write_npz(tmp_path / "s.npz", x=stacked), model), Recipe(), tmp_path / "q.onnx")
+    assert (tmp_path / "q.onnx").exists()
+

@@ -14,11 +14,11 @@ import sys
 
 from ..core.errors import Cancelled, Q8Error
 from .inputs import IMAGE_OPTIONS
-from .parser import COMMANDS, build_parser
+from .parser import COMMANDS, build_parser, unknown_command
 from .streams import ReaderMayLeave
 
 __all__ = ["COMMANDS", "EXIT_INTERNAL_ERROR", "EXIT_INTERRUPTED", "EXIT_USER_ERROR", "IMAGE_OPTIONS", "build_parser",
-           "run_command"]
+           "run_command", "unknown_command"]
 
 EXIT_INTERNAL_ERROR = 1
 EXIT_USER_ERROR = 2

@@ -6,6 +6,8 @@ Parsing imports no numpy: the handlers import the core only when they run.
 from __future__ import annotations
 
 import argparse
+import difflib
+import os
 from pathlib import Path
 from typing import Callable
 
@@ -14,6 +16,24 @@ from .commands import run_evaluate, run_explain, run_inspect, run_profile
 from .quantize import RECIPE_OPTIONS, run_quantize
 
 COMMANDS = ("inspect", "quantize", "evaluate", "explain", "profile")
+
+
+def unknown_command(word: str) -> str | None:
+    """Why the first argument ``word`` is neither a command nor a model for the window, or None.
+
+    The window takes any other first word as its model, so a mistyped command used to be answered
+    with "unrecognized arguments" (its options) or "no display". A word that could be a path (an
+    existing file, a suffix such as .onnx, a folder separator) or an option still goes to the
+    window, which says what is wrong with it.
+    """
+    if word in COMMANDS or word.startswith("-") or os.path.lexists(word):
+        return None
+    if Path(word).suffix or "/" in word or os.sep in word:
+        return None
+    close = difflib.get_close_matches(word.lower(), COMMANDS, n=1)
+    guess = f" (did you mean {close[0]}?)" if close else ""
+    return (f"unknown command '{word}'{guess}; the commands are {', '.join(COMMANDS)}, "
+            "and q8studio MODEL.onnx opens a model in the window.")
 
 
 def _output_path(text: str) -> Path:

@@ -102,7 +102,8 @@ def weight_channel_axis(op_type: str, attrs: dict, weight_rank: int) -> int:
     For MatMul this is the last axis (the output features of B). onnxruntime's QDQ default for
     MatMul is axis 1, which is that axis only for 2-D weights; q8studio's quantizer call sets it
     to -1 (``QDQOpTypePerChannelSupportToAxis`` in quantize.py), so a batched [B, K, N] weight gets
-    one scale per output feature too.
+    one scale per output feature too. A grouped ConvTranspose's weight has no such axis: its axis 1
+    holds C_out/group slices, and the quantizer gets it per tensor (``weightscales.per_tensor_weights``).
     """
     if op_type == "Conv":
         return 0

@@ -13,6 +13,21 @@ class Q8Error(Exception):
         self.details = details
 
 
+class QuantizerFailed(Q8Error):
+    """onnxruntime's quantizer failed, on ``node`` when it could be told. The message ends on the
+    ways out in the window's words; the command line names its options with :meth:`ways_out`."""
+
+    def __init__(self, failure: str, node: str | None, per_channel: bool) -> None:
+        self.failure, self.node, self.per_channel = failure, node, per_channel
+        super().__init__(self.ways_out("per-tensor granularity", "keeping {node} in float"))
+
+    def ways_out(self, per_tensor: str, keep_float: str) -> str:
+        """The failure and what may avoid it: ``per_tensor`` if the run was per channel, ``keep_float``
+        (formatted with the node) if the node is known."""
+        ways = [per_tensor] * self.per_channel + [keep_float.format(node=self.node)] * (self.node is not None)
+        return f"{self.failure}; try {' or '.join(ways)}." if ways else f"{self.failure}."
+
+
 class Cancelled(Exception):
     """Raised inside long work when the user pressed Cancel."""
 

@@ -19,7 +19,7 @@ from concurrent.futures import ThreadPoolExecutor
 from contextlib import contextmanager
 from dataclasses import dataclass, field, replace
 from pathlib import Path
-from typing import Collection
+from typing import Callable, Collection
 
 import numpy as np
 import onnx
@@ -29,7 +29,7 @@ from onnxruntime.quantization.calibrate import TensorData, TensorsData, save_ten
 from .calibrate import collect_statistics, tensors_to_calibrate
 from .clipping import INT8, UINT8, activation_range, needs_histogram
 from .data import Dataset
-from .errors import Q8Error, first_line
+from .errors import Q8Error, QuantizerFailed, first_line
 from .fileio import atomic_path, check_outputs
 from .floatpath import keep_in_float
 from .floatnodes import FloatNode, find_float_nodes, nodes_to_keep_in_float
@@ -43,10 +43,11 @@ from .session import cpu_session, first_run_feed, runtime_error
 from .skeleton import save_with_weights_beside, skeleton_of
 from .stats import TensorStats
 from .weights import WeightError, weight_errors
-from .weightscales import per_channel_weight_overrides
+from .weightscales import per_channel_weight_overrides, per_tensor_weights
 
 
 SCALE_SUFFIX = "_scale"  # onnxruntime names the scale of tensor X "X_scale"
+APART_SUFFIX = "_q8studio_apart"  # a graph output that is also a graph input, while the quantizer runs
 PLACEHOLDER_RANGE = (-1.0, 1.0)
 VALUE_PRESERVING_OPS = frozenset({"Reshape", "Flatten", "Squeeze", "Unsqueeze", "Transpose", "Identity"})
 
@@ -152,7 +153,10 @@ def quantize_model(
     with _timed(timings, "quantize_s"):
         progress.report("Writing the int8 model", 0, 1)
         with atomic_path(output) as staging:
-            weight_scales = per_channel_weight_overrides(prepared.model, keep_float) if recipe.per_channel else {}
+            weight_scales: dict[str, list[dict]] = {}
+            if recipe.per_channel:
+                weight_scales = per_channel_weight_overrides(prepared.model, keep_float)
+                prepared.notes.extend(_per_tensor_notes(prepared.model, keep_float))
             _write_qdq_model(prepared.model.proto, ranges, as_prepared, staging, weight_scales)
             _keep_float_at_run_time(staging, keep_float)
             _check_it_runs(staging, first_run_feed(prepared.model, data))
@@ -283,9 +287,12 @@ def _write_qdq_model(
     (:mod:`.weightscales`). Its range cache must list every candidate tensor, even those whose range it
     never reads (see :func:`ranges_read_by_quantizer`): they get a placeholder."""
     unread = {name: PLACEHOLDER_RANGE for name in tensors_to_calibrate(prepared) if name not in ranges}
+    passed_through = _inputs_also_outputs(prepared)
     with tempfile.TemporaryDirectory(prefix="q8studio-quant-") as tmp:
         source = Path(tmp) / "prepared.onnx"
         save_with_weights_beside(prepared, source)
+        if passed_through:
+            _rewrite(source, lambda model: _outputs_apart(model, passed_through))
         cache = Path(tmp) / "ranges.json"
         save_tensors_data(_tensors_data({**unread, **ranges}), cache)
         overrides = dict(weight_scales or {})
@@ -314,7 +321,75 @@ def _write_qdq_model(
         except OSError:  # the file could not be written (a full disk, say): the caller names the file
             raise
         except Exception as exc:  # the quantizer raises assorted types for unsupported graphs
-            raise Q8Error(f"onnxruntime's quantizer failed on this model: {first_line(exc)}") from None
+            node = _node_at_fault(exc, prepared)
+            where = f"node {node.name} ({node.op_type})" if node is not None else "this model"
+            raise QuantizerFailed(f"onnxruntime's quantizer failed on {where}: {first_line(exc)}",
+                                  node.name if node is not None else None, recipe.per_channel) from None
+    if passed_through:
+        _rewrite(output, lambda model: _outputs_rejoined(model, passed_through))
+
+
+def _per_tensor_notes(model: LoadedModel, keep_float: Collection[str]) -> list[str]:
+    """Why a per-channel run quantizes some weights per tensor (see :func:`.weightscales.per_tensor_weights`)."""
+    return [f"{node.name} [ConvTranspose] has {node.attributes['group']} groups: its weight {weight} is quantized "
+            "per tensor, since no axis of it holds one slice per output channel."
+            for weight, node in per_tensor_weights(model, keep_float).items()]
+
+
+def _node_at_fault(exc: BaseException, model: onnx.ModelProto) -> onnx.NodeProto | None:
+    """The node of ``model`` onnxruntime's quantizer was working on when it raised ``exc``, read from
+    the traceback, since its messages never name one: its operator quantizers hold the node (``node``
+    or ``self.node``), its bias steps a record naming it (``node_name``). The innermost frame wins."""
+    nodes = {node.name: node for node in model.graph.node if node.name}
+    found = None
+    frame = exc.__traceback__
+    while frame is not None:
+        local = frame.tb_frame.f_locals
+        held = [local.get("node"), getattr(local.get("self"), "node", None)]
+        held += [getattr(value, "node_name", None) for value in local.values()]
+        for value in held:
+            name = value.name if isinstance(value, onnx.NodeProto) else value
+            if isinstance(name, str) and name in nodes:
+                found = nodes[name]
+        frame = frame.tb_next
+    return found
+
+
+def _inputs_also_outputs(model: onnx.ModelProto) -> set[str]:
+    """Graph inputs that are graph outputs too (a model passing one of its inputs through). The quantizer
+    names the DequantizeLinear of a graph output after the output, here after the input it dequantizes:
+    a cycle ("Graph is not a DAG")."""
+    inputs = {value.name for value in model.graph.input}
+    return {value.name for value in model.graph.output if value.name in inputs}
+
+
+def _outputs_apart(model: onnx.ModelProto, names: set[str]) -> None:
+    """Make each of the ``names`` outputs an Identity of its input under another name, for the quantizer."""
+    for output in model.graph.output:
+        if output.name in names:
+            apart = output.name + APART_SUFFIX
+            model.graph.node.append(onnx.helper.make_node("Identity", [output.name], [apart], name=apart))
+            output.name = apart
+
+
+def _outputs_rejoined(model: onnx.ModelProto, names: set[str]) -> None:
+    """Undo :func:`_outputs_apart` in the quantized model: the outputs are the float inputs again."""
+    apart = {name + APART_SUFFIX: name for name in names}
+    kept = [node for node in model.graph.node if node.name not in apart]
+    del model.graph.node[:]
+    model.graph.node.extend(kept)
+    values = [value for value in model.graph.value_info if value.name not in apart]
+    del model.graph.value_info[:]
+    model.graph.value_info.extend(values)
+    for output in model.graph.output:
+        output.name = apart.get(output.name, output.name)
+
+
+def _rewrite(path: Path, change: Callable[[onnx.ModelProto], None]) -> None:
+    """Apply ``change`` to the graph of the model file at ``path``; weights stored beside it stay there."""
+    model = onnx.load(str(path), load_external_data=False)
+    change(model)
+    onnx.save(model, str(path))
 
 
 def _keep_float_at_run_time(path: Path, kept: tuple[str, ...]) -> None:

@@ -17,7 +17,7 @@ from onnx import numpy_helper
 
 from .data import Dataset
 from .errors import Q8Error, first_line
-from .model import LoadedModel
+from .model import LoadedModel, TensorInfo
 from .skeleton import SplitModel, with_weights_outside
 
 
@@ -192,7 +192,7 @@ def first_run_feed(model: LoadedModel, data: Dataset) -> dict[str, np.ndarray]:
     first batch when the model fixes its batch size."""
     size = smallest_run(model)
     if data.count < size:
-        raise sample_count_error(size, data.count)
+        raise sample_count_error(model, size, data.count)
     return next(data.batches(size))
 
 
@@ -210,6 +210,7 @@ class BatchRunner:
 
     def __init__(self, model: LoadedModel, session: ort.InferenceSession) -> None:
         self.session = session
+        self.model = model
         self.name = model.path.name  # which model failed, in messages: a comparison runs two
         self.fixed = fixed_batch_size(model)
         self.run_size = self.fixed or samples_per_run(declared_output_bytes_per_sample(session))
@@ -219,7 +220,7 @@ class BatchRunner:
         """``data`` in runs of :attr:`run_size` samples; with a fixed batch the sample count must divide evenly."""
         if self.fixed:
             if data.count % self.fixed:
-                raise sample_count_error(self.fixed, data.count)
+                raise sample_count_error(self.model, self.fixed, data.count)
             return data.batches(self.fixed)
         return self._cut(data.batches(PREFERRED_BATCH))
 
@@ -276,8 +277,41 @@ def join_samples(name: str, values: Sequence[np.ndarray]) -> np.ndarray:
         ) from None
 
 
-def sample_count_error(size: int, count: int) -> Q8Error:
-    """The user's data does not split into whole batches of a model that fixes its batch size at ``size``."""
+BATCH_DIM_NAME = re.compile(r"(?i)^(n|b|bs|batch|batch_?size|.*_batch|batch_.*)$")
+"""Names exporters give a symbolic batch axis; a later free axis named otherwise (H, W, seq_len) is not one."""
+
+
+def later_batch_axis(model: LoadedModel) -> tuple[TensorInfo, int] | None:
+    """An input whose first axis is fixed while a later one is a symbolic batch axis (named as one:
+    [4, 3, 'H', 'W'] is a fixed batch of free-sized images), and that axis: the model's batch axis is
+    not its first (a sequence-first recurrent net takes [seq, N, features]).
+
+    q8studio still feeds the data's first axis as the model's first, :func:`fixed_batch_size` rows a
+    run: such a model's data must hold whole inputs stacked on axis 0, not one sample a row."""
+    for spec in model.input_specs():
+        shape = spec.shape or ()
+        if shape and isinstance(shape[0], int) and shape[0] > 0:
+            axis = next((axis for axis, dim in enumerate(shape[1:], start=1)
+                         if isinstance(dim, str) and BATCH_DIM_NAME.match(dim)), None)
+            if axis is not None:
+                return spec, axis
+    return None
+
+
+def sample_count_error(model: LoadedModel, size: int, count: int) -> Q8Error:
+    """The user's data does not split into whole batches of a model that fixes its batch size at ``size``.
+
+    When the fixed first axis is not the batch axis (:func:`later_batch_axis`), a sample count would be
+    the wrong advice: data with one sample a row fills the model's first axis with several samples."""
+    if (later := later_batch_axis(model)) is not None:
+        spec, axis = later
+        shape, free = spec.shape_text(), (spec.shape or ())[axis]
+        return Q8Error(
+            f"The model's batch axis is not its first: input '{spec.name}' {shape} fixes axis 0 at {size} and leaves "
+            f"axis {axis} ({free}) free. q8studio feeds the data's axis 0 as the model's, {size} rows a run, so the "
+            f"data must stack whole inputs {shape} on axis 0 (a multiple of {size} rows; got {count}), not hold one "
+            "sample a row."
+        )
     fitting = count // size * size
     advice = f"use {fitting} samples" if fitting else f"use at least {size} samples"  # the data or the sample setting
     return Q8Error(

@@ -9,6 +9,8 @@ and the tests check the written model bit for bit against the quantizer's own on
 Only the common case is handed over: a float32 weight of rank >= 2 feeding, as input 1 and alone, a
 Conv, ConvTranspose, Gemm or MatMul. Anything else (a shared weight, a constant first input of a
 MatMul, a normalisation's scale) is left to the quantizer, which decides it as before.
+
+A grouped ConvTranspose's weight is handed over per tensor instead (:func:`per_tensor_weights`).
 """
 
 from __future__ import annotations
@@ -18,21 +20,22 @@ from collections.abc import Collection
 import numpy as np
 
 from .clipping import INT8_SYMMETRIC_WEIGHTS, quant_params, weight_channel_axis
-from .model import LoadedModel
+from .model import LoadedModel, Node
 
 PER_CHANNEL_OPS = frozenset({"Conv", "ConvTranspose", "Gemm", "MatMul"})
 
 
 def per_channel_weight_overrides(model: LoadedModel, exclude: Collection[str] = ()) -> dict[str, list[dict]]:
-    """``TensorQuantOverrides`` entries (one dict per channel, the first naming the axis) with the
-    scale and zero point of each weight described above, for nodes not in ``exclude``."""
+    """``TensorQuantOverrides`` entries (one dict per channel, the first naming the axis; one dict
+    without an axis for a weight of :func:`per_tensor_weights`) with the scale and zero point of each
+    weight described above, for nodes not in ``exclude``."""
     graph = model.graph
-    overrides: dict[str, list[dict]] = {}
+    overrides = {name: [_per_tensor(model.weight(name))] for name in per_tensor_weights(model, exclude)}
     for node in graph.nodes:
         if node.op_type not in PER_CHANNEL_OPS or node.name in exclude or len(node.inputs) < 2:
             continue
         name = node.inputs[1]
-        if name not in graph.initializers or len(graph.consumers.get(name, ())) != 1:
+        if name not in graph.initializers or name in overrides or len(graph.consumers.get(name, ())) != 1:
             continue
         weight = model.weight(name)
         if weight.dtype != np.float32 or weight.ndim < 2 or weight.size == 0:
@@ -45,3 +48,23 @@ def per_channel_weight_overrides(model: LoadedModel, exclude: Collection[str] = 
             for channel, (scale, zero_point) in enumerate(zip(scales, zero_points))
         ]
     return overrides
+
+
+def per_tensor_weights(model: LoadedModel, exclude: Collection[str] = ()) -> dict[str, Node]:
+    """The constant weights of grouped ConvTranspose nodes not in ``exclude``, with their node: no
+    axis of such a weight holds one slice per output channel ([C_in, C_out/group, kH, kW]).
+    onnxruntime takes axis 1 anyway, so a bias, one value per output channel, gets a scale per
+    C_out/group and its quantizer fails ("operands could not be broadcast"); per tensor it works."""
+    graph = model.graph
+    return {
+        node.inputs[1]: node
+        for node in graph.nodes
+        if node.op_type == "ConvTranspose" and int(node.attributes.get("group", 1)) > 1  # type: ignore[call-overload]
+        and node.name not in exclude and len(node.inputs) > 1 and node.inputs[1] in graph.initializers
+    }
+
+
+def _per_tensor(weight: np.ndarray) -> dict:
+    """The ``TensorQuantOverrides`` entry of a weight quantized per tensor (no axis), symmetric int8."""
+    scale, zero_point = quant_params(weight.min(), weight.max(), INT8_SYMMETRIC_WEIGHTS, symmetric=True)
+    return {"scale": scale, "zero_point": np.int8(zero_point)}

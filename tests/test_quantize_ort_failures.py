@@ -1,0 +1,138 @@
+"""Models onnxruntime's quantizer fails on: worked around where q8studio can, else the node it failed
+on and the ways out named, on the command line as its options."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+import onnx
+import onnxruntime as ort
+import pytest
+from onnx import TensorProto, helper, numpy_helper
+
+from builders import save, write_npz
+from q8studio.__main__ import main
+from q8studio.core.data import load_data
+from q8studio.core.errors import Q8Error
+from q8studio.core.model import load_model
+from q8studio.core.quantize import quantize_model
+from q8studio.core.recipe import Recipe
+
+PER_CHANNEL = Recipe(granularity="per-channel")
+
+
+def _model(name: str, nodes: list, inputs: list, outputs: list, weights: dict[str, np.ndarray]) -> onnx.ModelProto:
+    graph = helper.make_graph(nodes, name, inputs, outputs,
+                              [numpy_helper.from_array(value, key) for key, value in weights.items()])
+    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 13)])
+    model.ir_version = 8
+    onnx.checker.check_model(model, full_check=True)
+    return model
+
+
+def _float(rng: np.random.Generator, *shape: int) -> np.ndarray:
+    return (rng.standard_normal(shape) * 0.5).astype(np.float32)
+
+
+def conv_then_grouped_conv_transpose() -> onnx.ModelProto:
+    """A Conv (per channel as asked) into a ConvTranspose of 3 groups with a bias: its weight is
+    [C_in 6, C_out/group 2, 3, 3], onnxruntime's per-channel axis 1 has 2 slices for 6 bias values."""
+    rng = np.random.default_rng(0)
+    nodes = [helper.make_node("Conv", ["x", "conv.w", "conv.b"], ["c"], name="conv", pads=[1, 1, 1, 1]),
+             helper.make_node("ConvTranspose", ["c", "deconv.w", "deconv.b"], ["y"], name="deconv", strides=[2, 2],
+                              group=3)]
+    return _model("grouped_deconv", nodes, [helper.make_tensor_value_info("x", TensorProto.FLOAT, ["N", 3, 8, 8])],
+                  [helper.make_tensor_value_info("y", TensorProto.FLOAT, ["N", 6, 17, 17])],
+                  {"conv.w": _float(rng, 6, 3, 3, 3), "conv.b": _float(rng, 6),
+                   "deconv.w": _float(rng, 6, 2, 3, 3), "deconv.b": _float(rng, 6)})
+
+
+def passthrough() -> onnx.ModelProto:
+    """A Gemm whose model also returns its input 'x' as an output."""
+    rng = np.random.default_rng(1)
+    return _model("passthrough", [helper.make_node("Gemm", ["x", "w"], ["y"], name="fc", transB=1)],
+                  [helper.make_tensor_value_info("x", TensorProto.FLOAT, ["N", 6])],
+                  [helper.make_tensor_value_info("y", TensorProto.FLOAT, ["N", 3]),
+                   helper.make_tensor_value_info("x", TensorProto.FLOAT, ["N", 6])],
+                  {"w": _float(rng, 3, 6)})
+
+
+def gemm_with_one_bias_value() -> onnx.ModelProto:
+    """A Gemm whose bias is one value broadcast to its 4 outputs: per channel, onnxruntime's quantizer
+    reads a bias value per channel and fails ("index 1 is out of bounds")."""
+    rng = np.random.default_rng(2)
+    return _model("one_bias", [helper.make_node("Gemm", ["x", "w", "b"], ["y"], name="fc", transB=1)],
+                  [helper.make_tensor_value_info("x", TensorProto.FLOAT, ["N", 6])],
+                  [helper.make_tensor_value_info("y", TensorProto.FLOAT, ["N", 4])],
+                  {"w": _float(rng, 4, 6), "b": _float(rng, 1)})
+
+
+def _saved(model: onnx.ModelProto, folder: Path, x: np.ndarray) -> tuple[Path, Path]:
+    return save(model, folder / "m.onnx"), write_npz(folder / "calib.npz", x=x)
+
+
+def test_a_grouped_conv_transpose_is_quantized_per_tensor_in_a_per_channel_run(tmp_path) -> None:
+    x = np.random.default_rng(3).standard_normal((8, 3, 8, 8)).astype(np.float32)
+    model_path, data_path = _saved(conv_then_grouped_conv_transpose(), tmp_path, x)
+    model = load_model(model_path)
+    result = quantize_model(model, load_data(data_path, model), PER_CHANNEL, tmp_path / "q.onnx")
+    axes = {w.tensor: w.axis for w in result.weights}
+    assert axes["conv.w"] == 0 and axes["deconv.w"] is None  # the Conv stays per channel
+    assert any(note.startswith("deconv [ConvTranspose] has 3 groups: its weight deconv.w is quantized per tensor")
+               for note in result.prepared.notes)
+    float_y = ort.InferenceSession(str(model_path)).run(None, {"x": x})[0]
+    int8_y = ort.InferenceSession(str(tmp_path / "q.onnx")).run(None, {"x": x})[0]
+    assert "deconv" not in result.kept_float
+    assert np.abs(int8_y - float_y).max() < 0.05 * np.abs(float_y).max()
+
+
+def test_the_report_says_which_weight_went_per_tensor(tmp_path, capsys) -> None:
+    model_path, data_path = _saved(conv_then_grouped_conv_transpose(), tmp_path,
+                                   np.random.default_rng(4).standard_normal((8, 3, 8, 8)).astype(np.float32))
+    report = tmp_path / "r.json"
+    assert main(["quantize", str(model_path), "--calib", str(data_path), "--granularity", "per-channel",
+                 "-o", str(tmp_path / "q.onnx"), "--report", str(report)]) == 0
+    assert "deconv [ConvTranspose] has 3 groups" in capsys.readouterr().out
+    saved = json.loads(report.read_text())
+    assert any("deconv.w is quantized per tensor" in note for note in saved["preprocessing"])
+    assert {w["tensor"]: w["axis"] for w in saved["weights"]}["deconv.w"] is None
+
+
+def test_a_model_returning_its_input_quantizes_and_returns_it_unchanged(tmp_path) -> None:
+    x = np.random.default_rng(5).standard_normal((10, 6)).astype(np.float32)
+    model_path, data_path = _saved(passthrough(), tmp_path, x)
+    model = load_model(model_path)
+    result = quantize_model(model, load_data(data_path, model), Recipe(), tmp_path / "q.onnx")
+    int8 = onnx.load(str(tmp_path / "q.onnx"))
+    onnx.checker.check_model(int8, full_check=True)
+    assert [o.name for o in int8.graph.output] == ["y", "x"] and [i.name for i in int8.graph.input] == ["x"]
+    assert not any("q8studio" in node.name for node in int8.graph.node)
+    assert result.int8.is_quantized and not result.float_nodes  # the Gemm is int8
+    y, returned = ort.InferenceSession(str(tmp_path / "q.onnx")).run(None, {"x": x})
+    np.testing.assert_array_equal(returned, x)
+    float_y = ort.InferenceSession(str(model_path)).run(None, {"x": x})[0]
+    assert np.abs(y - float_y).max() < 0.05 * np.abs(float_y).max()
+
+
+def test_a_quantizer_failure_names_the_node_and_the_ways_out(tmp_path) -> None:
+    model_path, data_path = _saved(gemm_with_one_bias_value(), tmp_path,
+                                   np.random.default_rng(6).standard_normal((8, 6)).astype(np.float32))
+    model = load_model(model_path)
+    with pytest.raises(Q8Error, match=r"^onnxruntime's quantizer failed on node fc \(Gemm\): .+; try per-tensor "
+                                      r"granularity or keeping fc in float\.$"):
+        quantize_model(model, load_data(data_path, model), PER_CHANNEL, tmp_path / "q.onnx")
+    assert not (tmp_path / "q.onnx").exists()
+
+
+def test_the_command_line_names_its_options_as_the_ways_out(tmp_path, capsys) -> None:
+    model_path, data_path = _saved(gemm_with_one_bias_value(), tmp_path,
+                                   np.random.default_rng(7).standard_normal((8, 6)).astype(np.float32))
+    common = ["quantize", str(model_path), "--calib", str(data_path), "-o", str(tmp_path / "q.onnx")]
+    assert main([*common, "--granularity", "per-channel"]) == 2
+    err = capsys.readouterr().err
+    assert err.startswith("q8studio: error: onnxruntime's quantizer failed on node fc (Gemm): ") and err.count("\n") == 1
+    assert err.endswith("; try --granularity per-tensor or --exclude fc.\n")
+    assert main([*common, "--granularity", "per-channel", "--exclude", "fc"]) == 0  # both ways out work
+    assert main([*common, "--granularity", "per-tensor"]) == 0
