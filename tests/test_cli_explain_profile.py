@@ -96,6 +96,20 @@ def test_a_layer_is_called_slower_only_when_its_speed_up_shows_below_one(capsys:
     assert slower_in_int8(report) == ["conv_b"] and "slower in int8 (1): conv_b" in out
     assert "1 of 2 layers are slower in int8" in report.verdict()
 
+
+def test_a_layer_the_int8_model_no_longer_runs_has_no_speed_up(capsys: pytest.CaptureFixture[str]) -> None:
+    """A Transpose quantization removed took float time and no int8 time: its speed-up printed as "infx",
+    where the JSON writes null."""
+    run_profile = ModelProfile(kernels=[], run_us=20.0, runs=1, glue_owners={}, absorbed={}, graph=[])
+    removed = LayerTiming(node="tr", op_type="Transpose", members=("tr",), float_kernels=("Transpose",),
+                          int8_kernels=(), float_us=6.5, float_glue_us=0.0, int8_us=0.0, int8_glue_us=0.0, macs=0,
+                          integer_macs=0, integer=False)
+    print_profile(ProfileReport([removed, _conv_row("conv", 10.0, 8.0)], run_profile, run_profile, []))
+    out = capsys.readouterr().out
+    assert "inf" not in out
+    assert next(line for line in out.splitlines() if line.startswith("tr ")).split()[-2:] == ["-", "0"]
+
+
 def test_profile_json(demo_int8: Path, capsys: pytest.CaptureFixture[str]) -> None:
     assets = demo_assets()
     code, out, _ = run(["profile", str(assets.model), str(demo_int8), "--data", str(assets.test), "--runs", "20",

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 import sys
 from typing import TYPE_CHECKING
 
@@ -171,15 +172,18 @@ def print_profile(r: ProfileReport) -> None:
           f"{'speed-up':>8} {'MACs':>11}")
     for layer in r.layers:
         mark = "  slower in int8" if layer.slower_in_int8 else "  kept in float" if layer.kept_float else ""
+        # no speed-up for a layer the int8 model no longer runs (JSON: null); "?" for MACs not known
+        speedup = f"{layer.speedup:7.2f}x" if math.isfinite(layer.speedup) else f"{'-':>8}"
+        macs = f"{layer.macs:11,}" if layer.macs_known else f"{'?':>11}"
         print(f"{layer.node[:34]:34} {' + '.join(layer.float_kernels)[:26] or '-':26} "
               f"{' + '.join(layer.int8_kernels)[:28] or '-':28} {layer.float_total_us:9.1f} {layer.int8_us:8.1f} "
-              f"{layer.int8_glue_us:8.1f} {layer.speedup:7.2f}x {layer.macs:11,}{mark}")
+              f"{layer.int8_glue_us:8.1f} {speedup} {macs}{mark}")
     print("(microseconds per run; float us includes the float model's layout kernels charged to the layer, +glue us the "
           "int8 layer's share of Quantize/Dequantize and layout kernels)")
     for name, profile in (("float32", r.float32), ("int8", r.int8)):
         print(f"{name}: kernels {profile.kernel_us:.1f} us of a {profile.run_us:.1f} us profiled run; glue: "
               f"Quantize/Dequantize {profile.qdq_us:.1f} us, layout {profile.layout_us:.1f} us")
-    print(f"integer kernels ran {100 * r.integer_mac_share:.1f}% of the multiply-accumulates")
+    print(f"integer kernels ran {r.mac_share_text(decimals=1)}")
     constants = [b for b in r.boundaries if b.of_constant]
     for b in r.boundaries:
         if b not in constants:

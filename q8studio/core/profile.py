@@ -12,7 +12,7 @@ from __future__ import annotations
 import math
 import re
 from collections import defaultdict
-from collections.abc import Collection, Container
+from collections.abc import Collection, Container, Mapping
 from dataclasses import dataclass, field, replace
 
 from .data import Dataset
@@ -20,13 +20,13 @@ from .errors import Q8Error
 from .evaluate import measure_latency, require_same_inputs
 from .floatpath import is_written_out_dequantize, recorded_kept_in_float, written_out_result
 from .kernelprofile import KernelTime, ModelProfile, profile_model
-from .model import Graph, LoadedModel, Node
+from .macs import MAC_OPS, count_macs
+from .model import Graph, LoadedModel
 from .progress import NO_PROGRESS, Progress
 from .runcounts import LATENCY_RUNS, PROFILE_RUNS
 from .runtimegraph import is_dequantize, is_qdq, resolve_name
 from .session import first_run_feed
 
-COMPUTE_OPS = frozenset({"Conv", "Gemm", "MatMul"})
 PAYS_BELOW = 0.95
 """An int8 model taking 95% of the float32 time or more does not repay its accuracy loss."""
 SPEEDUP_DECIMALS = 2
@@ -60,6 +60,7 @@ class LayerTiming:
     int8_us: float
     int8_glue_us: float
     macs: int
+    """Multiply-accumulates of the layer's float32 nodes in the profiled run, those in :attr:`macs_unknown` left out."""
     integer_macs: int
     integer: bool  # every int8 kernel of the layer computes on integers
     kept_float: bool = False
@@ -67,6 +68,12 @@ class LayerTiming:
     float, or float layers join it to one with no Quantize/Dequantize between (a Relu reading a kept
     Conv's float output stays float with it)."""
     kept_nodes: tuple[str, ...] = ()  # the nodes of the layer the recipe kept in float
+    macs_unknown: tuple[str, ...] = ()
+    """Nodes of the layer that multiply-accumulate but whose count is unknown (:mod:`.macs`)."""
+
+    @property
+    def macs_known(self) -> bool:
+        return not self.macs_unknown
 
     @property
     def kept_label(self) -> str:
@@ -114,7 +121,9 @@ class LayerTiming:
         return self.in_model and self.integer and round(self.speedup, SPEEDUP_DECIMALS) < 1.0
 
     def to_dict(self) -> dict[str, object]:
-        return {**self.__dict__, "speedup": self.speedup, "slower_in_int8": self.slower_in_int8}
+        """The fields, with null MACs when some are unknown: a reader would take a partial count for the whole."""
+        known = {} if self.macs_known else {"macs": None, "integer_macs": None}
+        return {**self.__dict__, **known, "speedup": self.speedup, "slower_in_int8": self.slower_in_int8}
 
 
 @dataclass(frozen=True)
@@ -151,8 +160,24 @@ class ProfileReport:
 
     @property
     def integer_mac_share(self) -> float:
+        """The share of the counted multiply-accumulates that integer kernels ran (see :attr:`macs_unknown`)."""
         total = sum(layer.macs for layer in self.layers)
         return sum(layer.integer_macs for layer in self.layers) / total if total else 0.0
+
+    @property
+    def macs_unknown(self) -> list[str]:
+        """Nodes whose multiply-accumulates :attr:`integer_mac_share` leaves out, not knowing them."""
+        return [node for layer in self.layers for node in layer.macs_unknown]
+
+    def mac_share_text(self, decimals: int = 0) -> str:
+        """The integer share in words ("53% of the multiply-accumulates"), said to be of those counted when
+        some are unknown: a float layer whose MACs are not known must not leave a bare 100% behind."""
+        share = f"{100 * self.integer_mac_share:.{decimals}f}% of the multiply-accumulates"
+        unknown = self.macs_unknown
+        if not unknown:
+            return share
+        shown = ", ".join(unknown[:3]) + (f" and {len(unknown) - 3} more" if len(unknown) > 3 else "")
+        return f"{share} counted (unknown for {shown})"
 
     @property
     def computes_in_int8(self) -> bool:
@@ -208,7 +233,7 @@ class ProfileReport:
         slower = sum(layer.slower_in_int8 for layer in self.layers)
         return (
             f"{self.headline(typographic)}; {slower} of {len(self.layers)} layers are "
-            f"slower in int8; {100 * self.integer_mac_share:.0f}% of multiply-accumulates ran in integer kernels; "
+            f"slower in int8; integer kernels ran {self.mac_share_text()}; "
             f"glue costs {self.int8.qdq_us:.1f} {micro} (Quantize/Dequantize) + {self.int8.layout_us:.1f} {micro} "
             "(layout) per run."
         )
@@ -220,6 +245,7 @@ class ProfileReport:
             "ratio_int8_to_float": self.ratio,
             "verdict": self.verdict(),
             "integer_mac_share": self.integer_mac_share,
+            "macs_unknown": self.macs_unknown,
             "float32": self.float32.to_dict(),
             "int8": self.int8.to_dict(),
             "layers": [layer.to_dict() for layer in self.layers],
@@ -262,7 +288,8 @@ def profile_models(
     progress.report("Profiling", 2, 2)
     if kept_float is None:
         kept_float = recorded_kept_in_float(int8_model.proto)
-    layers = mark_kept_float(join_layers(float_model.graph, int8_model.graph, float_profile, int8_profile),
+    macs = count_macs(float_model, {name: array.shape for name, array in sample.items()})
+    layers = mark_kept_float(join_layers(float_model.graph, int8_model.graph, float_profile, int8_profile, macs),
                              int8_model.graph, kept_float)
     latency = None
     if latency_runs > 0:
@@ -366,8 +393,10 @@ class _Row:
     glue_us: list[float] = field(default_factory=lambda: [0.0, 0.0])
 
 
-def join_layers(float_graph: Graph, int8_graph: Graph, fp: ModelProfile, qp: ModelProfile) -> list[LayerTiming]:
-    """One row per group of source nodes computed together, in the float model's order."""
+def join_layers(float_graph: Graph, int8_graph: Graph, fp: ModelProfile, qp: ModelProfile,
+                macs: Mapping[str, int | None]) -> list[LayerTiming]:
+    """One row per group of source nodes computed together, in the float model's order; ``macs``: the
+    float nodes' multiply-accumulates in the profiled run (:func:`~.macs.count_macs`)."""
     qp, aliases = _renamed(qp, float_graph.by_name)
     groups = _Groups()
     for alias, name in aliases.items():  # keep the int8 model's own names in the row too
@@ -389,7 +418,7 @@ def join_layers(float_graph: Graph, int8_graph: Graph, fp: ModelProfile, qp: Mod
     order = _order(float_graph, int8_graph)
     integer_nodes = _integer_nodes(qp)
     return sorted(
-        (_layer(row, float_graph, int8_graph, order, integer_nodes) for row in rows.values() if row.members),
+        (_layer(row, float_graph, int8_graph, order, integer_nodes, macs) for row in rows.values() if row.members),
         key=lambda layer: min(order.get(m, math.inf) for m in layer.members),
     )
 
@@ -453,11 +482,15 @@ def _integer_nodes(qp: ModelProfile) -> set[str]:
     return direct | {node for node, anchor in qp.absorbed.items() if anchor in direct}
 
 
-def _layer(row: _Row, float_graph: Graph, int8_graph: Graph, order: dict[str, float], integer: set[str]) -> LayerTiming:
+def _layer(row: _Row, float_graph: Graph, int8_graph: Graph, order: dict[str, float], integer: set[str],
+           counts: Mapping[str, int | None]) -> LayerTiming:
+    """The row as a layer; its MACs are its float32 nodes' (a node pre-processing fused in the int8 model
+    shares the row of the float node it came from, which counts its work)."""
     members = sorted(row.members, key=lambda m: order.get(m, math.inf))
     nodes = {n.name: n for n in int8_graph.nodes} | {n.name: n for n in float_graph.nodes}
-    anchor = next((m for m in members if m in nodes and nodes[m].op_type in COMPUTE_OPS), members[0])
-    macs = {m: node_macs(float_graph, nodes[m]) for m in members if m in nodes and nodes[m].op_type in COMPUTE_OPS}
+    anchor = next((m for m in members if m in nodes and nodes[m].op_type in MAC_OPS), members[0])
+    macs = {m: counts[m] for m in members if m in counts}
+    known = {m: count for m, count in macs.items() if count is not None}
     return LayerTiming(
         node=anchor,
         op_type=nodes[anchor].op_type if anchor in nodes else RUNTIME_ROW,
@@ -468,34 +501,11 @@ def _layer(row: _Row, float_graph: Graph, int8_graph: Graph, order: dict[str, fl
         float_glue_us=row.glue_us[0],
         int8_us=row.compute_us[1],
         int8_glue_us=row.glue_us[1],
-        macs=sum(macs.values()),
-        integer_macs=sum(v for m, v in macs.items() if m in integer),
+        macs=sum(known.values()),
+        integer_macs=sum(count for m, count in known.items() if m in integer),
         integer=bool(row.kernels[1]) and not any(k.endswith(" (float)") for k in row.kernels[1]),
+        macs_unknown=tuple(m for m, count in macs.items() if count is None),
     )
-
-
-def node_macs(graph: Graph, node: Node) -> int:
-    """Multiply-accumulates of one Conv/Gemm/MatMul from static shapes, every unknown or symbolic
-    dimension counted as 1: the batch, but also a symbolic sequence length, so a transformer's
-    MatMuls count at one token and attention (quadratic in the length) weighs less than it runs.
-    0 when the output's, the first input's or a Conv weight's shape is unknown altogether."""
-    def shape(name: str) -> tuple[int, ...] | None:
-        info = graph.tensors.get(name)
-        if info is None or info.shape is None:
-            return None
-        return tuple(d if isinstance(d, int) and d > 0 else 1 for d in info.shape)
-
-    out = shape(node.outputs[0])
-    first = shape(node.inputs[0])
-    if out is None or first is None:
-        return 0
-    if node.op_type == "Conv":
-        weight = shape(node.inputs[1])
-        return math.prod(out) * math.prod(weight[1:]) if weight else 0
-    if node.op_type in ("Gemm", "MatMul"):
-        trans_a = node.op_type == "Gemm" and bool(node.attributes.get("transA", 0))
-        return math.prod(out) * (first[-2] if trans_a else first[-1])
-    return 0
 
 
 def _written_out_result(int8_graph: Graph, kernel: str, fallback: str) -> str:
