@@ -97,13 +97,16 @@ def print_explanation(e: NodeExplanation | AddExplanation) -> None:
     axis = f" per channel (axis {e.w.axis})" if e.w.per_channel else ""
     print(f"  weight w  {e.w.dtype:5}  S_w{axis} = {_values(e.w.scale)}  Z_w = {_values(e.w.zero_point)}")
     if e.bias_q is not None:
-        print(f"  bias   b  int32  scale S_x*S_w, zero point 0: {_values(e.bias_q)}")
+        scale = "S_x*S_w" if e.scaling.bias_scale is None else f"S_b = {e.scaling.bias_scale:.6g}*S_x*S_w"
+        print(f"  bias   b  int32  scale {scale}, zero point 0: {_values(e.bias_q)}")
     if e.y is not None:
         print(f"  output y  {e.y.dtype:5}  S_y = {_values(e.y.scale)}  Z_y = {_values(e.y.zero_point)}")
-        m = e.multipliers
-        print(f"  M = S_x*S_w/S_y = {_values(np.array([x.real for x in m]))}; M0 = {_values(np.array([x.m0 for x in m]))}, "
-              f"n = {_values(np.array([x.shift for x in m]))}; largest |error| of M0*2^-n: "
-              f"{max(abs(x.rel_error) for x in m):.1e}")
+        m, alpha = e.multipliers, "alpha*" if e.scaling.alpha != 1.0 else ""
+        print(f"  M = {alpha}S_x*S_w/S_y = {_values(np.array([x.real for x in m]))}; "
+              f"M0 = {_values(np.array([x.m0 for x in m]))}, n = {_values(np.array([x.shift for x in m]))}; "
+              f"largest |error| of M0*2^-n: {max(abs(x.rel_error) for x in m):.1e}")
+    if e.scaling.summary():
+        print(f"  {e.scaling.summary()}")
     _print_verdict(e)
     ex = e.example
     print(f"worked example: output element {list(ex.index)}")

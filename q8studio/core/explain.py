@@ -2,8 +2,8 @@
 
 For a Conv, Gemm or MatMul of a QDQ int8 model this gathers what the integer kernel uses (S_x,
 Z_x from the DequantizeLinear on the input; w_q, S_w, Z_w from the one on the weight; the int32
-bias; S_y, Z_y from the QuantizeLinear after the node; M = S_x S_w / S_y split into M0 and a
-shift n), runs the model on one sample with the node's integer input and output exposed, and
+bias; S_y, Z_y from the QuantizeLinear after the node; M = S_x S_w / S_y, times a Gemm's alpha, split
+into M0 and a shift n), runs the model on one sample with the node's integer input and output exposed, and
 recomputes the output with the integer reference kernels of :mod:`.intkernels`. Exposing the
 QuantizeLinear output keeps ONNX Runtime's fusion intact, so its value is what the fused
 integer kernel produced.
@@ -21,8 +21,10 @@ from .explainadd import AddExplanation, explain_add
 from .explainrun import (
     ABSORBED_ACTIVATIONS,
     Check,
+    GemmScaling,
     dequantizer_of,
     float_value,
+    gemm_scaling,
     kernel_of,
     removed_activation_note,
     requantized_sqnr,
@@ -31,8 +33,8 @@ from .explainrun import (
 from .explainsample import sample_feed, sample_part
 from .explainstep import WorkedElement, accumulators, conv_geometry, pick_element, worked_element
 from .floatpath import recorded_kept_in_float
-from .intkernels import channel_multipliers, qlinear_conv, qlinear_gemm, qlinear_matmul
-from .intmath import Multiplier, float32_multiplier
+from .intkernels import channel_multipliers, qlinear_conv, qlinear_gemm, qlinear_matmul, runtime_multiplier
+from .intmath import Multiplier
 from .metrics import measure
 from .model import Graph, LoadedModel, Node, node_now_writing
 from .runtimegraph import RuntimeNode
@@ -65,12 +67,13 @@ class NodeExplanation:
     float_output: np.ndarray | None = None
     sqnr_db: float | None = None
     notes: list[str] = field(default_factory=list)
+    scaling: GemmScaling = field(default_factory=GemmScaling)
 
     @property
     def ort_multipliers(self) -> np.ndarray:
         """M as ONNX Runtime computes it, in float32."""
         scale = self.y.scale if self.y is not None else np.float32(1.0)
-        return np.atleast_1d(float32_multiplier(self.x.scale, self.w.scale, scale))
+        return np.atleast_1d(runtime_multiplier(self.x.scale, self.w.scale, scale, self.scaling.alpha))
 
     def to_dict(self) -> dict[str, object]:
         return {
@@ -82,7 +85,7 @@ class NodeExplanation:
             "ort_multipliers": self.ort_multipliers.tolist(),
             "checks": [c.to_dict() for c in self.checks],
             "float_tensor": self.float_tensor, "sqnr_db": self.sqnr_db,
-            "example": self.example.to_dict(), "notes": self.notes,
+            "example": self.example.to_dict(), "notes": self.notes, "scaling": self.scaling.__dict__,
         }
 
 
@@ -93,6 +96,7 @@ class _Layer:
     x: QuantParams
     w: QuantParams
     bias_q: np.ndarray | None
+    bias_scale: np.ndarray | None  # S_b, which ONNX Runtime's fused kernels take to be S_x S_w
     y: QuantParams | None
     y_tensor: str  # the runtime tensor holding the node's result (8-bit, or float when not requantized)
     activation: Node | None  # a Relu/Clip left between the node and its QuantizeLinear
@@ -131,8 +135,10 @@ def explain_node(
     if w_q is None:
         w_q = int8_model.weight(layer.w.tensor)
     kernel = kernel_of(kernels, graph, node)
-    integer_ref, ort_ref = (_reference(node, layer, x_q, w_q, requant) for requant in ("integer", "ort"))
+    scaling, fused_bias_note = gemm_scaling(node, layer.x, layer.w, layer.bias_scale, kernel)
+    integer_ref, ort_ref = (_reference(node, layer, scaling, x_q, w_q, requant) for requant in ("integer", "ort"))
     notes = renamed + on_sample.notes(values[layer.y_tensor].shape) + _notes(node, layer, kernel, float_model)
+    notes += [fused_bias_note] if fused_bias_note else []
     if layer.w.tensor not in graph.initializers:
         notes.append("The second input is an activation, quantized at run time like the first: 'w' below is its "
                      "8-bit value on this sample, not a stored weight.")
@@ -146,13 +152,16 @@ def explain_node(
     return NodeExplanation(
         node=node.name, op_type=node.op_type, kind=_kind(node, w_q), attributes=dict(node.attributes),
         x=layer.x, w=layer.w, bias_q=layer.bias_q, y=layer.y,
-        multipliers=channel_multipliers(layer.x.scale, layer.w.scale, layer.y.scale if layer.y else 1.0),
+        multipliers=channel_multipliers(layer.x.scale, layer.w.scale, layer.y.scale if layer.y else 1.0,
+                                        scaling.alpha),
         runtime_kernel=kernel.op_type if kernel else "(not found)", sample=sample, x_q=x_q,
         reference=integer_ref, runtime=runtime,
         checks=_checks(integer_ref, ort_ref, runtime, kernel, layer),
         example=worked_element(node, layer.x, layer.w, layer.bias_q, layer.y, x_q, w_q, index, runtime,
-                               float_output, relu=layer.activation is not None),
+                               float_output, relu=layer.activation is not None, alpha=scaling.alpha,
+                               bias_factor=scaling.bias_factor),
         float_tensor=float_tensor, float_output=float_output, sqnr_db=_sqnr(layer, runtime, float_output), notes=notes,
+        scaling=scaling,
     )
 
 
@@ -199,16 +208,17 @@ def _layer(model: LoadedModel, node: Node) -> _Layer:
             raise Q8Error(f"Node {node.name} was kept in float when this model was quantized: it has no integer "
                           "arithmetic to explain.")
         raise Q8Error(f"Node {node.name} runs in float: its inputs are not quantized (no DequantizeLinear feeds it).")
-    bias_q = None
+    bias_q = bias_scale = None
     if len(node.inputs) > 2 and node.inputs[2]:
         bias_dq = dequantizer_of(graph, node.inputs[2])
         if bias_dq is None:
             raise Q8Error(f"Node {node.name} has a float bias: the int8 model does not run it as an integer kernel.")
         bias_q = model.weight(bias_dq.inputs[0]).astype(np.int64)
+        bias_scale = qdq_params(model, bias_dq).scale
     after, activation = _next_quantize(graph, node)
     y = qdq_params(model, after) if after is not None else None
     y_tensor = after.outputs[0] if after is not None else node.outputs[0]
-    return _Layer(qdq_params(model, x_dq), qdq_params(model, w_dq), bias_q, y, y_tensor, activation)
+    return _Layer(qdq_params(model, x_dq), qdq_params(model, w_dq), bias_q, bias_scale, y, y_tensor, activation)
 
 
 def _next_quantize(graph: Graph, node: Node) -> tuple[Node | None, Node | None]:
@@ -222,28 +232,34 @@ def _next_quantize(graph: Graph, node: Node) -> tuple[Node | None, Node | None]:
     return next((n for n in consumers if n.op_type == "QuantizeLinear"), None), None
 
 
-def _reference(node: Node, layer: _Layer, x_q: np.ndarray, w_q: np.ndarray, requant: str) -> np.ndarray:
-    """The node's output from integers alone; float32 accumulators times S_x S_w when not requantized."""
+def _reference(node: Node, layer: _Layer, scaling: GemmScaling, x_q: np.ndarray, w_q: np.ndarray, requant: str
+               ) -> np.ndarray:
+    """The node's output from integers alone; float32 accumulators times alpha S_x S_w when not requantized."""
     x, w, y = layer.x, layer.w, layer.y
     relu = layer.activation is not None
     if y is None:
-        return _float_output(node, layer, x_q, w_q)
+        return _float_output(node, layer, scaling, x_q, w_q)
     common = {"y_qtype": np.dtype(y.dtype), "relu": relu, "requant": requant}
     if node.op_type == "Conv":
         return qlinear_conv(x_q, x.scale, int(x.zero_point), w_q, w.scale, w.zero_point, layer.bias_q, y.scale,
                             int(y.zero_point), **conv_geometry(node, x_q.shape, w_q.shape), **common)
     if node.op_type == "Gemm":
-        return qlinear_gemm(x_q, x.scale, int(x.zero_point), w_q, w.scale, w.zero_point, layer.bias_q, y.scale,
-                            int(y.zero_point), trans_a=bool(node.attributes.get("transA", 0)),
-                            trans_b=bool(node.attributes.get("transB", 0)), **common)
+        return qlinear_gemm(x_q, x.scale, int(x.zero_point), w_q, w.scale, w.zero_point, _bias_steps(layer, scaling),
+                            y.scale, int(y.zero_point), trans_a=bool(node.attributes.get("transA", 0)),
+                            trans_b=bool(node.attributes.get("transB", 0)), alpha=scaling.alpha, **common)
     return qlinear_matmul(x_q, x.scale, int(x.zero_point), w_q, w.scale, w.zero_point, y.scale, int(y.zero_point),
                           **common)
 
 
-def _float_output(node: Node, layer: _Layer, x_q: np.ndarray, w_q: np.ndarray) -> np.ndarray:
-    """A node that is not requantized: its float32 output is ``S_x S_w acc`` (plus the bias)."""
-    acc = accumulators(node, layer.x, layer.w, layer.bias_q, x_q, w_q)
-    scale = np.float32(layer.x.scale) * layer.w.scale.astype(np.float32)
+def _bias_steps(layer: _Layer, scaling: GemmScaling) -> np.ndarray | None:
+    """The int32 bias in accumulator steps: b_q times the Gemm's bias factor."""
+    return None if layer.bias_q is None else layer.bias_q * scaling.bias_factor
+
+
+def _float_output(node: Node, layer: _Layer, scaling: GemmScaling, x_q: np.ndarray, w_q: np.ndarray) -> np.ndarray:
+    """A node that is not requantized: its float32 output is ``alpha S_x S_w acc`` (plus the bias)."""
+    acc = accumulators(node, layer.x, layer.w, _bias_steps(layer, scaling), x_q, w_q)
+    scale = np.float32(scaling.alpha) * np.float32(layer.x.scale) * layer.w.scale.astype(np.float32)
     axis = 1 if node.op_type == "Conv" else -1
     shape = [1] * acc.ndim
     shape[axis] = scale.size

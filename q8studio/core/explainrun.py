@@ -1,8 +1,9 @@
 """Running an int8 model on the sample a layer is explained on, and comparing the layer's output with ours.
 
 Shared by every kind of explained layer (:mod:`.explain` for Conv, Gemm and MatMul, :mod:`.explainadd` for
-Add): the run that exposes the layer's 8-bit tensors, the kernel ONNX Runtime chose for the layer, the float
-model's value of the same tensor, and the record of one element-by-element comparison.
+Add): the run that exposes the layer's 8-bit tensors, the kernel ONNX Runtime chose for the layer and how it
+applies a Gemm's alpha and beta, the float model's value of the same tensor, and the record of one
+element-by-element comparison.
 """
 
 from __future__ import annotations
@@ -23,6 +24,36 @@ from .weights import QuantParams
 
 ABSORBED_ACTIVATIONS = ("Relu", "Clip")
 """Activations the quantizer removes after a layer: the clamp to its output range does their work."""
+
+WHOLE_TOLERANCE = 1e-6
+"""Relative: a bias scale written as beta * S_x * S_w in float32 is that multiple only up to float32 rounding."""
+
+
+@dataclass(frozen=True)
+class GemmScaling:
+    """A Gemm's alpha and beta as the kernel that ran applies them (all 1 for Conv and MatMul).
+
+    alpha scales the whole accumulator, so it is part of M. The bias enters the int32 accumulator
+    ``bias_factor`` times: beta S_b / (alpha S_x S_w) steps per step of b_q where ONNX Runtime runs
+    the QDQ graph in float, once where its fused QGemm adds b_q as it stands.
+    """
+
+    alpha: float = 1.0
+    beta: float = 1.0
+    bias_scale: float | None = None  # S_b / (S_x S_w) when the bias's scale is not S_x S_w
+    bias_factor: int = 1
+
+    def summary(self) -> str:
+        """One line for a Gemm whose alpha, beta or bias factor is not 1, "" for any other layer."""
+        if (self.alpha, self.beta, self.bias_factor) == (1.0, 1.0, 1):
+            return ""
+        parts = [f"Gemm alpha = {self.alpha:g}, beta = {self.beta:g}"]
+        if self.alpha != 1.0:
+            parts.append("M = alpha·S_x·S_w/S_y")
+        if self.bias_factor != 1:
+            parts.append(f"the int32 accumulator adds {self.bias_factor}·b_q (beta·S_b/(alpha·S_x·S_w) = "
+                         f"{self.bias_factor})")
+        return f"{parts[0]}: {'; '.join(parts[1:])}" if len(parts) > 1 else parts[0]
 
 
 @dataclass(frozen=True)
@@ -125,3 +156,48 @@ def removed_activation_note(float_model: LoadedModel, tensor: str) -> str | None
         return None
     return (f"{original.op_type} {original.name} of the float model was removed by the quantizer: the clamp to the "
             "output range [Z_y, qmax] does its work.")
+
+
+def gemm_scaling(node: Node, x: QuantParams, w: QuantParams, bias_scale: np.ndarray | None,
+                 kernel: RuntimeNode | None) -> tuple[GemmScaling, str]:
+    """How a Gemm's alpha and beta enter the integer arithmetic of the kernel that ran, and a note when the
+    fused QGemm computes another bias than the QDQ graph; a Q8Error with the reason when no integer
+    arithmetic reproduces it.
+
+    The QDQ graph adds ``beta S_b b_q`` to ``alpha S_x S_w acc``: in accumulator steps of alpha S_x S_w
+    the bias is worth ``beta S_b / (alpha S_x S_w)`` steps per step of b_q, which an int32 accumulator can
+    add only when it is a whole number (onnxruntime's quantizer writes S_b = beta S_x S_w and resets
+    beta to 1, so alpha = 0.5 makes it 2 beta). QGemm adds b_q as it stands, whatever S_b says.
+    """
+    if node.op_type != "Gemm":
+        return GemmScaling(), ""
+    alpha, beta = (float(node.attributes.get(name, 1.0)) for name in ("alpha", "beta"))  # type: ignore[arg-type]
+    if not (np.isfinite(alpha) and alpha > 0):
+        raise Q8Error(f"{node.name} is a Gemm with alpha = {alpha:g}: Explain needs alpha > 0, for "
+                      "M = alpha·S_x·S_w/S_y to be a positive multiplier M0·2^-n.")
+    if bias_scale is None:  # no bias
+        return GemmScaling(alpha, beta), ""
+    product = np.float64(x.scale) * w.scale.astype(np.float64).reshape(-1)
+    units = bias_scale.astype(np.float64).reshape(-1) / product  # S_b / (S_x S_w), per channel
+    shown_units = None if _whole(units, 1.0) else float(units[0])
+    steps = beta * units / alpha
+    shown = (f"{steps.min():.6g}" if np.ptp(steps) <= WHOLE_TOLERANCE * np.abs(steps).max()
+             else f"{steps.min():.6g} to {steps.max():.6g} by channel")
+    if kernel is not None and kernel.op_type == "QGemm":
+        note = "" if _whole(steps, 1.0) else (
+            "ONNX Runtime's QGemm adds b_q to the accumulator as it stands, in steps of alpha·S_x·S_w, but this "
+            f"model's bias is worth beta·S_b/(alpha·S_x·S_w) = {shown} such steps per step of b_q: the fused kernel "
+            "computes another output than the QDQ graph defines (the reference follows the kernel).")
+        return GemmScaling(alpha, beta, shown_units, 1), note
+    factor = float(np.rint(steps[0]))
+    if not _whole(steps, factor) or abs(factor) >= 2**31:
+        raise Q8Error(f"{node.name} cannot be worked through in integers: with alpha = {alpha:g} and beta = {beta:g} "
+                      f"its bias is worth beta·S_b/(alpha·S_x·S_w) = {shown} accumulator steps per step of b_q, "
+                      "not one whole number the int32 accumulator can add.")
+    return GemmScaling(alpha, beta, shown_units, int(factor)), ""
+
+
+def _whole(values: np.ndarray, target: float) -> bool:
+    """Whether every value is ``target`` up to float32 rounding of the scales they come from."""
+    return bool(np.all(np.abs(values - target) <= WHOLE_TOLERANCE * max(1.0, abs(target))))
+

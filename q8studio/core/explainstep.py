@@ -1,7 +1,8 @@
 """One output element of an int8 layer, computed step by step: the worked example of the Explain view.
 
 The receptive field (a convolution window, or a row of A and a column of B), the products
-``(x_q - Z_x)(w_q - Z_w)``, their int32 sum, the int32 bias, ``M = S_x S_w / S_y`` as ``M0 * 2^-n``,
+``(x_q - Z_x)(w_q - Z_w)``, their int32 sum, the int32 bias (times a Gemm's bias factor),
+``M = S_x S_w / S_y`` (times a Gemm's alpha) as ``M0 * 2^-n``,
 the requantized value, Z_y and the clamp, the dequantized result, and beside it the value ONNX
 Runtime produced and the float model's value of the same element.
 """
@@ -14,8 +15,14 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 
 from .errors import Q8Error
-from .intkernels import channel_multipliers, conv_accumulate, explain_conv_element, matmul_accumulate
-from .intmath import Multiplier, float32_multiplier, requantize, requantize_float32
+from .intkernels import (
+    channel_multipliers,
+    conv_accumulate,
+    explain_conv_element,
+    matmul_accumulate,
+    runtime_multiplier,
+)
+from .intmath import Multiplier, requantize, requantize_float32
 from .model import Node
 
 if TYPE_CHECKING:
@@ -41,8 +48,8 @@ class WorkedElement:
     y_zero_point: int | None
     relu: bool  # a Relu kept in the graph: the clamp starts at Z_y
     acc: int
-    bias: int
-    real_value: float  # S_x * S_w * (acc + bias): what exact arithmetic on the dequantized inputs gives
+    bias: int  # b_q of this output channel
+    real_value: float  # alpha * S_x * S_w * acc_with_bias: what exact arithmetic on the dequantized inputs gives
     multiplier: Multiplier | None
     scaled: int | None  # round((acc + bias) * M), integer path
     before_clamp: int | None  # scaled + Z_y
@@ -53,23 +60,32 @@ class WorkedElement:
     y_real: float | None  # S_y * (y_q - Z_y)
     runtime_value: float  # what ONNX Runtime produced for this element
     float_value: float | None  # the float model's value
+    alpha: float = 1.0  # a Gemm's alpha, part of M
+    bias_factor: int = 1  # accumulator steps per b_q step: a Gemm's beta S_b / (alpha S_x S_w)
 
     @property
     def acc_with_bias(self) -> int:
-        return self.acc + self.bias
+        return self.acc + self.bias_factor * self.bias
 
     def steps(self) -> list[str]:
         """The arithmetic chain from the int32 sum to the dequantized result, one line per step."""
+        alpha, alpha_value = ("", "") if self.alpha == 1.0 else ("alpha·", f" (alpha = {self.alpha:g})")
+        bias = f"+ bias b_q {self.bias} = {self.acc_with_bias}"
+        if self.bias_factor != 1:  # a Gemm whose bias is worth several accumulator steps per step of b_q
+            b_q = f"({self.bias})" if self.bias < 0 else str(self.bias)
+            bias = (f"+ bias {self.bias_factor}·b_q {self.bias_factor}·{b_q} = {self.acc_with_bias} "
+                    f"({self.bias_factor} = beta·S_b/(alpha·S_x·S_w): the bias in accumulator steps)")
         lines = [
             f"acc = Σ (x_q - {self.x_zero_point})·(w_q - {self.w_zero_point}) over {self.products.size} taps = {self.acc}",
-            f"+ bias b_q {self.bias} = {self.acc_with_bias}",
-            f"real value S_x·S_w·{self.acc_with_bias} = {self.real_value:.6g}",
+            bias,
+            f"real value {alpha}S_x·S_w·{self.acc_with_bias} = {self.real_value:.6g}",
         ]
         if self.multiplier is None or self.y_zero_point is None or self.y_scale is None:
             return lines + [f"not requantized: the output stays float32; ONNX Runtime: {self.runtime_value:.6g}"]
         m = self.multiplier
         lines += [
-            f"M = S_x·S_w/S_y = {m.real:.9g} ≈ M0·2^-n = {m.m0}·2^-{m.shift} (error {m.rel_error:.1e})",
+            f"M = {alpha}S_x·S_w/S_y{alpha_value} = {m.real:.9g} ≈ M0·2^-n = {m.m0}·2^-{m.shift} "
+            f"(error {m.rel_error:.1e})",
             f"requantize: round({self.acc_with_bias}·{m.m0} / 2^{m.shift}) = {self.scaled}",
             f"+ Z_y {self.y_zero_point} = {self.before_clamp}",
             f"clamp to [{self.qmin}, {self.qmax}]{' (ReLU: lower bound Z_y)' if self.relu else ''} = {self.y_q}",
@@ -116,7 +132,8 @@ def gemm_operands(node: Node, a_q: np.ndarray, b_q: np.ndarray) -> tuple[np.ndar
 
 def accumulators(node: Node, x: QuantParams, w: QuantParams, bias_q: np.ndarray | None,
                  x_q: np.ndarray, w_q: np.ndarray) -> np.ndarray:
-    """The int32 accumulators (bias included) of the whole output, before any requantization."""
+    """The int32 accumulators (bias included, in the accumulator's units) of the whole output, before any
+    requantization."""
     if node.op_type == "Conv":
         geometry = conv_geometry(node, x_q.shape, w_q.shape)
         return conv_accumulate(x_q, int(x.zero_point), w_q, w.zero_point, bias_q, **geometry)
@@ -140,8 +157,10 @@ def pick_element(runtime: np.ndarray, y: QuantParams | None, float_output: np.nd
 
 def worked_element(node: Node, x: QuantParams, w: QuantParams, bias_q: np.ndarray | None, y: QuantParams | None,
                    x_q: np.ndarray, w_q: np.ndarray, index: tuple[int, ...], runtime: np.ndarray,
-                   float_output: np.ndarray | None, *, relu: bool = False) -> WorkedElement:
-    """Every step behind ``runtime[index]``."""
+                   float_output: np.ndarray | None, *, relu: bool = False, alpha: float = 1.0,
+                   bias_factor: int = 1) -> WorkedElement:
+    """Every step behind ``runtime[index]``; a Gemm's ``alpha`` scales M, and its bias enters the accumulator
+    ``bias_factor`` times."""
     index = checked_index(node, index, runtime.shape)
     if node.op_type == "Conv":
         field = _conv_field(node, x, w, bias_q, x_q, w_q, index)
@@ -149,18 +168,18 @@ def worked_element(node: Node, x: QuantParams, w: QuantParams, bias_q: np.ndarra
         field = _matmul_field(node, x, w, bias_q, x_q, w_q, index)
     channel = index[1] if node.op_type == "Conv" else index[-1]
     w_scale = float(w.scale.reshape(-1)[channel if w.per_channel else 0])
-    acc_b = field["acc"] + field["bias"]
-    steps = _requantize_steps(acc_b, x, w_scale, y, relu)
+    acc_b = field["acc"] + bias_factor * field["bias"]
+    steps = _requantize_steps(acc_b, x, w_scale, y, relu, alpha)
     float_value = None if float_output is None or float_output.shape != runtime.shape else float(float_output[index])
     return WorkedElement(
         index=index, **field,
         x_scale=float(np.float32(x.scale)), w_scale=w_scale,
         y_scale=None if y is None else float(np.float32(y.scale)),
         y_zero_point=None if y is None else int(y.zero_point), relu=relu,
-        real_value=float(np.float32(x.scale)) * w_scale * acc_b,
+        real_value=alpha * float(np.float32(x.scale)) * w_scale * acc_b,
         **steps,
         runtime_value=float(runtime[index]),
-        float_value=float_value,
+        float_value=float_value, alpha=alpha, bias_factor=bias_factor,
     )
 
 
@@ -209,17 +228,18 @@ def _matmul_field(node: Node, x: QuantParams, w: QuantParams, bias_q: np.ndarray
     }
 
 
-def _requantize_steps(acc_b: int, x: QuantParams, w_scale: float, y: QuantParams | None, relu: bool) -> dict[str, Any]:
+def _requantize_steps(acc_b: int, x: QuantParams, w_scale: float, y: QuantParams | None, relu: bool,
+                      alpha: float) -> dict[str, Any]:
     """M, the requantized value, Z_y, the clamp and the dequantized result, by both roundings."""
     if y is None:
         return dict.fromkeys(("multiplier", "scaled", "before_clamp", "qmin", "qmax", "y_q", "ort_y_q", "y_real"))
     info = np.iinfo(np.dtype(y.dtype))
     zero = int(y.zero_point)
     qmin, qmax = (max(int(info.min), zero) if relu else int(info.min)), int(info.max)
-    multiplier = channel_multipliers(x.scale, w_scale, y.scale)[0]
+    multiplier = channel_multipliers(x.scale, w_scale, y.scale, alpha)[0]
     scaled = int(requantize(np.array([acc_b]), multiplier, 0, *WIDE)[0])
     y_q = min(max(scaled + zero, qmin), qmax)
-    ort = requantize_float32(np.array([acc_b]), float32_multiplier(x.scale, w_scale, y.scale), zero, qmin, qmax)
+    ort = requantize_float32(np.array([acc_b]), runtime_multiplier(x.scale, w_scale, y.scale, alpha), zero, qmin, qmax)
     return {
         "multiplier": multiplier, "scaled": scaled, "before_clamp": scaled + zero, "qmin": qmin, "qmax": qmax,
         "y_q": y_q, "ort_y_q": int(ort[0]), "y_real": float(np.float32(y.scale)) * (y_q - zero),

@@ -3,7 +3,7 @@
 They take the 8-bit tensors, scales and zero points exactly as an ONNX model stores them and
 follow the integer recipe step by step: subtract zero points, accumulate products in integers
 (int64 here, which holds any int32 accumulator exactly), add the int32 bias, requantize with
-``M = S_in * S_w / S_out``, add the output zero point and clamp. ``requant="integer"`` applies
+``M = S_in * S_w / S_out`` (times a Gemm's alpha), add the output zero point and clamp. ``requant="integer"`` applies
 M as a fixed-point multiplier and shift (:func:`~.intmath.requantize`); ``requant="ort"``
 reproduces ONNX Runtime's float32 requantization (:func:`~.intmath.requantize_float32`).
 
@@ -25,14 +25,21 @@ ScaleLike = float | np.ndarray
 ZeroPointLike = int | np.ndarray
 
 
-def channel_multipliers(in_scale: float, w_scale: ScaleLike, out_scale: float) -> list[Multiplier]:
-    """One decomposed ``M = S_in * S_w / S_out`` per weight scale, from the stored float32 scales.
+def channel_multipliers(in_scale: float, w_scale: ScaleLike, out_scale: float, alpha: float = 1.0) -> list[Multiplier]:
+    """One decomposed ``M = alpha * S_in * S_w / S_out`` per weight scale, from the stored float32 scales.
 
     The ratio is taken in float64 so the fixed-point multiplier approximates the real ratio of
-    the stored scales, not a float32 rounding of it.
+    the stored scales, not a float32 rounding of it. ``alpha`` is a Gemm's: it scales the whole
+    accumulator, so it belongs in M.
     """
-    ratios = float(np.float32(in_scale)) * np.asarray(w_scale, np.float32).astype(np.float64).reshape(-1)
+    ratios = float(alpha) * float(np.float32(in_scale)) * np.asarray(w_scale, np.float32).astype(np.float64).reshape(-1)
     return [decompose_multiplier(r / float(np.float32(out_scale))) for r in ratios]
+
+
+def runtime_multiplier(in_scale: float, w_scale: ScaleLike, out_scale: float, alpha: float = 1.0) -> np.ndarray:
+    """M in float32 as ONNX Runtime's kernels compute it; QGemm takes ``(alpha * S_in * S_w) / S_out`` in that
+    order, and alpha = 1 leaves the other kernels' ``(S_in * S_w) / S_out`` unchanged."""
+    return float32_multiplier(np.float32(alpha) * np.float32(in_scale), w_scale, out_scale)
 
 
 def _output_range(qtype: Any, zero_point: int, relu: bool) -> tuple[int, int]:
@@ -45,7 +52,8 @@ def _output_range(qtype: Any, zero_point: int, relu: bool) -> tuple[int, int]:
 
 
 def _scale_accumulators(
-    acc: np.ndarray, in_scale: float, w_scale: ScaleLike, out_scale: float, requant: Requant, axis: int
+    acc: np.ndarray, in_scale: float, w_scale: ScaleLike, out_scale: float, requant: Requant, axis: int,
+    alpha: float = 1.0,
 ) -> np.ndarray:
     """``round(acc * M)`` as int64, before the output zero point and the clamp.
 
@@ -53,9 +61,10 @@ def _scale_accumulators(
     """
     lowest, highest = -(2**62), 2**62  # no clamp yet, but a bound every int64 and float32 can hold
     if requant == "integer":
-        return requantize(acc, channel_multipliers(in_scale, w_scale, out_scale), 0, lowest, highest, axis=axis)
+        multipliers = channel_multipliers(in_scale, w_scale, out_scale, alpha)
+        return requantize(acc, multipliers, 0, lowest, highest, axis=axis)
     if requant == "ort":
-        multiplier = float32_multiplier(in_scale, w_scale, out_scale)
+        multiplier = runtime_multiplier(in_scale, w_scale, out_scale, alpha)
         return requantize_float32(acc, multiplier, 0, lowest, highest, axis=axis)
     raise Q8Error(f"Unknown requantization {requant!r}: use 'integer' or 'ort'.")
 
@@ -70,10 +79,11 @@ def _requantize_output(
     relu: bool,
     requant: Requant,
     axis: int,
+    alpha: float = 1.0,
 ) -> np.ndarray:
     """Requantize, add the output zero point and clamp to ``qtype`` (raised to Z_y for ReLU)."""
     qmin, qmax = _output_range(qtype, out_zp, relu)
-    scaled = _scale_accumulators(acc, in_scale, w_scale, out_scale, requant, axis)
+    scaled = _scale_accumulators(acc, in_scale, w_scale, out_scale, requant, axis, alpha)
     return np.clip(scaled + out_zp, qmin, qmax).astype(qtype)
 
 
@@ -204,20 +214,23 @@ def qlinear_gemm(
     *,
     trans_a: bool = False,
     trans_b: bool = False,
+    alpha: float = 1.0,
     y_qtype: Any = None,
     relu: bool = False,
     requant: Requant = "integer",
 ) -> np.ndarray:
-    """A quantized 2-D Gemm ``A @ B + C`` with an int32 bias C of scale ``S_a * S_b``.
+    """A quantized 2-D Gemm as ONNX Runtime's QGemm defines it: ``alpha S_a S_b (A @ B + C) / S_y``.
 
-    Per-channel ``b_scale``/``b_zp`` follow the output columns (rows of B when ``trans_b``).
+    The int32 bias C is in the accumulator's units, ``alpha * S_a * S_b``: a QDQ bias of another
+    scale must be converted by the caller. Per-channel ``b_scale``/``b_zp`` follow the output
+    columns (rows of B when ``trans_b``).
     """
     a, b = np.asarray(a_q), np.asarray(b_q)
     acc = matmul_accumulate(a.T if trans_a else a, a_zp, b.T if trans_b else b, b_zp)
     if bias_q is not None:
         acc += np.asarray(bias_q, np.int64)
     qtype = a.dtype if y_qtype is None else y_qtype
-    return _requantize_output(acc, a_scale, b_scale, y_scale, int(y_zp), qtype, relu, requant, axis=-1)
+    return _requantize_output(acc, a_scale, b_scale, y_scale, int(y_zp), qtype, relu, requant, axis=-1, alpha=alpha)
 
 
 def _receptive_field(
