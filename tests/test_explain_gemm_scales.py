@@ -176,3 +176,17 @@ def test_a_negative_alpha_is_refused(alpha_beta: tuple[Path, Path, Path]) -> Non
     int8 = with_gemm_attribute(load_model(int8_path), "alpha", -0.5)
     with pytest.raises(Q8Error, match=r"alpha = -0\.5: Explain needs alpha > 0"):
         explained(int8, data)
+
+
+def test_the_explain_panel_shows_alpha_beta_and_the_bias_scale(qtbot, alpha_beta: tuple[Path, Path, Path]) -> None:
+    from q8studio.gui.explain_panel import ExplainPanel
+
+    model, int8_path, data = alpha_beta
+    e = explained(load_model(int8_path), data, model)
+    panel = ExplainPanel()
+    qtbot.addWidget(panel)
+    panel.show_explanation(e)
+    rows = {panel.numbers.item(r, 0).text(): panel.numbers.item(r, 1).text() for r in range(panel.numbers.rowCount())}
+    assert rows["bias scale S_b"] == "2·S_x·S_w"
+    assert rows["Gemm alpha, beta"] == e.scaling.summary() and "adds 4·b_q" in rows["Gemm alpha, beta"]
+    assert "M = alpha·S_x·S_w/S_y" in rows and "M = S_x·S_w/S_y" not in rows

@@ -219,14 +219,20 @@ class ExplainPanel(QWidget):
         _fit_height(self.numbers)
 
     def _fill_numbers(self, expl: NodeExplanation) -> None:
+        scaling = expl.scaling
         rows = [*_params_rows("x", expl.x), *_params_rows("w", expl.w)]
         if expl.bias_q is not None:
             rows.append(("bias b_q (int32)", _values(expl.bias_q)))
+            if scaling.bias_scale is not None:  # a model written elsewhere, with beta folded into S_b
+                rows.append(("bias scale S_b", f"{scaling.bias_scale:.6g}·S_x·S_w"))
+        if scaling.summary():
+            rows.append(("Gemm alpha, beta", scaling.summary()))
         if expl.y is not None:
             rows += _params_rows("y", expl.y)
             multipliers = expl.multipliers
+            alpha = "alpha·" if scaling.alpha != 1.0 else ""
             rows += [
-                ("M = S_x·S_w/S_y", _values(np.array([m.real for m in multipliers]))),
+                (f"M = {alpha}S_x·S_w/S_y", _values(np.array([m.real for m in multipliers]))),
                 ("M0", _values(np.array([m.m0 for m in multipliers]))),
                 ("n (right shift)", _values(np.array([m.shift for m in multipliers]))),
                 ("max |error of M0·2⁻ⁿ|", f"{max(abs(m.rel_error) for m in multipliers):.2e}"),
