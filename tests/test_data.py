@@ -300,3 +300,21 @@ def test_a_sequence_first_model_is_told_its_batch_axis_is_not_the_first(tmp_path
     quantize_model(model, load_data(write_npz(tmp_path / "s.npz", x=stacked), model), Recipe(), tmp_path / "q.onnx")
     assert (tmp_path / "q.onnx").exists()
 
+
+
+def test_explain_refuses_a_sequence_first_model_for_what_it_is(tmp_path: Path) -> None:
+    """Not "mixes the batch's 6 samples (a Transpose before it?) ... use an unfixed batch": its batch is unfixed."""
+    from q8studio.core.explain import explain_node
+    from q8studio.core.quantize import quantize_model
+    from q8studio.core.recipe import Recipe
+
+    model = load_model(save(sequence_first_lstm(), tmp_path / "lstm.onnx"))
+    stacked = np.random.default_rng(1).standard_normal((12, 6, 5)).astype(np.float32)  # two whole inputs [6, 6, 5]
+    data = load_data(write_npz(tmp_path / "s.npz", x=stacked), model)
+    quantize_model(model, data, Recipe(), tmp_path / "q.onnx")
+    int8 = load_model(tmp_path / "q.onnx")
+    with pytest.raises(Q8Error) as refused:
+        explain_node(int8, "head", load_data(tmp_path / "s.npz", int8), sample=0)
+    assert str(refused.value) == (
+        "Explain takes one sample as one row of the data's first axis, but input 'x' [6, N, 5] has its batch axis "
+        "at axis 1 (N): a row here holds a step of several samples, not one sample.")

@@ -16,7 +16,7 @@ import numpy as np
 from .data import Dataset
 from .errors import Q8Error
 from .model import LoadedModel, Node
-from .session import smallest_run
+from .session import later_batch_axis, smallest_run
 
 
 @dataclass(frozen=True)
@@ -87,6 +87,11 @@ def sample_feed(model: LoadedModel, data: Dataset, index: int) -> SampleFeed:
     samples when the data ends within that batch: only one run is needed, not whole batches of the file."""
     if not 0 <= index < data.count:
         raise Q8Error(f"Sample {index} does not exist: the data has samples 0 to {data.count - 1}.")
+    if (later := later_batch_axis(model)) is not None:
+        spec, axis = later
+        raise Q8Error(f"Explain takes one sample as one row of the data's first axis, but input '{spec.name}' "
+                      f"{spec.shape_text()} has its batch axis at axis {axis} ({spec.shape[axis]}): a row here "
+                      "holds a step of several samples, not one sample.")
     size = smallest_run(model)
     if data.count < size:
         raise Q8Error(f"The model's batch axis is fixed at {size}, so a run takes {size} samples; "
