@@ -24,7 +24,6 @@ from q8studio.core.explain import explain_node
 from q8studio.core.profile import (
     boundary_marks,
     kernel_overlay,
-    layers_holding,
     profile_models,
     slower_in_int8,
     speedup_overlay,
@@ -216,12 +215,12 @@ def test_keep_slower_layers_in_float_replaces_the_run(qtbot, demo: MainWindow, s
     for name in outcome.kept_float:
         assert "FP32" in demo.graph.item_for_node(name).badges
     assert outcome.ratio_after <= outcome.ratio_before or "does not pay" in outcome.verdict()
-    layers = layers_holding(demo.session.profile, outcome.kept_float)
-    kept = (f"Kept {fmt.count(len(outcome.kept_float), 'node')} ({fmt.count(len(layers), 'layer')}) in float"
-            if outcome.kept_float else "Kept no node in float")
+    kept_nodes = run.float_tally.kept  # the one count of nodes kept in float every view shows
+    assert len(kept_nodes) == len(outcome.kept_float)  # the run it started from kept none
+    kept = f"Kept {fmt.count(len(kept_nodes), 'node')} in float" if kept_nodes else "Kept no node in float"
     assert demo.results.speed.notice.text().startswith(kept)
     notes = demo.results.notes.text()
-    assert f"{fmt.count(len(run.result.float_nodes), 'node')} kept in float" in notes and "(s)" not in notes
+    assert f"{fmt.count(len(kept_nodes), 'node')} kept in float" in notes and "(s)" not in notes
     reasons = {node.name: node.reason for node in run.result.float_nodes}
     assert {reasons[name] for name in outcome.kept_float} == {SLOWER_IN_INT8}  # not "on request": no one asked
     assert demo.session.profile is not None
@@ -262,7 +261,8 @@ def test_layers_kept_in_float_are_not_called_float_islands(qtbot, demo: MainWind
     stem = replace(next(row for row in profile.layers if row.node == "/stem/conv/Conv"), integer=False,
                    int8_kernels=("Conv (float)",))
     with_island = replace(profile, layers=[stem if row.node == stem.node else row for row in profile.layers])
-    assert float_layer_lines(with_island) == ["Kept in float: /fc/Gemm", "Float islands: /stem/conv/Conv"]
+    tally = demo.session.run.float_tally
+    assert float_layer_lines(with_island, tally) == ["Kept in float: /fc/Gemm", "Float islands: /stem/conv/Conv"]
     assert integer_column(demo)["/fc/Gemm"] == "float, kept"
     assert demo.exporter.export_report(tmp_path / "report.json")
     profile = json.loads((tmp_path / "report.json").read_text())["profile"]
@@ -273,9 +273,9 @@ def test_with_every_layer_kept_in_float_the_speed_tab_says_no_layer_computes_in_
     """As after keeping the slower layers in float on a CPU where int8 pays for no layer."""
     demo.session.set_exclusions([node.name for node in demo.session.model.quantizable_nodes()])
     run_to_end(qtbot, demo)
-    layers = len(demo.session.profile.layers)
+    layers, kept = len(demo.session.profile.layers), len(demo.session.run.float_tally.kept)
     summary = demo.results.speed.summary.toPlainText()
-    assert f"Kept in float: all {layers} layers" in summary.splitlines()
+    assert f"Kept in float: {kept} nodes (all {layers} layers)" in summary.splitlines()
     assert "island" not in summary.lower()
     assert set(integer_column(demo).values()) == {"float, kept"}
     verdict = demo.results.speed.verdict  # neither green nor red: float is timed against float

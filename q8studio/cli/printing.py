@@ -19,6 +19,16 @@ if TYPE_CHECKING:
 LAYER_ROWS_SHOWN = 10
 
 
+def _calibration_line(result: QuantizeResult) -> str:
+    """How the ranges' statistics were had: a candidate of --keep-slow-float reuses the first one's, and
+    "calibrated in 0.00 s" would claim a pass that never ran."""
+    samples, reused = result.calibration_samples, result.statistics_reused
+    if reused and reused == len(result.stats):
+        return f"calibration statistics of {samples} samples reused from an earlier run on the same data"
+    line = f"calibrated on {samples} samples in {result.timings['calibrate_s']:.2f} s"
+    return f"{line} ({reused} tensors' statistics reused)" if reused else line
+
+
 def print_written(result: QuantizeResult) -> None:
     """What was written and how, printed as soon as the int8 model is on disk: the error analysis after it
     takes a while, and a user who stops it must know the model is there."""
@@ -26,7 +36,7 @@ def print_written(result: QuantizeResult) -> None:
     print(f"wrote {result.output_path}  ({recipe.method}, {recipe.granularity}, activations {recipe.activation_type})")
     for note in result.prepared.notes:
         print(f"  {note}")
-    print(f"  calibrated on {result.calibration_samples} samples in {result.timings['calibrate_s']:.2f} s")
+    print(f"  {_calibration_line(result)}")
     if result.float_nodes:
         print(f"  kept in float ({len(result.float_nodes)}):")
         for node in result.float_nodes:
@@ -80,7 +90,8 @@ def print_keep_float(outcome: KeepFloatOutcome) -> None:
           f"(ratio {outcome.ratio_before:.2f}); written int8 {outcome.chosen.latency_ms:.3f} ms "
           f"(ratio {outcome.ratio_after:.2f})")
     if outcome.kept_float:
-        print(f"  kept in float because int8 made them slower ({len(outcome.kept_float)}): {', '.join(outcome.kept_float)}")
+        # not "because int8 made them slower": a layer may be kept for the glue it saves its neighbours
+        print(f"  kept in float, the model running fastest so ({len(outcome.kept_float)}): {', '.join(outcome.kept_float)}")
     print(f"  {outcome.verdict()}")
 
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Collection, Iterable
 from dataclasses import asdict, dataclass
 
 from .errors import Q8Error
@@ -17,6 +18,37 @@ class FloatNode:
 
     def to_dict(self) -> dict[str, str]:
         return asdict(self)
+
+
+@dataclass(frozen=True)
+class FloatTally:
+    """An int8 model's float nodes in the two kinds every view names apart, counted once.
+
+    ``kept``: kept in float on request, the recipe's exclusions (a user's, or Keep slower layers in
+    float's). ``left``: left in float by the quantizer on its own, an operator it has no int8 form of,
+    or a node reading only float tensors (a Flatten between two layers kept in float). "Kept" means the
+    first kind alone, counted in nodes: the unit a user keeps, a recipe lists and the graph badges;
+    three views counting three ways (17 nodes, 18 nodes, 10 layers) could not all be right.
+    """
+
+    kept: tuple[FloatNode, ...]
+    left: tuple[FloatNode, ...]
+
+    @property
+    def kept_names(self) -> tuple[str, ...]:
+        return tuple(node.name for node in self.kept)
+
+    def is_kept(self, name: str) -> bool:
+        return any(node.name == name for node in self.kept)
+
+
+def tally_float_nodes(float_nodes: Iterable[FloatNode], kept: Collection[str]) -> FloatTally:
+    """``float_nodes`` (:func:`find_float_nodes`) split by whether ``kept``, the nodes the recipe kept in
+    float (in the int8 model's names), holds them; whatever reason a node gives (a node Keep slower layers
+    in float chose says so), the recipe decides."""
+    nodes = list(float_nodes)
+    return FloatTally(tuple(node for node in nodes if node.name in kept),
+                      tuple(node for node in nodes if node.name not in kept))
 
 
 def nodes_to_keep_in_float(

@@ -64,9 +64,8 @@ class LayerTiming:
     integer_macs: int
     integer: bool  # every int8 kernel of the layer computes on integers
     kept_float: bool = False
-    """The int8 model computes the layer in float because the recipe asked for it: it holds a node kept in
-    float, or float layers join it to one with no Quantize/Dequantize between (a Relu reading a kept
-    Conv's float output stays float with it)."""
+    """The int8 model computes the layer in float and it holds a node the recipe kept in float (see
+    :func:`mark_kept_float`)."""
     kept_nodes: tuple[str, ...] = ()  # the nodes of the layer the recipe kept in float
     macs_unknown: tuple[str, ...] = ()
     """Nodes of the layer that multiply-accumulate but whose count is unknown (:mod:`.macs`)."""
@@ -190,13 +189,16 @@ class ProfileReport:
         operator without an int8 kernel, a pattern ONNX Runtime did not fuse. Each costs Quantize/Dequantize
         glue. Layers the recipe kept in float are :attr:`kept_in_float`, not islands; without an integer
         layer there is nothing for a float layer to be an island in."""
-        if not self.computes_in_int8:
-            return []
+        return self.left_in_float if self.computes_in_int8 else []
+
+    @property
+    def left_in_float(self) -> list[LayerTiming]:
+        """Layers the int8 model computes in float that hold no node kept in float on request."""
         return [layer for layer in self.layers if layer.computes_in_float and not layer.kept_float]
 
     @property
     def kept_in_float(self) -> list[LayerTiming]:
-        """Layers the int8 model computes in float because the recipe kept them in float."""
+        """Layers the int8 model computes in float holding a node the recipe kept in float."""
         return [layer for layer in self.layers if layer.kept_float]
 
     @property
@@ -290,7 +292,7 @@ def profile_models(
         kept_float = recorded_kept_in_float(int8_model.proto)
     macs = count_macs(float_model, {name: array.shape for name, array in sample.items()})
     layers = mark_kept_float(join_layers(float_model.graph, int8_model.graph, float_profile, int8_profile, macs),
-                             int8_model.graph, kept_float)
+                             kept_float)
     latency = None
     if latency_runs > 0:
         latency = measure_latency(float_model, int8_model, data, runs=latency_runs, threads=threads, progress=progress)
@@ -316,27 +318,17 @@ def slower_in_int8(report: ProfileReport) -> list[str]:
     return [layer.node for layer in report.layers if layer.slower_in_int8]
 
 
-def mark_kept_float(layers: list[LayerTiming], int8_graph: Graph, kept: Collection[str]) -> list[LayerTiming]:
-    """``layers`` with :attr:`LayerTiming.kept_float` set on the float layers the recipe asked for: those
-    holding a node of ``kept`` and the float layers a tensor joins to them directly, with no
-    Quantize/Dequantize between. A layer holding a kept node that the int8 model runs with integer
-    kernels all the same is not marked: it is not float."""
+def mark_kept_float(layers: list[LayerTiming], kept: Collection[str]) -> list[LayerTiming]:
+    """``layers`` with :attr:`LayerTiming.kept_float` set on the float layers holding a node of ``kept``, the
+    nodes kept in float on request. A float layer beside them (a Flatten between two kept layers) is float
+    because they are, but nobody asked for it: it is left in float (:attr:`ProfileReport.left_in_float`),
+    so that every view counts the kept ones alike. A layer holding a kept node that the int8 model runs
+    with integer kernels all the same is not marked: it is not float."""
     wanted = set(kept)
-    if not wanted:
-        return layers
-    floating = {index: layer for index, layer in enumerate(layers) if layer.computes_in_float}
-    row_of = {member: str(index) for index, layer in floating.items() for member in layer.members}
-    regions = _Groups()
-    names = [node.name for node in int8_graph.nodes]
-    for producer, consumer, _ in int8_graph.edges():
-        first, second = row_of.get(names[producer]), row_of.get(names[consumer])
-        if first is not None and second is not None:
-            regions.union(first, second)
-    requested = {regions.find(str(index)) for index, layer in floating.items() if wanted.intersection(layer.members)}
     return [
         replace(layer, kept_float=True, kept_nodes=tuple(m for m in layer.members if m in wanted))
-        if index in floating and regions.find(str(index)) in requested else layer
-        for index, layer in enumerate(layers)
+        if layer.computes_in_float and wanted.intersection(layer.members) else layer
+        for layer in layers
     ]
 
 

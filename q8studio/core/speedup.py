@@ -27,7 +27,9 @@ from .quantize import QuantizeResult, files_read, quantize_model
 from .recipe import Recipe
 from .runcounts import LATENCY_RUNS, PROFILE_RUNS
 
-SLOWER_IN_INT8 = "kept in float because int8 made it slower"
+SLOWER_IN_INT8 = "kept in float: the model ran faster with it in float"
+"""Not "int8 made it slower": a layer may be kept because int8 slowed its neighbours (the glue between an
+int8 layer and float ones), so the search can keep layers a first profile showed faster in int8."""
 
 
 @dataclass
@@ -81,8 +83,8 @@ class KeepFloatOutcome:
         kept = f"{count} node{'' if count == 1 else 's'} kept in float" if count else "no node kept in float"
         change = f"int8/float32 latency {self.ratio_before:.2f} -> {self.ratio_after:.2f} ({kept})"
         if not self.chosen.report.computes_in_int8:
-            return (f"{change}: every layer was slower in int8, so nothing is left in int8: int8 does not pay for "
-                    "this model on this machine; deploy the float32 model.")
+            return (f"{change}: the fastest model keeps every layer in float, so nothing is left in int8: "
+                    "int8 does not pay for this model on this machine; deploy the float32 model.")
         if self.pays:
             return f"{change}: int8 pays, {1 / self.ratio_after:.2f}x faster than float32."
         return (

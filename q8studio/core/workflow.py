@@ -15,13 +15,14 @@ from pathlib import Path
 from .data import Dataset
 from .errors import Q8Error
 from .evaluate import Comparison, LayerError, compare_models, require_labels_fit
+from .floatnodes import FloatTally, tally_float_nodes
 from .model import LoadedModel, Node
 from .profile import ProfileReport
 from .progress import NO_PROGRESS, Progress
 from .quantize import QuantizeResult, quantize_model
 from .recipe import Recipe
 from .runcounts import LATENCY_RUNS
-from .tensorview import activation_tensor_for, clipped_fraction
+from .tensorview import NodeNumbers, activation_tensor_for, clipped_fraction, display_histogram, method_ranges
 
 METRICS: dict[str, tuple[str, bool]] = {
     "sqnr_db": ("SQNR (dB)", True),
@@ -65,6 +66,13 @@ class StudioRun:
         if self._rows is None:  # the table, the graph colours and the inspector all ask for them
             self._rows = [self._row(layer) for layer in self.comparison.errors.layers]
         return self._rows
+
+    @property
+    def float_tally(self) -> FloatTally:
+        """The int8 model's nodes kept in float on request and those the quantizer left in float: the one
+        count of kept nodes the notes, the Speed tab and the notice of Keep slower layers in float show.
+        Not cached: Keep slower layers in float relabels the nodes it chose after the run is made."""
+        return tally_float_nodes(self.result.float_nodes, self.result.kept_float)
 
     def error_tensor(self, node: Node, calibrated: str | None) -> str | None:
         """The tensor whose float-vs-int8 error stands for ``node``: its own output when the comparison measured
@@ -135,6 +143,20 @@ def quantize_and_compare(
     result = quantize_model(model, calibration, recipe, output, histograms=True, previous=previous, progress=progress)
     comparison = compare_models(model, result.int8, data, latency_runs=latency_runs, progress=progress)
     return StudioRun(result, result.int8, comparison, data.source, data.name)
+
+
+def input_numbers(result: QuantizeResult, name: str) -> NodeNumbers:
+    """What the histograms show for model input ``name``, as :func:`~.tensorview.node_numbers` gives a node's:
+    its calibration histogram and every method's range (an input has no weights). The per-layer table lists
+    an input's error like a layer's, so selecting its row shows the input's numbers. ``tensor`` is None
+    when the run did not calibrate the input (an integer image is not quantized)."""
+    stats = result.stats.get(name)
+    if stats is None:
+        return NodeNumbers(name, [], None)
+    recipe = result.recipe
+    ranges = method_ranges(stats, activation_type=recipe.activation_type, symmetric=recipe.symmetric_activations,
+                           percentile=recipe.percentile)
+    return NodeNumbers(name, [], None, name, stats, display_histogram(stats), ranges)
 
 
 def own_measured_output(node: Node, measured: Container[str]) -> str | None:

@@ -281,6 +281,12 @@ class GraphView(QWidget):
         """Select and centre a node, opening its scope if collapsed; no signal. Unknown names are ignored."""
         self._select(name, emit=False)
 
+    def clear_selection(self) -> None:
+        """Leave no box selected: what is selected elsewhere (a model input) has no box, and a box left
+        selected would show another node than the Node dock."""
+        self._selected = None
+        self._show_selection(centre=False)
+
     def selected_node(self) -> str | None:
         return self._selected
 

@@ -8,7 +8,7 @@ from PySide6.QtCore import Qt
 from PySide6.QtWidgets import QHeaderView, QLabel, QTreeWidget, QTreeWidgetItem, QVBoxLayout, QWidget
 
 from ..core.model import LoadedModel, Node
-from ..core.evaluate import LayerError, NotMeasured
+from ..core.evaluate import INPUT_OP, LayerError, NotMeasured
 from ..core.tensorview import WeightSummary, activation_tensor_for, node_weights, weight_users
 from ..core.workflow import StudioRun
 from . import formatting as fmt
@@ -69,6 +69,21 @@ class Inspector(QWidget):
             self._quantization_section(model, node, run, users)
         self.tree.expandAll()
 
+    def show_input(self, model: LoadedModel, name: str, run: StudioRun | None = None) -> None:
+        """A model input, as the per-layer table lists it: what it is, which nodes read it and, after a run,
+        how int8 quantizes it (its range and its float-vs-int8 error)."""
+        self.tree.clear()
+        self.title.setText(f"<b>{INPUT_OP}</b> &nbsp; {escape(name)}")
+        readers = [model.graph.nodes[index] for index in model.graph.consumers.get(name, [])]
+        self._section("Model input", [
+            ("Name", name),
+            ("Tensor", _tensor_text(model, name)),
+            ("Read by", ", ".join(f"{node.op_type} {node.name}" for node in readers) or "—"),
+        ])
+        if run is not None:
+            self._section("Quantization", _input_quantization_rows(run, name))
+        self.tree.expandAll()
+
     def _weight_section(self, summary: WeightSummary) -> None:
         rows = [
             ("Shape", "[" + ", ".join(str(d) for d in summary.shape) + "]"),
@@ -91,8 +106,8 @@ class Inspector(QWidget):
     def _quantization_section(self, model: LoadedModel, node: Node, run: StudioRun, users: str) -> None:
         rows: list[tuple[str, str]] = []
         kept = run.result.float_node(node.name)
-        if kept is not None:
-            rows.append(("Kept in float", kept.reason))
+        if kept is not None:  # "kept" only when asked for: the quantizer leaves some nodes in float by itself
+            rows.append(("Kept in float" if run.float_tally.is_kept(node.name) else "Left in float", kept.reason))
         tensor = activation_tensor_for(node.name, model, run.result.prepared.model, run.result.stats)
         measured = run.error_tensor(node, tensor)
         if measured is not None:
@@ -121,6 +136,17 @@ class Inspector(QWidget):
             item = QTreeWidgetItem(section, [key, value])
             item.setToolTip(0, key)
             item.setToolTip(1, value)
+
+
+def _input_quantization_rows(run: StudioRun, name: str) -> list[tuple[str, str]]:
+    """How the run quantizes a model input: its calibrated range, the range its method kept, and its error."""
+    stats = run.result.stats.get(name)
+    if stats is None:
+        return [("Int8", "not quantized: the model reads it as it is")]
+    rows = [("Tensor", name), ("Observed range", fmt.value_range(stats.min, stats.max))]
+    if name in run.result.ranges:
+        rows.append((f"{run.result.recipe.method} range", fmt.value_range(*run.result.ranges[name])))
+    return rows + _error_rows(run, name)
 
 
 def _quantizable_text(model: LoadedModel, node: Node) -> str:

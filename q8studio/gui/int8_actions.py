@@ -7,7 +7,9 @@ layers kept in float: the int8 model to export, FP32 badges, the keep-in-float l
 histograms and a fresh profile. Both jobs share one worker so their timings never compete.
 
 The search times its candidates against float32 once more; its notice labels those figures as the
-choice's and leaves whether int8 pays to the fresh profile of the model now shown.
+choice's and leaves whether int8 pays to the fresh profile of the model now shown. It says what the search
+did, not why: a later round, or the fastest candidate, may keep layers the first profile showed faster in
+int8, and the nodes it counts are those every other view counts (:attr:`~q8studio.core.workflow.StudioRun.float_tally`).
 """
 
 from __future__ import annotations
@@ -19,7 +21,7 @@ from pathlib import Path
 from PySide6.QtCore import QObject, Signal
 
 from ..core.data import Dataset
-from ..core.profile import ProfileReport, layers_holding
+from ..core.profile import ProfileReport
 from ..core.progress import Progress
 from ..core.speedup import KeepFloatOutcome, keep_slow_float, label_slower_in_int8
 from ..core.workflow import StudioRun
@@ -29,7 +31,7 @@ from .quantize_panel import QuantizePanel
 from .runs import RunOutcome, profile_run, run_and_profile
 from .scratch import ScratchFolder
 from .session import Session
-from .speed_panel import SpeedPanel
+from .speed_panel import NOTHING_KEPT, SpeedPanel
 from .tasks import TaskRunner
 
 NO_RUN = "Run quantization (Ctrl+R): both models are then profiled layer by layer."
@@ -37,10 +39,12 @@ NO_RUN = "Run quantization (Ctrl+R): both models are then profiled layer by laye
 
 @dataclass
 class KeptFloat:
-    """What keeping the slower layers in float produced: the core's search and the run it chose."""
+    """What keeping the slower layers in float produced: the core's search and the run it chose, and the
+    nodes the run it started from kept in float already."""
 
     outcome: KeepFloatOutcome
     chosen: RunOutcome
+    kept_before: tuple[str, ...]
 
 
 class Int8Actions(QObject):
@@ -99,7 +103,7 @@ class Int8Actions(QObject):
         calibration, evaluation = session.run_calibration, session.run_evaluation
         if run is None or model is None or calibration is None or data is None or self.busy:
             return
-        recipe, stem = run.result.recipe, model.path.stem
+        recipe, stem, kept_before = run.result.recipe, model.path.stem, run.float_tally.kept_names
         search_output, output = self._keep_outputs = self.scratch.new_file(stem), self.scratch.new_file(stem)
 
         def task(progress: Progress) -> KeptFloat:
@@ -108,7 +112,7 @@ class Int8Actions(QObject):
             chosen = run_and_profile(model, calibration, evaluation, outcome.chosen.result.recipe, output, progress,
                                      previous=run.result)
             label_slower_in_int8(chosen.run.result, outcome.kept_float)
-            return KeptFloat(outcome, chosen)
+            return KeptFloat(outcome, chosen, kept_before)
 
         self.keeping = True
         self.speed.show_notice("")
@@ -146,7 +150,8 @@ class Int8Actions(QObject):
 
     def _on_profile_changed(self, report: ProfileReport | None) -> None:
         if report is not None:
-            self.speed.show_report(report)
+            run = self.session.run
+            self.speed.show_report(report, tally=run.float_tally if run is not None else NOTHING_KEPT)
         elif self.session.run is None:
             self.speed.show_report(None, self.session.before_run(NO_RUN))
 
@@ -161,11 +166,13 @@ class Int8Actions(QObject):
         outcome, session = result.outcome, self.session
         session.set_exclusions(result.chosen.run.result.recipe.exclude)
         self.deliver(result.chosen, session.run_calibration, session.run_evaluation)
-        kept = (f"Kept {_nodes_and_layers(outcome.kept_float, result.chosen.profile)} in float that int8 made slower"
-                if outcome.kept_float else "Kept no node in float: none made the model faster")
+        kept_now = result.chosen.run.float_tally.kept_names
+        added = [name for name in kept_now if name not in result.kept_before]
+        kept = _kept_text(len(added), len(kept_now))
+        fastest = f", the fastest of {len(outcome.candidates)} candidates" if added else ""
         self.speed.show_notice(
-            f"{kept}. While choosing, int8 took {fmt.times(outcome.ratio_before)} the float32 time before and "
-            f"{fmt.times(outcome.ratio_after)} after.",
+            f"{kept}{fastest}. While choosing, int8 took {fmt.times(outcome.ratio_before)} the float32 time before "
+            f"and {fmt.times(outcome.ratio_after)} after.",
             more="Re-quantized, compared and profiled again: every other timing shown is of the new model, "
                  "timed again.")
         self.quantize_panel.show_outcome(f"Done: {kept[0].lower()}{kept[1:]}; see Results ▸ Speed.", complete=True)
@@ -199,8 +206,11 @@ class Int8Actions(QObject):
             self.status("Profiling cancelled: the Speed tab still shows the earlier profile.")
 
 
-def _nodes_and_layers(nodes: tuple[str, ...], report: ProfileReport | None) -> str:
-    """Kept nodes counted in the Speed table's unit too: "18 nodes (10 layers)"."""
-    if report is None:
-        return fmt.count(len(nodes), "node")
-    return f"{fmt.count(len(nodes), 'node')} ({fmt.count(len(layers_holding(report, nodes)), 'layer')})"
+def _kept_text(added: int, kept: int) -> str:
+    """What the search kept in float, ``added`` nodes to ``kept`` in all, in the count of nodes kept on request
+    every view shows: "Kept 17 nodes in float", or "Kept 3 nodes in float, 4 in all" when the run it started
+    from kept one already. No word of why: the search may keep layers a profile showed faster in int8, when
+    keeping them made the whole model faster."""
+    if not added:
+        return f"Kept {'no more nodes' if kept else 'no node'} in float: none made the model faster"
+    return f"Kept {fmt.count(added, 'node')} in float" + (f", {kept} in all" if added < kept else "")

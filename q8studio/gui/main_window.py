@@ -21,7 +21,7 @@ from ..core.model import LoadedModel, load_model
 from ..core.probe import comparison_view
 from ..core.profile import ProfileReport, boundary_marks, slower_in_int8
 from ..core.tensorview import NodeNumbers, node_numbers
-from ..core.workflow import StudioRun, latest_timing
+from ..core.workflow import StudioRun, input_numbers, latest_timing
 from . import formatting as fmt
 from .errors import ErrorReporter
 from .explain_dock import ExplainDock
@@ -305,9 +305,40 @@ class MainWindow(QMainWindow):
             self.graph.search.selectAll()
 
     def _on_selection_changed(self, name: str) -> None:
-        self.graph.select_node(name)
+        if self.session.selected_input is not None:
+            self.graph.clear_selection()  # a model input has no box in the graph
+        else:
+            self.graph.select_node(name)
         self.results.select_node(name)
-        self._show_node(name)
+        self._show_selection()
+
+    def _show_selection(self) -> None:
+        """The selected node's details, or the selected model input's."""
+        if self.session.selected_input is not None:
+            self._show_input(self.session.selected_input)
+        else:
+            self._show_node(self.session.selected or "")
+
+    def _show_input(self, name: str) -> None:
+        """A model input the per-layer table lists: its tensor in the Node dock; once a run calibrated it, its
+        calibration histogram and its float and int8 values (computed on a worker, as a node's are)."""
+        model, run = self.session.model, self.session.run
+        assert model is not None
+        self.probe.cancel()  # a comparison still running belongs to the previous selection
+        self.inspector.show_input(model, name, run)
+        self.histograms.show_weight(None, None, f"{name} is the model's input: it has no weights.")
+        if run is None:
+            self.inspect.cancel()
+            before_run = self.session.before_run
+            self.histograms.show_activation(None, None, [], "", before_run(
+                "Run quantization (Ctrl+R) to collect the input's calibration statistics."))
+            self.histograms.show_comparison(None, before_run(
+                "Run quantization (Ctrl+R) to compare float and int8 values."))
+            return
+        self.histograms.show_activation(None, None, [], "", "Computing…")
+        self.histograms.show_comparison(None, "Computing…")
+        result = run.result
+        self.inspect.start(lambda _progress: input_numbers(result, name))
 
     def _show_node(self, name: str) -> None:
         """Show what is known at once; compute the node's numbers on a worker, then plot them."""
@@ -337,7 +368,10 @@ class MainWindow(QMainWindow):
 
     def _on_node_numbers(self, numbers: NodeNumbers) -> None:
         model, run = self.session.model, self.session.run
-        if model is None or numbers.node != self.session.selected:
+        if model is None or numbers.node != self.session.selection:
+            return
+        if numbers.node == self.session.selected_input:
+            self._show_input_numbers(numbers)
             return
         node = model.graph.node_by_name(numbers.node)
         self.inspector.show_node(model, numbers.node, run, numbers.weights)
@@ -360,6 +394,19 @@ class MainWindow(QMainWindow):
         self.histograms.show_activation(numbers.stats, numbers.activation_histogram, numbers.ranges,
                                         run.result.recipe.method, caption)
         self._compare_tensor(measured)
+
+    def _show_input_numbers(self, numbers: NodeNumbers) -> None:
+        run = self.session.run
+        if run is None:
+            return
+        if numbers.tensor is None:
+            none = f"The model input {numbers.node} is not quantized: the int8 model reads it as it is."
+            self.histograms.show_activation(None, None, [], "", none)
+            self.histograms.show_comparison(None, none)
+            return
+        self.histograms.show_activation(numbers.stats, numbers.activation_histogram, numbers.ranges,
+                                        run.result.recipe.method)
+        self._compare_tensor(numbers.tensor)
 
     def _on_node_numbers_failed(self, message: str, details: str) -> None:
         """Say so where the numbers would have been, not only in the dialog."""
@@ -447,7 +494,7 @@ class MainWindow(QMainWindow):
             f"Done: int8 model compared on {fmt.count(run.comparison.errors.samples, 'sample')}.{reused}", complete=True
         )
         self.statusBar().showMessage("Quantization finished.", 5000)
-        if self.session.selected is None and run.comparison.errors.layers:
+        if self.session.selection is None and run.comparison.errors.layers:
             self.session.select(self.results.node_at_row(0))
         self.run_finished.emit(run)
         self.run_ended.emit("finished")
@@ -497,9 +544,9 @@ class MainWindow(QMainWindow):
         self.results.show_run(run, self.session.before_run(NO_RUN))
         self._update_marks()
         self._set_run_actions()
-        if self.session.selected:
-            self.results.select_node(self.session.selected)
-            self._show_node(self.session.selected)
+        if self.session.selection:
+            self.results.select_node(self.session.selection)
+            self._show_selection()
 
     def _discard_replaced_output(self, run: StudioRun | None) -> None:
         """The int8 model of the run ``run`` replaces can be neither shown nor exported any more."""
@@ -518,8 +565,8 @@ class MainWindow(QMainWindow):
         self.graph.set_marked(marks["Q"], ENTER_BADGE)
         self.graph.set_marked(marks["DQ"], LEAVE_BADGE)
         self._update_overlay()
-        if self.session.selected:
-            self.results.select_node(self.session.selected)
+        if self.session.selection:
+            self.results.select_node(self.session.selection)
 
     def _update_overlay(self) -> None:
         session = self.session

@@ -34,6 +34,7 @@ from PySide6.QtWidgets import (
 )
 
 from ..core.evaluate import INPUT_OP, NotMeasured
+from ..core.floatnodes import FloatTally
 from ..core.workflow import LayerRow, StudioRun, Timing, latest_timing
 from . import formatting as fmt
 from .graph_items import faded
@@ -79,6 +80,16 @@ def unstored_weights(run: StudioRun) -> str:
     return (f"The float32 file does not store the model's {parameters:,} parameters ({fmt.size(4 * parameters)} "
             "as float32): its graph computes them when it runs, with ConstantOfShape nodes for instance. "
             "Pre-processing folds them into the model, so the int8 file holds them: the two sizes do not compare.")
+
+
+def float_note(tally: FloatTally) -> str:
+    """The run's float nodes in a few words: those kept in float on request (the count every view shows) and
+    those the quantizer left in float, which no one kept."""
+    parts = [f"{fmt.count(len(tally.kept), 'node')} kept in float"] if tally.kept else []
+    if tally.left:  # "17 nodes kept in float, 1 left in float by the quantizer"
+        left = f"{len(tally.left):,}" if parts else fmt.count(len(tally.left), "node")
+        parts.append(f"{left} left in float by the quantizer")
+    return f"{', '.join(parts)} (hover for why)"
 
 
 class LayerTableModel(RowTableModel[LayerRow]):
@@ -237,13 +248,14 @@ class ResultsPanel(QWidget):
             f"calibrated on {fmt.count(result.calibration_samples, 'sample')}",
             f"compared on {fmt.count(errors.samples, 'sample')} of {run.evaluation_name}",
         ]
-        if result.float_nodes:
-            parts.append(f"{fmt.count(len(result.float_nodes), 'node')} kept in float (hover for why)")
+        tally = run.float_tally
+        if tally.kept or tally.left:
+            parts.append(float_note(tally))
         if unstored:
             parts.append(UNSTORED_NOTE)
         self.notes.setText(" · ".join(parts))
         self.notes.setToolTip("\n".join(
-            [f"{n.name} [{n.op_type}]: {n.reason}" for n in result.float_nodes] + result.prepared.notes
+            [f"{n.name} [{n.op_type}]: {n.reason}" for n in (*tally.kept, *tally.left)] + result.prepared.notes
         ))
         self.table_title.setText(f"<b>Per-layer error</b> — {len(errors.layers)} quantized activations, worst first")
 

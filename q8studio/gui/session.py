@@ -1,8 +1,8 @@
-"""The state every panel shares: the open model, the selected node, the float-kept layers, the last run
-and its speed profile.
+"""The state every panel shares: the open model, the selected node or model input, the float-kept layers,
+the last run and its speed profile.
 
 Panels never talk to each other; they change the session and listen to its signals, so one
-node selection (from the graph, the table or the search box) updates every view the same way.
+selection (from the graph, a table or the search box) updates every view the same way.
 """
 
 from __future__ import annotations
@@ -19,7 +19,7 @@ from ..core.workflow import StudioRun
 
 class Session(QObject):
     model_changed = Signal(object)  # LoadedModel | None
-    selection_changed = Signal(str)  # node name, "" for none
+    selection_changed = Signal(str)  # the selected node's or model input's name, "" for none
     exclusions_changed = Signal(object)  # tuple[str, ...]
     run_changed = Signal(object)  # StudioRun | None
     profile_changed = Signal(object)  # ProfileReport | None
@@ -28,7 +28,10 @@ class Session(QObject):
         super().__init__(parent)
         self.model: LoadedModel | None = None
         self.refusal: str | None = None  # why the open model cannot be quantized
-        self.selected: str | None = None
+        self.selected: str | None = None  # the selected node
+        self.selected_input: str | None = None
+        """Or the selected model input: no node computes it, but the per-layer table lists its error, and
+        a row selected there must not leave the other views on the node selected before."""
         self.exclude: tuple[str, ...] = ()
         self.run: StudioRun | None = None
         self.run_calibration: Dataset | None = None
@@ -40,19 +43,29 @@ class Session(QObject):
         """A new model starts from scratch: no selection, no exclusions, no results."""
         self.model = model
         self.refusal = quantize_refusal(model) if model is not None else None
-        self.selected = None
+        self.selected = self.selected_input = None
         self.exclude = ()
         self.set_run(None, None, None)
         self.model_changed.emit(model)
         self.exclusions_changed.emit(self.exclude)
         self.selection_changed.emit("")
 
+    @property
+    def selection(self) -> str | None:
+        """The selected node's or model input's name."""
+        return self.selected or self.selected_input
+
     def select(self, name: str | None) -> None:
-        if self.model is None or name == self.selected:
+        """Select a node, or a model input; any other name is ignored. A node of the same name as an input
+        wins: the graph, the Node dock and Explain all show nodes."""
+        graph = self.model.graph if self.model is not None else None
+        if graph is None or (name or None) == self.selection:
             return
-        if name and name not in self.model.graph.by_name:
+        is_node = bool(name) and name in graph.by_name
+        if name and not is_node and name not in graph.inputs:
             return
-        self.selected = name or None
+        self.selected = name if is_node else None
+        self.selected_input = name if name and not is_node else None
         self.selection_changed.emit(name or "")
 
     def set_exclusions(self, names: tuple[str, ...] | list[str]) -> None:

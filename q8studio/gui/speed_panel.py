@@ -27,6 +27,7 @@ from PySide6.QtWidgets import (
     QWidget,
 )
 
+from ..core.floatnodes import FloatTally
 from ..core.profile import Boundary, LayerTiming, ProfileReport, slower_in_int8
 from . import formatting as fmt
 from .graph_items import ENTER_BADGE, LEAVE_BADGE, faded
@@ -52,7 +53,9 @@ MAX_BOUNDARIES_LISTED = 2  # the model's input and output; more are counted, for
 SUMMARY_CHARS = 56  # the summary's width: its longest line, the median latency, whole
 MAX_NAME_CHARS = 32  # a boundary's tensor name longer than this is cut in the middle: the summary has few lines
 KEPT_FLOAT = "float, kept"
-"""How the “int8 computes in” column shows a layer the recipe kept in float, apart from a float island."""
+"""How the “int8 computes in” column shows a layer holding a node kept in float on request, apart from one
+the quantizer left in float (a float island)."""
+NOTHING_KEPT = FloatTally((), ())
 NUMBER_COLUMNS = {"speedup", "float_total_us", "int8_us", "int8_glue_us", "macs"}
 TOOLTIPS = {
     "float_total_us": "Mean time per run of the float32 kernels of this layer, layout kernels included",
@@ -60,7 +63,7 @@ TOOLTIPS = {
     "int8_glue_us": "This layer's share of the int8 model's Quantize/Dequantize and layout kernels",
     "speedup": "float32 time / int8 time, glue included: below 1× int8 made the layer slower",
     "integer": "Whether the int8 model computes this layer with integer kernels or float ones "
-               "(“float, kept”: the layers kept in float)",
+               "(“float, kept”: it holds a node kept in float on request; “float”: the quantizer left it so)",
     "macs": "Multiply-accumulates of the layer's Conv/Gemm/MatMul at batch 1",
 }
 BANNERS = {True: "color: #1b5e20; background: #e8f5e9; border: 1px solid #a5d6a7;",
@@ -124,9 +127,10 @@ def _cell_text(layer: LayerTiming, key: str) -> str:
     return str(value)
 
 
-def summary_html(report: ProfileReport) -> str:
-    """Latency, glue, integer share and the float32 boundaries, one item a line, in few words: it shares
-    a short tab with the table (the banner above says how int8 compares with float32)."""
+def summary_html(report: ProfileReport, tally: FloatTally = NOTHING_KEPT) -> str:
+    """Latency, glue, integer share, the float32 boundaries and the float layers (``tally``: the run's float
+    nodes), one item a line, in few words: it shares a short tab with the table (the banner above says how
+    int8 compares with float32)."""
     lines = []
     if report.latency_ms:
         float_time, int8_time = fmt.latency_pair(*report.latency_ms)
@@ -141,7 +145,7 @@ def summary_html(report: ProfileReport) -> str:
     lines.extend(_boundary_lines([b for b in report.boundaries if not b.of_constant]))
     if constants:
         lines.append(f"{constants} weights/biases are dequantized to float32 on every run")
-    return "<br>".join(lines + float_layer_lines(report))
+    return "<br>".join(lines + float_layer_lines(report, tally))
 
 
 def _boundary_lines(boundaries: list[Boundary]) -> list[str]:
@@ -175,21 +179,26 @@ def _elided(name: str) -> str:
     return f"{name[:head]}…{name[len(name) - (MAX_NAME_CHARS - 1 - head):]}"
 
 
-def float_layer_lines(report: ProfileReport) -> list[str]:
-    """The layers the int8 model computes in float: those the recipe kept in float, and the islands
-    among integer layers nobody asked for (none when no layer computes in int8, as the banner says)."""
-    kept = [layer.kept_label for layer in report.kept_in_float]
-    if not report.computes_in_int8:
-        if not kept:
-            return ["Kept in float: none; ONNX Runtime ran every layer with float kernels"]
-        computed = sum(layer.computes_in_float for layer in report.layers)
-        return [f"Kept in float: {'all' if len(kept) == computed else f'{len(kept)} of'} {fmt.count(computed, 'layer')}"]
-    islands = f"{_listed([layer.node for layer in report.float_islands], 'float') or 'none'}"
-    if not kept:
-        return [f"Float islands: {islands}"]
-    if not report.float_islands:  # one line: the summary shares a short tab with the table
-        return [f"Kept in float: {_listed(kept, KEPT_FLOAT)}; no float islands"]
-    return [f"Kept in float: {_listed(kept, KEPT_FLOAT)}", f"Float islands: {islands}"]
+def float_layer_lines(report: ProfileReport, tally: FloatTally = NOTHING_KEPT) -> list[str]:
+    """The layers the int8 model computes in float, in the two kinds of ``tally`` (the run's float nodes): those
+    kept in float on request, counted in nodes as every view counts them, and those the quantizer left in
+    float, float islands among integer layers. When no layer computes in int8 and none was kept, the line
+    says only that: the banner says the rest."""
+    left = _listed([layer.node for layer in report.left_in_float], "float")
+    if not tally.kept:
+        if report.computes_in_int8:
+            return [f"Float islands: {left or 'none'}"]
+        return ["Kept in float: none; ONNX Runtime ran every layer with float kernels"]
+    names = tally.kept_names
+    if len(names) <= MAX_ISLANDS_LISTED:
+        kept = f"Kept in float: {', '.join(escape(name) for name in names)}"
+    else:
+        held, total = len(report.kept_in_float), len(report.layers)
+        layers = f"all {total} layers" if held == total else fmt.count(held, "layer")
+        kept = f"Kept in float: {fmt.count(len(names), 'node')} ({layers})"
+    if not left:  # one line: the summary shares a short tab with the table
+        return [f"{kept}; no float islands" if report.computes_in_int8 else kept]
+    return [kept, f"{'Float islands' if report.computes_in_int8 else 'Left in float'}: {left}"]
 
 
 def _listed(names: list[str], shown_as: str) -> str:
@@ -256,8 +265,9 @@ class SpeedPanel(QWidget):
         self.show_report(None)
         self.show_notice("")
 
-    def show_report(self, report: ProfileReport | None, message: str = "") -> None:
-        """The profile of the current run, or ``message`` saying why there is none yet."""
+    def show_report(self, report: ProfileReport | None, message: str = "", tally: FloatTally = NOTHING_KEPT) -> None:
+        """The profile of the current run, or ``message`` saying why there is none yet; ``tally``: the run's
+        float nodes, which tell the layers kept in float on request from those the quantizer left in float."""
         self.report = report
         self.model.set_rows(report.layers if report is not None else [])
         self.proxy.sort(SPEEDUP_COLUMN, Qt.SortOrder.AscendingOrder)
@@ -275,7 +285,7 @@ class SpeedPanel(QWidget):
         self.verdict.setToolTip(report.verdict(typographic=True))
         self.verdict.setStyleSheet(_banner_style(report.pays if report.computes_in_int8 else None))
         self.verdict.show()
-        self.summary.setHtml(summary_html(report))
+        self.summary.setHtml(summary_html(report, tally))
         self.summary.setToolTip(boundary_details(report))
 
     def show_notice(self, text: str, good: bool | None = None, more: str = "") -> None:
