@@ -122,6 +122,23 @@ def test_report_records_image_preprocessing_that_reproduces_the_run(tmp_path: Pa
         assert (tmp_path / f"{name}.onnx").read_bytes() == (tmp_path / "a.onnx").read_bytes(), given
 
 
+def test_a_report_of_an_image_folder_run_notes_its_preprocessing_unused_by_arrays(tmp_path: Path, capsys) -> None:
+    """As a recipe setting its method ignores: noted, not refused (--preprocess with arrays is), and silent
+    where the preprocessing is used."""
+    assets = demo_assets()
+    images, settings = assets.model.parent / "images", assets.model.parent / "preprocess.json"
+    report = tmp_path / "img.json"
+    assert main(["quantize", str(assets.model), "--calib", str(images), "--preprocess", str(settings), "--samples", "16",
+                 "-o", str(tmp_path / "a.onnx"), "--report", str(report)]) == 0
+    capsys.readouterr()
+    again = ["quantize", str(assets.model), "--recipe", str(report), "-o", str(tmp_path / "b.onnx")]
+    assert main([*again, "--calib", str(assets.calibration)]) == 0
+    assert capsys.readouterr().err == ("q8studio: note: img.json sets image preprocessing, which calib.npz, a file of "
+                                       "arrays, does not use.\n")
+    assert main([*again, "--calib", str(images)]) == 0
+    assert "note" not in capsys.readouterr().err
+
+
 def test_the_preprocessing_settings_are_never_overwritten(tmp_path: Path, capsys) -> None:
     assets = demo_assets()
     settings = tmp_path / "pp.json"
@@ -312,6 +329,13 @@ def test_help_states_the_value_a_command_uses_when_an_option_is_left_out(command
     assert _stated_default(command, flag, capsys, monkeypatch) == str(used)
 
 
+@pytest.mark.parametrize("command", ["quantize", "evaluate", "profile"])
+def test_every_threads_option_says_0_is_all_cores_and_the_default(command: str, capsys, monkeypatch) -> None:
+    """quantize's said "(default: all cores)" where evaluate's and profile's said "0 = all cores (default: 0)";
+    quantize takes 0 too, and leaving --threads out times as 0 does."""
+    assert _option_help(command, "--threads", capsys, monkeypatch).endswith(", 0 = all cores (default: 0)")
+
+
 def test_commands_and_core_functions_take_the_same_run_counts() -> None:
     """One default per kind of timing (core.runcounts): a command left to its defaults and the core called
     without counts measure alike; --keep-slow-float, which passes none, takes the core's."""
@@ -467,6 +491,23 @@ def test_bad_input_one_line_error_nonzero_exit_no_output(tmp_path, capsys, make_
     assert not (tmp_path / "o.onnx").exists()
     assert model.read_bytes() == before
     assert not [p for p in tmp_path.iterdir() if p.name.endswith(".tmp")]
+
+
+@pytest.mark.parametrize("argv, message", [
+    (["quantize", "m.onnx"], "the following arguments are required: --calib, -o/--output"),
+    (["quantize", "m.onnx", "--calib", "x.npz", "-o", "o.onnx", "--method", "foo"], "argument --method: invalid choice"),
+    (["quantize", "m.onnx", "--calib", "x.npz", "-o", "o.onnx", "--bogus", "3"], "unrecognized arguments: --bogus 3"),
+    (["evaluate", "f.onnx", "q.onnx", "--data", "x.npz", "--threads", "x"], "argument --threads: invalid int value"),
+], ids=["missing-options", "bad-choice", "unknown-option", "bad-number"])
+def test_usage_errors_are_one_line_that_points_to_the_command_help(argv: list[str], message: str, capsys) -> None:
+    """argparse printed the whole usage first (14 lines for quantize); an unknown option was blamed on
+    `q8studio`, whose --help is the window's."""
+    with pytest.raises(SystemExit) as exited:
+        main(argv)
+    assert exited.value.code == 2
+    err = capsys.readouterr().err
+    assert err.startswith(f"q8studio {argv[0]}: error: {message}")
+    assert err.endswith(f" (see q8studio {argv[0]} --help)\n") and err.count("\n") == 1
 
 
 @pytest.mark.parametrize(

@@ -14,7 +14,7 @@ import sys
 
 from ..core.errors import Cancelled, Q8Error
 from .inputs import IMAGE_OPTIONS
-from .parser import COMMANDS, build_parser, unknown_command
+from .parser import COMMANDS, build_parser, parse_command_line, unknown_command
 from .streams import ReaderMayLeave
 
 __all__ = ["COMMANDS", "EXIT_INTERNAL_ERROR", "EXIT_INTERRUPTED", "EXIT_USER_ERROR", "IMAGE_OPTIONS", "build_parser",
@@ -26,8 +26,7 @@ EXIT_INTERRUPTED = 130
 
 
 def run_command(argv: list[str]) -> int:
-    parser = build_parser()
-    args = parser.parse_args(argv)
+    args = parse_command_line(argv)
     stdout, sys.stdout = sys.stdout, ReaderMayLeave(sys.stdout)
     try:
         args.handler(args)

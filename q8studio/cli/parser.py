@@ -9,13 +9,14 @@ import argparse
 import difflib
 import os
 from pathlib import Path
-from typing import Callable
+from typing import Callable, NoReturn
 
 from ..core.runcounts import LATENCY_RUNS, PROFILE_RUNS
 from .commands import run_evaluate, run_explain, run_inspect, run_profile
 from .quantize import RECIPE_OPTIONS, run_quantize
 
 COMMANDS = ("inspect", "quantize", "evaluate", "explain", "profile")
+THREADS_HELP = "0 = all cores"  # every --threads says so in the same words
 
 
 def unknown_command(word: str) -> str | None:
@@ -43,8 +44,31 @@ def _output_path(text: str) -> Path:
     return path.absolute() if str(path) == "-" and text != "-" else path
 
 
+class _OneLineErrors(argparse.ArgumentParser):
+    """A usage error in one line on stderr and exit code 2, as every other user error: argparse's own
+    prints the whole usage first (14 lines for quantize), above the one line that says what is wrong.
+    The command's parsers are made of this class too (add_subparsers takes the parent's)."""
+
+    def error(self, message: str) -> NoReturn:
+        self.exit(2, f"{self.prog}: error: {message} (see {self.prog} --help)\n")
+
+
+def parse_command_line(argv: list[str]) -> argparse.Namespace:
+    """The arguments of a command line that starts with a command. An unrecognized argument is the command's
+    error, pointing to its --help: the top parser would point to ``q8studio --help``, the window's."""
+    parser = build_parser()
+    args, unrecognized = parser.parse_known_args(argv)
+    if unrecognized:
+        _subcommands(parser)[args.command].error(f"unrecognized arguments: {' '.join(unrecognized)}")
+    return args
+
+
+def _subcommands(parser: argparse.ArgumentParser) -> dict[str, argparse.ArgumentParser]:
+    return next(a for a in parser._actions if isinstance(a, argparse._SubParsersAction)).choices
+
+
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="q8studio", description="Inspect, int8-quantize and compare ONNX models.")
+    parser = _OneLineErrors(prog="q8studio", description="Inspect, int8-quantize and compare ONNX models.")
     sub = parser.add_subparsers(dest="command", required=True)
 
     inspect = _command(sub, "inspect", "graph summary: nodes by op, parameters, quantizable layers", run_inspect)
@@ -82,8 +106,9 @@ def build_parser() -> argparse.ArgumentParser:
     quantize.add_argument("--keep-slow-float", action="store_true",
                           help="profile, keep the layers int8 made slower in float, re-quantize and re-measure")
     quantize.add_argument("--data", type=Path, help="samples to time on, for --keep-slow-float")
+    # default None, not 0: a --threads given without --keep-slow-float is refused; the run takes None as 0
     quantize.add_argument("--threads", type=int, metavar="N",
-                          help="intra-op threads when timing, for --keep-slow-float (default: all cores)")
+                          help=f"intra-op threads when timing, for --keep-slow-float, {THREADS_HELP} (default: 0)")
     _add_image_options(quantize)
 
     evaluate = _command(sub, "evaluate", "float32 vs int8: accuracy, agreement, error, latency, size", run_evaluate)
@@ -141,7 +166,7 @@ def _add_model_pair(parser: argparse.ArgumentParser) -> None:
 
 def _add_threads(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--threads", type=int, default=0, metavar="N",
-                        help="intra-op threads for both models, 0 = all cores")
+                        help=f"intra-op threads for both models, {THREADS_HELP}")
 
 
 class _HelpWithDefaults(argparse.HelpFormatter):

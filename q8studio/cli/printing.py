@@ -6,6 +6,8 @@ import math
 import sys
 from typing import TYPE_CHECKING
 
+from ..core.units import latencies
+
 if TYPE_CHECKING:
     import numpy as np
 
@@ -17,6 +19,8 @@ if TYPE_CHECKING:
     from ..core.speedup import KeepFloatOutcome
 
 LAYER_ROWS_SHOWN = 10
+NAME_COLUMN_MAX = 60
+"""The widest a profile table's name or kernel column grows; a longer text loses its middle to "…"."""
 
 
 def _calibration_line(result: QuantizeResult) -> str:
@@ -60,7 +64,8 @@ def print_comparison(c: Comparison) -> None:
     # a model with several outputs may list features or an auxiliary head first: say which one was scored
     scored = f"   on output {c.errors.scored_output!r}" if c.errors.scored_output and len(c.errors.outputs) > 1 else ""
     print(f"{'top-1 accuracy':22}{pct(c.float32.top1):>14}{pct(c.int8.top1):>14}{scored}")
-    print(f"{'median latency (ms)':22}{c.float32.latency_ms:>14.3f}{c.int8.latency_ms:>14.3f}   speed-up {c.speedup:.2f}x")
+    float_latency, int8_latency = latencies(c.float32.latency_ms, c.int8.latency_ms)
+    print(f"{'median latency':22}{float_latency:>14}{int8_latency:>14}   speed-up {c.speedup:.2f}x")
     print(f"{'file size (bytes)':22}{c.float32.file_size:>14,}{c.int8.file_size:>14,}")
     if c.float32.unstored_parameters:
         print(f"  the float32 file does not store its {c.float32.unstored_parameters:,} parameters: its graph computes "
@@ -86,9 +91,9 @@ def _print_layers(layers: list[LayerError], title: str, all_rows_option: str) ->
 
 
 def print_keep_float(outcome: KeepFloatOutcome) -> None:
-    print(f"speed: float32 {outcome.float_ms:.3f} ms; default int8 {outcome.default.latency_ms:.3f} ms "
-          f"(ratio {outcome.ratio_before:.2f}); written int8 {outcome.chosen.latency_ms:.3f} ms "
-          f"(ratio {outcome.ratio_after:.2f})")
+    float_ms, default_ms, chosen_ms = latencies(outcome.float_ms, outcome.default.latency_ms, outcome.chosen.latency_ms)
+    print(f"speed: float32 {float_ms}; default int8 {default_ms} (ratio {outcome.ratio_before:.2f}); "
+          f"written int8 {chosen_ms} (ratio {outcome.ratio_after:.2f})")
     if outcome.kept_float:
         # not "because int8 made them slower": a layer may be kept for the glue it saves its neighbours
         print(f"  kept in float, the model running fastest so ({len(outcome.kept_float)}): {', '.join(outcome.kept_float)}")
@@ -180,18 +185,9 @@ def _print_grid(values: np.ndarray, rows: int = 6, columns: int = 16) -> None:
 
 def print_profile(r: ProfileReport) -> None:
     if r.latency_ms:
-        print(f"latency (median, alternating, threads {r.threads or 'all'}): float32 {r.latency_ms[0]:.3f} ms, "
-              f"int8 {r.latency_ms[1]:.3f} ms")
-    print(f"{'layer':34} {'float32 kernel':26} {'int8 kernel':28} {'float us':>9} {'int8 us':>8} {'+glue us':>8} "
-          f"{'speed-up':>8} {'MACs':>11}")
-    for layer in r.layers:
-        mark = "  slower in int8" if layer.slower_in_int8 else "  kept in float" if layer.kept_float else ""
-        # no speed-up for a layer the int8 model no longer runs (JSON: null); "?" for MACs not known
-        speedup = f"{layer.speedup:7.2f}x" if math.isfinite(layer.speedup) else f"{'-':>8}"
-        macs = f"{layer.macs:11,}" if layer.macs_known else f"{'?':>11}"
-        print(f"{layer.node[:34]:34} {' + '.join(layer.float_kernels)[:26] or '-':26} "
-              f"{' + '.join(layer.int8_kernels)[:28] or '-':28} {layer.float_total_us:9.1f} {layer.int8_us:8.1f} "
-              f"{layer.int8_glue_us:8.1f} {speedup} {macs}{mark}")
+        float_ms, int8_ms = latencies(*r.latency_ms)
+        print(f"latency (median, alternating, threads {r.threads or 'all'}): float32 {float_ms}, int8 {int8_ms}")
+    _print_profile_table(r)
     print("(microseconds per run; float us includes the float model's layout kernels charged to the layer, +glue us the "
           "int8 layer's share of Quantize/Dequantize and layout kernels)")
     for name, profile in (("float32", r.float32), ("int8", r.int8)):
@@ -216,3 +212,31 @@ def print_profile(r: ProfileReport) -> None:
         print(f"slower in int8 ({len(slower)}): {', '.join(slower)}")
         print("  `q8studio quantize ... --keep-slow-float --data DATA` keeps them in float and re-measures.")
     print(r.verdict())
+
+
+def _print_profile_table(r: ProfileReport) -> None:
+    """One row per layer; the name and kernel columns as wide as their longest text (up to NAME_COLUMN_MAX),
+    so that a kernel such as "Conv (NCHWc) (float) + QLinearAdd" is read whole, not as "... + QLine"."""
+    names = [(layer.node, " + ".join(layer.float_kernels) or "-", " + ".join(layer.int8_kernels) or "-")
+             for layer in r.layers]
+    headers = ("layer", "float32 kernel", "int8 kernel")
+    widths = [min(NAME_COLUMN_MAX, max(len(text) for text in column)) for column in zip(headers, *names)]
+    text_columns = " ".join(f"{header:{width}}" for header, width in zip(headers, widths))
+    print(f"{text_columns} {'float us':>9} {'int8 us':>8} {'+glue us':>8} {'speed-up':>8} {'MACs':>11}")
+    for layer, texts in zip(r.layers, names):
+        mark = "  slower in int8" if layer.slower_in_int8 else "  kept in float" if layer.kept_float else ""
+        # no speed-up for a layer the int8 model no longer runs (JSON: null); "?" for MACs not known
+        speedup = f"{layer.speedup:7.2f}x" if math.isfinite(layer.speedup) else f"{'-':>8}"
+        macs = f"{layer.macs:11,}" if layer.macs_known else f"{'?':>11}"
+        cells = " ".join(f"{_elide_middle(text, width):{width}}" for text, width in zip(texts, widths))
+        print(f"{cells} {layer.float_total_us:9.1f} {layer.int8_us:8.1f} {layer.int8_glue_us:8.1f} {speedup} "
+              f"{macs}{mark}")
+
+
+def _elide_middle(text: str, width: int) -> str:
+    """``text`` whole when it fits, else its two ends around "…": a layer's name ends in its op, a kernel
+    list in the last kernel that ran, and both begin with what tells them apart."""
+    if len(text) <= width:
+        return text
+    tail = (width - 1) // 2
+    return f"{text[:width - 1 - tail]}…{text[len(text) - tail:]}"

@@ -41,6 +41,7 @@ def run_quantize(args: argparse.Namespace) -> None:
     _note_unused_recipe_settings(args, recipe)
     require_at_least("--threads", args.threads, 0)
     check_image_options_apply(args, args.calib, args.data)
+    _note_unused_recorded_preprocessing(args)
     model = load_model(args.model)
     check_outputs(_quantize_outputs(args), _quantize_inputs(args, model))
     calibration = read_data(args, args.calib, model)
@@ -129,6 +130,20 @@ def _note_unused_recipe_settings(args: argparse.Namespace, recipe: Recipe) -> No
         settings = " and ".join(f"{name} {value}" for name, value in unused.items())
         print(f"q8studio: note: {args.recipe.name} sets {settings}, which the method {recipe.method} does not use.",
               file=sys.stderr)
+
+
+def _note_unused_recorded_preprocessing(args: argparse.Namespace) -> None:
+    """A report of an image-folder run given as --recipe brings its image preprocessing, which data of arrays
+    do not use. Noted, where --preprocess with arrays is refused (check_image_options_apply): the report is a
+    recipe, kept to be run on any data, as a recipe's setting its method ignores is noted above."""
+    from ..core.imagefolder import recorded_preprocessing
+
+    paths = [path for path in (args.calib, args.data) if path is not None]
+    if args.recipe is None or not all(path.is_file() for path in paths):  # a missing path is load_data's to report
+        return
+    if recorded_preprocessing(args.recipe) is not None:
+        print(f"q8studio: note: {args.recipe.name} sets image preprocessing, which {paths[0].name}, a file of arrays, "
+              "does not use.", file=sys.stderr)
 
 
 def _either(words: tuple[str, ...]) -> str:

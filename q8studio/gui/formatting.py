@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import math
 
+from ..core.units import latencies, significant
 from ..core.weights import StoredInt
 
 
@@ -36,22 +37,13 @@ def decibels(value: float | None) -> str:
 def milliseconds(value: float) -> str:
     """At least three significant digits: a model as small as the demo runs in about 0.012 ms, where
     three decimals would show two latencies 4% apart as the same figure beside a speed-up of 1.04×."""
-    return _significant(value, "ms", 3)
+    return significant(value, "ms", 3)
 
 
 def latency_pair(float32_ms: float, int8_ms: float) -> tuple[str, str]:
-    """Both models' latencies in one unit, so that they compare at a glance: µs when both are under
-    1 ms, as the Speed tab's layer times are (the demo runs in 12.9 µs, not 0.0129 ms), else ms."""
-    if float32_ms < 1.0 and int8_ms < 1.0:
-        return _significant(1000.0 * float32_ms, "µs", 1), _significant(1000.0 * int8_ms, "µs", 1)
-    return milliseconds(float32_ms), milliseconds(int8_ms)
-
-
-def _significant(value: float, unit: str, decimals: int) -> str:
-    """``value`` with at least ``decimals`` decimals and three significant digits."""
-    if not math.isfinite(value) or value <= 0:
-        return f"{value:.{decimals}f} {unit}"
-    return f"{value:.{max(decimals, 2 - math.floor(math.log10(value)))}f} {unit}"
+    """Both models' latencies in one unit (:func:`~q8studio.core.units.latencies`), as the command line shows them."""
+    float32, int8 = latencies(float32_ms, int8_ms)
+    return float32, int8
 
 
 def times(value: float) -> str:
