@@ -17,17 +17,22 @@ from PySide6.QtCore import Qt
 
 from builders import save, small_cnn
 from gui_actions import click_graph_node, open_demo_window
+from test_profile_macs import unknown_shape
 from q8studio.core import evaluate as evaluate_module
 from q8studio.core.data import load_data
 from q8studio.core.demo import demo_assets
 from q8studio.core.explain import explain_node
+from q8studio.core.model import load_model
 from q8studio.core.profile import (
+    ProfileReport,
     boundary_marks,
     kernel_overlay,
     profile_models,
     slower_in_int8,
     speedup_overlay,
 )
+from q8studio.core.quantize import quantize_model
+from q8studio.core.recipe import Recipe
 from q8studio.core.speedup import SLOWER_IN_INT8
 from q8studio.gui import formatting as fmt
 from q8studio.gui import int8_actions as int8_actions_module
@@ -36,7 +41,15 @@ from q8studio.gui.graph_items import ENTER_BADGE, LEAVE_BADGE, OverlayScale
 from q8studio.gui.main_window import DEFAULT_SIZE, MainWindow
 from q8studio.gui.results_panel import SUMMARY_ROWS
 from q8studio.gui.row_table import SORT_ROLE
-from q8studio.gui.speed_panel import BANNERS, COLUMNS, boundary_details, float_layer_lines, summary_html
+from q8studio.gui.speed_panel import (
+    BANNERS,
+    COLUMNS,
+    TOOLTIPS,
+    SpeedPanel,
+    boundary_details,
+    float_layer_lines,
+    summary_html,
+)
 
 RUN_TIMEOUT_MS = 60_000
 DEPTHWISE = "/block1/depthwise/conv/Conv"
@@ -508,3 +521,48 @@ def test_every_column_of_the_per_layer_table_fits_at_the_default_size(qtbot, dem
     widest = max(names, key=table.fontMetrics().horizontalAdvance)
     assert table.sizeHintForIndex(table.model().index(names.index(widest), 0)).width() + 1 <= table.columnWidth(0)
     assert widest in table.model().index(names.index(widest), 0).data(Qt.ItemDataRole.ToolTipRole)
+
+
+
+@pytest.fixture
+def unknown_macs_profile(tmp_path: Path) -> ProfileReport:
+    """A real profile with a layer whose MACs are unknown: mm2 follows an Inverse, which ONNX's shape inference
+    cannot size (:func:`test_profile_macs.unknown_shape`), and is kept in float."""
+    float_model = load_model(save(unknown_shape(), tmp_path / "float.onnx"))
+    data = np.eye(4, dtype=np.float32)[None] + np.random.default_rng(2).random((4, 4, 4), dtype=np.float32) * 0.1
+    np.savez(tmp_path / "data.npz", x=data)
+    dataset = load_data(tmp_path / "data.npz", float_model)
+    result = quantize_model(float_model, dataset, Recipe(exclude=("mm2",)), tmp_path / "int8.onnx")
+    report = profile_models(float_model, load_model(result.output_path), dataset, runs=2, warmup=1, latency_runs=0,
+                            threads=1)
+    assert report.macs_unknown == ["mm2"] and report.integer_mac_share == 1.0
+    return report
+
+
+def test_the_speed_tab_says_which_macs_are_unknown(qtbot, unknown_macs_profile: ProfileReport) -> None:
+    """mm2's MACs are unknown: its cell read 0, it sorted among the layers that compute nothing, and the summary
+    said integer kernels ran 100% of the multiply-accumulates though mm2 runs in float."""
+    report = unknown_macs_profile
+    panel = SpeedPanel()
+    qtbot.addWidget(panel)
+    panel.resize(1100, 300)
+    panel.show()
+    panel.show_report(report)
+    column = [key for _, key in COLUMNS].index("macs")
+
+    def macs_column() -> dict[str, str]:
+        return {panel.node_at_row(r): panel.proxy.index(r, column).data() for r in range(panel.proxy.rowCount())}
+
+    shown = macs_column()
+    assert shown["mm2"] == "?" and shown["mm1"] == f"{4 * 4 * 4:,}" and shown["inverse"] == "0"
+    row = list(shown).index("mm2")
+    assert "MACs unknown for: mm2" in panel.proxy.index(row, column).data(Qt.ItemDataRole.ToolTipRole)
+    panel.table.sortByColumn(column, Qt.SortOrder.DescendingOrder)
+    assert list(macs_column().values()) == ["64", "0", "?"]  # unknown apart, below the layers that compute nothing
+    panel.table.sortByColumn(column, Qt.SortOrder.AscendingOrder)
+    assert panel.node_at_row(0) == "mm2" and panel.proxy.index(0, column).data(SORT_ROLE) == -1
+
+    summary = panel.summary.toPlainText()
+    assert "Integer kernels: 100% of the multiply-accumulates counted (unknown for mm2)" in summary.splitlines()
+    assert all(op in TOOLTIPS["macs"] for op in ("Conv", "ConvTranspose", "Gemm", "MatMul", "LSTM", "GRU", "RNN", "?"))
+    assert "batch 1" not in TOOLTIPS["macs"]  # the profiled run's shapes are counted, whatever its batch

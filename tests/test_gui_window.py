@@ -131,7 +131,8 @@ def test_a_node_whose_numbers_fail_says_so_in_every_tab(qtbot, demo: MainWindow,
     def fails(*_args, **_kwargs):
         raise Q8Error("The weight is unreadable.")
 
-    monkeypatch.setattr(main_window_module, "node_numbers", fails)
+    for name in ("node_numbers", "run_node_numbers"):  # before a run, and after it with the run's ranges
+        monkeypatch.setattr(main_window_module, name, fails)
     with qtbot.waitSignal(demo.inspect.failed, timeout=5000):
         click_graph_node(qtbot, demo, "/block1/depthwise/conv/Conv")
     assert demo.errors.last_message == "The weight is unreadable."

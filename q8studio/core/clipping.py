@@ -8,6 +8,7 @@ errors estimated here are the ones the quantized model will show.
 
 from __future__ import annotations
 
+from collections.abc import Collection
 from dataclasses import dataclass
 
 import numpy as np
@@ -122,6 +123,13 @@ def weight_channel_axis(op_type: str, attrs: dict, weight_rank: int) -> int:
 def needs_histogram(method: str) -> bool:
     """minmax and ema work from running extremes alone; the other methods search a histogram."""
     return method not in ("minmax", "ema")
+
+
+def method_for(tensor: str, method: str, outputs: Collection[str]) -> str:
+    """The clipping method ``tensor`` gets: ``method``, except that a model output keeps its observed range
+    (minmax): a classifier's largest outputs decide its prediction, and clipping them turns the top classes
+    into ties."""
+    return "minmax" if tensor in outputs else method
 
 
 def activation_range(

@@ -27,7 +27,7 @@ from onnxruntime.quantization import CalibrationMethod, QuantFormat, QuantType, 
 from onnxruntime.quantization.calibrate import TensorData, TensorsData, save_tensors_data
 
 from .calibrate import collect_statistics, tensors_to_calibrate
-from .clipping import INT8, UINT8, activation_range, needs_histogram
+from .clipping import INT8, UINT8, activation_range, method_for, needs_histogram
 from .data import Dataset
 from .errors import Q8Error, QuantizerFailed, first_line
 from .fileio import atomic_path, check_outputs
@@ -264,7 +264,7 @@ def activation_ranges(
     qtype = UINT8 if recipe.activation_type == "uint8" else INT8
 
     def range_of(name: str, s: TensorStats) -> tuple[str, tuple[float, float]]:
-        method = "minmax" if name in outputs else recipe.method
+        method = method_for(name, recipe.method, outputs)
         return name, activation_range(
             s, method, qtype=qtype, symmetric=recipe.symmetric_activations, percentile=recipe.percentile
         )

@@ -10,12 +10,12 @@ The float and int8 values of one activation side by side come from :mod:`.probe`
 from __future__ import annotations
 
 import math
-from collections.abc import Collection
+from collections.abc import Collection, Mapping
 from dataclasses import dataclass, field
 
 import numpy as np
 
-from .clipping import INT8, METHODS, UINT8, activation_range, weight_channel_axis
+from .clipping import INT8, METHODS, UINT8, activation_range, method_for, weight_channel_axis
 from .errors import Q8Error
 from .model import Graph, LoadedModel, Node
 from .optypes import QDQ_OPS, SHARES_INPUT_SCALE
@@ -207,6 +207,34 @@ def method_ranges(
     return ranges
 
 
+OUTPUT_KEEPS_RANGE = "a model output keeps its observed range whatever the method"
+"""Why a model output's range is minmax whatever the recipe's method (:func:`~.quantize.activation_ranges`)."""
+
+
+@dataclass(frozen=True)
+class RangeUsed:
+    """The range a run gave one tensor, the method it is the range of, and why when that is not the recipe's."""
+
+    method: str
+    rmin: float
+    rmax: float
+    reason: str = ""
+
+
+def range_used(
+    tensor: str, recipe: Recipe, ranges: Mapping[str, tuple[float, float]], outputs: Collection[str] = ()
+) -> RangeUsed | None:
+    """The range the run quantized ``tensor`` with (``ranges``: the run's, :attr:`~.quantize.QuantizeResult.ranges`)
+    and the method it comes from: the recipe's, except for the model's ``outputs``
+    (:func:`~.quantize.output_tensors`), which keep their observed range, minmax, whatever the method. None for a
+    tensor the run gave no range."""
+    if tensor not in ranges:
+        return None
+    rmin, rmax = ranges[tensor]
+    method = method_for(tensor, recipe.method, outputs)
+    return RangeUsed(method, rmin, rmax, OUTPUT_KEEPS_RANGE if method != recipe.method else "")
+
+
 def clipped_fraction(stats: TensorStats, rmin: float, rmax: float) -> float:
     """Share of calibration values outside ``[rmin, rmax]``.
 
@@ -333,6 +361,8 @@ class NodeNumbers:
     stats: TensorStats | None = None
     activation_histogram: tuple[np.ndarray, np.ndarray] | None = None
     ranges: list[MethodRange] = field(default_factory=list)
+    used: RangeUsed | None = None
+    """The range the run quantized :attr:`tensor` with, given the run's ranges (:func:`range_used`)."""
 
 
 def node_numbers(
@@ -342,8 +372,11 @@ def node_numbers(
     stats: dict[str, TensorStats] | None = None,
     prepared: LoadedModel | None = None,
     recipe: Recipe | None = None,
+    used_ranges: Mapping[str, tuple[float, float]] | None = None,
+    outputs: Collection[str] = (),
 ) -> NodeNumbers:
-    """Weight statistics and histogram, and (after a calibration) the activation histogram and ranges."""
+    """Weight statistics and histogram, and (after a calibration) the activation histogram and ranges;
+    with the run's ``used_ranges`` and model ``outputs``, the range the run used (:func:`range_used`)."""
     node = model.graph.node_by_name(node_name)
     names = node_weights(model, node)
     summaries = [weight_summary(model, name, node) for name in names]
@@ -356,4 +389,6 @@ def node_numbers(
     recipe = recipe or Recipe()
     ranges = method_ranges(stats[tensor], activation_type=recipe.activation_type,
                            symmetric=recipe.symmetric_activations, percentile=recipe.percentile)
-    return NodeNumbers(node_name, summaries, histogram, tensor, stats[tensor], display_histogram(stats[tensor]), ranges)
+    used = range_used(tensor, recipe, used_ranges, outputs) if used_ranges is not None else None
+    return NodeNumbers(node_name, summaries, histogram, tensor, stats[tensor], display_histogram(stats[tensor]), ranges,
+                       used)

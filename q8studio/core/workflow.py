@@ -19,10 +19,18 @@ from .floatnodes import FloatTally, tally_float_nodes
 from .model import LoadedModel, Node
 from .profile import ProfileReport
 from .progress import NO_PROGRESS, Progress
-from .quantize import QuantizeResult, quantize_model
+from .quantize import QuantizeResult, output_tensors, quantize_model
 from .recipe import Recipe
 from .runcounts import LATENCY_RUNS
-from .tensorview import NodeNumbers, activation_tensor_for, clipped_fraction, display_histogram, method_ranges
+from .tensorview import (
+    NodeNumbers,
+    activation_tensor_for,
+    clipped_fraction,
+    display_histogram,
+    method_ranges,
+    node_numbers,
+    range_used,
+)
 
 METRICS: dict[str, tuple[str, bool]] = {
     "sqnr_db": ("SQNR (dB)", True),
@@ -156,7 +164,15 @@ def input_numbers(result: QuantizeResult, name: str) -> NodeNumbers:
     recipe = result.recipe
     ranges = method_ranges(stats, activation_type=recipe.activation_type, symmetric=recipe.symmetric_activations,
                            percentile=recipe.percentile)
-    return NodeNumbers(name, [], None, name, stats, display_histogram(stats), ranges)
+    used = range_used(name, recipe, result.ranges, output_tensors(result.prepared.model))
+    return NodeNumbers(name, [], None, name, stats, display_histogram(stats), ranges, used)
+
+
+def run_node_numbers(model: LoadedModel, name: str, result: QuantizeResult) -> NodeNumbers:
+    """:func:`~.tensorview.node_numbers` of node ``name`` after ``result``'s run: with its calibration, every
+    method's range, and the range the run actually used (a model output keeps its observed range)."""
+    return node_numbers(model, name, stats=result.stats, prepared=result.prepared.model, recipe=result.recipe,
+                        used_ranges=result.ranges, outputs=output_tensors(result.prepared.model))
 
 
 def own_measured_output(node: Node, measured: Container[str]) -> str | None:

@@ -17,7 +17,7 @@ from PySide6.QtWidgets import QCheckBox, QLabel, QTabWidget, QVBoxLayout, QWidge
 
 from ..core.probe import ComparisonView
 from ..core.stats import TensorStats
-from ..core.tensorview import MethodRange, WeightSummary
+from ..core.tensorview import MethodRange, RangeUsed, WeightSummary
 from . import formatting as fmt
 from .legends import MethodLegend, method_colour
 from .plots import LineLabels, make_plot
@@ -231,13 +231,18 @@ class HistogramPanel(QWidget):
         stats: TensorStats | None,
         histogram: tuple[np.ndarray, np.ndarray] | None,
         ranges: list[MethodRange],
-        chosen: str,
+        used: RangeUsed | str | None,
         message: str = "",
     ) -> None:
-        """The calibration histogram with a vertical line at each method's limits; the chosen one is bold.
+        """The calibration histogram with a vertical line at each method's limits; the one of the method whose
+        range the run used is bold (``used``: the run's :class:`~.tensorview.RangeUsed`, or a method's name).
+        Why the run used it, when not for the recipe's method (a model output keeps its observed range), is said.
 
         ``message`` explains an empty plot, or prefixes the header of a full one.
         """
+        if isinstance(used, str):
+            used = RangeUsed(used, float("nan"), float("nan")) if used else None
+        chosen, reason = (used.method, used.reason) if used is not None else ("", "")
         for lines in self.method_lines.values():
             for line in lines:
                 self.activation_plot.removeItem(line)
@@ -253,14 +258,15 @@ class HistogramPanel(QWidget):
         self.activation_tab.show_content(
             (f"{escape(message)}<br>" if message else "") +
             f"<b>{escape(stats.name)}</b> — {stats.count:,} values, observed [{fmt.number(stats.min)}, "
-            f"{fmt.number(stats.max)}]{_histogram_note(stats)}. "
-            "Lines: each method's clipping range (bold = used)."
+            f"{fmt.number(stats.max)}]{_histogram_note(stats)}. Lines: each method's clipping range"
+            + (f" (bold = used: {escape(chosen)}, since {escape(reason)})." if reason
+               else " (bold = used)." if chosen else ".")
         )
         for entry in ranges:
             self._add_method(entry, entry.method == chosen, stats.min < 0)
         self.method_labels.set_labels(
             [(entry.rmax, entry.method, method_colour(entry.method), entry.method == chosen) for entry in ranges])
-        self.method_legend.set_ranges(ranges, chosen)
+        self.method_legend.set_ranges(ranges, chosen, reason)
         self._autorange()
 
     def _add_method(self, entry: MethodRange, chosen: bool, signed: bool) -> None:

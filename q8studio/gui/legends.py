@@ -222,6 +222,10 @@ METHOD_LEGEND_GAP = 10
 METHOD_LEGEND_KEY = "#777777"
 
 
+METHOD_LEGEND_TIP = ("Each calibration method's clipping range [min, max] and the share of calibration values "
+                     "outside it. Bold, with a solid line: the method whose range the run used.")
+
+
 def method_colour(method: str) -> str:
     return METHOD_COLOURS.get(method, "#000000")
 
@@ -260,19 +264,21 @@ class MethodLegend(QLabel):
     def __init__(self) -> None:
         super().__init__()
         self.setTextFormat(Qt.TextFormat.RichText)
-        self.setToolTip("Each calibration method's clipping range [min, max] and the share of calibration "
-                        "values outside it. Bold, with a solid line: the method used.")
         self._ranges: list[MethodRange] = []
         self._chosen = ""
+        self.setToolTip(METHOD_LEGEND_TIP)
 
-    def set_ranges(self, ranges: list[MethodRange], chosen: str) -> None:
+    def set_ranges(self, ranges: list[MethodRange], chosen: str, reason: str = "") -> None:
+        """``chosen``: the method whose range the run used; ``reason``: why, when not the recipe's method."""
         self._ranges, self._chosen = list(ranges), chosen
+        self.setToolTip(METHOD_LEGEND_TIP + (f" Here {chosen}: {reason}." if reason else ""))
         self.setMinimumWidth(math.ceil(self._width_of(_legend_html(ranges, chosen, 1))) if ranges else 0)
         self._reflow()
 
     def clear(self) -> None:
         self._ranges = []
         self.setMinimumWidth(0)
+        self.setToolTip(METHOD_LEGEND_TIP)
         super().clear()
 
     def sizeHint(self) -> QSize:

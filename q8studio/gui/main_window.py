@@ -21,7 +21,7 @@ from ..core.model import LoadedModel, load_model
 from ..core.probe import comparison_view
 from ..core.profile import ProfileReport, boundary_marks, slower_in_int8
 from ..core.tensorview import NodeNumbers, node_numbers
-from ..core.workflow import StudioRun, input_numbers, latest_timing
+from ..core.workflow import StudioRun, input_numbers, latest_timing, run_node_numbers
 from . import formatting as fmt
 from .errors import ErrorReporter
 from .explain_dock import ExplainDock
@@ -362,9 +362,7 @@ class MainWindow(QMainWindow):
         self.histograms.show_activation(None, None, [], "", "Computing…")
         self.histograms.show_comparison(None, "Computing…")
         result = run.result
-        self.inspect.start(lambda _progress: node_numbers(
-            model, name, stats=result.stats, prepared=result.prepared.model, recipe=result.recipe
-        ))
+        self.inspect.start(lambda _progress: run_node_numbers(model, name, result))
 
     def _on_node_numbers(self, numbers: NodeNumbers) -> None:
         model, run = self.session.model, self.session.run
@@ -392,7 +390,7 @@ class MainWindow(QMainWindow):
         else:
             caption = f"{node.op_type}'s own output is not quantized; showing the nearest tensor that is:"
         self.histograms.show_activation(numbers.stats, numbers.activation_histogram, numbers.ranges,
-                                        run.result.recipe.method, caption)
+                                        numbers.used, caption)
         self._compare_tensor(measured)
 
     def _show_input_numbers(self, numbers: NodeNumbers) -> None:
@@ -405,7 +403,7 @@ class MainWindow(QMainWindow):
             self.histograms.show_comparison(None, none)
             return
         self.histograms.show_activation(numbers.stats, numbers.activation_histogram, numbers.ranges,
-                                        run.result.recipe.method)
+                                        numbers.used)
         self._compare_tensor(numbers.tensor)
 
     def _on_node_numbers_failed(self, message: str, details: str) -> None:

@@ -64,7 +64,8 @@ TOOLTIPS = {
     "speedup": "float32 time / int8 time, glue included: below 1× int8 made the layer slower",
     "integer": "Whether the int8 model computes this layer with integer kernels or float ones "
                "(“float, kept”: it holds a node kept in float on request; “float”: the quantizer left it so)",
-    "macs": "Multiply-accumulates of the layer's Conv/Gemm/MatMul at batch 1",
+    "macs": "Multiply-accumulates of the layer in the profiled run, at the shapes of its data (Conv, ConvTranspose, "
+            "Gemm, MatMul, LSTM/GRU/RNN); ? where they are unknown (an operator not counted, or shapes not known)",
 }
 BANNERS = {True: "color: #1b5e20; background: #e8f5e9; border: 1px solid #a5d6a7;",
            False: "color: #8a1c1c; background: #fdecea; border: 1px solid #f5b7b1;",
@@ -90,7 +91,8 @@ class SpeedTableModel(RowTableModel[LayerTiming]):
         """The nodes and kernels whole: a narrow table elides them."""
         kernels = [f"{model} kernel: {_cell_text(row, key)}" for model, key in
                    (("float32", "float_kernels"), ("int8", "int8_kernels"))]
-        return "\n".join([*row.members, f"Op: {row.op_type}", *kernels])
+        unknown = [f"MACs unknown for: {', '.join(row.macs_unknown)}"] if not row.macs_known else []
+        return "\n".join([*row.members, f"Op: {row.op_type}", *kernels, *unknown])
 
     def is_number(self, key: str) -> bool:
         return key in NUMBER_COLUMNS
@@ -107,6 +109,8 @@ def _cell_value(layer: LayerTiming, key: str) -> object:
         return " + ".join(value)
     if key == "integer":
         return int(value) if layer.int8_kernels else -1
+    if key == "macs" and not layer.macs_known:
+        return -1  # apart from every count, 0 included: sorted below the layers that compute nothing
     return value
 
 
@@ -121,7 +125,7 @@ def _cell_text(layer: LayerTiming, key: str) -> str:
     if key == "speedup":
         return fmt.times(value)
     if key == "macs":
-        return f"{value:,}"
+        return f"{value:,}" if layer.macs_known else "?"
     if isinstance(value, float):
         return f"{value:.1f}"
     return str(value)
@@ -140,7 +144,7 @@ def summary_html(report: ProfileReport, tally: FloatTally = NOTHING_KEPT) -> str
         lines.append(f"Profiled run: float32 {float_time}, int8 {int8_time}")
     lines.append(f"Slower in int8: {len(slower_in_int8(report))} of {len(report.layers)} layers")
     lines.append(f"Glue per run: Q/DQ {report.int8.qdq_us:.1f} µs, layout {report.int8.layout_us:.1f} µs")
-    lines.append(f"Integer kernels: {fmt.percent(report.integer_mac_share, 0)} of multiply-accumulates")
+    lines.append(f"Integer kernels: {escape(report.mac_share_text())}")  # of those counted, when some are unknown
     constants = sum(boundary.of_constant for boundary in report.boundaries)
     lines.extend(_boundary_lines([b for b in report.boundaries if not b.of_constant]))
     if constants:
