@@ -6,9 +6,11 @@ from pathlib import Path
 
 from PySide6.QtCore import QEvent, QPoint, QPointF, QSettings, Qt
 from PySide6.QtGui import QMouseEvent
-from PySide6.QtWidgets import QApplication, QDockWidget
+from PySide6.QtWidgets import QApplication, QDockWidget, QTreeWidget
 
 from q8studio.gui.main_window import MainWindow
+
+RUN_TIMEOUT_MS = 60_000
 
 
 def open_demo_window(qtbot, tmp_path: Path) -> MainWindow:
@@ -47,3 +49,21 @@ def drag_dock_separator(qtbot, window: MainWindow, dock: QDockWidget, dx: int) -
     send(QEvent.Type.MouseMove, x + dx, Qt.MouseButton.LeftButton)
     qtbot.wait(50)
     send(QEvent.Type.MouseButtonRelease, x + dx, Qt.MouseButton.NoButton)
+
+
+def run_to_end(qtbot, window: MainWindow):
+    """Quantize and compare, and wait for the profile too: the run's :class:`~q8studio.core.workflow.StudioRun`."""
+    with qtbot.waitSignal(window.run_finished, timeout=RUN_TIMEOUT_MS):
+        window.start_run()
+    assert window.session.profile is not None, window.results.speed.verdict.text()
+    return window.session.run
+
+
+def tree_rows(tree: QTreeWidget) -> dict[str, dict[str, str]]:
+    """A property tree as {section: {name: value}}."""
+    sections = {}
+    for i in range(tree.topLevelItemCount()):
+        section = tree.topLevelItem(i)
+        sections[section.text(0)] = {section.child(j).text(0): section.child(j).text(1)
+                                     for j in range(section.childCount())}
+    return sections

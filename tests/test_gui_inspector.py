@@ -6,7 +6,6 @@ from pathlib import Path
 
 import onnx
 import pytest
-from PySide6.QtWidgets import QTreeWidget
 
 from builders import LIGHT_MODELS, save
 from q8studio.core.data import load_data
@@ -17,16 +16,8 @@ from q8studio.core.tensorview import node_numbers
 from q8studio.core.workflow import StudioRun, overlay_values, quantize_and_compare
 from q8studio.gui import formatting as fmt
 from q8studio.gui.inspector import Inspector
+from gui_actions import tree_rows
 from test_tensorview import weights_as_constant_nodes
-
-
-def tree_rows(tree: QTreeWidget) -> dict[str, dict[str, str]]:
-    sections = {}
-    for i in range(tree.topLevelItemCount()):
-        section = tree.topLevelItem(i)
-        sections[section.text(0)] = {section.child(j).text(0): section.child(j).text(1)
-                                     for j in range(section.childCount())}
-    return sections
 
 
 @pytest.fixture

@@ -16,7 +16,7 @@ import pytest
 from PySide6.QtCore import Qt
 
 from builders import save, small_cnn
-from gui_actions import click_graph_node, open_demo_window
+from gui_actions import RUN_TIMEOUT_MS, click_graph_node, open_demo_window, run_to_end
 from test_profile_macs import unknown_shape
 from q8studio.core import evaluate as evaluate_module
 from q8studio.core.data import load_data
@@ -51,7 +51,6 @@ from q8studio.gui.speed_panel import (
     summary_html,
 )
 
-RUN_TIMEOUT_MS = 60_000
 DEPTHWISE = "/block1/depthwise/conv/Conv"
 
 
@@ -60,13 +59,6 @@ def demo(qtbot, tmp_path: Path) -> MainWindow:
     window = open_demo_window(qtbot, tmp_path)
     window.quantize_panel.samples.setValue(120)
     return window
-
-
-def run_to_end(qtbot, window: MainWindow):
-    with qtbot.waitSignal(window.run_finished, timeout=RUN_TIMEOUT_MS):
-        window.start_run()
-    assert window.session.profile is not None, window.results.speed.verdict.text()
-    return window.session.run
 
 
 def explained(qtbot, window: MainWindow, node: str, sample: int = 0):

@@ -11,16 +11,14 @@ from pathlib import Path
 
 import pytest
 from PySide6.QtCore import Qt
-from PySide6.QtWidgets import QTreeWidget
 
-from gui_actions import click_graph_node, open_demo_window
+from gui_actions import RUN_TIMEOUT_MS, click_graph_node, open_demo_window, run_to_end, tree_rows
 from q8studio.core.evaluate import INPUT_OP
 from q8studio.gui import formatting as fmt
 from q8studio.gui.main_window import MainWindow
 from q8studio.gui.results_panel import OP_COLUMN
 from q8studio.gui.speed_panel import COLUMNS, KEPT_FLOAT
 
-RUN_TIMEOUT_MS = 60_000
 FLATTEN = "/flatten/Flatten"
 
 
@@ -29,22 +27,6 @@ def demo(qtbot, tmp_path: Path) -> MainWindow:
     window = open_demo_window(qtbot, tmp_path)
     window.quantize_panel.samples.setValue(120)
     return window
-
-
-def run_to_end(qtbot, window: MainWindow):
-    with qtbot.waitSignal(window.run_finished, timeout=RUN_TIMEOUT_MS):
-        window.start_run()
-    assert window.session.profile is not None, window.results.speed.verdict.text()
-    return window.session.run
-
-
-def tree_rows(tree: QTreeWidget) -> dict[str, dict[str, str]]:
-    sections = {}
-    for i in range(tree.topLevelItemCount()):
-        section = tree.topLevelItem(i)
-        sections[section.text(0)] = {section.child(j).text(0): section.child(j).text(1)
-                                     for j in range(section.childCount())}
-    return sections
 
 
 def click_input_row(qtbot, window: MainWindow) -> int:

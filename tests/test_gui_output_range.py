@@ -14,14 +14,13 @@ from pathlib import Path
 import pytest
 from PySide6.QtCore import Qt
 
-from gui_actions import click_graph_node, open_demo_window
+from gui_actions import RUN_TIMEOUT_MS, click_graph_node, open_demo_window
 from q8studio.core.quantize import output_tensors
 from q8studio.core.recipe import Recipe
 from q8studio.core.tensorview import OUTPUT_KEEPS_RANGE, range_used
 from q8studio.gui import formatting as fmt
 from q8studio.gui.main_window import MainWindow
 
-RUN_TIMEOUT_MS = 60_000
 LOGITS_NODE = "/fc/Gemm"
 INNER_NODE = "/stem/relu/Relu"
 BOLD_ENTRY = re.compile(r"<b>(\w+)</b></td><td[^>]*>\[([^\]]*)\]")

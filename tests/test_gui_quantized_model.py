@@ -8,10 +8,11 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+from gui_actions import tree_rows
 from q8studio.core.refusals import quantize_refusal
 from q8studio.gui.main_window import MainWindow
 from q8studio.gui.results_panel import NO_RUN
-from test_gui_window import make_window, plotted, tree_rows
+from test_gui_window import make_window, plotted
 
 
 @pytest.fixture

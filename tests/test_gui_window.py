@@ -17,10 +17,10 @@ from onnx import TensorProto, helper, numpy_helper
 import pytest
 from PySide6.QtCore import QMimeData, QPointF, QSettings, Qt, QUrl
 from PySide6.QtGui import QDropEvent, QImage, QPainter, QTextDocument
-from PySide6.QtWidgets import QMessageBox, QTreeWidget
+from PySide6.QtWidgets import QMessageBox
 
 from builders import save, with_argmax
-from gui_actions import click_graph_node
+from gui_actions import click_graph_node, tree_rows
 from q8studio.__main__ import main as cli_main
 from q8studio.core.data import load_data
 from q8studio.core.demo import demo_assets
@@ -69,15 +69,6 @@ def run_to_end(qtbot, window: MainWindow):
     with qtbot.waitSignal(window.run_finished, timeout=RUN_TIMEOUT_MS) as blocker:
         window.start_run()
     return blocker.args[0]
-
-
-def tree_rows(tree: QTreeWidget) -> dict[str, dict[str, str]]:
-    sections = {}
-    for i in range(tree.topLevelItemCount()):
-        section = tree.topLevelItem(i)
-        children = [section.child(j) for j in range(section.childCount())]
-        sections[section.text(0)] = {child.text(0): child.text(1) for child in children}
-    return sections
 
 
 def plotted(item) -> tuple[np.ndarray, np.ndarray]:
