@@ -28,10 +28,9 @@ class Session(QObject):
         super().__init__(parent)
         self.model: LoadedModel | None = None
         self.refusal: str | None = None  # why the open model cannot be quantized
-        self.selected: str | None = None  # the selected node
-        self.selected_input: str | None = None
-        """Or the selected model input: no node computes it, but the per-layer table lists its error, and
-        a row selected there must not leave the other views on the node selected before."""
+        self.selection: str | None = None
+        """The selected node's name, or a model input's: no node computes an input, but the per-layer table
+        lists its error, and a row selected there must not leave the other views on the node selected before."""
         self.exclude: tuple[str, ...] = ()
         self.run: StudioRun | None = None
         self.run_calibration: Dataset | None = None
@@ -43,7 +42,7 @@ class Session(QObject):
         """A new model starts from scratch: no selection, no exclusions, no results."""
         self.model = model
         self.refusal = quantize_refusal(model) if model is not None else None
-        self.selected = self.selected_input = None
+        self.selection = None
         self.exclude = ()
         self.set_run(None, None, None)
         self.model_changed.emit(model)
@@ -51,21 +50,25 @@ class Session(QObject):
         self.selection_changed.emit("")
 
     @property
-    def selection(self) -> str | None:
-        """The selected node's or model input's name."""
-        return self.selected or self.selected_input
+    def selected(self) -> str | None:
+        """The selected node (None while a model input is selected). A node of the same name as an input
+        wins: the graph, the Node dock and Explain all show nodes."""
+        graph = self.model.graph if self.model is not None else None
+        return self.selection if graph is not None and self.selection in graph.by_name else None
+
+    @property
+    def selected_input(self) -> str | None:
+        """The selected model input, when the selection is not a node."""
+        return self.selection if self.selection is not None and self.selected is None else None
 
     def select(self, name: str | None) -> None:
-        """Select a node, or a model input; any other name is ignored. A node of the same name as an input
-        wins: the graph, the Node dock and Explain all show nodes."""
+        """Select a node, or a model input; any other name is ignored."""
         graph = self.model.graph if self.model is not None else None
         if graph is None or (name or None) == self.selection:
             return
-        is_node = bool(name) and name in graph.by_name
-        if name and not is_node and name not in graph.inputs:
+        if name and name not in graph.by_name and name not in graph.inputs:
             return
-        self.selected = name if is_node else None
-        self.selected_input = name if name and not is_node else None
+        self.selection = name or None
         self.selection_changed.emit(name or "")
 
     def set_exclusions(self, names: tuple[str, ...] | list[str]) -> None:
