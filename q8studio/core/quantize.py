@@ -396,11 +396,8 @@ def _keep_float_at_run_time(path: Path, kept: tuple[str, ...]) -> None:
     """Rewrite the written model so ONNX Runtime computes the ``kept`` layers in float (with the
     quantizer's output alone, it computes most of them in int8 anyway) and list them in it (see
     :mod:`.floatpath`)."""
-    if not kept:
-        return
-    model = onnx.load(str(path))
-    keep_in_float(model, kept)
-    onnx.save(model, str(path))
+    if kept:
+        _rewrite(path, lambda model: keep_in_float(model, kept))
 
 
 def _check_it_runs(path: Path, feed: dict[str, np.ndarray]) -> None:
