@@ -27,7 +27,7 @@ from .explainrun import (
     run_on_sample,
 )
 from .explainsample import SampleFeed, sample_feed
-from .explainstep import checked_index, pick_element
+from .explainstep import checked_index, float_model_lines, pick_element
 from .model import Graph, LoadedModel, Node
 from .runtimegraph import RuntimeNode
 from .weights import QuantParams, qdq_params
@@ -72,9 +72,7 @@ class AddElement:
             f"dequantized S_y·(y_q − Z_y) = {float(y.scale):.6g}·{self.kernel_y_q - z_y} = {self.y_real:.6g}",
             f"ONNX Runtime: y_q = {self.runtime_y_q}",
         ]
-        if self.float_value is not None:
-            lines.append(f"float model: {self.float_value:.6g} (int8 error {self.y_real - self.float_value:+.3g})")
-        return lines
+        return lines + float_model_lines(self.y_real, self.float_value)
 
     def to_dict(self) -> dict[str, Any]:
         return dict(self.__dict__)

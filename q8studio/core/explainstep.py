@@ -92,9 +92,7 @@ class WorkedElement:
             f"dequantized S_y·(y_q - Z_y) = {self.y_scale:.6g}·{self.y_q - self.y_zero_point} = {self.y_real:.6g}",
             f"ONNX Runtime: {self.runtime_value:g} (its float32 requantization gives {self.ort_y_q})",
         ]
-        if self.float_value is not None:
-            lines.append(f"float model: {self.float_value:.6g} (int8 error {self.y_real - self.float_value:+.3g})")
-        return lines
+        return lines + float_model_lines(self.y_real, self.float_value)
 
     def to_dict(self) -> dict[str, Any]:
         data = {k: (v.tolist() if isinstance(v, np.ndarray) else v) for k, v in self.__dict__.items()}
@@ -181,6 +179,13 @@ def worked_element(node: Node, x: QuantParams, w: QuantParams, bias_q: np.ndarra
         runtime_value=float(runtime[index]),
         float_value=float_value, alpha=alpha, bias_factor=bias_factor,
     )
+
+
+def float_model_lines(y_real: float, float_value: float | None) -> list[str]:
+    """The worked element's last step, when the float model was given: its value and the int8 error."""
+    if float_value is None:
+        return []
+    return [f"float model: {float_value:.6g} (int8 error {y_real - float_value:+.3g})"]
 
 
 def checked_index(node: Node, index: tuple[int, ...], shape: tuple[int, ...]) -> tuple[int, ...]:
