@@ -13,6 +13,7 @@ from q8studio.core.demo import demo_assets
 from q8studio.core.model import load_model
 from q8studio.core.session import cpu_session
 from q8studio.core.stats import collect_tensor_stats, sampling_stride
+from q8studio.core.summaries import plan_summaries
 
 from builders import light_model, save, write_npz
 
@@ -20,26 +21,40 @@ from builders import light_model, save, write_npz
 @pytest.mark.parametrize("histogram_values", [0, 1000])
 def test_streamed_pass_equals_one_shot_statistics_of_every_activation(histogram_values: int) -> None:
     """Batches of 8 through the worker thread give, bit for bit, the statistics of all samples at once
-    (the EMA included), with every value binned (0) or a sample of about 1,000 of each sample's 4,096 values."""
+    (the EMA included), with every value binned (0) or a sample of about 1,000 of each sample's 4,096 values.
+    The non-negative 4-D activations are then summarised inside the model: their histogram is that of
+    the grid of every third row and column, their maximum still that of every value."""
     demo = demo_assets()
     model = load_model(demo.model)
     data = load_data(demo.calibration, model).limited(37)  # not a multiple of the batch size
     names = tensors_to_calibrate(model.proto)
+    summarised = plan_summaries(model.proto, names, histogram_values)
 
     streamed = collect_statistics(model, data, names=names, histogram_values=histogram_values)
 
     all_at_once = next(data.batches(37))
     everything = dict(zip(names, cpu_session(model.proto, outputs=names).run(names, all_at_once)))
+    assert (len(summarised) > 0) == (histogram_values > 0)
     for name in names:
-        one_shot = collect_tensor_stats([everything[name]], name=name, values_per_sample=histogram_values)
-        got = streamed[name]
-        assert (got.count, got.min, got.max, got.bound, got.stride, got.ema_min, got.ema_max) == (
-            one_shot.count, one_shot.min, one_shot.max, one_shot.bound, one_shot.stride,
-            one_shot.ema_min, one_shot.ema_max)  # the EMA steps per sample, whatever the batch
-        np.testing.assert_array_equal(got.hist, one_shot.hist)
-        per_sample = everything[name][0].size
-        assert got.count == 37 * per_sample
-        assert (got.stride > 1) == (0 < histogram_values < per_sample)
+        values, got = everything[name], streamed[name]
+        if name in summarised:
+            assert summarised[name].step == 3
+            grid = values[:, :, ::3, ::3]
+            one_shot = collect_tensor_stats([grid], name=name)
+            assert got.stride == round(values[0].size / grid[0].size) > 1
+            assert (got.min, got.max) == (float(values.min()), float(values.max())) == (0.0, float(values.max()))
+            expected_ema_max = float(values[0].max())
+            for sample in values[1:]:
+                expected_ema_max = expected_ema_max * 0.9 + float(sample.max()) * (1.0 - 0.9)
+            assert (got.ema_min, got.ema_max) == (one_shot.ema_min, expected_ema_max)
+        else:
+            one_shot = collect_tensor_stats([values], name=name, values_per_sample=histogram_values)
+            assert (got.min, got.max, got.stride, got.ema_min, got.ema_max) == (
+                one_shot.min, one_shot.max, one_shot.stride, one_shot.ema_min, one_shot.ema_max)
+            assert (got.stride > 1) == (0 < histogram_values < values[0].size)
+        assert got.bound == one_shot.bound
+        np.testing.assert_array_equal(got.hist, one_shot.hist)  # the EMA steps per sample, whatever the batch
+        assert got.count == 37 * values[0].size
 
 
 @pytest.mark.parametrize("histogram_values", [0, 8192])

@@ -183,9 +183,10 @@ def test_full_run_matches_the_core_and_table_clicks_select_nodes(qtbot, demo: Ma
     stats = run.result.stats[tensor]
     per_sample = int(np.prod(demo.session.model.graph.tensors[tensor].shape[1:]))
     _, counts = plotted(demo.histograms.activation_hist)
-    assert stats.count == 120 * per_sample and stats.stride == 5  # the smallest prime >= 4096/1000 not dividing it
-    assert counts.sum() == stats.hist.sum() == len(range(0, stats.count, 5))
-    assert "1 value in 5" in demo.histograms.activation_header.text()
+    # a Relu's output, summarised in the model: every 3rd row and column of its 16 channels of 16x16
+    assert stats.count == 120 * per_sample and stats.stride == round(4096 / (16 * 6 * 6)) == 7
+    assert counts.sum() == stats.hist.sum() == 120 * 16 * 6 * 6
+    assert "1 value in 7" in demo.histograms.activation_header.text()
     minmax_line = demo.histograms.method_lines["minmax"][0]
     assert minmax_line.value() == pytest.approx(run.result.ranges[tensor][1])
     assert set(demo.histograms.method_lines) == {"minmax", "percentile", "entropy", "mse", "ema"}

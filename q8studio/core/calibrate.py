@@ -3,7 +3,9 @@
 The model is run with those tensors exposed as extra outputs; each batch's values update
 :class:`~q8studio.core.stats.TensorStats` and are dropped at once, so memory does not grow
 with the number of samples (onnxruntime's own histogram calibrators keep them all). A Concat
-whose inputs are all calibrated is not exposed: its statistics are its inputs' combined.
+whose inputs are all calibrated is not exposed: its statistics are its inputs' combined. A large
+activation that cannot be negative is not exposed either, but summarised inside the model
+(:mod:`.summaries`).
 """
 
 from __future__ import annotations
@@ -18,7 +20,9 @@ from .optypes import QDQ_QUANTIZABLE_OPS
 from .prefetch import for_each_prefetched
 from .progress import NO_PROGRESS, Progress
 from .session import BatchRunner, cpu_session
+from .skeleton import with_weights_outside
 from .stats import BatchExtent, TensorStats
+from .summaries import add_summary_nodes, plan_summaries
 
 _FLOAT_ELEM_TYPES = {onnx.TensorProto.FLOAT, onnx.TensorProto.FLOAT16}
 
@@ -79,8 +83,14 @@ def collect_statistics(
     names = tensors_to_calibrate(model.proto) if names is None else names
     combined = concat_parts(model.proto, names)
     exposed = [name for name in names if name not in combined]
-    # Spinning speeds up min/max; with histograms it gained nothing, and the window's calibration bins them.
-    session = cpu_session(model.proto, outputs=exposed, spinning="never" if histograms else "within-runs")
+    summaries = plan_summaries(model.proto, exposed, histogram_values)
+    whole = [name for name in exposed if name not in summaries]
+    fetched = whole + [output for summary in summaries.values() for output in (summary.maxima, summary.grid)]
+    split = with_weights_outside(model.proto)
+    add_summary_nodes(split.shell, summaries.values())
+    # Spinning pays when the numpy beside each run is light; binning every value of large tensors is not.
+    light = histogram_values > 0 or not histograms
+    session = cpu_session(split, outputs=fetched, spinning="within-runs" if light else "never")
     stats = {
         name: TensorStats(
             name, momentum=ema_momentum, histogram=histograms, values_per_sample=histogram_values,
@@ -94,7 +104,11 @@ def collect_statistics(
     def absorb(feed: dict[str, np.ndarray], values: list[np.ndarray]) -> None:
         nonlocal done
         samples = len(next(iter(feed.values())))
-        extents = {name: stats[name].update(value, samples) for name, value in zip(exposed, values)}
+        got = dict(zip(fetched, values))
+        extents = {name: stats[name].update(got[name], samples) for name in whole}
+        for name, summary in summaries.items():
+            extents[name] = stats[name].update_from_grid(
+                got[summary.grid], got[summary.maxima], summary.values_per_sample, summary.stride)
         for name, parts in combined.items():
             extents[name] = BatchExtent.union(extents[part] for part in parts)
             stats[name].add_extent(extents[name])
@@ -102,7 +116,7 @@ def collect_statistics(
         progress.report("Calibrating", done, data.count)
 
     runner = BatchRunner(model, session)
-    for_each_prefetched(lambda feed: runner.run(exposed, feed), runner.feeds(data), absorb)
+    for_each_prefetched(lambda feed: runner.run(fetched, feed), runner.feeds(data), absorb)
     for name, parts in combined.items():
         stats[name].combine_histograms([stats[part] for part in parts])
     return stats

@@ -10,8 +10,9 @@ histogram computed in one shot with the final bound, bit for bit.
 
 Binning costs about 1.5 ns a value, more than ONNX Runtime spends computing one, so the histogram
 of a large activation may take a systematic sample: every ``stride``-th value of the stream of
-all values ever seen. Min, max, EMA and count always see every value; and since the sample is
-defined on the whole stream, not per batch, the bit-for-bit property above holds for it too. The
+all values ever seen. Min, max, EMA and count see every value (but for the minimum of a
+non-negative activation summarised inside the model, see :mod:`.summaries`); and since the sample
+is defined on the whole stream, not per batch, the bit-for-bit property above holds for it too. The
 EMA likewise steps once per sample (a row of the leading axis), not once per batch, so the same
 samples give the same EMA whatever their batching.
 """
@@ -218,6 +219,28 @@ class TensorStats:
         rows = array.shape[0] if array.ndim and (samples is None or array.shape[0] == samples) else 1
         per_row = values.reshape(rows, -1)
         extent = BatchExtent(values.size, per_row.min(axis=1), per_row.max(axis=1))
+        if self.histogram and self.stride == 0:
+            self.stride = sampling_stride(values.size // rows, self.values_per_sample)
+        self._absorb(extent, values[(-self.count) % self.stride :: self.stride] if self.histogram else values)
+        return extent
+
+    def update_from_grid(self, grid: np.ndarray, row_max: np.ndarray, values_per_row: int, stride: int) -> BatchExtent:
+        """Add one batch of a tensor summarised inside the model (:mod:`.summaries`): ``grid`` holds a
+        regular sample of each sample's ``values_per_row`` values (one row per sample), each sampled
+        value standing for ``stride`` of them, and ``row_max`` each sample's per-channel maxima. The
+        grid is binned whole; the minimum is the grid's, which is why only tensors that cannot be
+        negative are summarised: their quantization range starts at zero whatever their minimum."""
+        rows = len(grid)
+        values = np.asarray(grid, dtype=np.float32).reshape(-1)
+        extent = BatchExtent(rows * values_per_row, values.reshape(rows, -1).min(axis=1),
+                             np.asarray(row_max, dtype=np.float32).reshape(rows, -1).max(axis=1))
+        if self.histogram:
+            self.stride = stride
+        self._absorb(extent, values)
+        return extent
+
+    def _absorb(self, extent: BatchExtent, sample: np.ndarray) -> None:
+        """Count, min, max and EMA of a batch, and its ``sample`` into the histogram."""
         lo, hi = extent.lo, extent.hi
         if not (math.isfinite(lo) and math.isfinite(hi)):
             raise Q8Error(
@@ -225,16 +248,12 @@ class TensorStats:
                 "check the model and the calibration data."
             )
         if self.histogram:
-            if self.stride == 0:
-                self.stride = sampling_stride(values.size // rows, self.values_per_sample)
-            sample = values[(-self.count) % self.stride :: self.stride]
             self._grow(_bound_for(max(-lo, hi, self.max_abs)))
             reaches_bound = hi == self.bound
             _bin_into(self.hist, sample, self.bound, reaches_bound)
             if reaches_bound:
                 self.at_bound += int(np.count_nonzero(sample == hi))
         self.add_extent(extent)
-        return extent
 
     def add_extent(self, extent: BatchExtent) -> None:
         """Count, min, max and EMA of a batch, without its histogram: the whole update for a tensor
