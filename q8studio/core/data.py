@@ -96,8 +96,9 @@ class Dataset:
                 dtype = self.input_dtypes.get(name, batch.dtype)
                 with np.errstate(over="ignore"):  # said below, in one line, rather than as numpy's warning
                     feed[name] = np.ascontiguousarray(batch, dtype=dtype)
-                _check_finite(feed[name], where, name, start,
-                              f"values too large for the model's {np.dtype(dtype).name}")
+                if feed[name].dtype != batch.dtype:  # only a cast can overflow
+                    _check_finite(feed[name], where, name, start,
+                                  f"values too large for the model's {np.dtype(dtype).name}")
             start += len(next(iter(feed.values())))
             yield feed
 
