@@ -80,7 +80,7 @@ def build_parser() -> argparse.ArgumentParser:
     quantize.add_argument("--calib", type=Path, required=True, metavar="DATA",
                           help="calibration samples: .npz, .npy or image folder")
     quantize.add_argument("-o", "--output", type=_output_path, required=True, metavar="OUT.onnx",
-                          help="where to write the int8 model (never over the source)")
+                          help="where to write the int8 model (never over the source; missing folders are made)")
     quantize.add_argument("--recipe", type=Path, metavar="RECIPE.json",
                           help="start from the settings of a saved recipe or report")
     quantize.add_argument("--method", choices=("minmax", "percentile", "entropy", "mse", "ema"),
@@ -94,7 +94,8 @@ def build_parser() -> argparse.ArgumentParser:
     quantize.add_argument("--samples", type=int, metavar="N", help="use at most N calibration samples (default: all)")
     quantize.add_argument("--histogram-values", type=int, metavar="N",
                           help="percentile, entropy, mse: values of each sample of an activation binned into its "
-                               "histogram (0 = all); min and max always see every value")
+                               "histogram (0 = all); the max sees every value, the min too but for large activations "
+                               "that cannot be negative (their range starts at 0 anyway)")
     quantize.add_argument("--activations", choices=("uint8", "int8"), help="integer type of the activations")
     quantize.add_argument("--symmetric-activations", action=argparse.BooleanOptionalAction, default=None,
                           help="activation ranges symmetric around 0 (--no-... overrides a recipe)")

@@ -88,8 +88,9 @@ def collect_statistics(
     fetched = whole + [output for summary in summaries.values() for output in (summary.maxima, summary.grid)]
     split = with_weights_outside(model.proto)
     add_summary_nodes(split.shell, summaries.values())
-    # Spinning pays when the numpy beside each run is light; binning every value of large tensors is not.
-    light = histogram_values > 0 or not histograms
+    # Spinning pays when the numpy beside each run is light: min/max alone, or histograms of samples taken
+    # in the model. Binning whole tensors beside it is not (the demo's 200 samples: 38 ms spinning, 34 without).
+    light = not histograms or bool(summaries)
     session = cpu_session(split, outputs=fetched, spinning="within-runs" if light else "never")
     stats = {
         name: TensorStats(

