@@ -46,6 +46,7 @@ def prepare(name: str, workdir: Path, calib_count: int, eval_count: int) -> dict
     else:
         path = workdir / f"squeezenet_opset{SQUEEZENET_OPSET}.onnx"
         if not path.exists():
+            workdir.mkdir(parents=True, exist_ok=True)
             onnx.save(squeezenet_model(), str(path))
         model = load_model(path)
         key = model.graph.inputs[0]

@@ -314,7 +314,8 @@ def results_section(models: list[tuple[Bench, list[Row], dict]], info: dict[str,
         "ranges, QDQ writing and a verification run. \"calib pass\" is the streaming calibration pass alone "
         "(session creation, inference and statistics: what the float floor does, plus the statistics), with "
         "q8studio's default histogram sample (at most 8,192 values of each sample of each activation are binned; "
-        "min and max see every value).",
+        "the max sees every value; the large non-negative activations are summarised inside the model, "
+        "q8studio/core/summaries.py).",
         "- **ORT**: a fresh process runs `quant_pre_process`, then `quantize_static` (`CalibrationMethod.MinMax / "
         "Percentile / Entropy`, default extra options) with a `CalibrationDataReader` streaming the same samples "
         "from the .npz; both steps are in the time. Defaults matter: Percentile is symmetric on |x| with 2048 bins; "

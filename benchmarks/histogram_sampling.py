@@ -1,7 +1,7 @@
 """What binning a regular sample of each activation costs in clipping ranges and saves in time.
 
 q8studio's calibration bins at most ``--histogram-values`` values of each sample of each activation
-(min and max see every value). This script measures the trade on a 224x224 SqueezeNet: for each
+(the max sees every value). This script measures the trade on a 224x224 SqueezeNet: for each
 budget, how far the percentile / entropy / MSE ranges move from those of a histogram of every value,
 set against how far they move when calibrating on a different set of samples of the same size (the
 noise a calibration set brings anyway), and what the calibration pass costs relative to plain float
@@ -110,7 +110,10 @@ def main() -> None:
         f"Each cell: median / largest change of a tensor's clipping-range width against the ranges from a histogram "
         f"of every value of the {args.samples} calibration samples. The first column is the change that calibrating on "
         f"the other {args.samples} samples brings (also every value): the noise of the calibration set itself. The last "
-        "row: the calibration pass (fastest of 3) over session creation plus float inference of the same samples.",
+        "row: the calibration pass (fastest of 3) over session creation plus float inference of the same samples. "
+        "With a budget, a non-negative 4-D activation with more values a sample than the budget bins the grid the "
+        "model itself returns (every 3rd, 5th, ... row and column of every channel: q8studio/core/summaries.py); "
+        "any other bins every s-th value (s prime).",
         "",
         "| " + " | ".join(header) + " |",
         "|" + "---|" * len(header),
