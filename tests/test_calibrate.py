@@ -28,7 +28,7 @@ def test_streamed_pass_equals_one_shot_statistics_of_every_activation(histogram_
     model = load_model(demo.model)
     data = load_data(demo.calibration, model).limited(37)  # not a multiple of the batch size
     names = tensors_to_calibrate(model.proto)
-    summarised = plan_summaries(model.proto, names, histogram_values)
+    summarised = plan_summaries(model, names, histogram_values)
 
     streamed = collect_statistics(model, data, names=names, histogram_values=histogram_values)
 

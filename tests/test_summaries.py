@@ -39,8 +39,8 @@ def test_only_tensors_that_cannot_be_negative_count_as_non_negative() -> None:
     assert non_negative_tensors(signs_model()) == {"relu", "pooled", "both_relu", "relu6"}
 
 
-def test_large_non_negative_4d_activations_are_summarised_on_an_odd_grid_within_the_budget() -> None:
-    model = signs_model()
+def test_large_non_negative_4d_activations_are_summarised_on_an_odd_grid_within_the_budget(tmp_path) -> None:
+    model = load_model(save(signs_model(), tmp_path / "signs.onnx"))
     names = ["x", "relu", "pooled", "both_relu", "relu_and_x", "relu6", "sum"]
 
     plans = plan_summaries(model, names, budget=1000)
@@ -57,20 +57,21 @@ def test_large_non_negative_4d_activations_are_summarised_on_an_odd_grid_within_
     assert set(plan_summaries(model, names, budget=4000)) == {"both_relu"}  # the others fit the budget
 
 
-def test_summary_outputs_get_names_the_model_does_not_use() -> None:
-    model = signs_model()
-    model.graph.node.append(helper.make_node("Identity", ["relu"], ["relu_grid"]))
+def test_summary_outputs_get_names_the_model_does_not_use(tmp_path) -> None:
+    proto = signs_model()
+    proto.graph.node.append(helper.make_node("Identity", ["relu"], ["relu_grid"]))
+    model = load_model(save(proto, tmp_path / "signs.onnx"))
 
     plan = plan_summaries(model, ["relu"], budget=1000)["relu"]
 
     assert plan.grid not in {"relu_grid"} and plan.grid.startswith("relu_grid") and plan.maxima != plan.grid
 
 
-def test_a_tensor_with_unknown_spatial_size_is_returned_whole() -> None:
-    model = signs_model()
-    del model.graph.value_info[:]
-    model.graph.input[0].type.tensor_type.shape.dim[2].dim_param = "H"
-    model = onnx.shape_inference.infer_shapes(model)
+def test_a_tensor_with_unknown_spatial_size_is_returned_whole(tmp_path) -> None:
+    proto = signs_model()
+    del proto.graph.value_info[:]
+    proto.graph.input[0].type.tensor_type.shape.dim[2].dim_param = "H"
+    model = load_model(save(onnx.shape_inference.infer_shapes(proto), tmp_path / "signs.onnx"))
 
     assert plan_summaries(model, ["relu"], budget=1000) == {}
 

@@ -83,7 +83,7 @@ def collect_statistics(
     names = tensors_to_calibrate(model.proto) if names is None else names
     combined = concat_parts(model.proto, names)
     exposed = [name for name in names if name not in combined]
-    summaries = plan_summaries(model.proto, exposed, histogram_values)
+    summaries = plan_summaries(model, exposed, histogram_values)
     whole = [name for name in exposed if name not in summaries]
     fetched = whole + [output for summary in summaries.values() for output in (summary.maxima, summary.grid)]
     split = with_weights_outside(model.proto)

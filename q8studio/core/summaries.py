@@ -25,6 +25,8 @@ from dataclasses import dataclass
 import onnx
 from onnx import helper
 
+from .model import LoadedModel, fresh_name
+
 NON_NEGATIVE_OPS = frozenset({"Relu"})
 """Operators whose output is never negative, whatever their input."""
 
@@ -79,18 +81,19 @@ def _clip_floor(node: onnx.NodeProto, constants: dict[str, onnx.TensorProto]) ->
     return float("-inf")
 
 
-def plan_summaries(model: onnx.ModelProto, names: Iterable[str], budget: int) -> dict[str, Summary]:
+def plan_summaries(model: LoadedModel, names: Iterable[str], budget: int) -> dict[str, Summary]:
     """The tensors among ``names`` to summarise, when at most ``budget`` values of each sample are
-    binned (0: every value, so none is summarised): float, 4-D with static channels and spatial
+    binned (0: every value, so none is summarised): float32, 4-D with static channels and spatial
     size, non-negative, and larger than the budget, so that their histogram samples them anyway."""
     if budget <= 0:
         return {}
-    shapes = _static_float_shapes(model)
-    taken = _names_in(model)
+    graph = model.graph
+    taken = {node.name for node in graph.nodes} | set(graph.tensors) | set(graph.producer) | set(graph.consumers)
     plans = {}
-    for name in non_negative_tensors(model).intersection(names):
-        shape = shapes.get(name)
-        if shape is None or len(shape) != 4 or min(shape[1:]) <= 0:
+    for name in non_negative_tensors(model.proto).intersection(names):
+        info = graph.tensors.get(name)
+        shape = info.shape if info is not None and info.dtype == "float32" else None
+        if shape is None or len(shape) != 4 or not all(isinstance(d, int) and d > 0 for d in shape[1:]):
             continue
         channels, height, width = shape[1:]
         step = _grid_step(channels, height, width, budget)
@@ -98,7 +101,7 @@ def plan_summaries(model: onnx.ModelProto, names: Iterable[str], budget: int) ->
             continue
         grid_values = channels * _ceil_div(height, step) * _ceil_div(width, step)
         plans[name] = Summary(
-            name, _fresh(f"{name}_channel_max", taken), _fresh(f"{name}_grid", taken), step,
+            name, fresh_name(f"{name}_channel_max", taken), fresh_name(f"{name}_grid", taken), step,
             channels * height * width, grid_values,
         )
     return plans
@@ -123,36 +126,6 @@ def add_summary_nodes(model: onnx.ModelProto, summaries: Iterable[Summary]) -> N
             helper.make_node("MaxPool", [summary.tensor], [summary.grid], name=summary.grid,
                              kernel_shape=[1, 1], strides=[summary.step, summary.step]),
         ])
-
-
-def _static_float_shapes(model: onnx.ModelProto) -> dict[str, list[int]]:
-    shapes = {}
-    for info in [*model.graph.value_info, *model.graph.input, *model.graph.output]:
-        tensor = info.type.tensor_type
-        if info.type.HasField("tensor_type") and tensor.elem_type == onnx.TensorProto.FLOAT and tensor.HasField("shape"):
-            shapes[info.name] = [dim.dim_value if dim.HasField("dim_value") else 0 for dim in tensor.shape.dim]
-    return shapes
-
-
-def _names_in(model: onnx.ModelProto) -> set[str]:
-    graph = model.graph
-    names = {node.name for node in graph.node}
-    for node in graph.node:
-        names.update(node.input)
-        names.update(node.output)
-    names.update(tensor.name for tensor in graph.initializer)
-    names.update(info.name for info in graph.input)
-    return names
-
-
-def _fresh(name: str, taken: set[str]) -> str:
-    """``name``, or it with a number appended, unused in the model; then marked used."""
-    candidate, number = name, 1
-    while candidate in taken:
-        number += 1
-        candidate = f"{name}_{number}"
-    taken.add(candidate)
-    return candidate
 
 
 def _ceil_div(a: int, b: int) -> int:
