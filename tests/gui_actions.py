@@ -13,13 +13,20 @@ from q8studio.gui.main_window import MainWindow
 RUN_TIMEOUT_MS = 60_000
 
 
-def open_demo_window(qtbot, tmp_path: Path) -> MainWindow:
-    """A shown window, with settings of its own in ``tmp_path``, that has opened the bundled demo."""
+QUICK_SAMPLES = 120
+"""Calibration samples the GUI tests run the demo on (it has 500): keeps the suite fast."""
+
+
+def open_demo_window(qtbot, tmp_path: Path, samples: int | None = None) -> MainWindow:
+    """A shown window, with settings of its own in ``tmp_path``, that has opened the bundled demo
+    (to calibrate on ``samples`` of its samples, when given)."""
     window = MainWindow(QSettings(str(tmp_path / "settings.ini"), QSettings.Format.IniFormat))
     qtbot.addWidget(window)
     window.show()
     with qtbot.waitSignal(window.model_loaded, timeout=10_000):
         window.open_demo()
+    if samples is not None:
+        window.quantize_panel.samples.setValue(samples)
     return window
 
 

@@ -7,7 +7,7 @@ from pathlib import Path
 import onnx
 import pytest
 
-from gui_actions import open_demo_window
+from gui_actions import QUICK_SAMPLES, open_demo_window
 from q8studio.gui.main_window import MainWindow
 
 RUN_TIMEOUT_MS = 60_000
@@ -16,8 +16,7 @@ RUN_TIMEOUT_MS = 60_000
 @pytest.fixture
 def demo_run(qtbot, tmp_path: Path) -> MainWindow:
     """The demo opened and run once, on 120 of its calibration samples to keep the test short."""
-    window = open_demo_window(qtbot, tmp_path)
-    window.quantize_panel.samples.setValue(120)
+    window = open_demo_window(qtbot, tmp_path, samples=QUICK_SAMPLES)
     with qtbot.waitSignal(window.run_finished, timeout=RUN_TIMEOUT_MS):
         window.start_run()
     return window

@@ -16,7 +16,7 @@ import pytest
 from PySide6.QtCore import Qt
 
 from builders import save, small_cnn
-from gui_actions import RUN_TIMEOUT_MS, click_graph_node, open_demo_window, run_to_end
+from gui_actions import QUICK_SAMPLES, RUN_TIMEOUT_MS, click_graph_node, open_demo_window, run_to_end
 from test_profile_macs import unknown_shape
 from q8studio.core import evaluate as evaluate_module
 from q8studio.core.data import load_data
@@ -56,8 +56,7 @@ DEPTHWISE = "/block1/depthwise/conv/Conv"
 
 @pytest.fixture
 def demo(qtbot, tmp_path: Path) -> MainWindow:
-    window = open_demo_window(qtbot, tmp_path)
-    window.quantize_panel.samples.setValue(120)
+    window = open_demo_window(qtbot, tmp_path, samples=QUICK_SAMPLES)
     return window
 
 

@@ -12,7 +12,7 @@ from pathlib import Path
 import pytest
 from PySide6.QtCore import Qt
 
-from gui_actions import RUN_TIMEOUT_MS, click_graph_node, open_demo_window, run_to_end, tree_rows
+from gui_actions import QUICK_SAMPLES, RUN_TIMEOUT_MS, click_graph_node, open_demo_window, run_to_end, tree_rows
 from q8studio.core.evaluate import INPUT_OP
 from q8studio.gui import formatting as fmt
 from q8studio.gui.main_window import MainWindow
@@ -24,8 +24,7 @@ FLATTEN = "/flatten/Flatten"
 
 @pytest.fixture
 def demo(qtbot, tmp_path: Path) -> MainWindow:
-    window = open_demo_window(qtbot, tmp_path)
-    window.quantize_panel.samples.setValue(120)
+    window = open_demo_window(qtbot, tmp_path, samples=QUICK_SAMPLES)
     return window
 
 

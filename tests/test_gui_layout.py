@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 from PySide6.QtCore import QSettings, Qt
 
-from gui_actions import drag_dock_separator
+from gui_actions import QUICK_SAMPLES, drag_dock_separator
 from q8studio.gui.main_window import DEFAULT_SIZE, MainWindow
 from q8studio.gui.row_table import ColumnWidths, shared_widths
 from q8studio.gui.speed_panel import COLUMNS as SPEED_COLUMNS
@@ -25,7 +25,7 @@ def window_at(qtbot, settings_path: Path, size: tuple[int, int]) -> MainWindow:
     window.show()
     with qtbot.waitSignal(window.model_loaded, timeout=10_000):
         window.open_demo()
-    window.quantize_panel.samples.setValue(120)
+    window.quantize_panel.samples.setValue(QUICK_SAMPLES)
     qtbot.waitUntil(lambda: window.docks["inspector"].isVisible())
     return window
 

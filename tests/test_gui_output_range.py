@@ -14,7 +14,7 @@ from pathlib import Path
 import pytest
 from PySide6.QtCore import Qt
 
-from gui_actions import RUN_TIMEOUT_MS, click_graph_node, open_demo_window
+from gui_actions import QUICK_SAMPLES, RUN_TIMEOUT_MS, click_graph_node, open_demo_window
 from q8studio.core.quantize import output_tensors
 from q8studio.core.recipe import Recipe
 from q8studio.core.tensorview import OUTPUT_KEEPS_RANGE, range_used
@@ -39,8 +39,7 @@ def test_a_model_output_uses_minmax_whatever_the_method() -> None:
 
 @pytest.fixture
 def entropy_run(qtbot, tmp_path: Path) -> MainWindow:
-    window = open_demo_window(qtbot, tmp_path)
-    window.quantize_panel.samples.setValue(120)
+    window = open_demo_window(qtbot, tmp_path, samples=QUICK_SAMPLES)
     window.quantize_panel.method.setCurrentText("entropy")
     with qtbot.waitSignal(window.run_finished, timeout=RUN_TIMEOUT_MS):
         window.start_run()

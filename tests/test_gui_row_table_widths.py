@@ -11,7 +11,7 @@ from PySide6.QtCore import Qt
 from PySide6.QtWidgets import QApplication, QTableView
 
 from builders import light_model, save, write_npz
-from gui_actions import open_demo_window
+from gui_actions import QUICK_SAMPLES, open_demo_window
 from q8studio.core.data import load_data
 from q8studio.core.demo import demo_assets
 from q8studio.core.model import load_model
@@ -120,9 +120,8 @@ def test_a_large_run_is_shown_without_measuring_its_rows_again_and_again(qtbot, 
 
 def demo_run_at(qtbot, tmp_path: Path, size: tuple[int, int]) -> MainWindow:
     """A window of ``size`` after a run of the demo (which profiles it), showing the Speed tab."""
-    window = open_demo_window(qtbot, tmp_path)
+    window = open_demo_window(qtbot, tmp_path, samples=QUICK_SAMPLES)
     window.resize(*size)
-    window.quantize_panel.samples.setValue(120)
     with qtbot.waitSignal(window.run_finished, timeout=RUN_TIMEOUT_MS):
         window.start_run()
     assert window.session.profile is not None, window.results.speed.verdict.text()

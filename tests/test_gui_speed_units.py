@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from gui_actions import open_demo_window
+from gui_actions import QUICK_SAMPLES, open_demo_window
 from q8studio.gui import formatting as fmt
 from q8studio.gui.main_window import MainWindow
 
@@ -26,8 +26,7 @@ def test_a_latency_pair_shares_one_unit() -> None:
 @pytest.fixture
 def profiled_demo(qtbot, tmp_path: Path) -> MainWindow:
     """A window that ran the demo, which profiles it: the Speed tab shows the profile."""
-    window = open_demo_window(qtbot, tmp_path)
-    window.quantize_panel.samples.setValue(120)
+    window = open_demo_window(qtbot, tmp_path, samples=QUICK_SAMPLES)
     with qtbot.waitSignal(window.run_finished, timeout=60_000):
         window.start_run()
     assert window.session.profile is not None and window.session.profile.latency_ms is not None

@@ -20,7 +20,7 @@ from PySide6.QtGui import QDropEvent, QImage, QPainter, QTextDocument
 from PySide6.QtWidgets import QMessageBox
 
 from builders import save, with_argmax
-from gui_actions import click_graph_node, tree_rows
+from gui_actions import QUICK_SAMPLES, click_graph_node, tree_rows
 from q8studio.__main__ import main as cli_main
 from q8studio.core.data import load_data
 from q8studio.core.demo import demo_assets
@@ -61,7 +61,7 @@ def window(qtbot, tmp_path: Path) -> MainWindow:
 def demo(qtbot, window: MainWindow) -> MainWindow:
     with qtbot.waitSignal(window.model_loaded, timeout=10_000):
         window.open_demo()
-    window.quantize_panel.samples.setValue(120)  # keep the suite fast; the demo has 500
+    window.quantize_panel.samples.setValue(QUICK_SAMPLES)
     return window
 
 
