@@ -15,8 +15,8 @@ def _init(name: str, array: np.ndarray) -> onnx.TensorProto:
     return numpy_helper.from_array(np.asarray(array), name)
 
 
-def small_cnn(opset: int = 13, seed: int = 0, channels: int = 8) -> onnx.ModelProto:
-    """Conv+BN+ReLU, depthwise conv, 1x1 conv, residual Add, pooling and Gemm on a [N,3,16,16] input."""
+def small_cnn(opset: int = 13, seed: int = 0, channels: int = 8, size: int = 16) -> onnx.ModelProto:
+    """Conv+BN+ReLU, depthwise conv, 1x1 conv, residual Add, pooling and Gemm on a [N,3,size,size] input."""
     rng = np.random.default_rng(seed)
     c = channels
 
@@ -52,7 +52,7 @@ def small_cnn(opset: int = 13, seed: int = 0, channels: int = 8) -> onnx.ModelPr
     ]
     graph = helper.make_graph(
         nodes, "small_cnn",
-        [helper.make_tensor_value_info("x", TensorProto.FLOAT, ["N", 3, 16, 16])],
+        [helper.make_tensor_value_info("x", TensorProto.FLOAT, ["N", 3, size, size])],
         [helper.make_tensor_value_info("logits", TensorProto.FLOAT, ["N", 10])],
         inits,
     )

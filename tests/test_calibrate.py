@@ -15,18 +15,24 @@ from q8studio.core.session import cpu_session
 from q8studio.core.stats import collect_tensor_stats, sampling_stride
 from q8studio.core.summaries import plan_summaries
 
-from builders import light_model, save, write_npz
+from builders import light_model, save, small_cnn, write_npz
 
 
-@pytest.mark.parametrize("histogram_values", [0, 1000])
-def test_streamed_pass_equals_one_shot_statistics_of_every_activation(histogram_values: int) -> None:
+@pytest.mark.parametrize(("model_name", "histogram_values"), [("demo", 0), ("demo", 1000), ("wide", 0), ("wide", 2048)])
+def test_streamed_pass_equals_one_shot_statistics_of_every_activation(tmp_path, model_name: str, histogram_values: int) -> None:
     """Batches of 8 through the worker thread give, bit for bit, the statistics of all samples at once
-    (the EMA included), with every value binned (0) or a sample of about 1,000 of each sample's 4,096 values.
-    The non-negative 4-D activations are then summarised inside the model: their histogram is that of
+    (the EMA included), with every value binned (0) or a sample of each sample's values. The demo's
+    activations (4,096 values a sample) bin a flat sample; the 48x48 Relu outputs of the wider CNN
+    (18,432 values, 9 budgets of 2,048) are summarised inside the model: their histogram is that of
     the grid of every third row and column, their maximum still that of every value."""
-    demo = demo_assets()
-    model = load_model(demo.model)
-    data = load_data(demo.calibration, model).limited(37)  # not a multiple of the batch size
+    if model_name == "demo":
+        demo = demo_assets()
+        model = load_model(demo.model)
+        data = load_data(demo.calibration, model).limited(37)  # not a multiple of the batch size
+    else:
+        model = load_model(save(small_cnn(size=48), tmp_path / "wide.onnx"))
+        images = np.random.default_rng(0).standard_normal((37, 3, 48, 48)).astype(np.float32)
+        data = load_data(write_npz(tmp_path / "calib.npz", x=images), model)
     names = tensors_to_calibrate(model.proto)
     summarised = plan_summaries(model, names, histogram_values)
 
@@ -34,7 +40,7 @@ def test_streamed_pass_equals_one_shot_statistics_of_every_activation(histogram_
 
     all_at_once = next(data.batches(37))
     everything = dict(zip(names, cpu_session(model.proto, outputs=names).run(names, all_at_once)))
-    assert (len(summarised) > 0) == (histogram_values > 0)
+    assert set(summarised) == ({"stem_relu", "dw_relu", "res_relu"} if model_name == "wide" and histogram_values else set())
     for name in names:
         values, got = everything[name], streamed[name]
         if name in summarised:

@@ -14,7 +14,11 @@ operators added to the graph give all that calibration needs at a fraction of th
   otherwise it is the smallest sampled value, above the true one. The int8 model is the same
   either way: an activation's quantization range always includes zero.
 
-An odd ``step`` keeps the grid from following the period-2 patterns of stride-2 layers.
+An odd ``step`` keeps the grid from following the period-2 patterns of stride-2 layers. A grid sees
+the same positions in every sample, where the flat sample of a tensor returned whole
+(:func:`.stats.sampling_stride`) moves from one sample to the next, so only the large tensors are
+summarised, where the saving is, and only on grids fine enough to weigh the border fairly
+(:data:`MIN_BUDGETS`, :data:`MIN_GRID_LINES`).
 """
 
 from __future__ import annotations
@@ -32,6 +36,17 @@ NON_NEGATIVE_OPS = frozenset({"Relu"})
 
 SIGN_KEEPING_OPS = frozenset({"MaxPool", "AveragePool", "GlobalMaxPool", "GlobalAveragePool", "Concat", "Identity"})
 """Operators whose output is non-negative when all their inputs are."""
+
+MIN_BUDGETS = 8
+"""A tensor is summarised only when a sample of it holds at least this many budgets of values.
+A smaller one costs little to return whole, and a fixed grid misses what sits at a few positions:
+on a 224x224 SqueezeNet (benchmarks/histogram_sampling.py) the top values of a 32x27x27 Relu all
+lay on its first row, and a grid of every 3rd row moved its percentile-99.99 range by 8%."""
+
+MIN_GRID_LINES = 8
+"""The grid keeps at least this many rows and columns. Its first row and column stand for ``step``
+of the tensor's, where the tensor has one border row and column (which zero padding makes differ
+from the rest): an excess weight of (step - 1) / size, which 8 lines keep below 1/7."""
 
 
 @dataclass(frozen=True)
@@ -84,7 +99,7 @@ def _clip_floor(node: onnx.NodeProto, constants: dict[str, onnx.TensorProto]) ->
 def plan_summaries(model: LoadedModel, names: Iterable[str], budget: int) -> dict[str, Summary]:
     """The tensors among ``names`` to summarise, when at most ``budget`` values of each sample are
     binned (0: every value, so none is summarised): float32, 4-D with static channels and spatial
-    size, non-negative, and larger than the budget, so that their histogram samples them anyway."""
+    size, non-negative, and large enough for a fair grid (:func:`_grid_step`)."""
     if budget <= 0:
         return {}
     graph = model.graph
@@ -109,13 +124,16 @@ def plan_summaries(model: LoadedModel, names: Iterable[str], budget: int) -> dic
 
 def _grid_step(channels: int, height: int, width: int, budget: int) -> int | None:
     """The smallest odd step >= 3 whose grid keeps at most ``budget`` values of a sample; None when
-    the sample is within the budget already or not even one value per channel would be."""
-    if channels * height * width <= budget or channels > budget or max(height, width) == 1:
+    the sample holds fewer than :data:`MIN_BUDGETS` budgets or no such grid keeps
+    :data:`MIN_GRID_LINES` rows and columns."""
+    if channels * height * width < MIN_BUDGETS * budget:
         return None
     step = 3
-    while channels * _ceil_div(height, step) * _ceil_div(width, step) > budget:
+    while _ceil_div(height, step) >= MIN_GRID_LINES and _ceil_div(width, step) >= MIN_GRID_LINES:
+        if channels * _ceil_div(height, step) * _ceil_div(width, step) <= budget:
+            return step
         step += 2
-    return step
+    return None
 
 
 def add_summary_nodes(model: onnx.ModelProto, summaries: Iterable[Summary]) -> None:
