@@ -6,7 +6,8 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
-from PySide6.QtCore import QSettings, Qt
+from PySide6.QtCore import QPoint, QSettings, Qt
+from PySide6.QtWidgets import QScrollArea
 
 from gui_actions import QUICK_SAMPLES, drag_dock_separator
 from q8studio.gui.main_window import DEFAULT_SIZE, MainWindow
@@ -152,3 +153,15 @@ def test_narrow_columns_keep_their_width_and_the_widest_share_the_rest() -> None
     widths = ColumnWidths(others=500, fewest=[40, 40], typical=[150, 60], whole=[180, 200])
     assert widths.fitted(700) == [140, 60]  # short of even the typical widths: the widest gives way
     assert widths.fitted(500 + 150 + 60 + 40) == [170, 80]  # the typical widths first, then toward the whole
+    assert widths.fitted(1000) == [300, 200]  # names whole, and the first takes what is left: no empty strip
+
+
+def test_the_data_and_the_recipe_show_without_scrolling_at_the_default_size(qtbot, tmp_path: Path) -> None:
+    """With the preview between them, the settings showed no more than the clipping method."""
+    window = window_at(qtbot, tmp_path / "settings.ini", DEFAULT_SIZE)
+    panel = window.quantize_panel
+    viewport = panel.findChild(QScrollArea).viewport()
+    for widget in (panel.calibration, panel.evaluation, panel.samples, panel.method, panel.histogram_values,
+                   panel.granularity, panel.activation_type, panel.symmetric):
+        assert widget.isVisible()
+        assert widget.mapTo(viewport, QPoint(0, widget.height())).y() <= viewport.height(), widget
