@@ -75,6 +75,7 @@ def test_layer_names_show_whole_when_the_table_has_the_room(qtbot, demo_run: Stu
     assert fits_its_width(table, {NAME_COLUMN})
     assert max(len(row.node) for row in demo_run.layer_rows()) > row_table.COLUMN_MAX_CHARS
     assert cut_cells(table, NAME_COLUMN) == []
+    assert table.horizontalHeader().length() == table.viewport().width()  # no empty strip on the right
 
 
 def test_a_narrow_table_cuts_only_the_names(qtbot, demo_run: StudioRun) -> None:

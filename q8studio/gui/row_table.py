@@ -154,11 +154,15 @@ class ColumnWidths:
 
     def fitted(self, width: int) -> list[int]:
         """The name columns' widths in a table ``width`` pixels wide: the typical widths first, what
-        remains towards the whole ones."""
+        remains towards the whole ones, and any width left over to the first, so that the columns
+        fill the table instead of ending short of its right edge."""
         room = width - self.others
         base = shared_widths(self.typical, room, self.fewest)
         more = shared_widths([w - b for w, b in zip(self.whole, base)], room - sum(base), [0] * len(base))
-        return [b + m for b, m in zip(base, more)]
+        widths = [b + m for b, m in zip(base, more)]
+        if widths:
+            widths[0] += max(0, room - sum(widths))
+        return widths
 
     def names_whole(self, width: int) -> bool:
         """Whether every name shows whole in a table ``width`` pixels wide."""
