@@ -59,14 +59,19 @@ def passthrough() -> onnx.ModelProto:
                   {"w": _float(rng, 3, 6)})
 
 
-def gemm_with_one_bias_value() -> onnx.ModelProto:
-    """A Gemm whose bias is one value broadcast to its 4 outputs: per channel, onnxruntime's quantizer
-    reads a bias value per channel and fails ("index 1 is out of bounds")."""
+def gemm_with_bias(bias: np.ndarray, batch: int | str = "N") -> onnx.ModelProto:
+    """A Gemm of 6 inputs and 4 outputs with the constant bias ``bias`` (broadcast to [batch, 4])."""
     rng = np.random.default_rng(2)
-    return _model("one_bias", [helper.make_node("Gemm", ["x", "w", "b"], ["y"], name="fc", transB=1)],
-                  [helper.make_tensor_value_info("x", TensorProto.FLOAT, ["N", 6])],
-                  [helper.make_tensor_value_info("y", TensorProto.FLOAT, ["N", 4])],
-                  {"w": _float(rng, 4, 6), "b": _float(rng, 1)})
+    return _model("gemm_bias", [helper.make_node("Gemm", ["x", "w", "b"], ["y"], name="fc", transB=1)],
+                  [helper.make_tensor_value_info("x", TensorProto.FLOAT, [batch, 6])],
+                  [helper.make_tensor_value_info("y", TensorProto.FLOAT, [batch, 4])],
+                  {"w": _float(rng, 4, 6), "b": bias.astype(np.float32)})
+
+
+def gemm_with_a_bias_per_row() -> onnx.ModelProto:
+    """A Gemm whose bias differs from one row of its batch of 8 to the next: per channel, onnxruntime's
+    quantizer fails on it ("The truth value of an array ... is ambiguous")."""
+    return gemm_with_bias(_float(np.random.default_rng(4), 8, 4), batch=8)
 
 
 def _saved(model: onnx.ModelProto, folder: Path, x: np.ndarray) -> tuple[Path, Path]:
@@ -116,9 +121,26 @@ def test_a_model_returning_its_input_quantizes_and_returns_it_unchanged(tmp_path
     assert np.abs(y - float_y).max() < 0.05 * np.abs(float_y).max()
 
 
+@pytest.mark.parametrize("bias", [np.array([0.3]), np.array([[0.1, -0.2, 0.3, 0.4]]), np.full((8, 4), 0.25)],
+                         ids=["one value", "one row", "equal rows"])
+def test_a_gemm_bias_broadcast_from_one_value_or_row_is_quantized_per_channel(tmp_path, bias: np.ndarray) -> None:
+    """onnxruntime's per-channel quantizer failed on these ("index 1 is out of bounds"): pre-processing
+    gives the bias one value per output, the same function."""
+    x = np.random.default_rng(6).standard_normal((16, 6)).astype(np.float32)
+    model_path, data_path = _saved(gemm_with_bias(bias, batch=8 if bias.shape[0] == 8 else "N"), tmp_path, x)
+    model = load_model(model_path)
+    result = quantize_model(model, load_data(data_path, model), PER_CHANNEL, tmp_path / "q.onnx")
+    assert {w.tensor: w.axis for w in result.weights}["w"] == 0 and not result.float_nodes
+    assert any(note.startswith("Gave 1 Gemm bias(es) one value per output") for note in result.prepared.notes)
+    float_session, int8_session = ort.InferenceSession(str(model_path)), ort.InferenceSession(str(tmp_path / "q.onnx"))
+    for batch in (x[:8], x[8:]):
+        float_y, int8_y = float_session.run(None, {"x": batch})[0], int8_session.run(None, {"x": batch})[0]
+        assert np.abs(int8_y - float_y).max() < 0.05 * np.abs(float_y).max()
+
+
 def test_a_quantizer_failure_names_the_node_and_the_ways_out(tmp_path) -> None:
-    model_path, data_path = _saved(gemm_with_one_bias_value(), tmp_path,
-                                   np.random.default_rng(6).standard_normal((8, 6)).astype(np.float32))
+    model_path, data_path = _saved(gemm_with_a_bias_per_row(), tmp_path,
+                                   np.random.default_rng(6).standard_normal((16, 6)).astype(np.float32))
     model = load_model(model_path)
     with pytest.raises(Q8Error, match=r"^onnxruntime's quantizer failed on node fc \(Gemm\): .+; try per-tensor "
                                       r"granularity or keeping fc in float\.$"):
@@ -127,8 +149,8 @@ def test_a_quantizer_failure_names_the_node_and_the_ways_out(tmp_path) -> None:
 
 
 def test_the_command_line_names_its_options_as_the_ways_out(tmp_path, capsys) -> None:
-    model_path, data_path = _saved(gemm_with_one_bias_value(), tmp_path,
-                                   np.random.default_rng(7).standard_normal((8, 6)).astype(np.float32))
+    model_path, data_path = _saved(gemm_with_a_bias_per_row(), tmp_path,
+                                   np.random.default_rng(7).standard_normal((16, 6)).astype(np.float32))
     common = ["quantize", str(model_path), "--calib", str(data_path), "-o", str(tmp_path / "q.onnx")]
     assert main([*common, "--granularity", "per-channel"]) == 2
     err = capsys.readouterr().err

@@ -37,7 +37,7 @@ from onnxruntime.quantization.quant_utils import add_pre_process_metadata
 from onnxruntime.quantization.shape_inference import quant_pre_process
 
 from .errors import Q8Error, first_line
-from .model import LoadedModel, model_from_proto
+from .model import LoadedModel, fresh_name, model_from_proto
 from .quietlog import quiet_root_logger
 from .session import cpu_session, session_options
 from .skeleton import SplitModel, skeleton_of, transformed, with_weights_outside
@@ -76,6 +76,7 @@ def prepare_for_quantization(source: LoadedModel, *, per_channel: bool) -> Prepa
     proto = _optimisation_stage(split, shapes, notes)
     _two_input_sums_as_adds(proto, notes)
     _gemm_scales_folded(proto, notes)
+    _gemm_biases_per_output(proto, notes)
     return PreparedModel(model_from_proto(proto, source.path), notes)
 
 
@@ -207,6 +208,37 @@ def _gemm_scales_folded(proto: onnx.ModelProto, notes: list[str]) -> None:
     if folded:
         notes.append(f"Folded alpha and beta of {folded} Gemm node(s) into their weight and bias: onnxruntime's "
                      "quantizer would keep the bias unscaled while setting beta to 1.")
+
+
+def _gemm_biases_per_output(proto: onnx.ModelProto, notes: list[str]) -> None:
+    """Give a Gemm's constant bias C one value per output column, in place (a new initializer: C may be
+    shared), when it broadcasts one value or one row: shape [1], [1, N], or [M, N] of equal rows.
+    onnxruntime's per-channel quantizer reads a bias value per output channel and failed on them
+    ("index 1 is out of bounds"). Gemm broadcasts C to [M, N], so the function is the same."""
+    constants = {tensor.name: tensor for tensor in proto.graph.initializer}
+    taken = set(constants) | {value.name for value in proto.graph.input}
+    taken |= {name for node in proto.graph.node for name in node.output}
+    widened = 0
+    for node in proto.graph.node:
+        if node.op_type != "Gemm" or node.domain not in ("", "ai.onnx") or len(node.input) < 3:
+            continue
+        weight, bias = constants.get(node.input[1]), constants.get(node.input[2])
+        if weight is None or bias is None or bias.data_type != onnx.TensorProto.FLOAT or len(weight.dims) != 2:
+            continue
+        trans_b = next((attribute.i for attribute in node.attribute if attribute.name == "transB"), 0)
+        columns = weight.dims[0] if trans_b else weight.dims[1]
+        values = numpy_helper.to_array(bias)
+        rows = values.reshape(-1, values.shape[-1]) if values.ndim else values.reshape(1, 1)
+        if values.shape == (columns,) or rows.shape[1] not in (1, columns) or not (rows == rows[0]).all():
+            continue
+        name = fresh_name(f"{node.input[2]}_per_output", taken)
+        row = np.broadcast_to(rows[0], (columns,)).astype(np.float32)
+        proto.graph.initializer.append(numpy_helper.from_array(row, name))
+        node.input[2] = name
+        widened += 1
+    if widened:
+        notes.append(f"Gave {widened} Gemm bias(es) one value per output, as onnxruntime's per-channel "
+                     "quantizer reads them (it failed on a broadcast value or row).")
 
 
 def _drop_weight_inputs(model: onnx.ModelProto, source: onnx.ModelProto) -> None:
