@@ -31,8 +31,8 @@ from q8studio.core.preprocess import prepare_for_quantization
 from q8studio.core.quantize import ranges_read_by_quantizer
 from q8studio.core.recipe import Recipe
 from q8studio.core.session import cpu_session
-from q8studio.core.stats import TensorStats
-from q8studio.core.summaries import plan_summaries
+from q8studio.core.stats import HIST_VALUES_PER_SAMPLE, TensorStats
+from q8studio.core.summaries import MIN_BUDGETS, MIN_GRID_LINES, plan_summaries
 
 TITLE = "Calibration: histograms of a regular sample"
 METHODS = (("percentile 99.99", "percentile", 99.99), ("percentile 99.999", "percentile", 99.999),
@@ -78,7 +78,7 @@ def main() -> None:
                                args.samples, SQUEEZENET_SEED + 1)
     model = prepare_for_quantization(load_model(bench["model"]), per_channel=True).model
     names = ranges_read_by_quantizer(model.proto, Recipe(granularity="per-channel"))
-    summarised = len(plan_summaries(model, names, 8192))
+    summarised = len(plan_summaries(model, names, HIST_VALUES_PER_SAMPLE))
     first, second = load_data(bench["calib"], model), load_data(other_path, model)
 
     floor = min(float_floor(model, first) for _ in range(3))
@@ -113,9 +113,10 @@ def main() -> None:
         f"of every value of the {args.samples} calibration samples. The first column is the change that calibrating on "
         f"the other {args.samples} samples brings (also every value): the noise of the calibration set itself. The last "
         "row: the calibration pass (fastest of 3) over session creation plus float inference of the same samples. "
-        "With a budget, a non-negative 4-D activation of at least 8 budgets a sample, whose grid keeps at least 8 "
-        "rows and columns, bins the grid the model itself returns (every 3rd, 5th, ... row and column of every "
-        f"channel: q8studio/core/summaries.py; {summarised} of the {len(names)} at 8,192); any other bins every "
+        f"With a budget, a non-negative 4-D activation of at least {MIN_BUDGETS} budgets a sample, whose grid keeps "
+        f"at least {MIN_GRID_LINES} rows and columns, bins the grid the model itself returns (every 3rd, 5th, ... row "
+        f"and column of every channel: q8studio/core/summaries.py; {summarised} of the {len(names)} at the default "
+        f"{HIST_VALUES_PER_SAMPLE:,}); any other bins every "
         "s-th value (s prime) of the stream of its values, which moves from one sample to the next.",
         "",
         "| " + " | ".join(header) + " |",
