@@ -2,11 +2,12 @@
 
 from __future__ import annotations
 
-import os
 import platform
 import re
 from importlib.metadata import version
 from pathlib import Path
+
+from q8studio.core.environment import cpu_model, usable_cpus
 
 RESULTS = Path(__file__).with_name("RESULTS.md")
 
@@ -34,16 +35,10 @@ def text_lines(path: str) -> list[str]:
         return []
 
 
-def cpu_model() -> str:
-    """The CPU's model name: the machine these benchmarks run on is not always the same one."""
-    return next((line.split(":", 1)[1].strip() for line in text_lines("/proc/cpuinfo") if line.startswith("model name")),
-                platform.processor() or "unknown CPU")
-
-
 def measured_with(*packages: str) -> str:
     """What a section's figures were measured on, e.g. ``AMD EPYC, 2 CPUs; Python 3.11.7, onnxruntime
     1.32.0, ...``. Each section names its own: sections are re-run at different times, on whichever
     machine the work landed, and the libraries move on."""
     names = packages or ("onnxruntime", "onnx", "numpy")
     libraries = ", ".join(f"{name} {version(name)}" for name in names)
-    return f"{cpu_model()}, {len(os.sched_getaffinity(0))} CPUs; Python {platform.python_version()}, {libraries}"
+    return f"{cpu_model()}, {usable_cpus()} CPUs; Python {platform.python_version()}, {libraries}"

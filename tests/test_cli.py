@@ -7,6 +7,7 @@ import inspect
 import itertools
 import json
 import os
+import platform
 import re
 import subprocess
 import sys
@@ -14,8 +15,10 @@ from pathlib import Path
 
 import numpy as np
 import onnx
+import onnxruntime
 import pytest
 
+import q8studio
 from builders import LIGHT_MODELS, mlp, save, small_cnn, with_argmax, write_npz
 from q8studio.__main__ import main
 from q8studio.cli import COMMANDS, IMAGE_OPTIONS, build_parser
@@ -47,6 +50,13 @@ def demo_run(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
     return {"int8": out / "m.int8.onnx", "report": out / "r.json", "recipe": out / "recipe.json", "dir": out}
 
 
+def test_version_names_q8studio_and_the_libraries_it_computes_with() -> None:
+    done = subprocess.run([Q8STUDIO, "--version"], capture_output=True, text=True, timeout=60)
+    assert done.returncode == 0 and not done.stderr
+    assert done.stdout == (f"q8studio {q8studio.__version__} (onnxruntime {onnxruntime.__version__}, onnx "
+                           f"{onnx.__version__}, numpy {np.__version__}, Python {platform.python_version()})\n")
+
+
 def test_inspect_json_describes_the_demo(capsys: pytest.CaptureFixture[str]) -> None:
     assert main(["inspect", str(demo_assets().model), "--json"]) == 0
     summary = json.loads(capsys.readouterr().out)
@@ -73,6 +83,9 @@ def test_quantize_report_holds_recipe_ranges_errors_and_timings(demo_run: dict[s
     assert len(layers) >= 10 and [row["sqnr_db"] for row in layers] == sorted(row["sqnr_db"] for row in layers)
     assert all(w["axis"] is not None for w in report["weights"] if w["tensor"].endswith("weight"))
     assert set(report["timings"]) == {"preprocess_s", "plan_s", "calibrate_s", "ranges_s", "quantize_s"}
+    # the quantizer that wrote the file and the CPU that timed it
+    assert report["environment"]["software"]["onnxruntime"] == onnxruntime.__version__
+    assert report["environment"]["machine"]["cpus"] >= 1 and report["environment"]["machine"]["cpu"]
     assert sorted(p.name for p in demo_run["dir"].iterdir()) == ["m.int8.onnx", "r.json", "recipe.json"]
 
 
@@ -90,6 +103,7 @@ def test_demo_per_channel_entropy_within_one_point_of_float(demo_run: dict[str, 
     assert result["top1_agreement"] > 0.97
     assert result["int8"]["file_size"] < result["float32"]["file_size"]
     assert result["float32"]["latency_ms"] > 0 and result["int8"]["latency_ms"] > 0
+    assert result["environment"]["software"]["onnx"] == onnx.__version__  # the runtime the latencies are of
     assert result["layers"] and result["outputs"]["logits"]["sqnr_db"] > 15
     # both commands name a layer the same way: a Conv folded with its BatchNorm by the BatchNorm
     quantize_layers = json.loads(demo_run["report"].read_text())["layer_errors_on_calibration"]["layers"]

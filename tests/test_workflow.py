@@ -15,6 +15,7 @@ from builders import save, with_argmax
 from q8studio.core import preprocess
 from q8studio.core.data import load_data
 from q8studio.core.demo import demo_assets
+from q8studio.core.environment import environment
 from q8studio.core.errors import Cancelled, Q8Error
 from q8studio.core.evaluate import compare_models, require_labels_fit
 from q8studio.core.model import load_model
@@ -152,3 +153,4 @@ def test_a_run_report_says_which_timing_it_gives_as_the_run_s_latency(tmp_path: 
         assert report["evaluation"]["float32"]["latency_ms"] == comparison.float32.latency_ms
         assert report["profile"] == (json.loads(to_json(profile.to_dict())) if profile is not None else None)
         assert report["output_model"] is None and report["recipe"] == Recipe().to_dict()
+        assert report["environment"] == environment() and "environment" not in report["evaluation"]  # said once

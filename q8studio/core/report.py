@@ -9,6 +9,7 @@ from dataclasses import asdict
 from pathlib import Path
 
 from .data import Dataset
+from .environment import environment
 from .evaluate import Comparison, ErrorAnalysis
 from .fileio import atomic_write_text
 from .profile import ProfileReport
@@ -32,6 +33,7 @@ def quantize_report(
     report: dict[str, object] = {
         "q8studio_report": REPORT_VERSION,
         "created": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
+        "environment": environment(),  # the quantizer's version decides the file, the CPU the timings
         "source_model": str(source),
         "output_model": str(result.output_path),
         "recipe": result.recipe.to_dict(),
@@ -69,6 +71,7 @@ def evaluation_report(comparison: Comparison, float_path: Path, int8_path: Path 
     """``int8_path`` None: the int8 model compared was not saved (the window's run before Export)."""
     return {
         "q8studio_report": REPORT_VERSION,
+        "environment": environment(),  # latencies are only comparable on the same runtime and CPU
         "float_model": str(float_path),
         "int8_model": str(int8_path) if int8_path is not None else None,
         "data": data,
@@ -86,7 +89,9 @@ def run_report(run: StudioRun, profile: ProfileReport | None, *, source: Path, c
     """
     report = quantize_report(run.result, source=source, calibration=calibration)
     report["output_model"] = str(exported) if exported is not None else None
-    report["evaluation"] = evaluation_report(run.comparison, source, exported, run.evaluation_data)
+    evaluation = evaluation_report(run.comparison, source, exported, run.evaluation_data)
+    del evaluation["environment"]  # the run report's own says it
+    report["evaluation"] = evaluation
     report["profile"] = profile.to_dict() if profile is not None else None
     report["latency"] = latest_timing(run.comparison, profile).to_dict()
     return report

@@ -19,6 +19,7 @@ from PySide6.QtCore import QMessageLogContext, QtMsgType, QTimer, qInstallMessag
 from PySide6.QtWidgets import QApplication
 
 from ..cli import COMMANDS
+from ..core.environment import version_line
 from .main_window import MainWindow
 
 OFFSCREEN_NOISE = "This plugin does not support propagateSizeHints()"
@@ -40,6 +41,8 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
     parser.add_argument("--screenshot", type=Path, metavar="PATH.png",
                         help="save the window (default size and layout) after loading, and the run with --run, "
                              "then exit; needs no display")
+    parser.add_argument("--version", action="version", version=version_line(),
+                        help="print the versions of q8studio and of the libraries it computes with, then exit")
     args = parser.parse_args(argv)
     if args.demo and args.model:
         parser.error("give either MODEL or --demo, not both")
