@@ -28,6 +28,7 @@ from .explain_dock import ExplainDock
 from .exports import Exporter
 from .graph_items import ENTER_BADGE, LEAVE_BADGE
 from .graph_view import GraphView
+from .help import GuideWindow, about_box
 from .histograms import HistogramPanel
 from .inspector import Inspector, no_activation_reason
 from .int8_actions import Int8Actions
@@ -85,6 +86,7 @@ class MainWindow(QMainWindow):
         self._shown_output: Path | None = None  # the int8 model of the session's run
         self._after_load: Callable[[LoadedModel], None] | None = None
         self._run_data: tuple[Dataset, Dataset | None] | None = None
+        self.guide: GuideWindow | None = None
         self._docks_follow_window = True  # until the user sizes or moves a dock, or a saved layout says otherwise
 
         self.start_page = StartPage()
@@ -190,6 +192,12 @@ class MainWindow(QMainWindow):
         view_menu.addSeparator()
         for dock in self.docks.values():
             view_menu.addAction(dock.toggleViewAction())
+
+        help_menu = bar.addMenu("&Help")
+        self._action(help_menu, "int8 &questions…", self.show_guide, QKeySequence.StandardKey.HelpContents,
+                     "How int8 inference works, and where q8studio shows it on your model")
+        self._action(help_menu, "&About q8studio", lambda: about_box(self), None,
+                     "Versions of q8studio and its libraries, for a bug report")
         self._set_run_actions()
 
     def _connect(self) -> None:
@@ -213,6 +221,7 @@ class MainWindow(QMainWindow):
         self.quantize_panel.cancel_requested.connect(self.cancel_run)
         self.start_page.open_requested.connect(self.open_dialog)
         self.start_page.demo_requested.connect(self.open_demo)
+        self.start_page.guide_requested.connect(self.show_guide)
         self.start_page.recent_requested.connect(self.open_model)
         self.loader.finished.connect(self._on_model_loaded)
         self.loader.failed.connect(self._on_load_failed)
@@ -296,6 +305,13 @@ class MainWindow(QMainWindow):
             f"{model.path.name}: {summary['node_count']} nodes, {summary['parameters']:,} parameters, "
             f"opset {summary['opset']}, {fmt.size(model.file_size)}"
         )
+
+    def show_guide(self) -> None:
+        """The int8 questions guide, one window however often it is asked for."""
+        if self.guide is None:
+            self.guide = GuideWindow(self)
+        self.guide.show()
+        self.guide.raise_()
 
     # --- selection ----------------------------------------------------------------------------
 

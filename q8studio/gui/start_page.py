@@ -11,6 +11,7 @@ from PySide6.QtWidgets import QHBoxLayout, QLabel, QListWidget, QListWidgetItem,
 class StartPage(QWidget):
     open_requested = Signal()
     demo_requested = Signal()
+    guide_requested = Signal()
     recent_requested = Signal(object)  # Path
 
     def __init__(self, parent: QWidget | None = None) -> None:
@@ -34,6 +35,11 @@ class StartPage(QWidget):
         buttons = QHBoxLayout()
         buttons.addWidget(open_button)
         buttons.addWidget(demo_button)
+        # a link, not a third button: the page's minimum width is the graph area's, and a wider one
+        # took room from the docks beside it on a laptop screen
+        self.guide_link = QLabel('New to int8? <a href="guide">How int8 inference works</a>, in six questions (F1).')
+        self.guide_link.setWordWrap(True)
+        self.guide_link.linkActivated.connect(lambda _link: self.guide_requested.emit())
         buttons.addStretch(1)
         self.recent_label = QLabel("<b>Recent models</b>")
         self.recent = QListWidget()
@@ -48,6 +54,8 @@ class StartPage(QWidget):
         column.addWidget(blurb)
         column.addSpacing(12)
         column.addLayout(buttons)
+        column.addSpacing(8)
+        column.addWidget(self.guide_link)
         column.addSpacing(24)
         column.addWidget(self.recent_label)
         column.addWidget(self.recent)
