@@ -1,9 +1,9 @@
-"""The command-line face of the core: inspect, quantize, evaluate, explain, profile.
+"""The command-line face of the core: inspect, quantize, methods, evaluate, explain, profile.
 
 User errors print one line on stderr and exit 2; Ctrl-C exits 130. Heavy modules are
 imported inside the commands so ``q8studio --help`` is instant.
 
-:mod:`.parser` builds the command line; :mod:`.quantize` and :mod:`.commands` run the commands,
+:mod:`.parser` builds the command line; :mod:`.quantize`, :mod:`.methods` and :mod:`.commands` run the commands,
 :mod:`.inputs` reads what they are given and :mod:`.printing` shows what they found.
 """
 

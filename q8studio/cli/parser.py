@@ -13,9 +13,12 @@ from typing import Callable, NoReturn
 
 from ..core.runcounts import LATENCY_RUNS, PROFILE_RUNS
 from .commands import run_evaluate, run_explain, run_inspect, run_profile
+from .methods import run_methods
 from .quantize import RECIPE_OPTIONS, run_quantize
 
-COMMANDS = ("inspect", "quantize", "evaluate", "explain", "profile")
+COMMANDS = ("inspect", "quantize", "methods", "evaluate", "explain", "profile")
+METHOD_CHOICES = ("minmax", "percentile", "entropy", "mse", "ema")
+"""The clipping methods (core.clipping.METHODS, written out so that parsing imports no numpy; a test compares)."""
 THREADS_HELP = "0 = all cores"  # every --threads says so in the same words
 
 
@@ -75,7 +78,7 @@ def build_parser() -> argparse.ArgumentParser:
     inspect.add_argument("model", type=Path, help="the ONNX model")
     inspect.add_argument("--json", action="store_true", help="print JSON instead of text")
 
-    quantize = _command(sub, "quantize", "calibrate and write an int8 QDQ model", run_quantize, _QuantizeHelp)
+    quantize = _command(sub, "quantize", "calibrate and write an int8 QDQ model", run_quantize, _RecipeHelp)
     quantize.add_argument("model", type=Path, help="the float32 ONNX model")
     quantize.add_argument("--calib", type=Path, required=True, metavar="DATA",
                           help="calibration samples: .npz, .npy or image folder")
@@ -83,23 +86,9 @@ def build_parser() -> argparse.ArgumentParser:
                           help="where to write the int8 model (never over the source; missing folders are made)")
     quantize.add_argument("--recipe", type=Path, metavar="RECIPE.json",
                           help="start from the settings of a saved recipe or report")
-    quantize.add_argument("--method", choices=("minmax", "percentile", "entropy", "mse", "ema"),
+    quantize.add_argument("--method", choices=METHOD_CHOICES,
                           help="how activation ranges are chosen from the calibration statistics")
-    quantize.add_argument("--percentile", type=float, metavar="P",
-                          help="percentile: the range runs from the (100-P)-th to the P-th percentile")
-    quantize.add_argument("--ema-momentum", type=float, metavar="M",
-                          help="ema: weight of the running range at each sample")
-    quantize.add_argument("--granularity", choices=("per-tensor", "per-channel"),
-                          help="one weight scale per tensor or per output channel")
-    quantize.add_argument("--samples", type=int, metavar="N", help="use at most N calibration samples (default: all)")
-    quantize.add_argument("--histogram-values", type=int, metavar="N",
-                          help="percentile, entropy, mse: values of each sample of an activation binned into its "
-                               "histogram (0 = all); the max sees every value, the min too but for large activations "
-                               "that cannot be negative (their range starts at 0 anyway)")
-    quantize.add_argument("--activations", choices=("uint8", "int8"), help="integer type of the activations")
-    quantize.add_argument("--symmetric-activations", action=argparse.BooleanOptionalAction, default=None,
-                          help="activation ranges symmetric around 0 (--no-... overrides a recipe)")
-    quantize.add_argument("--exclude", nargs="+", default=None, metavar="NODE_NAME", help="keep these nodes in float")
+    _add_recipe_options(quantize)
     quantize.add_argument("--report", type=_output_path, metavar="REPORT.json",
                           help="also write the JSON report: recipe, ranges, errors, timings")
     quantize.add_argument("--save-recipe", type=_output_path, metavar="RECIPE.json",
@@ -111,6 +100,23 @@ def build_parser() -> argparse.ArgumentParser:
     quantize.add_argument("--threads", type=int, metavar="N",
                           help=f"intra-op threads when timing, for --keep-slow-float, {THREADS_HELP} (default: 0)")
     _add_image_options(quantize)
+
+    methods = _command(sub, "methods", "every clipping method's int8 model against float32, from one calibration",
+                       run_methods, _RecipeHelp)
+    methods.add_argument("model", type=Path, help="the float32 ONNX model")
+    methods.add_argument("--calib", type=Path, required=True, metavar="DATA",
+                         help="calibration samples: .npz, .npy or image folder")
+    methods.add_argument("--data", type=Path,
+                         help="samples to compare on, with labels for accuracy (default: the calibration samples)")
+    methods.add_argument("--eval-samples", type=int, metavar="N", help="compare on at most N samples (default: all)")
+    methods.add_argument("--methods", nargs="+", choices=METHOD_CHOICES, default=list(METHOD_CHOICES),
+                         metavar="METHOD", help=f"the clipping methods to try, of {', '.join(METHOD_CHOICES)} (default: all)")
+    methods.add_argument("--recipe", type=Path, metavar="RECIPE.json",
+                         help="start from the settings of a saved recipe or report (its method is not used)")
+    _add_recipe_options(methods)
+    methods.add_argument("--json", action="store_true", help="print JSON instead of text")
+    methods.set_defaults(method=None)  # each method tried sets its own
+    _add_image_options(methods)
 
     evaluate = _command(sub, "evaluate", "float32 vs int8: accuracy, agreement, error, latency, size", run_evaluate)
     _add_model_pair(evaluate)
@@ -160,6 +166,25 @@ def _command(sub: argparse._SubParsersAction, name: str, summary: str, handler: 
     return command
 
 
+def _add_recipe_options(parser: argparse.ArgumentParser) -> None:
+    """The options that set a recipe field but the method (see RECIPE_OPTIONS), shared by quantize and methods."""
+    parser.add_argument("--percentile", type=float, metavar="P",
+                        help="percentile: the range runs from the (100-P)-th to the P-th percentile")
+    parser.add_argument("--ema-momentum", type=float, metavar="M",
+                        help="ema: weight of the running range at each sample")
+    parser.add_argument("--granularity", choices=("per-tensor", "per-channel"),
+                        help="one weight scale per tensor or per output channel")
+    parser.add_argument("--samples", type=int, metavar="N", help="use at most N calibration samples (default: all)")
+    parser.add_argument("--histogram-values", type=int, metavar="N",
+                        help="percentile, entropy, mse: values of each sample of an activation binned into its "
+                             "histogram (0 = all); the max sees every value, the min too but for large activations "
+                             "that cannot be negative (their range starts at 0 anyway)")
+    parser.add_argument("--activations", choices=("uint8", "int8"), help="integer type of the activations")
+    parser.add_argument("--symmetric-activations", action=argparse.BooleanOptionalAction, default=None,
+                        help="activation ranges symmetric around 0 (--no-... overrides a recipe)")
+    parser.add_argument("--exclude", nargs="+", default=None, metavar="NODE_NAME", help="keep these nodes in float")
+
+
 def _add_model_pair(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("float_model", type=Path, help="the float32 ONNX model")
     parser.add_argument("int8_model", type=Path, help="its int8 QDQ model")
@@ -191,9 +216,9 @@ class _HelpWithDefaults(argparse.HelpFormatter):
         return action.default
 
 
-class _QuantizeHelp(_HelpWithDefaults):
-    """quantize's recipe options default to None (see RECIPE_OPTIONS); their real default is the Recipe
-    dataclass's, imported only when help is printed, so that parsing stays free of numpy."""
+class _RecipeHelp(_HelpWithDefaults):
+    """The recipe options of quantize and methods default to None (see RECIPE_OPTIONS); their real default is
+    the Recipe dataclass's, imported only when help is printed, so that parsing stays free of numpy."""
 
     def _default(self, action: argparse.Action) -> object:
         if action.dest not in RECIPE_OPTIONS:

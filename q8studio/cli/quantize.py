@@ -36,7 +36,7 @@ def run_quantize(args: argparse.Namespace) -> None:
     from ..core.recipe import Recipe
     from ..core.report import quantize_report, write_report
 
-    recipe = _recipe_from_args(args, Recipe.load(args.recipe) if args.recipe else Recipe())
+    recipe = recipe_from_args(args, Recipe.load(args.recipe) if args.recipe else Recipe())
     _check_quantize_options_apply(args, recipe)
     _note_unused_recipe_settings(args, recipe)
     require_at_least("--threads", args.threads, 0)
@@ -151,7 +151,7 @@ def _either(words: tuple[str, ...]) -> str:
     return " or ".join((", ".join(words[:-1]), words[-1])) if len(words) > 1 else words[0]
 
 
-def _recipe_from_args(args: argparse.Namespace, base: Recipe) -> Recipe:
+def recipe_from_args(args: argparse.Namespace, base: Recipe) -> Recipe:
     """``base`` with the recipe options given on the command line over it (Recipe makes --exclude a tuple)."""
     changes = {field: getattr(args, dest) for dest, field in RECIPE_OPTIONS.items()}
     return base.with_changes(**{k: v for k, v in changes.items() if v is not None})

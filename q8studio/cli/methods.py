@@ -1,0 +1,72 @@
+"""``q8studio methods``: every clipping method's int8 model against float32, from one calibration."""
+
+from __future__ import annotations
+
+import argparse
+from typing import TYPE_CHECKING
+
+from ..core.errors import Q8Error
+from ..core.progress import Progress
+from .inputs import check_image_options_apply, read_data, require_at_least
+from .quantize import recipe_from_args
+from .streams import stderr_progress
+
+if TYPE_CHECKING:
+    from ..core.methods import MethodComparison
+
+MAX_LAYER_NAME = 48
+
+
+def run_methods(args: argparse.Namespace) -> None:
+    from ..core.environment import environment
+    from ..core.methods import compare_methods
+    from ..core.model import load_model
+    from ..core.recipe import METHOD_SETTINGS, Recipe
+    from ..core.report import to_json
+
+    methods = tuple(dict.fromkeys(args.methods))
+    recipe = recipe_from_args(args, Recipe.load(args.recipe) if args.recipe else Recipe())
+    for setting, readers in METHOD_SETTINGS.items():  # an option no method tried reads would be dropped unseen
+        if getattr(args, setting) is not None and not set(readers) & set(methods):
+            raise Q8Error(f"--{setting.replace('_', '-')} applies only to {' or '.join(readers)}, "
+                          f"which --methods leaves out.")
+    require_at_least("--eval-samples", args.eval_samples, 1)
+    check_image_options_apply(args, args.calib, args.data)
+    model = load_model(args.model)
+    calibration = read_data(args, args.calib, model)
+    evaluation = (read_data(args, args.data, model, samples=args.eval_samples) if args.data is not None
+                  else calibration.limited(args.eval_samples or recipe.samples))
+    progress = Progress(callback=stderr_progress(), min_interval_s=0.5)
+    comparison = compare_methods(model, calibration, evaluation, recipe, methods=methods, progress=progress)
+    if args.json:
+        print(to_json({**comparison.to_dict(), "data": str(args.data or args.calib), "environment": environment()}))
+    else:
+        print_methods(comparison, args)
+
+
+def print_methods(comparison: MethodComparison, args: argparse.Namespace) -> None:
+    recipe = comparison.recipe
+    on = (f"{comparison.samples} samples of {args.data.name}" if args.data is not None
+          else f"{comparison.samples} calibration samples (give --data for samples calibration did not see)")
+    print(f"each clipping method's int8 model against float32 on {on}")
+    print(f"  {recipe.granularity} weights, {recipe.activation_type} activations; one calibration, shared")
+    labelled = comparison.float_top1 is not None
+    output = comparison.scores[0].output
+    print(f"  {'method':<11}{'int8 top-1' if labelled else '':>11}{'agreement':>11}{'SQNR dB':>9}  worst layer (SQNR dB)")
+    for score in comparison.scores:
+        top1 = f"{100 * score.int8_top1:.2f}%" if score.int8_top1 is not None else ""
+        agreement = f"{100 * score.agreement:.2f}%" if score.agreement is not None else "n/a"
+        sqnr = f"{score.output_sqnr_db:.2f}" if score.output_sqnr_db is not None else "n/a"
+        worst = score.worst_layer
+        layer = f"{_short(worst.node)} ({worst.sqnr_db:.2f})" if worst is not None else ""
+        print(f"  {score.method:<11}{top1:>11}{agreement:>11}{sqnr:>9}  {layer}")
+    float_top1 = f"float32 top-1 {100 * comparison.float_top1:.2f}%; " if labelled else ""
+    decided = "int8 top-1" if labelled else "agreement"
+    best = comparison.best.method
+    print(f"{float_top1}SQNR of output {output!r}")
+    print(f"best here: {best} (highest {decided}, then SQNR); chosen on these samples, so judge it on others too")
+    print(f"to write it: q8studio quantize {args.model} --calib {args.calib} --method {best} and the settings above")
+
+
+def _short(name: str) -> str:
+    return name if len(name) <= MAX_LAYER_NAME else "…" + name[-(MAX_LAYER_NAME - 1):]
