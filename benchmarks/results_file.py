@@ -4,10 +4,9 @@ from __future__ import annotations
 
 import platform
 import re
-from importlib.metadata import version
 from pathlib import Path
 
-from q8studio.core.environment import cpu_model, usable_cpus
+from q8studio.core.environment import LIBRARIES, cpu_model, installed_version, usable_cpus
 
 RESULTS = Path(__file__).with_name("RESULTS.md")
 
@@ -39,6 +38,5 @@ def measured_with(*packages: str) -> str:
     """What a section's figures were measured on, e.g. ``AMD EPYC, 2 CPUs; Python 3.11.7, onnxruntime
     1.32.0, ...``. Each section names its own: sections are re-run at different times, on whichever
     machine the work landed, and the libraries move on."""
-    names = packages or ("onnxruntime", "onnx", "numpy")
-    libraries = ", ".join(f"{name} {version(name)}" for name in names)
+    libraries = ", ".join(f"{name} {installed_version(name)}" for name in packages or LIBRARIES)
     return f"{cpu_model()}, {usable_cpus()} CPUs; Python {platform.python_version()}, {libraries}"

@@ -8,7 +8,7 @@ from typing import TYPE_CHECKING
 from ..core.errors import Q8Error
 from ..core.progress import Progress
 from .inputs import check_image_options_apply, read_data, require_at_least
-from .quantize import recipe_from_args
+from .quantize import either, option_no_method_reads, recipe_from_args
 from .streams import stderr_progress
 
 if TYPE_CHECKING:
@@ -21,15 +21,15 @@ def run_methods(args: argparse.Namespace) -> None:
     from ..core.environment import environment
     from ..core.methods import compare_methods
     from ..core.model import load_model
-    from ..core.recipe import METHOD_SETTINGS, Recipe
+    from ..core.recipe import Recipe
     from ..core.report import to_json
 
     methods = tuple(dict.fromkeys(args.methods))
     recipe = recipe_from_args(args, Recipe.load(args.recipe) if args.recipe else Recipe())
-    for setting, readers in METHOD_SETTINGS.items():  # an option no method tried reads would be dropped unseen
-        if getattr(args, setting) is not None and not set(readers) & set(methods):
-            raise Q8Error(f"--{setting.replace('_', '-')} applies only to {' or '.join(readers)}, "
-                          f"which --methods leaves out.")
+    unread = option_no_method_reads(args, methods)
+    if unread is not None:
+        flag, readers = unread
+        raise Q8Error(f"{flag} applies only to {either(readers)}, which --methods leaves out.")
     require_at_least("--eval-samples", args.eval_samples, 1)
     check_image_options_apply(args, args.calib, args.data)
     model = load_model(args.model)

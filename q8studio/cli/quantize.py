@@ -107,18 +107,27 @@ def _keep_slow_float(
 
 def _check_quantize_options_apply(args: argparse.Namespace, recipe: Recipe) -> None:
     """An option that would be dropped without a word is refused: the user believes it acted."""
-    from ..core.recipe import METHOD_SETTINGS
-
     if not args.keep_slow_float:
         unused = [flag for flag, value in (("--data", args.data), ("--threads", args.threads)) if value is not None]
         if unused:
             verb = "applies" if len(unused) == 1 else "apply"
             raise Q8Error(f"{' and '.join(unused)} only {verb} with --keep-slow-float (the samples and threads "
                           "it times the models with).")
-    for setting, methods in METHOD_SETTINGS.items():  # each of these options is named after its setting
-        if getattr(args, setting) is not None and recipe.method not in methods:
-            flag = "--" + setting.replace("_", "-")
-            raise Q8Error(f"{flag} applies only to --method {_either(methods)}; the method is {recipe.method}.")
+    unread = option_no_method_reads(args, (recipe.method,))
+    if unread is not None:
+        flag, readers = unread
+        raise Q8Error(f"{flag} applies only to --method {either(readers)}; the method is {recipe.method}.")
+
+
+def option_no_method_reads(args: argparse.Namespace, methods: tuple[str, ...]) -> tuple[str, tuple[str, ...]] | None:
+    """The first method setting given on the command line that none of ``methods`` reads, as (flag, the
+    methods that read it), or None: such an option would be dropped without a word."""
+    from ..core.recipe import METHOD_SETTINGS
+
+    for setting, readers in METHOD_SETTINGS.items():  # each of these options is named after its setting
+        if getattr(args, setting) is not None and not set(readers) & set(methods):
+            return "--" + setting.replace("_", "-"), readers
+    return None
 
 
 def _note_unused_recipe_settings(args: argparse.Namespace, recipe: Recipe) -> None:
@@ -146,7 +155,7 @@ def _note_unused_recorded_preprocessing(args: argparse.Namespace) -> None:
               "does not use.", file=sys.stderr)
 
 
-def _either(words: tuple[str, ...]) -> str:
+def either(words: tuple[str, ...]) -> str:
     """'a', 'a or b', 'a, b or c'."""
     return " or ".join((", ".join(words[:-1]), words[-1])) if len(words) > 1 else words[0]
 

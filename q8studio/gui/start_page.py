@@ -35,12 +35,12 @@ class StartPage(QWidget):
         buttons = QHBoxLayout()
         buttons.addWidget(open_button)
         buttons.addWidget(demo_button)
+        buttons.addStretch(1)
         # a link, not a third button: the page's minimum width is the graph area's, and a wider one
         # took room from the docks beside it on a laptop screen
         self.guide_link = QLabel('New to int8? <a href="guide">How int8 inference works</a>, in six questions (F1).')
         self.guide_link.setWordWrap(True)
         self.guide_link.linkActivated.connect(lambda _link: self.guide_requested.emit())
-        buttons.addStretch(1)
         self.recent_label = QLabel("<b>Recent models</b>")
         self.recent = QListWidget()
         self.recent.setMaximumHeight(220)
