@@ -87,9 +87,15 @@ def profiled(qtbot, window: MainWindow) -> None:
     """A run, then Run ▸ Profile int8 vs float, which shows the Speed tab."""
     with qtbot.waitSignal(window.run_finished, timeout=RUN_TIMEOUT_MS):
         window.start_run()
-    with qtbot.waitSignal(window.session.profile_changed, timeout=RUN_TIMEOUT_MS):
-        window.profile()
-    assert window.results.tabs.currentWidget() is window.results.speed
+    before, speed = window.session.profile, window.results.speed
+    window.profile()
+    assert window.int8.busy, "Profile did not start"
+    try:
+        qtbot.waitUntil(lambda: not window.int8.busy, timeout=RUN_TIMEOUT_MS)
+    except qtbot.TimeoutError:
+        pytest.fail(f"Profiling still running after {RUN_TIMEOUT_MS} ms, at: {speed.stage.text()}")
+    assert window.session.profile is not before, f"Profiling ended without a profile: {speed.notice.text()}"
+    assert window.results.tabs.currentWidget() is speed
 
 
 @pytest.mark.parametrize("size", [DEFAULT_SIZE, (1366, 768)], ids=["default", "1366x768"])
