@@ -61,10 +61,11 @@ def test_the_tabs_and_panels_the_guide_names_are_in_the_window(qtbot, tmp_path) 
     histogram_tabs = {window.histograms.tabs.tabText(i) for i in range(window.histograms.tabs.count())}
     beside_node = {dock.windowTitle() for dock in window.tabifiedDockWidgets(window.docks["inspector"])}
     docks = {dock.windowTitle() for dock in window.docks.values()}
+    results_tabs = {window.results.tabs.tabText(i) for i in range(window.results.tabs.count())}
     named = re.findall(r"\*\*([^*]+)\*\* (tab|table)", guide_markdown())
-    assert {name for name, _ in named} >= {"Activation", "Explain", "Float vs int8", "Results"}
+    assert {name for name, _ in named} >= {"Activation", "Explain", "Float vs int8", "Results", "Methods"}
     for name, _ in named:
-        assert name in histogram_tabs | beside_node | docks, name
+        assert name in histogram_tabs | beside_node | docks | results_tabs, name
     assert "Explain" in beside_node  # "the Explain tab (beside Node)"
 
 

@@ -36,13 +36,13 @@ from q8studio.core.recipe import Recipe
 from q8studio.core.speedup import SLOWER_IN_INT8
 from q8studio.gui import formatting as fmt
 from q8studio.gui import int8_actions as int8_actions_module
+from q8studio.gui.banners import BANNERS
 from q8studio.gui.explain_dock import HINT
 from q8studio.gui.graph_items import ENTER_BADGE, LEAVE_BADGE, OverlayScale
 from q8studio.gui.main_window import DEFAULT_SIZE, MainWindow
 from q8studio.gui.results_panel import SUMMARY_ROWS
 from q8studio.gui.row_table import SORT_ROLE
 from q8studio.gui.speed_panel import (
-    BANNERS,
     COLUMNS,
     TOOLTIPS,
     SpeedPanel,

@@ -93,7 +93,7 @@ def profiled(qtbot, window: MainWindow) -> None:
     try:
         qtbot.waitUntil(lambda: not window.int8.busy, timeout=RUN_TIMEOUT_MS)
     except qtbot.TimeoutError:
-        pytest.fail(f"Profiling still running after {RUN_TIMEOUT_MS} ms, at: {speed.stage.text()}")
+        pytest.fail(f"Profiling still running after {RUN_TIMEOUT_MS} ms, at: {speed.job_progress.stage.text()}")
     assert window.session.profile is not before, f"Profiling ended without a profile: {speed.notice.text()}"
     assert window.results.tabs.currentWidget() is speed
 

@@ -127,7 +127,7 @@ class Int8Actions(QObject):
             if superseded:
                 self._profiled = None
             self.runner.cancel()
-            self.speed.stage.setText("Cancelling…")
+            self.speed.job_progress.stage.setText("Cancelling…")
 
     def _end(self) -> bool:
         """The job is over: free the panels; True if it was keep-in-float."""
@@ -138,7 +138,7 @@ class Int8Actions(QObject):
         return keeping
 
     def _on_progress(self, stage: str, done: int, total: int, eta_s: float) -> None:
-        self.speed.show_progress(stage, done, total, eta_s)
+        self.speed.job_progress.show_progress(stage, done, total, eta_s)
         if self.keeping:
             self.quantize_panel.show_progress(stage, done, total, eta_s)
 

@@ -32,6 +32,7 @@ from .help import GuideWindow, about_box
 from .histograms import HistogramPanel
 from .inspector import Inspector, no_activation_reason
 from .int8_actions import Int8Actions
+from .methods_job import MethodsJob
 from .overlays import show_overlay
 from .quantize_panel import QuantizePanel
 from .results_panel import NO_RUN, ResultsPanel
@@ -102,6 +103,8 @@ class MainWindow(QMainWindow):
         self.explain_dock = ExplainDock(self.session, self)
         self.int8 = Int8Actions(self.session, self.results.speed, self.quantize_panel, self.errors, self._status,
                                 self.scratch, self)
+        self.methods = MethodsJob(self.session, self.results.methods, self.quantize_panel, self.errors, self._status,
+                                  self)
         self.exporter = Exporter(self, self.session, self.quantize_panel, self.errors, self._status, self._last_folder,
                                  self.scratch.hold)
         self._build_docks()
@@ -185,6 +188,9 @@ class MainWindow(QMainWindow):
                                            "Time every layer of both models: where int8 ran, what it made faster")
         self.keep_float_action = self._action(run_menu, "&Keep slower layers in float", self.keep_slower_in_float,
                                               None, "Re-quantize with the layers int8 made slower kept in float")
+        self.methods_action = self._action(run_menu, "Compare clipping &methods", self.compare_methods, "Ctrl+M",
+                                           "Quantize with each clipping method from one calibration and compare "
+                                           "each with float32")
 
         view_menu = bar.addMenu("&View")
         self._action(view_menu, "&Find node…", self.focus_search, QKeySequence.StandardKey.Find)
@@ -208,6 +214,8 @@ class MainWindow(QMainWindow):
         session.run_changed.connect(self._on_run_changed)
         session.profile_changed.connect(self._on_profile_changed)
         self.int8.busy_changed.connect(self._set_run_actions)
+        self.methods.busy_changed.connect(self._set_run_actions)
+        self.results.methods.compare_requested.connect(self.compare_methods)
         self.results.speed.profile_requested.connect(self.profile)
         self.results.speed.keep_float_requested.connect(self.keep_slower_in_float)
         self.graph.node_selected.connect(session.select)
@@ -470,6 +478,7 @@ class MainWindow(QMainWindow):
         self._run_data = calibration, evaluation
 
         self.int8.cancel(superseded=True)  # a profile of the previous run would only slow this one down
+        self.methods.cancel(superseded=True)  # as would a comparison of methods
         previous = self.session.run.result if self.session.run is not None else None
         self.runner.start(
             lambda progress: run_and_profile(model, calibration, evaluation, recipe, output, progress, previous)
@@ -479,11 +488,18 @@ class MainWindow(QMainWindow):
         self.statusBar().showMessage("Quantizing…")
 
     def cancel_run(self) -> None:
-        """Esc: stop the run, or the speed job (profile, keep slower layers in float)."""
+        """Esc: stop the run, the speed job (profile, keep slower layers in float) or the comparison of methods."""
         if self.runner.busy or self.int8.keeping:
             self.quantize_panel.stage.setText("Cancelling…")
         self.runner.cancel()
         self.int8.cancel()
+        self.methods.cancel()
+
+    def compare_methods(self) -> None:
+        """Run ▸ Compare clipping methods: show the Methods tab and compare them on the worker."""
+        if self.methods_action.isEnabled():
+            self.results.show_methods()
+            self.methods.start()
 
     def profile(self) -> None:
         """Run ▸ Profile int8 vs float: show the Speed tab and measure both models again."""
@@ -535,7 +551,7 @@ class MainWindow(QMainWindow):
     def _set_run_actions(self) -> None:
         busy = self.runner.busy or self.int8.keeping
         self.run_action.setEnabled(not busy)
-        self.cancel_action.setEnabled(busy or self.int8.busy)
+        self.cancel_action.setEnabled(busy or self.int8.busy or self.methods.busy)
         has_run = self.session.run is not None
         for action in (self.export_model_action, self.export_report_action):
             action.setEnabled(has_run and not busy)
@@ -545,6 +561,9 @@ class MainWindow(QMainWindow):
         self.profile_action.setEnabled(can_start and not self.int8.busy)
         self.keep_float_action.setEnabled(can_start and not self.int8.busy and slower)
         self.results.speed.set_busy(self.int8.busy, can_start)
+        can_compare = self.session.model is not None and self.session.refusal is None and not busy
+        self.methods_action.setEnabled(can_compare and not self.int8.busy and not self.methods.busy)
+        self.results.methods.set_busy(self.methods.busy, can_compare and not self.int8.busy)
 
     def _update_marks(self) -> None:
         """FP32 badges: the layers the user keeps in float, and those the last run left in float."""
@@ -659,7 +678,8 @@ class MainWindow(QMainWindow):
             self.settings.setValue("windowState", self.saveState(LAYOUT_VERSION))
             self.settings.setValue(FOLLOW_KEY, self._docks_follow_window)
         self.settings.sync()
-        for runner in (self.runner, self.probe, self.inspect, self.loader, self.explain_dock.runner, self.int8.runner):
+        for runner in (self.runner, self.probe, self.inspect, self.loader, self.explain_dock.runner, self.int8.runner,
+                       self.methods.runner):
             runner.shutdown()
         self.errors.close()
         self.scratch.cleanup()

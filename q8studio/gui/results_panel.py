@@ -1,5 +1,5 @@
-"""Results: float32 | int8 side by side beside the per-layer error table (worst first, sortable), and the
-Speed tab, with the choice of what colours the graph above both.
+"""Results: float32 | int8 side by side beside the per-layer error table (worst first, sortable), the
+Speed tab and the Methods tab, with the choice of what colours the graph above them.
 
 The table sorts on the raw numbers (``SORT_ROLE``), not on the text, so 9.5 dB sorts below 10 dB.
 Latency and speed-up show the last timing of the models on screen: the speed profile's once there is
@@ -38,6 +38,7 @@ from ..core.floatnodes import FloatTally
 from ..core.workflow import LayerRow, StudioRun, Timing, latest_timing
 from . import formatting as fmt
 from .graph_items import faded
+from .methods_panel import MethodsPanel
 from .overlays import OVERLAYS, fixed_scale
 from .row_table import NODE_ROLE, RowTableModel, select_quietly, sorted_table
 from .speed_panel import SpeedPanel
@@ -184,6 +185,8 @@ class ResultsPanel(QWidget):
         self.table_title = QLabel(TABLE_TITLE)
         self.speed = SpeedPanel()
         self.speed.node_activated.connect(self.node_activated)
+        self.methods = MethodsPanel()
+        self.methods.node_activated.connect(self.node_activated)
         corner = QWidget()
         corner_layout = QHBoxLayout(corner)
         corner_layout.setContentsMargins(0, 0, 0, 2)
@@ -192,6 +195,7 @@ class ResultsPanel(QWidget):
         self.tabs = QTabWidget()
         self.tabs.addTab(self._errors_tab(), "Per-layer error")
         self.tabs.addTab(self.speed, "Speed")
+        self.tabs.addTab(self.methods, "Methods")
         self.tabs.setCornerWidget(corner, Qt.Corner.TopRightCorner)
         layout = QVBoxLayout(self)
         layout.setContentsMargins(4, 4, 4, 4)
@@ -228,6 +232,9 @@ class ResultsPanel(QWidget):
 
     def show_speed(self) -> None:
         self.tabs.setCurrentWidget(self.speed)
+
+    def show_methods(self) -> None:
+        self.tabs.setCurrentWidget(self.methods)
 
     def show_run(self, run: StudioRun | None, before_run: str = NO_RUN) -> None:
         """The run's figures, or ``before_run`` when there is none yet."""

@@ -18,8 +18,6 @@ from PySide6.QtCore import (
 from PySide6.QtWidgets import (
     QFrame,
     QHBoxLayout,
-    QLabel,
-    QProgressBar,
     QPushButton,
     QSplitter,
     QTextBrowser,
@@ -30,7 +28,9 @@ from PySide6.QtWidgets import (
 from ..core.floatnodes import FloatTally
 from ..core.profile import Boundary, LayerTiming, ProfileReport, slower_in_int8
 from . import formatting as fmt
+from .banners import banner, banner_style
 from .graph_items import ENTER_BADGE, LEAVE_BADGE, faded
+from .job_progress import JobProgress
 from .overlays import fixed_scale
 from .row_table import NODE_ROLE, RowTableModel, select_quietly, sorted_table
 
@@ -67,10 +67,6 @@ TOOLTIPS = {
     "macs": "Multiply-accumulates of the layer in the profiled run, at the shapes of its data (Conv, ConvTranspose, "
             "Gemm, MatMul, LSTM/GRU/RNN); ? where they are unknown (an operator not counted, or shapes not known)",
 }
-BANNERS = {True: "color: #1b5e20; background: #e8f5e9; border: 1px solid #a5d6a7;",
-           False: "color: #8a1c1c; background: #fdecea; border: 1px solid #f5b7b1;",
-           None: "background: #f3f5f8; border: 1px solid #d6dbe1;"}
-"""Banner styles: int8 pays, does not pay, or neutral."""
 _SPEED_SCALE = fixed_scale("speedup")
 
 
@@ -221,8 +217,8 @@ class SpeedPanel(QWidget):
 
     def __init__(self, parent: QWidget | None = None) -> None:
         super().__init__(parent)
-        self.verdict = _banner()
-        self.notice = _banner()
+        self.verdict = banner()
+        self.notice = banner()
         self.summary = QTextBrowser()
         self.summary.setFrameShape(QFrame.Shape.NoFrame)
         self.summary.setStyleSheet("background: transparent;")
@@ -233,10 +229,7 @@ class SpeedPanel(QWidget):
         self.keep_button.clicked.connect(self.keep_float_requested)
         self.cancel_button = QPushButton("Cancel")
         self.cancel_button.clicked.connect(self.cancel_requested)
-        self.progress = QProgressBar()
-        self.progress.setTextVisible(False)
-        self.progress.setMaximumHeight(8)
-        self.stage = QLabel()
+        self.job_progress = JobProgress()
         top = QHBoxLayout()  # the verdict and the buttons share one row: the table below gets the height
         top.addWidget(self.verdict, 1)
         top.addWidget(self.profile_button)
@@ -246,8 +239,7 @@ class SpeedPanel(QWidget):
         column = QVBoxLayout(left)
         column.setContentsMargins(0, 0, 4, 0)
         column.addWidget(self.summary, 1)
-        column.addWidget(self.progress)
-        column.addWidget(self.stage)
+        column.addWidget(self.job_progress)
 
         self.model = SpeedTableModel(self)
         self.table, self.proxy = sorted_table(self.model, self)
@@ -280,14 +272,14 @@ class SpeedPanel(QWidget):
         if report is None:
             self.verdict.setText(message)
             self.verdict.setToolTip("")
-            self.verdict.setStyleSheet(_banner_style(None))
+            self.verdict.setStyleSheet(banner_style(None))
             self.verdict.setVisible(bool(message))
             self.summary.clear()
             self.summary.setToolTip("")
             return
         self.verdict.setText(f"{report.headline(typographic=True)}.")  # the summary below has the rest
         self.verdict.setToolTip(report.verdict(typographic=True))
-        self.verdict.setStyleSheet(_banner_style(report.pays if report.computes_in_int8 else None))
+        self.verdict.setStyleSheet(banner_style(report.pays if report.computes_in_int8 else None))
         self.verdict.show()
         self.summary.setHtml(summary_html(report, tally))
         self.summary.setToolTip(boundary_details(report))
@@ -295,16 +287,14 @@ class SpeedPanel(QWidget):
     def show_notice(self, text: str, good: bool | None = None, more: str = "") -> None:
         """A result worth keeping on screen, e.g. what keeping the slower layers in float achieved;
         ``more`` goes in its tooltip, so that the notice takes one line and the table keeps its rows."""
-        self.notice.setStyleSheet(_banner_style(good))
+        self.notice.setStyleSheet(banner_style(good))
         self.notice.setText(text)
         self.notice.setToolTip(more)
         self.notice.setVisible(bool(text))
 
     def set_busy(self, busy: bool, can_start: bool) -> None:
         """While a speed job runs only Cancel works; ``can_start``: there is a run and nothing else runs."""
-        if busy and not self._state[0]:
-            self.progress.setRange(0, 0)
-            self.stage.setText("Starting…")
+        self.job_progress.set_running(busy)
         self._state = (busy, can_start)
         self.cancel_button.setEnabled(busy)
         self.profile_button.setEnabled(can_start and not busy)
@@ -313,13 +303,7 @@ class SpeedPanel(QWidget):
         self.keep_button.setToolTip(
             "Re-quantize with the layers int8 made slower kept in float, then re-measure" if has_slower or
             self.report is None else "No layer is slower in int8: there is nothing to keep in float")
-        self.progress.setVisible(busy)
-        self.stage.setVisible(busy)
 
-    def show_progress(self, stage: str, done: int, total: int, eta_s: float) -> None:
-        self.progress.setRange(0, max(total, 1))
-        self.progress.setValue(min(done, total))
-        self.stage.setText(fmt.progress_text(stage, done, total, eta_s))
 
     def select_node(self, name: str) -> None:
         """Highlight the row of the layer that holds ``name`` without emitting ``node_activated``."""
@@ -331,14 +315,3 @@ class SpeedPanel(QWidget):
     def _row_changed(self, current: QModelIndex, _previous: QModelIndex) -> None:
         if current.isValid():
             self.node_activated.emit(str(current.data(NODE_ROLE)))
-
-
-def _banner() -> QLabel:
-    label = QLabel()
-    label.setWordWrap(True)
-    label.setTextInteractionFlags(Qt.TextInteractionFlag.TextSelectableByMouse)
-    return label
-
-
-def _banner_style(good: bool | None) -> str:
-    return f"QLabel {{ {BANNERS[good]} border-radius: 4px; padding: 3px 6px; }}"
