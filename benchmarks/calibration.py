@@ -178,7 +178,8 @@ def benchmark(bench: Bench, settings: Settings) -> tuple[list[Row], dict]:
             found = scores["models"].get(str(int8_path(settings.workdir, run_tag(bench.name, kind, row.method,
                                                                                   row.samples))))
             if run.ok and found:
-                run.score, run.changed, run.latency_ms = found["score"], found["changed"], tuple(found["latency_ms"])
+                run.score, run.changed, run.output_sqnr_db = found["score"], found["changed"], found["output_sqnr_db"]
+                run.latency_ms = tuple(found["latency_ms"])
     return rows, scores
 
 

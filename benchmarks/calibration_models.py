@@ -21,6 +21,7 @@ import onnx
 
 from q8studio.core.data import Dataset, load_data
 from q8studio.core.evaluate import measure_latency
+from q8studio.core.metrics import measure
 from q8studio.core.model import LoadedModel, load_model
 from q8studio.core.session import batch_size, cpu_session
 
@@ -111,23 +112,28 @@ def _interpolation_matrix(source: int, target: int) -> np.ndarray:
 
 def score(float_path: Path, data_path: Path, samples: int | None, latency_runs: int,
           int8_paths: list[Path]) -> dict[str, object]:
-    """Top-1 (with labels) or top-1 agreement with the float model, and median batch-1 latencies.
+    """Top-1 (with labels) or top-1 agreement with the float model, the output SQNR against the float
+    model's output (how close the int8 model stays, where a few hundred samples leave top-1 gaps of
+    one or two images), and median batch-1 latencies.
 
     Outputs are flattened per sample before the argmax, so [N, classes, 1, 1] classifiers count too.
     Latency is q8studio's ``measure_latency``: alternating runs of both models after warm-up.
     """
     float_model = load_model(float_path)
     data = load_data(data_path, float_model, samples=samples)
-    reference = predictions(float_model, data)
+    reference_outputs = outputs(float_model, data)
+    reference = reference_outputs.argmax(axis=1)
     truth = data.labels if data.labels is not None else reference
     models = {}
     for path in int8_paths:
         int8 = load_model(path)
         float_ms, int8_ms = measure_latency(float_model, int8, data, runs=latency_runs)
-        predicted = predictions(int8, data)
+        found = outputs(int8, data)
+        predicted = found.argmax(axis=1)
         models[str(path)] = {
             "score": float(np.mean(predicted == truth)),
             "changed": int(np.count_nonzero(predicted != reference)),  # samples whose top-1 differs from float's
+            "output_sqnr_db": measure(reference_outputs, found).sqnr_db,  # as `q8studio evaluate` reports it
             "latency_ms": [float_ms, int8_ms],
         }
     return {
@@ -138,11 +144,12 @@ def score(float_path: Path, data_path: Path, samples: int | None, latency_runs: 
     }
 
 
-def predictions(model: LoadedModel, data: Dataset) -> np.ndarray:
+def outputs(model: LoadedModel, data: Dataset) -> np.ndarray:
+    """The model's first output for every sample, one row a sample."""
     session = cpu_session(model.proto)
     output = model.graph.outputs[0]
     found = [session.run([output], feed)[0] for feed in data.batches(batch_size(model))]
-    return np.concatenate([out.reshape(len(out), -1).argmax(axis=1) for out in found])
+    return np.concatenate([out.reshape(len(out), -1) for out in found])
 
 
 # --- which code is measured --------------------------------------------------------------------

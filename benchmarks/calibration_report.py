@@ -34,6 +34,7 @@ class Run:
     batch: int = 0
     score: float | None = None
     changed: int | None = None  # evaluation samples whose int8 top-1 differs from the float model's
+    output_sqnr_db: float | None = None  # of its first output against the float model's, on the evaluation data
     latency_ms: tuple[float, float] | None = None  # (float model, int8 model)
 
     @property
@@ -155,15 +156,16 @@ def main_table(rows: list[Row], labelled: bool) -> list[str]:
     ))
 
 
-def latency_table(rows: list[Row]) -> list[str]:
+def exported_table(rows: list[Row]) -> list[str]:
+    """Each exported int8 model against the float model: output SQNR, then latencies."""
     def cells(run: Run) -> list[str]:
         if run.latency_ms is None:
-            return ["n/a"] * 3
+            return ["n/a"] * 4
         float_ms, int8_ms = run.latency_ms
-        return [f"{float_ms:.3f}", f"{int8_ms:.3f}", f"{int8_ms / float_ms:.2f}"]
+        return [_num(run.output_sqnr_db, 2), f"{float_ms:.3f}", f"{int8_ms:.3f}", f"{int8_ms / float_ms:.2f}"]
 
-    headers = ["method", "N", "float ms", "q8studio int8 ms", "q8studio int8/float",
-               "float ms", "ORT int8 ms", "ORT int8/float"]
+    headers = ["method", "N", "q8studio output SQNR dB", "float ms", "q8studio int8 ms", "q8studio int8/float",
+               "ORT output SQNR dB", "float ms", "ORT int8 ms", "ORT int8/float"]
     return _table(headers, ([row.method, str(row.samples), *cells(row.q8), *cells(row.ort)] for row in rows))
 
 
@@ -244,8 +246,9 @@ def _changed_note(rows: list[Row]) -> str:
     """How many evaluation samples each int8 model predicts differently from the float model, on the rows
     where q8studio scores lower: whether a gap is a systematic loss or one or two flipped samples."""
     behind = [row for row in rows if (_accuracy_advantage(row) or 0.0) < 0]
-    counts = ", ".join(f"{row.method} N={row.samples} {row.q8.changed} vs {row.ort.changed}" for row in behind)
-    return f"; top-1 changed from float's, q8studio vs ORT: {counts}" if behind else ""
+    counts = ", ".join(f"{row.method} N={row.samples} {row.q8.changed} vs {row.ort.changed} "
+                       f"({_num(row.q8.output_sqnr_db, 2)} vs {_num(row.ort.output_sqnr_db, 2)} dB)" for row in behind)
+    return f"; top-1 changed from float's (output SQNR), q8studio vs ORT: {counts}" if behind else ""
 
 
 def _rss_growth(low: Row, high: Row) -> float | None:
@@ -374,9 +377,10 @@ def _model_block(bench: Bench, rows: list[Row], scores: dict) -> list[str]:
         "",
         *phase_table(rows),
         "",
-        "Median batch-1 latency of each exported int8 model against the float model (int8/float > 1: int8 is slower):",
+        "Each exported int8 model against the float model: the SQNR of its output on the evaluation samples "
+        "(higher is closer to float), and the median batch-1 latency of both (int8/float > 1: int8 is slower):",
         "",
-        *latency_table(rows),
+        *exported_table(rows),
         "",
     ]
 
