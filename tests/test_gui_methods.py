@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 
 import pytest
@@ -64,6 +65,17 @@ def test_the_comparison_shows_every_method_and_agrees_with_the_run_it_reused(com
     assert best in window.statusBar().currentMessage()
 
 
+def test_the_window_report_takes_the_comparison_along(compared, tmp_path: Path) -> None:
+    window, _ = compared
+    comparison = window.results.methods.comparison
+    assert window.exporter.export_report(tmp_path / "report.json")
+    methods = json.loads((tmp_path / "report.json").read_text())["methods"]
+    assert methods["best"] == comparison.best.method
+    assert [m["method"] for m in methods["methods"]] == list(METHODS)
+    assert [m["int8_top1"] for m in methods["methods"]] == [score.int8_top1 for score in comparison.scores]
+    assert methods["recipe"]["granularity"] == window.quantize_panel.recipe().granularity
+
+
 def test_a_row_shows_its_worst_layer_and_use_sets_the_method(qtbot, compared) -> None:
     window, _ = compared
     panel = window.results.methods
@@ -85,20 +97,29 @@ def test_a_row_shows_its_worst_layer_and_use_sets_the_method(qtbot, compared) ->
     assert window.quantize_panel.recipe().method == "ema"
 
 
-def test_comparing_without_a_run_calibrates_once_and_esc_cancels(qtbot, tmp_path: Path) -> None:
+def test_comparing_without_a_run_calibrates_once_esc_cancels_and_profiles_wait(qtbot, tmp_path: Path) -> None:
     window = open_demo_window(qtbot, tmp_path, QUICK_SAMPLES)
     stages = compare(qtbot, window)
     calibrations = [stage for stage in stages if "Calibrating" in stage]
     assert calibrations and all(stage.startswith(f"{METHODS[0]} (1 of {len(METHODS)})") for stage in calibrations)
     assert window.results.methods.comparison is not None
 
+    run_to_end(qtbot, window)
     window.methods_action.trigger()
     assert window.methods.busy and window.cancel_action.isEnabled()
     assert not window.methods_action.isEnabled() and not window.results.methods.compare_button.isEnabled()
+    # its timings would disturb a profile's, and the other way round
+    assert not window.profile_action.isEnabled() and not window.results.speed.profile_button.isEnabled()
     with qtbot.waitSignal(window.methods.runner.cancelled, timeout=COMPARE_TIMEOUT_MS):
         window.cancel_run()
-    assert not window.methods.busy and window.methods_action.isEnabled()
+    assert not window.methods.busy and window.methods_action.isEnabled() and window.profile_action.isEnabled()
     assert "cancelled" in window.statusBar().currentMessage()
+    window.profile()
+    assert window.int8.busy and not window.methods_action.isEnabled()
+    window.compare_methods()
+    assert not window.methods.busy
+    with qtbot.waitSignal(window.int8.profiled, timeout=RUN_TIMEOUT_MS):
+        pass
 
 
 def test_a_run_supersedes_a_comparison(qtbot, tmp_path: Path) -> None:
@@ -117,7 +138,7 @@ def test_a_new_model_clears_the_comparison_and_bad_settings_say_why(qtbot, compa
     with qtbot.waitSignal(window.model_loaded, timeout=10_000):
         window.open_demo()
     panel = window.results.methods
-    assert panel.comparison is None and panel.model.rowCount() == 0
+    assert panel.comparison is None and panel.model.rowCount() == 0 and window.session.methods is None
     assert panel.verdict.text() == INVITATION and not panel.use_button.isEnabled()
 
     window.quantize_panel.calibration.set_path(None)

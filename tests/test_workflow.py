@@ -154,3 +154,4 @@ def test_a_run_report_says_which_timing_it_gives_as_the_run_s_latency(tmp_path: 
         assert report["profile"] == (json.loads(to_json(profile.to_dict())) if profile is not None else None)
         assert report["output_model"] is None and report["recipe"] == Recipe().to_dict()
         assert report["environment"] == environment() and "environment" not in report["evaluation"]  # said once
+        assert report["methods"] is None  # no comparison of clipping methods was made

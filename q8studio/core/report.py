@@ -12,6 +12,7 @@ from .data import Dataset
 from .environment import environment
 from .evaluate import Comparison, ErrorAnalysis
 from .fileio import atomic_write_text
+from .methods import MethodComparison
 from .profile import ProfileReport
 from .quantize import QuantizeResult
 from .recipe import REPORT_VERSION
@@ -80,12 +81,13 @@ def evaluation_report(comparison: Comparison, float_path: Path, int8_path: Path 
 
 
 def run_report(run: StudioRun, profile: ProfileReport | None, *, source: Path, calibration: Dataset | None,
-               exported: Path | None) -> dict[str, object]:
+               exported: Path | None, methods: MethodComparison | None = None) -> dict[str, object]:
     """A window run's report: the quantization, the comparison (``evaluation``, with the latency it
     measured), the speed profile, and ``latency``: the latency and speed-up the window shows, with
     ``timed_by`` saying whether the profile or the comparison timed them.
 
-    ``exported`` None: the run's int8 model was not exported (its own file is scratch).
+    ``exported`` None: the run's int8 model was not exported (its own file is scratch). ``methods``: the
+    window's last comparison of clipping methods on this model (its own recipe says its settings).
     """
     report = quantize_report(run.result, source=source, calibration=calibration)
     report["output_model"] = str(exported) if exported is not None else None
@@ -94,6 +96,7 @@ def run_report(run: StudioRun, profile: ProfileReport | None, *, source: Path, c
     report["evaluation"] = evaluation
     report["profile"] = profile.to_dict() if profile is not None else None
     report["latency"] = latest_timing(run.comparison, profile).to_dict()
+    report["methods"] = methods.to_dict() if methods is not None else None
     return report
 
 

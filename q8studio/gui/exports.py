@@ -86,7 +86,7 @@ class Exporter:
 
     def export_report(self, path: Path | None = None) -> bool:
         """The JSON report: recipe, ranges, weight errors, float layers, the comparison and the speed
-        profile, with the latency the Results summary shows."""
+        profile, with the latency the Results summary shows, and the comparison of clipping methods."""
         run, model = self._session.run, self._session.model
         if run is None or model is None:
             self._errors.show("Run quantization first; there is no report to export yet.")
@@ -98,7 +98,8 @@ class Exporter:
         # the run's own int8 file is scratch, deleted once replaced: name the exported copy, or none
         exported = self._exported[1] if self._exported is not None and self._exported[0] is run else None
         report = run_report(run, self._session.profile, source=model.path,
-                            calibration=self._session.run_calibration, exported=exported)
+                            calibration=self._session.run_calibration, exported=exported,
+                            methods=self._session.methods)
         return self._write(target, lambda staging: write_report(report, staging), "the report")
 
     def save_recipe(self, path: Path | None = None) -> bool:

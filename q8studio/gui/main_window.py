@@ -503,7 +503,7 @@ class MainWindow(QMainWindow):
 
     def profile(self) -> None:
         """Run ▸ Profile int8 vs float: show the Speed tab and measure both models again."""
-        if self.session.run is not None and not self.runner.busy:
+        if self.session.run is not None and not self.runner.busy and not self.methods.busy:
             self.results.show_speed()
             self.int8.profile()
 
@@ -555,7 +555,7 @@ class MainWindow(QMainWindow):
         has_run = self.session.run is not None
         for action in (self.export_model_action, self.export_report_action):
             action.setEnabled(has_run and not busy)
-        can_start = has_run and not busy
+        can_start = has_run and not busy and not self.methods.busy  # a comparison would disturb the timings
         profile = self.session.profile
         slower = profile is not None and bool(slower_in_int8(profile))  # else keeping layers in float changes nothing
         self.profile_action.setEnabled(can_start and not self.int8.busy)

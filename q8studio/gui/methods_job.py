@@ -88,6 +88,7 @@ class MethodsJob(QObject):
         self.panel.show_comparison(None, INVITATION)
 
     def _on_finished(self, comparison: MethodComparison) -> None:
+        self.session.methods = comparison  # the window's report takes it along
         self.panel.show_comparison(comparison, compared_on=self._compared_on)
         self.status(f"Compared {fmt.count(len(comparison.scores), 'clipping method')}: best here "
                     f"{comparison.best.method}, see Results ▸ Methods.")

@@ -1,5 +1,5 @@
 """The state every panel shares: the open model, the selected node or model input, the float-kept layers,
-the last run and its speed profile.
+the last run and its speed profile, the last comparison of clipping methods.
 
 Panels never talk to each other; they change the session and listen to its signals, so one
 selection (from the graph, a table or the search box) updates every view the same way.
@@ -10,6 +10,7 @@ from __future__ import annotations
 from PySide6.QtCore import QObject, Signal
 
 from ..core.data import Dataset
+from ..core.methods import MethodComparison
 from ..core.model import LoadedModel
 from ..core.probe import TensorProbe
 from ..core.profile import ProfileReport
@@ -33,6 +34,7 @@ class Session(QObject):
         lists its error, and a row selected there must not leave the other views on the node selected before."""
         self.exclude: tuple[str, ...] = ()
         self.run: StudioRun | None = None
+        self.methods: MethodComparison | None = None  # Run ▸ Compare clipping methods, on this model
         self.run_calibration: Dataset | None = None
         self.run_probe: TensorProbe | None = None
         self.run_evaluation: Dataset | None = None
@@ -44,6 +46,7 @@ class Session(QObject):
         self.refusal = quantize_refusal(model) if model is not None else None
         self.selection = None
         self.exclude = ()
+        self.methods = None
         self.set_run(None, None, None)
         self.model_changed.emit(model)
         self.exclusions_changed.emit(self.exclude)
