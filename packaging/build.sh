@@ -35,4 +35,5 @@ QT_QPA_PLATFORM=offscreen HOME="$work/home" XDG_CONFIG_HOME="$work/config" \
     timeout 300 "$app" --demo --run --screenshot "$shot"
 QT_QPA_PLATFORM=offscreen timeout 120 "$app" inspect "$out/q8studio/_internal/q8studio/resources/demo/digits_cnn.onnx" >/dev/null
 test -s "$shot"
+test -s "$out/q8studio/_internal/q8studio/resources/int8_questions.md"  # Help ▸ int8 questions reads it
 echo "== OK: $(du -sh "$out/q8studio" | cut -f1) in $out/q8studio; demo run + screenshot in $(( $(date +%s) - started )) s: $shot"
