@@ -2,7 +2,8 @@
 
 Panels only talk to the :class:`Session`; this window turns session changes into panel updates
 and user commands (open, run, cancel, export) into core calls on worker threads. The speed jobs
-(profile, keep slower layers in float) live in :mod:`.int8_actions`, Explain in :mod:`.explain_dock`.
+(profile, keep slower layers in float) live in :mod:`.int8_actions`, Explain in :mod:`.explain_dock`,
+the comparison of clipping methods in :mod:`.methods_job`.
 """
 
 from __future__ import annotations

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from PySide6.QtCore import QModelIndex, Qt, Signal
 from PySide6.QtGui import QColor
-from PySide6.QtWidgets import QHBoxLayout, QLabel, QPushButton, QVBoxLayout, QWidget
+from PySide6.QtWidgets import QHBoxLayout, QPushButton, QVBoxLayout, QWidget
 
 from ..core.methods import MethodComparison, MethodScore
 from . import formatting as fmt
@@ -126,9 +126,7 @@ class MethodsPanel(QWidget):
     def __init__(self, parent: QWidget | None = None) -> None:
         super().__init__(parent)
         self.verdict = banner()
-        self.details = QLabel()
-        self.details.setWordWrap(True)
-        self.details.setTextInteractionFlags(Qt.TextInteractionFlag.TextSelectableByMouse)
+        self.details = banner()  # unstyled: the settings and data the comparison used
         self.compare_button = QPushButton("Compare methods")
         self.compare_button.setToolTip("Run ▸ Compare clipping methods (Ctrl+M)")
         self.compare_button.clicked.connect(self.compare_requested)
