@@ -158,3 +158,6 @@ def test_the_command_line_names_its_options_as_the_ways_out(tmp_path, capsys) ->
     assert err.endswith("; try --granularity per-tensor or --exclude fc.\n")
     assert main([*common, "--granularity", "per-channel", "--exclude", "fc"]) == 0  # both ways out work
     assert main([*common, "--granularity", "per-tensor"]) == 0
+    capsys.readouterr()
+    assert main(["methods", str(model_path), "--calib", str(data_path), "--granularity", "per-channel"]) == 2
+    assert capsys.readouterr().err.endswith("; try --granularity per-tensor or --exclude fc.\n")  # its options too

@@ -12,7 +12,7 @@ from __future__ import annotations
 import os
 import sys
 
-from ..core.errors import Cancelled, Q8Error
+from ..core.errors import Cancelled, Q8Error, QuantizerFailed
 from .inputs import IMAGE_OPTIONS
 from .parser import COMMANDS, build_parser, parse_command_line, unknown_command
 from .streams import ReaderMayLeave
@@ -31,6 +31,9 @@ def run_command(argv: list[str]) -> int:
     try:
         args.handler(args)
         sys.stdout.flush()  # here, where a failure to write is a user error, not at exit
+    except QuantizerFailed as exc:  # its ways out as the options of quantize and methods, which both take them
+        print(f"q8studio: error: {exc.ways_out('--granularity per-tensor', '--exclude {node}')}", file=sys.stderr)
+        return EXIT_USER_ERROR
     except Q8Error as exc:
         print(f"q8studio: error: {exc}", file=sys.stderr)
         return EXIT_USER_ERROR

@@ -7,7 +7,7 @@ import sys
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from ..core.errors import Q8Error, QuantizerFailed
+from ..core.errors import Q8Error
 from ..core.progress import Progress
 from .inputs import check_image_options_apply, read_data, require_at_least
 from .printing import print_keep_float, print_quantize_errors, print_written
@@ -47,14 +47,11 @@ def run_quantize(args: argparse.Namespace) -> None:
     calibration = read_data(args, args.calib, model)
     progress = Progress(callback=stderr_progress(), min_interval_s=0.5)
     outcome = None
-    try:
-        if args.keep_slow_float:
-            outcome = _keep_slow_float(args, model, calibration, recipe, progress)
-            result, recipe = outcome.chosen.result, outcome.chosen.result.recipe
-        else:
-            result = quantize_model(model, calibration, recipe, args.output, progress=progress)
-    except QuantizerFailed as exc:  # its ways out, as this command's options
-        raise Q8Error(exc.ways_out("--granularity per-tensor", "--exclude {node}")) from None
+    if args.keep_slow_float:
+        outcome = _keep_slow_float(args, model, calibration, recipe, progress)
+        result, recipe = outcome.chosen.result, outcome.chosen.result.recipe
+    else:
+        result = quantize_model(model, calibration, recipe, args.output, progress=progress)
     print_written(result)
     error_data = first_whole_batches(model, calibration, min(CALIBRATION_SAMPLES_FOR_ERRORS, result.calibration_samples))
     # against the model as the user gave it, layers named as in `evaluate` (a folded Conv by its BatchNorm)
