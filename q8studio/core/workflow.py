@@ -141,7 +141,7 @@ def quantize_and_compare(
     Histograms are always collected: the GUI draws them with every method's clipping range, and
     the next run can reuse them (``previous``, see :func:`~.quantize.quantize_model`).
     """
-    data = evaluation if evaluation is not None else calibration.limited(recipe.samples)
+    data = comparison_data(calibration, evaluation, recipe)
     try:  # checked before quantizing, not after: a long run must not fail at its last step
         require_labels_fit(data, model)
     except Q8Error as exc:
@@ -151,6 +151,12 @@ def quantize_and_compare(
     result = quantize_model(model, calibration, recipe, output, histograms=True, previous=previous, progress=progress)
     comparison = compare_models(model, result.int8, data, latency_runs=latency_runs, progress=progress)
     return StudioRun(result, result.int8, comparison, data.source, data.name)
+
+
+def comparison_data(calibration: Dataset, evaluation: Dataset | None, recipe: Recipe) -> Dataset:
+    """The samples a run compares float32 and int8 on: the evaluation data, else the calibration samples
+    ``recipe`` calibrates on."""
+    return evaluation if evaluation is not None else calibration.limited(recipe.samples)
 
 
 def input_numbers(result: QuantizeResult, name: str) -> NodeNumbers:

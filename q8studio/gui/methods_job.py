@@ -13,6 +13,7 @@ from PySide6.QtCore import QObject, Signal
 
 from ..core.errors import Q8Error
 from ..core.methods import MethodComparison, compare_methods
+from ..core.workflow import comparison_data
 from . import formatting as fmt
 from .errors import ErrorReporter
 from .methods_panel import INVITATION, MethodsPanel
@@ -61,7 +62,7 @@ class MethodsJob(QObject):
         except Q8Error as exc:
             self.errors.show(str(exc))
             return
-        data = evaluation if evaluation is not None else calibration.limited(recipe.samples)
+        data = comparison_data(calibration, evaluation, recipe)  # what a run would compare on
         self._compared_on = f"{fmt.count(data.count, 'sample')} of {data.name}"
         run = self.session.run
         previous = run.result if run is not None else None
