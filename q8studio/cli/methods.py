@@ -8,6 +8,7 @@ from typing import TYPE_CHECKING
 from ..core.errors import Q8Error
 from ..core.progress import Progress
 from .inputs import check_image_options_apply, read_data, require_at_least
+from .printing import elide_middle
 from .quantize import either, option_no_method_reads, recipe_from_args
 from .streams import stderr_progress
 
@@ -58,7 +59,7 @@ def print_methods(comparison: MethodComparison, args: argparse.Namespace) -> Non
         agreement = f"{100 * score.agreement:.2f}%" if score.agreement is not None else "n/a"
         sqnr = f"{score.output_sqnr_db:.2f}" if score.output_sqnr_db is not None else "n/a"
         worst = score.worst_layer
-        layer = f"{_short(worst.node)} ({worst.sqnr_db:.2f})" if worst is not None else ""
+        layer = f"{elide_middle(worst.node, MAX_LAYER_NAME)} ({worst.sqnr_db:.2f})" if worst is not None else ""
         print(f"  {score.method:<11}{top1:>11}{agreement:>11}{sqnr:>9}  {layer}")
     float_top1 = f"float32 top-1 {100 * comparison.float_top1:.2f}%; " if labelled else ""
     decided = "int8 top-1" if labelled else "agreement"
@@ -66,7 +67,3 @@ def print_methods(comparison: MethodComparison, args: argparse.Namespace) -> Non
     print(f"{float_top1}SQNR of output {output!r}")
     print(f"best here: {best} (highest {decided}, then SQNR); chosen on these samples, so judge it on others too")
     print(f"to write it: q8studio quantize {args.model} --calib {args.calib} --method {best} and the settings above")
-
-
-def _short(name: str) -> str:
-    return name if len(name) <= MAX_LAYER_NAME else "…" + name[-(MAX_LAYER_NAME - 1):]

@@ -228,12 +228,12 @@ def _print_profile_table(r: ProfileReport) -> None:
         # no speed-up for a layer the int8 model no longer runs (JSON: null); "?" for MACs not known
         speedup = f"{layer.speedup:7.2f}x" if math.isfinite(layer.speedup) else f"{'-':>8}"
         macs = f"{layer.macs:11,}" if layer.macs_known else f"{'?':>11}"
-        cells = " ".join(f"{_elide_middle(text, width):{width}}" for text, width in zip(texts, widths))
+        cells = " ".join(f"{elide_middle(text, width):{width}}" for text, width in zip(texts, widths))
         print(f"{cells} {layer.float_total_us:9.1f} {layer.int8_us:8.1f} {layer.int8_glue_us:8.1f} {speedup} "
               f"{macs}{mark}")
 
 
-def _elide_middle(text: str, width: int) -> str:
+def elide_middle(text: str, width: int) -> str:
     """``text`` whole when it fits, else its two ends around "…": a layer's name ends in its op, a kernel
     list in the last kernel that ran, and both begin with what tells them apart."""
     if len(text) <= width:
