@@ -37,7 +37,7 @@ class GuideWindow(QDialog):
 
 def about_text() -> str:
     """What q8studio and its libraries are, in the versions running: what a bug report needs first."""
-    versions = software_versions("onnxruntime", "onnx", "numpy")
+    versions = software_versions()  # q8studio, Python and the core's libraries
     versions |= {"PySide6": PySide6.__version__, "pyqtgraph": pyqtgraph.__version__}
     own, python = versions.pop("q8studio"), versions.pop("python")
     rows = "".join(f"<tr><td>{name}</td><td>{version}</td></tr>" for name, version in versions.items())
