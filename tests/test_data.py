@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import io
 import warnings
 from pathlib import Path
 
@@ -16,7 +17,7 @@ from q8studio.core.data import load_data
 from q8studio.core.evaluate import require_labels_fit
 from q8studio.core.demo import demo_assets
 from q8studio.core.errors import Q8Error
-from q8studio.core.imagefolder import ImagePreprocessing
+from q8studio.core.imagefolder import TAIL_BYTES, ImagePreprocessing
 from q8studio.core.model import load_model
 
 
@@ -237,9 +238,9 @@ def test_a_damaged_npz_is_refused_in_one_line_when_read(cnn_path: Path, tmp_path
     assert "cannot be read" in _run_refusal(data)
 
 
-def test_check_values_of_an_image_folder_reads_headers_only(tmp_path: Path) -> None:
-    """A file that is no image is refused as a run would refuse it; a truncated body is left to the run,
-    since decoding every image of a large folder when it is chosen would take minutes."""
+def test_check_values_of_an_image_folder_refuses_what_a_run_would(tmp_path: Path) -> None:
+    """A file that is no image, or one cut short, is refused when chosen, in the words a run would use;
+    the check reads no further than the samples a run reads."""
     assets = demo_assets()
     model, prep = load_model(assets.model), ImagePreprocessing.from_json(assets.preprocessing)
     folder = tmp_path / "images"
@@ -247,17 +248,36 @@ def test_check_values_of_an_image_folder_reads_headers_only(tmp_path: Path) -> N
     for i, source in enumerate(sorted(assets.images.rglob("*.png"))[:3]):
         (folder / f"a{i}.png").write_bytes(source.read_bytes())
     png = (folder / "a0.png").read_bytes()
-    (folder / "truncated.png").write_bytes(png[: len(png) // 2])
+    for name, content in [("truncated.png", png[: len(png) // 2]), ("broken.png", b"not a png")]:
+        (folder / name).write_bytes(content)
+        data = load_data(folder, model, preprocessing=prep)
+        with pytest.raises(Q8Error) as refused:
+            data.check_values()
+        assert str(refused.value) == _run_refusal(data)
+        assert str(refused.value).startswith(f"Cannot read image {name}: ")
+        data.limited(3).check_values()  # the file sorts after a*.png: a run on 3 samples never reads it
+        (folder / name).unlink()
+
+
+@pytest.mark.parametrize("image_format", ["PNG", "JPEG", "BMP"])
+def test_an_image_cut_short_is_found_without_decoding_whole_ones(image_format: str, tmp_path: Path) -> None:
+    """Each format's end is checked (PNG's IEND, JPEG's end marker, BMP's declared size); a whole image with
+    data appended after its end is decoded to be sure, and accepted as a run would accept it."""
+    pixels = (np.random.default_rng(0).random((20, 20)) * 255).astype(np.uint8)
+    encoded = io.BytesIO()
+    Image.fromarray(pixels).save(encoded, image_format)
+    whole = encoded.getvalue()
+    suffix = {"PNG": ".png", "JPEG": ".jpg", "BMP": ".bmp"}[image_format]
+    assets = demo_assets()
+    model, prep = load_model(assets.model), ImagePreprocessing.from_json(assets.preprocessing)
+    folder = tmp_path / "images"
+    folder.mkdir()
+    image = folder / f"x{suffix}"
+    image.write_bytes(whole + bytes(3 * TAIL_BYTES))  # appended data hides the end marker from the tail read
     load_data(folder, model, preprocessing=prep).check_values()
-    assert _run_refusal(load_data(folder, model, preprocessing=prep)).startswith("Cannot read image truncated.png")
-    (folder / "truncated.png").unlink()
-    (folder / "broken.png").write_bytes(b"not a png")
-    data = load_data(folder, model, preprocessing=prep)
-    with pytest.raises(Q8Error) as refused:
-        data.check_values()
-    assert str(refused.value) == _run_refusal(data)
-    assert str(refused.value).startswith("Cannot read image broken.png: cannot identify image file")
-    data.limited(3).check_values()  # broken.png sorts after a*.png: a run on 3 samples never reads it
+    image.write_bytes(whole[: len(whole) - 40])
+    with pytest.raises(Q8Error, match=f"^Cannot read image x{suffix}: .*[Tt]runcated"):
+        load_data(folder, model, preprocessing=prep).check_values()
 
 
 def sequence_first_lstm(steps: int = 6, features: int = 5, hidden: int = 8) -> onnx.ModelProto:

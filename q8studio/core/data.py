@@ -110,12 +110,12 @@ class Dataset:
 
     def check_values(self, max_bytes: int | None = None) -> None:
         """Refuse now what a run would refuse only once it reads the samples, with the run's reasons: NaN/Inf,
-        values too large for the model's type, damaged arrays, image files that are no image.
+        values too large for the model's type, damaged arrays, image files that are no image or are cut short.
 
         Arrays are scanned up to ``max_bytes`` (default :data:`VALUE_CHECK_BYTES`) so that choosing huge
-        data does not stall; a run checks the rest as it reads. Of an image folder only each file's header
-        is read: decoding is ~60 times slower, and the preprocessing settings are checked to keep every
-        decodable image finite.
+        data does not stall; a run checks the rest as it reads. Of an image folder each file's header and
+        end are read (:meth:`.ImageFolderSource.check_files`): decoding is ~60 times slower, and the
+        preprocessing settings are checked to keep every decodable image finite.
         """
         folder = _image_folder_source(self.sources)
         if folder is not None:

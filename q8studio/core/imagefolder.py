@@ -25,6 +25,9 @@ LAYOUTS = ("NCHW", "NHWC")
 COLORS = ("rgb", "bgr", "gray")
 PIXEL_RANGE = (0.0, 255.0)  # what ``_pixels`` gives 8- and 16-bit images alike
 FLOAT32_MAX = float(np.finfo(np.float32).max)
+END_MARKERS = {"PNG": b"IEND", "JPEG": b"\xff\xd9"}  # PNG's last chunk, JPEG's end-of-image marker
+TAIL_BYTES = 4096
+"""How much of a file's end is searched for its format's end marker: a writer may append a little after it."""
 
 
 @dataclass(frozen=True)
@@ -282,11 +285,16 @@ class ImageFolderSource:
             return self.preprocessing.apply(image)
 
     def check_files(self, count: int) -> None:
-        """Refuse the first ``count`` files if one is no image Pillow can open, reading only headers: decoding
-        every image of a large folder takes minutes, so a body that fails to decode is found when a run reads it."""
+        """Refuse the first ``count`` files if one is no image, or is cut short, with the message a run would give.
+
+        Decoding every image of a large folder takes minutes, so only the header and the last bytes are read: a
+        copy cut short lacks its format's end (:func:`_ends_whole`). Only a file whose end cannot be confirmed
+        that way is decoded, so a whole image with data appended is still accepted.
+        """
         for path in self.files[:count]:
-            with _opened(path):
-                pass
+            with _opened(path) as image:
+                if not _ends_whole(path, image.format):
+                    image.load()  # raises, inside _opened, what a run reading this file would raise
 
     def iter_rows(self, batch_size: int, limit: int) -> Iterator[np.ndarray]:
         for start in range(0, limit, batch_size):
@@ -303,6 +311,21 @@ def _opened(path: Path) -> Iterator[Image.Image]:
             yield image
     except (UnidentifiedImageError, OSError) as exc:
         raise Q8Error(f"Cannot read image {path.name}: {exc}") from None
+
+
+def _ends_whole(path: Path, image_format: str | None) -> bool:
+    """Whether the file visibly ends where its format says: PNG's IEND chunk or JPEG's end-of-image marker
+    in its last :data:`TAIL_BYTES`, a BMP at least as long as its header declares. False when unsure."""
+    size = path.stat().st_size
+    with path.open("rb") as file:
+        if image_format == "BMP":
+            file.seek(2)
+            declared = int.from_bytes(file.read(4), "little")  # bfSize: the whole file's length
+            return 0 < declared <= size
+        file.seek(max(0, size - TAIL_BYTES))
+        tail = file.read()
+    marker = END_MARKERS.get(image_format or "")
+    return marker is not None and marker in tail
 
 
 def _labels_from_folders(folder: Path, files: list[Path]) -> np.ndarray | None:
