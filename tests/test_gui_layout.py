@@ -10,6 +10,7 @@ from PySide6.QtCore import QPoint, QSettings, Qt
 from PySide6.QtWidgets import QScrollArea
 
 from gui_actions import QUICK_SAMPLES, drag_dock_separator
+from q8studio.core.clipping import METHODS
 from q8studio.gui.main_window import DEFAULT_SIZE, MainWindow
 from q8studio.gui.row_table import ColumnWidths, shared_widths
 from q8studio.gui.speed_panel import COLUMNS as SPEED_COLUMNS
@@ -130,6 +131,19 @@ def test_the_float32_int8_figures_stay_whole_on_a_laptop_screen(qtbot, tmp_path:
     qtbot.waitUntil(lambda: summary.isVisible())
     assert summary.verticalScrollBar().maximum() == 0 and summary.horizontalScrollBar().maximum() == 0
     assert window.results.table.horizontalScrollBar().maximum() == 0
+
+
+def test_every_clipping_method_shows_without_scrolling_on_a_laptop_screen(qtbot, tmp_path: Path) -> None:
+    """At 1366x768 the Methods tab's five rows needed two pixels of a vertical scroll bar."""
+    window = window_at(qtbot, tmp_path / "settings.ini", (1366, 768))
+    with qtbot.waitSignal(window.run_finished, timeout=RUN_TIMEOUT_MS):
+        window.start_run()
+    with qtbot.waitSignal(window.methods.compared, timeout=3 * RUN_TIMEOUT_MS):
+        window.methods_action.trigger()
+    table = window.results.methods.table
+    assert table.model().rowCount() == len(METHODS)
+    qtbot.waitUntil(lambda: table.isVisible() and table.verticalScrollBar().maximum() == 0
+                    and table.horizontalScrollBar().maximum() == 0, timeout=2000)
 
 
 def test_the_node_docks_plots_leave_the_property_tree_room_on_a_laptop_screen(qtbot, tmp_path: Path) -> None:

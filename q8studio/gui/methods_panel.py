@@ -147,6 +147,7 @@ class MethodsPanel(QWidget):
         self.table.doubleClicked.connect(lambda index: self.method_chosen.emit(self._method_at(index)))
         layout = QVBoxLayout(self)
         layout.setContentsMargins(0, 2, 0, 0)
+        layout.setSpacing(2)  # one-line rows above the table: its five rows fit a 768-pixel-high screen
         layout.addLayout(top)
         layout.addWidget(self.details)
         layout.addWidget(self.job_progress)
