@@ -17,8 +17,9 @@ from q8studio.core.data import load_data
 from q8studio.core.evaluate import require_labels_fit
 from q8studio.core.demo import demo_assets
 from q8studio.core.errors import Q8Error
+from q8studio.core import imagefolder
 from q8studio.core.imagefolder import TAIL_BYTES, ImagePreprocessing
-from q8studio.core.model import load_model
+from q8studio.core.model import LoadedModel, load_model
 
 
 def test_npz_streams_in_batches_equal_to_the_array(cnn_path: Path, tmp_path: Path) -> None:
@@ -238,15 +239,19 @@ def test_a_damaged_npz_is_refused_in_one_line_when_read(cnn_path: Path, tmp_path
     assert "cannot be read" in _run_refusal(data)
 
 
-def test_check_values_of_an_image_folder_refuses_what_a_run_would(tmp_path: Path) -> None:
-    """A file that is no image, or one cut short, is refused when chosen, in the words a run would use;
-    the check reads no further than the samples a run reads."""
+def three_demo_images(folder: Path) -> tuple[LoadedModel, ImagePreprocessing, Path]:
+    """The demo model, its image preprocessing, and ``folder`` holding three of its images, a0.png to a2.png."""
     assets = demo_assets()
-    model, prep = load_model(assets.model), ImagePreprocessing.from_json(assets.preprocessing)
-    folder = tmp_path / "images"
     folder.mkdir()
     for i, source in enumerate(sorted(assets.images.rglob("*.png"))[:3]):
         (folder / f"a{i}.png").write_bytes(source.read_bytes())
+    return load_model(assets.model), ImagePreprocessing.from_json(assets.preprocessing), folder
+
+
+def test_check_values_of_an_image_folder_refuses_what_a_run_would(tmp_path: Path) -> None:
+    """A file that is no image, or one cut short, is refused when chosen, in the words a run would use;
+    the check reads no further than the samples a run reads."""
+    model, prep, folder = three_demo_images(tmp_path / "images")
     png = (folder / "a0.png").read_bytes()
     for name, content in [("truncated.png", png[: len(png) // 2]), ("broken.png", b"not a png")]:
         (folder / name).write_bytes(content)
@@ -257,6 +262,20 @@ def test_check_values_of_an_image_folder_refuses_what_a_run_would(tmp_path: Path
         assert str(refused.value).startswith(f"Cannot read image {name}: ")
         data.limited(3).check_values()  # the file sorts after a*.png: a run on 3 samples never reads it
         (folder / name).unlink()
+
+
+def test_choosing_a_large_folder_checks_its_first_files_and_the_run_the_rest(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    model, prep, folder = three_demo_images(tmp_path / "images")
+    (folder / "b.png").write_bytes(b"not a png")
+    monkeypatch.setattr(imagefolder, "CHECK_FILES", 3)
+    data = load_data(folder, model, preprocessing=prep)
+    data.check_values()  # b.png is the fourth file
+    assert _run_refusal(data).startswith("Cannot read image b.png")
+    monkeypatch.setattr(imagefolder, "CHECK_FILES", 4)
+    with pytest.raises(Q8Error, match="^Cannot read image b.png"):
+        data.check_values()
 
 
 @pytest.mark.parametrize("image_format", ["PNG", "JPEG", "BMP"])

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 import re
 import warnings
 from pathlib import Path
@@ -19,7 +20,8 @@ from q8studio.cli.inputs import image_options
 from q8studio.core.data import Dataset, load_data
 from q8studio.core.demo import demo_assets
 from q8studio.core.errors import Q8Error
-from q8studio.core.imagefolder import ImageOptions, ImagePreprocessing
+from q8studio.core.imagefolder import (
+    IMAGE_SUFFIXES, ImageFolderSource, ImageOptions, ImagePreprocessing, first_image, image_files)
 from q8studio.core.model import load_model
 
 
@@ -249,3 +251,48 @@ def test_images_read_with_a_normalisation_nobody_gave_are_noted(
     err = capsys.readouterr().err
     note = "q8studio: note: images read as 16x16 gray NCHW, x/255, mean 0, std 1: the normalisation is a default"
     assert (note in err) == noted
+
+
+def _tree(root: Path) -> Path:
+    """A folder whose string order differs from its path order ('a-b/...' sorts after 'a/...' by path, before
+    it as a string), with what is no image to read: a link to a folder, a dangling link, a name that is only a
+    suffix, a FIFO; and an upper-case suffix that is one."""
+    pixels = np.zeros((4, 4), np.uint8)
+    for name in ["a/b.png", "a/b/c.png", "a-b/x.png", "a.b/y.jpg", "A/z.JPEG", "top.bmp", "a/b/.png", "deep/1/2/3.png"]:
+        (root / name).parent.mkdir(parents=True, exist_ok=True)
+        Image.fromarray(pixels).save(root / name, format="PNG")  # the content does not matter here, the names do
+    (root / "linked").symlink_to(root / "a", target_is_directory=True)
+    (root / "dangling.png").symlink_to(root / "nowhere.png")
+    os.mkfifo(root / "pipe.png")
+    return root
+
+
+def test_image_files_are_listed_in_path_order_and_skip_what_is_no_image_file(tmp_path: Path) -> None:
+    """The listing a run reads, in the order of the whole paths, as pathlib's rglob gave it before."""
+    root = _tree(tmp_path / "images")
+    expected = sorted(p for p in root.resolve().rglob("*") if p.suffix.lower() in IMAGE_SUFFIXES and p.is_file())
+    listed = list(image_files(root))
+    assert listed == expected
+    assert [p.relative_to(root).as_posix() for p in listed] == [
+        "A/z.JPEG", "a/b/c.png", "a/b.png", "a-b/x.png", "a.b/y.jpg", "deep/1/2/3.png", "top.bmp"]
+
+
+def test_a_folder_given_by_another_path_is_the_same_data(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """The statistics of a run are reused only for the same files: the fingerprint names them by resolved path."""
+    assets = demo_assets()
+    model = load_model(assets.model)
+    (tmp_path / "via").symlink_to(assets.images, target_is_directory=True)
+    monkeypatch.chdir(assets.images.parent)
+    given = [assets.images, Path(assets.images.name), tmp_path / "via"]
+    fingerprints = {load_data(path, model).fingerprint for path in given}
+    assert len(fingerprints) == 1
+
+
+def test_the_preview_shows_the_first_sample_a_run_reads(tmp_path: Path) -> None:
+    root = _tree(tmp_path / "images")
+    prep = ImagePreprocessing(size=(4, 4), color="gray")
+    np.testing.assert_array_equal(first_image(root, prep), ImageFolderSource(root, prep).load(0))
+    (tmp_path / "empty" / "sub").mkdir(parents=True)
+    with pytest.raises(Q8Error, match="contains no images"):
+        first_image(tmp_path / "empty", prep)
+

@@ -113,8 +113,8 @@ class Dataset:
         values too large for the model's type, damaged arrays, image files that are no image or are cut short.
 
         Arrays are scanned up to ``max_bytes`` (default :data:`VALUE_CHECK_BYTES`) so that choosing huge
-        data does not stall; a run checks the rest as it reads. Of an image folder each file's header and
-        end are read (:meth:`.ImageFolderSource.check_files`): decoding is ~60 times slower, and the
+        data does not stall; a run checks the rest as it reads. Of an image folder the first files' headers
+        and ends are read (:meth:`.ImageFolderSource.check_files`): decoding is ~60 times slower, and the
         preprocessing settings are checked to keep every decodable image finite.
         """
         folder = _image_folder_source(self.sources)
@@ -174,7 +174,7 @@ def _fingerprint(path: Path, sources: dict[str, RowSource]) -> tuple:
     preprocessing. The change time catches a file rewritten with its old size and modification time
     (``cp -p``): no user call can set it back."""
     folder = _image_folder_source(sources)
-    stamps = tuple(_stamp(f) for f in (folder.files if folder else [path]))
+    stamps = tuple(_stamp(f) for f in (folder.files if folder else [path.resolve()]))  # a folder's are resolved
     return (folder.preprocessing, stamps) if folder else stamps
 
 
@@ -184,7 +184,7 @@ def _image_folder_source(sources: dict[str, RowSource]) -> ImageFolderSource | N
 
 def _stamp(file: Path) -> tuple[str, int, int, int]:
     status = file.stat()
-    return str(file.resolve()), status.st_size, status.st_mtime_ns, status.st_ctime_ns
+    return str(file), status.st_size, status.st_mtime_ns, status.st_ctime_ns
 
 
 def _npz(path: Path, input_names: set[str]) -> tuple[dict[str, RowSource], np.ndarray | None]:

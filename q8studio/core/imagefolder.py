@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import json
 import math
+import os
 from contextlib import contextmanager
 from dataclasses import asdict, dataclass, fields, replace
 from pathlib import Path
@@ -28,6 +29,9 @@ FLOAT32_MAX = float(np.finfo(np.float32).max)
 END_MARKERS = {"PNG": b"IEND", "JPEG": b"\xff\xd9"}  # PNG's last chunk, JPEG's end-of-image marker
 TAIL_BYTES = 4096
 """How much of a file's end is searched for its format's end marker: a writer may append a little after it."""
+CHECK_FILES = 4096
+"""How many files :meth:`ImageFolderSource.check_files` reads when data are chosen (~0.15 s on a 2-core
+machine; all 50,000 of an ImageNet validation folder took 1.9 s). A run checks the rest as it reads them."""
 
 
 @dataclass(frozen=True)
@@ -270,9 +274,9 @@ class ImageFolderSource:
     """Image files of a folder (recursively), decoded and preprocessed on demand."""
 
     def __init__(self, folder: Path, preprocessing: ImagePreprocessing) -> None:
-        self.files = sorted(p for p in folder.rglob("*") if p.suffix.lower() in IMAGE_SUFFIXES and p.is_file())
+        self.files = list(image_files(folder))
         if not self.files:
-            raise Q8Error(f"The folder {folder} contains no images (PNG or JPEG).")
+            raise _no_images(folder)
         self.preprocessing = preprocessing
         h, w = preprocessing.size
         c = preprocessing.channels
@@ -281,17 +285,17 @@ class ImageFolderSource:
         self.labels = _labels_from_folders(folder, self.files)
 
     def load(self, index: int) -> np.ndarray:
-        with _opened(self.files[index]) as image:
-            return self.preprocessing.apply(image)
+        return _load_image(self.files[index], self.preprocessing)
 
     def check_files(self, count: int) -> None:
-        """Refuse the first ``count`` files if one is no image, or is cut short, with the message a run would give.
+        """Refuse the first ``count`` files (at most :data:`CHECK_FILES`) if one is no image, or is cut short,
+        with the message a run would give.
 
         Decoding every image of a large folder takes minutes, so only the header and the last bytes are read: a
         copy cut short lacks its format's end (:func:`_ends_whole`). Only a file whose end cannot be confirmed
         that way is decoded, so a whole image with data appended is still accepted.
         """
-        for path in self.files[:count]:
+        for path in self.files[:min(count, CHECK_FILES)]:
             with _opened(path) as image:
                 if not _ends_whole(path, image.format):
                     image.load()  # raises, inside _opened, what a run reading this file would raise
@@ -300,6 +304,49 @@ class ImageFolderSource:
         for start in range(0, limit, batch_size):
             stop = min(start + batch_size, limit)
             yield np.stack([self.load(i) for i in range(start, stop)])
+
+
+def first_image(folder: Path, preprocessing: ImagePreprocessing) -> np.ndarray:
+    """The folder's first sample, without listing a large folder whole: what a preview shows."""
+    first = next(image_files(folder), None)
+    if first is None:
+        raise _no_images(folder)
+    return _load_image(first, preprocessing)
+
+
+def _load_image(path: Path, preprocessing: ImagePreprocessing) -> np.ndarray:
+    with _opened(path) as image:
+        return preprocessing.apply(image)
+
+
+def _no_images(folder: Path) -> Q8Error:
+    return Q8Error(f"The folder {folder} contains no images (PNG or JPEG).")
+
+
+def image_files(folder: Path) -> Iterator[Path]:
+    """The image files under ``folder`` (sub-folders too, not those reached through a link), in path
+    order, under the folder's resolved path, so that they name the same files however it was given.
+
+    Each folder's entries are sorted by name and a sub-folder is walked where its name sorts: the order of
+    the whole paths (:mod:`pathlib`'s), found lazily, so the first image of a large folder comes at once.
+    Directory entries say which names are files without a ``stat`` each: 50,000 images in 0.3 s, where
+    ``rglob`` took 1.3 s.
+    """
+    for path in _image_paths(str(folder.resolve())):
+        yield Path(path)
+
+
+def _image_paths(directory: str) -> Iterator[str]:
+    try:
+        with os.scandir(directory) as scan:
+            entries = sorted(scan, key=lambda entry: os.path.normcase(entry.name))
+    except PermissionError:  # a folder the user cannot list holds no images for them
+        return
+    for entry in entries:
+        if entry.is_dir(follow_symlinks=False):
+            yield from _image_paths(entry.path)
+        elif os.path.splitext(entry.name)[1].lower() in IMAGE_SUFFIXES and entry.is_file():
+            yield entry.path
 
 
 @contextmanager
