@@ -136,6 +136,20 @@ def test_a_class_folder_named_by_a_non_decimal_digit_gives_no_labels(tmp_path: P
     assert load_data(tmp_path, load_model(assets.model), preprocessing=prep).labels is None
 
 
+
+def test_a_class_folder_chosen_itself_gives_no_labels_however_it_is_named(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Images directly in the chosen folder have no class folder, even when it is called '3' and given
+    by a relative path (its files are listed under its resolved path)."""
+    assets = demo_assets()
+    (tmp_path / "3").mkdir()
+    for source in sorted((assets.images / "3").iterdir()):
+        (tmp_path / "3" / source.name).write_bytes(source.read_bytes())
+    monkeypatch.chdir(tmp_path)
+    prep = ImagePreprocessing.from_json(assets.preprocessing)
+    assert load_data(Path("3"), load_model(assets.model), preprocessing=prep).labels is None
+
 def test_nan_values_are_rejected_naming_the_sample(cnn_path: Path, tmp_path: Path) -> None:
     images = np.zeros((6, 3, 16, 16), np.float32)
     images[4, 0, 0, 0] = np.nan

@@ -274,6 +274,7 @@ class ImageFolderSource:
     """Image files of a folder (recursively), decoded and preprocessed on demand."""
 
     def __init__(self, folder: Path, preprocessing: ImagePreprocessing) -> None:
+        folder = folder.resolve()  # as image_files names the files: their parents compare with it
         self.files = list(image_files(folder))
         if not self.files:
             raise _no_images(folder)
@@ -330,7 +331,7 @@ def image_files(folder: Path) -> Iterator[Path]:
     Each folder's entries are sorted by name and a sub-folder is walked where its name sorts: the order of
     the whole paths (:mod:`pathlib`'s), found lazily, so the first image of a large folder comes at once.
     Directory entries say which names are files without a ``stat`` each: 50,000 images in 0.3 s, where
-    ``rglob`` took 1.3 s.
+    ``rglob`` and a sort take 0.6 s (benchmarks/image_folder.py).
     """
     for path in _image_paths(str(folder.resolve())):
         yield Path(path)
