@@ -469,12 +469,10 @@ class MainWindow(QMainWindow):
         model = self.session.model
         if model is None or self.runner.busy or self.int8.keeping or self.loader.busy:
             return  # a model being opened would replace this one, and receive its results
-        try:
-            recipe = self.quantize_panel.recipe()
-            calibration, evaluation = self.quantize_panel.datasets()
-        except Q8Error as exc:
-            self.errors.show(str(exc))
+        inputs = self.quantize_panel.run_inputs()
+        if inputs is None:
             return
+        recipe, calibration, evaluation = inputs
         output = self._run_output = self.scratch.new_file(model.path.stem)
         self._run_data = calibration, evaluation
 

@@ -11,7 +11,6 @@ from typing import Callable
 
 from PySide6.QtCore import QObject, Signal
 
-from ..core.errors import Q8Error
 from ..core.methods import MethodComparison, compare_methods
 from ..core.workflow import comparison_data
 from . import formatting as fmt
@@ -56,12 +55,10 @@ class MethodsJob(QObject):
         model = self.session.model
         if model is None or self.busy:
             return
-        try:
-            recipe = self.quantize_panel.recipe()
-            calibration, evaluation = self.quantize_panel.datasets()
-        except Q8Error as exc:
-            self.errors.show(str(exc))
+        inputs = self.quantize_panel.run_inputs()
+        if inputs is None:
             return
+        recipe, calibration, evaluation = inputs
         data = comparison_data(calibration, evaluation, recipe)  # what a run would compare on
         self._compared_on = f"{fmt.count(data.count, 'sample')} of {data.name}"
         run = self.session.run

@@ -387,6 +387,15 @@ class QuantizePanel(QWidget):
         evaluation = self.evaluation.path()
         return self._load(calibration), self._load(evaluation) if evaluation else None
 
+    def run_inputs(self) -> tuple[Recipe, Dataset, Dataset | None] | None:
+        """The recipe, calibration and evaluation data a run (or a comparison of methods) takes from the form;
+        None, with the reason shown, when the form cannot give them."""
+        try:
+            return self.recipe(), *self.datasets()
+        except Q8Error as exc:
+            self._reporter.show(str(exc))
+            return None
+
     def _describe_data(self, loaded: Mapping[Path, Dataset]) -> None:
         """Say how many samples each chosen data holds; ``loaded``: data just loaded, not read again (listing
         a folder of 50,000 images takes half a second)."""
