@@ -55,7 +55,7 @@ def test_demo_image_folder_matches_test_set() -> None:
     assert images.count == 10
     np.testing.assert_array_equal(images.labels, np.arange(10))  # class sub-folders give labels
     with np.load(assets.test) as test:
-        rows = [int(p.stem.split("_")[-1]) for p in images.sources["image"].files]
+        rows = [int(Path(p).stem.split("_")[-1]) for p in images.sources["image"].files]
         expected = test["image"][rows]
     loaded = np.concatenate([b["image"] for b in images.batches(4)])
     np.testing.assert_allclose(loaded, expected, atol=1e-6)

@@ -19,10 +19,11 @@ from q8studio.cli import build_parser
 from q8studio.cli.inputs import image_options
 from q8studio.core.data import Dataset, load_data
 from q8studio.core.demo import demo_assets
-from q8studio.core.errors import Q8Error
+from q8studio.core.errors import Cancelled, Q8Error
 from q8studio.core.imagefolder import (
-    IMAGE_SUFFIXES, ImageFolderSource, ImageOptions, ImagePreprocessing, first_image, image_files)
+    IMAGE_SUFFIXES, REPORT_EVERY, ImageFolderSource, ImageOptions, ImagePreprocessing, first_image, image_files)
 from q8studio.core.model import load_model
+from q8studio.core.progress import CancelToken, Progress
 
 
 def _nhwc_model(path: Path) -> Path:
@@ -296,3 +297,34 @@ def test_the_preview_shows_the_first_sample_a_run_reads(tmp_path: Path) -> None:
     with pytest.raises(Q8Error, match="contains no images"):
         first_image(tmp_path / "empty", prep)
 
+
+
+def _many_images(folder: Path, count: int) -> Path:
+    """``count`` copies of one demo image in two class folders: enough files for several progress reports."""
+    content = next(iter(sorted(demo_assets().images.rglob("*.png")))).read_bytes()
+    for index in range(count):
+        path = folder / str(index % 2) / f"{index:05d}.png"
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_bytes(content)
+    return folder
+
+
+def test_reading_a_large_folder_reports_its_steps_and_can_be_cancelled(tmp_path: Path) -> None:
+    """Listing and dating half a million files takes seconds: the window shows how far it got and offers Cancel."""
+    folder = _many_images(tmp_path / "many", 2 * REPORT_EVERY + 5)
+    model = load_model(demo_assets().model)
+    reports: list[tuple[str, int, int]] = []
+    options = ImageOptions.from_json(demo_assets().preprocessing)
+    data = load_data(folder, model, preprocessing=options, progress=Progress(lambda *r: reports.append(r), None, 0.0))
+    assert ("Listing images", REPORT_EVERY, 0) in reports and ("Listing images", 2 * REPORT_EVERY, 0) in reports
+    dates = [done for stage, done, total in reports if stage == "Reading file dates" and total == data.count]
+    assert dates == [0, REPORT_EVERY, 2 * REPORT_EVERY] and data.count == 2 * REPORT_EVERY + 5
+    reports.clear()
+    data.check_values(progress=Progress(lambda *r: reports.append(r), None, 0.0))
+    assert [r for r in reports if r[0] == "Checking images"] == [
+        ("Checking images", done, data.count) for done in (0, REPORT_EVERY, 2 * REPORT_EVERY)]
+
+    token = CancelToken()
+    stop_at_first_report = Progress(lambda *r: token.cancel(), token, 0.0)
+    with pytest.raises(Cancelled):
+        load_data(folder, model, preprocessing=options, progress=stop_at_first_report)

@@ -7,6 +7,7 @@ data are chosen (:meth:`Dataset.check_values`), so that a run is not the first t
 
 from __future__ import annotations
 
+import hashlib
 import os
 import zipfile
 import zlib
@@ -19,8 +20,9 @@ from typing import BinaryIO, Callable, ContextManager, Iterator, Protocol
 import numpy as np
 
 from .errors import Q8Error
-from .imagefolder import ImageFolderSource, ImageOptions, ImagePreprocessing
+from .imagefolder import REPORT_EVERY, ImageFolderSource, ImageOptions, ImagePreprocessing
 from .model import LoadedModel, TensorInfo
+from .progress import NO_PROGRESS, Progress
 
 LABELS_KEY = "labels"
 VALUE_CHECK_BYTES = 128 * 2**20
@@ -108,7 +110,7 @@ class Dataset:
         folder = _image_folder_source(self.sources)
         return folder.preprocessing if folder else None
 
-    def check_values(self, max_bytes: int | None = None) -> None:
+    def check_values(self, max_bytes: int | None = None, progress: Progress = NO_PROGRESS) -> None:
         """Refuse now what a run would refuse only once it reads the samples, with the run's reasons: NaN/Inf,
         values too large for the model's type, damaged arrays, image files that are no image or are cut short.
 
@@ -119,13 +121,16 @@ class Dataset:
         """
         folder = _image_folder_source(self.sources)
         if folder is not None:
-            folder.check_files(self.count)
+            folder.check_files(self.count, progress)
             return
         row_bytes = max(1, sum(int(np.prod(s.shape[1:], dtype=np.int64)) * s.dtype.itemsize
                                for s in self.sources.values()))
         budget = VALUE_CHECK_BYTES if max_bytes is None else max_bytes
-        for _ in self.limited(max(1, budget // row_bytes)).batches(max(1, CHECK_BATCH_BYTES // row_bytes)):
-            pass
+        scanned = self.limited(max(1, budget // row_bytes))
+        done = 0
+        for batch in scanned.batches(max(1, CHECK_BATCH_BYTES // row_bytes)):
+            progress.report("Checking values", done, scanned.count)
+            done += len(next(iter(batch.values())))
 
     def first_sample(self) -> dict[str, np.ndarray]:
         return next(self.batches(1))
@@ -147,17 +152,19 @@ def load_data(
     *,
     samples: int | None = None,
     preprocessing: ImagePreprocessing | ImageOptions | None = None,
+    progress: Progress = NO_PROGRESS,
 ) -> Dataset:
     """Open a data source and check it fits the model's inputs; nothing is read in bulk yet.
 
     An image folder is read with ``preprocessing`` when complete; options (or ``None``) are
-    completed from what the model's input implies.
+    completed from what the model's input implies. Listing and dating the files of a large folder takes
+    seconds (half a million: 5 s), which ``progress`` reports and may cancel.
     """
     path = Path(path)
     if not path.exists():
         raise Q8Error(f"No such data file or folder: {path}")
     if path.is_dir():
-        sources, labels = _image_folder(path, model, preprocessing)
+        sources, labels = _image_folder(path, model, preprocessing, progress)
     elif path.suffix.lower() == ".npz":
         sources, labels = _npz(path, {t.name for t in model.input_specs()})
     elif path.suffix.lower() == ".npy":
@@ -166,24 +173,34 @@ def load_data(
         raise Q8Error(f"{path.name}: data must be a .npz file, a .npy file or a folder of images.")
     count = _check_against_model(sources, labels, model, path.name)
     dtypes = {t.name: np.dtype(t.dtype) for t in model.input_specs() if t.dtype}
-    return Dataset(sources, labels, count, str(path), dtypes, _fingerprint(path, sources), path).limited(samples)
+    fingerprint = _fingerprint(path, sources, progress)
+    return Dataset(sources, labels, count, str(path), dtypes, fingerprint, path).limited(samples)
 
 
-def _fingerprint(path: Path, sources: dict[str, RowSource]) -> tuple:
+def _fingerprint(path: Path, sources: dict[str, RowSource], progress: Progress) -> tuple:
     """The files behind the data as (path, size, modification and change times), and an image folder's
     preprocessing. The change time catches a file rewritten with its old size and modification time
-    (``cp -p``): no user call can set it back."""
+    (``cp -p``): no user call can set it back.
+
+    An image folder's stamps are kept as a digest: a tuple per file held 0.2 GB for a million images.
+    """
     folder = _image_folder_source(sources)
-    stamps = tuple(_stamp(f) for f in (folder.files if folder else [path.resolve()]))  # a folder's are resolved
-    return (folder.preprocessing, stamps) if folder else stamps
+    if folder is None:
+        return (_stamp(path.resolve()),)
+    digest = hashlib.blake2b(digest_size=32)
+    for index, file in enumerate(folder.files):  # already resolved
+        if index % REPORT_EVERY == 0:
+            progress.report("Reading file dates", index, len(folder.files))
+        digest.update(repr(_stamp(file)).encode("utf-8", "surrogateescape"))
+    return folder.preprocessing, len(folder.files), digest.hexdigest()
 
 
 def _image_folder_source(sources: dict[str, RowSource]) -> ImageFolderSource | None:
     return next((source for source in sources.values() if isinstance(source, ImageFolderSource)), None)
 
 
-def _stamp(file: Path) -> tuple[str, int, int, int]:
-    status = file.stat()
+def _stamp(file: Path | str) -> tuple[str, int, int, int]:
+    status = os.stat(file)
     return str(file), status.st_size, status.st_mtime_ns, status.st_ctime_ns
 
 
@@ -230,14 +247,14 @@ def _npy(path: Path, model: LoadedModel) -> dict[str, RowSource]:
 
 
 def _image_folder(
-    path: Path, model: LoadedModel, preprocessing: ImagePreprocessing | ImageOptions | None
+    path: Path, model: LoadedModel, preprocessing: ImagePreprocessing | ImageOptions | None, progress: Progress
 ) -> tuple[dict[str, RowSource], np.ndarray | None]:
     inputs = model.input_specs()
     if len(inputs) != 1:
         raise Q8Error("An image folder can only feed a single-input model.")
     if not isinstance(preprocessing, ImagePreprocessing):
         preprocessing = (preprocessing or ImageOptions()).for_input(inputs[0])
-    source = ImageFolderSource(path, preprocessing)
+    source = ImageFolderSource(path, preprocessing, progress)
     return {inputs[0].name: source}, source.labels
 
 

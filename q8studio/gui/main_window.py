@@ -680,6 +680,7 @@ class MainWindow(QMainWindow):
         for runner in (self.runner, self.probe, self.inspect, self.loader, self.explain_dock.runner, self.int8.runner,
                        self.methods.runner):
             runner.shutdown()
+        self.quantize_panel.shutdown()
         self.errors.close()
         self.scratch.cleanup()
         super().closeEvent(event)

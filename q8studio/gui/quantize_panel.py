@@ -7,16 +7,13 @@ the run's own: shapes and types, values (NaN/Inf, unreadable images) and the lab
 
 from __future__ import annotations
 
-from collections.abc import Mapping
-from contextlib import contextmanager
 from pathlib import Path
-from typing import Iterator
+from typing import Callable, TypeVar
 
 import numpy as np
 from PySide6.QtCore import QSignalBlocker, Qt, Signal
-from PySide6.QtGui import QCursor, QImage, QPixmap
+from PySide6.QtGui import QImage, QPixmap
 from PySide6.QtWidgets import (
-    QApplication,
     QCheckBox,
     QComboBox,
     QDoubleSpinBox,
@@ -37,21 +34,24 @@ from PySide6.QtWidgets import (
 
 from ..core.clipping import METHODS
 from ..core.data import Dataset, load_data
-from ..core.errors import Q8Error
+from ..core.errors import Cancelled, Q8Error
 from ..core.evaluate import require_labels_fit
 from ..core.imagefolder import COLORS, LAYOUTS, ImageOptions, ImagePreprocessing, first_image
 from ..core.model import LoadedModel
+from ..core.progress import NO_PROGRESS, Progress
 from ..core.recipe import ACTIVATION_TYPES, GRANULARITIES, Recipe
 from ..core.tensorview import display_image
 from . import formatting as fmt
 from .data_field import DataField
 from .errors import ErrorReporter
+from .waiting import Waiter
 
 PREVIEW_PIXELS = 112
 READY = "Ready."
 OUTCOME_CHARS = 240  # about three lines of the dock
 SPIN_MAX = 2**31 - 1  # the largest value a QSpinBox holds
 FINE_DECIMALS = 6  # 99.99999 as a percentile, 0.9999 as a momentum
+T = TypeVar("T")
 REFUSAL_STYLE = ("QLabel { color: #8a1c1c; background: #fdecea; border: 1px solid #f5b7b1; border-radius: 4px; "
                  "padding: 4px 6px; margin: 4px; }")
 
@@ -84,6 +84,8 @@ class QuantizePanel(QWidget):
         self._refusal: str | None = None
         self._exclude: tuple[str, ...] = ()
         self._checked_samples = 0  # the most calibration samples the chosen data were checked for (0: all)
+        self._summaries: dict[Path, str] = {}  # "500 samples (labelled)" of data checked for this model
+        self._waiter = Waiter(self, "q8studio-data")
         self.refusal_notice = QLabel()
         self.refusal_notice.setWordWrap(True)
         self.refusal_notice.setStyleSheet(REFUSAL_STYLE)
@@ -277,6 +279,7 @@ class QuantizePanel(QWidget):
         no data or settings for a run that would only be refused.
         """
         self._model, self._refusal = model, refusal
+        self._summaries.clear()
         self.clear_outcome()
         self.calibration.set_path(None)
         self.evaluation.set_path(None)
@@ -304,7 +307,7 @@ class QuantizePanel(QWidget):
         self._checked_samples = self.samples.value()
         self.calibration.set_path(path)
         self.update_preview()
-        self._describe_data({path: data})
+        self._describe_data()
         return True
 
     def set_evaluation(self, path: Path | None) -> bool:
@@ -316,24 +319,36 @@ class QuantizePanel(QWidget):
         if path is None and not self._calibration_compares():
             return False
         self.evaluation.set_path(path)
-        self._describe_data({} if path is None or data is None else {path: data})
+        self._describe_data()
         self.update_preview()
         return True
 
     def _check(self, path: Path, evaluation: bool) -> Dataset | None:
-        """``path`` loaded, if a run with the current sample count would read it without refusing it."""
-        try:
-            data = self._load(path)
+        """``path`` loaded, if a run with the current sample count would read it without refusing it; None,
+        with the reason shown, if not (or if the user cancelled reading a large folder)."""
+        model, samples = self._model, self.samples.value() or None
+        compared = not evaluation and self.evaluation.path() is None
+        load = self._loader(path)
+
+        def load_and_check(progress: Progress) -> Dataset:
+            data = load(progress)
             if evaluation:
-                require_labels_fit(data, self._model)  # type: ignore[arg-type]
-            elif self.evaluation.path() is None:
-                self._require_compared_labels_fit(data)
-            with _busy_cursor():  # the samples a run reads: all for evaluation
-                (data if evaluation else data.limited(self.samples.value() or None)).check_values()
+                require_labels_fit(data, model)  # type: ignore[arg-type]
+            elif compared:
+                self._require_compared_labels_fit(data, samples)
+            (data if evaluation else data.limited(samples)).check_values(progress=progress)  # what a run reads
             return data
+
+        try:
+            data = self._wait(f"Checking {path.name}", load_and_check)
         except Q8Error as exc:
             self._reporter.show(str(exc))
             return None
+        except Cancelled:
+            return None
+        labelled = "labelled" if data.labels is not None else "no labels"
+        self._summaries[path] = f"{fmt.count(data.count, 'sample')} ({labelled})"
+        return data
 
     def _samples_changed(self, count: int) -> None:
         """More calibration samples than the chosen data were checked for: check them as choosing the data
@@ -350,33 +365,49 @@ class QuantizePanel(QWidget):
     def _calibration_compares(self) -> bool:
         """Whether a run may compare on the chosen calibration data (as it does without evaluation data)."""
         path = self.calibration.path()
+        if path is None:
+            return True
+        samples, load = self.samples.value() or None, self._loader(path)
         try:
-            calibration = self._load(path) if path is not None else None
+            calibration = self._wait(f"Reading {path.name}", load)
+        except Cancelled:
+            return False
         except Q8Error:  # unreadable with the image settings now in the form: the preview and a run say why
-            calibration = None
+            return True
         try:
-            if calibration is not None:
-                self._require_compared_labels_fit(calibration)
+            self._require_compared_labels_fit(calibration, samples)
         except Q8Error as exc:
             self._reporter.show(str(exc))
             return False
         return True
 
-    def _require_compared_labels_fit(self, calibration: Dataset) -> None:
+    def _require_compared_labels_fit(self, calibration: Dataset, samples: int | None) -> None:
         """Without evaluation data a run compares on the calibration samples: the core's label check, with the
         way out the panel offers."""
         try:
-            require_labels_fit(calibration.limited(self.samples.value() or None), self._model)  # type: ignore[arg-type]
+            require_labels_fit(calibration.limited(samples), self._model)  # type: ignore[arg-type]
         except Q8Error as exc:
             raise Q8Error(f"{exc} Without evaluation data the run compares on the calibration data; choose "
                           "evaluation data, or calibration data without these labels.") from None
 
-    def _load(self, path: Path) -> Dataset:
-        assert self._model is not None
-        return load_data(path, self._model, preprocessing=self.preprocessing() if path.is_dir() else None)
+    def _loader(self, path: Path) -> Callable[[Progress], Dataset]:
+        """Loading ``path`` with the form's settings as they are now, for any thread to run."""
+        model = self._model
+        assert model is not None
+        preprocessing = self.preprocessing() if path.is_dir() else None
+        return lambda progress: load_data(path, model, preprocessing=preprocessing, progress=progress)
+
+    def _wait(self, title: str, task: Callable[[Progress], T]) -> T:
+        """``task`` run off the GUI thread (:mod:`.waiting`); Cancelled if a new model came meanwhile."""
+        model = self._model
+        result = self._waiter.run(title, task)
+        if self._model is not model:
+            raise Cancelled()
+        return result
 
     def datasets(self) -> tuple[Dataset, Dataset | None]:
-        """The calibration and (optional) evaluation data, loaded with the current preprocessing."""
+        """The calibration and (optional) evaluation data, loaded with the current preprocessing; raises
+        Cancelled if the user cancelled reading a large folder."""
         if self._model is None:
             raise Q8Error("Open a model first.")
         if self._refusal is not None:
@@ -385,31 +416,32 @@ class QuantizePanel(QWidget):
         if calibration is None:
             raise Q8Error("Choose calibration data first: a .npz or .npy file, or a folder of images.")
         evaluation = self.evaluation.path()
-        return self._load(calibration), self._load(evaluation) if evaluation else None
+        load_calibration = self._loader(calibration)
+        load_evaluation = self._loader(evaluation) if evaluation else None
+        return self._wait("Reading the data", lambda progress: (
+            load_calibration(progress), load_evaluation(progress) if load_evaluation else None))
 
     def run_inputs(self) -> tuple[Recipe, Dataset, Dataset | None] | None:
         """The recipe, calibration and evaluation data a run (or a comparison of methods) takes from the form;
-        None, with the reason shown, when the form cannot give them."""
+        None, with the reason shown (none when the user cancelled), when the form cannot give them."""
         try:
             return self.recipe(), *self.datasets()
         except Q8Error as exc:
             self._reporter.show(str(exc))
             return None
+        except Cancelled:
+            return None
 
-    def _describe_data(self, loaded: Mapping[Path, Dataset]) -> None:
-        """Say how many samples each chosen data holds; ``loaded``: data just loaded, not read again (listing
-        a folder of 50,000 images takes half a second)."""
-        parts = []
-        for label, field in (("calibration", self.calibration), ("evaluation", self.evaluation)):
-            path = field.path()
-            if path is None:
-                continue
-            try:
-                data = loaded[path] if path in loaded else self._load(path)
-            except Q8Error:
-                continue
-            labelled = "labelled" if data.labels is not None else "no labels"
-            parts.append(f"{label}: {fmt.count(data.count, 'sample')} ({labelled})")
+    def shutdown(self) -> None:
+        """Stop the thread that reads data; called when the window closes."""
+        self._waiter.shutdown()
+
+    def _describe_data(self) -> None:
+        """Say how many samples each chosen data holds, as found when it was checked (a folder is not listed
+        again: half a million images take seconds)."""
+        parts = [f"{label}: {self._summaries[path]}"
+                 for label, path in (("calibration", self.calibration.path()), ("evaluation", self.evaluation.path()))
+                 if path is not None and path in self._summaries]
         self.data_info.setText(" · ".join(parts))
 
     def preprocessing(self) -> ImagePreprocessing:
@@ -472,7 +504,7 @@ class QuantizePanel(QWidget):
             return first_image(path, pre), pre.layout
         spec = self._model.input_specs()[0]
         layout = ImagePreprocessing.for_input(spec).layout
-        return self._load(path).first_sample()[spec.name][0], layout
+        return self._loader(path)(NO_PROGRESS).first_sample()[spec.name][0], layout  # a file: opened, one row read
 
     def _set_preview(self, pixels: np.ndarray | None, caption: str) -> None:
         self.preview_caption.setText(caption)
@@ -576,16 +608,6 @@ class QuantizePanel(QWidget):
 def _reads_more(count: int, than: int) -> bool:
     """Whether a sample count reads more samples than another (0 reads them all)."""
     return than != 0 and (count == 0 or count > than)
-
-
-@contextmanager
-def _busy_cursor() -> Iterator[None]:
-    """A wait cursor while chosen data are scanned (half a second at most, see VALUE_CHECK_BYTES)."""
-    QApplication.setOverrideCursor(QCursor(Qt.CursorShape.WaitCursor))
-    try:
-        yield
-    finally:
-        QApplication.restoreOverrideCursor()
 
 
 def _floats(text: str) -> tuple[float, ...]:
