@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import io
 import json
 import re
+import sys
 from pathlib import Path
 from types import SimpleNamespace
 
@@ -13,6 +15,7 @@ from q8studio.__main__ import main
 from q8studio.cli.printing import NAME_COLUMN_MAX, print_keep_float, print_profile
 from q8studio.core.units import latencies
 from q8studio.core.demo import demo_assets
+from q8studio.core.imagefolder import REPORT_EVERY
 from q8studio.core.kernelprofile import ModelProfile
 from q8studio.core.profile import LayerTiming, ProfileReport
 from q8studio.core.speedup import KeepFloatOutcome
@@ -119,3 +122,27 @@ def test_profile_of_the_demo_shows_every_kernel_name_whole(tmp_path: Path, capsy
         for kernels in (layer["float_kernels"], layer["int8_kernels"]):
             assert f" {' + '.join(kernels) or '-'} " in rows[layer["node"]], layer["node"]
     assert any(" + ".join(layer["int8_kernels"]) == " + ".join(FUSED) for layer in layers)
+
+
+class _Terminal(io.StringIO):
+    """Standard error as a terminal: progress is shown only there."""
+
+    def isatty(self) -> bool:
+        return True
+
+
+def test_a_terminal_sees_the_files_of_a_large_folder_counted_as_they_are_listed(
+        demo_int8_path: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    assets, folder = demo_assets(), tmp_path / "many"
+    content = next(iter(sorted(assets.images.rglob("*.png")))).read_bytes()
+    for index in range(REPORT_EVERY + 10):
+        (folder / str(index % 3)).mkdir(parents=True, exist_ok=True)
+        (folder / str(index % 3) / f"{index:05d}.png").write_bytes(content)
+    terminal = _Terminal()
+    monkeypatch.setattr(sys, "stderr", terminal)
+    assert main(["evaluate", str(assets.model), str(demo_int8_path), "--data", str(folder),
+                 "--preprocess", str(assets.preprocessing)]) == 0
+    shown = terminal.getvalue()
+    assert f"\rListing images: {REPORT_EVERY:,} so far" in shown
+    first_dates = "\rReading file dates: 0/1034"
+    assert first_dates + " " * (len(f"Listing images: {REPORT_EVERY:,} so far") - len(first_dates) + 1) in shown

@@ -47,9 +47,16 @@ class ReaderMayLeave:
 
 
 def stderr_progress() -> Callable[[str, int, int], None]:
+    """Progress on a terminal's stderr, one line rewritten in place (nothing when stderr is a file or a pipe).
+    A total of 0 is unknown (the files of a folder being listed): the count so far is shown."""
+    shown = 0  # characters of the line now on screen, so that a shorter one covers it whole
+
     def show(stage: str, done: int, total: int) -> None:
+        nonlocal shown
         if sys.stderr.isatty():
-            end = "\n" if done >= total else ""
-            print(f"\r{stage}: {done}/{total}", end=end, file=sys.stderr, flush=True)
+            line = f"{stage}: {done}/{total}" if total > 0 else f"{stage}: {done:,} so far"
+            ends = 0 < total <= done
+            print(f"\r{line.ljust(shown)}", end="\n" if ends else "", file=sys.stderr, flush=True)
+            shown = 0 if ends else len(line)
 
     return show
