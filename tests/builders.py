@@ -205,3 +205,16 @@ def save(model: onnx.ModelProto, path: Path) -> Path:
 def write_npz(path: Path, **arrays: np.ndarray) -> Path:
     np.savez(path, **arrays)
     return path
+
+
+def image_copies(folder: Path, count: int, classes: int = 2) -> Path:
+    """``count`` copies of one of the demo's images in ``classes`` class folders: a folder large enough for
+    several progress reports, built in a fraction of a second."""
+    from q8studio.core.demo import demo_assets
+
+    content = sorted(demo_assets().images.rglob("*.png"))[0].read_bytes()
+    for index in range(count):
+        path = folder / str(index % classes) / f"{index:05d}.png"
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_bytes(content)
+    return folder

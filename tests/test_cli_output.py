@@ -11,6 +11,7 @@ from types import SimpleNamespace
 
 import pytest
 
+from builders import image_copies
 from q8studio.__main__ import main
 from q8studio.cli.printing import NAME_COLUMN_MAX, print_keep_float, print_profile
 from q8studio.core.units import latencies
@@ -133,11 +134,7 @@ class _Terminal(io.StringIO):
 
 def test_a_terminal_sees_the_files_of_a_large_folder_counted_as_they_are_listed(
         demo_int8_path: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    assets, folder = demo_assets(), tmp_path / "many"
-    content = next(iter(sorted(assets.images.rglob("*.png")))).read_bytes()
-    for index in range(REPORT_EVERY + 10):
-        (folder / str(index % 3)).mkdir(parents=True, exist_ok=True)
-        (folder / str(index % 3) / f"{index:05d}.png").write_bytes(content)
+    assets, folder = demo_assets(), image_copies(tmp_path / "many", REPORT_EVERY + 10)
     terminal = _Terminal()
     monkeypatch.setattr(sys, "stderr", terminal)
     assert main(["evaluate", str(assets.model), str(demo_int8_path), "--data", str(folder),

@@ -13,7 +13,7 @@ import pytest
 from onnx import TensorProto, helper
 from PIL import Image
 
-from builders import save
+from builders import image_copies, save
 from q8studio.__main__ import main
 from q8studio.cli import build_parser
 from q8studio.cli.inputs import image_options
@@ -299,19 +299,9 @@ def test_the_preview_shows_the_first_sample_a_run_reads(tmp_path: Path) -> None:
 
 
 
-def _many_images(folder: Path, count: int) -> Path:
-    """``count`` copies of one demo image in two class folders: enough files for several progress reports."""
-    content = next(iter(sorted(demo_assets().images.rglob("*.png")))).read_bytes()
-    for index in range(count):
-        path = folder / str(index % 2) / f"{index:05d}.png"
-        path.parent.mkdir(parents=True, exist_ok=True)
-        path.write_bytes(content)
-    return folder
-
-
 def test_reading_a_large_folder_reports_its_steps_and_can_be_cancelled(tmp_path: Path) -> None:
     """Listing and dating half a million files takes seconds: the window shows how far it got and offers Cancel."""
-    folder = _many_images(tmp_path / "many", 2 * REPORT_EVERY + 5)
+    folder = image_copies(tmp_path / "many", 2 * REPORT_EVERY + 5)
     model = load_model(demo_assets().model)
     reports: list[tuple[str, int, int]] = []
     options = ImageOptions.from_json(demo_assets().preprocessing)

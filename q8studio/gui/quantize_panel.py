@@ -335,7 +335,7 @@ class QuantizePanel(QWidget):
             if evaluation:
                 require_labels_fit(data, model)  # type: ignore[arg-type]
             elif compared:
-                self._require_compared_labels_fit(data, samples)
+                _require_compared_labels_fit(data, model, samples)  # type: ignore[arg-type]
             (data if evaluation else data.limited(samples)).check_values(progress=progress)  # what a run reads
             return data
 
@@ -375,20 +375,11 @@ class QuantizePanel(QWidget):
         except Q8Error:  # unreadable with the image settings now in the form: the preview and a run say why
             return True
         try:
-            self._require_compared_labels_fit(calibration, samples)
+            _require_compared_labels_fit(calibration, self._model, samples)  # type: ignore[arg-type]
         except Q8Error as exc:
             self._reporter.show(str(exc))
             return False
         return True
-
-    def _require_compared_labels_fit(self, calibration: Dataset, samples: int | None) -> None:
-        """Without evaluation data a run compares on the calibration samples: the core's label check, with the
-        way out the panel offers."""
-        try:
-            require_labels_fit(calibration.limited(samples), self._model)  # type: ignore[arg-type]
-        except Q8Error as exc:
-            raise Q8Error(f"{exc} Without evaluation data the run compares on the calibration data; choose "
-                          "evaluation data, or calibration data without these labels.") from None
 
     def _loader(self, path: Path) -> Callable[[Progress], Dataset]:
         """Loading ``path`` with the form's settings as they are now, for any thread to run."""
@@ -603,6 +594,16 @@ class QuantizePanel(QWidget):
         self.progress.setValue(0)
         self.stage.setText(READY if self._refusal is None else "Cannot quantize this model.")
         self.stage.setToolTip("")
+
+
+def _require_compared_labels_fit(calibration: Dataset, model: LoadedModel, samples: int | None) -> None:
+    """Without evaluation data a run compares on the calibration samples: the core's label check, with the
+    way out the panel offers."""
+    try:
+        require_labels_fit(calibration.limited(samples), model)
+    except Q8Error as exc:
+        raise Q8Error(f"{exc} Without evaluation data the run compares on the calibration data; choose "
+                      "evaluation data, or calibration data without these labels.") from None
 
 
 def _reads_more(count: int, than: int) -> bool:
