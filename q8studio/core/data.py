@@ -158,7 +158,7 @@ def load_data(
 
     An image folder is read with ``preprocessing`` when complete; options (or ``None``) are
     completed from what the model's input implies. Listing and dating the files of a large folder takes
-    seconds (half a million: 5 s), which ``progress`` reports and may cancel.
+    seconds (half a million: 2.5 s), which ``progress`` reports and may cancel.
     """
     path = Path(path)
     if not path.exists():

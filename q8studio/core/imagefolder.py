@@ -278,7 +278,7 @@ class ImageFolderSource:
     """Image files of a folder (recursively), decoded and preprocessed on demand.
 
     ``files`` holds the paths as strings: a million ``Path`` objects took 0.3 GB more, and, being objects the
-    garbage collector tracks, made its full passes stall the window for 100 ms while a folder was read.
+    garbage collector tracks, made its full passes stall the window ~90 ms while a folder was read.
     """
 
     def __init__(self, folder: Path, preprocessing: ImagePreprocessing, progress: Progress = NO_PROGRESS) -> None:
