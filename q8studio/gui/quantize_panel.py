@@ -301,8 +301,7 @@ class QuantizePanel(QWidget):
         """Choose calibration data if it fits the model; otherwise say why and keep the old choice."""
         if path is None or self._model is None:
             return False
-        data = self._check(path, evaluation=False)
-        if data is None:
+        if not self._check(path, evaluation=False):
             return False
         self._checked_samples = self.samples.value()
         self.calibration.set_path(path)
@@ -313,8 +312,7 @@ class QuantizePanel(QWidget):
     def set_evaluation(self, path: Path | None) -> bool:
         """Choose evaluation data (None: compare on the calibration data) if a run could use it; otherwise
         say why and keep the old choice."""
-        data = self._check(path, evaluation=True) if path is not None else None
-        if path is not None and data is None:
+        if path is not None and not self._check(path, evaluation=True):
             return False
         if path is None and not self._calibration_compares():
             return False
@@ -323,9 +321,10 @@ class QuantizePanel(QWidget):
         self.update_preview()
         return True
 
-    def _check(self, path: Path, evaluation: bool) -> Dataset | None:
-        """``path`` loaded, if a run with the current sample count would read it without refusing it; None,
-        with the reason shown, if not (or if the user cancelled reading a large folder)."""
+    def _check(self, path: Path, evaluation: bool) -> bool:
+        """Whether a run with the current sample count would read ``path`` without refusing it; False, with the
+        reason shown, if not (or if the user cancelled reading a large folder). Its sample count is kept for
+        the data line."""
         model, samples = self._model, self.samples.value() or None
         compared = not evaluation and self.evaluation.path() is None
         load = self._loader(path)
@@ -343,12 +342,12 @@ class QuantizePanel(QWidget):
             data = self._wait(f"Checking {path.name}", load_and_check)
         except Q8Error as exc:
             self._reporter.show(str(exc))
-            return None
+            return False
         except Cancelled:
-            return None
+            return False
         labelled = "labelled" if data.labels is not None else "no labels"
         self._summaries[path] = f"{fmt.count(data.count, 'sample')} ({labelled})"
-        return data
+        return True
 
     def _samples_changed(self, count: int) -> None:
         """More calibration samples than the chosen data were checked for: check them as choosing the data
@@ -356,7 +355,7 @@ class QuantizePanel(QWidget):
         path = self.calibration.path()
         if path is None or not _reads_more(count, self._checked_samples):
             return
-        if self._check(path, evaluation=False) is None:
+        if not self._check(path, evaluation=False):
             with QSignalBlocker(self.samples):
                 self.samples.setValue(self._checked_samples)
             return
