@@ -15,7 +15,7 @@ from builders import light_model, small_cnn, transformer_block
 from q8studio.core.model import LoadedModel, load_model, model_from_proto
 from q8studio.core.preprocess import prepare_for_quantization
 from q8studio.core.recipe import Recipe
-from q8studio.core.weightscales import per_channel_weight_overrides
+from q8studio.core.weightscales import per_channel_weight_overrides, prequantized
 
 PER_CHANNEL = Recipe(granularity="per-channel")
 
@@ -57,6 +57,31 @@ def odd_weights_model() -> onnx.ModelProto:
     return model
 
 
+def convs_with_biases() -> onnx.ModelProto:
+    """Two Convs with biases: "tiny.w" holds weights so small next to its bias that, at the input's
+    scale times the weight's, the bias overflows int32 (onnxruntime widens that weight's scale);
+    "plain.w" is an ordinary layer whose weight the model also returns as an output."""
+    rng = np.random.default_rng(5)
+    weights = {
+        "plain.w": rng.standard_normal((4, 3, 3, 3)).astype(np.float32),
+        "plain.b": rng.standard_normal(4).astype(np.float32),
+        "tiny.w": (rng.standard_normal((2, 4, 1, 1)) * 1e-6).astype(np.float32),
+        "tiny.b": np.array([1e3, -0.5], dtype=np.float32),
+    }
+    nodes = [helper.make_node("Conv", ["x", "plain.w", "plain.b"], ["c"], name="plain"),
+             helper.make_node("Conv", ["c", "tiny.w", "tiny.b"], ["y"], name="tiny")]
+    graph = helper.make_graph(
+        nodes, "convs_with_biases", [helper.make_tensor_value_info("x", TensorProto.FLOAT, [1, 3, 6, 6])],
+        [helper.make_tensor_value_info("y", TensorProto.FLOAT, [1, 2, 4, 4]),
+         helper.make_tensor_value_info("plain.w", TensorProto.FLOAT, [4, 3, 3, 3])],
+        [numpy_helper.from_array(w, name) for name, w in weights.items()],
+    )
+    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 13)])
+    model.ir_version = 8
+    onnx.checker.check_model(model)
+    return model
+
+
 def loaded(model: onnx.ModelProto) -> LoadedModel:
     return model_from_proto(model, Path(f"{model.graph.name}.onnx"))
 
@@ -80,9 +105,10 @@ def assert_same_model(ours: onnx.ModelProto, theirs: onnx.ModelProto) -> None:
 
 
 @pytest.mark.parametrize("name", ["squeezenet", "resnet50", "inception_v1", "shufflenet",
-                                  "small_cnn", "transformer", "odd_weights"])
-def test_handed_scales_write_the_model_the_quantizer_writes_alone(name: str, tmp_path: Path) -> None:
-    built = {"small_cnn": small_cnn, "transformer": transformer_block, "odd_weights": odd_weights_model}
+                                  "small_cnn", "transformer", "odd_weights", "convs_with_biases"])
+def test_handed_weights_write_the_model_the_quantizer_writes_alone(name: str, tmp_path: Path) -> None:
+    built = {"small_cnn": small_cnn, "transformer": transformer_block, "odd_weights": odd_weights_model,
+             "convs_with_biases": convs_with_biases}
     source = built[name]() if name in built else light_model(name)
     onnx.save(source, str(tmp_path / "source.onnx"))
     prepared = prepare_for_quantization(load_model(tmp_path / "source.onnx"), per_channel=True).model
@@ -114,3 +140,21 @@ def test_a_scale_is_the_largest_magnitude_over_127_and_one_when_it_underflows() 
     assert scales.dtype == np.float32 and channels[0]["axis"] == 0
     np.testing.assert_array_equal(scales, np.float32([1.27 / 127, 1.0, 1.0, 2.54 / 127]))
     assert {int(channel["zero_point"]) for channel in channels} == {0}
+
+
+def test_weights_are_handed_over_quantized_unless_the_quantizer_must_widen_their_scale() -> None:
+    model = loaded(odd_weights_model())
+    handed, left = prequantized(model.proto, per_channel_weight_overrides(model), {})
+    dequantized = {node.input[0]: node.attribute[0].i for node in handed.graph.node if node.op_type == "DequantizeLinear"}
+    assert dequantized == {"gemm.w_quantized": 1, "convt.w_quantized": 1, "mm.w_quantized": 2} and not left
+    assert not {"gemm.w", "convt.w", "mm.w"} & {tensor.name for tensor in handed.graph.initializer}
+    assert {node.name: list(node.input) for node in handed.graph.node}["gemm"][1] == "gemm.w_DequantizeLinear_Output"
+    assert "gemm.w" in {tensor.name for tensor in model.proto.graph.initializer}  # the source is not touched
+
+    model = loaded(convs_with_biases())
+    overrides = per_channel_weight_overrides(model)
+    assert set(overrides) == {"plain.w", "tiny.w"}
+    # A weight the model returns, and one whose bias needs a wider scale, stay with the quantizer:
+    assert set(prequantized(model.proto, overrides, {"c": 0.01})[1]) == {"plain.w", "tiny.w"}
+    # with no range for its input, the quantizer widens nothing:
+    assert set(prequantized(model.proto, overrides, {})[1]) == {"plain.w"}

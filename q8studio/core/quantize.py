@@ -27,7 +27,7 @@ from onnxruntime.quantization import CalibrationMethod, QuantFormat, QuantType, 
 from onnxruntime.quantization.calibrate import TensorData, TensorsData, save_tensors_data
 
 from .calibrate import collect_statistics, tensors_to_calibrate
-from .clipping import INT8, UINT8, activation_range, method_for, needs_histogram
+from .clipping import INT8, UINT8, activation_range, effective_qtype, method_for, needs_histogram, quant_params
 from .data import Dataset
 from .errors import Q8Error, QuantizerFailed, first_line
 from .fileio import atomic_path, check_outputs
@@ -43,7 +43,7 @@ from .session import cpu_session, first_run_feed, runtime_error
 from .skeleton import save_with_weights_beside, skeleton_of
 from .stats import TensorStats
 from .weights import WeightError, weight_errors
-from .weightscales import per_channel_weight_overrides, per_tensor_weights
+from .weightscales import per_channel_weight_overrides, per_tensor_weights, prequantized
 
 
 SCALE_SUFFIX = "_scale"  # onnxruntime names the scale of tensor X "X_scale"
@@ -283,10 +283,14 @@ def _write_qdq_model(
     output: Path,
     weight_scales: dict[str, list[dict]] | None = None,
 ) -> None:
-    """quantize_static with our ranges, and the per-channel ``weight_scales`` it would compute itself
-    (:mod:`.weightscales`). Its range cache must list every candidate tensor, even those whose range it
-    never reads (see :func:`ranges_read_by_quantizer`): they get a placeholder."""
+    """quantize_static with our ranges, and the per-channel ``weight_scales`` it would compute itself,
+    most of them handed over as weights already quantized (:mod:`.weightscales`). Its range cache must
+    list every candidate tensor, even those whose range it never reads (see
+    :func:`ranges_read_by_quantizer`): they get a placeholder."""
     unread = {name: PLACEHOLDER_RANGE for name in tensors_to_calibrate(prepared) if name not in ranges}
+    overrides: dict[str, list[dict]] = {}
+    if weight_scales:
+        prepared, overrides = prequantized(prepared, weight_scales, _activation_scales({**unread, **ranges}, recipe))
     passed_through = _inputs_also_outputs(prepared)
     with tempfile.TemporaryDirectory(prefix="q8studio-quant-") as tmp:
         source = Path(tmp) / "prepared.onnx"
@@ -295,7 +299,6 @@ def _write_qdq_model(
             _rewrite(source, lambda model: _outputs_apart(model, passed_through))
         cache = Path(tmp) / "ranges.json"
         save_tensors_data(_tensors_data({**unread, **ranges}), cache)
-        overrides = dict(weight_scales or {})
         overrides |= {name: [{"rmin": np.float32(lo), "rmax": np.float32(hi)}] for name, (lo, hi) in ranges.items()}
         try:
             with quiet_root_logger(logging.ERROR):  # quantize_static prints advice on every call
@@ -327,6 +330,17 @@ def _write_qdq_model(
                                   node.name if node is not None else None, recipe.per_channel) from None
     if passed_through:
         _rewrite(output, lambda model: _outputs_rejoined(model, passed_through))
+
+
+def _activation_scales(ranges: dict[str, tuple[float, float]], recipe: Recipe) -> dict[str, float]:
+    """The scale onnxruntime's quantizer gives each activation of ``ranges`` under ``recipe``."""
+    if not ranges:
+        return {}
+    symmetric = recipe.symmetric_activations
+    qtype = effective_qtype(UINT8 if recipe.activation_type == "uint8" else INT8, symmetric)
+    lows, highs = (np.array(bounds, dtype=np.float32) for bounds in zip(*ranges.values()))
+    scales, _ = quant_params(lows, highs, qtype, symmetric)
+    return dict(zip(ranges, scales.tolist()))
 
 
 def _per_tensor_notes(model: LoadedModel, keep_float: Collection[str]) -> list[str]:

@@ -47,7 +47,7 @@ def skeleton_of(model: onnx.ModelProto) -> onnx.ModelProto:
     Built field by field so the weights are never copied. A weight that is already a graph input
     (IR version 3 lists every initializer among the inputs) keeps that input.
     """
-    skeleton = _without_initializers(model)
+    skeleton = without_initializers(model)
     listed = {value.name for value in model.graph.input}
     for tensor in model.graph.initializer:
         if not is_set_aside(tensor):
@@ -83,7 +83,7 @@ class SplitModel:
 def with_weights_outside(model: onnx.ModelProto) -> SplitModel:
     """``model`` split: its large weights (its own objects, not copies) apart from the
     rest; ``model`` itself is not touched."""
-    shell = _without_initializers(model)
+    shell = without_initializers(model)
     outside = []
     for tensor in model.graph.initializer:
         if is_set_aside(tensor):
@@ -141,7 +141,8 @@ def transformed(model: onnx.ModelProto, transform: Callable[[onnx.ModelProto], o
     return SplitModel(result, outside)
 
 
-def _without_initializers(model: onnx.ModelProto) -> onnx.ModelProto:
+def without_initializers(model: onnx.ModelProto) -> onnx.ModelProto:
+    """A copy of ``model`` but its initializers (so none of its weights' values)."""
     shell = onnx.ModelProto()
     _copy_fields(model, shell, skip="graph")
     _copy_fields(model.graph, shell.graph, skip="initializer")
