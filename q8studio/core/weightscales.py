@@ -34,6 +34,8 @@ _INT32_STEPS = float(2**32 - 2)
 _BIAS_SCALE_MARGIN = 2.0
 """How far a bias scale must clear the smallest onnxruntime accepts for a weight to be handed over
 quantized: below it, onnxruntime widens the weight's scale (see :func:`prequantized`)."""
+_BLOCK_VALUES = 65_536
+"""Weights quantized together (256 KB of float32): a block stays in the core's cache."""
 
 
 def per_channel_weight_overrides(model: LoadedModel, exclude: Collection[str] = ()) -> dict[str, list[dict]]:
@@ -106,7 +108,7 @@ def prequantized(
                 channels, activation_scales.get(node.input[0]), bias):
             left[name] = channels
             continue
-        quantized[name] = _quantized_weight(name, numpy_helper.to_array(values[name]), channels)
+        quantized[name] = _quantized_weight(name, values[name], channels)
 
     result = without_initializers(model)
     result.graph.initializer.extend(tensor for tensor in model.graph.initializer if tensor.name not in quantized)
@@ -135,15 +137,38 @@ def _bias_fits(channels: list[dict], input_scale: float | None, bias: onnx.Tenso
     return bool(np.all(bias_scales >= _BIAS_SCALE_MARGIN * smallest))
 
 
-def _quantized_weight(name: str, weight: np.ndarray, channels: list[dict]) -> tuple[onnx.TensorProto, ...]:
+def _quantized_weight(name: str, weight: onnx.TensorProto, channels: list[dict]) -> tuple[onnx.TensorProto, ...]:
     """The int8 values, scales and zero points of ``weight`` quantized per channel as onnxruntime does
-    (float32 division, rounding half to even, clipped to int8), named as it names them."""
+    (float32 division, rounding half to even, clipped to int8), named as it names them.
+
+    Computed a block of rows at a time in one small buffer: on VGG-19 (143 M weights) whole-array
+    steps took 1.2 s, most of it the kernel handing out fresh pages for their float temporaries.
+    """
+    values = _float32_values(weight)
     axis = channels[0]["axis"]
+    along_axis = [-1 if dim == axis else 1 for dim in range(values.ndim)]
     scales = np.array([channel["scale"] for channel in channels], dtype=np.float32)
     zero_points = np.array([channel["zero_point"] for channel in channels], dtype=np.int8)
-    along_axis = [-1 if dim == axis else 1 for dim in range(weight.ndim)]
-    values = (weight.astype(np.float32) / scales.reshape(along_axis)).round() + zero_points.reshape(along_axis)
-    np.clip(values, INT8.qmin, INT8.qmax, out=values)
-    return (numpy_helper.from_array(values.astype(np.int8), f"{name}_quantized"),
+    scale_of, zero_point_of = scales.reshape(along_axis), zero_points.reshape(along_axis)
+    quantized = np.empty(values.shape, dtype=np.int8)
+    rows = max(1, _BLOCK_VALUES // max(1, values[0].size))
+    buffer = np.empty((rows, *values.shape[1:]), dtype=np.float32)
+    for start in range(0, values.shape[0], rows):
+        block = slice(start, start + rows)
+        step = buffer[: len(values[block])]
+        scale, zero_point = (scale_of[block], zero_point_of[block]) if axis == 0 else (scale_of, zero_point_of)
+        np.divide(values[block], scale, out=step)
+        np.rint(step, out=step)
+        step += zero_point
+        np.clip(step, INT8.qmin, INT8.qmax, out=step)
+        quantized[block] = step
+    return (numpy_helper.from_array(quantized, f"{name}_quantized"),
             numpy_helper.from_array(scales, f"{name}_scale"),
             numpy_helper.from_array(zero_points, f"{name}_zero_point"))
+
+
+def _float32_values(tensor: onnx.TensorProto) -> np.ndarray:
+    """The values of a float32 initializer, read in place from its bytes where it has them."""
+    if tensor.HasField("raw_data") and np.little_endian:
+        return np.frombuffer(tensor.raw_data, dtype=np.float32).reshape(tuple(tensor.dims))
+    return numpy_helper.to_array(tensor)
