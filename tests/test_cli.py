@@ -651,6 +651,18 @@ def test_quantizing_every_layer_in_float_says_no_layer_became_int8(tmp_path, cap
     assert "  note: no layer became int8: the model computes in float throughout.\n" in capsys.readouterr().out
 
 
+def test_exclude_given_twice_keeps_both_lists(tmp_path, capsys) -> None:
+    """``--exclude a --exclude b`` used to keep only b in float, silently."""
+    model = tmp_path / "mlp.onnx"
+    save(mlp(), model)
+    data = write_npz(tmp_path / "x.npz", x=np.random.default_rng(0).standard_normal((8, 20)).astype(np.float32))
+    assert main(["quantize", str(model), "--calib", str(data), "-o", str(tmp_path / "q.onnx"),
+                 "--exclude", "gemm2", "--exclude", "relu2", "gemm3"]) == 0
+    out = capsys.readouterr().out
+    assert all(f"    {name} [Gemm]: kept in float on request\n" in out for name in ("gemm2", "gemm3"))
+    assert "    relu2 [Relu]: kept in float on request\n" in out
+
+
 def test_core_never_imports_qt() -> None:
     code = (
         "import sys, pkgutil, importlib, q8studio.core as core\n"

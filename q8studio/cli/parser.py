@@ -182,7 +182,8 @@ def _add_recipe_options(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--activations", choices=("uint8", "int8"), help="integer type of the activations")
     parser.add_argument("--symmetric-activations", action=argparse.BooleanOptionalAction, default=None,
                         help="activation ranges symmetric around 0 (--no-... overrides a recipe)")
-    parser.add_argument("--exclude", nargs="+", default=None, metavar="NODE_NAME", help="keep these nodes in float")
+    parser.add_argument("--exclude", nargs="+", action="extend", default=None, metavar="NODE_NAME",
+                        help="keep these nodes in float (repeatable)")
 
 
 def _add_model_pair(parser: argparse.ArgumentParser) -> None:
