@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import shlex
 import tempfile
 from pathlib import Path
 
@@ -107,6 +108,25 @@ def test_the_command_line_lists_every_method_and_the_best(capsys) -> None:
     assert [m["method"] for m in report["methods"]] == ["minmax", "mse"] and report["samples"] == 120
     assert report["best"] in ("minmax", "mse") and report["recipe"]["granularity"] == "per-channel"
     assert report["environment"]["software"]["q8studio"]
+
+
+def test_the_command_line_prints_the_quantize_command_that_writes_the_best(capsys, tmp_path, monkeypatch) -> None:
+    """It used to print the model, data and method followed by "and the settings above"."""
+    assets = demo_assets()
+    assert main(["methods", str(assets.model), "--calib", str(assets.calibration), "--samples", "100",
+                 "--data", str(assets.test), "--eval-samples", "120", "--methods", "minmax", "percentile",
+                 "--percentile", "99.9", "--granularity", "per-channel", "--no-symmetric-activations",
+                 "--exclude", "/fc/Gemm", "--exclude", "/stem/conv/Conv"]) == 0
+    out = capsys.readouterr().out
+    best = next(line.split()[2] for line in out.splitlines() if line.startswith("best here: "))
+    command = shlex.split(out.splitlines()[-1].removeprefix("to write it: "))
+    assert command[:2] == ["q8studio", "quantize"] and ("--percentile" in command) == (best == "percentile")
+    monkeypatch.chdir(tmp_path)
+    assert main(command[1:]) == 0
+    written = capsys.readouterr().out
+    assert written.startswith(f"wrote digits_cnn.int8.onnx  ({best}, per-channel, activations uint8)\n")
+    assert "/fc/Gemm [Gemm]: kept in float on request" in written and "/stem/conv/Conv [Conv]: kept" in written
+    assert "calibrated on 100 samples in" in written and (tmp_path / "digits_cnn.int8.onnx").is_file()
 
 
 @pytest.mark.parametrize(("options", "reason"), [

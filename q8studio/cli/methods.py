@@ -3,13 +3,14 @@
 from __future__ import annotations
 
 import argparse
+import shlex
 from typing import TYPE_CHECKING
 
 from ..core.errors import Q8Error
 from ..core.progress import Progress
-from .inputs import check_image_options_apply, read_data, require_at_least
+from .inputs import IMAGE_OPTIONS, check_image_options_apply, read_data, require_at_least
 from .printing import elide_middle
-from .quantize import either, option_no_method_reads, recipe_from_args
+from .quantize import RECIPE_OPTIONS, either, option_no_method_reads, recipe_from_args
 from .streams import stderr_progress
 
 if TYPE_CHECKING:
@@ -66,4 +67,26 @@ def print_methods(comparison: MethodComparison, args: argparse.Namespace) -> Non
     best = comparison.best.method
     print(f"{float_top1}SQNR of output {output!r}")
     print(f"best here: {best} (highest {decided}, then SQNR); chosen on these samples, so judge it on others too")
-    print(f"to write it: q8studio quantize {args.model} --calib {args.calib} --method {best} and the settings above")
+    print(f"to write it: {quantize_command(args, best)}")
+
+
+def quantize_command(args: argparse.Namespace, method: str) -> str:
+    """The ``q8studio quantize`` command that writes ``method``'s model as it was compared here: the
+    same calibration data, recipe file and options (those of another method's left out, since
+    quantize refuses them), into ``<model>.int8.onnx`` in the working directory."""
+    from ..core.recipe import METHOD_SETTINGS
+
+    words = ["q8studio", "quantize", str(args.model), "--calib", str(args.calib), "--method", method]
+    if args.recipe is not None:
+        words += ["--recipe", str(args.recipe)]
+    given = {dest: getattr(args, dest) for dest in [*RECIPE_OPTIONS, *IMAGE_OPTIONS] if dest != "method"}
+    for dest, value in given.items():
+        if value is None or method not in METHOD_SETTINGS.get(dest, (method,)):
+            continue
+        flag = "--" + dest.replace("_", "-")
+        if isinstance(value, bool):
+            words.append(flag if value else f"--no-{flag[2:]}")
+        else:
+            words += [flag, *map(str, value if isinstance(value, list) else [value])]
+    words += ["-o", f"{args.model.stem}.int8.onnx"]
+    return shlex.join(words)
