@@ -288,9 +288,10 @@ def _write_qdq_model(
     list every candidate tensor, even those whose range it never reads (see
     :func:`ranges_read_by_quantizer`): they get a placeholder."""
     unread = {name: PLACEHOLDER_RANGE for name in tensors_to_calibrate(prepared) if name not in ranges}
+    cached = {**unread, **ranges}
     overrides: dict[str, list[dict]] = {}
     if weight_scales:
-        prepared, overrides = prequantized(prepared, weight_scales, _activation_scales({**unread, **ranges}, recipe))
+        prepared, overrides = prequantized(prepared, weight_scales, _activation_scales(cached, recipe))
     passed_through = _inputs_also_outputs(prepared)
     with tempfile.TemporaryDirectory(prefix="q8studio-quant-") as tmp:
         source = Path(tmp) / "prepared.onnx"
@@ -298,7 +299,7 @@ def _write_qdq_model(
         if passed_through:
             _rewrite(source, lambda model: _outputs_apart(model, passed_through))
         cache = Path(tmp) / "ranges.json"
-        save_tensors_data(_tensors_data({**unread, **ranges}), cache)
+        save_tensors_data(_tensors_data(cached), cache)
         overrides |= {name: [{"rmin": np.float32(lo), "rmax": np.float32(hi)}] for name, (lo, hi) in ranges.items()}
         try:
             with quiet_root_logger(logging.ERROR):  # quantize_static prints advice on every call
