@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
+import gc
 import io
+import threading
+import time
 import warnings
 from pathlib import Path
 
@@ -371,3 +374,40 @@ def test_explain_refuses_a_sequence_first_model_for_what_it_is(tmp_path: Path) -
     assert str(refused.value) == (
         "Explain takes one sample as one row of the data's first axis, but input 'x' [6, N, 5] has its batch axis "
         "at axis 1 (N): a row here holds a step of several samples, not one sample.")
+
+
+def test_two_threads_reading_data_at_once_both_read_it() -> None:
+    """CPython before 3.11.8 shares the syntax tree builder's depth between threads, and numpy parses
+    each array's header with it: profiling again in the window failed once with "SystemError: AST
+    constructor recursion depth mismatch". A collection that hands the GIL over
+    (here, a gc callback that sleeps) is where the builder can be interrupted; with threshold 1 every
+    allocation starts one."""
+    assets = demo_assets()
+    model = load_model(assets.model)
+    failures: list[BaseException] = []
+
+    def read_headers() -> None:
+        try:
+            for _ in range(150):
+                data = load_data(assets.calibration, model, samples=1)
+                assert len(next(data.batches())["image"]) == 1
+        except Exception as exc:  # a thread's failure is asserted on the test's own thread
+            failures.append(exc)
+
+    def hand_the_gil_over(phase: str, info: dict) -> None:
+        if phase == "start":
+            time.sleep(1e-6)
+
+    threshold = gc.get_threshold()
+    gc.callbacks.append(hand_the_gil_over)
+    gc.set_threshold(1)
+    try:
+        threads = [threading.Thread(target=read_headers) for _ in range(2)]
+        for thread in threads:
+            thread.start()
+        for thread in threads:
+            thread.join()
+    finally:
+        gc.callbacks.remove(hand_the_gil_over)
+        gc.set_threshold(*threshold)
+    assert not failures, repr(failures[0])

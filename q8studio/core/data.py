@@ -19,6 +19,7 @@ from typing import BinaryIO, Callable, ContextManager, Iterator, Protocol
 
 import numpy as np
 
+from .astguard import parsing_alone
 from .errors import Q8Error
 from .imagefolder import REPORT_EVERY, ImageFolderSource, ImageOptions, ImagePreprocessing
 from .model import LoadedModel, TensorInfo
@@ -224,7 +225,7 @@ def _npz(path: Path, input_names: set[str]) -> tuple[dict[str, RowSource], np.nd
             except (ValueError, OSError, zipfile.BadZipFile) as exc:
                 raise Q8Error(f"{path.name}: array '{key}' cannot be read ({exc}).") from None
             if key == LABELS_KEY and key not in input_names:
-                with archive.open(member) as stream:
+                with archive.open(member) as stream, parsing_alone():
                     labels = np.lib.format.read_array(stream)
                 continue
             sources[key] = _NpyStream(partial(_npz_member, path, member), shape, dtype)
@@ -319,10 +320,11 @@ def _npz_member(path: Path, member: str) -> Iterator[BinaryIO]:
 
 def _read_npy_header(stream: BinaryIO) -> tuple[tuple[int, ...], np.dtype]:
     version = np.lib.format.read_magic(stream)
-    if version == (1, 0):
-        shape, fortran, dtype = np.lib.format.read_array_header_1_0(stream)
-    else:
-        shape, fortran, dtype = np.lib.format.read_array_header_2_0(stream)
+    with parsing_alone():  # numpy parses the header with ast.literal_eval
+        if version == (1, 0):
+            shape, fortran, dtype = np.lib.format.read_array_header_1_0(stream)
+        else:
+            shape, fortran, dtype = np.lib.format.read_array_header_2_0(stream)
     if fortran and len(shape) > 1:
         raise ValueError("Fortran-ordered arrays are not supported; save with np.ascontiguousarray")
     if dtype.hasobject:

@@ -16,6 +16,7 @@ from typing import Any, Callable
 
 from PySide6.QtCore import QCoreApplication, QObject, QThread, Signal, Slot
 
+from ..core.astguard import parsing_alone
 from ..core.errors import Cancelled, Q8Error
 from ..core.progress import CancelToken, Progress
 
@@ -56,7 +57,9 @@ class _Worker(QObject):
         except Q8Error as exc:
             self.error.emit(task_id, str(exc), exc.details)
         except Exception as exc:  # a bug in q8studio: say so in one line, keep the traceback in details
-            self.error.emit(task_id, f"Unexpected error: {type(exc).__name__}: {exc}", traceback.format_exc())
+            with parsing_alone():  # Python 3.11 parses each line of it for its ^^^ marks
+                details = traceback.format_exc()
+            self.error.emit(task_id, f"Unexpected error: {type(exc).__name__}: {exc}", details)
         else:
             if token.cancelled:
                 self.stopped.emit(task_id)
