@@ -74,6 +74,27 @@ def gemm_with_a_bias_per_row() -> onnx.ModelProto:
     return gemm_with_bias(_float(np.random.default_rng(4), 8, 4), batch=8)
 
 
+def conv_into_an_if() -> onnx.ModelProto:
+    """A Conv whose output 'c' the branches of an If read without naming it as the If's input: a Conv
+    when the input 'use_conv' is true, a Relu otherwise. onnxruntime's quantizer wrote the If before
+    the Conv, which ONNX's checker refuses ("Nodes in a graph must be topologically sorted")."""
+    rng = np.random.default_rng(8)
+    branch_out = [helper.make_tensor_value_info("branch_y", TensorProto.FLOAT, None)]
+    then_branch = helper.make_graph([helper.make_node("Conv", ["c", "then.w"], ["branch_y"], name="then_conv",
+                                                      pads=[1, 1, 1, 1])],
+                                    "then", [], branch_out, [numpy_helper.from_array(_float(rng, 4, 4, 3, 3), "then.w")])
+    else_branch = helper.make_graph([helper.make_node("Relu", ["c"], ["branch_y"], name="else_relu")],
+                                    "else", [], branch_out)
+    nodes = [helper.make_node("Conv", ["x", "conv.w"], ["c"], name="conv", pads=[1, 1, 1, 1]),
+             helper.make_node("If", ["use_conv"], ["b"], name="branch", then_branch=then_branch,
+                              else_branch=else_branch),
+             helper.make_node("Conv", ["b", "out.w"], ["y"], name="out_conv")]
+    return _model("conv_into_if", nodes, [helper.make_tensor_value_info("x", TensorProto.FLOAT, [1, 3, 8, 8]),
+                                          helper.make_tensor_value_info("use_conv", TensorProto.BOOL, [1])],
+                  [helper.make_tensor_value_info("y", TensorProto.FLOAT, [1, 2, 8, 8])],
+                  {"conv.w": _float(rng, 4, 3, 3, 3), "out.w": _float(rng, 2, 4, 1, 1)})
+
+
 def _saved(model: onnx.ModelProto, folder: Path, x: np.ndarray) -> tuple[Path, Path]:
     return save(model, folder / "m.onnx"), write_npz(folder / "calib.npz", x=x)
 
@@ -119,6 +140,28 @@ def test_a_model_returning_its_input_quantizes_and_returns_it_unchanged(tmp_path
     np.testing.assert_array_equal(returned, x)
     float_y = ort.InferenceSession(str(model_path)).run(None, {"x": x})[0]
     assert np.abs(y - float_y).max() < 0.05 * np.abs(float_y).max()
+
+
+def test_a_model_whose_if_reads_a_layer_around_it_quantizes_into_a_valid_file(tmp_path) -> None:
+    x = np.random.default_rng(9).standard_normal((12, 3, 8, 8)).astype(np.float32)
+    use_conv = np.arange(12) % 2 == 0
+    model_path = save(conv_into_an_if(), tmp_path / "m.onnx")
+    model = load_model(model_path)
+    data = load_data(write_npz(tmp_path / "calib.npz", x=x, use_conv=use_conv), model)
+    result = quantize_model(model, data, PER_CHANNEL, tmp_path / "q.onnx")
+    onnx.checker.check_model(onnx.load(str(tmp_path / "q.onnx")), full_check=True)
+    assert {w.tensor: w.axis for w in result.weights}["conv.w"] == 0
+    float_session, int8_session = ort.InferenceSession(str(model_path)), ort.InferenceSession(str(tmp_path / "q.onnx"))
+    for feed in ({"x": x[i:i + 1], "use_conv": use_conv[i:i + 1]} for i in range(12)):  # both branches
+        float_y, int8_y = float_session.run(None, feed)[0], int8_session.run(None, feed)[0]
+        sqnr_db = 10 * np.log10(np.sum(float_y**2) / np.sum((int8_y - float_y) ** 2))
+        assert sqnr_db > 25, sqnr_db
+
+def test_the_graph_draws_what_an_if_reads_from_around_it_as_an_edge(tmp_path) -> None:
+    graph = load_model(save(conv_into_an_if(), tmp_path / "m.onnx")).graph
+    index = {node.name: node.index for node in graph.nodes}
+    assert (index["conv"], index["branch"], "c") in graph.edges()
+    assert (index["branch"], index["out_conv"], "b") in graph.edges()
 
 
 @pytest.mark.parametrize("bias", [np.array([0.3]), np.array([[0.1, -0.2, 0.3, 0.4]]), np.full((8, 4), 0.25)],

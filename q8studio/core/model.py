@@ -20,6 +20,7 @@ from google.protobuf.message import DecodeError
 from onnx import numpy_helper
 
 from .errors import Q8Error, first_line
+from .nodeorder import subgraph_reads
 from .optypes import QDQ_OPS, QDQ_QUANTIZABLE_OPS, node_kind
 from .skeleton import is_set_aside, skeleton_of
 
@@ -75,6 +76,9 @@ class Graph:
     inputs: list[str]
     outputs: list[str]
     initializers: set[str]
+    subgraph_reads: dict[int, tuple[str, ...]] = field(default_factory=dict)
+    """Node index -> the values its subgraphs (an If's branches, a Loop's body) read from this graph
+    without naming them as its inputs: edges of the graph all the same."""
     producer: dict[str, int] = field(default_factory=dict)
     consumers: dict[str, list[int]] = field(default_factory=dict)
     by_name: dict[str, Node] = field(default_factory=dict, init=False, repr=False)
@@ -114,6 +118,8 @@ class Graph:
             src = self.producer.get(name)
             if src is not None:
                 result.extend((src, dst, name) for dst in consumer_list)
+        for dst, names in self.subgraph_reads.items():
+            result.extend((self.producer[name], dst, name) for name in names if name in self.producer)
         return result
 
     def fused_from(self, name: str) -> list[Node]:
@@ -424,7 +430,8 @@ def build_graph(proto: onnx.ModelProto) -> Graph:
             if name and name not in tensors:
                 tensors[name] = TensorInfo(name, None, None)
     inputs = [vi.name for vi in g.input if vi.name not in initializers]
-    return Graph(nodes, tensors, inputs, [o.name for o in g.output], initializers)
+    reads = {index: tuple(sorted(names)) for index, node in enumerate(g.node) if (names := subgraph_reads(node))}
+    return Graph(nodes, tensors, inputs, [o.name for o in g.output], initializers, reads)
 
 
 def _node(index: int, proto: onnx.NodeProto, tensors: dict[str, TensorInfo]) -> Node:

@@ -34,6 +34,7 @@ from .fileio import atomic_path, check_outputs
 from .floatpath import keep_in_float
 from .floatnodes import FloatNode, find_float_nodes, nodes_to_keep_in_float
 from .model import LoadedModel, load_model
+from .nodeorder import holds_subgraphs, sort_topologically
 from .preprocess import PreparedModel, prepare_for_quantization
 from .progress import NO_PROGRESS, Progress
 from .quietlog import quiet_root_logger
@@ -160,7 +161,7 @@ def quantize_model(
             _write_qdq_model(prepared.model.proto, ranges, as_prepared, staging, weight_scales)
             _keep_float_at_run_time(staging, keep_float)
             _check_it_runs(staging, first_run_feed(prepared.model, data))
-            int8 = load_model(staging)
+            int8 = _load_written(staging, output)
 
     int8 = replace(int8, path=output)  # the file just moved from staging; its content is what was checked
     return QuantizeResult(
@@ -331,6 +332,8 @@ def _write_qdq_model(
                                   node.name if node is not None else None, recipe.per_channel) from None
     if passed_through:
         _rewrite(output, lambda model: _outputs_rejoined(model, passed_through))
+    if holds_subgraphs(prepared.graph):  # the quantizer's order overlooks what subgraphs read
+        _rewrite(output, lambda model: sort_topologically(model.graph))
 
 
 def _activation_scales(ranges: dict[str, tuple[float, float]], recipe: Recipe) -> dict[str, float]:
@@ -413,6 +416,16 @@ def _keep_float_at_run_time(path: Path, kept: tuple[str, ...]) -> None:
     :mod:`.floatpath`)."""
     if kept:
         _rewrite(path, lambda model: keep_in_float(model, kept))
+
+
+def _load_written(staging: Path, output: Path) -> LoadedModel:
+    """The int8 model just written to ``staging``, checked as any model q8studio opens; a refusal names
+    ``output``, the file the user asked for, not the staging file."""
+    try:
+        return load_model(staging)
+    except Q8Error as exc:
+        reason = str(exc).replace(staging.name, output.name)
+        raise Q8Error(f"The int8 model was not written, because it is not valid: {reason}", exc.details) from None
 
 
 def _check_it_runs(path: Path, feed: dict[str, np.ndarray]) -> None:

@@ -1,0 +1,81 @@
+"""Put a graph's nodes back in an order ONNX accepts when some of them hold subgraphs.
+
+The body of an If, Loop or Scan may read values of the graph around it without naming them as
+inputs of its node. onnxruntime's quantizer sorts nodes by their named inputs only, and so may
+put an If before the node that makes a value its branches read: ONNX Runtime still runs that file,
+but ONNX's checker, and every tool built on it, refuses it.
+"""
+
+from __future__ import annotations
+
+import heapq
+
+import onnx
+
+
+def holds_subgraphs(graph: onnx.GraphProto) -> bool:
+    """Whether any node of ``graph`` has a subgraph (an If's branches, a Loop's or Scan's body)."""
+    return any(_subgraphs(node) for node in graph.node)
+
+
+def sort_topologically(graph: onnx.GraphProto) -> None:
+    """Reorder ``graph``'s nodes in place so each follows the producers of all it reads, its subgraphs
+    included; nodes keep their order wherever it already is valid."""
+    nodes = list(graph.node)
+    producer = {name: index for index, node in enumerate(nodes) for name in node.output if name}
+    waiting_on: list[set[int]] = []
+    readers: list[list[int]] = [[] for _ in nodes]
+    for index, node in enumerate(nodes):
+        producers = {producer[name] for name in _reads(node) if name in producer} - {index}
+        waiting_on.append(producers)
+        for source in producers:
+            readers[source].append(index)
+    ready = [index for index, producers in enumerate(waiting_on) if not producers]
+    heapq.heapify(ready)
+    order: list[int] = []
+    while ready:
+        index = heapq.heappop(ready)
+        order.append(index)
+        for reader in readers[index]:
+            waiting_on[reader].discard(index)
+            if not waiting_on[reader]:
+                heapq.heappush(ready, reader)
+    if len(order) != len(nodes):  # a cycle: leave the graph as it is, for the checker to name
+        return
+    del graph.node[:]
+    graph.node.extend(nodes[index] for index in order)
+
+
+def subgraph_reads(node: onnx.NodeProto) -> set[str]:
+    """The values of the graph around ``node`` that its subgraphs read without naming them as its inputs."""
+    names: set[str] = set()
+    for subgraph in _subgraphs(node):
+        names |= _outer_reads(subgraph)
+    return names
+
+
+def _reads(node: onnx.NodeProto) -> set[str]:
+    """The values ``node`` reads: its inputs, and what its subgraphs read from outside themselves."""
+    return {name for name in node.input if name} | subgraph_reads(node)
+
+
+def _outer_reads(graph: onnx.GraphProto) -> set[str]:
+    """The values ``graph``'s nodes read that ``graph`` neither takes as input nor makes itself."""
+    local = {value.name for value in graph.input}
+    local |= {tensor.name for tensor in graph.initializer}
+    local |= {tensor.values.name for tensor in graph.sparse_initializer}
+    outer: set[str] = set()
+    for node in graph.node:
+        outer |= _reads(node) - local
+        local.update(node.output)
+    return outer
+
+
+def _subgraphs(node: onnx.NodeProto) -> list[onnx.GraphProto]:
+    found: list[onnx.GraphProto] = []
+    for attribute in node.attribute:
+        if attribute.type == onnx.AttributeProto.GRAPH:
+            found.append(attribute.g)
+        elif attribute.type == onnx.AttributeProto.GRAPHS:
+            found.extend(attribute.graphs)
+    return found
