@@ -151,6 +151,9 @@ def test_a_model_whose_if_reads_a_layer_around_it_quantizes_into_a_valid_file(tm
     result = quantize_model(model, data, PER_CHANNEL, tmp_path / "q.onnx")
     onnx.checker.check_model(onnx.load(str(tmp_path / "q.onnx")), full_check=True)
     assert {w.tensor: w.axis for w in result.weights}["conv.w"] == 0
+    [branch] = [node for node in result.float_nodes if node.name == "branch"]  # the quantizer does not enter it
+    assert branch.reason.endswith("does not enter it: 2 layer(s) inside stay float "
+                                  "(else_relu [Relu], then_conv [Conv])")
     float_session, int8_session = ort.InferenceSession(str(model_path)), ort.InferenceSession(str(tmp_path / "q.onnx"))
     for feed in ({"x": x[i:i + 1], "use_conv": use_conv[i:i + 1]} for i in range(12)):  # both branches
         float_y, int8_y = float_session.run(None, feed)[0], int8_session.run(None, feed)[0]

@@ -8,6 +8,7 @@ from dataclasses import asdict, dataclass
 from .errors import Q8Error
 from .model import LoadedModel, node_now_writing
 from .optypes import QDQ_QUANTIZABLE_OPS
+from .subgraphs import layers_inside
 
 
 @dataclass(frozen=True)
@@ -111,18 +112,22 @@ def find_float_nodes(prepared: LoadedModel, int8: LoadedModel, exclude: tuple[st
         if node.name not in original or node.kind == "qdq":
             continue
         float_inputs = [
-            name for name in node.inputs
+            name for name in (*node.inputs, *int8.graph.subgraph_reads.get(node.index, ()))
             if name and int8.graph.tensors.get(name) is not None and int8.graph.tensors[name].is_float
         ]
         quantized = node.op_type in QDQ_QUANTIZABLE_OPS and all(name in dequantized for name in float_inputs)
         if node.name in exclude or (float_inputs and not quantized):
-            kept.append(FloatNode(node.name, node.op_type, _reason(node.name, node.op_type, exclude)))
+            inside = layers_inside(int8.proto.graph.node[node.index])
+            kept.append(FloatNode(node.name, node.op_type, _reason(node.name, node.op_type, exclude, inside)))
     return kept
 
 
-def _reason(name: str, op_type: str, exclude: tuple[str, ...]) -> str:
+def _reason(name: str, op_type: str, exclude: tuple[str, ...], inside: list[str]) -> str:
     if name in exclude:
         return "kept in float on request"
     if op_type not in QDQ_QUANTIZABLE_OPS:
-        return f"onnxruntime's quantizer has no int8 form of {op_type}"
+        reason = f"onnxruntime's quantizer has no int8 form of {op_type}"
+        if inside:  # the user would look for these in vain among the float layers
+            reason += f" and does not enter it: {len(inside)} layer(s) inside stay float ({', '.join(inside)})"
+        return reason
     return "left in float by the quantizer: its inputs are not quantized"

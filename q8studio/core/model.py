@@ -20,7 +20,7 @@ from google.protobuf.message import DecodeError
 from onnx import numpy_helper
 
 from .errors import Q8Error, first_line
-from .nodeorder import subgraph_reads
+from .subgraphs import subgraph_reads
 from .optypes import QDQ_OPS, QDQ_QUANTIZABLE_OPS, node_kind
 from .skeleton import is_set_aside, skeleton_of
 

@@ -34,7 +34,7 @@ from .fileio import atomic_path, check_outputs
 from .floatpath import keep_in_float
 from .floatnodes import FloatNode, find_float_nodes, nodes_to_keep_in_float
 from .model import LoadedModel, load_model
-from .nodeorder import holds_subgraphs, sort_topologically
+from .subgraphs import holds_subgraphs, sort_topologically
 from .preprocess import PreparedModel, prepare_for_quantization
 from .progress import NO_PROGRESS, Progress
 from .quietlog import quiet_root_logger

@@ -1,9 +1,10 @@
-"""Put a graph's nodes back in an order ONNX accepts when some of them hold subgraphs.
+"""Subgraphs (an If's branches, a Loop's or Scan's body): what they read around them, what they hold.
 
-The body of an If, Loop or Scan may read values of the graph around it without naming them as
-inputs of its node. onnxruntime's quantizer sorts nodes by their named inputs only, and so may
-put an If before the node that makes a value its branches read: ONNX Runtime still runs that file,
-but ONNX's checker, and every tool built on it, refuses it.
+A body may read values of the graph around it without naming them as inputs of its node.
+onnxruntime's quantizer sorts nodes by their named inputs only, and so may put an If before the
+node that makes a value its branches read: ONNX Runtime still runs that file, but ONNX's checker,
+and every tool built on it, refuses it. Nor does the quantizer enter subgraphs: the layers inside
+stay float, which the record of float layers says.
 """
 
 from __future__ import annotations
@@ -12,10 +13,12 @@ import heapq
 
 import onnx
 
+from .optypes import QDQ_QUANTIZABLE_OPS
+
 
 def holds_subgraphs(graph: onnx.GraphProto) -> bool:
     """Whether any node of ``graph`` has a subgraph (an If's branches, a Loop's or Scan's body)."""
-    return any(_subgraphs(node) for node in graph.node)
+    return any(subgraphs(node) for node in graph.node)
 
 
 def sort_topologically(graph: onnx.GraphProto) -> None:
@@ -49,7 +52,7 @@ def sort_topologically(graph: onnx.GraphProto) -> None:
 def subgraph_reads(node: onnx.NodeProto) -> set[str]:
     """The values of the graph around ``node`` that its subgraphs read without naming them as its inputs."""
     names: set[str] = set()
-    for subgraph in _subgraphs(node):
+    for subgraph in subgraphs(node):
         names |= _outer_reads(subgraph)
     return names
 
@@ -71,7 +74,18 @@ def _outer_reads(graph: onnx.GraphProto) -> set[str]:
     return outer
 
 
-def _subgraphs(node: onnx.NodeProto) -> list[onnx.GraphProto]:
+def layers_inside(node: onnx.NodeProto) -> list[str]:
+    """The layers the quantizer could make int8 in ``node``'s subgraphs, nested ones included, as "name [Op]"."""
+    found = []
+    for subgraph in subgraphs(node):
+        for inner in subgraph.node:
+            if inner.domain in ("", "ai.onnx") and inner.op_type in QDQ_QUANTIZABLE_OPS:
+                found.append(f"{inner.name or inner.output[0]} [{inner.op_type}]")
+            found.extend(layers_inside(inner))
+    return found
+
+
+def subgraphs(node: onnx.NodeProto) -> list[onnx.GraphProto]:
     found: list[onnx.GraphProto] = []
     for attribute in node.attribute:
         if attribute.type == onnx.AttributeProto.GRAPH:
