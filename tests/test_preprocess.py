@@ -213,3 +213,16 @@ def test_a_gemms_alpha_and_beta_are_folded_so_the_int8_model_computes_the_same_f
     int8_y = cpu_session(result.int8.proto).run(None, {"x": x})[0]
     sqnr = 10 * np.log10(np.sum(float_y**2) / np.sum((float_y - int8_y) ** 2))
     assert sqnr > 30, sqnr
+
+
+def test_the_int8_model_declares_the_operator_sets_its_source_declared_and_no_more(tmp_path: Path) -> None:
+    """ONNX Runtime's optimiser saved eight more (ai.onnx.ml, com.microsoft.nchwc, org.pytorch.aten, ...) that no
+    node used, and the int8 model kept them all."""
+    source = small_cnn()
+    source.opset_import.append(helper.make_opsetid("ai.onnx.ml", 3))  # unused, but the source's own: kept
+    model = load_model(save(source, tmp_path / "cnn.onnx"))
+    data = load_data(write_npz(tmp_path / "d.npz", x=np.random.default_rng(2).standard_normal((4, 3, 16, 16))
+                               .astype(np.float32)), model)
+    quantize_model(model, data, Recipe(granularity="per-channel"), tmp_path / "q.onnx")
+    int8 = onnx.load(str(tmp_path / "q.onnx"))
+    assert sorted((opset.domain, opset.version) for opset in int8.opset_import) == [("", 13), ("ai.onnx.ml", 3)]
