@@ -20,9 +20,9 @@ from google.protobuf.message import DecodeError
 from onnx import numpy_helper
 
 from .errors import Q8Error, first_line
-from .subgraphs import subgraph_reads
 from .optypes import QDQ_OPS, QDQ_QUANTIZABLE_OPS, node_kind
 from .skeleton import is_set_aside, skeleton_of
+from .subgraphs import subgraph_reads
 
 CONSTANT_NUMBERS = {
     "value_float": np.float32, "value_floats": np.float32, "value_int": np.int64, "value_ints": np.int64,

@@ -34,7 +34,6 @@ from .fileio import atomic_path, check_outputs
 from .floatpath import keep_in_float
 from .floatnodes import FloatNode, find_float_nodes, nodes_to_keep_in_float
 from .model import LoadedModel, load_model
-from .subgraphs import holds_subgraphs, sort_topologically
 from .preprocess import PreparedModel, prepare_for_quantization
 from .progress import NO_PROGRESS, Progress
 from .quietlog import quiet_root_logger
@@ -43,6 +42,7 @@ from .refusals import require_float_tensors
 from .session import cpu_session, first_run_feed, runtime_error
 from .skeleton import save_with_weights_beside, skeleton_of
 from .stats import TensorStats
+from .subgraphs import holds_subgraphs, sort_topologically
 from .weights import WeightError, weight_errors
 from .weightscales import per_channel_weight_overrides, per_tensor_weights, prequantized
 

@@ -86,6 +86,7 @@ def layers_inside(node: onnx.NodeProto) -> list[str]:
 
 
 def subgraphs(node: onnx.NodeProto) -> list[onnx.GraphProto]:
+    """The graphs ``node`` holds as attributes: an If's two branches, a Loop's or Scan's body."""
     found: list[onnx.GraphProto] = []
     for attribute in node.attribute:
         if attribute.type == onnx.AttributeProto.GRAPH:
