@@ -95,6 +95,26 @@ def conv_into_an_if() -> onnx.ModelProto:
                   {"conv.w": _float(rng, 4, 3, 3, 3), "out.w": _float(rng, 2, 4, 1, 1)})
 
 
+def a_weight_an_if_shares() -> onnx.ModelProto:
+    """A Conv's weight 'shared.w' that the Conv in an If's branch reads too: handed to the quantizer
+    already quantized, its float values were gone, and the int8 model did not load."""
+    rng = np.random.default_rng(10)
+    branch_out = [helper.make_tensor_value_info("branch_y", TensorProto.FLOAT, None)]
+    then_branch = helper.make_graph([helper.make_node("Conv", ["c", "shared.w"], ["branch_y"], name="then_conv",
+                                                      pads=[1, 1, 1, 1])], "then", [], branch_out)
+    else_branch = helper.make_graph([helper.make_node("Relu", ["c"], ["branch_y"], name="else_relu")],
+                                    "else", [], branch_out)
+    nodes = [helper.make_node("Conv", ["x", "conv.w"], ["c0"], name="conv", pads=[1, 1, 1, 1]),
+             helper.make_node("Conv", ["c0", "shared.w"], ["c"], name="shared_conv", pads=[1, 1, 1, 1]),
+             helper.make_node("If", ["use_conv"], ["y"], name="branch", then_branch=then_branch,
+                              else_branch=else_branch)]
+    return _model("weight_shared_with_if", nodes,
+                  [helper.make_tensor_value_info("x", TensorProto.FLOAT, [1, 3, 8, 8]),
+                   helper.make_tensor_value_info("use_conv", TensorProto.BOOL, [1])],
+                  [helper.make_tensor_value_info("y", TensorProto.FLOAT, [1, 4, 8, 8])],
+                  {"conv.w": _float(rng, 4, 3, 3, 3), "shared.w": _float(rng, 4, 4, 3, 3)})
+
+
 def _saved(model: onnx.ModelProto, folder: Path, x: np.ndarray) -> tuple[Path, Path]:
     return save(model, folder / "m.onnx"), write_npz(folder / "calib.npz", x=x)
 
@@ -142,10 +162,11 @@ def test_a_model_returning_its_input_quantizes_and_returns_it_unchanged(tmp_path
     assert np.abs(y - float_y).max() < 0.05 * np.abs(float_y).max()
 
 
-def test_a_model_whose_if_reads_a_layer_around_it_quantizes_into_a_valid_file(tmp_path) -> None:
+@pytest.mark.parametrize("build", [conv_into_an_if, a_weight_an_if_shares])
+def test_a_model_whose_if_reads_values_around_it_quantizes_into_a_valid_file(tmp_path, build) -> None:
     x = np.random.default_rng(9).standard_normal((12, 3, 8, 8)).astype(np.float32)
     use_conv = np.arange(12) % 2 == 0
-    model_path = save(conv_into_an_if(), tmp_path / "m.onnx")
+    model_path = save(build(), tmp_path / "m.onnx")
     model = load_model(model_path)
     data = load_data(write_npz(tmp_path / "calib.npz", x=x, use_conv=use_conv), model)
     result = quantize_model(model, data, PER_CHANNEL, tmp_path / "q.onnx")

@@ -78,7 +78,7 @@ class Graph:
     initializers: set[str]
     subgraph_reads: dict[int, tuple[str, ...]] = field(default_factory=dict)
     """Node index -> the values its subgraphs (an If's branches, a Loop's body) read from this graph
-    without naming them as its inputs: edges of the graph all the same."""
+    without naming them as its inputs: the node is among their ``consumers`` all the same."""
     producer: dict[str, int] = field(default_factory=dict)
     consumers: dict[str, list[int]] = field(default_factory=dict)
     by_name: dict[str, Node] = field(default_factory=dict, init=False, repr=False)
@@ -93,7 +93,7 @@ class Graph:
         for node in self.nodes:
             for name in node.outputs:
                 self.producer[name] = node.index
-            for name in node.inputs:
+            for name in (*node.inputs, *self.subgraph_reads.get(node.index, ())):
                 if name:
                     self.consumers.setdefault(name, []).append(node.index)
             if self._makes_constant(node):
@@ -118,8 +118,6 @@ class Graph:
             src = self.producer.get(name)
             if src is not None:
                 result.extend((src, dst, name) for dst in consumer_list)
-        for dst, names in self.subgraph_reads.items():
-            result.extend((self.producer[name], dst, name) for name in names if name in self.producer)
         return result
 
     def fused_from(self, name: str) -> list[Node]:

@@ -54,7 +54,7 @@ def subgraph_reads(node: onnx.NodeProto) -> set[str]:
     names: set[str] = set()
     for subgraph in subgraphs(node):
         names |= _outer_reads(subgraph)
-    return names
+    return names - set(node.input)
 
 
 def _reads(node: onnx.NodeProto) -> set[str]:
