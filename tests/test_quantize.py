@@ -359,6 +359,7 @@ def test_an_int8_model_onnx_runtime_refuses_is_never_written(cnn_path, cnn_data,
     with pytest.raises(Q8Error, match="^The int8 model was not written, because it does not run: ONNX Runtime cannot load") as raised:
         _quantize(cnn_path, cnn_data, tmp_path / "out" / "q.onnx", granularity="per-channel")
     assert "\n" not in str(raised.value) and "axis" in str(raised.value)
+    assert f"from {tmp_path / 'out' / 'q.onnx'} failed" in str(raised.value)  # not the hidden file written first
     assert sorted(tmp_path.iterdir()) == sorted([cnn_path, cnn_data])  # not even the folder made for it
 
 

@@ -160,8 +160,9 @@ def quantize_model(
                 prepared.notes.extend(_per_tensor_notes(prepared.model, keep_float))
             _write_qdq_model(prepared.model.proto, ranges, as_prepared, staging, weight_scales)
             _keep_float_at_run_time(staging, keep_float)
-            _check_it_runs(staging, first_run_feed(prepared.model, data))
-            int8 = _load_written(staging, output)
+            with _naming_output(staging, output):
+                _check_it_runs(staging, first_run_feed(prepared.model, data))
+                int8 = _load_written(staging)
 
     int8 = replace(int8, path=output)  # the file just moved from staging; its content is what was checked
     return QuantizeResult(
@@ -418,14 +419,21 @@ def _keep_float_at_run_time(path: Path, kept: tuple[str, ...]) -> None:
         _rewrite(path, lambda model: keep_in_float(model, kept))
 
 
-def _load_written(staging: Path, output: Path) -> LoadedModel:
-    """The int8 model just written to ``staging``, checked as any model q8studio opens; a refusal names
-    ``output``, the file the user asked for, not the staging file."""
+@contextmanager
+def _naming_output(staging: Path, output: Path) -> Iterator[None]:
+    """A refusal of the file written to ``staging`` names ``output``, the file the user asked for."""
     try:
-        return load_model(staging)
+        yield
     except Q8Error as exc:
-        reason = str(exc).replace(staging.name, output.name)
-        raise Q8Error(f"The int8 model was not written, because it is not valid: {reason}", exc.details) from None
+        raise Q8Error(str(exc).replace(staging.name, output.name), exc.details) from None
+
+
+def _load_written(path: Path) -> LoadedModel:
+    """The int8 model just written to ``path``, checked as any model q8studio opens."""
+    try:
+        return load_model(path)
+    except Q8Error as exc:
+        raise Q8Error(f"The int8 model was not written, because it is not valid: {exc}", exc.details) from None
 
 
 def _check_it_runs(path: Path, feed: dict[str, np.ndarray]) -> None:
