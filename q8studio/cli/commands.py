@@ -6,10 +6,9 @@ import argparse
 import json
 
 from ..core.errors import Q8Error
-from ..core.progress import Progress
 from .inputs import check_image_options_apply, float_and_int8, read_data, require_at_least
 from .printing import print_comparison, print_explanation, print_profile
-from .streams import stderr_progress
+from .streams import terminal_progress
 
 
 def run_inspect(args: argparse.Namespace) -> None:
@@ -43,7 +42,7 @@ def run_evaluate(args: argparse.Namespace) -> None:
     check_image_options_apply(args, args.data)
     float_model, int8_model = float_and_int8(args)
     data = read_data(args, args.data, float_model, samples=args.samples)
-    progress = Progress(callback=stderr_progress(), min_interval_s=0.5)
+    progress = terminal_progress()
     comparison = compare_models(
         float_model, int8_model, data, latency_runs=args.latency_runs, threads=args.threads, progress=progress
     )
@@ -87,7 +86,7 @@ def run_profile(args: argparse.Namespace) -> None:
     check_image_options_apply(args, args.data)
     float_model, int8_model = float_and_int8(args)
     data = read_data(args, args.data, float_model, samples=smallest_run(float_model))
-    progress = Progress(callback=stderr_progress(), min_interval_s=0.5)
+    progress = terminal_progress()
     report = profile_models(float_model, int8_model, data, runs=args.runs, latency_runs=args.latency_runs,
                             threads=args.threads, progress=progress)
     if args.json:

@@ -10,7 +10,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from ..core.errors import Q8Error
-from .streams import stderr_progress
+from .streams import terminal_progress
 
 if TYPE_CHECKING:
     from ..core.data import Dataset
@@ -65,10 +65,9 @@ def read_data(args: argparse.Namespace, path: Path, model: LoadedModel, samples:
     the model's input tells its size and channels, never the scale, mean and std it was trained with, and
     the wrong ones cost accuracy without an error (the demo's images score 10% instead of 100%)."""
     from ..core.data import load_data
-    from ..core.progress import Progress
 
     options = image_options(args)
-    listing = Progress(callback=stderr_progress(), min_interval_s=0.5)  # a large folder takes seconds
+    listing = terminal_progress()  # a large folder takes seconds
     data = load_data(path, model, samples=samples, preprocessing=options, progress=listing)
     used = data.image_preprocessing
     if used is not None and options.scale is None and options.mean is None and options.std is None:

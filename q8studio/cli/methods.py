@@ -7,11 +7,10 @@ import shlex
 from typing import TYPE_CHECKING
 
 from ..core.errors import Q8Error
-from ..core.progress import Progress
 from .inputs import IMAGE_OPTIONS, check_image_options_apply, read_data, require_at_least
 from .printing import elide_middle
 from .quantize import RECIPE_OPTIONS, either, option_no_method_reads, recipe_from_args
-from .streams import stderr_progress
+from .streams import terminal_progress
 
 if TYPE_CHECKING:
     from ..core.methods import MethodComparison
@@ -38,7 +37,7 @@ def run_methods(args: argparse.Namespace) -> None:
     calibration = read_data(args, args.calib, model)
     evaluation = (read_data(args, args.data, model, samples=args.eval_samples) if args.data is not None
                   else calibration.limited(args.eval_samples or recipe.samples))
-    progress = Progress(callback=stderr_progress(), min_interval_s=0.5)
+    progress = terminal_progress()
     comparison = compare_methods(model, calibration, evaluation, recipe, methods=methods, progress=progress)
     if args.json:
         print(to_json({**comparison.to_dict(), "data": str(args.data or args.calib), "environment": environment()}))

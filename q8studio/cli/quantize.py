@@ -11,7 +11,7 @@ from ..core.errors import Q8Error
 from ..core.progress import Progress
 from .inputs import check_image_options_apply, read_data, require_at_least
 from .printing import print_keep_float, print_quantize_errors, print_written
-from .streams import stderr_progress
+from .streams import terminal_progress
 
 if TYPE_CHECKING:
     from ..core.model import LoadedModel
@@ -45,7 +45,7 @@ def run_quantize(args: argparse.Namespace) -> None:
     model = load_model(args.model)
     check_outputs(_quantize_outputs(args), _quantize_inputs(args, model))
     calibration = read_data(args, args.calib, model)
-    progress = Progress(callback=stderr_progress(), min_interval_s=0.5)
+    progress = terminal_progress()
     outcome = None
     if args.keep_slow_float:
         outcome = _keep_slow_float(args, model, calibration, recipe, progress)

@@ -4,9 +4,10 @@ from __future__ import annotations
 
 import os
 import sys
-from typing import Callable, TextIO
+from typing import TextIO
 
 from ..core.errors import Q8Error
+from ..core.progress import Progress
 
 
 class ReaderMayLeave:
@@ -46,9 +47,10 @@ class ReaderMayLeave:
         return getattr(self._stream, name)
 
 
-def stderr_progress() -> Callable[[str, int, int], None]:
-    """Progress on a terminal's stderr, one line rewritten in place (nothing when stderr is a file or a pipe).
-    A total of 0 is unknown (the files of a folder being listed): the count so far is shown."""
+def terminal_progress() -> Progress:
+    """Progress on a terminal's stderr, one line rewritten in place at most twice a second (nothing when
+    stderr is a file or a pipe). A total of 0 is unknown (the files of a folder being listed): the count so
+    far is shown."""
     shown = 0  # characters of the line now on screen, so that a shorter one covers it whole
 
     def show(stage: str, done: int, total: int) -> None:
@@ -59,4 +61,4 @@ def stderr_progress() -> Callable[[str, int, int], None]:
             print(f"\r{line.ljust(shown)}", end="\n" if ends else "", file=sys.stderr, flush=True)
             shown = 0 if ends else len(line)
 
-    return show
+    return Progress(callback=show, min_interval_s=0.5)
