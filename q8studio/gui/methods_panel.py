@@ -13,7 +13,7 @@ from PySide6.QtWidgets import QHBoxLayout, QPushButton, QVBoxLayout, QWidget
 
 from ..core.methods import MethodComparison, MethodScore
 from . import formatting as fmt
-from .banners import banner, banner_style
+from .banners import GOOD_BACKGROUND, banner, banner_style
 from .graph_items import faded
 from .job_progress import JobProgress
 from .overlays import fixed_scale
@@ -102,7 +102,7 @@ class MethodTableModel(RowTableModel[MethodScore]):
 
     def background(self, row: MethodScore, key: str) -> object:
         if key == "method" and row.method == self.best:
-            return QColor("#e8f5e9")
+            return QColor(GOOD_BACKGROUND)
         if key in ("output_sqnr_db", "worst_sqnr_db"):
             value = row.output_sqnr_db if key == "output_sqnr_db" else (
                 row.worst_layer.sqnr_db if row.worst_layer is not None else None)
@@ -193,7 +193,6 @@ class MethodsPanel(QWidget):
         self.job_progress.set_running(busy)
         self._state = (busy, can_start)
         self._update_buttons()
-
 
     def _update_buttons(self) -> None:
         busy, can_start = self._state

@@ -42,6 +42,7 @@ from ..core.progress import NO_PROGRESS, Progress
 from ..core.recipe import ACTIVATION_TYPES, GRANULARITIES, Recipe
 from ..core.tensorview import display_image
 from . import formatting as fmt
+from .banners import BANNERS
 from .data_field import DataField
 from .errors import ErrorReporter
 from .waiting import Waiter
@@ -52,8 +53,7 @@ OUTCOME_CHARS = 240  # about three lines of the dock
 SPIN_MAX = 2**31 - 1  # the largest value a QSpinBox holds
 FINE_DECIMALS = 6  # 99.99999 as a percentile, 0.9999 as a momentum
 T = TypeVar("T")
-REFUSAL_STYLE = ("QLabel { color: #8a1c1c; background: #fdecea; border: 1px solid #f5b7b1; border-radius: 4px; "
-                 "padding: 4px 6px; margin: 4px; }")
+REFUSAL_STYLE = f"QLabel {{ {BANNERS[False]} border-radius: 4px; padding: 4px 6px; margin: 4px; }}"
 
 
 class FineSpinBox(QDoubleSpinBox):
