@@ -349,8 +349,8 @@ def test_an_int8_model_onnx_runtime_refuses_is_never_written(cnn_path, cnn_data,
     the file itself, so the user gets the reason and no model."""
     real_write = quantize_module._write_qdq_model
 
-    def write_at_opset_12(prepared, ranges, recipe, output, *weight_scales):
-        real_write(prepared, ranges, recipe, output, *weight_scales)
+    def write_at_opset_12(prepared, ranges, recipe, output, *weight_scales, **options):
+        real_write(prepared, ranges, recipe, output, *weight_scales, **options)
         model = onnx.load(str(output))
         next(o for o in model.opset_import if o.domain in ("", "ai.onnx")).version = 12
         onnx.save(model, str(output))
@@ -438,9 +438,9 @@ def test_the_dry_run_never_sees_a_large_weight(tmp_path, monkeypatch) -> None:
     model_path, data_path = _model_and_data("transformer", tmp_path)
     real_write, handed = quantize_module._write_qdq_model, []
 
-    def recording_write(prepared, ranges, recipe, output, *weight_scales):
+    def recording_write(prepared, ranges, recipe, output, *weight_scales, **options):
         handed.append({t.name: is_set_aside(t) for t in prepared.graph.initializer})
-        real_write(prepared, ranges, recipe, output, *weight_scales)
+        real_write(prepared, ranges, recipe, output, *weight_scales, **options)
 
     monkeypatch.setattr(quantize_module, "_write_qdq_model", recording_write)
     _quantize(model_path, data_path, tmp_path / "q.onnx")

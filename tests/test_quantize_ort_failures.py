@@ -16,6 +16,7 @@ from builders import save, write_npz
 from q8studio.__main__ import main
 from q8studio.core.data import load_data
 from q8studio.core.errors import Q8Error
+from q8studio.core.evaluate import analyse_errors
 from q8studio.core.model import load_model
 from q8studio.core.quantize import quantize_model
 from q8studio.core.recipe import Recipe
@@ -115,6 +116,46 @@ def a_weight_an_if_shares() -> onnx.ModelProto:
                   {"conv.w": _float(rng, 4, 3, 3, 3), "shared.w": _float(rng, 4, 4, 3, 3)})
 
 
+def names_the_quantizer_makes() -> onnx.ModelProto:
+    """A Gemm of weight 'w' into 'y', a Mul by the constant 'w_scale' into 'y_QuantizeLinear_Output', an
+    Add of the constant 'y_zero_point' and a Mul by the constant 'out_scale' into the output 'out': the
+    names onnxruntime's quantizer gives the scale of 'w', the quantized 'y', its zero point and the
+    scale of 'out'. It failed on this model ("Unsupported DequantizeLinear operator, dequantization
+    from 1."); with the first three renamed only, 'out' was left with a placeholder range."""
+    rng = np.random.default_rng(12)
+    nodes = [helper.make_node("Gemm", ["x", "w"], ["y"], name="fc", transB=1),
+             helper.make_node("Mul", ["y", "w_scale"], ["y_QuantizeLinear_Output"], name="mul"),
+             helper.make_node("Add", ["y_QuantizeLinear_Output", "y_zero_point"], ["sum"], name="add"),
+             helper.make_node("Mul", ["sum", "out_scale"], ["out"], name="scale")]
+    return _model("quantizer_names", nodes, [helper.make_tensor_value_info("x", TensorProto.FLOAT, ["N", 6])],
+                  [helper.make_tensor_value_info("out", TensorProto.FLOAT, ["N", 4])],
+                  {"w": _float(rng, 4, 6), "w_scale": np.array([3.0, -2.0, 1.5, 0.5], np.float32),
+                   "y_zero_point": np.array([0.5, 1.0, -0.5, 0.25], np.float32),
+                   "out_scale": np.full(4, 5.0, np.float32)})
+
+
+def a_relu_input_an_if_reads() -> onnx.ModelProto:
+    """A Conv into a Relu, the If after them reading the Conv's output 'c' in one branch and the Relu's
+    in the other. onnxruntime's quantizer folds the Relu into the Conv by renaming the Conv's output,
+    since it counts one reader of 'c': the branch was left reading a value no node makes."""
+    rng = np.random.default_rng(14)
+    branch_out = [helper.make_tensor_value_info("branch_y", TensorProto.FLOAT, None)]
+    then_branch = helper.make_graph([helper.make_node("Sigmoid", ["c"], ["branch_y"], name="then_sigmoid")],
+                                    "then", [], branch_out)
+    else_branch = helper.make_graph([helper.make_node("Identity", ["r"], ["branch_y"], name="else_identity")],
+                                    "else", [], branch_out)
+    nodes = [helper.make_node("Conv", ["x", "conv.w", "conv.b"], ["c"], name="conv", pads=[1, 1, 1, 1]),
+             helper.make_node("Relu", ["c"], ["r"], name="relu"),
+             helper.make_node("If", ["use_sigmoid"], ["b"], name="branch", then_branch=then_branch,
+                              else_branch=else_branch),
+             helper.make_node("Conv", ["b", "out.w"], ["y"], name="out_conv")]
+    return _model("relu_input_read_by_if", nodes,
+                  [helper.make_tensor_value_info("x", TensorProto.FLOAT, [1, 3, 8, 8]),
+                   helper.make_tensor_value_info("use_sigmoid", TensorProto.BOOL, [1])],
+                  [helper.make_tensor_value_info("y", TensorProto.FLOAT, [1, 2, 8, 8])],
+                  {"conv.w": _float(rng, 4, 3, 3, 3), "conv.b": _float(rng, 4), "out.w": _float(rng, 2, 4, 1, 1)})
+
+
 def _saved(model: onnx.ModelProto, folder: Path, x: np.ndarray) -> tuple[Path, Path]:
     return save(model, folder / "m.onnx"), write_npz(folder / "calib.npz", x=x)
 
@@ -181,11 +222,70 @@ def test_a_model_whose_if_reads_values_around_it_quantizes_into_a_valid_file(tmp
         sqnr_db = 10 * np.log10(np.sum(float_y**2) / np.sum((int8_y - float_y) ** 2))
         assert sqnr_db > 25, sqnr_db
 
+def test_a_relu_whose_input_an_if_reads_is_kept_for_it(tmp_path) -> None:
+    rng = np.random.default_rng(15)
+    x = rng.standard_normal((16, 3, 8, 8)).astype(np.float32)
+    use_sigmoid = np.arange(16) % 2 == 0
+    model_path = save(a_relu_input_an_if_reads(), tmp_path / "m.onnx")
+    data_path = write_npz(tmp_path / "calib.npz", x=x, use_sigmoid=use_sigmoid)
+    model = load_model(model_path)
+    data = load_data(data_path, model)
+    result = quantize_model(model, data, Recipe(), tmp_path / "q.onnx")
+    int8 = onnx.load(str(tmp_path / "q.onnx"))
+    onnx.checker.check_model(int8, full_check=True)
+    assert {node.name: node for node in int8.graph.node}["conv"].output == ["c"]
+    float_session, int8_session = ort.InferenceSession(str(model_path)), ort.InferenceSession(str(tmp_path / "q.onnx"))
+    for flag in (True, False):
+        feed = {"x": x[:1], "use_sigmoid": np.array([flag])}
+        float_y, int8_y = float_session.run(None, feed)[0], int8_session.run(None, feed)[0]
+        assert np.abs(int8_y - float_y).max() < 0.05 * np.abs(float_y).max()
+    assert {layer.node for layer in analyse_errors(result.prepared.model, result.int8, data).layers} >= {"conv", "relu"}
+
+
 def test_the_graph_draws_what_an_if_reads_from_around_it_as_an_edge(tmp_path) -> None:
     graph = load_model(save(conv_into_an_if(), tmp_path / "m.onnx")).graph
     index = {node.name: node.index for node in graph.nodes}
     assert (index["conv"], index["branch"], "c") in graph.edges()
     assert (index["branch"], index["out_conv"], "b") in graph.edges()
+
+
+@pytest.mark.parametrize("recipe", [Recipe(), PER_CHANNEL], ids=["per-tensor", "per-channel"])
+def test_tensors_named_as_the_quantizer_names_its_own_keep_their_names_and_values(tmp_path, recipe: Recipe) -> None:
+    x = np.random.default_rng(13).standard_normal((32, 6)).astype(np.float32)
+    model_path, data_path = _saved(names_the_quantizer_makes(), tmp_path, x)
+    model = load_model(model_path)
+    data = load_data(data_path, model)
+    result = quantize_model(model, data, recipe, tmp_path / "q.onnx")
+    assert not result.float_nodes
+    assert {w.tensor for w in result.weights} == {"w", "w_scale", "y_zero_point", "out_scale"}
+    nodes = {node.name: node for node in onnx.load(str(tmp_path / "q.onnx")).graph.node}
+    assert nodes["mul"].output == ["y_QuantizeLinear_Output"]  # the model's own tensor, under its own name
+    assert not any("q8studio" in name for node in nodes.values() for name in [node.name, *node.input, *node.output])
+    float_y = ort.InferenceSession(str(model_path)).run(None, {"x": x})[0]
+    int8_y = ort.InferenceSession(str(tmp_path / "q.onnx")).run(None, {"x": x})[0]
+    assert np.abs(int8_y - float_y).max() < 0.03 * np.abs(float_y).max()
+    layers = analyse_errors(result.prepared.model, result.int8, data).layers
+    assert {layer.node for layer in layers} >= {"fc", "mul", "add"}  # 'out' is compared as the output
+    assert min(layer.sqnr_db for layer in layers) > 30
+
+
+def test_an_input_named_as_the_scale_of_another_keeps_its_name(tmp_path, capsys) -> None:
+    """Inputs 'x' and 'x_scale' (a gain the model multiplies by): the quantizer names the scale of 'x' so."""
+    rng = np.random.default_rng(16)
+    nodes = [helper.make_node("Gemm", ["x", "w"], ["y"], name="fc", transB=1),
+             helper.make_node("Mul", ["y", "x_scale"], ["out"], name="gain")]
+    model = _model("input_named_as_a_scale", nodes, [helper.make_tensor_value_info("x", TensorProto.FLOAT, ["N", 6]),
+                                                     helper.make_tensor_value_info("x_scale", TensorProto.FLOAT, ["N", 1])],
+                   [helper.make_tensor_value_info("out", TensorProto.FLOAT, ["N", 4])], {"w": _float(rng, 4, 6)})
+    model_path = save(model, tmp_path / "m.onnx")
+    data_path = write_npz(tmp_path / "calib.npz", x=rng.standard_normal((32, 6)).astype(np.float32),
+                          x_scale=rng.uniform(0.5, 2.0, (32, 1)).astype(np.float32))
+    assert main(["quantize", str(model_path), "--calib", str(data_path), "-o", str(tmp_path / "q.onnx")]) == 0
+    assert [value.name for value in onnx.load(str(tmp_path / "q.onnx")).graph.input] == ["x", "x_scale"]
+    capsys.readouterr()
+    assert main(["evaluate", str(model_path), str(tmp_path / "q.onnx"), "--data", str(data_path), "--json"]) == 0
+    report = json.loads(capsys.readouterr().out)
+    assert report["outputs"]["out"]["sqnr_db"] > 30 and {layer["tensor"] for layer in report["layers"]} >= {"x_scale", "y"}
 
 
 @pytest.mark.parametrize("bias", [np.array([0.3]), np.array([[0.1, -0.2, 0.3, 0.4]]), np.full((8, 4), 0.25)],

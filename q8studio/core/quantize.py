@@ -33,7 +33,9 @@ from .errors import Q8Error, QuantizerFailed, first_line
 from .fileio import atomic_path, check_outputs
 from .floatpath import keep_in_float
 from .floatnodes import FloatNode, find_float_nodes, nodes_to_keep_in_float
+from .heldoutputs import held_as_outputs, inputs_also_outputs, outputs_apart, outputs_rejoined, released
 from .model import LoadedModel, load_model
+from .nameclash import names_restored, set_aside, stand_ins
 from .preprocess import PreparedModel, prepare_for_quantization
 from .progress import NO_PROGRESS, Progress
 from .quietlog import quiet_root_logger
@@ -42,13 +44,12 @@ from .refusals import require_float_tensors
 from .session import cpu_session, first_run_feed, runtime_error
 from .skeleton import save_with_weights_beside, skeleton_of
 from .stats import TensorStats
-from .subgraphs import holds_subgraphs, sort_topologically
+from .subgraphs import holds_subgraphs, read_by_subgraphs_and_folded, sort_topologically
 from .weights import WeightError, weight_errors
 from .weightscales import per_channel_weight_overrides, per_tensor_weights, prequantized
 
 
 SCALE_SUFFIX = "_scale"  # onnxruntime names the scale of tensor X "X_scale"
-APART_SUFFIX = "_q8studio_apart"  # a graph output that is also a graph input, while the quantizer runs
 PLACEHOLDER_RANGE = (-1.0, 1.0)
 VALUE_PRESERVING_OPS = frozenset({"Reshape", "Flatten", "Squeeze", "Unsqueeze", "Transpose", "Identity"})
 
@@ -227,12 +228,15 @@ def ranges_read_by_quantizer(prepared: onnx.ModelProto, recipe: Recipe) -> list[
     with tempfile.TemporaryDirectory(prefix="q8studio-dry-") as tmp:
         output = Path(tmp) / "dry.onnx"
         dry = recipe.with_changes(granularity="per-tensor")
-        _write_qdq_model(skeleton_of(prepared), {name: PLACEHOLDER_RANGE for name in candidates}, dry, output)
+        _write_qdq_model(skeleton_of(prepared), {name: PLACEHOLDER_RANGE for name in candidates}, dry, output,
+                         names_back=False)
         quantized = onnx.load(str(output), load_external_data=False)
     initializers = {t.name for t in quantized.graph.initializer}
-    by_scale = {f"{name}{SCALE_SUFFIX}": name for name in candidates}
+    aside = stand_ins(prepared.graph)  # the names the dry run's model still has (see nameclash)
+    by_scale = {f"{aside.get(name, name)}{SCALE_SUFFIX}": name for name in candidates}
+    own_name = {stand_in: name for name, stand_in in aside.items()}
     read = {
-        by_scale.get(node.input[1], node.input[0])
+        by_scale.get(node.input[1], own_name.get(node.input[0], node.input[0]))
         for node in quantized.graph.node
         if node.op_type == "QuantizeLinear" and node.input[0] not in initializers
     }
@@ -284,22 +288,33 @@ def _write_qdq_model(
     recipe: Recipe,
     output: Path,
     weight_scales: dict[str, list[dict]] | None = None,
+    *,
+    names_back: bool = True,
 ) -> None:
     """quantize_static with our ranges, and the per-channel ``weight_scales`` it would compute itself,
     most of them handed over as weights already quantized (:mod:`.weightscales`). Its range cache must
     list every candidate tensor, even those whose range it never reads (see
-    :func:`ranges_read_by_quantizer`): they get a placeholder."""
+    :func:`ranges_read_by_quantizer`): they get a placeholder.
+
+    Tensors named as the quantizer names its own are renamed while it runs (:mod:`.nameclash`), and
+    named back in the written model unless ``names_back`` is false."""
+    aside = stand_ins(prepared.graph)
+    if aside:
+        prepared = set_aside(prepared, aside)
+        ranges = {aside.get(name, name): bounds for name, bounds in ranges.items()}
+        weight_scales = {aside.get(name, name): scales for name, scales in (weight_scales or {}).items()}
     unread = {name: PLACEHOLDER_RANGE for name in tensors_to_calibrate(prepared) if name not in ranges}
     cached = {**unread, **ranges}
     overrides: dict[str, list[dict]] = {}
     if weight_scales:
         prepared, overrides = prequantized(prepared, weight_scales, _activation_scales(cached, recipe))
-    passed_through = _inputs_also_outputs(prepared)
+    passed_through = inputs_also_outputs(prepared)
+    held = read_by_subgraphs_and_folded(prepared.graph)
     with tempfile.TemporaryDirectory(prefix="q8studio-quant-") as tmp:
         source = Path(tmp) / "prepared.onnx"
         save_with_weights_beside(prepared, source)
-        if passed_through:
-            _rewrite(source, lambda model: _outputs_apart(model, passed_through))
+        if passed_through or held:
+            _rewrite(source, lambda model: (outputs_apart(model, passed_through), held_as_outputs(model, held)))
         cache = Path(tmp) / "ranges.json"
         save_tensors_data(_tensors_data(cached), cache)
         overrides |= {name: [{"rmin": np.float32(lo), "rmax": np.float32(hi)}] for name, (lo, hi) in ranges.items()}
@@ -331,10 +346,17 @@ def _write_qdq_model(
             where = f"node {node.name} ({node.op_type})" if node is not None else "this model"
             raise QuantizerFailed(f"onnxruntime's quantizer failed on {where}: {first_line(exc)}",
                                   node.name if node is not None else None, recipe.per_channel) from None
+    fixes: list[Callable[[onnx.ModelProto], None]] = []
     if passed_through:
-        _rewrite(output, lambda model: _outputs_rejoined(model, passed_through))
+        fixes.append(lambda model: outputs_rejoined(model, passed_through))
+    if held:
+        fixes.append(lambda model: released(model, held))
     if holds_subgraphs(prepared.graph):  # the quantizer's order overlooks what subgraphs read
-        _rewrite(output, lambda model: sort_topologically(model.graph))
+        fixes.append(lambda model: sort_topologically(model.graph))
+    if aside and names_back:
+        fixes.append(lambda model: names_restored(model, aside))
+    if fixes:
+        _rewrite(output, lambda model: [fix(model) for fix in fixes])
 
 
 def _activation_scales(ranges: dict[str, tuple[float, float]], recipe: Recipe) -> dict[str, float]:
@@ -372,36 +394,6 @@ def _node_at_fault(exc: BaseException, model: onnx.ModelProto) -> onnx.NodeProto
                 found = nodes[name]
         frame = frame.tb_next
     return found
-
-
-def _inputs_also_outputs(model: onnx.ModelProto) -> set[str]:
-    """Graph inputs that are graph outputs too (a model passing one of its inputs through). The quantizer
-    names the DequantizeLinear of a graph output after the output, here after the input it dequantizes:
-    a cycle ("Graph is not a DAG")."""
-    inputs = {value.name for value in model.graph.input}
-    return {value.name for value in model.graph.output if value.name in inputs}
-
-
-def _outputs_apart(model: onnx.ModelProto, names: set[str]) -> None:
-    """Make each of the ``names`` outputs an Identity of its input under another name, for the quantizer."""
-    for output in model.graph.output:
-        if output.name in names:
-            apart = output.name + APART_SUFFIX
-            model.graph.node.append(onnx.helper.make_node("Identity", [output.name], [apart], name=apart))
-            output.name = apart
-
-
-def _outputs_rejoined(model: onnx.ModelProto, names: set[str]) -> None:
-    """Undo :func:`_outputs_apart` in the quantized model: the outputs are the float inputs again."""
-    apart = {name + APART_SUFFIX: name for name in names}
-    kept = [node for node in model.graph.node if node.name not in apart]
-    del model.graph.node[:]
-    model.graph.node.extend(kept)
-    values = [value for value in model.graph.value_info if value.name not in apart]
-    del model.graph.value_info[:]
-    model.graph.value_info.extend(values)
-    for output in model.graph.output:
-        output.name = apart.get(output.name, output.name)
 
 
 def _rewrite(path: Path, change: Callable[[onnx.ModelProto], None]) -> None:

@@ -15,6 +15,9 @@ import onnx
 
 from .optypes import QDQ_QUANTIZABLE_OPS
 
+FOLDED_ACTIVATIONS = frozenset({"Relu", "Clip"})
+"""Activations onnxruntime's quantizer removes, renaming the output of the layer before them."""
+
 
 def holds_subgraphs(graph: onnx.GraphProto) -> bool:
     """Whether any node of ``graph`` has a subgraph (an If's branches, a Loop's or Scan's body)."""
@@ -47,6 +50,19 @@ def sort_topologically(graph: onnx.GraphProto) -> None:
         return
     del graph.node[:]
     graph.node.extend(nodes[index] for index in order)
+
+
+def read_by_subgraphs_and_folded(graph: onnx.GraphProto) -> list[str]:
+    """Values of ``graph`` its subgraphs read that are the input of a Relu or Clip as well.
+
+    The quantizer folds such an activation into the layer before it, renaming that layer's output to
+    the activation's, when it counts one reader of the value; it counts named inputs only, so the
+    subgraph was left reading a value no node makes, and ONNX Runtime refused the int8 model.
+    """
+    read = set().union(*(subgraph_reads(node) for node in graph.node))
+    read -= {value.name for value in [*graph.input, *graph.output]}  # the quantizer folds neither
+    return sorted({node.input[0] for node in graph.node
+                   if node.op_type in FOLDED_ACTIVATIONS and node.input and node.input[0] in read})
 
 
 def subgraph_reads(node: onnx.NodeProto) -> set[str]:
