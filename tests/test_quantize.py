@@ -476,3 +476,26 @@ def test_model_outputs_keep_their_observed_range(tmp_path) -> None:
     probs = result.stats["probs"]
     assert result.ranges["probs"] == (0.0, pytest.approx(probs.max))
     assert result.ranges["gap"][1] < result.stats["gap"].max  # inner layers are clipped as asked
+
+
+def test_an_upsampling_resize_is_int8_though_its_scales_stay_float(tmp_path) -> None:
+    """The quantizer quantizes a Resize's data alone; its float scales are no sign of a float layer."""
+    rng = np.random.default_rng(3)
+    nodes = [helper.make_node("Conv", ["x", "down.w"], ["d"], name="down", strides=[2, 2]),
+             helper.make_node("Resize", ["d", "", "scales"], ["up"], name="up", mode="nearest"),
+             helper.make_node("Conv", ["up", "out.w"], ["y"], name="out", pads=[1, 1, 1, 1])]
+    graph = helper.make_graph(
+        nodes, "upsample", [helper.make_tensor_value_info("x", TensorProto.FLOAT, ["N", 3, 8, 8])],
+        [helper.make_tensor_value_info("y", TensorProto.FLOAT, ["N", 2, 8, 8])],
+        [numpy_helper.from_array(rng.standard_normal((4, 3, 2, 2)).astype(np.float32), "down.w"),
+         numpy_helper.from_array(np.array([1, 1, 2, 2], np.float32), "scales"),
+         numpy_helper.from_array(rng.standard_normal((2, 4, 3, 3)).astype(np.float32), "out.w")])
+    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 13)])
+    model_path = save(model, tmp_path / "m.onnx")
+    data_path = write_npz(tmp_path / "x.npz", x=rng.standard_normal((8, 3, 8, 8)).astype(np.float32))
+    result = _quantize(model_path, data_path, tmp_path / "q.onnx")
+    int8 = onnx.load(str(tmp_path / "q.onnx")).graph.node
+    resize = next(node for node in int8 if node.op_type == "Resize")
+    assert any(node.op_type == "DequantizeLinear" and node.output[0] == resize.input[0] for node in int8)
+    assert any(node.op_type == "QuantizeLinear" and node.input[0] == resize.output[0] for node in int8)
+    assert result.float_nodes == []

@@ -11,6 +11,11 @@ from .optypes import QDQ_QUANTIZABLE_OPS
 from .subgraphs import layers_inside
 
 
+FLOAT_PARAMETERS: dict[str, tuple[int, ...]] = {"Resize": (1, 2)}
+"""Float inputs onnxruntime's quantizer leaves float in an int8 layer (a Resize's roi and scales):
+no sign of a float layer."""
+
+
 @dataclass(frozen=True)
 class FloatNode:
     name: str
@@ -111,8 +116,10 @@ def find_float_nodes(prepared: LoadedModel, int8: LoadedModel, exclude: tuple[st
     for node in int8.graph.nodes:
         if node.name not in original or node.kind == "qdq":
             continue
+        parameters = FLOAT_PARAMETERS.get(node.op_type, ())
+        read = [name for position, name in enumerate(node.inputs) if position not in parameters]
         float_inputs = [
-            name for name in (*node.inputs, *int8.graph.subgraph_reads.get(node.index, ()))
+            name for name in (*read, *int8.graph.subgraph_reads.get(node.index, ()))
             if name and int8.graph.tensors.get(name) is not None and int8.graph.tensors[name].is_float
         ]
         quantized = node.op_type in QDQ_QUANTIZABLE_OPS and all(name in dequantized for name in float_inputs)
