@@ -79,3 +79,12 @@ def test_a_run_onnx_runtime_refuses_gets_a_dialog_whose_text_names_the_model_and
     assert "\n" not in text and "[ONNXRuntimeError]" not in text and "Status Message" not in text
     assert "[ONNXRuntimeError]" in window.errors.dialog.detailedText()  # the runtime's own words, folded away
     window.errors.close()
+
+
+@pytest.mark.parametrize("key, expected", [("x_scale", "no entry 'x_scale'"), ("", "no entry ''")])
+def test_a_key_error_says_it_is_a_missing_entry(key: str, expected: str) -> None:
+    """A KeyError's message is the bare key: onnxruntime's symbolic shape inference fails on a Loop
+    whose optional input is empty with KeyError(''), which read as "failed ('')"."""
+    with pytest.raises(KeyError) as raised:
+        {}[key]
+    assert first_line(raised.value) == expected

@@ -33,12 +33,15 @@ class Cancelled(Exception):
 
 
 def first_line(exc: BaseException | str) -> str:
-    """The first line of an exception's message (its type's name when it has none) or of a text:
-    the libraries underneath raise multi-line messages, and the user gets one sentence.
+    """The first line of an exception's message (its type's name when it has none, "no entry 'k'" for
+    a KeyError) or of a text: the libraries underneath raise multi-line messages, and the user gets
+    one sentence.
 
     A sentence broken over lines (a line ending on ':' or ',', or a next line starting in lower
     case, as onnx's checker breaks its message around the node it names) is joined into one.
     """
+    if isinstance(exc, KeyError):  # its message is the bare key, "''" or "'x_scale'": say what it is
+        return f"no entry {exc}" if exc.args else type(exc).__name__
     lines = [line.strip() for line in str(exc).splitlines() if line.strip()]
     if not lines:
         return "" if isinstance(exc, str) else type(exc).__name__
