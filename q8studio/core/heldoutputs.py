@@ -50,7 +50,8 @@ def held_as_outputs(model: onnx.ModelProto, names: list[str]) -> None:
     """Make each of the ``names`` values a graph output too, for the quantizer to keep it."""
     types = {value.name: value for value in model.graph.value_info}
     for name in names:
-        model.graph.output.append(types.get(name) or onnx.helper.make_tensor_value_info(name, onnx.TensorProto.FLOAT, None))
+        any_shape = onnx.helper.make_tensor_value_info(name, onnx.TensorProto.FLOAT, None)
+        model.graph.output.append(types.get(name, any_shape))
 
 
 def released(model: onnx.ModelProto, names: list[str]) -> None:

@@ -314,7 +314,8 @@ def _write_qdq_model(
         source = Path(tmp) / "prepared.onnx"
         save_with_weights_beside(prepared, source)
         if passed_through or held:
-            _rewrite(source, lambda model: (outputs_apart(model, passed_through), held_as_outputs(model, held)))
+            _rewrite(source, lambda model: outputs_apart(model, passed_through),
+                     lambda model: held_as_outputs(model, held))
         cache = Path(tmp) / "ranges.json"
         save_tensors_data(_tensors_data(cached), cache)
         overrides |= {name: [{"rmin": np.float32(lo), "rmax": np.float32(hi)}] for name, (lo, hi) in ranges.items()}
@@ -356,7 +357,7 @@ def _write_qdq_model(
     if aside and names_back:
         fixes.append(lambda model: names_restored(model, aside))
     if fixes:
-        _rewrite(output, lambda model: [fix(model) for fix in fixes])
+        _rewrite(output, *fixes)
 
 
 def _activation_scales(ranges: dict[str, tuple[float, float]], recipe: Recipe) -> dict[str, float]:
@@ -396,10 +397,12 @@ def _node_at_fault(exc: BaseException, model: onnx.ModelProto) -> onnx.NodeProto
     return found
 
 
-def _rewrite(path: Path, change: Callable[[onnx.ModelProto], None]) -> None:
-    """Apply ``change`` to the graph of the model file at ``path``; weights stored beside it stay there."""
+def _rewrite(path: Path, *changes: Callable[[onnx.ModelProto], None]) -> None:
+    """Apply ``changes`` in turn to the graph of the model file at ``path`` (one load, one save);
+    weights stored beside it stay there."""
     model = onnx.load(str(path), load_external_data=False)
-    change(model)
+    for change in changes:
+        change(model)
     onnx.save(model, str(path))
 
 

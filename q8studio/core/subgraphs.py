@@ -53,7 +53,7 @@ def sort_topologically(graph: onnx.GraphProto) -> None:
 
 
 def read_by_subgraphs_and_folded(graph: onnx.GraphProto) -> list[str]:
-    """Values of ``graph`` its subgraphs read that are the input of a Relu or Clip as well.
+    """The values that subgraphs of ``graph`` read and a Relu or Clip of ``graph`` reads too.
 
     The quantizer folds such an activation into the layer before it, renaming that layer's output to
     the activation's, when it counts one reader of the value; it counts named inputs only, so the
