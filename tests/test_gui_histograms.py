@@ -169,3 +169,23 @@ def test_the_clipping_legend_takes_as_many_columns_as_its_width_holds(qtbot, wid
     drawn.setHtml(legend.text())
     assert drawn.idealWidth() <= legend.contentsRect().width()  # every column whole
     assert legend.minimumWidth() < 300  # one column's width: the legend never holds the dock wider
+
+
+def test_a_weight_of_few_output_channels_ticks_them_at_whole_numbers(qtbot, panel: HistogramPanel, tmp_path) -> None:
+    """Two output channels ticked "0 0.2 0.4 0.6 0.8 1" read as fractional channels."""
+    from onnx import TensorProto, helper, numpy_helper
+
+    from builders import save
+
+    weight = np.random.default_rng(0).standard_normal((2, 3, 1, 1)).astype(np.float32)
+    graph = helper.make_graph([helper.make_node("Conv", ["x", "w"], ["y"], name="conv")], "two_channels",
+                              [helper.make_tensor_value_info("x", TensorProto.FLOAT, [1, 3, 4, 4])],
+                              [helper.make_tensor_value_info("y", TensorProto.FLOAT, [1, 2, 4, 4])],
+                              [numpy_helper.from_array(weight, "w")])
+    model = load_model(save(helper.make_model(graph), tmp_path / "m.onnx"))
+    conv = node_numbers(model, "conv")
+    panel.show_weight(conv.weights[0], conv.weight_histogram)
+    QApplication.processEvents()
+    axis = panel.channel_plot.getAxis("bottom")
+    ticks = [value for _spacing, values in axis.tickValues(-0.5, 1.5, axis.width()) for value in values]
+    assert ticks and all(float(value).is_integer() for value in ticks)

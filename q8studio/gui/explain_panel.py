@@ -34,14 +34,13 @@ from ..core.explain import NodeExplanation
 from ..core.explainadd import AddExplanation
 from ..core.weights import QuantParams
 from . import formatting as fmt
-from .plots import PlotRow, make_plot
+from .plots import PlotRow, make_plot, tick_whole_channels
 
 pg.setConfigOptions(antialias=True, background="w", foreground="#333")  # the app's plot style
 
 BADGE_COLOURS = {"exact": "#2e7d32", "close": "#e08a00", "wrong": "#c62828", "none": "#757575"}
 PADDING_BRUSH = QBrush(QColor("#e6e6e6"))
 GRID_CHANNELS = 8  # channels of a receptive field shown as grids; the chain still sums them all
-UNIT_TICKS_UP_TO = 8  # channels whose plots tick every channel; over more, the automatic ticks are whole
 ROW_VALUES = 16  # values per row when a matrix row is shown as a grid
 
 
@@ -257,8 +256,7 @@ class ExplainPanel(QWidget):
         for plot in (self.scale_plot, self.error_plot):
             plot.setXRange(-0.5, count - 0.5, padding=0.02)
             plot.enableAutoRange(axis="y")
-            # channels are whole numbers: over a few of them the automatic ticks read "-0.4 -0.2 0 0.2 0.4"
-            plot.getAxis("bottom").setTickSpacing(*((1, 1) if count <= UNIT_TICKS_UP_TO else ()))
+            tick_whole_channels(plot, count)
         if not expl.w.per_channel:  # one point: show it against zero rather than in a range of its own
             self.scale_plot.setYRange(0.0, 2.0 * float(expl.w.scale), padding=0.05)
         self.plot_row.reflow()

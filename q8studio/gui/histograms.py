@@ -20,7 +20,7 @@ from ..core.stats import TensorStats
 from ..core.tensorview import MethodRange, RangeUsed, WeightSummary
 from . import formatting as fmt
 from .legends import MethodLegend, method_colour
-from .plots import LineLabels, make_plot
+from .plots import LineLabels, make_plot, tick_whole_channels
 
 pg.setConfigOptions(antialias=True, background="w", foreground="#333")
 
@@ -217,6 +217,7 @@ class HistogramPanel(QWidget):
             return
         self.channel_plot.show()
         channels = np.arange(summary.channel_min.size)
+        tick_whole_channels(self.channel_plot, channels.size)
         self.channel_min.setData(channels, summary.channel_min)
         self.channel_max.setData(channels, summary.channel_max)
         self.channel_plot.setTitle(

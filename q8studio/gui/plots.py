@@ -36,6 +36,15 @@ def make_plot(title: str, x_label: str, y_label: str, min_height: int = 140) -> 
     return plot
 
 
+UNIT_TICKS_UP_TO = 8  # channels whose plots tick every channel; over more, the automatic ticks are whole
+
+
+def tick_whole_channels(plot: pg.PlotWidget, count: int) -> None:
+    """Tick the x axis of a plot of ``count`` channels at whole numbers: over a few channels the automatic
+    ticks read "0 0.2 0.4 0.6 0.8 1" for two of them."""
+    plot.getAxis("bottom").setTickSpacing(*((1, 1) if count <= UNIT_TICKS_UP_TO else ()))
+
+
 SIDE_BY_SIDE_WIDTH = 240
 """Least width of a plot beside another: narrower, a plot of a few dozen channels is hard to read."""
 
