@@ -14,7 +14,8 @@ import itertools
 
 import onnx
 
-from .renaming import all_nodes, rename_values, value_names
+from .renaming import rename_values, value_names
+from .subgraphs import all_nodes
 
 QUANTIZER_SUFFIXES = ("_QuantizeLinear_Output", "_QuantizeLinear_Input", "_DequantizeLinear_Output",
                       "_QuantizeLinear", "_DequantizeLinear", "_zero_point", "_quantized", "_scale")

@@ -41,7 +41,7 @@ from .model import LoadedModel, fresh_name, model_from_proto
 from .quietlog import quiet_root_logger
 from .session import cpu_session, session_options
 from .skeleton import SplitModel, skeleton_of, transformed, with_weights_outside
-from .subgraphs import subgraphs
+from .subgraphs import all_nodes
 
 PER_CHANNEL_MIN_OPSET = 13  # DequantizeLinear's `axis` attribute arrived in opset 13
 INT8_MAXPOOL_OPSET = 12  # MaxPool takes int8 from opset 12; onnxruntime's quantizer leaves it float below
@@ -267,22 +267,12 @@ def _only_operator_sets_in_use(model: onnx.ModelProto, source: onnx.ModelProto) 
     """Drop, in place, the operator sets ONNX Runtime declares in every model it saves (ai.onnx.ml,
     com.microsoft.nchwc, org.pytorch.aten and five more) that neither a node nor ``source`` uses: the int8
     model then declares what it uses, as the model it came from did."""
-    kept = {opset.domain for opset in source.opset_import} | _domains_used(model.graph)
+    kept = {opset.domain for opset in source.opset_import} | {node.domain for node in all_nodes(model.graph)}
     for function in model.functions:
         kept |= {function.domain} | {node.domain for node in function.node}
     unused = [opset for opset in model.opset_import if opset.domain not in kept | {"", "ai.onnx"}]
     for opset in unused:
         model.opset_import.remove(opset)
-
-
-def _domains_used(graph: onnx.GraphProto) -> set[str]:
-    """The operator domains of ``graph``'s nodes, those inside their subgraphs included."""
-    found = set()
-    for node in graph.node:
-        found.add(node.domain)
-        for subgraph in subgraphs(node):
-            found |= _domains_used(subgraph)
-    return found
 
 
 def _optimised(split: SplitModel) -> onnx.ModelProto:

@@ -10,6 +10,7 @@ stay float, which the record of float layers says.
 from __future__ import annotations
 
 import heapq
+from collections.abc import Iterator
 
 import onnx
 
@@ -92,13 +93,25 @@ def _outer_reads(graph: onnx.GraphProto) -> set[str]:
 
 def layers_inside(node: onnx.NodeProto) -> list[str]:
     """The layers the quantizer could make int8 in ``node``'s subgraphs, nested ones included, as "name [Op]"."""
-    found = []
-    for subgraph in subgraphs(node):
-        for inner in subgraph.node:
-            if inner.domain in ("", "ai.onnx") and inner.op_type in QDQ_QUANTIZABLE_OPS:
-                found.append(f"{inner.name or inner.output[0]} [{inner.op_type}]")
-            found.extend(layers_inside(inner))
-    return found
+    return [f"{inner.name or inner.output[0]} [{inner.op_type}]"
+            for subgraph in subgraphs(node) for inner in all_nodes(subgraph)
+            if inner.domain in ("", "ai.onnx") and inner.op_type in QDQ_QUANTIZABLE_OPS]
+
+
+def all_graphs(graph: onnx.GraphProto) -> Iterator[onnx.GraphProto]:
+    """``graph`` and every subgraph in it, nested ones included."""
+    yield graph
+    for node in graph.node:
+        for subgraph in subgraphs(node):
+            yield from all_graphs(subgraph)
+
+
+def all_nodes(graph: onnx.GraphProto) -> Iterator[onnx.NodeProto]:
+    """Every node of ``graph`` and of the subgraphs in it, each before the nodes inside it."""
+    for node in graph.node:
+        yield node
+        for subgraph in subgraphs(node):
+            yield from all_nodes(subgraph)
 
 
 def subgraphs(node: onnx.NodeProto) -> list[onnx.GraphProto]:
