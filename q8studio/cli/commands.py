@@ -19,6 +19,8 @@ def run_inspect(args: argparse.Namespace) -> None:
         print(json.dumps(summary, indent=2))
         return
     print(f"{summary['path']}  (opset {summary['opset']}, {summary['file_size_bytes']:,} bytes)")
+    for note in summary["notes"]:  # type: ignore[union-attr]
+        print(f"  {note}")
     for kind in ("inputs", "outputs"):
         for t in summary[kind]:  # type: ignore[union-attr]
             print(f"  {kind[:-1]:6} {t['name']}  {t['dtype']} {t['shape']}")

@@ -20,8 +20,9 @@ from google.protobuf.message import DecodeError
 from onnx import numpy_helper
 
 from .errors import Q8Error, first_line
+from .opsets import OLDEST_RUNNABLE_OPSET, converted, onnx_opset
 from .optypes import QDQ_OPS, QDQ_QUANTIZABLE_OPS, node_kind
-from .skeleton import is_set_aside, skeleton_of
+from .skeleton import is_set_aside, skeleton_of, transformed
 from .subgraphs import subgraph_reads
 
 CONSTANT_NUMBERS = {
@@ -168,13 +169,12 @@ class LoadedModel:
     file_size: int = 0
     """Bytes on disk when loaded, external data files included (for a model made in memory, its
     serialized size): taken once, so a run still reports it after the file is moved or deleted."""
+    notes: tuple[str, ...] = ()
+    """What loading changed in the model in memory (the file itself is never changed)."""
 
     @property
     def opset(self) -> int:
-        for entry in self.proto.opset_import:
-            if entry.domain in ("", "ai.onnx"):
-                return entry.version
-        return 0
+        return onnx_opset(self.proto)
 
     @cached_property
     def _initializers(self) -> dict[str, onnx.TensorProto]:
@@ -254,6 +254,7 @@ class LoadedModel:
         return {
             "path": str(self.path),
             "opset": self.opset,
+            "notes": list(self.notes),
             "ir_version": self.proto.ir_version,
             "producer": f"{self.proto.producer_name} {self.proto.producer_version}".strip(),
             "file_size_bytes": self.file_size,
@@ -278,6 +279,7 @@ def load_model(path: str | os.PathLike[str]) -> LoadedModel:
     _require_known_opset(proto, path)
     external_files = tuple(sorted(_external_data_files(proto)))
     _load_external_data(proto, path, external_files)
+    proto, notes = _runnable_opset(proto)
     skeleton = skeleton_of(proto)
     try:
         onnx.checker.check_model(skeleton, full_check=False)
@@ -287,7 +289,8 @@ def load_model(path: str | os.PathLike[str]) -> LoadedModel:
     proto = _infer_shapes(proto, skeleton)
     _name_nodes(proto)
     size = sum(file.stat().st_size for file in [path, *(path.parent / name for name in external_files)])
-    return LoadedModel(path=path, proto=proto, graph=build_graph(proto), external_files=external_files, file_size=size)
+    return LoadedModel(path=path, proto=proto, graph=build_graph(proto), external_files=external_files, file_size=size,
+                       notes=notes)
 
 
 def model_from_proto(proto: onnx.ModelProto, path: Path) -> LoadedModel:
@@ -319,10 +322,26 @@ def _require_known_opset(proto: onnx.ModelProto, path: Path) -> None:
     """onnx's checker lets an opset from the future through; every later step would fail on it, each
     with a message of its own."""
     newest = onnx.defs.onnx_opset_version()
-    opset = max((entry.version for entry in proto.opset_import if entry.domain in ("", "ai.onnx")), default=0)
+    opset = onnx_opset(proto)
     if opset > newest:
         raise Q8Error(f"{path.name} uses ONNX opset {opset}, newer than the newest this installation knows ({newest}); "
                       "update onnx and onnxruntime, or export the model at a lower opset.")
+
+
+def _runnable_opset(proto: onnx.ModelProto) -> tuple[onnx.ModelProto, tuple[str, ...]]:
+    """``proto`` upgraded to the oldest opset ONNX Runtime runs, by onnx's version converter (on the
+    skeleton: it reads no weight values), if it is older; the note says so. A model the converter
+    cannot upgrade stays as it is: ONNX Runtime's refusal will then name the operator it lacks."""
+    current = onnx_opset(proto)
+    if not 0 < current < OLDEST_RUNNABLE_OPSET:
+        return proto, ()
+    try:
+        upgraded = transformed(proto, lambda skeleton: converted(skeleton, OLDEST_RUNNABLE_OPSET)).assembled()
+    except Q8Error as exc:
+        return proto, (f"Opset {current} is older than ONNX Runtime runs ({OLDEST_RUNNABLE_OPSET}), and onnx's "
+                       f"version converter cannot upgrade this model ({exc}).",)
+    return upgraded, (f"Upgraded from opset {current} to {OLDEST_RUNNABLE_OPSET}, the oldest ONNX Runtime runs, in "
+                      "memory (the file is unchanged).",)
 
 
 def _looks_like_onnx_prefix(data: bytes) -> bool:

@@ -38,6 +38,7 @@ from onnxruntime.quantization.shape_inference import quant_pre_process
 
 from .errors import Q8Error, first_line
 from .model import LoadedModel, fresh_name, model_from_proto
+from .opsets import converted, onnx_opset
 from .quietlog import quiet_root_logger
 from .session import cpu_session, session_options
 from .skeleton import SplitModel, skeleton_of, transformed, with_weights_outside
@@ -57,7 +58,7 @@ class PreparedModel:
 
 def prepare_for_quantization(source: LoadedModel, *, per_channel: bool) -> PreparedModel:
     """onnxruntime's pre-processing, the steps that read no weight values run on the skeleton."""
-    notes: list[str] = []
+    notes = list(source.notes)
     symbolic = not _onnx_infers_every_shape(source.proto)
     if not symbolic:
         notes.append("ONNX shape inference gives every tensor a shape; symbolic shape inference is not needed.")
@@ -69,7 +70,7 @@ def prepare_for_quantization(source: LoadedModel, *, per_channel: bool) -> Prepa
         skeleton, shapes = _shape_stage(skeleton, symbolic, notes)
         return _opset_for_int8_maxpool(_ensure_opset(skeleton, minimum, notes), notes)
 
-    opset = _opset(source.proto)
+    opset = onnx_opset(source.proto)
     if symbolic or opset < max(minimum, 11) or _maxpool_below_int8_opset(source.proto):
         split = transformed(source.proto, on_skeleton)
     else:
@@ -88,7 +89,7 @@ def _shape_stage(proto: onnx.ModelProto, symbolic: bool, notes: list[str]) -> tu
     shape inference if asked. When that fails, the first step is tried alone. Returns the model
     (``proto`` itself when nothing was done) and which shape inference it had.
     """
-    opset = _opset(proto)
+    opset = onnx_opset(proto)
     attempts = ([True] if symbolic else []) + ([False] if opset <= 10 else [])
     for attempt in attempts:
         try:
@@ -96,8 +97,8 @@ def _shape_stage(proto: onnx.ModelProto, symbolic: bool, notes: list[str]) -> tu
         except Exception as exc:  # onnxruntime's pre-processing raises anything from sympy to KeyError
             notes.append(f"Pre-processing with {_SHAPE_INFERENCE[attempt]} failed ({_short(exc)}).")
             continue
-        if _opset(result) != opset:
-            notes.append(f"onnxruntime's pre-processing upgraded the opset from {opset} to {_opset(result)}.")
+        if onnx_opset(result) != opset:
+            notes.append(f"onnxruntime's pre-processing upgraded the opset from {opset} to {onnx_opset(result)}.")
         return result, _SHAPE_INFERENCE[attempt]
     return proto, _SHAPE_INFERENCE[False]
 
@@ -337,13 +338,12 @@ def _run_pre_process(proto: onnx.ModelProto, *, symbolic: bool) -> onnx.ModelPro
 
 
 def _ensure_opset(proto: onnx.ModelProto, minimum: int, notes: list[str]) -> onnx.ModelProto:
-    current = _opset(proto)
+    current = onnx_opset(proto)
     if current >= minimum:
         return proto
     try:
-        upgraded = onnx.version_converter.convert_version(proto, minimum)
-        onnx.checker.check_model(upgraded)
-    except Exception as exc:  # the converter raises RuntimeError/ValidationError/IndexError by op
+        upgraded = converted(proto, minimum)
+    except Q8Error as exc:
         raise Q8Error(
             f"Per-channel quantization needs opset {minimum}, and this opset-{current} model cannot be "
             f"upgraded ({_short(exc)}); use per-tensor granularity."
@@ -359,11 +359,10 @@ def _opset_for_int8_maxpool(proto: onnx.ModelProto, notes: list[str]) -> onnx.Mo
     Per-tensor quantization needs no upgrade, so a failed one leaves the model as it is, said in the notes."""
     if not _maxpool_below_int8_opset(proto):
         return proto
-    current = _opset(proto)
+    current = onnx_opset(proto)
     try:
-        upgraded = onnx.version_converter.convert_version(proto, INT8_MAXPOOL_OPSET)
-        onnx.checker.check_model(upgraded)
-    except Exception as exc:  # the converter raises RuntimeError/ValidationError/IndexError by op
+        upgraded = converted(proto, INT8_MAXPOOL_OPSET)
+    except Q8Error as exc:
         notes.append(f"MaxPool stays in float: onnxruntime quantizes it from opset {INT8_MAXPOOL_OPSET}, and this "
                      f"opset-{current} model cannot be upgraded ({_short(exc)}).")
         return proto
@@ -374,11 +373,7 @@ def _opset_for_int8_maxpool(proto: onnx.ModelProto, notes: list[str]) -> onnx.Mo
 
 def _maxpool_below_int8_opset(proto: onnx.ModelProto) -> bool:
     """Whether ``proto`` has a MaxPool at an opset where onnxruntime's quantizer leaves it in float."""
-    return _opset(proto) < INT8_MAXPOOL_OPSET and _count(proto, "MaxPool") > 0
-
-
-def _opset(proto: onnx.ModelProto) -> int:
-    return next((o.version for o in proto.opset_import if o.domain in ("", "ai.onnx")), 0)
+    return onnx_opset(proto) < INT8_MAXPOOL_OPSET and _count(proto, "MaxPool") > 0
 
 
 def _count(proto: onnx.ModelProto, op_type: str) -> int:

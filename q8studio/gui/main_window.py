@@ -290,7 +290,8 @@ class MainWindow(QMainWindow):
         then, self._after_load = self._after_load, None
         if then is not None:
             then(model)
-        self.statusBar().showMessage(f"Opened {model.path}", 5000)
+        # a note (an old opset upgraded in memory) stays long enough to be read
+        self.statusBar().showMessage(" ".join([f"Opened {model.path}.", *model.notes]), 15000 if model.notes else 5000)
         self.model_loaded.emit(model)
 
     def _on_load_failed(self, message: str, details: str) -> None:
