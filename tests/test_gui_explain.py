@@ -28,7 +28,8 @@ def explanations(tmp_path_factory: pytest.TempPathFactory) -> dict[str, NodeExpl
     result = quantize_model(model, load_data(assets.calibration, model, samples=100), Recipe(granularity="per-channel"), out)
     int8 = load_model(result.output_path)
     data = load_data(assets.test, int8, samples=4)
-    found = {name: explain_node(int8, name, data, 1, model) for name in ("/block1/depthwise/conv/Conv", "/fc/Gemm")}
+    found = {name: explain_node(int8, name, data, 1, model)
+             for name in ("/block1/depthwise/conv/Conv", "/fc/Gemm", "/gap/GlobalAveragePool")}
     found["corner"] = explain_node(int8, "/stem/conv/Conv", data, 1, model, element=(0, 3, 0, 0))
     return found
 
@@ -135,7 +136,30 @@ def test_gemm_rows_wrap_and_messages_replace_the_content(qtbot, explanations) ->
     panel.show_message("Explaining /fc/Gemm…")
     assert panel.content.isHidden() and panel.message.text() == "Explaining /fc/Gemm…" and panel.badge.isHidden()
     panel.show_explanation(None)
-    assert panel.explanation is None and "Select a Conv, Gemm, MatMul or Add node" in panel.message.text()
+    assert panel.explanation is None and "Select a Conv, Gemm, MatMul, Add or GlobalAveragePool node" in panel.message.text()
+
+
+def test_a_pooling_shows_its_channel_as_a_grid_and_no_weights(qtbot, explanations, tmp_path: Path) -> None:
+    e = explanations["/gap/GlobalAveragePool"]
+    panel = ExplainPanel()
+    qtbot.addWidget(panel)
+    panel.resize(620, 1000)
+    panel.show_explanation(e)
+    rows = table_rows(panel)
+    assert rows["N, values averaged"] == "16" and rows["f = S_x/(S_y·N) (float32)"] == f"{e.factor:.9g}"
+    assert rows["S_x"] == fmt.number(float(e.x.scale), 6) and rows["SQNR vs float"].startswith(fmt.decibels(e.sqnr_db))
+    assert "QLinearGlobalAveragePool" in panel.title.text() and panel.badge.text() == "bit-exact with ONNX Runtime"
+    ex = e.example
+    assert panel.x_table.rowCount() == 4 and panel.x_table.columnCount() == 4  # the 4x4 channel as it is
+    assert [[int(panel.x_table.item(r, c).text()) for c in range(4)] for r in range(4)] == ex.x_q.tolist()
+    assert f"channel {ex.index[1]}" in panel.x_title.text()
+    assert panel.w_table.isHidden() and panel.w_title.isHidden() and panel.plot_row.isHidden()
+    assert f"= {ex.acc}" in panel.steps.toPlainText()
+    panel.show_explanation(explanations["/block1/depthwise/conv/Conv"])  # a convolution brings its weights back
+    assert not panel.w_table.isHidden() and not panel.plot_row.isHidden()
+    assert panel.x_title.text().startswith("Input x_q: the receptive field")
+    panel.show_explanation(e)
+    assert panel.grab().save(str(tmp_path / "explain_pool.png"))
 
 
 def test_padding_cells_are_greyed(qtbot, explanations) -> None:

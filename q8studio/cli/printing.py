@@ -12,8 +12,9 @@ if TYPE_CHECKING:
     import numpy as np
 
     from ..core.evaluate import Comparison, ErrorAnalysis, LayerError
-    from ..core.explain import NodeExplanation
+    from ..core.explain import Explanation
     from ..core.explainadd import AddExplanation
+    from ..core.explainpool import PoolExplanation
     from ..core.profile import ProfileReport
     from ..core.quantize import QuantizeResult
     from ..core.speedup import KeepFloatOutcome
@@ -100,13 +101,17 @@ def print_keep_float(outcome: KeepFloatOutcome) -> None:
     print(f"  {outcome.verdict()}")
 
 
-def print_explanation(e: NodeExplanation | AddExplanation) -> None:
+def print_explanation(e: Explanation) -> None:
     import numpy as np
 
     from ..core.explainadd import AddExplanation
+    from ..core.explainpool import PoolExplanation
 
     if isinstance(e, AddExplanation):
         _print_add(e)
+        return
+    if isinstance(e, PoolExplanation):
+        _print_pool(e)
         return
     print(f"{e.node}: {e.kind}, run by ONNX Runtime as {e.runtime_kernel} (sample {e.sample})")
     print(f"  input  x  {e.x.dtype:5}  S_x = {_values(e.x.scale)}  Z_x = {_values(e.x.zero_point)}")
@@ -135,7 +140,7 @@ def print_explanation(e: NodeExplanation | AddExplanation) -> None:
         print(f"  {step}")
 
 
-def _print_verdict(e: NodeExplanation | AddExplanation) -> None:
+def _print_verdict(e: Explanation) -> None:
     """Notes, the checks against ONNX Runtime and the float model's comparison: the same for every layer."""
     for note in e.notes:
         print(f"  note: {note}")
@@ -157,6 +162,23 @@ def _print_add(e: AddExplanation) -> None:
           f"{r.constant:.9g} (float32)")
     _print_verdict(e)
     print(f"worked example: output element {list(e.example.index)}")
+    for step in e.steps():
+        print(f"  {step}")
+
+
+def _print_pool(e: PoolExplanation) -> None:
+    print(f"{e.node}: GlobalAveragePool of an 8-bit tensor, run by ONNX Runtime as {e.runtime_kernel} "
+          f"(sample {e.sample})")
+    for symbol, params in (("x", e.x), ("y", e.y)):
+        role = "output" if symbol == "y" else "input "
+        print(f"  {role} {symbol}  {params.dtype:5}  S_{symbol} = {_values(params.scale)}  "
+              f"Z_{symbol} = {_values(params.zero_point)}  ({params.tensor})")
+    print(f"  QLinearGlobalAveragePool: N = {e.count} values per channel, f = S_x/(S_y*N) = {e.factor:.9g} (float32)")
+    _print_verdict(e)
+    ex = e.example
+    print(f"worked example: output element {list(ex.index)}")
+    print(f"  channel {ex.index[1]} x_q ({'x'.join(map(str, ex.x_q.shape))}):")
+    _print_grid(ex.x_q)
     for step in e.steps():
         print(f"  {step}")
 

@@ -19,16 +19,18 @@ from .data import Dataset
 from .errors import Q8Error
 from .explainrun import (
     Check,
+    checked_against_runtime,
     dequantizer_of,
     float_value,
     kernel_of,
     removed_activation_note,
     requantized_sqnr,
     run_on_sample,
+    sole_reader,
 )
 from .explainsample import SampleFeed, sample_feed
 from .explainstep import checked_index, float_model_lines, pick_element
-from .model import Graph, LoadedModel, Node
+from .model import LoadedModel, Node
 from .runtimegraph import RuntimeNode
 from .weights import QuantParams, qdq_params
 
@@ -163,9 +165,9 @@ def _quantization(model: LoadedModel, node: Node) -> tuple[QuantParams, QuantPar
     if len(node.inputs) != 2 or any(dq is None for dq in inputs):
         raise Q8Error(f"Node {node.name} runs in float: its inputs are not both quantized (a DequantizeLinear feeds "
                       "each input of an int8 Add).")
-    after, relu = _consumer(graph, node.outputs[0]), False
+    after, relu = sole_reader(graph, node.outputs[0]), False
     if after is not None and after.op_type == "Relu":
-        after, relu = _consumer(graph, after.outputs[0]), True
+        after, relu = sole_reader(graph, after.outputs[0]), True
     if after is None or after.op_type != "QuantizeLinear":
         raise Q8Error(f"Node {node.name}'s output is not re-quantized: ONNX Runtime adds the dequantized inputs in "
                       "float32, so there is no 8-bit arithmetic to explain.")
@@ -174,12 +176,6 @@ def _quantization(model: LoadedModel, node: Node) -> tuple[QuantParams, QuantPar
     if a.per_channel or b.per_channel or y.per_channel:
         raise Q8Error(f"Node {node.name} has per-channel activation scales; QLinearAdd takes one scale per tensor.")
     return a, b, y, relu
-
-
-def _consumer(graph: Graph, tensor: str) -> Node | None:
-    """The single node reading ``tensor``, None when none or several do."""
-    readers = graph.consumers.get(tensor, [])
-    return graph.nodes[readers[0]] if len(readers) == 1 else None
 
 
 def _sample_rows(sample: SampleFeed, value: np.ndarray, output_shape: tuple[int, ...]) -> np.ndarray:
@@ -194,14 +190,10 @@ def _sample_rows(sample: SampleFeed, value: np.ndarray, output_shape: tuple[int,
 
 
 def _check(title: str, reference: np.ndarray, runtime: np.ndarray, fused: bool, a_q: np.ndarray) -> Check:
-    diff = np.abs(reference - runtime.astype(np.int64))
-    differing = int(np.count_nonzero(diff))
-    return Check(title, runtime.size, differing, float(diff.max(initial=0)), _cause(title, differing, diff, fused, a_q))
+    return checked_against_runtime(title, reference, runtime, lambda diff: _cause(title, diff, fused, a_q))
 
 
-def _cause(title: str, differing: int, diff: np.ndarray, fused: bool, a_q: np.ndarray) -> str:
-    if not differing:
-        return ""
+def _cause(title: str, diff: np.ndarray, fused: bool, a_q: np.ndarray) -> str:
     if int(diff.max()) > 1:
         return "unexpected: the reference and ONNX Runtime disagree by more than one step"
     if fused and title == DEFINITION_CHECK:

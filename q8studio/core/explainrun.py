@@ -9,6 +9,7 @@ element-by-element comparison.
 from __future__ import annotations
 
 import tempfile
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -112,6 +113,21 @@ def run_on_sample(model: LoadedModel, names: list[str], sample: SampleFeed, thre
 def kernel_of(kernels: list[RuntimeNode], graph: Graph, node: Node) -> RuntimeNode | None:
     """The kernel ONNX Runtime ran for ``node`` (a fused one included), None when no kernel stands for it."""
     return next((k for k in kernels if source_node(k, graph, kernels) == node.name), None)
+
+
+def sole_reader(graph: Graph, tensor: str) -> Node | None:
+    """The single node reading ``tensor``, None when none or several do: the QuantizeLinear after a layer."""
+    readers = graph.consumers.get(tensor, [])
+    return graph.nodes[readers[0]] if len(readers) == 1 else None
+
+
+def checked_against_runtime(title: str, reference: np.ndarray, runtime: np.ndarray,
+                            cause: Callable[[np.ndarray], str]) -> Check:
+    """How ``reference`` compares with ONNX Runtime's 8-bit output element by element; ``cause`` says why, given
+    the absolute differences, when any differ."""
+    diff = np.abs(reference - runtime.astype(np.int64))
+    differing = int(np.count_nonzero(diff))
+    return Check(title, runtime.size, differing, float(diff.max(initial=0)), cause(diff) if differing else "")
 
 
 def dequantizer_of(graph: Graph, tensor: str) -> Node | None:

@@ -12,14 +12,13 @@ from html import escape
 from PySide6.QtCore import Qt
 from PySide6.QtWidgets import QDockWidget, QHBoxLayout, QLabel, QSpinBox, QVBoxLayout, QWidget
 
-from ..core.explain import NodeExplanation, computing_node, explain_node, unexplainable
-from ..core.explainadd import AddExplanation
+from ..core.explain import EXPLAINABLE_WORDS, Explanation, computing_node, explain_node, unexplainable
 from .explain_panel import ExplainPanel
 from .session import Session
 from .tasks import TaskRunner
 
 NO_RUN = "Run quantization (Ctrl+R) first: Explain then shows how the int8 model computes the selected layer."
-HINT = "Select a Conv, Gemm, MatMul or Add layer that the int8 model computes: Explain works through those."
+HINT = f"Select a {EXPLAINABLE_WORDS} layer that the int8 model computes: Explain works through those."
 
 
 class ExplainDock(QDockWidget):
@@ -117,7 +116,7 @@ class ExplainDock(QDockWidget):
         int8 = run.int8
         self.runner.start(lambda _progress: explain_node(int8, target, data, sample, model))
 
-    def _on_explained(self, explanation: NodeExplanation | AddExplanation) -> None:
+    def _on_explained(self, explanation: Explanation) -> None:
         self.panel.show_explanation(explanation)
 
     def _on_failed(self, message: str, _details: str) -> None:

@@ -1,12 +1,12 @@
 """The Explain panel: how the selected int8 layer computes, with one output element worked through.
 
-It only displays a :class:`~q8studio.core.explain.NodeExplanation` or an
-:class:`~q8studio.core.explainadd.AddExplanation`; computing one runs the model and belongs in a
-worker thread (``explain_node``). Top to bottom: a coloured badge with the bit-exact check against
+It only displays an :data:`~q8studio.core.explain.Explanation`; computing one runs the model and belongs
+in a worker thread (``explain_node``). Top to bottom: a coloured badge with the bit-exact check against
 ONNX Runtime, the quantization numbers, per-channel S_w and the error of M0 * 2^-n, the receptive
 field and weights of the worked element as grids (padding greyed), and the arithmetic chain from
 the int32 sum to the dequantized value. An Add has no weights or accumulator: its numbers are the
-three tensors' scales and QLinearAdd's ratios, and its chain the two ways of adding one element.
+three tensors' scales and QLinearAdd's ratios, and its chain the two ways of adding one element. A
+GlobalAveragePool's grid is the averaged channel, its chain the exact int32 sum and the one float32 factor.
 """
 
 from __future__ import annotations
@@ -30,8 +30,9 @@ from PySide6.QtWidgets import (
     QWidget,
 )
 
-from ..core.explain import NodeExplanation
+from ..core.explain import EXPLAINABLE_WORDS, Explanation, NodeExplanation
 from ..core.explainadd import AddExplanation
+from ..core.explainpool import PoolExplanation
 from ..core.weights import QuantParams
 from . import formatting as fmt
 from .plots import PlotRow, make_plot, tick_whole_channels
@@ -88,7 +89,7 @@ class ExplainPanel(QWidget):
         layout.addLayout(top)
         layout.addWidget(self.message, 1)  # either the message or the content takes the height
         layout.addWidget(self.scroll, 1)
-        self.explanation: NodeExplanation | AddExplanation | None = None
+        self.explanation: Explanation | None = None
         self.show_explanation(None)
 
     # --- construction -------------------------------------------------------------------------
@@ -124,13 +125,13 @@ class ExplainPanel(QWidget):
 
     def _grids(self) -> QWidget:
         self.x_table, self.w_table = _grid_table(), _grid_table()
+        self.x_title, self.w_title = QLabel(), QLabel("Weights w_q of this output channel")
         self.grid_note = QLabel()
         self.grids = QWidget()  # hidden as a whole for an Add, which has no receptive field
         column = QVBoxLayout(self.grids)
         column.setContentsMargins(0, 0, 0, 0)
-        for title, table in (("Input x_q: the receptive field (grey: padding)", self.x_table),
-                             ("Weights w_q of this output channel", self.w_table)):
-            column.addWidget(QLabel(title))
+        for title, table in ((self.x_title, self.x_table), (self.w_title, self.w_table)):
+            column.addWidget(title)
             column.addWidget(table)
         column.addWidget(self.grid_note)
         return self.grids
@@ -155,9 +156,9 @@ class ExplainPanel(QWidget):
         self.title.setText("")
         self._set_badge("", "none")
 
-    def show_explanation(self, expl: NodeExplanation | AddExplanation | None) -> None:
+    def show_explanation(self, expl: Explanation | None) -> None:
         if expl is None:
-            self.show_message("Select a Conv, Gemm, MatMul or Add node of the int8 model to see how it computes.")
+            self.show_message(f"Select a {EXPLAINABLE_WORDS} node of the int8 model to see how it computes.")
             return
         self.explanation = expl
         self.message.hide()
@@ -167,17 +168,21 @@ class ExplainPanel(QWidget):
                            f"<b>{escape(expl.runtime_kernel)}</b> "
                            f"(sample {expl.sample})")
         self._show_check(expl)
-        is_add = isinstance(expl, AddExplanation)
-        self.plot_row.setVisible(not is_add)
-        self.grids.setVisible(not is_add)
-        if is_add:
+        self.plot_row.setVisible(isinstance(expl, NodeExplanation))
+        self.grids.setVisible(not isinstance(expl, AddExplanation))
+        self.w_title.setVisible(isinstance(expl, NodeExplanation))
+        self.w_table.setVisible(isinstance(expl, NodeExplanation))
+        if isinstance(expl, AddExplanation):
             self._fill_add(expl)
+            return
+        if isinstance(expl, PoolExplanation):
+            self._fill_pool(expl)
             return
         self._fill_numbers(expl)
         self._fill_plots(expl)
         self._fill_example(expl)
 
-    def _show_check(self, expl: NodeExplanation | AddExplanation) -> None:
+    def _show_check(self, expl: Explanation) -> None:
         check = expl.checks[0]
         if check.exact:
             self._set_badge("bit-exact with ONNX Runtime" if check.bit_exact else "matches ONNX Runtime (float32)", "exact")
@@ -201,13 +206,24 @@ class ExplainPanel(QWidget):
         rows = [*_params_rows("a", expl.a), *_params_rows("b", expl.b), *_params_rows("y", expl.y),
                 ("r_a = S_a/S_y (float32)", f"{ratios.a:.9g}"), ("r_b = S_b/S_y (float32)", f"{ratios.b:.9g}"),
                 ("c = Z_y − (r_a·Z_a + r_b·Z_b)", f"{ratios.constant:.9g}")]
-        if expl.float_tensor is not None:
-            rows.append(("SQNR vs float", f"{fmt.decibels(expl.sqnr_db)} ({expl.float_tensor})"))
-        self._set_numbers(rows)
+        self._set_numbers(rows + _float_rows(expl))
         ex = expl.example
         self.element_label.setText(
             f"Output element <b>{list(ex.index)}</b>: a_q = {ex.a_q}, b_q = {ex.b_q}, added as the QDQ graph "
             "defines it, then as ONNX Runtime's QLinearAdd computes it.")
+        self.steps.setPlainText("\n".join(expl.steps()))
+
+    def _fill_pool(self, expl: PoolExplanation) -> None:
+        rows = [*_params_rows("x", expl.x), *_params_rows("y", expl.y), ("N, values averaged", f"{expl.count:,}"),
+                ("f = S_x/(S_y·N) (float32)", f"{expl.factor:.9g}")]
+        self._set_numbers(rows + _float_rows(expl))
+        ex = expl.example
+        self.element_label.setText(
+            f"Output element <b>{list(ex.index)}</b>: the mean of channel {ex.index[1]}'s {ex.x_q.size} values, "
+            "as the QDQ graph defines it, then as ONNX Runtime's QLinearGlobalAveragePool computes it.")
+        self.x_title.setText(f"Input x_q: channel {ex.index[1]}, every value averaged")
+        _fill_grid(self.x_table, ex.x_q, np.ones(ex.x_q.shape, bool), image=True)
+        self.grid_note.setText("")
         self.steps.setPlainText("\n".join(expl.steps()))
 
     def _set_numbers(self, rows: list[tuple[str, str]]) -> None:
@@ -238,9 +254,7 @@ class ExplainPanel(QWidget):
             ]
         else:
             rows.append(("output", "not re-quantized: stays float32 (S_x·S_w·acc)"))
-        if expl.float_tensor is not None:
-            rows.append(("SQNR vs float", f"{fmt.decibels(expl.sqnr_db)} ({expl.float_tensor})"))
-        self._set_numbers(rows)
+        self._set_numbers(rows + _float_rows(expl))
 
     def _fill_plots(self, expl: NodeExplanation) -> None:
         channels = np.arange(expl.w.scale.size)
@@ -263,6 +277,7 @@ class ExplainPanel(QWidget):
 
     def _fill_example(self, expl: NodeExplanation) -> None:
         ex = expl.example
+        self.x_title.setText("Input x_q: the receptive field (grey: padding)")
         channel = ex.index[1] if expl.op_type == "Conv" else ex.index[-1]
         self.element_label.setText(
             f"Output element <b>{list(ex.index)}</b> (channel {channel}"
@@ -293,13 +308,15 @@ def _fit_height(table: QTableWidget, max_rows: int = 16) -> None:
     table.setFixedHeight(table.horizontalHeader().height() + rows + 2 * table.frameWidth() + scroll)
 
 
-def grid_rows(values: np.ndarray) -> tuple[np.ndarray, list[str]]:
+def grid_rows(values: np.ndarray, *, image: bool = False) -> tuple[np.ndarray, list[str]]:
     """A receptive field as a 2-D grid and its row labels.
 
     ``(C, kh, kw)`` windows stack the first channels' rows (labelled ``c<i> r<j>``); a 1-D row of
     a matrix product, or a 1x1 window across channels, wraps every ``ROW_VALUES`` values
-    (labelled by the first index).
+    (labelled by the first index). An ``image``, one channel's (H, W) values, keeps its rows.
     """
+    if image and values.ndim == 2:  # one channel of an image, as a pooling averages it: its rows as they are
+        return values, [f"r{r}" for r in range(values.shape[0])]
     if values.ndim == 3 and values.shape[1] * values.shape[2] > 1:
         shown = values[:GRID_CHANNELS]
         labels = [f"c{c} r{r}" for c in range(shown.shape[0]) for r in range(shown.shape[1])]
@@ -312,9 +329,9 @@ def grid_rows(values: np.ndarray) -> tuple[np.ndarray, list[str]]:
     return padded.reshape(rows, width), [str(r * width) for r in range(rows)]
 
 
-def _fill_grid(table: QTableWidget, values: np.ndarray, in_bounds: np.ndarray) -> None:
-    grid, labels = grid_rows(values)
-    mask, _ = grid_rows(in_bounds.astype(np.int64))
+def _fill_grid(table: QTableWidget, values: np.ndarray, in_bounds: np.ndarray, *, image: bool = False) -> None:
+    grid, labels = grid_rows(values, image=image)
+    mask, _ = grid_rows(in_bounds.astype(np.int64), image=image)
     table.clear()
     table.setRowCount(grid.shape[0])
     table.setColumnCount(grid.shape[1])
@@ -331,6 +348,13 @@ def _fill_grid(table: QTableWidget, values: np.ndarray, in_bounds: np.ndarray) -
                 item.setToolTip("padding: the zero point Z_x, which stands for real 0")
             table.setItem(r, c, item)
     _fit_height(table)
+
+
+def _float_rows(expl: Explanation) -> list[tuple[str, str]]:
+    """The int8 output's SQNR against the float model's, when the float model was given."""
+    if expl.float_tensor is None:
+        return []
+    return [("SQNR vs float", f"{fmt.decibels(expl.sqnr_db)} ({expl.float_tensor})")]
 
 
 def _params_rows(symbol: str, params: QuantParams) -> list[tuple[str, str]]:

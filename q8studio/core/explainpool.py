@@ -1,0 +1,212 @@
+"""How one int8 GlobalAveragePool really computes, checked bit for bit against ONNX Runtime on a real sample.
+
+The pooling at the end of a CNN averages each channel of an 8-bit tensor into one 8-bit value. This gathers
+the input's quantization (the DequantizeLinear before the node) and the output's (the QuantizeLinear after
+it), runs the model on one sample with both 8-bit tensors exposed (which keeps ONNX Runtime's
+QLinearGlobalAveragePool fusion intact), and recomputes the output the two ways of :mod:`.poolkernels`.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+
+from .addkernels import output_bounds
+from .data import Dataset
+from .errors import Q8Error
+from .explainrun import (
+    Check,
+    checked_against_runtime,
+    dequantizer_of,
+    float_value,
+    kernel_of,
+    requantized_sqnr,
+    run_on_sample,
+    sole_reader,
+)
+from .explainsample import SampleFeed, sample_feed
+from .explainstep import checked_index, float_model_lines, pick_element
+from .model import LoadedModel, Node
+from .poolkernels import channel_sums, dequantize_average_quantize, pool_factor, pooled_values, qlinear_global_average_pool
+from .runtimegraph import RuntimeNode
+from .weights import QuantParams, qdq_params
+
+FUSED_KERNEL = "QLinearGlobalAveragePool"
+KERNEL_CHECK = "QLinearGlobalAveragePool's int32 sum and float32 factor"
+DEFINITION_CHECK = "dequantize, average, quantize (the QDQ graph)"
+
+
+@dataclass(frozen=True)
+class PoolElement:
+    """Every step behind one output element: one channel of one sample, averaged."""
+
+    index: tuple[int, ...]
+    x_q: np.ndarray  # the channel's N 8-bit values, in their spatial shape
+    total: int  # Σ x_q
+    acc: int  # Σ x_q - N Z_x
+    real_mean: float  # S_x acc / N, exact
+    scaled: float  # acc f, float32
+    kernel_y_q: int
+    definition_y_q: int
+    y_real: float  # S_y (y_q - Z_y) of the kernel's y_q
+    runtime_y_q: int
+    float_value: float | None
+
+    def steps(self, x: QuantParams, y: QuantParams, factor: float) -> list[str]:
+        """The arithmetic of the element, one line per step: the real mean, the definition, then the kernel."""
+        qmin, qmax = output_bounds(y)
+        count, z_x, z_y = self.x_q.size, int(x.zero_point), int(y.zero_point)
+        return [
+            f"Σ x_q over the channel's {count} values = {self.total}",
+            f"acc = Σ x_q − N·Z_x = {self.total} − {count}·{z_x} = {self.acc}  (int32, exact)",
+            f"mean = S_x·acc/N = {float(x.scale):.6g}·{self.acc}/{count} = {self.real_mean:.6g}",
+            f"definition: round(mean / S_y) + Z_y, in [{qmin}, {qmax}] = {self.definition_y_q}",
+            f"QLinearGlobalAveragePool: acc·f = {self.acc}·{factor:.9g} = {self.scaled:.9g}  (float32)",
+            f"  y_q = rint(acc·f) + Z_y = {round(self.scaled)} {'+' if z_y >= 0 else '−'} {abs(z_y)}, "
+            f"in [{qmin}, {qmax}] = {self.kernel_y_q}",
+            f"dequantized S_y·(y_q − Z_y) = {float(y.scale):.6g}·{self.kernel_y_q - z_y} = {self.y_real:.6g}",
+            f"ONNX Runtime: y_q = {self.runtime_y_q}",
+            *float_model_lines(self.y_real, self.float_value),
+        ]
+
+    def to_dict(self) -> dict[str, Any]:
+        return {**self.__dict__, "x_q": self.x_q.tolist()}
+
+
+@dataclass
+class PoolExplanation:
+    """Everything behind one int8 GlobalAveragePool's output on one sample, and how it compares."""
+
+    node: str
+    runtime_kernel: str
+    sample: int
+    x: QuantParams
+    y: QuantParams
+    count: int  # N, the values averaged into each output
+    factor: float  # f = S_x / (S_y N), float32
+    x_q: np.ndarray
+    runtime: np.ndarray
+    checks: list[Check]
+    example: PoolElement
+    float_tensor: str | None = None
+    float_output: np.ndarray | None = None
+    sqnr_db: float | None = None
+    notes: list[str] = field(default_factory=list)
+    op_type: str = "GlobalAveragePool"
+    kind: str = "GlobalAveragePool"
+
+    def steps(self) -> list[str]:
+        return self.example.steps(self.x, self.y, self.factor)
+
+    def to_dict(self) -> dict[str, object]:
+        return {
+            "node": self.node, "op_type": self.op_type, "kind": self.kind, "sample": self.sample,
+            "runtime_kernel": self.runtime_kernel, "x": self.x.to_dict(), "y": self.y.to_dict(),
+            "count": self.count, "factor": self.factor, "checks": [c.to_dict() for c in self.checks],
+            "float_tensor": self.float_tensor, "sqnr_db": self.sqnr_db,
+            "example": self.example.to_dict(), "steps": self.steps(), "notes": self.notes,
+        }
+
+
+def explain_global_average_pool(int8_model: LoadedModel, node: Node, data: Dataset, sample: int = 0,
+                                float_model: LoadedModel | None = None, *, element: tuple[int, ...] | None = None,
+                                threads: int = 0, notes: list[str] | None = None) -> PoolExplanation:
+    """Explain GlobalAveragePool ``node`` of a QDQ int8 model on sample ``sample`` of ``data`` (see
+    :func:`.explain.explain_node`)."""
+    graph = int8_model.graph
+    x, y = _quantization(int8_model, node)
+    on_sample = sample_feed(int8_model, data, sample)
+    runs, kernels = run_on_sample(int8_model, [x.tensor, y.tensor], on_sample, threads)
+    x_q, runtime = (_sample_rows(on_sample, runs[0][t]) for t in (x.tensor, y.tensor))
+    kernel = kernel_of(kernels, graph, node)
+    fused = kernel is not None and kernel.op_type == FUSED_KERNEL
+    by_kernel = qlinear_global_average_pool(x_q, x, y)
+    by_definition = dequantize_average_quantize(x_q, x, y)
+    checks = [_check(KERNEL_CHECK, by_kernel, runtime, fused), _check(DEFINITION_CHECK, by_definition, runtime, fused)]
+    notes = list(notes or []) + on_sample.notes(runtime.shape) + _notes(kernel)
+    float_tensor = float_output = None
+    if float_model is not None:
+        float_tensor, float_output = float_value(float_model, graph, node, y.tensor, on_sample, threads)
+        if float_tensor is None:
+            notes.append("The float model has no tensor of the same name to compare with.")
+    index = checked_index(node, element if element is not None else pick_element(runtime, y, float_output),
+                          runtime.shape)
+    count = pooled_values(x_q)
+    return PoolExplanation(
+        node=node.name, runtime_kernel=kernel.op_type if kernel else "(not found)", sample=sample, x=x, y=y,
+        count=count, factor=float(pool_factor(x, y, count)), x_q=x_q, runtime=runtime,
+        checks=checks if fused else checks[::-1],  # the first check is the one the kernel that ran should meet
+        example=_element(x, y, x_q, by_kernel, by_definition, runtime, float_output, index),
+        float_tensor=float_tensor, float_output=float_output, sqnr_db=requantized_sqnr(y, runtime, float_output),
+        notes=notes,
+    )
+
+
+def _quantization(model: LoadedModel, node: Node) -> tuple[QuantParams, QuantParams]:
+    """The quantization of the input and of the output; a Q8Error when either stays float or is per channel."""
+    graph = model.graph
+    before = dequantizer_of(graph, node.inputs[0])
+    if before is None:
+        raise Q8Error(f"Node {node.name} runs in float: no DequantizeLinear feeds it, so its input is not 8-bit.")
+    after = sole_reader(graph, node.outputs[0])
+    if after is None or after.op_type != "QuantizeLinear":
+        raise Q8Error(f"Node {node.name}'s output is not re-quantized: ONNX Runtime averages the dequantized input "
+                      "in float32, so there is no 8-bit arithmetic to explain.")
+    x, y = qdq_params(model, before), qdq_params(model, after)
+    if x.per_channel or y.per_channel:
+        raise Q8Error(f"Node {node.name} has per-channel activation scales; QLinearGlobalAveragePool takes one "
+                      "scale per tensor.")
+    return x, y
+
+
+def _sample_rows(sample: SampleFeed, value: np.ndarray) -> np.ndarray:
+    rows = sample.rows(value)
+    if rows is None:
+        raise Q8Error(f"The pooling's tensors of shape {list(value.shape)} do not split into the batch's "
+                      f"{sample.size} samples.")
+    return rows
+
+
+def _check(title: str, reference: np.ndarray, runtime: np.ndarray, fused: bool) -> Check:
+    return checked_against_runtime(title, reference, runtime, lambda diff: _cause(title, diff, fused))
+
+
+def _cause(title: str, diff: np.ndarray, fused: bool) -> str:
+    if int(diff.max()) > 1:
+        return "unexpected: the reference and ONNX Runtime disagree by more than one step"
+    if fused and title == DEFINITION_CHECK:
+        return ("QLinearGlobalAveragePool sums exactly in int32 and rounds once, after one float32 factor; the "
+                "definition rounds each dequantized value and the float32 mean. They round differently where the "
+                "mean lies within float32 rounding of a half-integer.")
+    if fused:
+        return "unexpected: this formula should match ONNX Runtime's QLinearGlobalAveragePool exactly"
+    return "ONNX Runtime did not fuse this pooling: it averaged in float32, in an order of its own"
+
+
+def _notes(kernel: RuntimeNode | None) -> list[str]:
+    if kernel is None or kernel.op_type != FUSED_KERNEL:
+        name = kernel.op_type if kernel else "an unknown kernel"
+        return [f"ONNX Runtime runs this pooling as {name} in float32 between DequantizeLinear and QuantizeLinear, "
+                "not as QLinearGlobalAveragePool: the definition is what it computes."]
+    return ["QLinearGlobalAveragePool never dequantizes: it sums each channel's 8-bit values exactly in int32, "
+            "takes N·Z_x away once, and scales by one float32 factor f = S_x/(S_y·N); the division by N is in f."]
+
+
+def _element(x: QuantParams, y: QuantParams, x_q: np.ndarray, by_kernel: np.ndarray, by_definition: np.ndarray,
+             runtime: np.ndarray, float_output: np.ndarray | None, index: tuple[int, ...]) -> PoolElement:
+    """The steps of ``runtime[index]``: the channel's values, their exact sum, and both references' results."""
+    batch, channel = index[0], index[1]
+    values = x_q[batch, channel]
+    acc = int(channel_sums(x_q[batch:batch + 1, channel:channel + 1], x).reshape(()))
+    factor = pool_factor(x, y, values.size)
+    kernel_y_q = int(by_kernel[index])
+    float_ok = float_output is not None and float_output.shape == runtime.shape
+    return PoolElement(
+        index=index, x_q=values, total=int(values.astype(np.int64).sum()), acc=acc,
+        real_mean=float(np.float32(x.scale)) * acc / values.size, scaled=float(np.float32(acc) * factor),
+        kernel_y_q=kernel_y_q, definition_y_q=int(by_definition[index]),
+        y_real=float(np.float32(y.scale)) * (kernel_y_q - int(y.zero_point)), runtime_y_q=int(runtime[index]),
+        float_value=float(float_output[index]) if float_ok else None,  # type: ignore[index]
+    )
