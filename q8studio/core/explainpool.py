@@ -29,7 +29,13 @@ from .explainrun import (
 from .explainsample import SampleFeed, sample_feed
 from .explainstep import checked_index, float_model_lines, pick_element
 from .model import LoadedModel, Node
-from .poolkernels import channel_sums, dequantize_average_quantize, pool_factor, pooled_values, qlinear_global_average_pool
+from .poolkernels import (
+    channel_sums,
+    dequantize_average_quantize,
+    pool_factor,
+    pooled_values,
+    qlinear_global_average_pool,
+)
 from .runtimegraph import RuntimeNode
 from .weights import QuantParams, qdq_params
 

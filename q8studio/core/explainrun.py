@@ -1,9 +1,9 @@
 """Running an int8 model on the sample a layer is explained on, and comparing the layer's output with ours.
 
 Shared by every kind of explained layer (:mod:`.explain` for Conv, Gemm and MatMul, :mod:`.explainadd` for
-Add): the run that exposes the layer's 8-bit tensors, the kernel ONNX Runtime chose for the layer and how it
-applies a Gemm's alpha and beta, the float model's value of the same tensor, and the record of one
-element-by-element comparison.
+Add, :mod:`.explainpool` for GlobalAveragePool): the run that exposes the layer's 8-bit tensors, the kernel
+ONNX Runtime chose for the layer and how it applies a Gemm's alpha and beta, the float model's value of the
+same tensor, the QuantizeLinear after a layer, and the record of one element-by-element comparison.
 """
 
 from __future__ import annotations
