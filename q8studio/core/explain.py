@@ -152,12 +152,8 @@ def explain_node(
     if layer.w.tensor not in graph.initializers:
         notes.append("The second input is an activation, quantized at run time like the first: 'w' below is its "
                      "8-bit value on this sample, not a stored weight.")
-    float_tensor = float_output = None
-    if float_model is not None:
-        y_tensor = layer.y.tensor if layer.y is not None else None
-        float_tensor, float_output = float_value(float_model, graph, node, y_tensor, on_sample, threads)
-        if float_tensor is None:
-            notes.append("The float model has no tensor of the same name to compare with.")
+    y_tensor = layer.y.tensor if layer.y is not None else None
+    float_tensor, float_output = float_value(float_model, graph, node, y_tensor, on_sample, threads, notes)
     index = element if element is not None else pick_element(runtime, layer.y, float_output)
     return NodeExplanation(
         node=node.name, op_type=node.op_type, kind=_kind(node, w_q), attributes=dict(node.attributes),

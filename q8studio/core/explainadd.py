@@ -28,7 +28,7 @@ from .explainrun import (
     run_on_sample,
     sole_reader,
 )
-from .explainsample import SampleFeed, sample_feed
+from .explainsample import sample_feed
 from .explainstep import checked_index, float_model_lines, pick_element
 from .model import LoadedModel, Node
 from .runtimegraph import RuntimeNode
@@ -133,7 +133,7 @@ def explain_add(int8_model: LoadedModel, node: Node, data: Dataset, sample: int 
     runs, kernels = run_on_sample(int8_model, [a.tensor, b.tensor, y.tensor], on_sample, threads)
     values = runs[0]
     shape = values[y.tensor].shape
-    a_q, b_q, runtime = (_sample_rows(on_sample, values[t], shape) for t in (a.tensor, b.tensor, y.tensor))
+    a_q, b_q, runtime = (on_sample.layer_rows(values[t], shape, "Add") for t in (a.tensor, b.tensor, y.tensor))
     kernel = kernel_of(kernels, graph, node)
     ratios = AddRatios.of(a, b, y)
     fused = kernel is not None and kernel.op_type == FUSED_KERNEL
@@ -141,12 +141,8 @@ def explain_add(int8_model: LoadedModel, node: Node, data: Dataset, sample: int 
     by_definition = dequantize_add_quantize(a_q, a, b_q, b, y, relu=relu)
     checks = [_check(KERNEL_CHECK, by_kernel, runtime, fused, a_q),
               _check(DEFINITION_CHECK, by_definition, runtime, fused, a_q)]
-    float_tensor = float_output = None
     notes = list(notes or []) + on_sample.notes(shape) + _notes(node, kernel, relu, float_model)
-    if float_model is not None:
-        float_tensor, float_output = float_value(float_model, graph, node, y.tensor, on_sample, threads)
-        if float_tensor is None:
-            notes.append("The float model has no tensor of the same name to compare with.")
+    float_tensor, float_output = float_value(float_model, graph, node, y.tensor, on_sample, threads, notes)
     index = element if element is not None else pick_element(runtime, y, float_output)
     return AddExplanation(
         node=node.name, runtime_kernel=kernel.op_type if kernel else "(not found)", sample=sample,
@@ -176,17 +172,6 @@ def _quantization(model: LoadedModel, node: Node) -> tuple[QuantParams, QuantPar
     if a.per_channel or b.per_channel or y.per_channel:
         raise Q8Error(f"Node {node.name} has per-channel activation scales; QLinearAdd takes one scale per tensor.")
     return a, b, y, relu
-
-
-def _sample_rows(sample: SampleFeed, value: np.ndarray, output_shape: tuple[int, ...]) -> np.ndarray:
-    """The sample's rows of an input or output of the Add; an input broadcast along the batch axis stays whole."""
-    if value.ndim < len(output_shape) or value.shape[0] != output_shape[0]:
-        return value
-    rows = sample.rows(value)
-    if rows is None:
-        raise Q8Error(f"The Add's tensors of shape {list(value.shape)} do not split into the batch's {sample.size} "
-                      "samples.")
-    return rows
 
 
 def _check(title: str, reference: np.ndarray, runtime: np.ndarray, fused: bool, a_q: np.ndarray) -> Check:

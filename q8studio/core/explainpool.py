@@ -26,7 +26,7 @@ from .explainrun import (
     run_on_sample,
     sole_reader,
 )
-from .explainsample import SampleFeed, sample_feed
+from .explainsample import sample_feed
 from .explainstep import checked_index, float_model_lines, pick_element
 from .model import LoadedModel, Node
 from .poolkernels import (
@@ -125,18 +125,15 @@ def explain_global_average_pool(int8_model: LoadedModel, node: Node, data: Datas
     x, y = _quantization(int8_model, node)
     on_sample = sample_feed(int8_model, data, sample)
     runs, kernels = run_on_sample(int8_model, [x.tensor, y.tensor], on_sample, threads)
-    x_q, runtime = (_sample_rows(on_sample, runs[0][t]) for t in (x.tensor, y.tensor))
+    shape = runs[0][y.tensor].shape
+    x_q, runtime = (on_sample.layer_rows(runs[0][t], shape, "pooling") for t in (x.tensor, y.tensor))
     kernel = kernel_of(kernels, graph, node)
     fused = kernel is not None and kernel.op_type == FUSED_KERNEL
     by_kernel = qlinear_global_average_pool(x_q, x, y)
     by_definition = dequantize_average_quantize(x_q, x, y)
     checks = [_check(KERNEL_CHECK, by_kernel, runtime, fused), _check(DEFINITION_CHECK, by_definition, runtime, fused)]
-    notes = list(notes or []) + on_sample.notes(runtime.shape) + _notes(kernel)
-    float_tensor = float_output = None
-    if float_model is not None:
-        float_tensor, float_output = float_value(float_model, graph, node, y.tensor, on_sample, threads)
-        if float_tensor is None:
-            notes.append("The float model has no tensor of the same name to compare with.")
+    notes = list(notes or []) + on_sample.notes(shape) + _notes(kernel)
+    float_tensor, float_output = float_value(float_model, graph, node, y.tensor, on_sample, threads, notes)
     index = checked_index(node, element if element is not None else pick_element(runtime, y, float_output),
                           runtime.shape)
     count = pooled_values(x_q)
@@ -165,14 +162,6 @@ def _quantization(model: LoadedModel, node: Node) -> tuple[QuantParams, QuantPar
         raise Q8Error(f"Node {node.name} has per-channel activation scales; QLinearGlobalAveragePool takes one "
                       "scale per tensor.")
     return x, y
-
-
-def _sample_rows(sample: SampleFeed, value: np.ndarray) -> np.ndarray:
-    rows = sample.rows(value)
-    if rows is None:
-        raise Q8Error(f"The pooling's tensors of shape {list(value.shape)} do not split into the batch's "
-                      f"{sample.size} samples.")
-    return rows
 
 
 def _check(title: str, reference: np.ndarray, runtime: np.ndarray, fused: bool) -> Check:

@@ -137,19 +137,23 @@ def dequantizer_of(graph: Graph, tensor: str) -> Node | None:
     return node if node is not None and node.op_type == "DequantizeLinear" else None
 
 
-def float_value(float_model: LoadedModel, int8_graph: Graph, node: Node, y_tensor: str | None, sample: SampleFeed,
-                threads: int) -> tuple[str | None, np.ndarray | None]:
-    """The float model's tensor standing for ``node``'s output, and its value on the sample (its rows of a batch).
+def float_value(float_model: LoadedModel | None, int8_graph: Graph, node: Node, y_tensor: str | None,
+                sample: SampleFeed, threads: int, notes: list[str]) -> tuple[str | None, np.ndarray | None]:
+    """The float model's tensor standing for ``node``'s output, and its value on the sample (its rows of a batch);
+    (None, None) without a float model, and with one that has no such tensor, said in ``notes``.
 
     It has the node's output name (after BatchNorm folding, the BatchNorm's output; with a ReLU removed, the
     ReLU's), or, when the output is requantized (``y_tensor``, the QuantizeLinear's output), the name the
     DequantizeLinear after it restores (a model output).
     """
+    if float_model is None:
+        return None, None
     candidates = [node.outputs[0]]
     if y_tensor is not None:
         candidates += [int8_graph.nodes[i].outputs[0] for i in int8_graph.consumers.get(y_tensor, [])]
     name = next((c for c in candidates if c in float_model.graph.tensors), None)
     if name is None:
+        notes.append("The float model has no tensor of the same name to compare with.")
         return None, None
     runs, _ = run_on_sample(float_model, [name], sample, threads)
     return name, sample.rows(runs[0][name])

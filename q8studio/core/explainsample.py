@@ -48,6 +48,17 @@ class SampleFeed:
         where = self.part(value.shape, axis)
         return None if where is None else value[where]
 
+    def layer_rows(self, value: np.ndarray, output_shape: tuple[int, ...], layer: str) -> np.ndarray:
+        """The sample's rows of an input or output of a layer whose output has ``output_shape``; an input broadcast
+        along the batch axis stays whole. ``layer`` names the layer in the error ("Add")."""
+        if value.ndim < len(output_shape) or value.shape[0] != output_shape[0]:
+            return value
+        rows = self.rows(value)
+        if rows is None:
+            raise Q8Error(f"The {layer}'s tensors of shape {list(value.shape)} do not split into the batch's "
+                          f"{self.size} samples.")
+        return rows
+
     def changed(self) -> dict[str, np.ndarray]:
         """The feed with only the sample's inputs changed, to see which elements of a tensor depend on them.
 
