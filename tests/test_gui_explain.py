@@ -17,7 +17,7 @@ from q8studio.core.model import load_model  # noqa: E402
 from q8studio.core.quantize import quantize_model  # noqa: E402
 from q8studio.core.recipe import Recipe  # noqa: E402
 from q8studio.gui import formatting as fmt  # noqa: E402
-from q8studio.gui.explain_panel import PADDING_BRUSH, ExplainPanel, grid_rows  # noqa: E402
+from q8studio.gui.explain_panel import LARGEST_BRUSH, PADDING_BRUSH, ExplainPanel, grid_rows  # noqa: E402
 
 
 @pytest.fixture(scope="module")
@@ -29,7 +29,7 @@ def explanations(tmp_path_factory: pytest.TempPathFactory) -> dict[str, NodeExpl
     int8 = load_model(result.output_path)
     data = load_data(assets.test, int8, samples=4)
     found = {name: explain_node(int8, name, data, 1, model)
-             for name in ("/block1/depthwise/conv/Conv", "/fc/Gemm", "/gap/GlobalAveragePool")}
+             for name in ("/block1/depthwise/conv/Conv", "/fc/Gemm", "/gap/GlobalAveragePool", "/pool/MaxPool")}
     found["corner"] = explain_node(int8, "/stem/conv/Conv", data, 1, model, element=(0, 3, 0, 0))
     return found
 
@@ -136,7 +136,7 @@ def test_gemm_rows_wrap_and_messages_replace_the_content(qtbot, explanations) ->
     panel.show_message("Explaining /fc/Gemm…")
     assert panel.content.isHidden() and panel.message.text() == "Explaining /fc/Gemm…" and panel.badge.isHidden()
     panel.show_explanation(None)
-    assert panel.explanation is None and "Select a Conv, Gemm, MatMul, Add or GlobalAveragePool node" in panel.message.text()
+    assert panel.explanation is None and "Select a Conv, Gemm, MatMul, Add, GlobalAveragePool or MaxPool node" in panel.message.text()
 
 
 def test_a_pooling_shows_its_channel_as_a_grid_and_no_weights(qtbot, explanations, tmp_path: Path) -> None:
@@ -160,6 +160,25 @@ def test_a_pooling_shows_its_channel_as_a_grid_and_no_weights(qtbot, explanation
     assert panel.x_title.text().startswith("Input x_q: the receptive field")
     panel.show_explanation(e)
     assert panel.grab().save(str(tmp_path / "explain_pool.png"))
+
+
+def test_a_max_pool_shows_its_window_with_the_largest_value_marked(qtbot, explanations, tmp_path: Path) -> None:
+    e = explanations["/pool/MaxPool"]
+    panel = ExplainPanel()
+    qtbot.addWidget(panel)
+    panel.resize(620, 1000)
+    panel.show_explanation(e)
+    rows = table_rows(panel)
+    assert rows["window"] == "2x2, stride 2x2" and rows["S_y"] == rows["S_x"] == fmt.number(float(e.x.scale), 6)
+    assert "MaxPool" in panel.title.text() and panel.badge.text() == "bit-exact with ONNX Runtime"
+    ex = e.example
+    assert [[int(panel.x_table.item(r, c).text()) for c in range(2)] for r in range(2)] == ex.x_q.tolist()
+    marked = [[panel.x_table.item(r, c).background().color().name() == LARGEST_BRUSH.color().name()
+               for c in range(2)] for r in range(2)]
+    assert marked == (ex.x_q == ex.largest).tolist() and marked[ex.at[0]][ex.at[1]]
+    assert panel.w_table.isHidden() and panel.plot_row.isHidden()
+    assert panel.steps.toPlainText().splitlines() == e.steps()
+    assert panel.grab().save(str(tmp_path / "explain_max_pool.png"))
 
 
 def test_padding_cells_are_greyed(qtbot, explanations) -> None:

@@ -14,10 +14,12 @@ if TYPE_CHECKING:
     from ..core.evaluate import Comparison, ErrorAnalysis, LayerError
     from ..core.explain import Explanation
     from ..core.explainadd import AddExplanation
+    from ..core.explainmaxpool import MaxPoolExplanation
     from ..core.explainpool import PoolExplanation
     from ..core.profile import ProfileReport
     from ..core.quantize import QuantizeResult
     from ..core.speedup import KeepFloatOutcome
+    from ..core.weights import QuantParams
 
 LAYER_ROWS_SHOWN = 10
 NAME_COLUMN_MAX = 60
@@ -105,6 +107,7 @@ def print_explanation(e: Explanation) -> None:
     import numpy as np
 
     from ..core.explainadd import AddExplanation
+    from ..core.explainmaxpool import MaxPoolExplanation
     from ..core.explainpool import PoolExplanation
 
     if isinstance(e, AddExplanation):
@@ -112,6 +115,9 @@ def print_explanation(e: Explanation) -> None:
         return
     if isinstance(e, PoolExplanation):
         _print_pool(e)
+        return
+    if isinstance(e, MaxPoolExplanation):
+        _print_max_pool(e)
         return
     print(f"{e.node}: {e.kind}, run by ONNX Runtime as {e.runtime_kernel} (sample {e.sample})")
     print(f"  input  x  {e.x.dtype:5}  S_x = {_values(e.x.scale)}  Z_x = {_values(e.x.zero_point)}")
@@ -153,10 +159,7 @@ def _print_verdict(e: Explanation) -> None:
 
 def _print_add(e: AddExplanation) -> None:
     print(f"{e.node}: Add of two 8-bit tensors, run by ONNX Runtime as {e.runtime_kernel} (sample {e.sample})")
-    for symbol, params in (("a", e.a), ("b", e.b), ("y", e.y)):
-        role = "output" if symbol == "y" else "input "
-        print(f"  {role} {symbol}  {params.dtype:5}  S_{symbol} = {_values(params.scale)}  "
-              f"Z_{symbol} = {_values(params.zero_point)}  ({params.tensor})")
+    _print_tensors((("a", e.a), ("b", e.b), ("y", e.y)))
     r = e.ratios
     print(f"  QLinearAdd: r_a = S_a/S_y = {r.a:.9g}, r_b = S_b/S_y = {r.b:.9g}, c = Z_y - (r_a*Z_a + r_b*Z_b) = "
           f"{r.constant:.9g} (float32)")
@@ -169,10 +172,7 @@ def _print_add(e: AddExplanation) -> None:
 def _print_pool(e: PoolExplanation) -> None:
     print(f"{e.node}: GlobalAveragePool of an 8-bit tensor, run by ONNX Runtime as {e.runtime_kernel} "
           f"(sample {e.sample})")
-    for symbol, params in (("x", e.x), ("y", e.y)):
-        role = "output" if symbol == "y" else "input "
-        print(f"  {role} {symbol}  {params.dtype:5}  S_{symbol} = {_values(params.scale)}  "
-              f"Z_{symbol} = {_values(params.zero_point)}  ({params.tensor})")
+    _print_tensors((("x", e.x), ("y", e.y)))
     print(f"  QLinearGlobalAveragePool: N = {e.count} values per channel, f = S_x/(S_y*N) = {e.factor:.9g} (float32)")
     _print_verdict(e)
     ex = e.example
@@ -181,6 +181,28 @@ def _print_pool(e: PoolExplanation) -> None:
     _print_grid(ex.x_q)
     for step in e.steps():
         print(f"  {step}")
+
+
+def _print_max_pool(e: MaxPoolExplanation) -> None:
+    print(f"{e.node}: MaxPool of an 8-bit tensor ({e.window_text()}), run by ONNX Runtime as {e.runtime_kernel} "
+          f"(sample {e.sample})")
+    _print_tensors((("x", e.x), ("y", e.y)))
+    _print_verdict(e)
+    ex = e.example
+    print(f"worked example: output element {list(ex.index)}")
+    padding = "; padding is not compared" if not ex.inside.all() else ""
+    print(f"  window x_q ({'x'.join(map(str, ex.x_q.shape))}{padding}):")
+    _print_grid(ex.x_q)
+    for step in e.steps():
+        print(f"  {step}")
+
+
+def _print_tensors(tensors: tuple[tuple[str, QuantParams], ...]) -> None:
+    """One line per 8-bit tensor of a layer without weights: inputs first, the output ("y") last."""
+    for symbol, params in tensors:
+        role = "output" if symbol == "y" else "input "
+        print(f"  {role} {symbol}  {params.dtype:5}  S_{symbol} = {_values(params.scale)}  "
+              f"Z_{symbol} = {_values(params.zero_point)}  ({params.tensor})")
 
 
 def _values(array: np.ndarray, shown: int = 4) -> str:

@@ -15,16 +15,14 @@ import numpy as np
 
 from .addkernels import output_bounds
 from .data import Dataset
-from .errors import Q8Error
 from .explainrun import (
     Check,
     checked_against_runtime,
-    dequantizer_of,
     float_value,
     kernel_of,
+    pooling_quantization,
     requantized_sqnr,
     run_on_sample,
-    sole_reader,
 )
 from .explainsample import sample_feed
 from .explainstep import checked_index, float_model_lines, pick_element
@@ -37,7 +35,7 @@ from .poolkernels import (
     qlinear_global_average_pool,
 )
 from .runtimegraph import RuntimeNode
-from .weights import QuantParams, qdq_params
+from .weights import QuantParams
 
 FUSED_KERNEL = "QLinearGlobalAveragePool"
 KERNEL_CHECK = "QLinearGlobalAveragePool's int32 sum and float32 factor"
@@ -122,7 +120,7 @@ def explain_global_average_pool(int8_model: LoadedModel, node: Node, data: Datas
     """Explain GlobalAveragePool ``node`` of a QDQ int8 model on sample ``sample`` of ``data`` (see
     :func:`.explain.explain_node`)."""
     graph = int8_model.graph
-    x, y = _quantization(int8_model, node)
+    x, y = pooling_quantization(int8_model, node, "averages", FUSED_KERNEL)
     on_sample = sample_feed(int8_model, data, sample)
     runs, kernels = run_on_sample(int8_model, [x.tensor, y.tensor], on_sample, threads)
     shape = runs[0][y.tensor].shape
@@ -145,23 +143,6 @@ def explain_global_average_pool(int8_model: LoadedModel, node: Node, data: Datas
         float_tensor=float_tensor, float_output=float_output, sqnr_db=requantized_sqnr(y, runtime, float_output),
         notes=notes,
     )
-
-
-def _quantization(model: LoadedModel, node: Node) -> tuple[QuantParams, QuantParams]:
-    """The quantization of the input and of the output; a Q8Error when either stays float or is per channel."""
-    graph = model.graph
-    before = dequantizer_of(graph, node.inputs[0])
-    if before is None:
-        raise Q8Error(f"Node {node.name} runs in float: no DequantizeLinear feeds it, so its input is not 8-bit.")
-    after = sole_reader(graph, node.outputs[0])
-    if after is None or after.op_type != "QuantizeLinear":
-        raise Q8Error(f"Node {node.name}'s output is not re-quantized: ONNX Runtime averages the dequantized input "
-                      "in float32, so there is no 8-bit arithmetic to explain.")
-    x, y = qdq_params(model, before), qdq_params(model, after)
-    if x.per_channel or y.per_channel:
-        raise Q8Error(f"Node {node.name} has per-channel activation scales; QLinearGlobalAveragePool takes one "
-                      "scale per tensor.")
-    return x, y
 
 
 def _check(title: str, reference: np.ndarray, runtime: np.ndarray, fused: bool) -> Check:

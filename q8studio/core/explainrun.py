@@ -1,9 +1,10 @@
 """Running an int8 model on the sample a layer is explained on, and comparing the layer's output with ours.
 
 Shared by every kind of explained layer (:mod:`.explain` for Conv, Gemm and MatMul, :mod:`.explainadd` for
-Add, :mod:`.explainpool` for GlobalAveragePool): the run that exposes the layer's 8-bit tensors, the kernel
-ONNX Runtime chose for the layer and how it applies a Gemm's alpha and beta, the float model's value of the
-same tensor, the QuantizeLinear after a layer, and the record of one element-by-element comparison.
+Add, :mod:`.explainpool` for GlobalAveragePool, :mod:`.explainmaxpool` for MaxPool): the run that exposes the
+layer's 8-bit tensors, the kernel ONNX Runtime chose for the layer and how it applies a Gemm's alpha and beta,
+a pooling's input and output quantization, the float model's value of the same tensor, the QuantizeLinear
+after a layer, and the record of one element-by-element comparison.
 """
 
 from __future__ import annotations
@@ -21,7 +22,7 @@ from .metrics import measure
 from .model import Graph, LoadedModel, Node
 from .runtimegraph import RuntimeNode, open_session, source_node
 from .session import BatchRunner
-from .weights import QuantParams
+from .weights import QuantParams, qdq_params
 
 ABSORBED_ACTIVATIONS = ("Relu", "Clip")
 """Activations the quantizer removes after a layer: the clamp to its output range does their work."""
@@ -135,6 +136,23 @@ def dequantizer_of(graph: Graph, tensor: str) -> Node | None:
     index = graph.producer.get(tensor)
     node = graph.nodes[index] if index is not None else None
     return node if node is not None and node.op_type == "DequantizeLinear" else None
+
+
+def pooling_quantization(model: LoadedModel, node: Node, computes: str, kernel: str) -> tuple[QuantParams, QuantParams]:
+    """The quantization of a pooling's input and output; a Q8Error when either stays float or is per channel.
+    ``computes`` says what the pooling does in float ("averages"), ``kernel`` names the 8-bit kernel."""
+    graph = model.graph
+    before = dequantizer_of(graph, node.inputs[0])
+    if before is None:
+        raise Q8Error(f"Node {node.name} runs in float: no DequantizeLinear feeds it, so its input is not 8-bit.")
+    after = sole_reader(graph, node.outputs[0])
+    if after is None or after.op_type != "QuantizeLinear":
+        raise Q8Error(f"Node {node.name}'s output is not re-quantized: ONNX Runtime {computes} the dequantized input "
+                      "in float32, so there is no 8-bit arithmetic to explain.")
+    x, y = qdq_params(model, before), qdq_params(model, after)
+    if x.per_channel or y.per_channel:
+        raise Q8Error(f"Node {node.name} has per-channel activation scales; {kernel} takes one scale per tensor.")
+    return x, y
 
 
 def float_value(float_model: LoadedModel | None, int8_graph: Graph, node: Node, y_tensor: str | None,

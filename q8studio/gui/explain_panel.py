@@ -6,7 +6,8 @@ ONNX Runtime, the quantization numbers, per-channel S_w and the error of M0 * 2^
 field and weights of the worked element as grids (padding greyed), and the arithmetic chain from
 the int32 sum to the dequantized value. An Add has no weights or accumulator: its numbers are the
 three tensors' scales and QLinearAdd's ratios, and its chain the two ways of adding one element. A
-GlobalAveragePool's grid is the averaged channel, its chain the exact int32 sum and the one float32 factor.
+GlobalAveragePool's grid is the averaged channel, its chain the exact int32 sum and the one float32 factor;
+a MaxPool's grid is the window, its largest value marked.
 """
 
 from __future__ import annotations
@@ -32,6 +33,7 @@ from PySide6.QtWidgets import (
 
 from ..core.explain import EXPLAINABLE_WORDS, Explanation, NodeExplanation
 from ..core.explainadd import AddExplanation
+from ..core.explainmaxpool import MaxPoolExplanation
 from ..core.explainpool import PoolExplanation
 from ..core.weights import QuantParams
 from . import formatting as fmt
@@ -41,6 +43,8 @@ pg.setConfigOptions(antialias=True, background="w", foreground="#333")  # the ap
 
 BADGE_COLOURS = {"exact": "#2e7d32", "close": "#e08a00", "wrong": "#c62828", "none": "#757575"}
 PADDING_BRUSH = QBrush(QColor("#e6e6e6"))
+LARGEST_BRUSH = QBrush(QColor("#ffd8a8"))
+ZERO_POINT_PADDING = "padding: the zero point Z_x, which stands for real 0"
 GRID_CHANNELS = 8  # channels of a receptive field shown as grids; the chain still sums them all
 ROW_VALUES = 16  # values per row when a matrix row is shown as a grid
 
@@ -178,6 +182,9 @@ class ExplainPanel(QWidget):
         if isinstance(expl, PoolExplanation):
             self._fill_pool(expl)
             return
+        if isinstance(expl, MaxPoolExplanation):
+            self._fill_max_pool(expl)
+            return
         self._fill_numbers(expl)
         self._fill_plots(expl)
         self._fill_example(expl)
@@ -223,6 +230,22 @@ class ExplainPanel(QWidget):
             "as the QDQ graph defines it, then as ONNX Runtime's QLinearGlobalAveragePool computes it.")
         self.x_title.setText(f"Input x_q: channel {ex.index[1]}, every value averaged")
         _fill_grid(self.x_table, ex.x_q, np.ones(ex.x_q.shape, bool), image=True)
+        self.grid_note.setText("")
+        self.steps.setPlainText("\n".join(expl.steps()))
+
+    def _fill_max_pool(self, expl: MaxPoolExplanation) -> None:
+        rows = [*_params_rows("x", expl.x), *_params_rows("y", expl.y), ("window", expl.window_text())]
+        self._set_numbers(rows + _float_rows(expl))
+        ex = expl.example
+        self.element_label.setText(
+            f"Output element <b>{list(ex.index)}</b>: the largest of its window's {int(ex.inside.sum())} 8-bit values "
+            f"in channel {ex.index[1]}, as ONNX Runtime's {escape(expl.runtime_kernel)} takes it, then as the QDQ "
+            "graph defines it.")
+        self.x_title.setText("Input x_q: the window (orange: the largest; grey: padding, not compared)")
+        window = ex.x_q.reshape(-1, ex.x_q.shape[-1]) if ex.x_q.ndim > 2 else ex.x_q  # a 3-D window's planes stacked
+        largest = (ex.x_q == ex.largest) & ex.inside
+        _fill_grid(self.x_table, window, ex.inside.reshape(window.shape), image=True,
+                   highlight=largest.reshape(window.shape), padding_tip="padding: outside the input, not compared")
         self.grid_note.setText("")
         self.steps.setPlainText("\n".join(expl.steps()))
 
@@ -329,9 +352,13 @@ def grid_rows(values: np.ndarray, *, image: bool = False) -> tuple[np.ndarray, l
     return padded.reshape(rows, width), [str(r * width) for r in range(rows)]
 
 
-def _fill_grid(table: QTableWidget, values: np.ndarray, in_bounds: np.ndarray, *, image: bool = False) -> None:
+def _fill_grid(table: QTableWidget, values: np.ndarray, in_bounds: np.ndarray, *, image: bool = False,
+               highlight: np.ndarray | None = None, padding_tip: str = ZERO_POINT_PADDING) -> None:
+    """``values`` as a table, cells outside ``in_bounds`` greyed as padding and ``highlight`` cells marked."""
     grid, labels = grid_rows(values, image=image)
     mask, _ = grid_rows(in_bounds.astype(np.int64), image=image)
+    marked, _ = grid_rows((highlight if highlight is not None else np.zeros(values.shape, bool)).astype(np.int64),
+                          image=image)
     table.clear()
     table.setRowCount(grid.shape[0])
     table.setColumnCount(grid.shape[1])
@@ -345,7 +372,9 @@ def _fill_grid(table: QTableWidget, values: np.ndarray, in_bounds: np.ndarray, *
             item.setTextAlignment(Qt.AlignmentFlag.AlignRight | Qt.AlignmentFlag.AlignVCenter)
             if not mask[r, c]:
                 item.setBackground(PADDING_BRUSH)
-                item.setToolTip("padding: the zero point Z_x, which stands for real 0")
+                item.setToolTip(padding_tip)
+            elif marked[r, c] == 1:
+                item.setBackground(LARGEST_BRUSH)
             table.setItem(r, c, item)
     _fit_height(table)
 

@@ -1,0 +1,225 @@
+"""How one int8 MaxPool really computes, checked bit for bit against ONNX Runtime on a real sample.
+
+A MaxPool of an int8 model keeps its input's scale and zero point, so ONNX Runtime runs it on the 8-bit
+values themselves. This gathers the input's quantization (the DequantizeLinear before the node) and the
+output's (the QuantizeLinear after it), runs the model on one sample with both 8-bit tensors exposed, and
+recomputes the output the two ways of :mod:`.maxpoolkernels`: the largest 8-bit value of each window, and
+dequantize, maximum, quantize.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+
+from .addkernels import output_bounds
+from .data import Dataset
+from .explainrun import (
+    Check,
+    checked_against_runtime,
+    float_value,
+    kernel_of,
+    pooling_quantization,
+    requantized_sqnr,
+    run_on_sample,
+)
+from .explainsample import sample_feed
+from .explainstep import checked_index, float_model_lines, pick_element
+from .maxpoolkernels import (
+    PoolGeometry,
+    dequantize_max_quantize,
+    max_pool_8bit,
+    pool_geometry,
+    pool_windows,
+    same_quantization,
+)
+from .model import LoadedModel, Node
+from .runtimegraph import RuntimeNode
+from .weights import QuantParams
+
+KERNEL_CHECK = "the largest 8-bit value of each window"
+DEFINITION_CHECK = "dequantize, maximum, quantize (the QDQ graph)"
+AXIS_NAMES = {1: ("positions",), 2: ("rows", "columns"), 3: ("depths", "rows", "columns")}
+
+
+@dataclass(frozen=True)
+class MaxPoolElement:
+    """Every step behind one output element: one window of one channel, and its largest value."""
+
+    index: tuple[int, ...]
+    x_q: np.ndarray  # the window's 8-bit values, [kernel...]; padded positions hold the zero point (shown greyed)
+    inside: np.ndarray  # which window positions lie in the input, not in the padding
+    positions: tuple[tuple[int, ...], ...]  # per spatial axis, the input positions the window covers
+    largest: int  # the largest 8-bit value inside the input
+    at: tuple[int, ...]  # where it is in the window
+    kernel_y_q: int
+    definition_y_q: int
+    y_real: float  # S_y (y_q - Z_y) of the kernel's y_q
+    runtime_y_q: int
+    float_value: float | None
+
+    def steps(self, x: QuantParams, y: QuantParams) -> list[str]:
+        """The arithmetic of the element, one line per step: the window, its maximum, the definition, the result."""
+        z_x, s_x = int(x.zero_point), float(x.scale)
+        qmin, qmax = output_bounds(y)
+        window = ", ".join(_positions_text(name, positions)
+                           for name, positions in zip(AXIS_NAMES.get(len(self.positions), ()), self.positions))
+        padded = int(self.inside.size - self.inside.sum())
+        lines = [f"window of channel {self.index[1]}: {window}" + (f" ({padded} in the padding, not compared)"
+                                                                     if padded else ""),
+                 f"largest x_q of its {int(self.inside.sum())} values = {self.largest}  (window position "
+                 f"{list(self.at)})"]
+        if same_quantization(x, y):
+            lines.append(f"S_y = S_x and Z_y = Z_x: y_q = max x_q = {self.kernel_y_q}  (no arithmetic, no rounding)")
+        else:
+            lines.append(f"S_y ≠ S_x or Z_y ≠ Z_x: y_q = rint(S_x·({self.largest} − {z_x})/S_y) + Z_y = "
+                         f"{self.kernel_y_q}")
+        real = s_x * (self.largest - z_x)
+        lines += [
+            f"definition: max S_x·(x_q − Z_x) = {s_x:.6g}·({self.largest} − {z_x}) = {real:.6g}",
+            f"  y_q = round({real:.6g}/S_y) + Z_y, in [{qmin}, {qmax}] = {self.definition_y_q}",
+            f"dequantized S_y·(y_q − Z_y) = {float(y.scale):.6g}·{self.kernel_y_q - int(y.zero_point)} = "
+            f"{self.y_real:.6g}",
+            f"ONNX Runtime: y_q = {self.runtime_y_q}",
+            *float_model_lines(self.y_real, self.float_value),
+        ]
+        return lines
+
+    def to_dict(self) -> dict[str, Any]:
+        return {**self.__dict__, "x_q": self.x_q.tolist(), "inside": self.inside.tolist()}
+
+
+@dataclass
+class MaxPoolExplanation:
+    """Everything behind one int8 MaxPool's output on one sample, and how it compares."""
+
+    node: str
+    runtime_kernel: str
+    sample: int
+    x: QuantParams
+    y: QuantParams
+    geometry: PoolGeometry
+    x_q: np.ndarray
+    runtime: np.ndarray
+    checks: list[Check]
+    example: MaxPoolElement
+    float_tensor: str | None = None
+    float_output: np.ndarray | None = None
+    sqnr_db: float | None = None
+    notes: list[str] = field(default_factory=list)
+    op_type: str = "MaxPool"
+    kind: str = "MaxPool"
+
+    def steps(self) -> list[str]:
+        return self.example.steps(self.x, self.y)
+
+    def window_text(self) -> str:
+        """The windows in one line: "2x2, stride 2" and any dilation or leading pad."""
+        g = self.geometry
+        text = f"{'x'.join(map(str, g.kernel))}, stride {'x'.join(map(str, g.strides))}"
+        if any(d != 1 for d in g.dilations):
+            text += f", dilation {'x'.join(map(str, g.dilations))}"
+        if any(g.pads_begin):
+            text += f", leading pad {'x'.join(map(str, g.pads_begin))}"
+        return text
+
+    def to_dict(self) -> dict[str, object]:
+        return {
+            "node": self.node, "op_type": self.op_type, "kind": self.kind, "sample": self.sample,
+            "runtime_kernel": self.runtime_kernel, "x": self.x.to_dict(), "y": self.y.to_dict(),
+            "geometry": self.geometry.__dict__, "checks": [c.to_dict() for c in self.checks],
+            "float_tensor": self.float_tensor, "sqnr_db": self.sqnr_db,
+            "example": self.example.to_dict(), "steps": self.steps(), "notes": self.notes,
+        }
+
+
+def explain_max_pool(int8_model: LoadedModel, node: Node, data: Dataset, sample: int = 0,
+                     float_model: LoadedModel | None = None, *, element: tuple[int, ...] | None = None,
+                     threads: int = 0, notes: list[str] | None = None) -> MaxPoolExplanation:
+    """Explain MaxPool ``node`` of a QDQ int8 model on sample ``sample`` of ``data`` (see
+    :func:`.explain.explain_node`)."""
+    graph = int8_model.graph
+    x, y = pooling_quantization(int8_model, node, "takes the maximum of", "MaxPool on 8-bit values")
+    on_sample = sample_feed(int8_model, data, sample)
+    runs, kernels = run_on_sample(int8_model, [x.tensor, y.tensor], on_sample, threads)
+    shape = runs[0][y.tensor].shape
+    x_q, runtime = (on_sample.layer_rows(runs[0][t], shape, "MaxPool") for t in (x.tensor, y.tensor))
+    out_spatial = tuple(runtime.shape[2:])
+    geometry = pool_geometry(node, tuple(x_q.shape[2:]))
+    kernel = kernel_of(kernels, graph, node)
+    on_8bit = _runs_on_8bit_values(kernel, x, y)
+    checks = [checked_against_runtime(DEFINITION_CHECK, dequantize_max_quantize(x_q, x, y, geometry, out_spatial),
+                                      runtime, _cause)]
+    by_kernel = max_pool_8bit(x_q, x, y, geometry, out_spatial)
+    if on_8bit:
+        checks.insert(0, checked_against_runtime(KERNEL_CHECK, by_kernel, runtime, _cause))
+    notes = list(notes or []) + on_sample.notes(shape) + _notes(kernel.op_type if kernel else None, x, y, on_8bit)
+    float_tensor, float_output = float_value(float_model, graph, node, y.tensor, on_sample, threads, notes)
+    if float_output is not None and on_8bit:
+        notes.append("A MaxPool on 8-bit values adds no error of its own: where it differs from the float model, "
+                     "the difference is its input's.")
+    index = checked_index(node, element if element is not None else pick_element(runtime, y, float_output),
+                          runtime.shape)
+    return MaxPoolExplanation(
+        node=node.name, runtime_kernel=kernel.op_type if kernel else "(not found)", sample=sample, x=x, y=y,
+        geometry=geometry, x_q=x_q, runtime=runtime, checks=checks,
+        example=_element(x, y, x_q, geometry, by_kernel, runtime, float_output, index),
+        float_tensor=float_tensor, float_output=float_output, sqnr_db=requantized_sqnr(y, runtime, float_output),
+        notes=notes,
+    )
+
+
+def _runs_on_8bit_values(kernel: RuntimeNode | None, x: QuantParams, y: QuantParams) -> bool:
+    """Whether ONNX Runtime's MaxPool read the 8-bit tensor: it drops the Dequantize/Quantize pair around a MaxPool
+    whose input and output share their quantization, and then no DequantizeLinear feeds the kernel."""
+    return kernel is not None and same_quantization(x, y) and "MaxPool" in kernel.op_type
+
+
+def _cause(diff: np.ndarray) -> str:
+    return "unexpected: a maximum of 8-bit values is exact, and should match ONNX Runtime everywhere"
+
+
+def _notes(kernel: str | None, x: QuantParams, y: QuantParams, on_8bit: bool) -> list[str]:
+    if on_8bit:
+        return [f"ONNX Runtime removed the DequantizeLinear and QuantizeLinear around this MaxPool and runs {kernel} "
+                f"on the {x.dtype} tensor itself: quantization keeps order, so the largest 8-bit value is the "
+                "quantized largest real value, exactly."]
+    if not same_quantization(x, y):
+        return ["The output does not keep the input's scale and zero point, so ONNX Runtime runs this MaxPool in "
+                "float32 between DequantizeLinear and QuantizeLinear, and the maximum is requantized."]
+    return [f"ONNX Runtime runs this MaxPool as {kernel or 'an unknown kernel'}: the definition is what it computes."]
+
+
+def _element(x: QuantParams, y: QuantParams, x_q: np.ndarray, geometry: PoolGeometry, by_kernel: np.ndarray,
+             runtime: np.ndarray, float_output: np.ndarray | None, index: tuple[int, ...]
+             ) -> MaxPoolElement:
+    """The steps of ``runtime[index]``: its window, the window's largest value and both references' results."""
+    batch, channel, out_at = index[0], index[1], index[2:]
+    rank = len(out_at)
+    one = x_q[batch:batch + 1, channel:channel + 1].astype(np.int64)
+    # the one window as a pooling of its own: its origin moved to the window's start
+    shifted = PoolGeometry(geometry.kernel, (1,) * rank, geometry.dilations,
+                           tuple(p - o * s for p, o, s in zip(geometry.pads_begin, out_at, geometry.strides)))
+    windows, inside = pool_windows(one, shifted, (1,) * rank, fill=int(x.zero_point))
+    values, inside = windows.reshape(geometry.kernel), inside.reshape(geometry.kernel)
+    largest = int(values[inside].max())
+    at = tuple(int(i) for i in np.argwhere(inside & (values == largest))[0])
+    positions = tuple(tuple(int(p) for p in geometry.positions(a, out_at[a] + 1)[out_at[a]]) for a in range(rank))
+    kernel_y_q = int(by_kernel[index])
+    float_ok = float_output is not None and float_output.shape == runtime.shape
+    definition = dequantize_max_quantize(one, x, y, shifted, (1,) * rank)
+    return MaxPoolElement(
+        index=index, x_q=values, inside=inside, positions=positions, largest=largest, at=at,
+        kernel_y_q=kernel_y_q, definition_y_q=int(definition.reshape(())),
+        y_real=float(np.float32(y.scale)) * (kernel_y_q - int(y.zero_point)), runtime_y_q=int(runtime[index]),
+        float_value=float(float_output[index]) if float_ok else None,  # type: ignore[index]
+    )
+
+
+def _positions_text(name: str, positions: tuple[int, ...]) -> str:
+    """"rows 4–5" for consecutive positions, "rows 0, 2, 4" for dilated ones."""
+    if len(positions) > 1 and all(b - a == 1 for a, b in zip(positions, positions[1:])):
+        return f"{name} {positions[0]}–{positions[-1]}"
+    return f"{name} {', '.join(map(str, positions))}"
