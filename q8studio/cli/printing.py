@@ -164,9 +164,7 @@ def _print_add(e: AddExplanation) -> None:
     print(f"  QLinearAdd: r_a = S_a/S_y = {r.a:.9g}, r_b = S_b/S_y = {r.b:.9g}, c = Z_y - (r_a*Z_a + r_b*Z_b) = "
           f"{r.constant:.9g} (float32)")
     _print_verdict(e)
-    print(f"worked example: output element {list(e.example.index)}")
-    for step in e.steps():
-        print(f"  {step}")
+    _print_worked_example(e)
 
 
 def _print_pool(e: PoolExplanation) -> None:
@@ -176,11 +174,7 @@ def _print_pool(e: PoolExplanation) -> None:
     print(f"  QLinearGlobalAveragePool: N = {e.count} values per channel, f = S_x/(S_y*N) = {e.factor:.9g} (float32)")
     _print_verdict(e)
     ex = e.example
-    print(f"worked example: output element {list(ex.index)}")
-    print(f"  channel {ex.index[1]} x_q ({'x'.join(map(str, ex.x_q.shape))}):")
-    _print_grid(ex.x_q)
-    for step in e.steps():
-        print(f"  {step}")
+    _print_worked_example(e, f"channel {ex.index[1]} x_q ({'x'.join(map(str, ex.x_q.shape))})", ex.x_q)
 
 
 def _print_max_pool(e: MaxPoolExplanation) -> None:
@@ -189,10 +183,17 @@ def _print_max_pool(e: MaxPoolExplanation) -> None:
     _print_tensors((("x", e.x), ("y", e.y)))
     _print_verdict(e)
     ex = e.example
-    print(f"worked example: output element {list(ex.index)}")
     padding = "; padding is not compared" if not ex.inside.all() else ""
-    print(f"  window x_q ({'x'.join(map(str, ex.x_q.shape))}{padding}):")
-    _print_grid(ex.x_q)
+    _print_worked_example(e, f"window x_q ({'x'.join(map(str, ex.x_q.shape))}{padding})", ex.x_q)
+
+
+def _print_worked_example(e: AddExplanation | PoolExplanation | MaxPoolExplanation, grid_title: str = "",
+                          grid: np.ndarray | None = None) -> None:
+    """The worked element of a layer without weights: its index, the values it reads as a grid, the steps."""
+    print(f"worked example: output element {list(e.example.index)}")
+    if grid is not None:
+        print(f"  {grid_title}:")
+        _print_grid(grid)
     for step in e.steps():
         print(f"  {step}")
 

@@ -23,10 +23,12 @@ from .explainpool import PoolExplanation, explain_global_average_pool
 from .explainrun import (
     ABSORBED_ACTIVATIONS,
     Check,
+    ExplainedLayer,
     GemmScaling,
     dequantizer_of,
     float_value,
     gemm_scaling,
+    kernel_name,
     kernel_of,
     removed_activation_note,
     requantized_sqnr,
@@ -46,30 +48,19 @@ EXPLAINABLE_OPS = ("Conv", "Gemm", "MatMul", "Add", "GlobalAveragePool", "MaxPoo
 EXPLAINABLE_WORDS = "Conv, Gemm, MatMul, Add, GlobalAveragePool or MaxPool"
 
 
-@dataclass
-class NodeExplanation:
-    """Everything behind one int8 layer's output on one sample, and how it compares."""
+@dataclass(kw_only=True)
+class NodeExplanation(ExplainedLayer):
+    """Everything behind one int8 Conv, Gemm or MatMul's output on one sample, and how it compares."""
 
-    node: str
-    op_type: str
-    kind: str
     attributes: dict[str, object]
     x: QuantParams
     w: QuantParams
     bias_q: np.ndarray | None
     y: QuantParams | None
     multipliers: list[Multiplier]
-    runtime_kernel: str
-    sample: int
     x_q: np.ndarray
     reference: np.ndarray
-    runtime: np.ndarray
-    checks: list[Check]
     example: WorkedElement
-    float_tensor: str | None = None
-    float_output: np.ndarray | None = None
-    sqnr_db: float | None = None
-    notes: list[str] = field(default_factory=list)
     scaling: GemmScaling = field(default_factory=GemmScaling)
 
     @property
@@ -80,15 +71,12 @@ class NodeExplanation:
 
     def to_dict(self) -> dict[str, object]:
         return {
-            "node": self.node, "op_type": self.op_type, "kind": self.kind, "attributes": self.attributes,
-            "sample": self.sample, "runtime_kernel": self.runtime_kernel,
+            **self.run_dict(), "attributes": self.attributes,
             "x": self.x.to_dict(), "w": self.w.to_dict(), "y": self.y.to_dict() if self.y else None,
             "bias_q": None if self.bias_q is None else self.bias_q.tolist(),
             "multipliers": [m.__dict__ for m in self.multipliers],
             "ort_multipliers": self.ort_multipliers.tolist(),
-            "checks": [c.to_dict() for c in self.checks],
-            "float_tensor": self.float_tensor, "sqnr_db": self.sqnr_db,
-            "example": self.example.to_dict(), "notes": self.notes, "scaling": self.scaling.__dict__,
+            "example": self.example.to_dict(), "scaling": self.scaling.__dict__,
         }
 
 
@@ -164,7 +152,7 @@ def explain_node(
         x=layer.x, w=layer.w, bias_q=layer.bias_q, y=layer.y,
         multipliers=channel_multipliers(layer.x.scale, layer.w.scale, layer.y.scale if layer.y else 1.0,
                                         scaling.alpha),
-        runtime_kernel=kernel.op_type if kernel else "(not found)", sample=sample, x_q=x_q,
+        runtime_kernel=kernel_name(kernel), sample=sample, x_q=x_q,
         reference=integer_ref, runtime=runtime,
         checks=_checks(integer_ref, ort_ref, runtime, kernel, layer),
         example=worked_element(node, layer.x, layer.w, layer.bias_q, layer.y, x_q, w_q, index, runtime,

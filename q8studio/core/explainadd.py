@@ -9,7 +9,7 @@ the output the two ways of :mod:`.addkernels`: ONNX Runtime's x86 kernel and the
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
@@ -19,9 +19,11 @@ from .data import Dataset
 from .errors import Q8Error
 from .explainrun import (
     Check,
+    ExplainedLayer,
     checked_against_runtime,
     dequantizer_of,
     float_value,
+    kernel_name,
     kernel_of,
     removed_activation_note,
     requantized_sqnr,
@@ -85,13 +87,10 @@ def _signed(value: float) -> str:
     return f"{'−' if value < 0 else '+'} {abs(value):.6g}"
 
 
-@dataclass
-class AddExplanation:
+@dataclass(kw_only=True)
+class AddExplanation(ExplainedLayer):
     """Everything behind one int8 Add's output on one sample, and how it compares."""
 
-    node: str
-    runtime_kernel: str
-    sample: int
     a: QuantParams
     b: QuantParams
     y: QuantParams
@@ -99,28 +98,15 @@ class AddExplanation:
     relu: bool  # a Relu kept between the Add and its QuantizeLinear
     a_q: np.ndarray
     b_q: np.ndarray
-    runtime: np.ndarray
-    checks: list[Check]
     example: AddElement
-    float_tensor: str | None = None
-    float_output: np.ndarray | None = None
-    sqnr_db: float | None = None
-    notes: list[str] = field(default_factory=list)
-    op_type: str = "Add"
-    kind: str = "Add"
 
     def steps(self) -> list[str]:
         return self.example.steps(self.a, self.b, self.y, self.ratios, self.relu)
 
     def to_dict(self) -> dict[str, object]:
-        return {
-            "node": self.node, "op_type": self.op_type, "kind": self.kind, "sample": self.sample,
-            "runtime_kernel": self.runtime_kernel,
-            "a": self.a.to_dict(), "b": self.b.to_dict(), "y": self.y.to_dict(), "ratios": self.ratios.__dict__,
-            "relu": self.relu, "checks": [c.to_dict() for c in self.checks],
-            "float_tensor": self.float_tensor, "sqnr_db": self.sqnr_db,
-            "example": self.example.to_dict(), "steps": self.steps(), "notes": self.notes,
-        }
+        return {**self.run_dict(), "a": self.a.to_dict(), "b": self.b.to_dict(), "y": self.y.to_dict(),
+                "ratios": self.ratios.__dict__, "relu": self.relu, "example": self.example.to_dict(),
+                "steps": self.steps()}
 
 
 def explain_add(int8_model: LoadedModel, node: Node, data: Dataset, sample: int = 0,
@@ -145,7 +131,7 @@ def explain_add(int8_model: LoadedModel, node: Node, data: Dataset, sample: int 
     float_tensor, float_output = float_value(float_model, graph, node, y.tensor, on_sample, threads, notes)
     index = element if element is not None else pick_element(runtime, y, float_output)
     return AddExplanation(
-        node=node.name, runtime_kernel=kernel.op_type if kernel else "(not found)", sample=sample,
+        node=node.name, op_type="Add", kind="Add", runtime_kernel=kernel_name(kernel), sample=sample,
         a=a, b=b, y=y, ratios=ratios, relu=relu, a_q=a_q, b_q=b_q, runtime=runtime,
         checks=checks if fused else checks[::-1],  # the first check is the one the kernel that ran should meet
         example=_element(node, a, b, y, ratios, a_q, b_q, by_kernel, by_definition, runtime, float_output, index),

@@ -9,7 +9,7 @@ dequantize, maximum, quantize.
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
@@ -17,9 +17,10 @@ import numpy as np
 from .addkernels import output_bounds
 from .data import Dataset
 from .explainrun import (
-    Check,
+    ExplainedLayer,
     checked_against_runtime,
     float_value,
+    kernel_name,
     kernel_of,
     pooling_quantization,
     requantized_sqnr,
@@ -91,26 +92,15 @@ class MaxPoolElement:
         return {**self.__dict__, "x_q": self.x_q.tolist(), "inside": self.inside.tolist()}
 
 
-@dataclass
-class MaxPoolExplanation:
+@dataclass(kw_only=True)
+class MaxPoolExplanation(ExplainedLayer):
     """Everything behind one int8 MaxPool's output on one sample, and how it compares."""
 
-    node: str
-    runtime_kernel: str
-    sample: int
     x: QuantParams
     y: QuantParams
     geometry: PoolGeometry
     x_q: np.ndarray
-    runtime: np.ndarray
-    checks: list[Check]
     example: MaxPoolElement
-    float_tensor: str | None = None
-    float_output: np.ndarray | None = None
-    sqnr_db: float | None = None
-    notes: list[str] = field(default_factory=list)
-    op_type: str = "MaxPool"
-    kind: str = "MaxPool"
 
     def steps(self) -> list[str]:
         return self.example.steps(self.x, self.y)
@@ -126,13 +116,8 @@ class MaxPoolExplanation:
         return text
 
     def to_dict(self) -> dict[str, object]:
-        return {
-            "node": self.node, "op_type": self.op_type, "kind": self.kind, "sample": self.sample,
-            "runtime_kernel": self.runtime_kernel, "x": self.x.to_dict(), "y": self.y.to_dict(),
-            "geometry": self.geometry.__dict__, "checks": [c.to_dict() for c in self.checks],
-            "float_tensor": self.float_tensor, "sqnr_db": self.sqnr_db,
-            "example": self.example.to_dict(), "steps": self.steps(), "notes": self.notes,
-        }
+        return {**self.run_dict(), "x": self.x.to_dict(), "y": self.y.to_dict(), "geometry": self.geometry.__dict__,
+                "example": self.example.to_dict(), "steps": self.steps()}
 
 
 def explain_max_pool(int8_model: LoadedModel, node: Node, data: Dataset, sample: int = 0,
@@ -163,7 +148,7 @@ def explain_max_pool(int8_model: LoadedModel, node: Node, data: Dataset, sample:
     index = checked_index(node, element if element is not None else pick_element(runtime, y, float_output),
                           runtime.shape)
     return MaxPoolExplanation(
-        node=node.name, runtime_kernel=kernel.op_type if kernel else "(not found)", sample=sample, x=x, y=y,
+        node=node.name, op_type="MaxPool", kind="MaxPool", runtime_kernel=kernel_name(kernel), sample=sample, x=x, y=y,
         geometry=geometry, x_q=x_q, runtime=runtime, checks=checks,
         example=_element(x, y, x_q, geometry, by_kernel, runtime, float_output, index),
         float_tensor=float_tensor, float_output=float_output, sqnr_db=requantized_sqnr(y, runtime, float_output),

@@ -8,7 +8,7 @@ QLinearGlobalAveragePool fusion intact), and recomputes the output the two ways 
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
@@ -17,8 +17,10 @@ from .addkernels import output_bounds
 from .data import Dataset
 from .explainrun import (
     Check,
+    ExplainedLayer,
     checked_against_runtime,
     float_value,
+    kernel_name,
     kernel_of,
     pooling_quantization,
     requantized_sqnr,
@@ -79,39 +81,23 @@ class PoolElement:
         return {**self.__dict__, "x_q": self.x_q.tolist()}
 
 
-@dataclass
-class PoolExplanation:
+@dataclass(kw_only=True)
+class PoolExplanation(ExplainedLayer):
     """Everything behind one int8 GlobalAveragePool's output on one sample, and how it compares."""
 
-    node: str
-    runtime_kernel: str
-    sample: int
     x: QuantParams
     y: QuantParams
     count: int  # N, the values averaged into each output
     factor: float  # f = S_x / (S_y N), float32
     x_q: np.ndarray
-    runtime: np.ndarray
-    checks: list[Check]
     example: PoolElement
-    float_tensor: str | None = None
-    float_output: np.ndarray | None = None
-    sqnr_db: float | None = None
-    notes: list[str] = field(default_factory=list)
-    op_type: str = "GlobalAveragePool"
-    kind: str = "GlobalAveragePool"
 
     def steps(self) -> list[str]:
         return self.example.steps(self.x, self.y, self.factor)
 
     def to_dict(self) -> dict[str, object]:
-        return {
-            "node": self.node, "op_type": self.op_type, "kind": self.kind, "sample": self.sample,
-            "runtime_kernel": self.runtime_kernel, "x": self.x.to_dict(), "y": self.y.to_dict(),
-            "count": self.count, "factor": self.factor, "checks": [c.to_dict() for c in self.checks],
-            "float_tensor": self.float_tensor, "sqnr_db": self.sqnr_db,
-            "example": self.example.to_dict(), "steps": self.steps(), "notes": self.notes,
-        }
+        return {**self.run_dict(), "x": self.x.to_dict(), "y": self.y.to_dict(), "count": self.count,
+                "factor": self.factor, "example": self.example.to_dict(), "steps": self.steps()}
 
 
 def explain_global_average_pool(int8_model: LoadedModel, node: Node, data: Dataset, sample: int = 0,
@@ -136,7 +122,8 @@ def explain_global_average_pool(int8_model: LoadedModel, node: Node, data: Datas
                           runtime.shape)
     count = pooled_values(x_q)
     return PoolExplanation(
-        node=node.name, runtime_kernel=kernel.op_type if kernel else "(not found)", sample=sample, x=x, y=y,
+        node=node.name, op_type="GlobalAveragePool", kind="GlobalAveragePool", runtime_kernel=kernel_name(kernel),
+        sample=sample, x=x, y=y,
         count=count, factor=float(pool_factor(x, y, count)), x_q=x_q, runtime=runtime,
         checks=checks if fused else checks[::-1],  # the first check is the one the kernel that ran should meet
         example=_element(x, y, x_q, by_kernel, by_definition, runtime, float_output, index),

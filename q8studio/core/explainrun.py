@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import tempfile
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
@@ -90,6 +90,35 @@ class Check:
 
     def to_dict(self) -> dict[str, object]:
         return {**self.__dict__, "exact": self.exact, "bit_exact": self.bit_exact, "fraction": self.fraction}
+
+
+@dataclass(kw_only=True)
+class ExplainedLayer:
+    """What every kind of explanation records besides its layer's own numbers: the node, the kernel ONNX Runtime
+    ran for it, the sample, the runtime's output and the checks against it, and the float model's comparison."""
+
+    node: str
+    op_type: str
+    kind: str  # "depthwise Conv", "Add": the title's name for the layer
+    runtime_kernel: str
+    sample: int
+    runtime: np.ndarray
+    checks: list[Check]
+    float_tensor: str | None = None
+    float_output: np.ndarray | None = None
+    sqnr_db: float | None = None
+    notes: list[str] = field(default_factory=list)
+
+    def run_dict(self) -> dict[str, object]:
+        """The JSON of these common parts; each kind adds its own numbers and worked element."""
+        return {"node": self.node, "op_type": self.op_type, "kind": self.kind, "sample": self.sample,
+                "runtime_kernel": self.runtime_kernel, "checks": [c.to_dict() for c in self.checks],
+                "float_tensor": self.float_tensor, "sqnr_db": self.sqnr_db, "notes": self.notes}
+
+
+def kernel_name(kernel: RuntimeNode | None) -> str:
+    """The op type of the kernel that ran, as an explanation's title shows it."""
+    return kernel.op_type if kernel else "(not found)"
 
 
 def run_on_sample(model: LoadedModel, names: list[str], sample: SampleFeed, threads: int, *, probe: bool = False
