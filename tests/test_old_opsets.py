@@ -17,7 +17,8 @@ from q8studio.__main__ import main
 from q8studio.core.model import load_model
 from q8studio.core.session import cpu_session
 
-PYTORCH_EXPORTS = Path(onnx.__file__).parent / "backend" / "test" / "data" / "pytorch-converted"
+TEST_DATA = Path(onnx.__file__).parent / "backend" / "test" / "data"
+PYTORCH_EXPORTS = TEST_DATA / "pytorch-converted"
 
 
 def _tensor(path: Path) -> np.ndarray:
@@ -26,14 +27,21 @@ def _tensor(path: Path) -> np.ndarray:
     return numpy_helper.to_array(tensor)
 
 
+def _export_folder(name: str) -> Path:
+    """Where onnx keeps a PyTorch-exported test model: with the modules' exports or the operators'."""
+    converted = PYTORCH_EXPORTS / name
+    return converted if converted.is_dir() else TEST_DATA / "pytorch-operator" / name
+
+
 def _old_export(name: str, tmp_path: Path) -> Path:
     """A copy of one of onnx's PyTorch-exported test models, whose opset is 6."""
-    path = shutil.copy(PYTORCH_EXPORTS / name / "model.onnx", tmp_path / f"{name}.onnx")
+    path = shutil.copy(_export_folder(name) / "model.onnx", tmp_path / f"{name}.onnx")
     assert onnx.load(path).opset_import[0].version == 6
     return Path(path)
 
 
-@pytest.mark.parametrize("name", ["test_Linear", "test_BatchNorm2d_eval", "test_AvgPool2d", "test_GLU"])
+@pytest.mark.parametrize("name", ["test_Linear", "test_BatchNorm2d_eval", "test_AvgPool2d", "test_GLU",
+                                  "test_PReLU_1d_multiparam", "test_PReLU_3d_multiparam", "test_operator_addconstant"])
 def test_an_opset_6_export_runs_as_exported_after_an_upgrade_in_memory(tmp_path: Path, name: str) -> None:
     path = _old_export(name, tmp_path)
     with pytest.raises(Exception, match="Could not find an implementation"):  # what users hit without the upgrade
@@ -46,7 +54,7 @@ def test_an_opset_6_export_runs_as_exported_after_an_upgrade_in_memory(tmp_path:
     assert model.notes == ("Upgraded from opset 6 to 7, the oldest ONNX Runtime runs, in memory (the file is "
                            "unchanged).",)
     assert path.read_bytes() == before
-    data = PYTORCH_EXPORTS / name / "test_data_set_0"
+    data = _export_folder(name) / "test_data_set_0"
     feeds = {spec.name: _tensor(data / f"input_{i}.pb") for i, spec in enumerate(model.input_specs())}
     (output,) = cpu_session(model.proto).run(None, feeds)
     np.testing.assert_allclose(output, _tensor(data / "output_0.pb"), rtol=1e-5, atol=1e-5)
@@ -79,3 +87,23 @@ def test_a_model_the_converter_cannot_upgrade_loads_as_it_is_and_says_why(tmp_pa
     assert loaded.opset == 1
     assert loaded.notes == ("Opset 1 is older than ONNX Runtime runs (7), and onnx's version converter cannot "
                             "upgrade this model (No Adapter for Pad).",)
+
+
+def test_a_per_channel_prelu_slope_keeps_applying_per_channel(tmp_path: Path) -> None:
+    """Before opset 7 a PRelu's [C] slope applied along the channel axis; from opset 7 it broadcasts along the
+    last one. With C values on the last axis too, a model upgraded as onnx's converter leaves it runs and
+    silently computes another function."""
+    prelu = helper.make_node("PRelu", ["x", "slope"], ["y"])
+    slope = np.array([0.1, 0.2, 0.3], np.float32)
+    inputs = [helper.make_tensor_value_info("x", TensorProto.FLOAT, [1, 3, 4, 3]),
+              helper.make_tensor_value_info("slope", TensorProto.FLOAT, [3])]  # IR 3 lists initializers as inputs
+    graph = helper.make_graph([prelu], "prelu", inputs,
+                              [helper.make_tensor_value_info("y", TensorProto.FLOAT, [1, 3, 4, 3])],
+                              [numpy_helper.from_array(slope, "slope")])
+    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 6)])
+    model.ir_version = 3
+    x = -np.arange(1, 37, dtype=np.float32).reshape(1, 3, 4, 3)
+
+    (y,) = cpu_session(load_model(save(model, tmp_path / "prelu.onnx")).proto).run(None, {"x": x})
+
+    np.testing.assert_allclose(y, x * slope.reshape(1, 3, 1, 1), rtol=1e-6)

@@ -23,7 +23,8 @@ from collections.abc import Collection, Iterator
 import onnx
 from onnx import helper, numpy_helper
 
-from .model import Graph, Node, fresh_name
+from .model import Graph, Node
+from .renaming import fresh_name
 
 DEQUANTIZE = "DequantizeLinear"
 KEPT_IN_FLOAT_KEY = "q8studio.kept_in_float"

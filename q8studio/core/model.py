@@ -20,8 +20,9 @@ from google.protobuf.message import DecodeError
 from onnx import numpy_helper
 
 from .errors import Q8Error, first_line
-from .opsets import OLDEST_RUNNABLE_OPSET, converted, onnx_opset
+from .opsets import OLDEST_RUNNABLE_OPSET, converted, onnx_opset, prelu_slopes_per_channel
 from .optypes import QDQ_OPS, QDQ_QUANTIZABLE_OPS, node_kind
+from .renaming import fresh_name
 from .skeleton import is_set_aside, skeleton_of, transformed
 from .subgraphs import subgraph_reads
 
@@ -336,12 +337,16 @@ def _runnable_opset(proto: onnx.ModelProto) -> tuple[onnx.ModelProto, tuple[str,
     if not 0 < current < OLDEST_RUNNABLE_OPSET:
         return proto, ()
     try:
-        upgraded = transformed(proto, lambda skeleton: converted(skeleton, OLDEST_RUNNABLE_OPSET)).assembled()
+        upgraded = transformed(proto, _upgraded_to_runnable).assembled()
     except Q8Error as exc:
         return proto, (f"Opset {current} is older than ONNX Runtime runs ({OLDEST_RUNNABLE_OPSET}), and onnx's "
                        f"version converter cannot upgrade this model ({exc}).",)
     return upgraded, (f"Upgraded from opset {current} to {OLDEST_RUNNABLE_OPSET}, the oldest ONNX Runtime runs, in "
                       "memory (the file is unchanged).",)
+
+
+def _upgraded_to_runnable(skeleton: onnx.ModelProto) -> onnx.ModelProto:
+    return prelu_slopes_per_channel(converted(skeleton, OLDEST_RUNNABLE_OPSET))
 
 
 def _looks_like_onnx_prefix(data: bytes) -> bool:
@@ -419,16 +424,6 @@ def _name_nodes(proto: onnx.ModelProto) -> None:
         if not node.name or node.name in seen:
             node.name = fresh_name(f"{node.op_type}_{index}", taken)
         seen.add(node.name)
-
-
-def fresh_name(wanted: str, taken: set[str]) -> str:
-    """``wanted``, or it with the first suffix ``_1``, ``_2``, ... that no name in ``taken`` has; the
-    name returned joins ``taken``."""
-    name, suffix = wanted, 1
-    while name in taken:
-        name, suffix = f"{wanted}_{suffix}", suffix + 1
-    taken.add(name)
-    return name
 
 
 def build_graph(proto: onnx.ModelProto) -> Graph:

@@ -37,7 +37,8 @@ from onnxruntime.quantization.quant_utils import add_pre_process_metadata
 from onnxruntime.quantization.shape_inference import quant_pre_process
 
 from .errors import Q8Error, first_line
-from .model import LoadedModel, fresh_name, model_from_proto
+from .model import LoadedModel, model_from_proto
+from .renaming import fresh_name
 from .opsets import converted, onnx_opset
 from .quietlog import quiet_root_logger
 from .session import cpu_session, session_options

@@ -9,6 +9,16 @@ import onnx
 from .subgraphs import all_graphs
 
 
+def fresh_name(wanted: str, taken: set[str]) -> str:
+    """``wanted``, or it with the first suffix ``_1``, ``_2``, ... that no name in ``taken`` has; the
+    name returned joins ``taken``."""
+    name, suffix = wanted, 1
+    while name in taken:
+        name, suffix = f"{wanted}_{suffix}", suffix + 1
+    taken.add(name)
+    return name
+
+
 def value_names(graph: onnx.GraphProto) -> set[str]:
     """Every tensor name of ``graph`` and its subgraphs."""
     names: set[str] = set()

@@ -29,7 +29,8 @@ from dataclasses import dataclass
 import onnx
 from onnx import helper
 
-from .model import LoadedModel, fresh_name
+from .model import LoadedModel
+from .renaming import fresh_name
 
 NON_NEGATIVE_OPS = frozenset({"Relu"})
 """Operators whose output is never negative, whatever their input."""
