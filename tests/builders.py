@@ -8,6 +8,8 @@ import numpy as np
 import onnx
 from onnx import TensorProto, helper, numpy_helper
 
+from q8studio.core.weights import QuantParams
+
 LIGHT_MODELS = Path(onnx.__file__).parent / "backend" / "test" / "data" / "light"
 
 
@@ -218,3 +220,42 @@ def image_copies(folder: Path, count: int, classes: int = 2) -> Path:
         path.parent.mkdir(parents=True, exist_ok=True)
         path.write_bytes(content)
     return folder
+
+
+def qdq_pooling(op_type: str, attributes: dict, shape: list, scales: tuple[float, float], zeros: tuple[int, int],
+                qtype: int = TensorProto.UINT8, requantized: bool = True) -> onnx.ModelProto:
+    """float x -> Quantize/Dequantize -> a MaxPool or AveragePool named "pool" -> Quantize/Dequantize -> y, as a
+    quantizer writes it."""
+    npt = np.uint8 if qtype == TensorProto.UINT8 else np.int8
+    nodes = [helper.make_node("QuantizeLinear", ["x", "s_x", "z_x"], ["x_q"]),
+             helper.make_node("DequantizeLinear", ["x_q", "s_x", "z_x"], ["x_dq"]),
+             helper.make_node(op_type, ["x_dq"], ["pooled" if requantized else "y"], name="pool", **attributes)]
+    if requantized:
+        nodes += [helper.make_node("QuantizeLinear", ["pooled", "s_y", "z_y"], ["y_q"]),
+                  helper.make_node("DequantizeLinear", ["y_q", "s_y", "z_y"], ["y"])]
+    initializers = [numpy_helper.from_array(np.array(s, np.float32), f"s_{n}") for n, s in zip("xy", scales)]
+    initializers += [numpy_helper.from_array(np.array(z, npt), f"z_{n}") for n, z in zip("xy", zeros)]
+    graph = helper.make_graph(nodes, "qdq_pooling", [helper.make_tensor_value_info("x", TensorProto.FLOAT, shape)],
+                              [helper.make_tensor_value_info("y", TensorProto.FLOAT, [None] * len(shape))],
+                              initializers)
+    return helper.make_model(graph, opset_imports=[helper.make_opsetid("", 13)])
+
+
+def quant_params(name: str, scale: float, zero: int, qtype: int) -> QuantParams:
+    """One tensor's quantization, as the explain references take it."""
+    dtype = np.uint8 if qtype == TensorProto.UINT8 else np.int8
+    return QuantParams(name, np.array(scale, np.float32), np.array(zero, dtype), np.dtype(dtype).name)
+
+
+def average_pool_net(attributes: dict) -> onnx.ModelProto:
+    """Conv -> Relu -> AveragePool (named "/pool/AveragePool", with ``attributes``) -> Conv on [N, 3, 12, 12]."""
+    rng = np.random.default_rng(0)
+    weights = [numpy_helper.from_array((rng.standard_normal(shape) * 0.3).astype(np.float32), name)
+               for name, shape in (("w1", (8, 3, 3, 3)), ("w2", (4, 8, 1, 1)))]
+    nodes = [helper.make_node("Conv", ["x", "w1"], ["c1"], name="/conv1/Conv", pads=[1, 1, 1, 1]),
+             helper.make_node("Relu", ["c1"], ["r1"], name="/relu/Relu"),
+             helper.make_node("AveragePool", ["r1"], ["p"], name="/pool/AveragePool", **attributes),
+             helper.make_node("Conv", ["p", "w2"], ["y"], name="/conv2/Conv")]
+    graph = helper.make_graph(nodes, "avgnet", [helper.make_tensor_value_info("x", TensorProto.FLOAT, ["N", 3, 12, 12])],
+                              [helper.make_tensor_value_info("y", TensorProto.FLOAT, ["N", 4, None, None])], weights)
+    return helper.make_model(graph, opset_imports=[helper.make_opsetid("", 13)])

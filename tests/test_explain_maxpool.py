@@ -14,44 +14,21 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from onnx import TensorProto, helper, numpy_helper
+from onnx import TensorProto
 
-from builders import save, write_npz
+from builders import qdq_pooling, quant_params, save, write_npz
 from q8studio.__main__ import main
 from q8studio.core.data import load_data
 from q8studio.core.demo import demo_assets
 from q8studio.core.errors import Q8Error
 from q8studio.core.explain import explain_node
 from q8studio.core.explainmaxpool import DEFINITION_CHECK, KERNEL_CHECK, MaxPoolExplanation
-from q8studio.core.maxpoolkernels import dequantize_max_quantize, max_pool_8bit, pool_geometry
+from q8studio.core.maxpoolkernels import dequantize_max_quantize, max_pool_8bit
 from q8studio.core.model import load_model
+from q8studio.core.poolwindows import pool_geometry
 from q8studio.core.quantize import quantize_model
 from q8studio.core.recipe import Recipe
 from q8studio.core.session import cpu_session
-from q8studio.core.weights import QuantParams
-
-
-def qdq_max_pool(attributes: dict, shape: list, scales: tuple[float, float], zeros: tuple[int, int],
-                 qtype: int = TensorProto.UINT8, requantized: bool = True) -> object:
-    """float x -> Quantize/Dequantize -> MaxPool (named "pool") -> Quantize/Dequantize -> y."""
-    npt = np.uint8 if qtype == TensorProto.UINT8 else np.int8
-    nodes = [helper.make_node("QuantizeLinear", ["x", "s_x", "z_x"], ["x_q"]),
-             helper.make_node("DequantizeLinear", ["x_q", "s_x", "z_x"], ["x_dq"]),
-             helper.make_node("MaxPool", ["x_dq"], ["pooled" if requantized else "y"], name="pool", **attributes)]
-    if requantized:
-        nodes += [helper.make_node("QuantizeLinear", ["pooled", "s_y", "z_y"], ["y_q"]),
-                  helper.make_node("DequantizeLinear", ["y_q", "s_y", "z_y"], ["y"])]
-    initializers = [numpy_helper.from_array(np.array(s, np.float32), f"s_{n}") for n, s in zip("xy", scales)]
-    initializers += [numpy_helper.from_array(np.array(z, npt), f"z_{n}") for n, z in zip("xy", zeros)]
-    graph = helper.make_graph(nodes, "qdq_max_pool", [helper.make_tensor_value_info("x", TensorProto.FLOAT, shape)],
-                              [helper.make_tensor_value_info("y", TensorProto.FLOAT, [None] * len(shape))],
-                              initializers)
-    return helper.make_model(graph, opset_imports=[helper.make_opsetid("", 13)])
-
-
-def params(name: str, scale: float, zero: int, qtype: int) -> QuantParams:
-    dtype = np.uint8 if qtype == TensorProto.UINT8 else np.int8
-    return QuantParams(name, np.array(scale, np.float32), np.array(zero, dtype), np.dtype(dtype).name)
 
 
 WINDOWS = {
@@ -80,10 +57,10 @@ def test_max_pool_references_are_bit_exact_with_onnx_runtime(tmp_path: Path, qty
         scales = (s_x, s_x if same else float(np.float32(s_x * 1.7)))
         z_x = int(rng.integers(low, high))
         zeros = (z_x, z_x if same else int(rng.integers(low, high)))
-        model = load_model(save(qdq_max_pool(attributes, shape, scales, zeros, qtype), tmp_path / "pool.onnx"))
+        model = load_model(save(qdq_pooling("MaxPool", attributes, shape, scales, zeros, qtype), tmp_path / "pool.onnx"))
         x = (rng.standard_normal(shape) * 60 * s_x).astype(np.float32)  # saturates at both ends too
         x_q, y_q = cpu_session(model.proto, outputs=["x_q", "y_q"]).run(["x_q", "y_q"], {"x": x})
-        px, py = params("x", scales[0], zeros[0], qtype), params("y", scales[1], zeros[1], qtype)
+        px, py = quant_params("x", scales[0], zeros[0], qtype), quant_params("y", scales[1], zeros[1], qtype)
         geometry = pool_geometry(model.graph.by_name["pool"], tuple(shape[2:]))
         by_kernel = max_pool_8bit(x_q, px, py, geometry, y_q.shape[2:])
         assert by_kernel.shape == y_q.shape
@@ -93,17 +70,17 @@ def test_max_pool_references_are_bit_exact_with_onnx_runtime(tmp_path: Path, qty
 
 def test_padding_takes_no_part_in_the_maximum(tmp_path: Path) -> None:
     """Every value below the zero point: a padded window whose padding counted as Z_x (real 0) would give Z_x."""
-    model = load_model(save(qdq_max_pool({"kernel_shape": [3, 3], "pads": [1, 1, 1, 1]}, [1, 1, 2, 2],
+    model = load_model(save(qdq_pooling("MaxPool", {"kernel_shape": [3, 3], "pads": [1, 1, 1, 1]}, [1, 1, 2, 2],
                                          (1.0, 1.0), (100, 100)), tmp_path / "pool.onnx"))
     x_q = np.array([[[[10, 20], [30, 40]]]], np.uint8)
-    px = params("x", 1.0, 100, TensorProto.UINT8)
+    px = quant_params("x", 1.0, 100, TensorProto.UINT8)
     geometry = pool_geometry(model.graph.by_name["pool"], (2, 2))
     assert max_pool_8bit(x_q, px, px, geometry, (2, 2)).reshape(-1).tolist() == [40, 40, 40, 40]
 
 
 def pool_model_and_data(tmp_path: Path, requantized: bool = True) -> tuple:
     attributes = {"kernel_shape": [3, 3], "strides": [2, 2], "pads": [1, 1, 1, 1]}
-    model = load_model(save(qdq_max_pool(attributes, ["N", 6, 9, 9], (0.02, 0.02), (128, 128),
+    model = load_model(save(qdq_pooling("MaxPool", attributes, ["N", 6, 9, 9], (0.02, 0.02), (128, 128),
                                          requantized=requantized), tmp_path / "pool.onnx"))
     x = np.random.default_rng(3).standard_normal((4, 6, 9, 9)).astype(np.float32)
     return model, load_data(write_npz(tmp_path / "x.npz", x=x), model)
@@ -115,7 +92,7 @@ def test_explain_works_a_max_pool_through_and_checks_it_against_onnx_runtime(tmp
     assert isinstance(e, MaxPoolExplanation) and "MaxPool" in e.runtime_kernel
     assert [c.reference for c in e.checks] == [KERNEL_CHECK, DEFINITION_CHECK]
     assert all(c.bit_exact for c in e.checks) and e.checks[0].total == 6 * 5 * 5
-    assert e.window_text() == "3x3, stride 2x2, leading pad 1x1"
+    assert e.geometry.summary() == "3x3, stride 2x2, leading pad 1x1"
     ex = e.example
     window = e.x_q[ex.index[0], ex.index[1]]
     rows, columns = (np.array(p) for p in ex.positions)
@@ -149,7 +126,7 @@ def test_a_max_pool_whose_output_stays_float_is_refused_with_the_reason(tmp_path
 
 
 def test_another_output_quantization_is_requantized_in_float(tmp_path: Path) -> None:
-    model = load_model(save(qdq_max_pool({"kernel_shape": [2, 2], "strides": [2, 2]}, ["N", 4, 8, 8],
+    model = load_model(save(qdq_pooling("MaxPool", {"kernel_shape": [2, 2], "strides": [2, 2]}, ["N", 4, 8, 8],
                                          (0.02, 0.03), (128, 100)), tmp_path / "pool.onnx"))
     x = np.random.default_rng(4).standard_normal((2, 4, 8, 8)).astype(np.float32)
     e = explain_node(model, "pool", load_data(write_npz(tmp_path / "x.npz", x=x), model))

@@ -10,6 +10,7 @@ from PySide6.QtCore import QRectF
 
 pytest.importorskip("pytestqt")
 
+from builders import average_pool_net, save, write_npz  # noqa: E402
 from q8studio.core.data import load_data  # noqa: E402
 from q8studio.core.demo import demo_assets  # noqa: E402
 from q8studio.core.explain import NodeExplanation, explain_node  # noqa: E402
@@ -136,7 +137,7 @@ def test_gemm_rows_wrap_and_messages_replace_the_content(qtbot, explanations) ->
     panel.show_message("Explaining /fc/Gemm…")
     assert panel.content.isHidden() and panel.message.text() == "Explaining /fc/Gemm…" and panel.badge.isHidden()
     panel.show_explanation(None)
-    assert panel.explanation is None and "Select a Conv, Gemm, MatMul, Add, GlobalAveragePool or MaxPool node" in panel.message.text()
+    assert panel.explanation is None and "Select a Conv, Gemm, MatMul, Add, GlobalAveragePool, MaxPool or AveragePool node" in panel.message.text()
 
 
 def test_a_pooling_shows_its_channel_as_a_grid_and_no_weights(qtbot, explanations, tmp_path: Path) -> None:
@@ -179,6 +180,26 @@ def test_a_max_pool_shows_its_window_with_the_largest_value_marked(qtbot, explan
     assert panel.w_table.isHidden() and panel.plot_row.isHidden()
     assert panel.steps.toPlainText().splitlines() == e.steps()
     assert panel.grab().save(str(tmp_path / "explain_max_pool.png"))
+
+
+def test_an_average_pool_shows_its_window_and_what_it_divides_by(qtbot, tmp_path: Path) -> None:
+    float_model = load_model(save(average_pool_net({"kernel_shape": [3, 3], "strides": [2, 2], "pads": [1, 1, 1, 1],
+                                                    "ceil_mode": 1, "count_include_pad": 1}), tmp_path / "a.onnx"))
+    data_path = write_npz(tmp_path / "x.npz", x=np.random.default_rng(0).standard_normal((4, 3, 12, 12), np.float32))
+    int8 = quantize_model(float_model, load_data(data_path, float_model), Recipe(), tmp_path / "a.int8.onnx").int8
+    e = explain_node(int8, "/pool/AveragePool", load_data(data_path, int8), 1, float_model, element=(0, 2, 6, 6))
+    panel = ExplainPanel()
+    qtbot.addWidget(panel)
+    panel.resize(620, 1000)
+    panel.show_explanation(e)
+    rows = table_rows(panel)
+    assert rows["count_include_pad"] == "yes" and rows["divided by"] == "9" and rows["window"] == e.geometry.summary()
+    assert "QLinearAveragePool" in panel.title.text() and panel.badge.text() == "bit-exact with ONNX Runtime"
+    padded = [[panel.x_table.item(r, c).background().color().name() == PADDING_BRUSH.color().name()
+               for c in range(3)] for r in range(3)]
+    assert padded == (~e.example.inside).tolist() and "counted as 0" in panel.x_title.text()
+    assert panel.steps.toPlainText().splitlines() == e.steps() and panel.w_table.isHidden()
+    assert panel.grab().save(str(tmp_path / "explain_average_pool.png"))
 
 
 def test_padding_cells_are_greyed(qtbot, explanations) -> None:

@@ -14,6 +14,7 @@ if TYPE_CHECKING:
     from ..core.evaluate import Comparison, ErrorAnalysis, LayerError
     from ..core.explain import Explanation
     from ..core.explainadd import AddExplanation
+    from ..core.explainaveragepool import AveragePoolExplanation
     from ..core.explainmaxpool import MaxPoolExplanation
     from ..core.explainpool import PoolExplanation
     from ..core.profile import ProfileReport
@@ -107,6 +108,7 @@ def print_explanation(e: Explanation) -> None:
     import numpy as np
 
     from ..core.explainadd import AddExplanation
+    from ..core.explainaveragepool import AveragePoolExplanation
     from ..core.explainmaxpool import MaxPoolExplanation
     from ..core.explainpool import PoolExplanation
 
@@ -116,8 +118,8 @@ def print_explanation(e: Explanation) -> None:
     if isinstance(e, PoolExplanation):
         _print_pool(e)
         return
-    if isinstance(e, MaxPoolExplanation):
-        _print_max_pool(e)
+    if isinstance(e, (MaxPoolExplanation, AveragePoolExplanation)):
+        _print_window_pool(e)
         return
     print(f"{e.node}: {e.kind}, run by ONNX Runtime as {e.runtime_kernel} (sample {e.sample})")
     print(f"  input  x  {e.x.dtype:5}  S_x = {_values(e.x.scale)}  Z_x = {_values(e.x.zero_point)}")
@@ -177,17 +179,20 @@ def _print_pool(e: PoolExplanation) -> None:
     _print_worked_example(e, f"channel {ex.index[1]} x_q ({'x'.join(map(str, ex.x_q.shape))})", ex.x_q)
 
 
-def _print_max_pool(e: MaxPoolExplanation) -> None:
-    print(f"{e.node}: MaxPool of an 8-bit tensor ({e.window_text()}), run by ONNX Runtime as {e.runtime_kernel} "
-          f"(sample {e.sample})")
+def _print_window_pool(e: MaxPoolExplanation | AveragePoolExplanation) -> None:
+    """A MaxPool or AveragePool: its windows, the two tensors, the checks and one window worked through."""
+    include_pad = e.op_type == "AveragePool" and e.count_include_pad  # type: ignore[union-attr]
+    print(f"{e.node}: {e.op_type} of an 8-bit tensor ({e.geometry.summary()}{', count_include_pad' * include_pad}), "
+          f"run by ONNX Runtime as {e.runtime_kernel} (sample {e.sample})")
     _print_tensors((("x", e.x), ("y", e.y)))
     _print_verdict(e)
     ex = e.example
-    padding = "; padding is not compared" if not ex.inside.all() else ""
+    role = "not compared" if e.op_type == "MaxPool" else "counted as 0" if include_pad else "not counted"
+    padding = "" if ex.inside.all() else f"; padding shown as Z_x, {role}"
     _print_worked_example(e, f"window x_q ({'x'.join(map(str, ex.x_q.shape))}{padding})", ex.x_q)
 
 
-def _print_worked_example(e: AddExplanation | PoolExplanation | MaxPoolExplanation, grid_title: str = "",
+def _print_worked_example(e: AddExplanation | PoolExplanation | MaxPoolExplanation | AveragePoolExplanation, grid_title: str = "",
                           grid: np.ndarray | None = None) -> None:
     """The worked element of a layer without weights: its index, the values it reads as a grid, the steps."""
     print(f"worked example: output element {list(e.example.index)}")

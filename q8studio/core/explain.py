@@ -1,7 +1,7 @@
 """How one int8 layer really computes, checked bit for bit against ONNX Runtime on a real sample.
 
 For a Conv, Gemm or MatMul of a QDQ int8 model (an Add: :mod:`.explainadd`; a GlobalAveragePool:
-:mod:`.explainpool`; a MaxPool: :mod:`.explainmaxpool`) this gathers what the integer kernel uses (S_x, Z_x from the DequantizeLinear on
+:mod:`.explainpool`; a MaxPool or AveragePool: :mod:`.explainmaxpool`, :mod:`.explainaveragepool`) this gathers what the integer kernel uses (S_x, Z_x from the DequantizeLinear on
 the input; w_q, S_w, Z_w from the one on the weight; the int32 bias; S_y, Z_y from the QuantizeLinear
 after the node; M = S_x S_w / S_y, times a Gemm's alpha, split into M0 and a shift n), runs the model
 on one sample with the node's integer input and output exposed, and recomputes the output with the
@@ -18,6 +18,7 @@ import numpy as np
 from .data import Dataset
 from .errors import Q8Error
 from .explainadd import AddExplanation, explain_add
+from .explainaveragepool import AveragePoolExplanation, explain_average_pool
 from .explainmaxpool import MaxPoolExplanation, explain_max_pool
 from .explainpool import PoolExplanation, explain_global_average_pool
 from .explainrun import (
@@ -44,8 +45,8 @@ from .model import Graph, LoadedModel, Node, node_now_writing
 from .runtimegraph import RuntimeNode
 from .weights import QuantParams, qdq_params
 
-EXPLAINABLE_OPS = ("Conv", "Gemm", "MatMul", "Add", "GlobalAveragePool", "MaxPool")
-EXPLAINABLE_WORDS = "Conv, Gemm, MatMul, Add, GlobalAveragePool or MaxPool"
+EXPLAINABLE_OPS = ("Conv", "Gemm", "MatMul", "Add", "GlobalAveragePool", "MaxPool", "AveragePool")
+EXPLAINABLE_WORDS = "Conv, Gemm, MatMul, Add, GlobalAveragePool, MaxPool or AveragePool"
 
 
 @dataclass(kw_only=True)
@@ -80,8 +81,13 @@ class NodeExplanation(ExplainedLayer):
         }
 
 
-Explanation = NodeExplanation | AddExplanation | PoolExplanation | MaxPoolExplanation
+Explanation = NodeExplanation | AddExplanation | PoolExplanation | MaxPoolExplanation | AveragePoolExplanation
 """What Explain tells of a layer, by kind: each has a title, checks against ONNX Runtime, notes and steps."""
+
+
+WEIGHTLESS = {"Add": explain_add, "GlobalAveragePool": explain_global_average_pool, "MaxPool": explain_max_pool,
+              "AveragePool": explain_average_pool}
+"""The layers without weights, each explained by its own module; Conv, Gemm and MatMul are explained here."""
 
 
 @dataclass(frozen=True)
@@ -112,22 +118,18 @@ def explain_node(
     ``float_model`` adds the float value of the same tensor and the SQNR of the int8 output;
     ``element`` chooses the worked output element (default: the largest unsaturated one).
     An Add gets an :class:`~.explainadd.AddExplanation`, a GlobalAveragePool a
-    :class:`~.explainpool.PoolExplanation`, a MaxPool a :class:`~.explainmaxpool.MaxPoolExplanation`.
+    :class:`~.explainpool.PoolExplanation`, a MaxPool a :class:`~.explainmaxpool.MaxPoolExplanation`, an
+    AveragePool an :class:`~.explainaveragepool.AveragePoolExplanation`.
     """
     graph = int8_model.graph
     node, renamed = _find_node(graph, node_name, float_model.graph if float_model else None)
     refusal = unexplainable(node)
     if refusal:
         raise Q8Error(refusal)
-    if node.op_type == "Add":
-        return explain_add(int8_model, node, data, sample, float_model, element=element, threads=threads,
-                           notes=renamed)
-    if node.op_type == "GlobalAveragePool":
-        return explain_global_average_pool(int8_model, node, data, sample, float_model, element=element,
-                                           threads=threads, notes=renamed)
-    if node.op_type == "MaxPool":
-        return explain_max_pool(int8_model, node, data, sample, float_model, element=element, threads=threads,
-                                notes=renamed)
+    weightless = WEIGHTLESS.get(node.op_type)
+    if weightless is not None:
+        return weightless(int8_model, node, data, sample, float_model, element=element, threads=threads,
+                          notes=renamed)
     layer = _layer(int8_model, node)
     on_sample = sample_feed(int8_model, data, sample)
     exposed = [layer.x.tensor, layer.y_tensor] + ([layer.w.tensor] if layer.w.tensor not in graph.initializers else [])

@@ -28,21 +28,14 @@ from .explainrun import (
 )
 from .explainsample import sample_feed
 from .explainstep import checked_index, float_model_lines, pick_element
-from .maxpoolkernels import (
-    PoolGeometry,
-    dequantize_max_quantize,
-    max_pool_8bit,
-    pool_geometry,
-    pool_windows,
-    same_quantization,
-)
+from .maxpoolkernels import dequantize_max_quantize, max_pool_8bit, same_quantization
 from .model import LoadedModel, Node
+from .poolwindows import PoolGeometry, pool_geometry, window_of, window_place
 from .runtimegraph import RuntimeNode
 from .weights import QuantParams
 
 KERNEL_CHECK = "the largest 8-bit value of each window"
 DEFINITION_CHECK = "dequantize, maximum, quantize (the QDQ graph)"
-AXIS_NAMES = {1: ("positions",), 2: ("rows", "columns"), 3: ("depths", "rows", "columns")}
 
 
 @dataclass(frozen=True)
@@ -65,10 +58,8 @@ class MaxPoolElement:
         """The arithmetic of the element, one line per step: the window, its maximum, the definition, the result."""
         z_x, s_x = int(x.zero_point), float(x.scale)
         qmin, qmax = output_bounds(y)
-        window = ", ".join(_positions_text(name, positions)
-                           for name, positions in zip(AXIS_NAMES.get(len(self.positions), ()), self.positions))
         padded = int(self.inside.size - self.inside.sum())
-        lines = [f"window of channel {self.index[1]}: {window}" + (f" ({padded} in the padding, not compared)"
+        lines = [f"window of channel {self.index[1]}: {window_place(self.positions)}" + (f" ({padded} in the padding, not compared)"
                                                                      if padded else ""),
                  f"largest x_q of its {int(self.inside.sum())} values = {self.largest}  (window position "
                  f"{list(self.at)})"]
@@ -105,16 +96,6 @@ class MaxPoolExplanation(ExplainedLayer):
     def steps(self) -> list[str]:
         return self.example.steps(self.x, self.y)
 
-    def window_text(self) -> str:
-        """The windows in one line: "2x2, stride 2" and any dilation or leading pad."""
-        g = self.geometry
-        text = f"{'x'.join(map(str, g.kernel))}, stride {'x'.join(map(str, g.strides))}"
-        if any(d != 1 for d in g.dilations):
-            text += f", dilation {'x'.join(map(str, g.dilations))}"
-        if any(g.pads_begin):
-            text += f", leading pad {'x'.join(map(str, g.pads_begin))}"
-        return text
-
     def to_dict(self) -> dict[str, object]:
         return {**self.run_dict(), "x": self.x.to_dict(), "y": self.y.to_dict(), "geometry": self.geometry.__dict__,
                 "example": self.example.to_dict(), "steps": self.steps()}
@@ -135,8 +116,8 @@ def explain_max_pool(int8_model: LoadedModel, node: Node, data: Dataset, sample:
     geometry = pool_geometry(node, tuple(x_q.shape[2:]))
     kernel = kernel_of(kernels, graph, node)
     on_8bit = _runs_on_8bit_values(kernel, x, y)
-    checks = [checked_against_runtime(DEFINITION_CHECK, dequantize_max_quantize(x_q, x, y, geometry, out_spatial),
-                                      runtime, _cause)]
+    by_definition = dequantize_max_quantize(x_q, x, y, geometry, out_spatial)
+    checks = [checked_against_runtime(DEFINITION_CHECK, by_definition, runtime, _cause)]
     by_kernel = max_pool_8bit(x_q, x, y, geometry, out_spatial)
     if on_8bit:
         checks.insert(0, checked_against_runtime(KERNEL_CHECK, by_kernel, runtime, _cause))
@@ -150,7 +131,7 @@ def explain_max_pool(int8_model: LoadedModel, node: Node, data: Dataset, sample:
     return MaxPoolExplanation(
         node=node.name, op_type="MaxPool", kind="MaxPool", runtime_kernel=kernel_name(kernel), sample=sample, x=x, y=y,
         geometry=geometry, x_q=x_q, runtime=runtime, checks=checks,
-        example=_element(x, y, x_q, geometry, by_kernel, runtime, float_output, index),
+        example=_element(x, y, x_q, geometry, by_kernel, by_definition, runtime, float_output, index),
         float_tensor=float_tensor, float_output=float_output, sqnr_db=requantized_sqnr(y, runtime, float_output),
         notes=notes,
     )
@@ -178,33 +159,18 @@ def _notes(kernel: str | None, x: QuantParams, y: QuantParams, on_8bit: bool) ->
 
 
 def _element(x: QuantParams, y: QuantParams, x_q: np.ndarray, geometry: PoolGeometry, by_kernel: np.ndarray,
-             runtime: np.ndarray, float_output: np.ndarray | None, index: tuple[int, ...]
+             by_definition: np.ndarray, runtime: np.ndarray, float_output: np.ndarray | None, index: tuple[int, ...]
              ) -> MaxPoolElement:
     """The steps of ``runtime[index]``: its window, the window's largest value and both references' results."""
-    batch, channel, out_at = index[0], index[1], index[2:]
-    rank = len(out_at)
-    one = x_q[batch:batch + 1, channel:channel + 1].astype(np.int64)
-    # the one window as a pooling of its own: its origin moved to the window's start
-    shifted = PoolGeometry(geometry.kernel, (1,) * rank, geometry.dilations,
-                           tuple(p - o * s for p, o, s in zip(geometry.pads_begin, out_at, geometry.strides)))
-    windows, inside = pool_windows(one, shifted, (1,) * rank, fill=int(x.zero_point))
-    values, inside = windows.reshape(geometry.kernel), inside.reshape(geometry.kernel)
-    largest = int(values[inside].max())
-    at = tuple(int(i) for i in np.argwhere(inside & (values == largest))[0])
-    positions = tuple(tuple(int(p) for p in geometry.positions(a, out_at[a] + 1)[out_at[a]]) for a in range(rank))
+    window = window_of(x_q, geometry, index, fill=int(x.zero_point))
+    largest = int(window.values[window.inside].max())
+    at = tuple(int(i) for i in np.argwhere(window.inside & (window.values == largest))[0])
     kernel_y_q = int(by_kernel[index])
     float_ok = float_output is not None and float_output.shape == runtime.shape
-    definition = dequantize_max_quantize(one, x, y, shifted, (1,) * rank)
     return MaxPoolElement(
-        index=index, x_q=values, inside=inside, positions=positions, largest=largest, at=at,
-        kernel_y_q=kernel_y_q, definition_y_q=int(definition.reshape(())),
+        index=index, x_q=window.values, inside=window.inside, positions=window.positions, largest=largest, at=at,
+        kernel_y_q=kernel_y_q, definition_y_q=int(by_definition[index]),
         y_real=float(np.float32(y.scale)) * (kernel_y_q - int(y.zero_point)), runtime_y_q=int(runtime[index]),
         float_value=float(float_output[index]) if float_ok else None,  # type: ignore[index]
     )
 
-
-def _positions_text(name: str, positions: tuple[int, ...]) -> str:
-    """"rows 4–5" for consecutive positions, "rows 0, 2, 4" for dilated ones."""
-    if len(positions) > 1 and all(b - a == 1 for a, b in zip(positions, positions[1:])):
-        return f"{name} {positions[0]}–{positions[-1]}"
-    return f"{name} {', '.join(map(str, positions))}"

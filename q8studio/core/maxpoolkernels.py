@@ -7,84 +7,16 @@ Z_y = Z_x the output is exactly the largest 8-bit value of the window, and ONNX 
 Dequantize/Quantize pair to run MaxPool on the 8-bit tensor itself (NhwcMaxPool on x86). No arithmetic, no
 rounding: an int8 MaxPool is exact.
 
-Windows follow ONNX's MaxPool: ``kernel_shape``, ``strides``, ``dilations`` and the leading pads (``pads`` or
-``auto_pad``); the output's spatial size is taken from the output ONNX Runtime computed, which settles
-``ceil_mode``. Padded positions take no part in the maximum.
+The windows are those of :mod:`.poolwindows`; padded positions take no part in the maximum.
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass
-
 import numpy as np
 
 from .addkernels import output_bounds
-from .errors import Q8Error
-from .model import Node
+from .poolwindows import PoolGeometry, pool_windows
 from .weights import QuantParams
-
-OUTSIDE = np.iinfo(np.int64).min
-"""A window position in the padding: below every 8-bit value, so the maximum never takes it."""
-
-
-@dataclass(frozen=True)
-class PoolGeometry:
-    """Where the windows of a pooling lie, per spatial axis: window size, stride, dilation and leading pad."""
-
-    kernel: tuple[int, ...]
-    strides: tuple[int, ...]
-    dilations: tuple[int, ...]
-    pads_begin: tuple[int, ...]
-
-    def positions(self, axis: int, out_size: int) -> np.ndarray:
-        """Input positions of every window along ``axis``: [out_size, kernel], negative or past the end in padding."""
-        starts = np.arange(out_size)[:, None] * self.strides[axis] - self.pads_begin[axis]
-        return starts + np.arange(self.kernel[axis])[None, :] * self.dilations[axis]
-
-
-def pool_geometry(node: Node, input_spatial: tuple[int, ...]) -> PoolGeometry:
-    """The windows of pooling ``node`` on an input of spatial shape ``input_spatial`` (``auto_pad`` resolved)."""
-    attributes = node.attributes
-    rank = len(input_spatial)
-    kernel = tuple(int(k) for k in attributes.get("kernel_shape", ()))  # type: ignore[union-attr]
-    if len(kernel) != rank:
-        raise Q8Error(f"{node.name} has kernel_shape {list(kernel)} for {rank} spatial axes.")
-    strides = tuple(int(s) for s in attributes.get("strides", [1] * rank))  # type: ignore[union-attr]
-    dilations = tuple(int(d) for d in attributes.get("dilations", [1] * rank))  # type: ignore[union-attr]
-    auto_pad = attributes.get("auto_pad", "NOTSET")
-    if auto_pad in ("SAME_UPPER", "SAME_LOWER"):
-        begin = []
-        for size, k, s, d in zip(input_spatial, kernel, strides, dilations):
-            total = max(0, (-(-size // s) - 1) * s + (k - 1) * d + 1 - size)
-            begin.append(total // 2 if auto_pad == "SAME_UPPER" else total - total // 2)
-        pads_begin = tuple(begin)
-    elif auto_pad == "VALID":
-        pads_begin = (0,) * rank
-    else:
-        pads_begin = tuple(int(p) for p in attributes.get("pads", [0] * 2 * rank)[:rank])  # type: ignore[index]
-    return PoolGeometry(kernel, strides, dilations, pads_begin)
-
-
-def pool_windows(x: np.ndarray, geometry: PoolGeometry, out_spatial: tuple[int, ...], fill: object = OUTSIDE
-                 ) -> tuple[np.ndarray, np.ndarray]:
-    """Every window of ``x`` ([batch, channel, spatial...]) as [batch, channel, *out_spatial, *kernel], positions
-    in the padding holding ``fill``; and which window positions lie inside the input, [*out_spatial, *kernel]."""
-    rank = len(out_spatial)
-    windows = x
-    inside = np.ones((), bool)
-    for axis, out_size in enumerate(out_spatial):
-        size = x.shape[2 + axis]
-        positions = geometry.positions(axis, out_size)
-        valid = (positions >= 0) & (positions < size)
-        # taken along this axis, the axis becomes (out, kernel) at 2 + 2 * axis; later axes are still whole
-        windows = np.take(windows, np.clip(positions, 0, size - 1), axis=2 + 2 * axis)
-        shape = [1] * windows.ndim
-        shape[2 + 2 * axis], shape[3 + 2 * axis] = valid.shape
-        windows = np.where(valid.reshape(shape), windows, np.asarray(fill, windows.dtype))
-        inside = np.logical_and.outer(inside, valid)
-    order = [0, 1] + [2 + 2 * a for a in range(rank)] + [3 + 2 * a for a in range(rank)]
-    inside_order = [2 * a for a in range(rank)] + [2 * a + 1 for a in range(rank)]
-    return windows.transpose(order), inside.transpose(inside_order)
 
 
 def max_pool_8bit(x_q: np.ndarray, x: QuantParams, y: QuantParams, geometry: PoolGeometry,

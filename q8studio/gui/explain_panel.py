@@ -7,7 +7,7 @@ field and weights of the worked element as grids (padding greyed), and the arith
 the int32 sum to the dequantized value. An Add has no weights or accumulator: its numbers are the
 three tensors' scales and QLinearAdd's ratios, and its chain the two ways of adding one element. A
 GlobalAveragePool's grid is the averaged channel, its chain the exact int32 sum and the one float32 factor;
-a MaxPool's grid is the window, its largest value marked.
+a MaxPool's or AveragePool's grid is the window (a MaxPool's largest value marked).
 """
 
 from __future__ import annotations
@@ -33,6 +33,7 @@ from PySide6.QtWidgets import (
 
 from ..core.explain import EXPLAINABLE_WORDS, Explanation, NodeExplanation
 from ..core.explainadd import AddExplanation
+from ..core.explainaveragepool import AveragePoolExplanation
 from ..core.explainmaxpool import MaxPoolExplanation
 from ..core.explainpool import PoolExplanation
 from ..core.weights import QuantParams
@@ -182,8 +183,8 @@ class ExplainPanel(QWidget):
         if isinstance(expl, PoolExplanation):
             self._fill_pool(expl)
             return
-        if isinstance(expl, MaxPoolExplanation):
-            self._fill_max_pool(expl)
+        if isinstance(expl, (MaxPoolExplanation, AveragePoolExplanation)):
+            self._fill_window_pool(expl)
             return
         self._fill_numbers(expl)
         self._fill_plots(expl)
@@ -233,19 +234,28 @@ class ExplainPanel(QWidget):
         self.grid_note.setText("")
         self.steps.setPlainText("\n".join(expl.steps()))
 
-    def _fill_max_pool(self, expl: MaxPoolExplanation) -> None:
-        rows = [*_params_rows("x", expl.x), *_params_rows("y", expl.y), ("window", expl.window_text())]
-        self._set_numbers(rows + _float_rows(expl))
+    def _fill_window_pool(self, expl: MaxPoolExplanation | AveragePoolExplanation) -> None:
+        """A MaxPool (its window's largest value marked) or an AveragePool: the numbers, the window as a grid."""
         ex = expl.example
+        rows = [*_params_rows("x", expl.x), *_params_rows("y", expl.y), ("window", expl.geometry.summary())]
+        if isinstance(expl, MaxPoolExplanation):
+            action = f"the largest of its window's {int(ex.inside.sum())} 8-bit values in channel {ex.index[1]}"
+            padding, marked = "not compared", (ex.x_q == ex.largest) & ex.inside
+            title = "Input x_q: the window (orange: the largest; grey: padding, not compared)"
+        else:
+            rows += [("count_include_pad", "yes" if expl.count_include_pad else "no"), ("divided by", str(ex.count))]
+            action = f"the mean of its window in channel {ex.index[1]}, divided by {ex.count}"
+            padding, marked = "counted as 0" if expl.count_include_pad else "not counted", None
+            title = f"Input x_q: the window (grey: padding, {padding})"
+        self._set_numbers(rows + _float_rows(expl))
         self.element_label.setText(
-            f"Output element <b>{list(ex.index)}</b>: the largest of its window's {int(ex.inside.sum())} 8-bit values "
-            f"in channel {ex.index[1]}, as ONNX Runtime's {escape(expl.runtime_kernel)} takes it, then as the QDQ "
-            "graph defines it.")
-        self.x_title.setText("Input x_q: the window (orange: the largest; grey: padding, not compared)")
+            f"Output element <b>{list(ex.index)}</b>: {action}, as ONNX Runtime's "
+            f"{escape(expl.runtime_kernel)} computes it, then as the QDQ graph defines it.")
+        self.x_title.setText(title)
         window = ex.x_q.reshape(-1, ex.x_q.shape[-1]) if ex.x_q.ndim > 2 else ex.x_q  # a 3-D window's planes stacked
-        largest = (ex.x_q == ex.largest) & ex.inside
         _fill_grid(self.x_table, window, ex.inside.reshape(window.shape), image=True,
-                   highlight=largest.reshape(window.shape), padding_tip="padding: outside the input, not compared")
+                   highlight=None if marked is None else marked.reshape(window.shape),
+                   padding_tip=f"padding: outside the input, {padding}")
         self.grid_note.setText("")
         self.steps.setPlainText("\n".join(expl.steps()))
 

@@ -1,0 +1,181 @@
+"""How one int8 AveragePool really computes, checked bit for bit against ONNX Runtime on a real sample.
+
+ONNX Runtime fuses DequantizeLinear -> AveragePool -> QuantizeLinear into QLinearAveragePool, which averages
+in float32 (see :mod:`.poolkernels`). This gathers the input's and the output's quantization, runs the model
+on one sample with both 8-bit tensors exposed, and recomputes the output as the kernel does and as the QDQ
+graph defines it.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+
+from .addkernels import output_bounds
+from .data import Dataset
+from .explainrun import (
+    ExplainedLayer,
+    checked_against_runtime,
+    float_value,
+    kernel_name,
+    kernel_of,
+    pooling_quantization,
+    requantized_sqnr,
+    run_on_sample,
+)
+from .explainsample import sample_feed
+from .explainstep import checked_index, float_model_lines, pick_element
+from .model import LoadedModel, Node
+from .poolkernels import dequantize_average_pool_quantize, qlinear_average_pool, window_sums
+from .poolwindows import PoolGeometry, pool_geometry, window_mask, window_of, window_place
+from .weights import QuantParams
+
+FUSED_KERNEL = "QLinearAveragePool"
+KERNEL_CHECK = "QLinearAveragePool's float32 average"
+DEFINITION_CHECK = "dequantize, average, quantize (the QDQ graph)"
+
+
+@dataclass(frozen=True)
+class AveragePoolElement:
+    """Every step behind one output element: one window of one channel, averaged."""
+
+    index: tuple[int, ...]
+    x_q: np.ndarray  # the window's 8-bit values, [kernel...]; padded positions hold Z_x (shown greyed)
+    inside: np.ndarray  # which window positions lie in the input
+    positions: tuple[tuple[int, ...], ...]  # per spatial axis, the input positions the window covers
+    total: float  # the dequantized values inside the input, summed in float32
+    count: int  # what the kernel divides by
+    definition_count: int  # what the QDQ graph divides by
+    kernel_y_q: int
+    definition_y_q: int
+    y_real: float  # S_y (y_q - Z_y) of the kernel's y_q
+    runtime_y_q: int
+    float_value: float | None
+
+    def steps(self, x: QuantParams, y: QuantParams) -> list[str]:
+        """The arithmetic of the element, one line per step: the window, its float32 sum and mean, both results."""
+        qmin, qmax = output_bounds(y)
+        inside, padded = int(self.inside.sum()), int(self.inside.size - self.inside.sum())
+        mean = float(np.float32(self.total) / np.float32(self.count))
+        lines = [f"window of channel {self.index[1]}: {window_place(self.positions)}"
+                 + (f" ({padded} in the padding)" if padded else ""),
+                 f"dequantized S_x·(x_q − Z_x) = {float(x.scale):.6g}·(x_q − {int(x.zero_point)}) for its {inside} "
+                 f"value{'s' * (inside != 1)} in the input,",
+                 f"  summed in float32 in row order = {self.total:.9g}",
+                 f"QLinearAveragePool: mean = {self.total:.9g}/{self.count} = {mean:.9g}  (float32)",
+                 f"  y_q = rint(mean/S_y + Z_y), in [{qmin}, {qmax}] = {self.kernel_y_q}"]
+        if self.definition_count != self.count:
+            definition_mean = float(np.float32(self.total) / np.float32(self.definition_count))
+            lines.append(f"definition: mean = {self.total:.9g}/{self.definition_count} = {definition_mean:.9g}; "
+                         f"round(mean/S_y) + Z_y = {self.definition_y_q}")
+        else:
+            lines.append(f"definition: round(mean/S_y) + Z_y, in [{qmin}, {qmax}] = {self.definition_y_q}")
+        lines += [
+            f"dequantized S_y·(y_q − Z_y) = {float(y.scale):.6g}·{self.kernel_y_q - int(y.zero_point)} = "
+            f"{self.y_real:.6g}",
+            f"ONNX Runtime: y_q = {self.runtime_y_q}",
+            *float_model_lines(self.y_real, self.float_value),
+        ]
+        return lines
+
+    def to_dict(self) -> dict[str, Any]:
+        return {**self.__dict__, "x_q": self.x_q.tolist(), "inside": self.inside.tolist()}
+
+
+@dataclass(kw_only=True)
+class AveragePoolExplanation(ExplainedLayer):
+    """Everything behind one int8 AveragePool's output on one sample, and how it compares."""
+
+    x: QuantParams
+    y: QuantParams
+    geometry: PoolGeometry
+    count_include_pad: bool
+    x_q: np.ndarray
+    example: AveragePoolElement
+
+    def steps(self) -> list[str]:
+        return self.example.steps(self.x, self.y)
+
+    def to_dict(self) -> dict[str, object]:
+        return {**self.run_dict(), "x": self.x.to_dict(), "y": self.y.to_dict(), "geometry": self.geometry.__dict__,
+                "count_include_pad": self.count_include_pad, "example": self.example.to_dict(),
+                "steps": self.steps()}
+
+
+def explain_average_pool(int8_model: LoadedModel, node: Node, data: Dataset, sample: int = 0,
+                         float_model: LoadedModel | None = None, *, element: tuple[int, ...] | None = None,
+                         threads: int = 0, notes: list[str] | None = None) -> AveragePoolExplanation:
+    """Explain AveragePool ``node`` of a QDQ int8 model on sample ``sample`` of ``data`` (see
+    :func:`.explain.explain_node`)."""
+    graph = int8_model.graph
+    x, y = pooling_quantization(int8_model, node, "averages", FUSED_KERNEL)
+    on_sample = sample_feed(int8_model, data, sample)
+    runs, kernels = run_on_sample(int8_model, [x.tensor, y.tensor], on_sample, threads)
+    shape = runs[0][y.tensor].shape
+    x_q, runtime = (on_sample.layer_rows(runs[0][t], shape, "AveragePool") for t in (x.tensor, y.tensor))
+    out_spatial = tuple(runtime.shape[2:])
+    geometry = pool_geometry(node, tuple(x_q.shape[2:]))
+    include_pad = bool(node.attributes.get("count_include_pad", 0))
+    kernel = kernel_of(kernels, graph, node)
+    fused = kernel is not None and kernel.op_type == FUSED_KERNEL
+    by_kernel = qlinear_average_pool(x_q, x, y, geometry, out_spatial, include_pad)
+    by_definition = dequantize_average_pool_quantize(x_q, x, y, geometry, out_spatial, include_pad)
+    checks = [checked_against_runtime(title, reference, runtime, lambda diff, t=title: _cause(t, diff, fused))
+              for title, reference in ((KERNEL_CHECK, by_kernel), (DEFINITION_CHECK, by_definition))]
+    notes = list(notes or []) + on_sample.notes(shape) + _notes(kernel_name(kernel), fused)
+    float_tensor, float_output = float_value(float_model, graph, node, y.tensor, on_sample, threads, notes)
+    index = checked_index(node, element if element is not None else pick_element(runtime, y, float_output),
+                          runtime.shape)
+    return AveragePoolExplanation(
+        node=node.name, op_type="AveragePool", kind="AveragePool", runtime_kernel=kernel_name(kernel),
+        sample=sample, x=x, y=y, geometry=geometry, count_include_pad=include_pad, x_q=x_q, runtime=runtime,
+        checks=checks if fused else checks[::-1],  # the first check is the one the kernel that ran should meet
+        example=_element(x, y, x_q, geometry, include_pad, by_kernel, by_definition, runtime, float_output, index),
+        float_tensor=float_tensor, float_output=float_output, sqnr_db=requantized_sqnr(y, runtime, float_output),
+        notes=notes,
+    )
+
+
+def _cause(title: str, diff: np.ndarray, fused: bool) -> str:
+    if fused and title == DEFINITION_CHECK and int(diff.max()) > 1:
+        return ("QLinearAveragePool divides a window that reaches past the end pad (ceil_mode) by the whole kernel "
+                "size, the QDQ graph by the positions within the input and its pads: another function there")
+    if int(diff.max()) > 1:
+        return "unexpected: the reference and ONNX Runtime disagree by more than one step"
+    if fused and title == DEFINITION_CHECK:
+        return ("QLinearAveragePool adds Z_y to mean/S_y in float32 before rounding; the definition rounds first. "
+                "They round differently where mean/S_y lies within float32 rounding of a half-integer.")
+    if fused:
+        return "unexpected: this formula should match ONNX Runtime's QLinearAveragePool exactly"
+    return "ONNX Runtime did not fuse this pooling: it averaged in float32 as the QDQ graph defines it"
+
+
+def _notes(kernel: str, fused: bool) -> list[str]:
+    if not fused:
+        return [f"ONNX Runtime runs this pooling as {kernel} in float32 between DequantizeLinear and QuantizeLinear, "
+                "not as QLinearAveragePool: the definition is what it computes."]
+    return ["QLinearAveragePool does not average in integers: it dequantizes each 8-bit value to float32, sums a "
+            "window in float32, divides by the count and quantizes the mean."]
+
+
+def _element(x: QuantParams, y: QuantParams, x_q: np.ndarray, geometry: PoolGeometry, include_pad: bool,
+             by_kernel: np.ndarray, by_definition: np.ndarray, runtime: np.ndarray, float_output: np.ndarray | None,
+             index: tuple[int, ...]) -> AveragePoolElement:
+    """The steps of ``runtime[index]``: its window, the window's float32 sum, both counts and both results."""
+    window = window_of(x_q, geometry, index, fill=int(x.zero_point))
+    out_spatial = tuple(runtime.shape[2:])
+    sums, _ = window_sums(x_q, x, geometry, out_spatial)
+    inside = int(window.inside.sum())
+    counted = window_mask(geometry, tuple(x_q.shape[2:]), out_spatial, with_pads=True)[index[2:]] if include_pad \
+        else window.inside
+    kernel_y_q = int(by_kernel[index])
+    float_ok = float_output is not None and float_output.shape == runtime.shape
+    return AveragePoolElement(
+        index=index, x_q=window.values, inside=window.inside, positions=window.positions,
+        total=float(sums[index]), count=int(np.prod(geometry.kernel)) if include_pad else inside,
+        definition_count=int(counted.sum()), kernel_y_q=kernel_y_q, definition_y_q=int(by_definition[index]),
+        y_real=float(np.float32(y.scale)) * (kernel_y_q - int(y.zero_point)), runtime_y_q=int(runtime[index]),
+        float_value=float(float_output[index]) if float_ok else None,  # type: ignore[index]
+    )
