@@ -31,7 +31,7 @@ from .explainrun import (
     sole_reader,
 )
 from .explainsample import sample_feed
-from .explainstep import checked_index, float_model_lines, pick_element
+from .explainstep import checked_index, pick_element, result_lines
 from .model import LoadedModel, Node
 from .runtimegraph import RuntimeNode
 from .weights import QuantParams, qdq_params
@@ -62,7 +62,7 @@ class AddElement:
     def steps(self, a: QuantParams, b: QuantParams, y: QuantParams, ratios: AddRatios, relu: bool) -> list[str]:
         """The arithmetic of the element, one line per step: the real sum, the definition, then the kernel."""
         qmin, qmax = output_bounds(y)
-        z_a, z_b, z_y = int(a.zero_point), int(b.zero_point), int(y.zero_point)
+        z_a, z_b = int(a.zero_point), int(b.zero_point)
         lines = [
             f"a = S_a·(a_q − Z_a) = {float(a.scale):.6g}·({self.a_q} − {z_a}) = {self.real_a:.6g}",
             f"b = S_b·(b_q − Z_b) = {float(b.scale):.6g}·({self.b_q} − {z_b}) = {self.real_b:.6g}",
@@ -73,10 +73,8 @@ class AddElement:
             f"  t = a_q·r_a + t = {self.a_q}·{ratios.a:.6g} {_signed(self.inner)} = {self.total:.9g}",
             "  (each line one fused multiply-add: one rounding)",
             f"  y_q = rint(t), in [{qmin}, {qmax}] = {self.kernel_y_q}",
-            f"dequantized S_y·(y_q − Z_y) = {float(y.scale):.6g}·{self.kernel_y_q - z_y} = {self.y_real:.6g}",
-            f"ONNX Runtime: y_q = {self.runtime_y_q}",
         ]
-        return lines + float_model_lines(self.y_real, self.float_value)
+        return lines + result_lines(y, self.kernel_y_q, self.y_real, self.runtime_y_q, self.float_value)
 
     def to_dict(self) -> dict[str, Any]:
         return dict(self.__dict__)

@@ -16,17 +16,14 @@ import numpy as np
 from .addkernels import output_bounds
 from .data import Dataset
 from .explainrun import (
-    ExplainedLayer,
+    WindowPoolExplanation,
     checked_against_runtime,
     float_value,
     kernel_name,
-    kernel_of,
-    pooling_quantization,
     requantized_sqnr,
-    run_on_sample,
+    run_pooling,
 )
-from .explainsample import sample_feed
-from .explainstep import checked_index, float_model_lines, pick_element
+from .explainstep import checked_index, pick_element, result_lines
 from .model import LoadedModel, Node
 from .poolkernels import dequantize_average_pool_quantize, qlinear_average_pool, window_sums
 from .poolwindows import PoolGeometry, pool_geometry, window_mask, window_of, window_place
@@ -73,10 +70,7 @@ class AveragePoolElement:
         else:
             lines.append(f"definition: round(mean/S_y) + Z_y, in [{qmin}, {qmax}] = {self.definition_y_q}")
         lines += [
-            f"dequantized S_y·(y_q − Z_y) = {float(y.scale):.6g}·{self.kernel_y_q - int(y.zero_point)} = "
-            f"{self.y_real:.6g}",
-            f"ONNX Runtime: y_q = {self.runtime_y_q}",
-            *float_model_lines(self.y_real, self.float_value),
+            *result_lines(y, self.kernel_y_q, self.y_real, self.runtime_y_q, self.float_value),
         ]
         return lines
 
@@ -85,23 +79,14 @@ class AveragePoolElement:
 
 
 @dataclass(kw_only=True)
-class AveragePoolExplanation(ExplainedLayer):
+class AveragePoolExplanation(WindowPoolExplanation):
     """Everything behind one int8 AveragePool's output on one sample, and how it compares."""
 
-    x: QuantParams
-    y: QuantParams
-    geometry: PoolGeometry
     count_include_pad: bool
-    x_q: np.ndarray
     example: AveragePoolElement
 
-    def steps(self) -> list[str]:
-        return self.example.steps(self.x, self.y)
-
     def to_dict(self) -> dict[str, object]:
-        return {**self.run_dict(), "x": self.x.to_dict(), "y": self.y.to_dict(), "geometry": self.geometry.__dict__,
-                "count_include_pad": self.count_include_pad, "example": self.example.to_dict(),
-                "steps": self.steps()}
+        return {**super().to_dict(), "count_include_pad": self.count_include_pad}
 
 
 def explain_average_pool(int8_model: LoadedModel, node: Node, data: Dataset, sample: int = 0,
@@ -110,22 +95,18 @@ def explain_average_pool(int8_model: LoadedModel, node: Node, data: Dataset, sam
     """Explain AveragePool ``node`` of a QDQ int8 model on sample ``sample`` of ``data`` (see
     :func:`.explain.explain_node`)."""
     graph = int8_model.graph
-    x, y = pooling_quantization(int8_model, node, "averages", FUSED_KERNEL)
-    on_sample = sample_feed(int8_model, data, sample)
-    runs, kernels = run_on_sample(int8_model, [x.tensor, y.tensor], on_sample, threads)
-    shape = runs[0][y.tensor].shape
-    x_q, runtime = (on_sample.layer_rows(runs[0][t], shape, "AveragePool") for t in (x.tensor, y.tensor))
+    run = run_pooling(int8_model, node, data, sample, threads, "averages", FUSED_KERNEL)
+    x, y, x_q, runtime, kernel = run.x, run.y, run.x_q, run.runtime, run.kernel
     out_spatial = tuple(runtime.shape[2:])
     geometry = pool_geometry(node, tuple(x_q.shape[2:]))
     include_pad = bool(node.attributes.get("count_include_pad", 0))
-    kernel = kernel_of(kernels, graph, node)
     fused = kernel is not None and kernel.op_type == FUSED_KERNEL
     by_kernel = qlinear_average_pool(x_q, x, y, geometry, out_spatial, include_pad)
     by_definition = dequantize_average_pool_quantize(x_q, x, y, geometry, out_spatial, include_pad)
     checks = [checked_against_runtime(title, reference, runtime, lambda diff, t=title: _cause(t, diff, fused))
               for title, reference in ((KERNEL_CHECK, by_kernel), (DEFINITION_CHECK, by_definition))]
-    notes = list(notes or []) + on_sample.notes(shape) + _notes(kernel_name(kernel), fused)
-    float_tensor, float_output = float_value(float_model, graph, node, y.tensor, on_sample, threads, notes)
+    notes = list(notes or []) + run.sample.notes(run.output_shape) + _notes(kernel_name(kernel), fused)
+    float_tensor, float_output = float_value(float_model, graph, node, y.tensor, run.sample, threads, notes)
     index = checked_index(node, element if element is not None else pick_element(runtime, y, float_output),
                           runtime.shape)
     return AveragePoolExplanation(

@@ -17,17 +17,14 @@ import numpy as np
 from .addkernels import output_bounds
 from .data import Dataset
 from .explainrun import (
-    ExplainedLayer,
+    WindowPoolExplanation,
     checked_against_runtime,
     float_value,
     kernel_name,
-    kernel_of,
-    pooling_quantization,
     requantized_sqnr,
-    run_on_sample,
+    run_pooling,
 )
-from .explainsample import sample_feed
-from .explainstep import checked_index, float_model_lines, pick_element
+from .explainstep import checked_index, pick_element, result_lines
 from .maxpoolkernels import dequantize_max_quantize, max_pool_8bit, same_quantization
 from .model import LoadedModel, Node
 from .poolwindows import PoolGeometry, pool_geometry, window_of, window_place
@@ -59,8 +56,8 @@ class MaxPoolElement:
         z_x, s_x = int(x.zero_point), float(x.scale)
         qmin, qmax = output_bounds(y)
         padded = int(self.inside.size - self.inside.sum())
-        lines = [f"window of channel {self.index[1]}: {window_place(self.positions)}" + (f" ({padded} in the padding, not compared)"
-                                                                     if padded else ""),
+        lines = [f"window of channel {self.index[1]}: {window_place(self.positions)}"
+                 + (f" ({padded} in the padding, not compared)" if padded else ""),
                  f"largest x_q of its {int(self.inside.sum())} values = {self.largest}  (window position "
                  f"{list(self.at)})"]
         if same_quantization(x, y):
@@ -72,10 +69,7 @@ class MaxPoolElement:
         lines += [
             f"definition: max S_x·(x_q − Z_x) = {s_x:.6g}·({self.largest} − {z_x}) = {real:.6g}",
             f"  y_q = round({real:.6g}/S_y) + Z_y, in [{qmin}, {qmax}] = {self.definition_y_q}",
-            f"dequantized S_y·(y_q − Z_y) = {float(y.scale):.6g}·{self.kernel_y_q - int(y.zero_point)} = "
-            f"{self.y_real:.6g}",
-            f"ONNX Runtime: y_q = {self.runtime_y_q}",
-            *float_model_lines(self.y_real, self.float_value),
+            *result_lines(y, self.kernel_y_q, self.y_real, self.runtime_y_q, self.float_value),
         ]
         return lines
 
@@ -84,21 +78,10 @@ class MaxPoolElement:
 
 
 @dataclass(kw_only=True)
-class MaxPoolExplanation(ExplainedLayer):
+class MaxPoolExplanation(WindowPoolExplanation):
     """Everything behind one int8 MaxPool's output on one sample, and how it compares."""
 
-    x: QuantParams
-    y: QuantParams
-    geometry: PoolGeometry
-    x_q: np.ndarray
     example: MaxPoolElement
-
-    def steps(self) -> list[str]:
-        return self.example.steps(self.x, self.y)
-
-    def to_dict(self) -> dict[str, object]:
-        return {**self.run_dict(), "x": self.x.to_dict(), "y": self.y.to_dict(), "geometry": self.geometry.__dict__,
-                "example": self.example.to_dict(), "steps": self.steps()}
 
 
 def explain_max_pool(int8_model: LoadedModel, node: Node, data: Dataset, sample: int = 0,
@@ -107,22 +90,19 @@ def explain_max_pool(int8_model: LoadedModel, node: Node, data: Dataset, sample:
     """Explain MaxPool ``node`` of a QDQ int8 model on sample ``sample`` of ``data`` (see
     :func:`.explain.explain_node`)."""
     graph = int8_model.graph
-    x, y = pooling_quantization(int8_model, node, "takes the maximum of", "MaxPool on 8-bit values")
-    on_sample = sample_feed(int8_model, data, sample)
-    runs, kernels = run_on_sample(int8_model, [x.tensor, y.tensor], on_sample, threads)
-    shape = runs[0][y.tensor].shape
-    x_q, runtime = (on_sample.layer_rows(runs[0][t], shape, "MaxPool") for t in (x.tensor, y.tensor))
+    run = run_pooling(int8_model, node, data, sample, threads, "takes the maximum of", "MaxPool on 8-bit values")
+    x, y, x_q, runtime, kernel = run.x, run.y, run.x_q, run.runtime, run.kernel
     out_spatial = tuple(runtime.shape[2:])
     geometry = pool_geometry(node, tuple(x_q.shape[2:]))
-    kernel = kernel_of(kernels, graph, node)
     on_8bit = _runs_on_8bit_values(kernel, x, y)
     by_definition = dequantize_max_quantize(x_q, x, y, geometry, out_spatial)
     checks = [checked_against_runtime(DEFINITION_CHECK, by_definition, runtime, _cause)]
     by_kernel = max_pool_8bit(x_q, x, y, geometry, out_spatial)
     if on_8bit:
         checks.insert(0, checked_against_runtime(KERNEL_CHECK, by_kernel, runtime, _cause))
-    notes = list(notes or []) + on_sample.notes(shape) + _notes(kernel.op_type if kernel else None, x, y, on_8bit)
-    float_tensor, float_output = float_value(float_model, graph, node, y.tensor, on_sample, threads, notes)
+    notes = list(notes or []) + run.sample.notes(run.output_shape)
+    notes += _notes(kernel.op_type if kernel else None, x, y, on_8bit)
+    float_tensor, float_output = float_value(float_model, graph, node, y.tensor, run.sample, threads, notes)
     if float_output is not None and on_8bit:
         notes.append("A MaxPool on 8-bit values adds no error of its own: where it differs from the float model, "
                      "the difference is its input's.")

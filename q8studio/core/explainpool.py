@@ -21,13 +21,10 @@ from .explainrun import (
     checked_against_runtime,
     float_value,
     kernel_name,
-    kernel_of,
-    pooling_quantization,
     requantized_sqnr,
-    run_on_sample,
+    run_pooling,
 )
-from .explainsample import sample_feed
-from .explainstep import checked_index, float_model_lines, pick_element
+from .explainstep import checked_index, pick_element, result_lines
 from .model import LoadedModel, Node
 from .poolkernels import (
     channel_sums,
@@ -72,9 +69,7 @@ class PoolElement:
             f"QLinearGlobalAveragePool: acc·f = {self.acc}·{factor:.9g} = {self.scaled:.9g}  (float32)",
             f"  y_q = rint(acc·f) + Z_y = {round(self.scaled)} {'+' if z_y >= 0 else '−'} {abs(z_y)}, "
             f"in [{qmin}, {qmax}] = {self.kernel_y_q}",
-            f"dequantized S_y·(y_q − Z_y) = {float(y.scale):.6g}·{self.kernel_y_q - z_y} = {self.y_real:.6g}",
-            f"ONNX Runtime: y_q = {self.runtime_y_q}",
-            *float_model_lines(self.y_real, self.float_value),
+            *result_lines(y, self.kernel_y_q, self.y_real, self.runtime_y_q, self.float_value),
         ]
 
     def to_dict(self) -> dict[str, Any]:
@@ -106,18 +101,14 @@ def explain_global_average_pool(int8_model: LoadedModel, node: Node, data: Datas
     """Explain GlobalAveragePool ``node`` of a QDQ int8 model on sample ``sample`` of ``data`` (see
     :func:`.explain.explain_node`)."""
     graph = int8_model.graph
-    x, y = pooling_quantization(int8_model, node, "averages", FUSED_KERNEL)
-    on_sample = sample_feed(int8_model, data, sample)
-    runs, kernels = run_on_sample(int8_model, [x.tensor, y.tensor], on_sample, threads)
-    shape = runs[0][y.tensor].shape
-    x_q, runtime = (on_sample.layer_rows(runs[0][t], shape, "pooling") for t in (x.tensor, y.tensor))
-    kernel = kernel_of(kernels, graph, node)
+    run = run_pooling(int8_model, node, data, sample, threads, "averages", FUSED_KERNEL)
+    x, y, x_q, runtime, kernel = run.x, run.y, run.x_q, run.runtime, run.kernel
     fused = kernel is not None and kernel.op_type == FUSED_KERNEL
     by_kernel = qlinear_global_average_pool(x_q, x, y)
     by_definition = dequantize_average_quantize(x_q, x, y)
     checks = [_check(KERNEL_CHECK, by_kernel, runtime, fused), _check(DEFINITION_CHECK, by_definition, runtime, fused)]
-    notes = list(notes or []) + on_sample.notes(shape) + _notes(kernel)
-    float_tensor, float_output = float_value(float_model, graph, node, y.tensor, on_sample, threads, notes)
+    notes = list(notes or []) + run.sample.notes(run.output_shape) + _notes(kernel)
+    float_tensor, float_output = float_value(float_model, graph, node, y.tensor, run.sample, threads, notes)
     index = checked_index(node, element if element is not None else pick_element(runtime, y, float_output),
                           runtime.shape)
     count = pooled_values(x_q)

@@ -12,14 +12,17 @@ from __future__ import annotations
 import tempfile
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from typing import Any
 from pathlib import Path
 
 import numpy as np
 
 from .errors import Q8Error
-from .explainsample import SampleFeed
+from .data import Dataset
+from .explainsample import SampleFeed, sample_feed
 from .metrics import measure
 from .model import Graph, LoadedModel, Node
+from .poolwindows import PoolGeometry
 from .runtimegraph import RuntimeNode, open_session, source_node
 from .session import BatchRunner
 from .weights import QuantParams, qdq_params
@@ -116,6 +119,25 @@ class ExplainedLayer:
                 "float_tensor": self.float_tensor, "sqnr_db": self.sqnr_db, "notes": self.notes}
 
 
+@dataclass(kw_only=True)
+class WindowPoolExplanation(ExplainedLayer):
+    """What a MaxPool's and an AveragePool's explanations share: the two tensors' quantization, the windows, the
+    8-bit input on the sample; each kind adds its worked element (``example``, with ``steps`` and ``to_dict``)."""
+
+    x: QuantParams
+    y: QuantParams
+    geometry: PoolGeometry
+    x_q: np.ndarray
+    example: Any
+
+    def steps(self) -> list[str]:
+        return self.example.steps(self.x, self.y)
+
+    def to_dict(self) -> dict[str, object]:
+        return {**self.run_dict(), "x": self.x.to_dict(), "y": self.y.to_dict(), "geometry": self.geometry.__dict__,
+                "example": self.example.to_dict(), "steps": self.steps()}
+
+
 def kernel_name(kernel: RuntimeNode | None) -> str:
     """The op type of the kernel that ran, as an explanation's title shows it."""
     return kernel.op_type if kernel else "(not found)"
@@ -182,6 +204,31 @@ def pooling_quantization(model: LoadedModel, node: Node, computes: str, kernel: 
     if x.per_channel or y.per_channel:
         raise Q8Error(f"Node {node.name} has per-channel activation scales; {kernel} takes one scale per tensor.")
     return x, y
+
+
+@dataclass(frozen=True)
+class PoolingRun:
+    """A pooling's quantization, its 8-bit input and output on the sample, and the kernel ONNX Runtime ran."""
+
+    x: QuantParams
+    y: QuantParams
+    sample: SampleFeed
+    output_shape: tuple[int, ...]  # the whole run's, which holds several samples when the batch is fixed
+    x_q: np.ndarray
+    runtime: np.ndarray
+    kernel: RuntimeNode | None
+
+
+def run_pooling(model: LoadedModel, node: Node, data: Dataset, sample: int, threads: int, computes: str,
+                kernel: str) -> PoolingRun:
+    """Run ``model`` on sample ``sample`` with pooling ``node``'s 8-bit input and output exposed (the
+    arguments after ``threads`` are :func:`pooling_quantization`'s)."""
+    x, y = pooling_quantization(model, node, computes, kernel)
+    on_sample = sample_feed(model, data, sample)
+    runs, kernels = run_on_sample(model, [x.tensor, y.tensor], on_sample, threads)
+    shape = runs[0][y.tensor].shape
+    x_q, runtime = (on_sample.layer_rows(runs[0][t], shape, node.op_type) for t in (x.tensor, y.tensor))
+    return PoolingRun(x, y, on_sample, shape, x_q, runtime, kernel_of(kernels, model.graph, node))
 
 
 def float_value(float_model: LoadedModel | None, int8_graph: Graph, node: Node, y_tensor: str | None,

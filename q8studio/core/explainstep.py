@@ -181,6 +181,12 @@ def worked_element(node: Node, x: QuantParams, w: QuantParams, bias_q: np.ndarra
     )
 
 
+def result_lines(y: QuantParams, y_q: int, y_real: float, runtime_y_q: int, float_value: float | None) -> list[str]:
+    """A requantized element's last steps: its dequantized value, ONNX Runtime's y_q, the float model's value."""
+    return [f"dequantized S_y·(y_q − Z_y) = {float(y.scale):.6g}·{y_q - int(y.zero_point)} = {y_real:.6g}",
+            f"ONNX Runtime: y_q = {runtime_y_q}", *float_model_lines(y_real, float_value)]
+
+
 def float_model_lines(y_real: float, float_value: float | None) -> list[str]:
     """The worked element's last step, when the float model was given: its value and the int8 error."""
     if float_value is None:
