@@ -181,19 +181,17 @@ def _print_pool(e: PoolExplanation) -> None:
 
 def _print_window_pool(e: MaxPoolExplanation | AveragePoolExplanation) -> None:
     """A MaxPool or AveragePool: its windows, the two tensors, the checks and one window worked through."""
-    include_pad = e.op_type == "AveragePool" and e.count_include_pad  # type: ignore[union-attr]
-    print(f"{e.node}: {e.op_type} of an 8-bit tensor ({e.geometry.summary()}{', count_include_pad' * include_pad}), "
-          f"run by ONNX Runtime as {e.runtime_kernel} (sample {e.sample})")
+    print(f"{e.node}: {e.op_type} of an 8-bit tensor ({e.window_summary()}), run by ONNX Runtime as "
+          f"{e.runtime_kernel} (sample {e.sample})")
     _print_tensors((("x", e.x), ("y", e.y)))
     _print_verdict(e)
     ex = e.example
-    role = "not compared" if e.op_type == "MaxPool" else "counted as 0" if include_pad else "not counted"
-    padding = "" if ex.inside.all() else f"; padding shown as Z_x, {role}"
+    padding = "" if ex.inside.all() else f"; padding shown as Z_x, {e.padding_role()}"
     _print_worked_example(e, f"window x_q ({'x'.join(map(str, ex.x_q.shape))}{padding})", ex.x_q)
 
 
-def _print_worked_example(e: AddExplanation | PoolExplanation | MaxPoolExplanation | AveragePoolExplanation, grid_title: str = "",
-                          grid: np.ndarray | None = None) -> None:
+def _print_worked_example(e: AddExplanation | PoolExplanation | MaxPoolExplanation | AveragePoolExplanation,
+                          grid_title: str = "", grid: np.ndarray | None = None) -> None:
     """The worked element of a layer without weights: its index, the values it reads as a grid, the steps."""
     print(f"worked example: output element {list(e.example.index)}")
     if grid is not None:

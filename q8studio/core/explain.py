@@ -2,10 +2,11 @@
 
 For a Conv, Gemm or MatMul of a QDQ int8 model (an Add: :mod:`.explainadd`; a GlobalAveragePool:
 :mod:`.explainpool`; a MaxPool or AveragePool: :mod:`.explainmaxpool`, :mod:`.explainaveragepool`) this
-gathers what the integer kernel uses (S_x, Z_x from the DequantizeLinear on the input; w_q, S_w, Z_w from the one on the weight; the int32 bias; S_y, Z_y from the QuantizeLinear
-after the node; M = S_x S_w / S_y, times a Gemm's alpha, split into M0 and a shift n), runs the model
-on one sample with the node's integer input and output exposed, and recomputes the output with the
-integer reference kernels of :mod:`.intkernels`. Exposing the QuantizeLinear output keeps ONNX
+gathers what the integer kernel uses (S_x, Z_x from the DequantizeLinear on the input; w_q, S_w, Z_w
+from the one on the weight; the int32 bias; S_y, Z_y from the QuantizeLinear after the node;
+M = S_x S_w / S_y, times a Gemm's alpha, split into M0 and a shift n), runs the model on one sample with
+the node's integer input and output exposed, and recomputes the output with the integer reference kernels
+of :mod:`.intkernels`. Exposing the QuantizeLinear output keeps ONNX
 Runtime's fusion intact, so its value is what the fused integer kernel produced.
 """
 

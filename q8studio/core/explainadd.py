@@ -31,7 +31,7 @@ from .explainrun import (
     sole_reader,
 )
 from .explainsample import sample_feed
-from .explainstep import checked_index, pick_element, result_lines
+from .explainstep import checked_index, pick_element, result_lines, result_values
 from .model import LoadedModel, Node
 from .runtimegraph import RuntimeNode
 from .weights import QuantParams, qdq_params
@@ -205,11 +205,8 @@ def _element(node: Node, a: QuantParams, b: QuantParams, y: QuantParams, ratios:
     real_a = float(np.float32(a.scale)) * (a_at - int(a.zero_point))
     real_b = float(np.float32(b.scale)) * (b_at - int(b.zero_point))
     inner, total = qlinear_add_sums(np.array(a_at), np.array(b_at), ratios)
-    kernel_y_q = int(by_kernel[index])
-    float_ok = float_output is not None and float_output.shape == runtime.shape
     return AddElement(
         index=index, a_q=a_at, b_q=b_at, real_a=real_a, real_b=real_b, real_sum=real_a + real_b,
-        definition_y_q=int(by_definition[index]), inner=float(inner), total=float(total), kernel_y_q=kernel_y_q,
-        y_real=float(np.float32(y.scale)) * (kernel_y_q - int(y.zero_point)), runtime_y_q=int(runtime[index]),
-        float_value=float(float_output[index]) if float_ok else None,  # type: ignore[index]
+        inner=float(inner), total=float(total),
+        **result_values(y, by_kernel, by_definition, runtime, float_output, index),
     )

@@ -9,13 +9,12 @@ graph defines it.
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Any
-
 import numpy as np
 
 from .addkernels import output_bounds
 from .data import Dataset
 from .explainrun import (
+    WindowElement,
     WindowPoolExplanation,
     checked_against_runtime,
     float_value,
@@ -23,10 +22,10 @@ from .explainrun import (
     requantized_sqnr,
     run_pooling,
 )
-from .explainstep import checked_index, pick_element, result_lines
+from .explainstep import checked_index, pick_element, result_lines, result_values
 from .model import LoadedModel, Node
 from .poolkernels import dequantize_average_pool_quantize, qlinear_average_pool, window_sums
-from .poolwindows import PoolGeometry, pool_geometry, window_mask, window_of, window_place
+from .poolwindows import PoolGeometry, pool_geometry, window_mask, window_of
 from .weights import QuantParams
 
 FUSED_KERNEL = "QLinearAveragePool"
@@ -34,32 +33,22 @@ KERNEL_CHECK = "QLinearAveragePool's float32 average"
 DEFINITION_CHECK = "dequantize, average, quantize (the QDQ graph)"
 
 
-@dataclass(frozen=True)
-class AveragePoolElement:
+@dataclass(frozen=True, kw_only=True)
+class AveragePoolElement(WindowElement):
     """Every step behind one output element: one window of one channel, averaged."""
 
-    index: tuple[int, ...]
-    x_q: np.ndarray  # the window's 8-bit values, [kernel...]; padded positions hold Z_x (shown greyed)
-    inside: np.ndarray  # which window positions lie in the input
-    positions: tuple[tuple[int, ...], ...]  # per spatial axis, the input positions the window covers
     total: float  # the dequantized values inside the input, summed in float32
     count: int  # what the kernel divides by
     definition_count: int  # what the QDQ graph divides by
-    kernel_y_q: int
-    definition_y_q: int
-    y_real: float  # S_y (y_q - Z_y) of the kernel's y_q
-    runtime_y_q: int
-    float_value: float | None
 
     def steps(self, x: QuantParams, y: QuantParams) -> list[str]:
         """The arithmetic of the element, one line per step: the window, its float32 sum and mean, both results."""
         qmin, qmax = output_bounds(y)
-        inside, padded = int(self.inside.sum()), int(self.inside.size - self.inside.sum())
+        inside = int(self.inside.sum())
         mean = float(np.float32(self.total) / np.float32(self.count))
-        lines = [f"window of channel {self.index[1]}: {window_place(self.positions)}"
-                 + (f" ({padded} in the padding)" if padded else ""),
-                 f"dequantized S_x·(x_q − Z_x) = {float(x.scale):.6g}·(x_q − {int(x.zero_point)}) for its {inside} "
-                 f"value{'s' * (inside != 1)} in the input,",
+        lines = [self.window_line(""),
+                 f"dequantized S_x·(x_q − Z_x) = {float(x.scale):.6g}·(x_q − {int(x.zero_point)}) "
+                 f"for its {inside} value{'s' * (inside != 1)} in the input,",
                  f"  summed in float32 in row order = {self.total:.9g}",
                  f"QLinearAveragePool: mean = {self.total:.9g}/{self.count} = {mean:.9g}  (float32)",
                  f"  y_q = rint(mean/S_y + Z_y), in [{qmin}, {qmax}] = {self.kernel_y_q}"]
@@ -69,13 +58,7 @@ class AveragePoolElement:
                          f"round(mean/S_y) + Z_y = {self.definition_y_q}")
         else:
             lines.append(f"definition: round(mean/S_y) + Z_y, in [{qmin}, {qmax}] = {self.definition_y_q}")
-        lines += [
-            *result_lines(y, self.kernel_y_q, self.y_real, self.runtime_y_q, self.float_value),
-        ]
-        return lines
-
-    def to_dict(self) -> dict[str, Any]:
-        return {**self.__dict__, "x_q": self.x_q.tolist(), "inside": self.inside.tolist()}
+        return lines + result_lines(y, self.kernel_y_q, self.y_real, self.runtime_y_q, self.float_value)
 
 
 @dataclass(kw_only=True)
@@ -87,6 +70,13 @@ class AveragePoolExplanation(WindowPoolExplanation):
 
     def to_dict(self) -> dict[str, object]:
         return {**super().to_dict(), "count_include_pad": self.count_include_pad}
+
+    def window_summary(self) -> str:
+        return self.geometry.summary() + (", count_include_pad" if self.count_include_pad else "")
+
+    def padding_role(self) -> str:
+        """What becomes of a window's padded positions."""
+        return "counted as 0" if self.count_include_pad else "not counted"
 
 
 def explain_average_pool(int8_model: LoadedModel, node: Node, data: Dataset, sample: int = 0,
@@ -147,16 +137,12 @@ def _element(x: QuantParams, y: QuantParams, x_q: np.ndarray, geometry: PoolGeom
     """The steps of ``runtime[index]``: its window, the window's float32 sum, both counts and both results."""
     window = window_of(x_q, geometry, index, fill=int(x.zero_point))
     out_spatial = tuple(runtime.shape[2:])
-    sums, _ = window_sums(x_q, x, geometry, out_spatial)
+    sums, _ = window_sums(x_q[index[0]:index[0] + 1, index[1]:index[1] + 1], x, geometry, out_spatial)  # its channel
     inside = int(window.inside.sum())
     counted = window_mask(geometry, tuple(x_q.shape[2:]), out_spatial, with_pads=True)[index[2:]] if include_pad \
         else window.inside
-    kernel_y_q = int(by_kernel[index])
-    float_ok = float_output is not None and float_output.shape == runtime.shape
     return AveragePoolElement(
         index=index, x_q=window.values, inside=window.inside, positions=window.positions,
-        total=float(sums[index]), count=int(np.prod(geometry.kernel)) if include_pad else inside,
-        definition_count=int(counted.sum()), kernel_y_q=kernel_y_q, definition_y_q=int(by_definition[index]),
-        y_real=float(np.float32(y.scale)) * (kernel_y_q - int(y.zero_point)), runtime_y_q=int(runtime[index]),
-        float_value=float(float_output[index]) if float_ok else None,  # type: ignore[index]
+        total=float(sums[(0, 0, *index[2:])]), count=int(np.prod(geometry.kernel)) if include_pad else inside,
+        definition_count=int(counted.sum()), **result_values(y, by_kernel, by_definition, runtime, float_output, index),
     )

@@ -10,13 +10,12 @@ dequantize, maximum, quantize.
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Any
-
 import numpy as np
 
 from .addkernels import output_bounds
 from .data import Dataset
 from .explainrun import (
+    WindowElement,
     WindowPoolExplanation,
     checked_against_runtime,
     float_value,
@@ -24,10 +23,10 @@ from .explainrun import (
     requantized_sqnr,
     run_pooling,
 )
-from .explainstep import checked_index, pick_element, result_lines
+from .explainstep import checked_index, pick_element, result_lines, result_values
 from .maxpoolkernels import dequantize_max_quantize, max_pool_8bit, same_quantization
 from .model import LoadedModel, Node
-from .poolwindows import PoolGeometry, pool_geometry, window_of, window_place
+from .poolwindows import PoolGeometry, pool_geometry, window_of
 from .runtimegraph import RuntimeNode
 from .weights import QuantParams
 
@@ -35,29 +34,18 @@ KERNEL_CHECK = "the largest 8-bit value of each window"
 DEFINITION_CHECK = "dequantize, maximum, quantize (the QDQ graph)"
 
 
-@dataclass(frozen=True)
-class MaxPoolElement:
+@dataclass(frozen=True, kw_only=True)
+class MaxPoolElement(WindowElement):
     """Every step behind one output element: one window of one channel, and its largest value."""
 
-    index: tuple[int, ...]
-    x_q: np.ndarray  # the window's 8-bit values, [kernel...]; padded positions hold the zero point (shown greyed)
-    inside: np.ndarray  # which window positions lie in the input, not in the padding
-    positions: tuple[tuple[int, ...], ...]  # per spatial axis, the input positions the window covers
     largest: int  # the largest 8-bit value inside the input
     at: tuple[int, ...]  # where it is in the window
-    kernel_y_q: int
-    definition_y_q: int
-    y_real: float  # S_y (y_q - Z_y) of the kernel's y_q
-    runtime_y_q: int
-    float_value: float | None
 
     def steps(self, x: QuantParams, y: QuantParams) -> list[str]:
         """The arithmetic of the element, one line per step: the window, its maximum, the definition, the result."""
         z_x, s_x = int(x.zero_point), float(x.scale)
         qmin, qmax = output_bounds(y)
-        padded = int(self.inside.size - self.inside.sum())
-        lines = [f"window of channel {self.index[1]}: {window_place(self.positions)}"
-                 + (f" ({padded} in the padding, not compared)" if padded else ""),
+        lines = [self.window_line(", not compared"),
                  f"largest x_q of its {int(self.inside.sum())} values = {self.largest}  (window position "
                  f"{list(self.at)})"]
         if same_quantization(x, y):
@@ -73,15 +61,19 @@ class MaxPoolElement:
         ]
         return lines
 
-    def to_dict(self) -> dict[str, Any]:
-        return {**self.__dict__, "x_q": self.x_q.tolist(), "inside": self.inside.tolist()}
-
 
 @dataclass(kw_only=True)
 class MaxPoolExplanation(WindowPoolExplanation):
     """Everything behind one int8 MaxPool's output on one sample, and how it compares."""
 
     example: MaxPoolElement
+
+    def window_summary(self) -> str:
+        return self.geometry.summary()
+
+    def padding_role(self) -> str:
+        """What becomes of a window's padded positions."""
+        return "not compared"
 
 
 def explain_max_pool(int8_model: LoadedModel, node: Node, data: Dataset, sample: int = 0,
@@ -145,12 +137,8 @@ def _element(x: QuantParams, y: QuantParams, x_q: np.ndarray, geometry: PoolGeom
     window = window_of(x_q, geometry, index, fill=int(x.zero_point))
     largest = int(window.values[window.inside].max())
     at = tuple(int(i) for i in np.argwhere(window.inside & (window.values == largest))[0])
-    kernel_y_q = int(by_kernel[index])
-    float_ok = float_output is not None and float_output.shape == runtime.shape
     return MaxPoolElement(
         index=index, x_q=window.values, inside=window.inside, positions=window.positions, largest=largest, at=at,
-        kernel_y_q=kernel_y_q, definition_y_q=int(by_definition[index]),
-        y_real=float(np.float32(y.scale)) * (kernel_y_q - int(y.zero_point)), runtime_y_q=int(runtime[index]),
-        float_value=float(float_output[index]) if float_ok else None,  # type: ignore[index]
+        **result_values(y, by_kernel, by_definition, runtime, float_output, index),
     )
 

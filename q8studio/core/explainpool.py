@@ -24,7 +24,7 @@ from .explainrun import (
     requantized_sqnr,
     run_pooling,
 )
-from .explainstep import checked_index, pick_element, result_lines
+from .explainstep import checked_index, pick_element, result_lines, result_values
 from .model import LoadedModel, Node
 from .poolkernels import (
     channel_sums,
@@ -155,12 +155,8 @@ def _element(x: QuantParams, y: QuantParams, x_q: np.ndarray, by_kernel: np.ndar
     values = x_q[batch, channel]
     acc = int(channel_sums(x_q[batch:batch + 1, channel:channel + 1], x).reshape(()))
     factor = pool_factor(x, y, values.size)
-    kernel_y_q = int(by_kernel[index])
-    float_ok = float_output is not None and float_output.shape == runtime.shape
     return PoolElement(
         index=index, x_q=values, total=int(values.astype(np.int64).sum()), acc=acc,
         real_mean=float(np.float32(x.scale)) * acc / values.size, scaled=float(np.float32(acc) * factor),
-        kernel_y_q=kernel_y_q, definition_y_q=int(by_definition[index]),
-        y_real=float(np.float32(y.scale)) * (kernel_y_q - int(y.zero_point)), runtime_y_q=int(runtime[index]),
-        float_value=float(float_output[index]) if float_ok else None,  # type: ignore[index]
+        **result_values(y, by_kernel, by_definition, runtime, float_output, index),
     )

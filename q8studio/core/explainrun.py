@@ -22,7 +22,7 @@ from .data import Dataset
 from .explainsample import SampleFeed, sample_feed
 from .metrics import measure
 from .model import Graph, LoadedModel, Node
-from .poolwindows import PoolGeometry
+from .poolwindows import PoolGeometry, window_place
 from .runtimegraph import RuntimeNode, open_session, source_node
 from .session import BatchRunner
 from .weights import QuantParams, qdq_params
@@ -117,6 +117,32 @@ class ExplainedLayer:
         return {"node": self.node, "op_type": self.op_type, "kind": self.kind, "sample": self.sample,
                 "runtime_kernel": self.runtime_kernel, "checks": [c.to_dict() for c in self.checks],
                 "float_tensor": self.float_tensor, "sqnr_db": self.sqnr_db, "notes": self.notes}
+
+
+@dataclass(frozen=True, kw_only=True)
+class WindowElement:
+    """What a MaxPool's and an AveragePool's worked elements share: the window of one output element and the
+    results of both references, ONNX Runtime's and the float model's."""
+
+    index: tuple[int, ...]
+    x_q: np.ndarray  # the window's 8-bit values, [kernel...]; padded positions hold Z_x (shown greyed)
+    inside: np.ndarray  # which window positions lie in the input, not in the padding
+    positions: tuple[tuple[int, ...], ...]  # per spatial axis, the input positions the window covers
+    kernel_y_q: int
+    definition_y_q: int
+    y_real: float  # S_y (y_q - Z_y) of the kernel's y_q
+    runtime_y_q: int
+    float_value: float | None
+
+    def window_line(self, padding: str) -> str:
+        """The first step: where the window lies, and how many of its positions are padding (``padding`` says
+        what becomes of them)."""
+        padded = int(self.inside.size - self.inside.sum())
+        return (f"window of channel {self.index[1]}: {window_place(self.positions)}"
+                + (f" ({padded} in the padding{padding})" if padded else ""))
+
+    def to_dict(self) -> dict[str, Any]:
+        return {**self.__dict__, "x_q": self.x_q.tolist(), "inside": self.inside.tolist()}
 
 
 @dataclass(kw_only=True)

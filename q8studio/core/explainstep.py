@@ -24,6 +24,7 @@ from .intkernels import (
 )
 from .intmath import Multiplier, requantize, requantize_float32
 from .model import Node
+from .poolwindows import resolved_pads
 
 if TYPE_CHECKING:
     from .weights import QuantParams
@@ -107,17 +108,8 @@ def conv_geometry(node: Node, x_shape: tuple[int, ...], w_shape: tuple[int, ...]
         raise Q8Error(f"{node.name} is a {len(w_shape) - 2}-D convolution; only 2-D ones can be explained.")
     a = node.attributes
     strides, dilations = list(a.get("strides", [1, 1])), list(a.get("dilations", [1, 1]))
-    pads = list(a.get("pads", [0, 0, 0, 0]))
-    auto_pad = a.get("auto_pad", "NOTSET")
-    if auto_pad in ("SAME_UPPER", "SAME_LOWER"):
-        for axis in range(2):
-            size, kernel = x_shape[2 + axis], (w_shape[2 + axis] - 1) * dilations[axis] + 1
-            total = max(0, (-(-size // strides[axis]) - 1) * strides[axis] + kernel - size)
-            small, large = total // 2, total - total // 2
-            pads[axis], pads[axis + 2] = (small, large) if auto_pad == "SAME_UPPER" else (large, small)
-    elif auto_pad == "VALID":
-        pads = [0, 0, 0, 0]
-    return {"strides": strides, "pads": pads, "dilations": dilations, "group": int(a.get("group", 1))}
+    begin, end = resolved_pads(node, x_shape[2:], w_shape[2:], strides, dilations)
+    return {"strides": strides, "pads": [*begin, *end], "dilations": dilations, "group": int(a.get("group", 1))}
 
 
 def gemm_operands(node: Node, a_q: np.ndarray, b_q: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
@@ -179,6 +171,17 @@ def worked_element(node: Node, x: QuantParams, w: QuantParams, bias_q: np.ndarra
         runtime_value=float(runtime[index]),
         float_value=float_value, alpha=alpha, bias_factor=bias_factor,
     )
+
+
+def result_values(y: QuantParams, by_kernel: np.ndarray, by_definition: np.ndarray, runtime: np.ndarray,
+                  float_output: np.ndarray | None, index: tuple[int, ...]) -> dict[str, Any]:
+    """What every requantized worked element records of ``index``: both references' y_q, the kernel's dequantized,
+    ONNX Runtime's y_q and the float model's value (None without one, or of another shape)."""
+    kernel_y_q = int(by_kernel[index])
+    float_ok = float_output is not None and float_output.shape == runtime.shape
+    return {"kernel_y_q": kernel_y_q, "definition_y_q": int(by_definition[index]),
+            "y_real": float(np.float32(y.scale)) * (kernel_y_q - int(y.zero_point)), "runtime_y_q": int(runtime[index]),
+            "float_value": float(float_output[index]) if float_ok else None}  # type: ignore[index]
 
 
 def result_lines(y: QuantParams, y_q: int, y_real: float, runtime_y_q: int, float_value: float | None) -> list[str]:

@@ -7,6 +7,7 @@ position outside the input is padding.
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
 
 import numpy as np
@@ -52,20 +53,26 @@ def pool_geometry(node: Node, input_spatial: tuple[int, ...]) -> PoolGeometry:
         raise Q8Error(f"{node.name} has kernel_shape {list(kernel)} for {rank} spatial axes.")
     strides = tuple(int(s) for s in attributes.get("strides", [1] * rank))  # type: ignore[union-attr]
     dilations = tuple(int(d) for d in attributes.get("dilations", [1] * rank))  # type: ignore[union-attr]
-    auto_pad = attributes.get("auto_pad", "NOTSET")
+    return PoolGeometry(kernel, strides, dilations, *resolved_pads(node, input_spatial, kernel, strides, dilations))
+
+
+def resolved_pads(node: Node, input_spatial: Sequence[int], kernel: Sequence[int], strides: Sequence[int],
+                  dilations: Sequence[int]) -> tuple[tuple[int, ...], tuple[int, ...]]:
+    """The leading and trailing pads per spatial axis of a Conv or pooling ``node``, ``auto_pad`` resolved as ONNX
+    defines it (SAME: the output has ceil(size / stride) positions, the odd pad after for UPPER, before for LOWER)."""
+    rank = len(input_spatial)
+    auto_pad = node.attributes.get("auto_pad", "NOTSET")
     if auto_pad in ("SAME_UPPER", "SAME_LOWER"):
         pads = []
         for size, k, s, d in zip(input_spatial, kernel, strides, dilations):
             total = max(0, (-(-size // s) - 1) * s + (k - 1) * d + 1 - size)
             small, large = total // 2, total - total // 2
             pads.append((small, large) if auto_pad == "SAME_UPPER" else (large, small))
-        begin, end = (tuple(p[i] for p in pads) for i in (0, 1))
-    elif auto_pad == "VALID":
-        begin = end = (0,) * rank
-    else:
-        explicit = [int(p) for p in attributes.get("pads", [0] * 2 * rank)]  # type: ignore[union-attr]
-        begin, end = tuple(explicit[:rank]), tuple(explicit[rank:])
-    return PoolGeometry(kernel, strides, dilations, begin, end)
+        return tuple(p[0] for p in pads), tuple(p[1] for p in pads)
+    if auto_pad == "VALID":
+        return (0,) * rank, (0,) * rank
+    explicit = [int(p) for p in node.attributes.get("pads", [0] * 2 * rank)]  # type: ignore[union-attr]
+    return tuple(explicit[:rank]), tuple(explicit[rank:])
 
 
 def pool_windows(x: np.ndarray, geometry: PoolGeometry, out_spatial: tuple[int, ...], fill: object = OUTSIDE

@@ -240,18 +240,17 @@ class ExplainPanel(QWidget):
         rows = [*_params_rows("x", expl.x), *_params_rows("y", expl.y), ("window", expl.geometry.summary())]
         if isinstance(expl, MaxPoolExplanation):
             action = f"the largest of its window's {int(ex.inside.sum())} 8-bit values in channel {ex.index[1]}"
-            padding, marked = "not compared", (ex.x_q == ex.largest) & ex.inside
-            title = "Input x_q: the window (orange: the largest; grey: padding, not compared)"
+            marked, largest = (ex.x_q == ex.largest) & ex.inside, "orange: the largest; "
         else:
             rows += [("count_include_pad", "yes" if expl.count_include_pad else "no"), ("divided by", str(ex.count))]
             action = f"the mean of its window in channel {ex.index[1]}, divided by {ex.count}"
-            padding, marked = "counted as 0" if expl.count_include_pad else "not counted", None
-            title = f"Input x_q: the window (grey: padding, {padding})"
+            marked, largest = None, ""
         self._set_numbers(rows + _float_rows(expl))
         self.element_label.setText(
             f"Output element <b>{list(ex.index)}</b>: {action}, as ONNX Runtime's "
             f"{escape(expl.runtime_kernel)} computes it, then as the QDQ graph defines it.")
-        self.x_title.setText(title)
+        padding = expl.padding_role()
+        self.x_title.setText(f"Input x_q: the window ({largest}grey: padding, {padding})")
         window = ex.x_q.reshape(-1, ex.x_q.shape[-1]) if ex.x_q.ndim > 2 else ex.x_q  # a 3-D window's planes stacked
         _fill_grid(self.x_table, window, ex.inside.reshape(window.shape), image=True,
                    highlight=None if marked is None else marked.reshape(window.shape),
