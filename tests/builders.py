@@ -259,3 +259,22 @@ def average_pool_net(attributes: dict) -> onnx.ModelProto:
     graph = helper.make_graph(nodes, "avgnet", [helper.make_tensor_value_info("x", TensorProto.FLOAT, ["N", 3, 12, 12])],
                               [helper.make_tensor_value_info("y", TensorProto.FLOAT, ["N", 4, None, None])], weights)
     return helper.make_model(graph, opset_imports=[helper.make_opsetid("", 13)])
+
+
+def activation_net(alpha: float = 0.1) -> onnx.ModelProto:
+    """Conv -> LeakyRelu -> Conv -> x·Sigmoid(x) (a swish: Sigmoid, Mul) -> Concat with the LeakyRelu's output
+    -> Conv on [N, 3, 12, 12]: the int8 kernels ONNX Runtime runs besides convolutions and pooling."""
+    rng = np.random.default_rng(0)
+    weights = [numpy_helper.from_array((rng.standard_normal(shape) * 0.3).astype(np.float32), name)
+               for name, shape in (("w1", (8, 3, 3, 3)), ("w2", (8, 8, 1, 1)), ("w3", (4, 16, 1, 1)))]
+    nodes = [helper.make_node("Conv", ["x", "w1"], ["c1"], name="/conv1/Conv", pads=[1, 1, 1, 1]),
+             helper.make_node("LeakyRelu", ["c1"], ["l1"], name="/act/LeakyRelu", alpha=alpha),
+             helper.make_node("Conv", ["l1", "w2"], ["c2"], name="/conv2/Conv"),
+             helper.make_node("Sigmoid", ["c2"], ["s2"], name="/gate/Sigmoid"),
+             helper.make_node("Mul", ["c2", "s2"], ["m2"], name="/swish/Mul"),
+             helper.make_node("Concat", ["m2", "l1"], ["cat"], name="/cat/Concat", axis=1),
+             helper.make_node("Conv", ["cat", "w3"], ["y"], name="/conv3/Conv")]
+    graph = helper.make_graph(nodes, "actnet",
+                              [helper.make_tensor_value_info("x", TensorProto.FLOAT, ["N", 3, 12, 12])],
+                              [helper.make_tensor_value_info("y", TensorProto.FLOAT, ["N", 4, None, None])], weights)
+    return helper.make_model(graph, opset_imports=[helper.make_opsetid("", 13)])

@@ -10,7 +10,7 @@ from PySide6.QtCore import QRectF
 
 pytest.importorskip("pytestqt")
 
-from builders import average_pool_net, save, write_npz  # noqa: E402
+from builders import activation_net, average_pool_net, save, write_npz  # noqa: E402
 from q8studio.core.data import load_data  # noqa: E402
 from q8studio.core.demo import demo_assets  # noqa: E402
 from q8studio.core.explain import NodeExplanation, explain_node  # noqa: E402
@@ -137,7 +137,7 @@ def test_gemm_rows_wrap_and_messages_replace_the_content(qtbot, explanations) ->
     panel.show_message("Explaining /fc/Gemm…")
     assert panel.content.isHidden() and panel.message.text() == "Explaining /fc/Gemm…" and panel.badge.isHidden()
     panel.show_explanation(None)
-    assert panel.explanation is None and "Select a Conv, Gemm, MatMul, Add, GlobalAveragePool, MaxPool or AveragePool node" in panel.message.text()
+    assert panel.explanation is None and "Select a Conv, Gemm, MatMul, Add, GlobalAveragePool, MaxPool, AveragePool, Sigmoid or LeakyRelu node" in panel.message.text()
 
 
 def test_a_pooling_shows_its_channel_as_a_grid_and_no_weights(qtbot, explanations, tmp_path: Path) -> None:
@@ -200,6 +200,35 @@ def test_an_average_pool_shows_its_window_and_what_it_divides_by(qtbot, tmp_path
     assert padded == (~e.example.inside).tolist() and "counted as 0" in panel.x_title.text()
     assert panel.steps.toPlainText().splitlines() == e.steps() and panel.w_table.isHidden()
     assert panel.grab().save(str(tmp_path / "explain_average_pool.png"))
+
+
+def test_a_sigmoid_shows_its_table_and_the_entry_its_element_reads(qtbot, tmp_path: Path) -> None:
+    float_model = load_model(save(activation_net(), tmp_path / "a.onnx"))
+    data_path = write_npz(tmp_path / "x.npz", x=np.random.default_rng(0).standard_normal((4, 3, 12, 12), np.float32))
+    int8 = quantize_model(float_model, load_data(data_path, float_model), Recipe(activation_type="int8"),
+                          tmp_path / "a.int8.onnx").int8
+    e = explain_node(int8, "/gate/Sigmoid", load_data(data_path, int8), 1, float_model)
+    panel = ExplainPanel()
+    qtbot.addWidget(panel)
+    panel.resize(620, 1400)
+    panel.show_explanation(e)
+    rows = table_rows(panel)
+    assert rows["function"] == "Sigmoid" and rows["table T"] == e.table_summary()
+    assert "QLinearSigmoid" in panel.title.text() and panel.badge.text() == "bit-exact with ONNX Runtime"
+    assert panel.x_table.rowCount() == 16 and panel.x_table.columnCount() == 16
+    labels = [panel.x_table.verticalHeaderItem(r).text() for r in range(16)]
+    assert labels[0] == "-128" and labels[-1] == "112"
+    grid = [[int(panel.x_table.item(r, c).text()) for c in range(16)] for r in range(16)]
+    assert np.array_equal(np.array(grid).reshape(-1), e.table)
+    marked = [(r, c) for r in range(16) for c in range(16)
+              if panel.x_table.item(r, c).background().color().name() == LARGEST_BRUSH.color().name()]
+    assert marked == [divmod(e.example.x_q + 128, 16)]
+    assert not panel.lookup_row.isHidden() and panel.plot_row.isHidden() and panel.w_table.isHidden()
+    steps_x, steps_y = panel.table_curve.getData()
+    assert steps_y.tolist() == e.table.tolist() and len(steps_x) == 257
+    assert panel.counts_curve.getData()[1].sum() == e.x_q.size
+    assert panel.steps.toPlainText().splitlines() == e.steps()
+    assert panel.grab().save(str(tmp_path / "explain_sigmoid.png"))
 
 
 def test_padding_cells_are_greyed(qtbot, explanations) -> None:

@@ -15,6 +15,7 @@ if TYPE_CHECKING:
     from ..core.explain import Explanation
     from ..core.explainadd import AddExplanation
     from ..core.explainaveragepool import AveragePoolExplanation
+    from ..core.explainlookup import LookupExplanation
     from ..core.explainmaxpool import MaxPoolExplanation
     from ..core.explainpool import PoolExplanation
     from ..core.profile import ProfileReport
@@ -23,6 +24,8 @@ if TYPE_CHECKING:
     from ..core.weights import QuantParams
 
 LAYER_ROWS_SHOWN = 10
+LOOKUP_ROW = 16
+"""Entries per printed row of a 256-entry table: sixteen rows of sixteen."""
 NAME_COLUMN_MAX = 60
 """The widest a profile table's name or kernel column grows; a longer text loses its middle to "…"."""
 
@@ -109,6 +112,7 @@ def print_explanation(e: Explanation) -> None:
 
     from ..core.explainadd import AddExplanation
     from ..core.explainaveragepool import AveragePoolExplanation
+    from ..core.explainlookup import LookupExplanation
     from ..core.explainmaxpool import MaxPoolExplanation
     from ..core.explainpool import PoolExplanation
 
@@ -120,6 +124,9 @@ def print_explanation(e: Explanation) -> None:
         return
     if isinstance(e, (MaxPoolExplanation, AveragePoolExplanation)):
         _print_window_pool(e)
+        return
+    if isinstance(e, LookupExplanation):
+        _print_lookup(e)
         return
     print(f"{e.node}: {e.kind}, run by ONNX Runtime as {e.runtime_kernel} (sample {e.sample})")
     print(f"  input  x  {e.x.dtype:5}  S_x = {_values(e.x.scale)}  Z_x = {_values(e.x.zero_point)}")
@@ -190,8 +197,21 @@ def _print_window_pool(e: MaxPoolExplanation | AveragePoolExplanation) -> None:
     _print_worked_example(e, f"window x_q ({'x'.join(map(str, ex.x_q.shape))}{padding})", ex.x_q)
 
 
-def _print_worked_example(e: AddExplanation | PoolExplanation | MaxPoolExplanation | AveragePoolExplanation,
-                          grid_title: str = "", grid: np.ndarray | None = None) -> None:
+def _print_lookup(e: LookupExplanation) -> None:
+    """A Sigmoid or LeakyRelu: the two tensors, the table and the entry the worked element reads."""
+    print(f"{e.node}: {e.function} of an 8-bit tensor, run by ONNX Runtime as {e.runtime_kernel} (sample {e.sample})")
+    _print_tensors((("x", e.x), ("y", e.y)))
+    print(f"  table T: {e.table_summary()}")
+    _print_verdict(e)
+    print(f"  T[x_q] for x_q = {e.codes[0]} .. {e.codes[-1]}, {LOOKUP_ROW} per row:")
+    for start in range(0, e.table.size, LOOKUP_ROW):
+        cells = " ".join(f"{int(v):4d}" for v in e.table[start:start + LOOKUP_ROW])
+        print(f"    {int(e.codes[start]):5d}: {cells}")
+    _print_worked_example(e)
+
+
+def _print_worked_example(e: AddExplanation | PoolExplanation | MaxPoolExplanation | AveragePoolExplanation
+                          | LookupExplanation, grid_title: str = "", grid: np.ndarray | None = None) -> None:
     """The worked element of a layer without weights: its index, the values it reads as a grid, the steps."""
     print(f"worked example: output element {list(e.example.index)}")
     if grid is not None:

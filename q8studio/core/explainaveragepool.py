@@ -20,7 +20,7 @@ from .explainrun import (
     float_value,
     kernel_name,
     requantized_sqnr,
-    run_pooling,
+    run_unary,
 )
 from .explainstep import checked_index, pick_element, result_lines, result_values
 from .model import LoadedModel, Node
@@ -85,7 +85,7 @@ def explain_average_pool(int8_model: LoadedModel, node: Node, data: Dataset, sam
     """Explain AveragePool ``node`` of a QDQ int8 model on sample ``sample`` of ``data`` (see
     :func:`.explain.explain_node`)."""
     graph = int8_model.graph
-    run = run_pooling(int8_model, node, data, sample, threads, "averages", FUSED_KERNEL)
+    run = run_unary(int8_model, node, data, sample, threads, "averages", FUSED_KERNEL)
     x, y, x_q, runtime, kernel = run.x, run.y, run.x_q, run.runtime, run.kernel
     out_spatial = tuple(runtime.shape[2:])
     geometry = pool_geometry(node, tuple(x_q.shape[2:]))

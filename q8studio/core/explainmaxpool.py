@@ -21,7 +21,7 @@ from .explainrun import (
     float_value,
     kernel_name,
     requantized_sqnr,
-    run_pooling,
+    run_unary,
 )
 from .explainstep import checked_index, pick_element, result_lines, result_values
 from .maxpoolkernels import dequantize_max_quantize, max_pool_8bit, same_quantization
@@ -82,7 +82,7 @@ def explain_max_pool(int8_model: LoadedModel, node: Node, data: Dataset, sample:
     """Explain MaxPool ``node`` of a QDQ int8 model on sample ``sample`` of ``data`` (see
     :func:`.explain.explain_node`)."""
     graph = int8_model.graph
-    run = run_pooling(int8_model, node, data, sample, threads, "takes the maximum of", "MaxPool on 8-bit values")
+    run = run_unary(int8_model, node, data, sample, threads, "takes the maximum of", "MaxPool on 8-bit values")
     x, y, x_q, runtime, kernel = run.x, run.y, run.x_q, run.runtime, run.kernel
     out_spatial = tuple(runtime.shape[2:])
     geometry = pool_geometry(node, tuple(x_q.shape[2:]))

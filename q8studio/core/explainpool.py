@@ -22,7 +22,7 @@ from .explainrun import (
     float_value,
     kernel_name,
     requantized_sqnr,
-    run_pooling,
+    run_unary,
 )
 from .explainstep import checked_index, pick_element, result_lines, result_values
 from .model import LoadedModel, Node
@@ -101,7 +101,7 @@ def explain_global_average_pool(int8_model: LoadedModel, node: Node, data: Datas
     """Explain GlobalAveragePool ``node`` of a QDQ int8 model on sample ``sample`` of ``data`` (see
     :func:`.explain.explain_node`)."""
     graph = int8_model.graph
-    run = run_pooling(int8_model, node, data, sample, threads, "averages", FUSED_KERNEL)
+    run = run_unary(int8_model, node, data, sample, threads, "averages", FUSED_KERNEL)
     x, y, x_q, runtime, kernel = run.x, run.y, run.x_q, run.runtime, run.kernel
     fused = kernel is not None and kernel.op_type == FUSED_KERNEL
     by_kernel = qlinear_global_average_pool(x_q, x, y)

@@ -3,7 +3,7 @@
 Shared by every kind of explained layer (:mod:`.explain` for Conv, Gemm and MatMul, :mod:`.explainadd` for
 Add, :mod:`.explainpool` for GlobalAveragePool, :mod:`.explainmaxpool` for MaxPool): the run that exposes the
 layer's 8-bit tensors, the kernel ONNX Runtime chose for the layer and how it applies a Gemm's alpha and beta,
-a pooling's input and output quantization, the float model's value of the same tensor, the QuantizeLinear
+a one-input layer's input and output quantization, the float model's value of the same tensor, the QuantizeLinear
 after a layer, and the record of one element-by-element comparison.
 """
 
@@ -215,9 +215,10 @@ def dequantizer_of(graph: Graph, tensor: str) -> Node | None:
     return node if node is not None and node.op_type == "DequantizeLinear" else None
 
 
-def pooling_quantization(model: LoadedModel, node: Node, computes: str, kernel: str) -> tuple[QuantParams, QuantParams]:
-    """The quantization of a pooling's input and output; a Q8Error when either stays float or is per channel.
-    ``computes`` says what the pooling does in float ("averages"), ``kernel`` names the 8-bit kernel."""
+def unary_quantization(model: LoadedModel, node: Node, computes: str, kernel: str) -> tuple[QuantParams, QuantParams]:
+    """The quantization of a one-input layer's input and output (a pooling, an activation); a Q8Error when either
+    stays float or is per channel. ``computes`` says what the layer does in float ("averages"), ``kernel`` names
+    the 8-bit kernel."""
     graph = model.graph
     before = dequantizer_of(graph, node.inputs[0])
     if before is None:
@@ -233,8 +234,8 @@ def pooling_quantization(model: LoadedModel, node: Node, computes: str, kernel: 
 
 
 @dataclass(frozen=True)
-class PoolingRun:
-    """A pooling's quantization, its 8-bit input and output on the sample, and the kernel ONNX Runtime ran."""
+class UnaryRun:
+    """A one-input layer's quantization, its 8-bit input and output on the sample, and the kernel ONNX Runtime ran."""
 
     x: QuantParams
     y: QuantParams
@@ -245,16 +246,16 @@ class PoolingRun:
     kernel: RuntimeNode | None
 
 
-def run_pooling(model: LoadedModel, node: Node, data: Dataset, sample: int, threads: int, computes: str,
-                kernel: str) -> PoolingRun:
-    """Run ``model`` on sample ``sample`` with pooling ``node``'s 8-bit input and output exposed (the
-    arguments after ``threads`` are :func:`pooling_quantization`'s)."""
-    x, y = pooling_quantization(model, node, computes, kernel)
+def run_unary(model: LoadedModel, node: Node, data: Dataset, sample: int, threads: int, computes: str,
+              kernel: str) -> UnaryRun:
+    """Run ``model`` on sample ``sample`` with one-input ``node``'s 8-bit input and output exposed (the
+    arguments after ``threads`` are :func:`unary_quantization`'s)."""
+    x, y = unary_quantization(model, node, computes, kernel)
     on_sample = sample_feed(model, data, sample)
     runs, kernels = run_on_sample(model, [x.tensor, y.tensor], on_sample, threads)
     shape = runs[0][y.tensor].shape
     x_q, runtime = (on_sample.layer_rows(runs[0][t], shape, node.op_type) for t in (x.tensor, y.tensor))
-    return PoolingRun(x, y, on_sample, shape, x_q, runtime, kernel_of(kernels, model.graph, node))
+    return UnaryRun(x, y, on_sample, shape, x_q, runtime, kernel_of(kernels, model.graph, node))
 
 
 def float_value(float_model: LoadedModel | None, int8_graph: Graph, node: Node, y_tensor: str | None,

@@ -7,7 +7,8 @@ field and weights of the worked element as grids (padding greyed), and the arith
 the int32 sum to the dequantized value. An Add has no weights or accumulator: its numbers are the
 three tensors' scales and QLinearAdd's ratios, and its chain the two ways of adding one element. A
 GlobalAveragePool's grid is the averaged channel, its chain the exact int32 sum and the one float32 factor;
-a MaxPool's or AveragePool's grid is the window (a MaxPool's largest value marked).
+a MaxPool's or AveragePool's grid is the window (a MaxPool's largest value marked); a Sigmoid's or LeakyRelu's
+is its table of 256 entries, also plotted over the curve it rounds, beside the codes the sample reads.
 """
 
 from __future__ import annotations
@@ -34,6 +35,7 @@ from PySide6.QtWidgets import (
 from ..core.explain import EXPLAINABLE_WORDS, Explanation, NodeExplanation
 from ..core.explainadd import AddExplanation
 from ..core.explainaveragepool import AveragePoolExplanation
+from ..core.explainlookup import LookupExplanation
 from ..core.explainmaxpool import MaxPoolExplanation
 from ..core.explainpool import PoolExplanation
 from ..core.weights import QuantParams
@@ -71,6 +73,7 @@ class ExplainPanel(QWidget):
         body.addWidget(self._section("Quantization of this layer"))
         body.addWidget(self._numbers_table())
         body.addWidget(self._plots())
+        body.addWidget(self._lookup_plots())
         body.addWidget(self._section("Worked example"))
         self.element_label = QLabel()
         self.element_label.setWordWrap(True)
@@ -128,6 +131,21 @@ class ExplainPanel(QWidget):
         self.plot_row = PlotRow(self.scale_plot, self.error_plot)
         return self.plot_row
 
+    def _lookup_plots(self) -> PlotRow:
+        """A Sigmoid's or LeakyRelu's table as a staircase over the curve it rounds, and the codes a sample reads."""
+        self.table_plot = _fixed_height_plot("T: output code of each input code", "x_q", "y_q")
+        self.unrounded_curve = pg.PlotDataItem(pen=pg.mkPen("#9e9e9e", width=1, style=Qt.PenStyle.DashLine))
+        self.table_curve = pg.PlotDataItem(pen=pg.mkPen("#1f77b4", width=1.3), stepMode="center")
+        self.entry_point = pg.ScatterPlotItem(size=9, brush=pg.mkBrush("#ff7f0e"), pen=None)
+        for item in (self.unrounded_curve, self.table_curve, self.entry_point):
+            self.table_plot.addItem(item)
+        self.counts_plot = _fixed_height_plot("x_q on this sample", "x_q", "elements")
+        self.counts_curve = pg.PlotDataItem(pen=pg.mkPen("#1f77b4", width=1), stepMode="center", fillLevel=0,
+                                            brush=pg.mkBrush(31, 119, 180, 90))
+        self.counts_plot.addItem(self.counts_curve)
+        self.lookup_row = PlotRow(self.table_plot, self.counts_plot)
+        return self.lookup_row
+
     def _grids(self) -> QWidget:
         self.x_table, self.w_table = _grid_table(), _grid_table()
         self.x_title, self.w_title = QLabel(), QLabel("Weights w_q of this output channel")
@@ -174,6 +192,7 @@ class ExplainPanel(QWidget):
                            f"(sample {expl.sample})")
         self._show_check(expl)
         self.plot_row.setVisible(isinstance(expl, NodeExplanation))
+        self.lookup_row.setVisible(isinstance(expl, LookupExplanation))
         self.grids.setVisible(not isinstance(expl, AddExplanation))
         self.w_title.setVisible(isinstance(expl, NodeExplanation))
         self.w_table.setVisible(isinstance(expl, NodeExplanation))
@@ -185,6 +204,9 @@ class ExplainPanel(QWidget):
             return
         if isinstance(expl, (MaxPoolExplanation, AveragePoolExplanation)):
             self._fill_window_pool(expl)
+            return
+        if isinstance(expl, LookupExplanation):
+            self._fill_lookup(expl)
             return
         self._fill_numbers(expl)
         self._fill_plots(expl)
@@ -256,6 +278,35 @@ class ExplainPanel(QWidget):
                    highlight=None if marked is None else marked.reshape(window.shape),
                    padding_tip=f"padding: outside the input, {padding}")
         self.grid_note.setText("")
+        self.steps.setPlainText("\n".join(expl.steps()))
+
+    def _fill_lookup(self, expl: LookupExplanation) -> None:
+        """A Sigmoid or LeakyRelu: the numbers, the table plotted and as a grid, the codes the sample reads."""
+        ex = expl.example
+        rows = [*_params_rows("x", expl.x), *_params_rows("y", expl.y), ("function", expl.function),
+                ("table T", expl.table_summary())]
+        self._set_numbers(rows + _float_rows(expl))
+        codes = expl.codes.astype(np.float64)
+        edges = np.append(codes - 0.5, codes[-1] + 0.5)
+        self.unrounded_curve.setData(codes, expl.unrounded)
+        self.table_curve.setData(edges, expl.table.astype(np.float64))
+        self.entry_point.setData([float(ex.x_q)], [float(ex.kernel_y_q)])
+        self.counts_curve.setData(edges, expl.code_counts().astype(np.float64))
+        bounds = (float(expl.table.min()) - 4.0, float(expl.table.max()) + 4.0)
+        self.table_plot.setYRange(*bounds, padding=0.02)  # the unrounded curve runs past the saturated ends
+        for plot in (self.table_plot, self.counts_plot):
+            plot.setXRange(codes[0] - 0.5, codes[-1] + 0.5, padding=0.02)
+        self.lookup_row.reflow()
+        self.element_label.setText(
+            f"Output element <b>{list(ex.index)}</b>: x_q = {ex.x_q} reads T[{ex.x_q}] = {ex.kernel_y_q} "
+            f"(orange in the plot and the table); the entry was made once, by dequantizing the code, applying "
+            f"{escape(expl.op_type)} in float32 and quantizing.")
+        self.x_title.setText("The table T: y_q for each x_q (dashed in the plot: before rounding)")
+        table = expl.table.reshape(-1, ROW_VALUES)
+        marked = (expl.codes == ex.x_q).reshape(table.shape)
+        _fill_grid(self.x_table, table, np.ones(table.shape, bool), image=True, highlight=marked,
+                   row_labels=[str(int(code)) for code in expl.codes[::ROW_VALUES]])
+        self.grid_note.setText("Rows start at the code on their left; the column adds to it.")
         self.steps.setPlainText("\n".join(expl.steps()))
 
     def _set_numbers(self, rows: list[tuple[str, str]]) -> None:
@@ -362,9 +413,12 @@ def grid_rows(values: np.ndarray, *, image: bool = False) -> tuple[np.ndarray, l
 
 
 def _fill_grid(table: QTableWidget, values: np.ndarray, in_bounds: np.ndarray, *, image: bool = False,
-               highlight: np.ndarray | None = None, padding_tip: str = ZERO_POINT_PADDING) -> None:
-    """``values`` as a table, cells outside ``in_bounds`` greyed as padding and ``highlight`` cells marked."""
+               highlight: np.ndarray | None = None, padding_tip: str = ZERO_POINT_PADDING,
+               row_labels: list[str] | None = None) -> None:
+    """``values`` as a table, cells outside ``in_bounds`` greyed as padding and ``highlight`` cells marked;
+    ``row_labels`` replaces the rows' own labels."""
     grid, labels = grid_rows(values, image=image)
+    labels = row_labels or labels
     mask, _ = grid_rows(in_bounds.astype(np.int64), image=image)
     marked, _ = grid_rows((highlight if highlight is not None else np.zeros(values.shape, bool)).astype(np.int64),
                           image=image)
