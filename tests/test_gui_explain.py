@@ -137,7 +137,9 @@ def test_gemm_rows_wrap_and_messages_replace_the_content(qtbot, explanations) ->
     panel.show_message("Explaining /fc/Gemm…")
     assert panel.content.isHidden() and panel.message.text() == "Explaining /fc/Gemm…" and panel.badge.isHidden()
     panel.show_explanation(None)
-    assert panel.explanation is None and "Select a Conv, Gemm, MatMul, Add, GlobalAveragePool, MaxPool, AveragePool, Sigmoid or LeakyRelu node" in panel.message.text()
+    assert panel.explanation is None
+    assert ("Select a Conv, Gemm, MatMul, Add, Mul, GlobalAveragePool, MaxPool, AveragePool, Sigmoid or LeakyRelu "
+            "node") in panel.message.text()
 
 
 def test_a_pooling_shows_its_channel_as_a_grid_and_no_weights(qtbot, explanations, tmp_path: Path) -> None:
@@ -229,6 +231,22 @@ def test_a_sigmoid_shows_its_table_and_the_entry_its_element_reads(qtbot, tmp_pa
     assert panel.counts_curve.getData()[1].sum() == e.x_q.size
     assert panel.steps.toPlainText().splitlines() == e.steps()
     assert panel.grab().save(str(tmp_path / "explain_sigmoid.png"))
+
+
+def test_a_mul_shows_its_ratio_and_no_grids(qtbot, tmp_path: Path) -> None:
+    float_model = load_model(save(activation_net(), tmp_path / "a.onnx"))
+    data_path = write_npz(tmp_path / "x.npz", x=np.random.default_rng(0).standard_normal((4, 3, 12, 12), np.float32))
+    int8 = quantize_model(float_model, load_data(data_path, float_model), Recipe(), tmp_path / "a.int8.onnx").int8
+    e = explain_node(int8, "/swish/Mul", load_data(data_path, int8), 1, float_model)
+    panel = ExplainPanel()
+    qtbot.addWidget(panel)
+    panel.show_explanation(e)
+    rows = table_rows(panel)
+    assert rows["M = S_a·S_b/S_y (float32)"] == f"{e.constants.ratio:.9g}" and "S_b" in rows
+    assert "QLinearMul" in panel.title.text() and panel.badge.text() == "bit-exact with ONNX Runtime"
+    assert panel.grids.isHidden() and panel.lookup_row.isHidden() and panel.plot_row.isHidden()
+    assert f"a_q = {e.example.a_q}, b_q = {e.example.b_q}" in panel.element_label.text()
+    assert panel.steps.toPlainText().splitlines() == e.steps()
 
 
 def test_padding_cells_are_greyed(qtbot, explanations) -> None:

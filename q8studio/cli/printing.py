@@ -17,6 +17,7 @@ if TYPE_CHECKING:
     from ..core.explainaveragepool import AveragePoolExplanation
     from ..core.explainlookup import LookupExplanation
     from ..core.explainmaxpool import MaxPoolExplanation
+    from ..core.explainmul import MulExplanation
     from ..core.explainpool import PoolExplanation
     from ..core.profile import ProfileReport
     from ..core.quantize import QuantizeResult
@@ -114,10 +115,14 @@ def print_explanation(e: Explanation) -> None:
     from ..core.explainaveragepool import AveragePoolExplanation
     from ..core.explainlookup import LookupExplanation
     from ..core.explainmaxpool import MaxPoolExplanation
+    from ..core.explainmul import MulExplanation
     from ..core.explainpool import PoolExplanation
 
     if isinstance(e, AddExplanation):
         _print_add(e)
+        return
+    if isinstance(e, MulExplanation):
+        _print_mul(e)
         return
     if isinstance(e, PoolExplanation):
         _print_pool(e)
@@ -176,6 +181,15 @@ def _print_add(e: AddExplanation) -> None:
     _print_worked_example(e)
 
 
+def _print_mul(e: MulExplanation) -> None:
+    print(f"{e.node}: Mul of two 8-bit tensors, run by ONNX Runtime as {e.runtime_kernel} (sample {e.sample})")
+    _print_tensors((("a", e.a), ("b", e.b), ("y", e.y)))
+    c = e.constants
+    print(f"  QLinearMul: M = S_a*S_b/S_y = {c.ratio:.9g} (float32, from S_a*S_b = {c.scales:.9g})")
+    _print_verdict(e)
+    _print_worked_example(e)
+
+
 def _print_pool(e: PoolExplanation) -> None:
     print(f"{e.node}: GlobalAveragePool of an 8-bit tensor, run by ONNX Runtime as {e.runtime_kernel} "
           f"(sample {e.sample})")
@@ -210,8 +224,9 @@ def _print_lookup(e: LookupExplanation) -> None:
     _print_worked_example(e)
 
 
-def _print_worked_example(e: AddExplanation | PoolExplanation | MaxPoolExplanation | AveragePoolExplanation
-                          | LookupExplanation, grid_title: str = "", grid: np.ndarray | None = None) -> None:
+def _print_worked_example(e: AddExplanation | MulExplanation | PoolExplanation | MaxPoolExplanation
+                          | AveragePoolExplanation | LookupExplanation, grid_title: str = "",
+                          grid: np.ndarray | None = None) -> None:
     """The worked element of a layer without weights: its index, the values it reads as a grid, the steps."""
     print(f"worked example: output element {list(e.example.index)}")
     if grid is not None:

@@ -1,13 +1,13 @@
 """How one int8 layer really computes, checked bit for bit against ONNX Runtime on a real sample.
 
-For a Conv, Gemm or MatMul of a QDQ int8 model (an Add: :mod:`.explainadd`; a GlobalAveragePool:
-:mod:`.explainpool`; a MaxPool or AveragePool: :mod:`.explainmaxpool`, :mod:`.explainaveragepool`; a Sigmoid
-or LeakyRelu: :mod:`.explainlookup`) this gathers what the integer kernel uses (S_x, Z_x from the
-DequantizeLinear on the input; w_q, S_w, Z_w from the one on the weight; the int32 bias; S_y, Z_y from the
-QuantizeLinear after the node; M = S_x S_w / S_y, times a Gemm's alpha, split into M0 and a shift n), runs
-the model on one sample with the node's integer input and output exposed, and recomputes the output with the
-integer reference kernels of :mod:`.intkernels`. Exposing the QuantizeLinear output keeps ONNX Runtime's
-fusion intact, so its value is what the fused integer kernel produced.
+For a Conv, Gemm or MatMul of a QDQ int8 model (an Add: :mod:`.explainadd`; a Mul: :mod:`.explainmul`; a
+GlobalAveragePool: :mod:`.explainpool`; a MaxPool or AveragePool: :mod:`.explainmaxpool`,
+:mod:`.explainaveragepool`; a Sigmoid or LeakyRelu: :mod:`.explainlookup`) this gathers what the integer
+kernel uses (S_x, Z_x from the DequantizeLinear on the input; w_q, S_w, Z_w from the one on the weight; the
+int32 bias; S_y, Z_y from the QuantizeLinear after the node; M = S_x S_w / S_y, times a Gemm's alpha, split
+into M0 and a shift n), runs the model on one sample with the node's integer input and output exposed, and
+recomputes the output with the integer reference kernels of :mod:`.intkernels`. Exposing the QuantizeLinear
+output keeps ONNX Runtime's fusion intact, so its value is what the fused integer kernel produced.
 """
 
 from __future__ import annotations
@@ -22,6 +22,7 @@ from .explainadd import AddExplanation, explain_add
 from .explainaveragepool import AveragePoolExplanation, explain_average_pool
 from .explainlookup import LookupExplanation, explain_lookup
 from .explainmaxpool import MaxPoolExplanation, explain_max_pool
+from .explainmul import MulExplanation, explain_mul
 from .explainpool import PoolExplanation, explain_global_average_pool
 from .explainrun import (
     ABSORBED_ACTIVATIONS,
@@ -47,9 +48,9 @@ from .model import Graph, LoadedModel, Node, node_now_writing
 from .runtimegraph import RuntimeNode
 from .weights import QuantParams, qdq_params
 
-EXPLAINABLE_OPS = ("Conv", "Gemm", "MatMul", "Add", "GlobalAveragePool", "MaxPool", "AveragePool", "Sigmoid",
+EXPLAINABLE_OPS = ("Conv", "Gemm", "MatMul", "Add", "Mul", "GlobalAveragePool", "MaxPool", "AveragePool", "Sigmoid",
                    "LeakyRelu")
-EXPLAINABLE_WORDS = "Conv, Gemm, MatMul, Add, GlobalAveragePool, MaxPool, AveragePool, Sigmoid or LeakyRelu"
+EXPLAINABLE_WORDS = "Conv, Gemm, MatMul, Add, Mul, GlobalAveragePool, MaxPool, AveragePool, Sigmoid or LeakyRelu"
 
 
 @dataclass(kw_only=True)
@@ -84,13 +85,14 @@ class NodeExplanation(ExplainedLayer):
         }
 
 
-Explanation = (NodeExplanation | AddExplanation | PoolExplanation | MaxPoolExplanation | AveragePoolExplanation
-               | LookupExplanation)
+Explanation = (NodeExplanation | AddExplanation | MulExplanation | PoolExplanation | MaxPoolExplanation
+               | AveragePoolExplanation | LookupExplanation)
 """What Explain tells of a layer, by kind: each has a title, checks against ONNX Runtime, notes and steps."""
 
 
-WEIGHTLESS = {"Add": explain_add, "GlobalAveragePool": explain_global_average_pool, "MaxPool": explain_max_pool,
-              "AveragePool": explain_average_pool, "Sigmoid": explain_lookup, "LeakyRelu": explain_lookup}
+WEIGHTLESS = {"Add": explain_add, "Mul": explain_mul, "GlobalAveragePool": explain_global_average_pool,
+              "MaxPool": explain_max_pool, "AveragePool": explain_average_pool, "Sigmoid": explain_lookup,
+              "LeakyRelu": explain_lookup}
 """The layers without weights, each explained by its own module; Conv, Gemm and MatMul are explained here."""
 
 
@@ -121,7 +123,8 @@ def explain_node(
 
     ``float_model`` adds the float value of the same tensor and the SQNR of the int8 output;
     ``element`` chooses the worked output element (default: the largest unsaturated one).
-    An Add gets an :class:`~.explainadd.AddExplanation`, a GlobalAveragePool a
+    An Add gets an :class:`~.explainadd.AddExplanation`, a Mul a :class:`~.explainmul.MulExplanation`, a
+    GlobalAveragePool a
     :class:`~.explainpool.PoolExplanation`, a MaxPool a :class:`~.explainmaxpool.MaxPoolExplanation`, an
     AveragePool an :class:`~.explainaveragepool.AveragePoolExplanation`, a Sigmoid or LeakyRelu a
     :class:`~.explainlookup.LookupExplanation`.

@@ -10,62 +10,46 @@ the output the two ways of :mod:`.addkernels`: ONNX Runtime's x86 kernel and the
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Any
 
 import numpy as np
 
 from .addkernels import AddRatios, dequantize_add_quantize, output_bounds, qlinear_add, qlinear_add_sums
 from .data import Dataset
-from .errors import Q8Error
 from .explainrun import (
+    BinaryElement,
+    BinaryExplanation,
     Check,
-    ExplainedLayer,
+    binary_inputs,
     checked_against_runtime,
-    dequantizer_of,
     float_value,
     kernel_name,
-    kernel_of,
     removed_activation_note,
     requantized_sqnr,
-    run_on_sample,
-    sole_reader,
+    run_binary,
 )
-from .explainsample import sample_feed
 from .explainstep import checked_index, pick_element, result_lines, result_values
 from .model import LoadedModel, Node
 from .runtimegraph import RuntimeNode
-from .weights import QuantParams, qdq_params
+from .weights import QuantParams
 
 FUSED_KERNEL = "QLinearAdd"
 KERNEL_CHECK = "QLinearAdd's float32 ratios (x86)"
 DEFINITION_CHECK = "dequantize, add, quantize (the QDQ graph)"
 
 
-@dataclass(frozen=True)
-class AddElement:
+@dataclass(frozen=True, kw_only=True)
+class AddElement(BinaryElement):
     """Every step behind one output element of the Add."""
 
-    index: tuple[int, ...]
-    a_q: int
-    b_q: int
-    real_a: float  # S_a (a_q - Z_a)
-    real_b: float
     real_sum: float  # real_a + real_b, exact
-    definition_y_q: int  # dequantize, add, quantize
     inner: float  # b_q r_b + c, float32
     total: float  # a_q r_a + inner, float32
-    kernel_y_q: int  # rint(total), saturated
-    y_real: float  # S_y (y_q - Z_y) of the kernel's y_q
-    runtime_y_q: int
-    float_value: float | None
 
     def steps(self, a: QuantParams, b: QuantParams, y: QuantParams, ratios: AddRatios, relu: bool) -> list[str]:
         """The arithmetic of the element, one line per step: the real sum, the definition, then the kernel."""
         qmin, qmax = output_bounds(y)
-        z_a, z_b = int(a.zero_point), int(b.zero_point)
         lines = [
-            f"a = S_a·(a_q − Z_a) = {float(a.scale):.6g}·({self.a_q} − {z_a}) = {self.real_a:.6g}",
-            f"b = S_b·(b_q − Z_b) = {float(b.scale):.6g}·({self.b_q} − {z_b}) = {self.real_b:.6g}",
+            *self.input_lines(a, b),
             f"a + b = {self.real_sum:.6g}" + (", then the Relu: max(0, a + b)" if relu else ""),
             f"definition: round((a + b) / S_y) + Z_y, in [{qmin}, {qmax}] = {self.definition_y_q}",
             "QLinearAdd, in float32 (r_a, r_b and c above):",
@@ -76,9 +60,6 @@ class AddElement:
         ]
         return lines + result_lines(y, self.kernel_y_q, self.y_real, self.runtime_y_q, self.float_value)
 
-    def to_dict(self) -> dict[str, Any]:
-        return dict(self.__dict__)
-
 
 def _signed(value: float) -> str:
     """``+ 1.5`` or ``− 1.5``: a term added in a written sum."""
@@ -86,47 +67,33 @@ def _signed(value: float) -> str:
 
 
 @dataclass(kw_only=True)
-class AddExplanation(ExplainedLayer):
+class AddExplanation(BinaryExplanation):
     """Everything behind one int8 Add's output on one sample, and how it compares."""
 
-    a: QuantParams
-    b: QuantParams
-    y: QuantParams
     ratios: AddRatios
-    relu: bool  # a Relu kept between the Add and its QuantizeLinear
-    a_q: np.ndarray
-    b_q: np.ndarray
     example: AddElement
 
     def steps(self) -> list[str]:
         return self.example.steps(self.a, self.b, self.y, self.ratios, self.relu)
 
     def to_dict(self) -> dict[str, object]:
-        return {**self.run_dict(), "a": self.a.to_dict(), "b": self.b.to_dict(), "y": self.y.to_dict(),
-                "ratios": self.ratios.__dict__, "relu": self.relu, "example": self.example.to_dict(),
-                "steps": self.steps()}
+        return {**self.binary_dict(), "ratios": self.ratios.__dict__}
 
 
 def explain_add(int8_model: LoadedModel, node: Node, data: Dataset, sample: int = 0,
                 float_model: LoadedModel | None = None, *, element: tuple[int, ...] | None = None,
                 threads: int = 0, notes: list[str] | None = None) -> AddExplanation:
     """Explain Add ``node`` of a QDQ int8 model on sample ``sample`` of ``data`` (see :func:`.explain.explain_node`)."""
-    graph = int8_model.graph
-    a, b, y, relu = _quantization(int8_model, node)
-    on_sample = sample_feed(int8_model, data, sample)
-    runs, kernels = run_on_sample(int8_model, [a.tensor, b.tensor, y.tensor], on_sample, threads)
-    values = runs[0]
-    shape = values[y.tensor].shape
-    a_q, b_q, runtime = (on_sample.layer_rows(values[t], shape, "Add") for t in (a.tensor, b.tensor, y.tensor))
-    kernel = kernel_of(kernels, graph, node)
+    run = run_binary(int8_model, node, data, sample, threads, "adds", FUSED_KERNEL)
+    a, b, y, relu, a_q, b_q, runtime, kernel = run.a, run.b, run.y, run.relu, run.a_q, run.b_q, run.runtime, run.kernel
     ratios = AddRatios.of(a, b, y)
     fused = kernel is not None and kernel.op_type == FUSED_KERNEL
     by_kernel = qlinear_add(a_q, b_q, ratios, y)
     by_definition = dequantize_add_quantize(a_q, a, b_q, b, y, relu=relu)
     checks = [_check(KERNEL_CHECK, by_kernel, runtime, fused, a_q),
               _check(DEFINITION_CHECK, by_definition, runtime, fused, a_q)]
-    notes = list(notes or []) + on_sample.notes(shape) + _notes(node, kernel, relu, float_model)
-    float_tensor, float_output = float_value(float_model, graph, node, y.tensor, on_sample, threads, notes)
+    notes = list(notes or []) + run.sample.notes(run.output_shape) + _notes(node, kernel, relu, float_model)
+    float_tensor, float_output = float_value(float_model, int8_model.graph, node, y.tensor, run.sample, threads, notes)
     index = element if element is not None else pick_element(runtime, y, float_output)
     return AddExplanation(
         node=node.name, op_type="Add", kind="Add", runtime_kernel=kernel_name(kernel), sample=sample,
@@ -136,26 +103,6 @@ def explain_add(int8_model: LoadedModel, node: Node, data: Dataset, sample: int 
         float_tensor=float_tensor, float_output=float_output, sqnr_db=requantized_sqnr(y, runtime, float_output),
         notes=notes,
     )
-
-
-def _quantization(model: LoadedModel, node: Node) -> tuple[QuantParams, QuantParams, QuantParams, bool]:
-    """The quantization of both inputs and of the output, and whether a Relu sits before the QuantizeLinear."""
-    graph = model.graph
-    inputs = [dequantizer_of(graph, name) for name in node.inputs[:2]]
-    if len(node.inputs) != 2 or any(dq is None for dq in inputs):
-        raise Q8Error(f"Node {node.name} runs in float: its inputs are not both quantized (a DequantizeLinear feeds "
-                      "each input of an int8 Add).")
-    after, relu = sole_reader(graph, node.outputs[0]), False
-    if after is not None and after.op_type == "Relu":
-        after, relu = sole_reader(graph, after.outputs[0]), True
-    if after is None or after.op_type != "QuantizeLinear":
-        raise Q8Error(f"Node {node.name}'s output is not re-quantized: ONNX Runtime adds the dequantized inputs in "
-                      "float32, so there is no 8-bit arithmetic to explain.")
-    a, b = (qdq_params(model, dq) for dq in inputs)  # type: ignore[arg-type]
-    y = qdq_params(model, after)
-    if a.per_channel or b.per_channel or y.per_channel:
-        raise Q8Error(f"Node {node.name} has per-channel activation scales; QLinearAdd takes one scale per tensor.")
-    return a, b, y, relu
 
 
 def _check(title: str, reference: np.ndarray, runtime: np.ndarray, fused: bool, a_q: np.ndarray) -> Check:
@@ -200,13 +147,9 @@ def _element(node: Node, a: QuantParams, b: QuantParams, y: QuantParams, ratios:
              b_q: np.ndarray, by_kernel: np.ndarray, by_definition: np.ndarray, runtime: np.ndarray,
              float_output: np.ndarray | None, index: tuple[int, ...]) -> AddElement:
     """The steps of ``runtime[index]``: its inputs, the two sums QLinearAdd rounds, and both references' results."""
-    index = checked_index(node, index, runtime.shape)
-    a_at, b_at = (int(np.broadcast_to(v, runtime.shape)[index]) for v in (a_q, b_q))
-    real_a = float(np.float32(a.scale)) * (a_at - int(a.zero_point))
-    real_b = float(np.float32(b.scale)) * (b_at - int(b.zero_point))
-    inner, total = qlinear_add_sums(np.array(a_at), np.array(b_at), ratios)
+    inputs = binary_inputs(a, b, a_q, b_q, checked_index(node, index, runtime.shape), runtime.shape)
+    inner, total = qlinear_add_sums(np.array(inputs["a_q"]), np.array(inputs["b_q"]), ratios)
     return AddElement(
-        index=index, a_q=a_at, b_q=b_at, real_a=real_a, real_b=real_b, real_sum=real_a + real_b,
-        inner=float(inner), total=float(total),
-        **result_values(y, by_kernel, by_definition, runtime, float_output, index),
+        **inputs, real_sum=inputs["real_a"] + inputs["real_b"], inner=float(inner), total=float(total),
+        **result_values(y, by_kernel, by_definition, runtime, float_output, inputs["index"]),
     )

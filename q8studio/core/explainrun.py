@@ -164,6 +164,63 @@ class WindowPoolExplanation(ExplainedLayer):
                 "example": self.example.to_dict(), "steps": self.steps()}
 
 
+@dataclass(frozen=True, kw_only=True)
+class BinaryElement:
+    """What an Add's and a Mul's worked elements share: the element's two 8-bit inputs, their real values, and
+    the results of both references, ONNX Runtime's and the float model's."""
+
+    index: tuple[int, ...]
+    a_q: int
+    b_q: int
+    real_a: float  # S_a (a_q - Z_a)
+    real_b: float
+    kernel_y_q: int
+    definition_y_q: int
+    y_real: float  # S_y (y_q - Z_y) of the kernel's y_q
+    runtime_y_q: int
+    float_value: float | None
+
+    def input_lines(self, a: QuantParams, b: QuantParams) -> list[str]:
+        """The first steps: both inputs dequantized."""
+        return [f"{name} = S_{name}·({name}_q − Z_{name}) = {float(params.scale):.6g}·({code} − "
+                f"{int(params.zero_point)}) = {real:.6g}"
+                for name, params, code, real in (("a", a, self.a_q, self.real_a), ("b", b, self.b_q, self.real_b))]
+
+    def to_dict(self) -> dict[str, Any]:
+        return dict(self.__dict__)
+
+
+def binary_inputs(a: QuantParams, b: QuantParams, a_q: np.ndarray, b_q: np.ndarray, index: tuple[int, ...],
+                  shape: tuple[int, ...]) -> dict[str, Any]:
+    """A :class:`BinaryElement`'s inputs at ``index`` of an output of ``shape`` (an input may broadcast)."""
+    a_at, b_at = (int(np.broadcast_to(v, shape)[index]) for v in (a_q, b_q))
+    return {"index": index, "a_q": a_at, "b_q": b_at, "real_a": float(np.float32(a.scale)) * (a_at - int(a.zero_point)),
+            "real_b": float(np.float32(b.scale)) * (b_at - int(b.zero_point))}
+
+
+@dataclass(kw_only=True)
+class BinaryExplanation(ExplainedLayer):
+    """What an Add's and a Mul's explanations share: the three tensors' quantization, a Relu kept before the
+    QuantizeLinear, the 8-bit inputs on the sample; each kind adds what its kernel computes once per call and its
+    worked element (``example``, with ``steps``)."""
+
+    a: QuantParams
+    b: QuantParams
+    y: QuantParams
+    relu: bool  # a Relu kept between the layer and its QuantizeLinear
+    a_q: np.ndarray
+    b_q: np.ndarray
+    example: Any
+
+    def steps(self) -> list[str]:
+        raise NotImplementedError
+
+    def binary_dict(self) -> dict[str, object]:
+        """The JSON of these parts; each kind adds its kernel's constants."""
+        return {**self.run_dict(), "a": self.a.to_dict(), "b": self.b.to_dict(), "y": self.y.to_dict(),
+                "relu": self.relu, "example": self.example.to_dict(), "steps": self.steps()}
+
+
 def kernel_name(kernel: RuntimeNode | None) -> str:
     """The op type of the kernel that ran, as an explanation's title shows it."""
     return kernel.op_type if kernel else "(not found)"
@@ -256,6 +313,57 @@ def run_unary(model: LoadedModel, node: Node, data: Dataset, sample: int, thread
     shape = runs[0][y.tensor].shape
     x_q, runtime = (on_sample.layer_rows(runs[0][t], shape, node.op_type) for t in (x.tensor, y.tensor))
     return UnaryRun(x, y, on_sample, shape, x_q, runtime, kernel_of(kernels, model.graph, node))
+
+
+def binary_quantization(model: LoadedModel, node: Node, computes: str, kernel: str
+                        ) -> tuple[QuantParams, QuantParams, QuantParams, bool]:
+    """The quantization of a two-input layer's inputs and output (an Add, a Mul), and whether a Relu sits before
+    its QuantizeLinear; a Q8Error when any stays float or is per channel. ``computes`` says what the layer does
+    in float ("adds"), ``kernel`` names the 8-bit kernel."""
+    graph = model.graph
+    inputs = [dequantizer_of(graph, name) for name in node.inputs[:2]]
+    if len(node.inputs) != 2 or any(dq is None for dq in inputs):
+        raise Q8Error(f"Node {node.name} runs in float: its inputs are not both quantized (a DequantizeLinear feeds "
+                      f"each input of an int8 {node.op_type}).")
+    after, relu = sole_reader(graph, node.outputs[0]), False
+    if after is not None and after.op_type == "Relu":
+        after, relu = sole_reader(graph, after.outputs[0]), True
+    if after is None or after.op_type != "QuantizeLinear":
+        raise Q8Error(f"Node {node.name}'s output is not re-quantized: ONNX Runtime {computes} the dequantized inputs "
+                      "in float32, so there is no 8-bit arithmetic to explain.")
+    a, b = (qdq_params(model, dq) for dq in inputs)  # type: ignore[arg-type]
+    y = qdq_params(model, after)
+    if a.per_channel or b.per_channel or y.per_channel:
+        raise Q8Error(f"Node {node.name} has per-channel activation scales; {kernel} takes one scale per tensor.")
+    return a, b, y, relu
+
+
+@dataclass(frozen=True)
+class BinaryRun:
+    """A two-input layer's quantization, its 8-bit inputs and output on the sample, and the kernel that ran."""
+
+    a: QuantParams
+    b: QuantParams
+    y: QuantParams
+    relu: bool  # a Relu kept between the layer and its QuantizeLinear
+    sample: SampleFeed
+    output_shape: tuple[int, ...]  # the whole run's, which holds several samples when the batch is fixed
+    a_q: np.ndarray
+    b_q: np.ndarray
+    runtime: np.ndarray
+    kernel: RuntimeNode | None
+
+
+def run_binary(model: LoadedModel, node: Node, data: Dataset, sample: int, threads: int, computes: str,
+               kernel: str) -> BinaryRun:
+    """Run ``model`` on sample ``sample`` with two-input ``node``'s 8-bit inputs and output exposed (the
+    arguments after ``threads`` are :func:`binary_quantization`'s)."""
+    a, b, y, relu = binary_quantization(model, node, computes, kernel)
+    on_sample = sample_feed(model, data, sample)
+    runs, kernels = run_on_sample(model, [a.tensor, b.tensor, y.tensor], on_sample, threads)
+    shape = runs[0][y.tensor].shape
+    a_q, b_q, runtime = (on_sample.layer_rows(runs[0][t], shape, node.op_type) for t in (a.tensor, b.tensor, y.tensor))
+    return BinaryRun(a, b, y, relu, on_sample, shape, a_q, b_q, runtime, kernel_of(kernels, model.graph, node))
 
 
 def float_value(float_model: LoadedModel | None, int8_graph: Graph, node: Node, y_tensor: str | None,

@@ -37,6 +37,7 @@ from ..core.explainadd import AddExplanation
 from ..core.explainaveragepool import AveragePoolExplanation
 from ..core.explainlookup import LookupExplanation
 from ..core.explainmaxpool import MaxPoolExplanation
+from ..core.explainmul import MulExplanation
 from ..core.explainpool import PoolExplanation
 from ..core.weights import QuantParams
 from . import formatting as fmt
@@ -193,11 +194,14 @@ class ExplainPanel(QWidget):
         self._show_check(expl)
         self.plot_row.setVisible(isinstance(expl, NodeExplanation))
         self.lookup_row.setVisible(isinstance(expl, LookupExplanation))
-        self.grids.setVisible(not isinstance(expl, AddExplanation))
+        self.grids.setVisible(not isinstance(expl, (AddExplanation, MulExplanation)))
         self.w_title.setVisible(isinstance(expl, NodeExplanation))
         self.w_table.setVisible(isinstance(expl, NodeExplanation))
         if isinstance(expl, AddExplanation):
             self._fill_add(expl)
+            return
+        if isinstance(expl, MulExplanation):
+            self._fill_mul(expl)
             return
         if isinstance(expl, PoolExplanation):
             self._fill_pool(expl)
@@ -241,6 +245,18 @@ class ExplainPanel(QWidget):
         self.element_label.setText(
             f"Output element <b>{list(ex.index)}</b>: a_q = {ex.a_q}, b_q = {ex.b_q}, added as the QDQ graph "
             "defines it, then as ONNX Runtime's QLinearAdd computes it.")
+        self.steps.setPlainText("\n".join(expl.steps()))
+
+    def _fill_mul(self, expl: MulExplanation) -> None:
+        constants = expl.constants
+        rows = [*_params_rows("a", expl.a), *_params_rows("b", expl.b), *_params_rows("y", expl.y),
+                ("S_a·S_b (float32)", f"{constants.scales:.9g}"),
+                ("M = S_a·S_b/S_y (float32)", f"{constants.ratio:.9g}")]
+        self._set_numbers(rows + _float_rows(expl))
+        ex = expl.example
+        self.element_label.setText(
+            f"Output element <b>{list(ex.index)}</b>: a_q = {ex.a_q}, b_q = {ex.b_q}, multiplied as the QDQ graph "
+            "defines it, then as ONNX Runtime's QLinearMul computes it.")
         self.steps.setPlainText("\n".join(expl.steps()))
 
     def _fill_pool(self, expl: PoolExplanation) -> None:
