@@ -15,7 +15,7 @@ import numpy as np
 import pytest
 from onnx import TensorProto, helper
 
-from builders import activation_net, qdq_pooling, quant_params, save, write_npz
+from builders import qdq_pooling, quant_params
 from q8studio.__main__ import main
 from q8studio.core.data import load_data
 from q8studio.core.errors import Q8Error
@@ -84,20 +84,6 @@ def test_the_table_is_onnx_runtimes_bit_for_bit(tmp_path: Path, name: str, qtype
 def test_input_codes_run_over_the_whole_type() -> None:
     assert input_codes(quant_params("x", 0.1, 3, TensorProto.UINT8)).tolist() == list(range(256))
     assert input_codes(quant_params("x", 0.1, 3, TensorProto.INT8)).tolist() == list(range(-128, 128))
-
-
-@pytest.fixture(scope="module")
-def quantized_net(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
-    folder = tmp_path_factory.mktemp("lookup")
-    float_path = save(activation_net(), folder / "act.onnx")
-    data = write_npz(folder / "x.npz", x=np.random.default_rng(0).standard_normal((6, 3, 12, 12), np.float32))
-    paths = {"float": float_path, "data": data}
-    model = load_model(float_path)
-    for activation_type in ("uint8", "int8"):
-        out = folder / f"act.{activation_type}.onnx"
-        quantize_model(model, load_data(data, model), Recipe(activation_type=activation_type), out)
-        paths[activation_type] = out
-    return paths
 
 
 @pytest.mark.parametrize("activation_type", ["uint8", "int8"])

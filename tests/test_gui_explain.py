@@ -138,8 +138,8 @@ def test_gemm_rows_wrap_and_messages_replace_the_content(qtbot, explanations) ->
     assert panel.content.isHidden() and panel.message.text() == "Explaining /fc/Gemm…" and panel.badge.isHidden()
     panel.show_explanation(None)
     assert panel.explanation is None
-    assert ("Select a Conv, Gemm, MatMul, Add, Mul, GlobalAveragePool, MaxPool, AveragePool, Sigmoid or LeakyRelu "
-            "node") in panel.message.text()
+    assert ("Select a Conv, Gemm, MatMul, Add, Mul, GlobalAveragePool, MaxPool, AveragePool, Sigmoid, LeakyRelu or "
+            "Concat node") in panel.message.text()
 
 
 def test_a_pooling_shows_its_channel_as_a_grid_and_no_weights(qtbot, explanations, tmp_path: Path) -> None:
@@ -247,6 +247,27 @@ def test_a_mul_shows_its_ratio_and_no_grids(qtbot, tmp_path: Path) -> None:
     assert panel.grids.isHidden() and panel.lookup_row.isHidden() and panel.plot_row.isHidden()
     assert f"a_q = {e.example.a_q}, b_q = {e.example.b_q}" in panel.element_label.text()
     assert panel.steps.toPlainText().splitlines() == e.steps()
+
+
+def test_a_concat_shows_each_inputs_fate_and_the_requantization_table(qtbot, tmp_path: Path) -> None:
+    float_model = load_model(save(activation_net(), tmp_path / "a.onnx"))
+    data_path = write_npz(tmp_path / "x.npz", x=np.random.default_rng(0).standard_normal((4, 3, 12, 12), np.float32))
+    int8 = quantize_model(float_model, load_data(data_path, float_model), Recipe(), tmp_path / "a.int8.onnx").int8
+    e = explain_node(int8, "/cat/Concat", load_data(data_path, int8), 1, float_model)
+    panel = ExplainPanel()
+    qtbot.addWidget(panel)
+    panel.resize(620, 1400)
+    panel.show_explanation(e)
+    rows = table_rows(panel)
+    fates = [rows[f"input {n} → positions {i.start}…{i.start + i.size - 1}"] for n, i in enumerate(e.inputs)]
+    assert fates == ["copied (the output's scale and zero point)" if i.copied else "requantized by a table"
+                     for i in e.inputs]
+    assert "QLinearConcat" in panel.title.text() and panel.badge.text() == "bit-exact with ONNX Runtime"
+    source = e.inputs[e.example.source]
+    grid = [[int(panel.x_table.item(r, c).text()) for c in range(16)] for r in range(16)]
+    assert not panel.grids.isHidden() and np.array_equal(np.array(grid).reshape(-1), source.table)
+    assert panel.steps.toPlainText().splitlines() == e.steps()
+    assert panel.grab().save(str(tmp_path / "explain_concat.png"))
 
 
 def test_padding_cells_are_greyed(qtbot, explanations) -> None:

@@ -132,8 +132,8 @@ def build_parser() -> argparse.ArgumentParser:
     explain = _command(sub, "explain", "how one int8 layer computes, checked bit for bit against ONNX Runtime", run_explain)
     explain.add_argument("int8_model", type=Path, help="the int8 QDQ model")
     explain.add_argument("--node", required=True, metavar="NAME",
-                         help="a Conv, Gemm, MatMul, Add, Mul, GlobalAveragePool, MaxPool, AveragePool, Sigmoid or "
-                              "LeakyRelu node; with "
+                         help="a Conv, Gemm, MatMul, Add, Mul, GlobalAveragePool, MaxPool, AveragePool, Sigmoid, "
+                              "LeakyRelu or Concat node; with "
                               "--float, also a node quantization removed (a BatchNormalization, a Relu) to explain "
                               "the layer computing it")
     explain.add_argument("--data", type=Path, required=True, help="samples to run the layer on: .npz, .npy or image folder")

@@ -15,6 +15,7 @@ if TYPE_CHECKING:
     from ..core.explain import Explanation
     from ..core.explainadd import AddExplanation
     from ..core.explainaveragepool import AveragePoolExplanation
+    from ..core.explainconcat import ConcatExplanation
     from ..core.explainlookup import LookupExplanation
     from ..core.explainmaxpool import MaxPoolExplanation
     from ..core.explainmul import MulExplanation
@@ -113,6 +114,7 @@ def print_explanation(e: Explanation) -> None:
 
     from ..core.explainadd import AddExplanation
     from ..core.explainaveragepool import AveragePoolExplanation
+    from ..core.explainconcat import ConcatExplanation
     from ..core.explainlookup import LookupExplanation
     from ..core.explainmaxpool import MaxPoolExplanation
     from ..core.explainmul import MulExplanation
@@ -132,6 +134,9 @@ def print_explanation(e: Explanation) -> None:
         return
     if isinstance(e, LookupExplanation):
         _print_lookup(e)
+        return
+    if isinstance(e, ConcatExplanation):
+        _print_concat(e)
         return
     print(f"{e.node}: {e.kind}, run by ONNX Runtime as {e.runtime_kernel} (sample {e.sample})")
     print(f"  input  x  {e.x.dtype:5}  S_x = {_values(e.x.scale)}  Z_x = {_values(e.x.zero_point)}")
@@ -224,8 +229,20 @@ def _print_lookup(e: LookupExplanation) -> None:
     _print_worked_example(e)
 
 
+def _print_concat(e: ConcatExplanation) -> None:
+    """A Concat: every input's quantization and whether it is copied or requantized, the checks, one element."""
+    print(f"{e.node}: Concat of {len(e.inputs)} 8-bit tensors along axis {e.axis}, run by ONNX Runtime as "
+          f"{e.runtime_kernel} (sample {e.sample})")
+    _print_tensors(tuple((f"x{n}", i.params) for n, i in enumerate(e.inputs)) + (("y", e.y),))
+    for n, i in enumerate(e.inputs):
+        how = "copied (the output's scale and zero point)" if i.copied else "requantized through a 256-entry table"
+        print(f"  input {n}: output positions {i.start} .. {i.start + i.size - 1} along axis {e.axis}, {how}")
+    _print_verdict(e)
+    _print_worked_example(e)
+
+
 def _print_worked_example(e: AddExplanation | MulExplanation | PoolExplanation | MaxPoolExplanation
-                          | AveragePoolExplanation | LookupExplanation, grid_title: str = "",
+                          | AveragePoolExplanation | LookupExplanation | ConcatExplanation, grid_title: str = "",
                           grid: np.ndarray | None = None) -> None:
     """The worked element of a layer without weights: its index, the values it reads as a grid, the steps."""
     print(f"worked example: output element {list(e.example.index)}")

@@ -2,12 +2,13 @@
 
 For a Conv, Gemm or MatMul of a QDQ int8 model (an Add: :mod:`.explainadd`; a Mul: :mod:`.explainmul`; a
 GlobalAveragePool: :mod:`.explainpool`; a MaxPool or AveragePool: :mod:`.explainmaxpool`,
-:mod:`.explainaveragepool`; a Sigmoid or LeakyRelu: :mod:`.explainlookup`) this gathers what the integer
-kernel uses (S_x, Z_x from the DequantizeLinear on the input; w_q, S_w, Z_w from the one on the weight; the
-int32 bias; S_y, Z_y from the QuantizeLinear after the node; M = S_x S_w / S_y, times a Gemm's alpha, split
-into M0 and a shift n), runs the model on one sample with the node's integer input and output exposed, and
-recomputes the output with the integer reference kernels of :mod:`.intkernels`. Exposing the QuantizeLinear
-output keeps ONNX Runtime's fusion intact, so its value is what the fused integer kernel produced.
+:mod:`.explainaveragepool`; a Sigmoid or LeakyRelu: :mod:`.explainlookup`; a Concat: :mod:`.explainconcat`)
+this gathers what the integer kernel uses (S_x, Z_x from the DequantizeLinear on the input; w_q, S_w, Z_w
+from the one on the weight; the int32 bias; S_y, Z_y from the QuantizeLinear after the node;
+M = S_x S_w / S_y, times a Gemm's alpha, split into M0 and a shift n), runs the model on one sample with the
+node's integer input and output exposed, and recomputes the output with the integer reference kernels of
+:mod:`.intkernels`. Exposing the QuantizeLinear output keeps ONNX Runtime's fusion intact, so its value is
+what the fused integer kernel produced.
 """
 
 from __future__ import annotations
@@ -20,6 +21,7 @@ from .data import Dataset
 from .errors import Q8Error
 from .explainadd import AddExplanation, explain_add
 from .explainaveragepool import AveragePoolExplanation, explain_average_pool
+from .explainconcat import ConcatExplanation, explain_concat
 from .explainlookup import LookupExplanation, explain_lookup
 from .explainmaxpool import MaxPoolExplanation, explain_max_pool
 from .explainmul import MulExplanation, explain_mul
@@ -49,8 +51,9 @@ from .runtimegraph import RuntimeNode
 from .weights import QuantParams, qdq_params
 
 EXPLAINABLE_OPS = ("Conv", "Gemm", "MatMul", "Add", "Mul", "GlobalAveragePool", "MaxPool", "AveragePool", "Sigmoid",
-                   "LeakyRelu")
-EXPLAINABLE_WORDS = "Conv, Gemm, MatMul, Add, Mul, GlobalAveragePool, MaxPool, AveragePool, Sigmoid or LeakyRelu"
+                   "LeakyRelu", "Concat")
+EXPLAINABLE_WORDS = ("Conv, Gemm, MatMul, Add, Mul, GlobalAveragePool, MaxPool, AveragePool, Sigmoid, LeakyRelu or "
+                     "Concat")
 
 
 @dataclass(kw_only=True)
@@ -86,13 +89,13 @@ class NodeExplanation(ExplainedLayer):
 
 
 Explanation = (NodeExplanation | AddExplanation | MulExplanation | PoolExplanation | MaxPoolExplanation
-               | AveragePoolExplanation | LookupExplanation)
+               | AveragePoolExplanation | LookupExplanation | ConcatExplanation)
 """What Explain tells of a layer, by kind: each has a title, checks against ONNX Runtime, notes and steps."""
 
 
 WEIGHTLESS = {"Add": explain_add, "Mul": explain_mul, "GlobalAveragePool": explain_global_average_pool,
               "MaxPool": explain_max_pool, "AveragePool": explain_average_pool, "Sigmoid": explain_lookup,
-              "LeakyRelu": explain_lookup}
+              "LeakyRelu": explain_lookup, "Concat": explain_concat}
 """The layers without weights, each explained by its own module; Conv, Gemm and MatMul are explained here."""
 
 
@@ -127,7 +130,7 @@ def explain_node(
     GlobalAveragePool a
     :class:`~.explainpool.PoolExplanation`, a MaxPool a :class:`~.explainmaxpool.MaxPoolExplanation`, an
     AveragePool an :class:`~.explainaveragepool.AveragePoolExplanation`, a Sigmoid or LeakyRelu a
-    :class:`~.explainlookup.LookupExplanation`.
+    :class:`~.explainlookup.LookupExplanation`, a Concat a :class:`~.explainconcat.ConcatExplanation`.
     """
     graph = int8_model.graph
     node, renamed = _find_node(graph, node_name, float_model.graph if float_model else None)

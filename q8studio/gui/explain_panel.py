@@ -35,6 +35,7 @@ from PySide6.QtWidgets import (
 from ..core.explain import EXPLAINABLE_WORDS, Explanation, NodeExplanation
 from ..core.explainadd import AddExplanation
 from ..core.explainaveragepool import AveragePoolExplanation
+from ..core.explainconcat import ConcatExplanation
 from ..core.explainlookup import LookupExplanation
 from ..core.explainmaxpool import MaxPoolExplanation
 from ..core.explainmul import MulExplanation
@@ -212,6 +213,9 @@ class ExplainPanel(QWidget):
         if isinstance(expl, LookupExplanation):
             self._fill_lookup(expl)
             return
+        if isinstance(expl, ConcatExplanation):
+            self._fill_concat(expl)
+            return
         self._fill_numbers(expl)
         self._fill_plots(expl)
         self._fill_example(expl)
@@ -318,11 +322,35 @@ class ExplainPanel(QWidget):
             f"(orange in the plot and the table); the entry was made once, by dequantizing the code, applying "
             f"{escape(expl.op_type)} in float32 and quantizing.")
         self.x_title.setText("The table T: y_q for each x_q (dashed in the plot: before rounding)")
-        table = expl.table.reshape(-1, ROW_VALUES)
-        marked = (expl.codes == ex.x_q).reshape(table.shape)
-        _fill_grid(self.x_table, table, np.ones(table.shape, bool), image=True, highlight=marked,
-                   row_labels=[str(int(code)) for code in expl.codes[::ROW_VALUES]])
+        self._fill_table(expl.table, expl.codes, ex.x_q)
+        self.steps.setPlainText("\n".join(expl.steps()))
+
+    def _fill_table(self, table: np.ndarray, codes: np.ndarray, entry: int) -> None:
+        """A 256-entry table as sixteen rows of sixteen, the entry of input code ``entry`` marked."""
+        grid = table.reshape(-1, ROW_VALUES)
+        _fill_grid(self.x_table, grid, np.ones(grid.shape, bool), image=True,
+                   highlight=(codes == entry).reshape(grid.shape),
+                   row_labels=[str(int(code)) for code in codes[::ROW_VALUES]])
         self.grid_note.setText("Rows start at the code on their left; the column adds to it.")
+
+    def _fill_concat(self, expl: ConcatExplanation) -> None:
+        """A Concat: each input's quantization and fate, and the table of the worked element's input if it has one."""
+        rows = []
+        for n, part in enumerate(expl.inputs):
+            rows += _params_rows(f"x{n}", part.params)
+            rows.append((f"input {n} → positions {part.start}…{part.start + part.size - 1}",
+                         "copied (the output's scale and zero point)" if part.copied else "requantized by a table"))
+        self._set_numbers(rows + _params_rows("y", expl.y) + [("axis", str(expl.axis))] + _float_rows(expl))
+        ex = expl.example
+        source = expl.inputs[ex.source]
+        self.element_label.setText(
+            f"Output element <b>{list(ex.index)}</b>: x_q = {ex.x_q} from input {ex.source} at "
+            f"{list(ex.source_index)}, " + ("copied." if source.copied else f"which reads T_x{ex.source}[{ex.x_q}] = "
+                                            f"{ex.kernel_y_q} (orange in the table)."))
+        self.grids.setVisible(not source.copied)
+        if source.table is not None:
+            self.x_title.setText(f"Input {ex.source}'s requantization table T_x{ex.source}: y_q for each x_q")
+            self._fill_table(source.table, source.codes, ex.x_q)
         self.steps.setPlainText("\n".join(expl.steps()))
 
     def _set_numbers(self, rows: list[tuple[str, str]]) -> None:
