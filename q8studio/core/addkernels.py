@@ -19,6 +19,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from .intmath import fma_float32
+from .qdq import dequantized, output_bounds, quantized
 from .weights import QuantParams
 
 
@@ -38,11 +39,6 @@ class AddRatios:
         return cls(float(ratio_a), float(ratio_b), float(np.float32(np.float32(int(y.zero_point)) - folded)))
 
 
-def output_bounds(y: QuantParams) -> tuple[int, int]:
-    info = np.iinfo(np.dtype(y.dtype))
-    return int(info.min), int(info.max)
-
-
 def qlinear_add_sums(a_q: np.ndarray, b_q: np.ndarray, ratios: AddRatios) -> tuple[np.ndarray, np.ndarray]:
     """QLinearAdd's two float32 fused multiply-adds: ``b_q r_b + c``, then ``a_q r_a`` plus that."""
     inner = fma_float32(np.asarray(b_q, np.float32), ratios.b, ratios.constant)
@@ -59,10 +55,7 @@ def dequantize_add_quantize(a_q: np.ndarray, a: QuantParams, b_q: np.ndarray, b:
                             *, relu: bool = False) -> np.ndarray:
     """The Add as the QDQ graph defines it, in float32: DequantizeLinear twice, Add (and a Relu kept after it),
     QuantizeLinear. int64 results in the output type's range."""
-    real_a = (np.asarray(a_q, np.int32) - np.int32(a.zero_point)).astype(np.float32) * np.float32(a.scale)
-    real_b = (np.asarray(b_q, np.int32) - np.int32(b.zero_point)).astype(np.float32) * np.float32(b.scale)
-    total = real_a + real_b
+    total = dequantized(a_q, a) + dequantized(b_q, b)
     if relu:
         total = np.maximum(total, np.float32(0))
-    scaled = np.rint(total / np.float32(y.scale)).astype(np.int64)
-    return np.clip(scaled + int(y.zero_point), *output_bounds(y))
+    return quantized(total, y)

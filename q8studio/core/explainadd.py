@@ -13,7 +13,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from .addkernels import AddRatios, dequantize_add_quantize, output_bounds, qlinear_add, qlinear_add_sums
+from .addkernels import AddRatios, dequantize_add_quantize, qlinear_add, qlinear_add_sums
 from .data import Dataset
 from .explainrun import (
     BinaryElement,
@@ -29,6 +29,7 @@ from .explainrun import (
 )
 from .explainstep import checked_index, pick_element, result_lines, result_values
 from .model import LoadedModel, Node
+from .qdq import output_bounds
 from .runtimegraph import RuntimeNode
 from .weights import QuantParams
 

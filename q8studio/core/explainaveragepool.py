@@ -11,7 +11,6 @@ from __future__ import annotations
 from dataclasses import dataclass
 import numpy as np
 
-from .addkernels import output_bounds
 from .data import Dataset
 from .explainrun import (
     WindowElement,
@@ -26,6 +25,7 @@ from .explainstep import checked_index, pick_element, result_lines, result_value
 from .model import LoadedModel, Node
 from .poolkernels import dequantize_average_pool_quantize, qlinear_average_pool, window_sums
 from .poolwindows import PoolGeometry, pool_geometry, window_mask, window_of
+from .qdq import output_bounds
 from .weights import QuantParams
 
 FUSED_KERNEL = "QLinearAveragePool"

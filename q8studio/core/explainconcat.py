@@ -14,7 +14,6 @@ from typing import Any
 
 import numpy as np
 
-from .addkernels import output_bounds
 from .data import Dataset
 from .errors import Q8Error
 from .explainrun import (
@@ -30,9 +29,9 @@ from .explainrun import (
 )
 from .explainsample import sample_feed
 from .explainstep import checked_index, pick_element, result_lines, result_values
-from .lookupkernels import dequantized, identity, input_codes, looked_up, lookup_table
-from .maxpoolkernels import same_quantization
+from .lookupkernels import identity, input_codes, looked_up, lookup_table
 from .model import LoadedModel, Node
+from .qdq import dequantized, output_bounds, same_quantization
 from .weights import QuantParams, qdq_params
 
 FUSED_KERNEL = "QLinearConcat"

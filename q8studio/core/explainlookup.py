@@ -13,13 +13,11 @@ from typing import Any
 
 import numpy as np
 
-from .addkernels import output_bounds
 from .data import Dataset
 from .explainrun import ExplainedLayer, checked_against_runtime, float_value, kernel_name, requantized_sqnr, run_unary
 from .explainstep import checked_index, pick_element, result_lines, result_values
 from .lookupkernels import (
     TABLE_KERNELS,
-    dequantized,
     function_summary,
     input_codes,
     looked_up,
@@ -28,6 +26,7 @@ from .lookupkernels import (
     unrounded_table,
 )
 from .model import LoadedModel, Node
+from .qdq import dequantized, output_bounds
 from .weights import QuantParams
 
 KERNEL_CHECK = "the 256-entry table (dequantize, {function}, quantize each code)"

@@ -12,7 +12,6 @@ from __future__ import annotations
 from dataclasses import dataclass
 import numpy as np
 
-from .addkernels import output_bounds
 from .data import Dataset
 from .explainrun import (
     WindowElement,
@@ -24,9 +23,10 @@ from .explainrun import (
     run_unary,
 )
 from .explainstep import checked_index, pick_element, result_lines, result_values
-from .maxpoolkernels import dequantize_max_quantize, max_pool_8bit, same_quantization
+from .maxpoolkernels import dequantize_max_quantize, max_pool_8bit
 from .model import LoadedModel, Node
 from .poolwindows import PoolGeometry, pool_geometry, window_of
+from .qdq import output_bounds, same_quantization
 from .runtimegraph import RuntimeNode
 from .weights import QuantParams
 

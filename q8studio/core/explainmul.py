@@ -13,7 +13,6 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from .addkernels import output_bounds
 from .data import Dataset
 from .explainrun import (
     BinaryElement,
@@ -29,6 +28,7 @@ from .explainrun import (
 from .explainstep import checked_index, pick_element, result_lines, result_values
 from .model import LoadedModel, Node
 from .mulkernels import MulConstants, dequantize_mul_quantize, qlinear_mul, qlinear_mul_steps
+from .qdq import output_bounds
 from .weights import QuantParams
 
 FUSED_KERNEL = "QLinearMul"

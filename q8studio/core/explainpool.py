@@ -13,7 +13,6 @@ from typing import Any
 
 import numpy as np
 
-from .addkernels import output_bounds
 from .data import Dataset
 from .explainrun import (
     Check,
@@ -33,6 +32,7 @@ from .poolkernels import (
     pooled_values,
     qlinear_global_average_pool,
 )
+from .qdq import output_bounds
 from .runtimegraph import RuntimeNode
 from .weights import QuantParams
 

@@ -17,10 +17,10 @@ from collections.abc import Callable
 
 import numpy as np
 
-from .addkernels import output_bounds
 from .errors import Q8Error
 from .intmath import fma_float32
 from .model import Node
+from .qdq import dequantized, output_bounds, quantized
 from .weights import QuantParams
 
 TableFunction = Callable[[np.ndarray], np.ndarray]
@@ -89,17 +89,6 @@ def input_codes(x: QuantParams) -> np.ndarray:
     """Every code of the input's 8-bit type, lowest first: the table's entries follow them."""
     low, high = output_bounds(x)
     return np.arange(low, high + 1, dtype=np.int64)
-
-
-def dequantized(x_q: np.ndarray, x: QuantParams) -> np.ndarray:
-    """S_x (x_q - Z_x) in float32, as DequantizeLinear computes it."""
-    return (np.asarray(x_q, np.int32) - np.int32(x.zero_point)).astype(np.float32) * np.float32(x.scale)
-
-
-def quantized(values: np.ndarray, y: QuantParams) -> np.ndarray:
-    """sat(rint(v / S_y) + Z_y) of float32 values, as QuantizeLinear computes it: int64 in y's range."""
-    scaled = np.rint(np.asarray(values, np.float32) / np.float32(y.scale)).astype(np.int64)
-    return np.clip(scaled + int(y.zero_point), *output_bounds(y))
 
 
 def lookup_table(x: QuantParams, y: QuantParams, function: TableFunction) -> np.ndarray:

@@ -14,8 +14,8 @@ from __future__ import annotations
 
 import numpy as np
 
-from .addkernels import output_bounds
 from .poolwindows import PoolGeometry, pool_windows
+from .qdq import dequantized, quantized, same_quantization
 from .weights import QuantParams
 
 
@@ -27,21 +27,13 @@ def max_pool_8bit(x_q: np.ndarray, x: QuantParams, y: QuantParams, geometry: Poo
     largest = windows.max(axis=tuple(range(-len(out_spatial), 0)))
     if same_quantization(x, y):
         return largest
-    real = (largest - int(x.zero_point)).astype(np.float32) * np.float32(x.scale)
-    return np.clip(np.rint(real / np.float32(y.scale)).astype(np.int64) + int(y.zero_point), *output_bounds(y))
+    return quantized(dequantized(largest, x), y)
 
 
 def dequantize_max_quantize(x_q: np.ndarray, x: QuantParams, y: QuantParams, geometry: PoolGeometry,
                             out_spatial: tuple[int, ...]) -> np.ndarray:
     """The MaxPool as the QDQ graph defines it, in float32: DequantizeLinear, the maximum of each window,
     QuantizeLinear. int64 results in the output type's range, shaped as the output."""
-    real = (x_q.astype(np.int32) - np.int32(x.zero_point)).astype(np.float32) * np.float32(x.scale)
-    windows, _ = pool_windows(real, geometry, out_spatial, fill=-np.inf)
-    largest = windows.max(axis=tuple(range(-len(out_spatial), 0)))
-    return np.clip(np.rint(largest / np.float32(y.scale)).astype(np.int64) + int(y.zero_point), *output_bounds(y))
+    windows, _ = pool_windows(dequantized(x_q, x), geometry, out_spatial, fill=-np.inf)
+    return quantized(windows.max(axis=tuple(range(-len(out_spatial), 0))), y)
 
-
-def same_quantization(x: QuantParams, y: QuantParams) -> bool:
-    """Whether input and output share scale, zero point and type: the MaxPool then needs no requantization."""
-    return (x.dtype == y.dtype and float(np.float32(x.scale)) == float(np.float32(y.scale))
-            and int(x.zero_point) == int(y.zero_point))

@@ -19,8 +19,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from .addkernels import output_bounds
-from .lookupkernels import dequantized
+from .qdq import dequantized, output_bounds
 from .weights import QuantParams
 
 INT32_INDEFINITE = -(2**31)

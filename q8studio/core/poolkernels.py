@@ -23,8 +23,8 @@ from __future__ import annotations
 
 import numpy as np
 
-from .addkernels import output_bounds
 from .poolwindows import PoolGeometry, pool_windows, window_mask
+from .qdq import dequantized, output_bounds, quantized
 from .weights import QuantParams
 
 
@@ -55,9 +55,8 @@ def qlinear_global_average_pool(x_q: np.ndarray, x: QuantParams, y: QuantParams)
 def dequantize_average_quantize(x_q: np.ndarray, x: QuantParams, y: QuantParams) -> np.ndarray:
     """The GlobalAveragePool as the QDQ graph defines it, in float32: DequantizeLinear, the mean of each channel,
     QuantizeLinear. int64 results in the output type's range, shaped as the output."""
-    real = (x_q.astype(np.int32) - np.int32(x.zero_point)).astype(np.float32) * np.float32(x.scale)
-    mean = real.mean(axis=tuple(range(2, x_q.ndim)), dtype=np.float32, keepdims=True)
-    return np.clip(np.rint(mean / np.float32(y.scale)).astype(np.int64) + int(y.zero_point), *output_bounds(y))
+    mean = dequantized(x_q, x).mean(axis=tuple(range(2, x_q.ndim)), dtype=np.float32, keepdims=True)
+    return quantized(mean, y)
 
 
 def qlinear_average_pool(x_q: np.ndarray, x: QuantParams, y: QuantParams, geometry: PoolGeometry,
@@ -78,16 +77,14 @@ def dequantize_average_pool_quantize(x_q: np.ndarray, x: QuantParams, y: QuantPa
     sums, inside = window_sums(x_q, x, geometry, out_spatial)
     counted = window_mask(geometry, tuple(x_q.shape[2:]), out_spatial, with_pads=True) if count_include_pad \
         else inside
-    mean = sums / _counts(counted, len(out_spatial))
-    return np.clip(np.rint(mean / np.float32(y.scale)).astype(np.int64) + int(y.zero_point), *output_bounds(y))
+    return quantized(sums / _counts(counted, len(out_spatial)), y)
 
 
 def window_sums(x_q: np.ndarray, x: QuantParams, geometry: PoolGeometry, out_spatial: tuple[int, ...]
                 ) -> tuple[np.ndarray, np.ndarray]:
     """Each window's dequantized values summed in float32 one after another in row order, as the kernels add
     them ([batch, channel, *out_spatial]); and which window positions lie inside the input."""
-    real = (x_q.astype(np.int32) - np.int32(x.zero_point)).astype(np.float32) * np.float32(x.scale)
-    windows, inside = pool_windows(real, geometry, out_spatial, fill=np.float32(0.0))  # adding 0 changes no sum
+    windows, inside = pool_windows(dequantized(x_q, x), geometry, out_spatial, fill=np.float32(0.0))  # adding 0 changes no sum
     flat = windows.reshape(windows.shape[:2 + len(out_spatial)] + (-1,))
     sums = np.zeros(flat.shape[:-1], np.float32)
     for position in range(flat.shape[-1]):
