@@ -10,10 +10,10 @@ from PySide6.QtCore import QRectF
 
 pytest.importorskip("pytestqt")
 
-from builders import activation_net, average_pool_net, save, write_npz  # noqa: E402
+from builders import average_pool_net, save, write_npz  # noqa: E402
 from q8studio.core.data import load_data  # noqa: E402
 from q8studio.core.demo import demo_assets  # noqa: E402
-from q8studio.core.explain import NodeExplanation, explain_node  # noqa: E402
+from q8studio.core.explain import Explanation, NodeExplanation, explain_node  # noqa: E402
 from q8studio.core.model import load_model  # noqa: E402
 from q8studio.core.quantize import quantize_model  # noqa: E402
 from q8studio.core.recipe import Recipe  # noqa: E402
@@ -33,6 +33,12 @@ def explanations(tmp_path_factory: pytest.TempPathFactory) -> dict[str, NodeExpl
              for name in ("/block1/depthwise/conv/Conv", "/fc/Gemm", "/gap/GlobalAveragePool", "/pool/MaxPool")}
     found["corner"] = explain_node(int8, "/stem/conv/Conv", data, 1, model, element=(0, 3, 0, 0))
     return found
+
+
+def explain_activation_net(paths: dict[str, Path], activation_type: str, node: str) -> Explanation:
+    """``node`` of the activation net quantized with ``activation_type`` (the quantized_net fixture), on sample 1."""
+    int8 = load_model(paths[activation_type])
+    return explain_node(int8, node, load_data(paths["data"], int8), 1, load_model(paths["float"]))
 
 
 def table_rows(panel: ExplainPanel) -> dict[str, str]:
@@ -204,12 +210,8 @@ def test_an_average_pool_shows_its_window_and_what_it_divides_by(qtbot, tmp_path
     assert panel.grab().save(str(tmp_path / "explain_average_pool.png"))
 
 
-def test_a_sigmoid_shows_its_table_and_the_entry_its_element_reads(qtbot, tmp_path: Path) -> None:
-    float_model = load_model(save(activation_net(), tmp_path / "a.onnx"))
-    data_path = write_npz(tmp_path / "x.npz", x=np.random.default_rng(0).standard_normal((4, 3, 12, 12), np.float32))
-    int8 = quantize_model(float_model, load_data(data_path, float_model), Recipe(activation_type="int8"),
-                          tmp_path / "a.int8.onnx").int8
-    e = explain_node(int8, "/gate/Sigmoid", load_data(data_path, int8), 1, float_model)
+def test_a_sigmoid_shows_its_table_and_the_entry_its_element_reads(qtbot, tmp_path: Path, quantized_net) -> None:
+    e = explain_activation_net(quantized_net, "int8", "/gate/Sigmoid")
     panel = ExplainPanel()
     qtbot.addWidget(panel)
     panel.resize(620, 1400)
@@ -233,11 +235,8 @@ def test_a_sigmoid_shows_its_table_and_the_entry_its_element_reads(qtbot, tmp_pa
     assert panel.grab().save(str(tmp_path / "explain_sigmoid.png"))
 
 
-def test_a_mul_shows_its_ratio_and_no_grids(qtbot, tmp_path: Path) -> None:
-    float_model = load_model(save(activation_net(), tmp_path / "a.onnx"))
-    data_path = write_npz(tmp_path / "x.npz", x=np.random.default_rng(0).standard_normal((4, 3, 12, 12), np.float32))
-    int8 = quantize_model(float_model, load_data(data_path, float_model), Recipe(), tmp_path / "a.int8.onnx").int8
-    e = explain_node(int8, "/swish/Mul", load_data(data_path, int8), 1, float_model)
+def test_a_mul_shows_its_ratio_and_no_grids(qtbot, quantized_net) -> None:
+    e = explain_activation_net(quantized_net, "uint8", "/swish/Mul")
     panel = ExplainPanel()
     qtbot.addWidget(panel)
     panel.show_explanation(e)
@@ -249,11 +248,9 @@ def test_a_mul_shows_its_ratio_and_no_grids(qtbot, tmp_path: Path) -> None:
     assert panel.steps.toPlainText().splitlines() == e.steps()
 
 
-def test_a_concat_shows_each_inputs_fate_and_the_requantization_table(qtbot, tmp_path: Path) -> None:
-    float_model = load_model(save(activation_net(), tmp_path / "a.onnx"))
-    data_path = write_npz(tmp_path / "x.npz", x=np.random.default_rng(0).standard_normal((4, 3, 12, 12), np.float32))
-    int8 = quantize_model(float_model, load_data(data_path, float_model), Recipe(), tmp_path / "a.int8.onnx").int8
-    e = explain_node(int8, "/cat/Concat", load_data(data_path, int8), 1, float_model)
+def test_a_concat_shows_each_inputs_fate_and_the_requantization_table(qtbot, tmp_path: Path,
+                                                                        quantized_net) -> None:
+    e = explain_activation_net(quantized_net, "uint8", "/cat/Concat")
     panel = ExplainPanel()
     qtbot.addWidget(panel)
     panel.resize(620, 1400)

@@ -18,14 +18,15 @@ from .data import Dataset
 from .explainrun import (
     BinaryElement,
     BinaryExplanation,
-    Check,
     binary_inputs,
-    checked_against_runtime,
     float_value,
+    kept_relu_notes,
+    kernel_and_definition_checks,
     kernel_name,
-    removed_activation_note,
+    ran_as,
     requantized_sqnr,
     run_binary,
+    unfused_note,
 )
 from .explainstep import checked_index, pick_element, result_lines, result_values
 from .model import LoadedModel, Node
@@ -88,26 +89,23 @@ def explain_add(int8_model: LoadedModel, node: Node, data: Dataset, sample: int 
     run = run_binary(int8_model, node, data, sample, threads, "adds", FUSED_KERNEL)
     a, b, y, relu, a_q, b_q, runtime, kernel = run.a, run.b, run.y, run.relu, run.a_q, run.b_q, run.runtime, run.kernel
     ratios = AddRatios.of(a, b, y)
-    fused = kernel is not None and kernel.op_type == FUSED_KERNEL
+    fused = ran_as(kernel, FUSED_KERNEL)
     by_kernel = qlinear_add(a_q, b_q, ratios, y)
     by_definition = dequantize_add_quantize(a_q, a, b_q, b, y, relu=relu)
-    checks = [_check(KERNEL_CHECK, by_kernel, runtime, fused, a_q),
-              _check(DEFINITION_CHECK, by_definition, runtime, fused, a_q)]
-    notes = list(notes or []) + run.sample.notes(run.output_shape) + _notes(node, kernel, relu, float_model)
+    checks = kernel_and_definition_checks(runtime, fused, lambda title, diff: _cause(title, diff, fused, a_q),
+                                          (KERNEL_CHECK, by_kernel), (DEFINITION_CHECK, by_definition))
+    notes = list(notes or []) + run.sample.notes(run.output_shape) + _notes(kernel, fused)
+    notes += kept_relu_notes(node, relu, float_model)
     float_tensor, float_output = float_value(float_model, int8_model.graph, node, y.tensor, run.sample, threads, notes)
     index = element if element is not None else pick_element(runtime, y, float_output)
     return AddExplanation(
         node=node.name, op_type="Add", kind="Add", runtime_kernel=kernel_name(kernel), sample=sample,
         a=a, b=b, y=y, ratios=ratios, relu=relu, a_q=a_q, b_q=b_q, runtime=runtime,
-        checks=checks if fused else checks[::-1],  # the first check is the one the kernel that ran should meet
+        checks=checks,
         example=_element(node, a, b, y, ratios, a_q, b_q, by_kernel, by_definition, runtime, float_output, index),
         float_tensor=float_tensor, float_output=float_output, sqnr_db=requantized_sqnr(y, runtime, float_output),
         notes=notes,
     )
-
-
-def _check(title: str, reference: np.ndarray, runtime: np.ndarray, fused: bool, a_q: np.ndarray) -> Check:
-    return checked_against_runtime(title, reference, runtime, lambda diff: _cause(title, diff, fused, a_q))
 
 
 def _cause(title: str, diff: np.ndarray, fused: bool, a_q: np.ndarray) -> str:
@@ -127,21 +125,11 @@ def _cause(title: str, diff: np.ndarray, fused: bool, a_q: np.ndarray) -> str:
     return "unexpected: the unfused graph computes exactly this"
 
 
-def _notes(node: Node, kernel: RuntimeNode | None, relu: bool, float_model: LoadedModel | None) -> list[str]:
-    notes = []
-    if kernel is None or kernel.op_type != FUSED_KERNEL:
-        name = kernel.op_type if kernel else "an unknown kernel"
-        notes.append(f"ONNX Runtime runs this Add as {name} in float32 between DequantizeLinear and QuantizeLinear, "
-                     "not as QLinearAdd: the definition is what it computes.")
-    else:
-        notes.append("On x86 QLinearAdd computes in float32 on the 8-bit values, with two scale ratios and one "
-                     "constant; no integer multiplier is involved (ONNX Runtime's ARM kernel uses integer ones).")
-    if relu:
-        notes.append("A Relu stays between the Add and its QuantizeLinear, so ONNX Runtime cannot fuse them.")
-    removed = removed_activation_note(float_model, node.outputs[0]) if float_model is not None and not relu else None
-    if removed is not None:
-        notes.append(removed)
-    return notes
+def _notes(kernel: RuntimeNode | None, fused: bool) -> list[str]:
+    if not fused:
+        return [unfused_note("this Add", kernel, FUSED_KERNEL)]
+    return ["On x86 QLinearAdd computes in float32 on the 8-bit values, with two scale ratios and one constant; no "
+            "integer multiplier is involved (ONNX Runtime's ARM kernel uses integer ones)."]
 
 
 def _element(node: Node, a: QuantParams, b: QuantParams, y: QuantParams, ratios: AddRatios, a_q: np.ndarray,

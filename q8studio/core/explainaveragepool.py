@@ -15,17 +15,20 @@ from .data import Dataset
 from .explainrun import (
     WindowElement,
     WindowPoolExplanation,
-    checked_against_runtime,
     float_value,
+    kernel_and_definition_checks,
     kernel_name,
+    ran_as,
     requantized_sqnr,
     run_unary,
+    unfused_note,
 )
 from .explainstep import checked_index, pick_element, result_lines, result_values
 from .model import LoadedModel, Node
 from .poolkernels import dequantize_average_pool_quantize, qlinear_average_pool, window_sums
 from .poolwindows import PoolGeometry, pool_geometry, window_mask, window_of
 from .qdq import output_bounds
+from .runtimegraph import RuntimeNode
 from .weights import QuantParams
 
 FUSED_KERNEL = "QLinearAveragePool"
@@ -90,19 +93,19 @@ def explain_average_pool(int8_model: LoadedModel, node: Node, data: Dataset, sam
     out_spatial = tuple(runtime.shape[2:])
     geometry = pool_geometry(node, tuple(x_q.shape[2:]))
     include_pad = bool(node.attributes.get("count_include_pad", 0))
-    fused = kernel is not None and kernel.op_type == FUSED_KERNEL
+    fused = ran_as(kernel, FUSED_KERNEL)
     by_kernel = qlinear_average_pool(x_q, x, y, geometry, out_spatial, include_pad)
     by_definition = dequantize_average_pool_quantize(x_q, x, y, geometry, out_spatial, include_pad)
-    checks = [checked_against_runtime(title, reference, runtime, lambda diff, t=title: _cause(t, diff, fused))
-              for title, reference in ((KERNEL_CHECK, by_kernel), (DEFINITION_CHECK, by_definition))]
-    notes = list(notes or []) + run.sample.notes(run.output_shape) + _notes(kernel_name(kernel), fused)
+    checks = kernel_and_definition_checks(runtime, fused, lambda title, diff: _cause(title, diff, fused),
+                                          (KERNEL_CHECK, by_kernel), (DEFINITION_CHECK, by_definition))
+    notes = list(notes or []) + run.sample.notes(run.output_shape) + _notes(kernel, fused)
     float_tensor, float_output = float_value(float_model, graph, node, y.tensor, run.sample, threads, notes)
     index = checked_index(node, element if element is not None else pick_element(runtime, y, float_output),
                           runtime.shape)
     return AveragePoolExplanation(
         node=node.name, op_type="AveragePool", kind="AveragePool", runtime_kernel=kernel_name(kernel),
         sample=sample, x=x, y=y, geometry=geometry, count_include_pad=include_pad, x_q=x_q, runtime=runtime,
-        checks=checks if fused else checks[::-1],  # the first check is the one the kernel that ran should meet
+        checks=checks,
         example=_element(x, y, x_q, geometry, include_pad, by_kernel, by_definition, runtime, float_output, index),
         float_tensor=float_tensor, float_output=float_output, sqnr_db=requantized_sqnr(y, runtime, float_output),
         notes=notes,
@@ -123,10 +126,9 @@ def _cause(title: str, diff: np.ndarray, fused: bool) -> str:
     return "ONNX Runtime did not fuse this pooling: it averaged in float32 as the QDQ graph defines it"
 
 
-def _notes(kernel: str, fused: bool) -> list[str]:
+def _notes(kernel: RuntimeNode | None, fused: bool) -> list[str]:
     if not fused:
-        return [f"ONNX Runtime runs this pooling as {kernel} in float32 between DequantizeLinear and QuantizeLinear, "
-                "not as QLinearAveragePool: the definition is what it computes."]
+        return [unfused_note("this pooling", kernel, FUSED_KERNEL)]
     return ["QLinearAveragePool does not average in integers: it dequantizes each 8-bit value to float32, sums a "
             "window in float32, divides by the count and quantizes the mean."]
 

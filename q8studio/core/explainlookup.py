@@ -14,7 +14,15 @@ from typing import Any
 import numpy as np
 
 from .data import Dataset
-from .explainrun import ExplainedLayer, checked_against_runtime, float_value, kernel_name, requantized_sqnr, run_unary
+from .explainrun import (
+    ExplainedLayer,
+    checked_against_runtime,
+    float_value,
+    kernel_name,
+    ran_as,
+    requantized_sqnr,
+    run_unary,
+)
 from .explainstep import checked_index, pick_element, result_lines, result_values
 from .lookupkernels import (
     TABLE_KERNELS,
@@ -117,7 +125,7 @@ def explain_lookup(int8_model: LoadedModel, node: Node, data: Dataset, sample: i
     table = lookup_table(x, y, function)
     by_table = looked_up(x_q, x, table)
     summary = function_summary(node)
-    fused = kernel is not None and kernel.op_type == fused_kernel
+    fused = ran_as(kernel, fused_kernel)
     title = KERNEL_CHECK.format(function=node.op_type)
     checks = [checked_against_runtime(title, by_table, runtime, lambda diff: _cause(node.op_type, diff))]
     notes = list(notes or []) + run.sample.notes(run.output_shape) + _notes(node.op_type, kernel_name(kernel), fused)
@@ -154,6 +162,6 @@ def _notes(op_type: str, kernel: str, fused: bool) -> list[str]:
              f"{op_type} in float32 and quantizes the results into a table, then looks every x_q up in it."]
     if op_type == "Sigmoid":
         notes.append("ONNX Runtime's float32 sigmoid is a rational approximation (x86: mlas, with fused "
-                     "multiply-adds), computed here the same way: the exact logistic would move an entry whose value lies within a "
-                     "float32 step of a rounding tie.")
+                     "multiply-adds), computed here the same way: the exact logistic would move an entry whose value "
+                     "lies within a float32 step of a rounding tie.")
     return notes

@@ -18,17 +18,20 @@ from .explainrun import (
     BinaryElement,
     BinaryExplanation,
     binary_inputs,
-    checked_against_runtime,
     float_value,
+    kept_relu_notes,
+    kernel_and_definition_checks,
     kernel_name,
-    removed_activation_note,
+    ran_as,
     requantized_sqnr,
     run_binary,
+    unfused_note,
 )
 from .explainstep import checked_index, pick_element, result_lines, result_values
 from .model import LoadedModel, Node
 from .mulkernels import MulConstants, dequantize_mul_quantize, qlinear_mul, qlinear_mul_steps
 from .qdq import output_bounds
+from .runtimegraph import RuntimeNode
 from .weights import QuantParams
 
 FUSED_KERNEL = "QLinearMul"
@@ -84,15 +87,13 @@ def explain_mul(int8_model: LoadedModel, node: Node, data: Dataset, sample: int 
     run = run_binary(int8_model, node, data, sample, threads, "multiplies", FUSED_KERNEL)
     a, b, y, relu, a_q, b_q, runtime, kernel = run.a, run.b, run.y, run.relu, run.a_q, run.b_q, run.runtime, run.kernel
     constants = MulConstants.of(a, b, y)
-    fused = kernel is not None and kernel.op_type == FUSED_KERNEL
+    fused = ran_as(kernel, FUSED_KERNEL)
     by_kernel = qlinear_mul(a_q, b_q, constants, y)
     by_definition = dequantize_mul_quantize(a_q, a, b_q, b, y, relu=relu)
-    checks = [checked_against_runtime(title, reference, runtime, lambda diff, t=title: _cause(t, diff, fused))
-              for title, reference in ((KERNEL_CHECK, by_kernel), (DEFINITION_CHECK, by_definition))]
-    notes = list(notes or []) + run.sample.notes(run.output_shape) + _notes(kernel_name(kernel), fused, relu)
-    if float_model is not None and not relu:
-        removed = removed_activation_note(float_model, node.outputs[0])
-        notes += [removed] if removed else []
+    checks = kernel_and_definition_checks(runtime, fused, lambda title, diff: _cause(title, diff, fused),
+                                          (KERNEL_CHECK, by_kernel), (DEFINITION_CHECK, by_definition))
+    notes = list(notes or []) + run.sample.notes(run.output_shape) + _notes(kernel, fused)
+    notes += kept_relu_notes(node, relu, float_model)
     float_tensor, float_output = float_value(float_model, int8_model.graph, node, y.tensor, run.sample, threads, notes)
     index = checked_index(node, element if element is not None else pick_element(runtime, y, float_output),
                           runtime.shape)
@@ -101,7 +102,7 @@ def explain_mul(int8_model: LoadedModel, node: Node, data: Dataset, sample: int 
     return MulExplanation(
         node=node.name, op_type="Mul", kind="Mul", runtime_kernel=kernel_name(kernel), sample=sample,
         a=a, b=b, y=y, constants=constants, relu=relu, a_q=a_q, b_q=b_q, runtime=runtime,
-        checks=checks if fused else checks[::-1],  # the first check is the one the kernel that ran should meet
+        checks=checks,
         example=MulElement(**inputs, real_product=inputs["real_a"] * inputs["real_b"], product=int(product),
                            scaled=float(scaled), shifted=float(shifted),
                            **result_values(y, by_kernel, by_definition, runtime, float_output, index)),
@@ -124,14 +125,9 @@ def _cause(title: str, diff: np.ndarray, fused: bool) -> str:
     return "unexpected: the unfused graph computes exactly this"
 
 
-def _notes(kernel: str, fused: bool, relu: bool) -> list[str]:
+def _notes(kernel: RuntimeNode | None, fused: bool) -> list[str]:
     if not fused:
-        notes = [f"ONNX Runtime runs this Mul as {kernel} in float32 between DequantizeLinear and QuantizeLinear, "
-                 "not as QLinearMul: the definition is what it computes."]
-    else:
-        notes = ["On x86 QLinearMul multiplies the two zero-point-shifted 8-bit values exactly, as integers, and "
-                 "applies the three scales as one float32 ratio M = S_a·S_b/S_y, adding Z_y in float32 before "
-                 "rounding; no fused multiply-add, unlike QLinearAdd."]
-    if relu:
-        notes.append("A Relu stays between the Mul and its QuantizeLinear, so ONNX Runtime cannot fuse them.")
-    return notes
+        return [unfused_note("this Mul", kernel, FUSED_KERNEL)]
+    return ["On x86 QLinearMul multiplies the two zero-point-shifted 8-bit values exactly, as integers, and applies "
+            "the three scales as one float32 ratio M = S_a·S_b/S_y, adding Z_y in float32 before rounding; no fused "
+            "multiply-add, unlike QLinearAdd."]

@@ -15,13 +15,14 @@ import numpy as np
 
 from .data import Dataset
 from .explainrun import (
-    Check,
     ExplainedLayer,
-    checked_against_runtime,
     float_value,
+    kernel_and_definition_checks,
     kernel_name,
+    ran_as,
     requantized_sqnr,
     run_unary,
+    unfused_note,
 )
 from .explainstep import checked_index, pick_element, result_lines, result_values
 from .model import LoadedModel, Node
@@ -103,11 +104,12 @@ def explain_global_average_pool(int8_model: LoadedModel, node: Node, data: Datas
     graph = int8_model.graph
     run = run_unary(int8_model, node, data, sample, threads, "averages", FUSED_KERNEL)
     x, y, x_q, runtime, kernel = run.x, run.y, run.x_q, run.runtime, run.kernel
-    fused = kernel is not None and kernel.op_type == FUSED_KERNEL
+    fused = ran_as(kernel, FUSED_KERNEL)
     by_kernel = qlinear_global_average_pool(x_q, x, y)
     by_definition = dequantize_average_quantize(x_q, x, y)
-    checks = [_check(KERNEL_CHECK, by_kernel, runtime, fused), _check(DEFINITION_CHECK, by_definition, runtime, fused)]
-    notes = list(notes or []) + run.sample.notes(run.output_shape) + _notes(kernel)
+    checks = kernel_and_definition_checks(runtime, fused, lambda title, diff: _cause(title, diff, fused),
+                                          (KERNEL_CHECK, by_kernel), (DEFINITION_CHECK, by_definition))
+    notes = list(notes or []) + run.sample.notes(run.output_shape) + _notes(kernel, fused)
     float_tensor, float_output = float_value(float_model, graph, node, y.tensor, run.sample, threads, notes)
     index = checked_index(node, element if element is not None else pick_element(runtime, y, float_output),
                           runtime.shape)
@@ -116,15 +118,11 @@ def explain_global_average_pool(int8_model: LoadedModel, node: Node, data: Datas
         node=node.name, op_type="GlobalAveragePool", kind="GlobalAveragePool", runtime_kernel=kernel_name(kernel),
         sample=sample, x=x, y=y,
         count=count, factor=float(pool_factor(x, y, count)), x_q=x_q, runtime=runtime,
-        checks=checks if fused else checks[::-1],  # the first check is the one the kernel that ran should meet
+        checks=checks,
         example=_element(x, y, x_q, by_kernel, by_definition, runtime, float_output, index),
         float_tensor=float_tensor, float_output=float_output, sqnr_db=requantized_sqnr(y, runtime, float_output),
         notes=notes,
     )
-
-
-def _check(title: str, reference: np.ndarray, runtime: np.ndarray, fused: bool) -> Check:
-    return checked_against_runtime(title, reference, runtime, lambda diff: _cause(title, diff, fused))
 
 
 def _cause(title: str, diff: np.ndarray, fused: bool) -> str:
@@ -139,11 +137,9 @@ def _cause(title: str, diff: np.ndarray, fused: bool) -> str:
     return "ONNX Runtime did not fuse this pooling: it averaged in float32, in an order of its own"
 
 
-def _notes(kernel: RuntimeNode | None) -> list[str]:
-    if kernel is None or kernel.op_type != FUSED_KERNEL:
-        name = kernel.op_type if kernel else "an unknown kernel"
-        return [f"ONNX Runtime runs this pooling as {name} in float32 between DequantizeLinear and QuantizeLinear, "
-                "not as QLinearGlobalAveragePool: the definition is what it computes."]
+def _notes(kernel: RuntimeNode | None, fused: bool) -> list[str]:
+    if not fused:
+        return [unfused_note("this pooling", kernel, FUSED_KERNEL)]
     return ["QLinearGlobalAveragePool never dequantizes: it sums each channel's 8-bit values exactly in int32, "
             "takes N·Z_x away once, and scales by one float32 factor f = S_x/(S_y·N); the division by N is in f."]
 

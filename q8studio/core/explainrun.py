@@ -265,6 +265,38 @@ def checked_against_runtime(title: str, reference: np.ndarray, runtime: np.ndarr
     return Check(title, runtime.size, differing, float(diff.max(initial=0)), cause(diff) if differing else "")
 
 
+def ran_as(kernel: RuntimeNode | None, fused_kernel: str) -> bool:
+    """Whether ONNX Runtime ran the layer as ``fused_kernel`` (its QLinear kernel) rather than in float."""
+    return kernel is not None and kernel.op_type == fused_kernel
+
+
+def kernel_and_definition_checks(runtime: np.ndarray, fused: bool, cause: Callable[[str, np.ndarray], str],
+                                 kernel: tuple[str, np.ndarray], definition: tuple[str, np.ndarray]) -> list[Check]:
+    """The fused kernel's reference and the QDQ graph's definition (each a title and its output) against ONNX
+    Runtime, ``cause(title, diffs)`` saying why where one differs; the check the kernel that ran should meet
+    comes first: the kernel's when ONNX Runtime fused the layer, else the definition's."""
+    checks = [checked_against_runtime(title, reference, runtime, lambda diff, t=title: cause(t, diff))
+              for title, reference in (kernel, definition)]
+    return checks if fused else checks[::-1]
+
+
+def unfused_note(layer: str, kernel: RuntimeNode | None, fused_kernel: str) -> str:
+    """Why the definition is what ran: ONNX Runtime left ``layer`` ("this Add") in float32 between its
+    DequantizeLinear and QuantizeLinear instead of fusing it into ``fused_kernel``."""
+    name = kernel.op_type if kernel else "an unknown kernel"
+    return (f"ONNX Runtime runs {layer} as {name} in float32 between DequantizeLinear and QuantizeLinear, not as "
+            f"{fused_kernel}: the definition is what it computes.")
+
+
+def kept_relu_notes(node: Node, relu: bool, float_model: LoadedModel | None) -> list[str]:
+    """For an Add or a Mul: a Relu left before its QuantizeLinear, or the float model's Relu the quantizer removed
+    after it (whose clamp the output range does)."""
+    if relu:
+        return [f"A Relu stays between the {node.op_type} and its QuantizeLinear, so ONNX Runtime cannot fuse them."]
+    removed = removed_activation_note(float_model, node.outputs[0]) if float_model is not None else None
+    return [removed] if removed is not None else []
+
+
 def dequantizer_of(graph: Graph, tensor: str) -> Node | None:
     """The DequantizeLinear writing ``tensor``, None when another node (or none) does: an int8 layer's inputs."""
     index = graph.producer.get(tensor)
