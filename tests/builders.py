@@ -278,3 +278,18 @@ def activation_net(alpha: float = 0.1) -> onnx.ModelProto:
                               [helper.make_tensor_value_info("x", TensorProto.FLOAT, ["N", 3, 12, 12])],
                               [helper.make_tensor_value_info("y", TensorProto.FLOAT, ["N", 4, None, None])], weights)
     return helper.make_model(graph, opset_imports=[helper.make_opsetid("", 13)])
+
+
+def softmax_net(axis: int = 1, opset: int = 13) -> onnx.ModelProto:
+    """Conv -> Softmax (named "/attn/Softmax", along ``axis``) -> Conv on [N, 3, 12, 12]: a softmax over 8 channels
+    at every pixel with axis 1 (before opset 13, over every value from the axis on)."""
+    rng = np.random.default_rng(0)
+    weights = [numpy_helper.from_array((rng.standard_normal(shape) * 0.5).astype(np.float32), name)
+               for name, shape in (("w1", (8, 3, 3, 3)), ("w2", (4, 8, 1, 1)))]
+    nodes = [helper.make_node("Conv", ["x", "w1"], ["c1"], name="/conv1/Conv", pads=[1, 1, 1, 1]),
+             helper.make_node("Softmax", ["c1"], ["s1"], name="/attn/Softmax", axis=axis),
+             helper.make_node("Conv", ["s1", "w2"], ["y"], name="/conv2/Conv")]
+    graph = helper.make_graph(nodes, "softmaxnet",
+                              [helper.make_tensor_value_info("x", TensorProto.FLOAT, ["N", 3, 12, 12])],
+                              [helper.make_tensor_value_info("y", TensorProto.FLOAT, ["N", 4, None, None])], weights)
+    return helper.make_model(graph, opset_imports=[helper.make_opsetid("", opset)])

@@ -10,7 +10,7 @@ from PySide6.QtCore import QRectF
 
 pytest.importorskip("pytestqt")
 
-from builders import average_pool_net, save, write_npz  # noqa: E402
+from builders import average_pool_net, save, softmax_net, write_npz  # noqa: E402
 from q8studio.core.data import load_data  # noqa: E402
 from q8studio.core.demo import demo_assets  # noqa: E402
 from q8studio.core.explain import Explanation, NodeExplanation, explain_node  # noqa: E402
@@ -144,8 +144,8 @@ def test_gemm_rows_wrap_and_messages_replace_the_content(qtbot, explanations) ->
     assert panel.content.isHidden() and panel.message.text() == "Explaining /fc/Gemm…" and panel.badge.isHidden()
     panel.show_explanation(None)
     assert panel.explanation is None
-    assert ("Select a Conv, Gemm, MatMul, Add, Mul, GlobalAveragePool, MaxPool, AveragePool, Sigmoid, LeakyRelu or "
-            "Concat node") in panel.message.text()
+    assert ("Select a Conv, Gemm, MatMul, Add, Mul, GlobalAveragePool, MaxPool, AveragePool, Sigmoid, LeakyRelu, "
+            "Concat or Softmax node") in panel.message.text()
 
 
 def test_a_pooling_shows_its_channel_as_a_grid_and_no_weights(qtbot, explanations, tmp_path: Path) -> None:
@@ -281,3 +281,30 @@ def test_windows_and_matrix_rows_become_grids() -> None:
     assert grid.shape == (6, 3) and labels[:4] == ["c0 r0", "c0 r1", "c0 r2", "c1 r0"]
     wrapped, row_labels = grid_rows(np.arange(20))
     assert wrapped.shape == (2, 16) and row_labels == ["0", "16"]
+
+
+def test_a_softmax_shows_its_row_and_the_exponential_table(qtbot, tmp_path: Path) -> None:
+    float_model = load_model(save(softmax_net(), tmp_path / "s.onnx"))
+    data_path = write_npz(tmp_path / "x.npz", x=np.random.default_rng(0).standard_normal((4, 3, 12, 12), np.float32))
+    int8 = quantize_model(float_model, load_data(data_path, float_model), Recipe(), tmp_path / "s.int8.onnx").int8
+    e = explain_node(int8, "/attn/Softmax", load_data(data_path, int8), 1, float_model, element=(0, 6, 4, 4))
+    panel = ExplainPanel()
+    qtbot.addWidget(panel)
+    panel.resize(620, 1200)
+    panel.show_explanation(e)
+    rows = table_rows(panel)
+    assert rows["K = floor(1/S_y)"].startswith(f"{e.multiplier:g} (1/S_y = ") and rows["D, values per row"] == "8"
+    assert "QLinearSoftmax" in panel.title.text() and panel.badge.text() == "bit-exact with ONNX Runtime"
+    assert not panel.softmax_row.isHidden() and panel.lookup_row.isHidden() and panel.w_table.isHidden()
+    labels = [panel.x_table.verticalHeaderItem(r).text() for r in range(panel.x_table.rowCount())]
+    assert labels == ["x_q 0", "y_q 0"]
+    grid = [[int(panel.x_table.item(r, c).text()) for c in range(8)] for r in range(2)]
+    assert grid == [e.row.x_q.tolist(), e.row.kernel_y_q.tolist()]
+    marked = [(r, c) for r in range(2) for c in range(8)
+              if panel.x_table.item(r, c).background().color().name() == LARGEST_BRUSH.color().name()]
+    assert marked == [(0, 6), (1, 6)]
+    assert panel.row_curve.getData()[1].tolist() == e.row.kernel_y_q.tolist()
+    distances, shares = panel.exp_points.getData()  # on the log axis: log10 of each share
+    assert 10 ** shares == pytest.approx(np.exp(-float(np.float32(e.x.scale)) * distances), rel=1e-5)
+    assert panel.steps.toPlainText().splitlines() == e.steps()
+    assert panel.grab().save(str(tmp_path / "explain_softmax.png"))

@@ -96,7 +96,7 @@ def test_explain_dock_explains_the_selected_node_like_the_core(qtbot, demo: Main
     np.testing.assert_array_equal(shown.x_q, explain_node(run.int8, DEPTHWISE, test, 3).x_q)
 
     demo.session.select("/flatten/Flatten")  # an op without 8-bit arithmetic to explain
-    refusal = "not Conv/Gemm/MatMul/Add/Mul/GlobalAveragePool/MaxPool/AveragePool/Sigmoid/LeakyRelu/Concat"
+    refusal = "not Conv/Gemm/MatMul/Add/Mul/GlobalAveragePool/MaxPool/AveragePool/Sigmoid/LeakyRelu/Concat/Softmax"
     qtbot.waitUntil(lambda: refusal in dock.panel.message.text(), timeout=10_000)
     assert dock.panel.explanation is None and dock.panel.scroll.isHidden() and HINT in dock.panel.message.text()
 

@@ -20,6 +20,7 @@ if TYPE_CHECKING:
     from ..core.explainmaxpool import MaxPoolExplanation
     from ..core.explainmul import MulExplanation
     from ..core.explainpool import PoolExplanation
+    from ..core.explainsoftmax import SoftmaxExplanation
     from ..core.profile import ProfileReport
     from ..core.quantize import QuantizeResult
     from ..core.speedup import KeepFloatOutcome
@@ -119,6 +120,7 @@ def print_explanation(e: Explanation) -> None:
     from ..core.explainmaxpool import MaxPoolExplanation
     from ..core.explainmul import MulExplanation
     from ..core.explainpool import PoolExplanation
+    from ..core.explainsoftmax import SoftmaxExplanation
 
     if isinstance(e, AddExplanation):
         _print_add(e)
@@ -137,6 +139,9 @@ def print_explanation(e: Explanation) -> None:
         return
     if isinstance(e, ConcatExplanation):
         _print_concat(e)
+        return
+    if isinstance(e, SoftmaxExplanation):
+        _print_softmax(e)
         return
     print(f"{e.node}: {e.kind}, run by ONNX Runtime as {e.runtime_kernel} (sample {e.sample})")
     print(f"  input  x  {e.x.dtype:5}  S_x = {_values(e.x.scale)}  Z_x = {_values(e.x.zero_point)}")
@@ -241,9 +246,23 @@ def _print_concat(e: ConcatExplanation) -> None:
     _print_worked_example(e)
 
 
+def _print_softmax(e: SoftmaxExplanation) -> None:
+    """A Softmax: the two tensors, the kernel's constants, the checks and one element with its row."""
+    import numpy as np
+
+    print(f"{e.node}: Softmax of an 8-bit tensor along {e.row_summary()}, run by ONNX Runtime as {e.runtime_kernel} "
+          f"(sample {e.sample})")
+    _print_tensors((("x", e.x), ("y", e.y)))
+    print(f"  QLinearSoftmax: rows of D = {e.length} values; table E[d] = exp((b - d)*S_x), b = {e.shift:.6g}; "
+          f"K = floor(1/S_y) = {e.multiplier:g}")
+    _print_verdict(e)
+    row = e.row
+    _print_worked_example(e, f"its row: x_q, then y_q ({row.x_q.size} values)", np.stack([row.x_q, row.kernel_y_q]))
+
+
 def _print_worked_example(e: AddExplanation | MulExplanation | PoolExplanation | MaxPoolExplanation
-                          | AveragePoolExplanation | LookupExplanation | ConcatExplanation, grid_title: str = "",
-                          grid: np.ndarray | None = None) -> None:
+                          | AveragePoolExplanation | LookupExplanation | ConcatExplanation | SoftmaxExplanation,
+                          grid_title: str = "", grid: np.ndarray | None = None) -> None:
     """The worked element of a layer without weights: its index, the values it reads as a grid, the steps."""
     print(f"worked example: output element {list(e.example.index)}")
     if grid is not None:

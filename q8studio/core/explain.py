@@ -2,7 +2,8 @@
 
 For a Conv, Gemm or MatMul of a QDQ int8 model (an Add: :mod:`.explainadd`; a Mul: :mod:`.explainmul`; a
 GlobalAveragePool: :mod:`.explainpool`; a MaxPool or AveragePool: :mod:`.explainmaxpool`,
-:mod:`.explainaveragepool`; a Sigmoid or LeakyRelu: :mod:`.explainlookup`; a Concat: :mod:`.explainconcat`)
+:mod:`.explainaveragepool`; a Sigmoid or LeakyRelu: :mod:`.explainlookup`; a Concat: :mod:`.explainconcat`; a
+Softmax: :mod:`.explainsoftmax`)
 this gathers what the integer kernel uses (S_x, Z_x from the DequantizeLinear on the input; w_q, S_w, Z_w
 from the one on the weight; the int32 bias; S_y, Z_y from the QuantizeLinear after the node;
 M = S_x S_w / S_y, times a Gemm's alpha, split into M0 and a shift n), runs the model on one sample with the
@@ -41,6 +42,7 @@ from .explainrun import (
     run_on_sample,
 )
 from .explainsample import sample_feed, sample_part
+from .explainsoftmax import SoftmaxExplanation, explain_softmax
 from .explainstep import WorkedElement, accumulators, conv_geometry, pick_element, worked_element
 from .floatpath import recorded_kept_in_float
 from .intkernels import channel_multipliers, qlinear_conv, qlinear_gemm, qlinear_matmul, runtime_multiplier
@@ -51,9 +53,9 @@ from .runtimegraph import RuntimeNode
 from .weights import QuantParams, qdq_params
 
 EXPLAINABLE_OPS = ("Conv", "Gemm", "MatMul", "Add", "Mul", "GlobalAveragePool", "MaxPool", "AveragePool", "Sigmoid",
-                   "LeakyRelu", "Concat")
-EXPLAINABLE_WORDS = ("Conv, Gemm, MatMul, Add, Mul, GlobalAveragePool, MaxPool, AveragePool, Sigmoid, LeakyRelu or "
-                     "Concat")
+                   "LeakyRelu", "Concat", "Softmax")
+EXPLAINABLE_WORDS = ("Conv, Gemm, MatMul, Add, Mul, GlobalAveragePool, MaxPool, AveragePool, Sigmoid, LeakyRelu, "
+                     "Concat or Softmax")
 
 
 @dataclass(kw_only=True)
@@ -89,13 +91,13 @@ class NodeExplanation(ExplainedLayer):
 
 
 Explanation = (NodeExplanation | AddExplanation | MulExplanation | PoolExplanation | MaxPoolExplanation
-               | AveragePoolExplanation | LookupExplanation | ConcatExplanation)
+               | AveragePoolExplanation | LookupExplanation | ConcatExplanation | SoftmaxExplanation)
 """What Explain tells of a layer, by kind: each has a title, checks against ONNX Runtime, notes and steps."""
 
 
 WEIGHTLESS = {"Add": explain_add, "Mul": explain_mul, "GlobalAveragePool": explain_global_average_pool,
               "MaxPool": explain_max_pool, "AveragePool": explain_average_pool, "Sigmoid": explain_lookup,
-              "LeakyRelu": explain_lookup, "Concat": explain_concat}
+              "LeakyRelu": explain_lookup, "Concat": explain_concat, "Softmax": explain_softmax}
 """The layers without weights, each explained by its own module; Conv, Gemm and MatMul are explained here."""
 
 
@@ -130,7 +132,8 @@ def explain_node(
     GlobalAveragePool a
     :class:`~.explainpool.PoolExplanation`, a MaxPool a :class:`~.explainmaxpool.MaxPoolExplanation`, an
     AveragePool an :class:`~.explainaveragepool.AveragePoolExplanation`, a Sigmoid or LeakyRelu a
-    :class:`~.explainlookup.LookupExplanation`, a Concat a :class:`~.explainconcat.ConcatExplanation`.
+    :class:`~.explainlookup.LookupExplanation`, a Concat a :class:`~.explainconcat.ConcatExplanation`, a
+    Softmax a :class:`~.explainsoftmax.SoftmaxExplanation`.
     """
     graph = int8_model.graph
     node, renamed = _find_node(graph, node_name, float_model.graph if float_model else None)

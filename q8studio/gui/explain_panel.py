@@ -8,7 +8,8 @@ the int32 sum to the dequantized value. An Add has no weights or accumulator: it
 three tensors' scales and QLinearAdd's ratios, and its chain the two ways of adding one element. A
 GlobalAveragePool's grid is the averaged channel, its chain the exact int32 sum and the one float32 factor;
 a MaxPool's or AveragePool's grid is the window (a MaxPool's largest value marked); a Sigmoid's or LeakyRelu's
-is its table of 256 entries, also plotted over the curve it rounds, beside the codes the sample reads.
+is its table of 256 entries, also plotted over the curve it rounds, beside the codes the sample reads; a
+Softmax's is the worked element's row, input codes above output codes, plotted beside the exponential table.
 """
 
 from __future__ import annotations
@@ -40,6 +41,7 @@ from ..core.explainlookup import LookupExplanation
 from ..core.explainmaxpool import MaxPoolExplanation
 from ..core.explainmul import MulExplanation
 from ..core.explainpool import PoolExplanation
+from ..core.explainsoftmax import SoftmaxExplanation
 from ..core.weights import QuantParams
 from . import formatting as fmt
 from .plots import PlotRow, make_plot, tick_whole_channels
@@ -76,6 +78,7 @@ class ExplainPanel(QWidget):
         body.addWidget(self._numbers_table())
         body.addWidget(self._plots())
         body.addWidget(self._lookup_plots())
+        body.addWidget(self._softmax_plots())
         body.addWidget(self._section("Worked example"))
         self.element_label = QLabel()
         self.element_label.setWordWrap(True)
@@ -148,6 +151,26 @@ class ExplainPanel(QWidget):
         self.lookup_row = PlotRow(self.table_plot, self.counts_plot)
         return self.lookup_row
 
+    def _softmax_plots(self) -> PlotRow:
+        """A Softmax's row, each output code over the quotient it rounds, and the exponential table it reads."""
+        self.row_plot = _fixed_height_plot("Its row: y_q at each position", "position along the axis", "y_q")
+        self.quotient_curve = pg.PlotDataItem(pen=None, symbol="o", symbolSize=5, symbolBrush="#9e9e9e",
+                                              symbolPen=None)
+        self.row_curve = pg.PlotDataItem(pen=pg.mkPen("#1f77b4", width=1.3), stepMode="center")
+        self.row_point = pg.ScatterPlotItem(size=9, brush=pg.mkBrush("#ff7f0e"), pen=None)
+        for item in (self.row_curve, self.quotient_curve, self.row_point):
+            self.row_plot.addItem(item)
+        self.exp_plot = _fixed_height_plot("E[d]/E[0] = exp(−S_x·d)", "d = x_max − x_q", "")
+        self.exp_plot.setLogMode(y=True)
+        self.exp_curve = pg.PlotDataItem(pen=pg.mkPen("#9e9e9e", width=1))
+        # PlotDataItems, not ScatterPlotItems: only they follow the log axis
+        self.exp_points = pg.PlotDataItem(pen=None, symbol="o", symbolSize=6, symbolBrush="#1f77b4", symbolPen=None)
+        self.exp_point = pg.PlotDataItem(pen=None, symbol="o", symbolSize=9, symbolBrush="#ff7f0e", symbolPen=None)
+        for item in (self.exp_curve, self.exp_points, self.exp_point):
+            self.exp_plot.addItem(item)
+        self.softmax_row = PlotRow(self.row_plot, self.exp_plot)
+        return self.softmax_row
+
     def _grids(self) -> QWidget:
         self.x_table, self.w_table = _grid_table(), _grid_table()
         self.x_title, self.w_title = QLabel(), QLabel("Weights w_q of this output channel")
@@ -195,6 +218,7 @@ class ExplainPanel(QWidget):
         self._show_check(expl)
         self.plot_row.setVisible(isinstance(expl, NodeExplanation))
         self.lookup_row.setVisible(isinstance(expl, LookupExplanation))
+        self.softmax_row.setVisible(isinstance(expl, SoftmaxExplanation))
         self.grids.setVisible(not isinstance(expl, (AddExplanation, MulExplanation)))
         self.w_title.setVisible(isinstance(expl, NodeExplanation))
         self.w_table.setVisible(isinstance(expl, NodeExplanation))
@@ -215,6 +239,9 @@ class ExplainPanel(QWidget):
             return
         if isinstance(expl, ConcatExplanation):
             self._fill_concat(expl)
+            return
+        if isinstance(expl, SoftmaxExplanation):
+            self._fill_softmax(expl)
             return
         self._fill_numbers(expl)
         self._fill_plots(expl)
@@ -352,6 +379,50 @@ class ExplainPanel(QWidget):
             self.x_title.setText(f"Input {ex.source}'s requantization table T_x{ex.source}: y_q for each x_q")
             self._fill_table(source.table, source.codes, ex.x_q)
         self.steps.setPlainText("\n".join(expl.steps()))
+
+    def _fill_softmax(self, expl: SoftmaxExplanation) -> None:
+        """A Softmax: the numbers, the worked element's row plotted and as a grid, the exponential table."""
+        ex, row = expl.example, expl.row
+        rows = [*_params_rows("x", expl.x), *_params_rows("y", expl.y), ("rows", expl.row_summary()),
+                ("D, values per row", f"{expl.length:,}"), ("b (table shift, steps of S_x)", f"{expl.shift:.6g}"),
+                ("K = floor(1/S_y)", f"{expl.multiplier:g} (1/S_y = {1.0 / float(np.float32(expl.y.scale)):.6g})")]
+        self._set_numbers(rows + _float_rows(expl))
+        positions = np.arange(row.x_q.size, dtype=np.float64)
+        self.row_curve.setData(np.append(positions - 0.5, positions[-1] + 0.5), row.kernel_y_q.astype(np.float64))
+        self.quotient_curve.setData(positions, row.quotients + int(expl.y.zero_point))
+        self.row_point.setData([float(ex.position)], [float(ex.kernel_y_q)])
+        distances = np.arange(256, dtype=np.float64)
+        shares = np.exp(-float(np.float32(expl.x.scale)) * distances)
+        shown = shares > 0  # past float64's range the log axis has no place for them
+        self.exp_curve.setData(distances[shown], shares[shown])
+        row_shares = row.entries.astype(np.float64) / float(np.exp(expl.shift * float(np.float32(expl.x.scale))))
+        seen = row_shares > 0
+        self.exp_points.setData(row.distances[seen].astype(np.float64), row_shares[seen])
+        worked = [ex.position] if seen[ex.position] else []  # an entry that underflowed to 0 has no place
+        self.exp_point.setData(row.distances[worked].astype(np.float64), row_shares[worked])
+        self.softmax_row.reflow()
+        self.element_label.setText(
+            f"Output element <b>{list(ex.index)}</b>: x_q = {ex.x_q}, d = {ex.distance} below its row's largest code "
+            f"{ex.x_max}; its table entry E[{ex.distance}] divided by the row's sum and scaled by K gives "
+            f"{ex.quotient:.4g}, rounded to y_q = {ex.kernel_y_q} (orange in the plots and the row).")
+        self.x_title.setText(f"Its row of {row.x_q.size} values: x_q above y_q")
+        self._fill_row(row.x_q, row.kernel_y_q, ex.position)
+        self.steps.setPlainText("\n".join(expl.steps()))
+
+    def _fill_row(self, x_q: np.ndarray, y_q: np.ndarray, position: int) -> None:
+        """A Softmax row as pairs of grid rows, ``ROW_VALUES`` input codes above their output codes."""
+        width = min(ROW_VALUES, x_q.size)
+        chunks = -(-x_q.size // width)
+        grid = np.full((2 * chunks, width), np.iinfo(np.int64).min, np.int64)
+        marked = np.zeros(grid.shape, bool)
+        for n, start in enumerate(range(0, x_q.size, width)):
+            part = slice(start, start + width)
+            grid[2 * n, : x_q[part].size], grid[2 * n + 1, : y_q[part].size] = x_q[part], y_q[part]
+            if start <= position < start + width:
+                marked[2 * n: 2 * n + 2, position - start] = True
+        labels = [f"{symbol} {start}" for start in range(0, x_q.size, width) for symbol in ("x_q", "y_q")]
+        _fill_grid(self.x_table, grid, np.ones(grid.shape, bool), image=True, highlight=marked, row_labels=labels)
+        self.grid_note.setText("Rows start at the position in their label; the column adds to it.")
 
     def _set_numbers(self, rows: list[tuple[str, str]]) -> None:
         self.numbers.setRowCount(len(rows))
