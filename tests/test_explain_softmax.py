@@ -8,6 +8,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from onnxruntime.quantization import CalibrationDataReader, QuantFormat, quantize_static
 
 from builders import save, softmax_net, write_npz
 from q8studio.__main__ import main
@@ -24,9 +25,9 @@ NODE = "/attn/Softmax"
 
 @pytest.fixture(scope="module")
 def softmax_models(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
-    """softmax_net quantized with uint8 and int8 activations, and its opset-11 form per tensor (which keeps the
-    opset, so that the softmax flattens from its axis): paths under "float", "float11", "data", "uint8",
-    "int8", "opset11"."""
+    """softmax_net quantized with uint8 and int8 activations, its opset-11 form per tensor (which keeps the
+    opset, so that the softmax flattens from its axis), and the net quantized by onnxruntime's quantize_static:
+    paths under "float", "float11", "data", "uint8", "int8", "opset11", "ort"."""
     folder = tmp_path_factory.mktemp("softmax")
     images = np.random.default_rng(0).standard_normal((6, 3, 12, 12), np.float32)
     paths = {"float": save(softmax_net(), folder / "sm.onnx"),
@@ -37,10 +38,23 @@ def softmax_models(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
         model = load_model(paths[source])
         paths[name] = folder / f"sm.{name}.onnx"
         quantize_model(model, load_data(paths["data"], model), recipe, paths[name])
+    paths["ort"] = folder / "sm.ort.onnx"
+    quantize_static(str(paths["float"]), str(paths["ort"]), Samples(images), quant_format=QuantFormat.QDQ)
     return paths
 
 
+class Samples(CalibrationDataReader):
+    """Each image as one calibration batch, as quantize_static reads them."""
+
+    def __init__(self, images: np.ndarray) -> None:
+        self.batches = iter({"x": image[None]} for image in images)
+
+    def get_next(self) -> dict[str, np.ndarray] | None:
+        return next(self.batches, None)
+
+
 def explain(paths: dict[str, Path], name: str, sample: int = 1, **options) -> SoftmaxExplanation:
+    """``NODE`` of model ``name`` of the fixture explained on ``sample``, the float model beside it."""
     int8 = load_model(paths[name])
     float_model = load_model(paths["float11" if name == "opset11" else "float"])
     e = explain_node(int8, NODE, load_data(paths["data"], int8), sample, float_model, **options)
@@ -68,14 +82,33 @@ def test_an_int8_softmax_is_explained_bit_exact(softmax_models: dict[str, Path],
     assert json.loads(json.dumps(e.to_dict()))["row"]["x_q"] == row.x_q.tolist()
 
 
-def test_k_below_one_over_s_y_is_named_and_moves_outputs(softmax_models: dict[str, Path]) -> None:
+def test_quantize_statics_scale_of_1_over_255_gives_k_254_and_explain_names_it(softmax_models: dict[str, Path]
+                                                                               ) -> None:
+    """float32(1/255) lies a hair above 1/255, so floor(1/S_y) = 254: every output runs 0.4% low."""
+    e = explain(softmax_models, "ort")
+    assert np.float32(e.y.scale) == np.float32(1 / 255) and e.multiplier == 254
+    named = "ONNX Runtime multiplies by K = floor(1/S_y) = 254, not 1/S_y = 255"
+    assert any(note.startswith(named) for note in e.notes)
+    kernel, definition = e.checks
+    assert kernel.bit_exact and definition.reference.startswith("dequantize, softmax, quantize")
+    assert 0 < definition.differing and definition.max_diff == 1 and "floor(1/S_y)" in definition.cause
+    assert mean_row_steps(e) == pytest.approx(254, abs=0.5)  # a row's probabilities add up to 254/255, not 1
+
+
+def mean_row_steps(e: SoftmaxExplanation) -> float:
+    """The output steps y_q - Z_y of a row (a pixel's 8 channels), added up and averaged over the rows: 1/S_y
+    where the probabilities add up to 1, give or take the rounding of each."""
+    steps = e.runtime.astype(np.int64) - int(e.y.zero_point)
+    return float(steps.sum(axis=1).mean())
+
+
+def test_q8studio_gives_the_output_a_whole_reciprocal_scale_so_the_kernel_meets_the_definition(
+        softmax_models: dict[str, Path]) -> None:
     e = explain(softmax_models, "uint8")
-    exact = 1 / float(np.float32(e.y.scale))
-    assert e.multiplier < exact  # a calibrated range below 1 makes 1/S_y fractional
-    assert any(note.startswith(f"ONNX Runtime multiplies by K = floor(1/S_y) = {e.multiplier:g}") for note in e.notes)
-    definition = e.checks[1]
-    assert definition.reference.startswith("dequantize, softmax, quantize") and definition.max_diff <= 1
-    assert "floor(1/S_y)" in definition.cause or definition.exact
+    assert 1 / float(np.float32(e.y.scale)) - e.multiplier < 1e-4
+    assert all(check.bit_exact for check in e.checks)
+    assert not any("floor(1/S_y)" in note for note in e.notes)
+    assert mean_row_steps(e) == pytest.approx(e.multiplier, abs=0.5)
 
 
 def test_before_opset_13_a_row_holds_every_value_from_the_axis_on(softmax_models: dict[str, Path]) -> None:

@@ -198,7 +198,7 @@ def _notes(kernel: RuntimeNode | None, fused: bool, y: QuantParams) -> list[str]
              "in float32's range); per row it adds the entries in float32 and divides each by the sum."]
     exact = 1.0 / float(np.float32(y.scale))
     multiplier = float(output_multiplier(y))
-    if multiplier != exact:
+    if exact - multiplier >= 1e-3:  # not for a scale chosen as 1/K, whose reciprocal is K within float32
         notes.append(f"ONNX Runtime multiplies by K = floor(1/S_y) = {multiplier:g}, not 1/S_y = {exact:.6g}: every "
                      f"output is {100 * multiplier / exact:.3f}% of the definition's, {exact - multiplier:.3f} of a "
                      "step low at a probability of 1.")

@@ -43,6 +43,7 @@ from .recipe import Recipe
 from .refusals import require_float_tensors
 from .session import cpu_session, first_run_feed, runtime_error
 from .skeleton import save_with_weights_beside, skeleton_of
+from .softmaxscales import SoftmaxScale, softmax_output_scales
 from .stats import TensorStats
 from .subgraphs import holds_subgraphs, read_by_subgraphs_and_folded, sort_topologically
 from .weights import WeightError, weight_errors
@@ -159,7 +160,9 @@ def quantize_model(
             if recipe.per_channel:
                 weight_scales = per_channel_weight_overrides(prepared.model, keep_float)
                 prepared.notes.extend(_per_tensor_notes(prepared.model, keep_float))
-            _write_qdq_model(prepared.model.proto, ranges, as_prepared, staging, weight_scales)
+            softmax_scales = softmax_output_scales(prepared.model.proto, ranges, as_prepared)
+            prepared.notes.extend(scale.note() for scale in softmax_scales.values())
+            _write_qdq_model(prepared.model.proto, ranges, as_prepared, staging, weight_scales, softmax_scales)
             _keep_float_at_run_time(staging, keep_float)
             with _naming_output(staging, output):
                 _check_it_runs(staging, first_run_feed(prepared.model, data))
@@ -288,11 +291,13 @@ def _write_qdq_model(
     recipe: Recipe,
     output: Path,
     weight_scales: dict[str, list[dict]] | None = None,
+    softmax_scales: dict[str, SoftmaxScale] | None = None,
     *,
     names_back: bool = True,
 ) -> None:
     """quantize_static with our ranges, and the per-channel ``weight_scales`` it would compute itself,
-    most of them handed over as weights already quantized (:mod:`.weightscales`). Its range cache must
+    most of them handed over as weights already quantized (:mod:`.weightscales`), and the Softmax outputs'
+    ``softmax_scales`` (:mod:`.softmaxscales`) in place of their ranges. Its range cache must
     list every candidate tensor, even those whose range it never reads (see
     :func:`ranges_read_by_quantizer`): they get a placeholder.
 
@@ -303,6 +308,7 @@ def _write_qdq_model(
         prepared = set_aside(prepared, aside)
         ranges = {aside.get(name, name): bounds for name, bounds in ranges.items()}
         weight_scales = {aside.get(name, name): scales for name, scales in (weight_scales or {}).items()}
+        softmax_scales = {aside.get(name, name): scale for name, scale in (softmax_scales or {}).items()}
     unread = {name: PLACEHOLDER_RANGE for name in tensors_to_calibrate(prepared) if name not in ranges}
     cached = {**unread, **ranges}
     overrides: dict[str, list[dict]] = {}
@@ -319,6 +325,7 @@ def _write_qdq_model(
         cache = Path(tmp) / "ranges.json"
         save_tensors_data(_tensors_data(cached), cache)
         overrides |= {name: [{"rmin": np.float32(lo), "rmax": np.float32(hi)}] for name, (lo, hi) in ranges.items()}
+        overrides |= {name: scale.override() for name, scale in (softmax_scales or {}).items()}
         try:
             with quiet_root_logger(logging.ERROR):  # quantize_static prints advice on every call
                 quantize_static(
