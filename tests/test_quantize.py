@@ -474,7 +474,8 @@ def test_model_outputs_keep_their_observed_range(tmp_path) -> None:
     result = _quantize(save(proto, tmp_path / "m.onnx"), write_npz(tmp_path / "d.npz", x=images),
                        tmp_path / "q.onnx", method="percentile", percentile=90.0)
     probs = result.stats["probs"]
-    assert result.ranges["probs"] == (0.0, pytest.approx(probs.max))
+    low, high = result.ranges["probs"]  # a Softmax's: its scale 1/K (softmaxscales) widens it by under a step
+    assert low == 0.0 and probs.max <= high < probs.max * (1 + 1 / 255)
     assert result.ranges["gap"][1] < result.stats["gap"].max  # inner layers are clipped as asked
 
 

@@ -41,9 +41,10 @@ def test_quantize_writes_the_softmax_output_with_it_and_says_so(tmp_path: Path, 
     result = quantize_model(model, data, Recipe(activation_type=activation_type), tmp_path / "s.int8.onnx")
     written = {t.name: numpy_helper.to_array(t) for t in onnx.load(tmp_path / "s.int8.onnx").graph.initializer}
     scale, zero_point = written["s1_scale"], written["s1_zero_point"]
-    low, high = result.ranges["s1"]
-    assert 1 / float(scale) - np.floor(np.float32(1) / scale) < 1e-4 and scale != np.float32(high / 255)
+    assert 1 / float(scale) - np.floor(np.float32(1) / scale) < 1e-4
     assert int(zero_point) == (0 if activation_type == "uint8" else -128)  # the calibrated zero point stays
+    low, high = result.ranges["s1"]  # the range the written scale and zero point represent, as reported
+    assert low == 0 and high == pytest.approx(float(scale) * 255, rel=1e-7)
     notes = [note for note in result.prepared.notes if note.startswith("/attn/Softmax [Softmax]")]
     assert len(notes) == 1 and f"output scale 1/{int(np.floor(np.float32(1) / scale))} instead of" in notes[0]
 

@@ -162,6 +162,7 @@ def quantize_model(
                 prepared.notes.extend(_per_tensor_notes(prepared.model, keep_float))
             softmax_scales = softmax_output_scales(prepared.model.proto, ranges, as_prepared)
             prepared.notes.extend(scale.note() for scale in softmax_scales.values())
+            ranges |= {tensor: scale.written_range for tensor, scale in softmax_scales.items()}
             _write_qdq_model(prepared.model.proto, ranges, as_prepared, staging, weight_scales, softmax_scales)
             _keep_float_at_run_time(staging, keep_float)
             with _naming_output(staging, output):

@@ -42,6 +42,7 @@ class SoftmaxScale:
     calibrated: float  # S from the calibrated range
     scale: np.float32  # S_y = 1/K
     zero_point: np.uint8 | np.int8
+    written_range: tuple[float, float]  # what S_y and Z_y represent, from the lowest code to the highest
 
     def override(self) -> list[dict]:
         """The tensor's entry of onnxruntime's TensorQuantOverrides: a scale and zero point, no range."""
@@ -57,7 +58,7 @@ class SoftmaxScale:
 def softmax_output_scales(model: onnx.ModelProto, ranges: dict[str, tuple[float, float]], recipe: Recipe
                           ) -> dict[str, SoftmaxScale]:
     """A :class:`SoftmaxScale` for the calibrated output of every Softmax the recipe quantizes, by tensor, where
-    1/S is not already whole."""
+    1/S is not already whole (its written range replaces the calibrated one in what q8studio reports)."""
     qtype = effective_qtype(UINT8 if recipe.activation_type == "uint8" else INT8, recipe.symmetric_activations)
     zero_type = np.uint8 if recipe.activation_type == "uint8" else np.int8
     scales = {}
@@ -68,6 +69,7 @@ def softmax_output_scales(model: onnx.ModelProto, ranges: dict[str, tuple[float,
         scale, zero_point = quant_params(low, high, qtype, recipe.symmetric_activations)
         snapped = whole_reciprocal_scale(float(scale))
         if snapped != np.float32(scale):
+            written = (float(snapped) * (qtype.qmin - int(zero_point)), float(snapped) * (qtype.qmax - int(zero_point)))
             scales[node.output[0]] = SoftmaxScale(node.name, node.output[0], float(scale), snapped,
-                                                  zero_type(zero_point))
+                                                  zero_type(zero_point), written)
     return scales
