@@ -16,6 +16,7 @@ import numpy as np
 from .addkernels import AddRatios, dequantize_add_quantize, qlinear_add, qlinear_add_sums
 from .data import Dataset
 from .explainrun import (
+    CheckCauses,
     BinaryElement,
     BinaryExplanation,
     binary_inputs,
@@ -37,6 +38,13 @@ from .weights import QuantParams
 FUSED_KERNEL = "QLinearAdd"
 KERNEL_CHECK = "QLinearAdd's float32 ratios (x86)"
 DEFINITION_CHECK = "dequantize, add, quantize (the QDQ graph)"
+CAUSES = CheckCauses(
+    KERNEL_CHECK, DEFINITION_CHECK,
+    rounding=("QLinearAdd folds the scales into r_a, r_b and c and rounds once per fused multiply-add; the "
+              "definition rounds after each step and divides by S_y. They round differently where the sum lies "
+              "within float32 rounding of a half-integer."),
+    kernel="unexpected: this formula should match ONNX Runtime's x86 QLinearAdd exactly (another CPU?)",
+    unfused="ONNX Runtime did not fuse this Add into QLinearAdd: it computed the definition in float32.")
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -109,20 +117,10 @@ def explain_add(int8_model: LoadedModel, node: Node, data: Dataset, sample: int 
 
 
 def _cause(title: str, diff: np.ndarray, fused: bool, a_q: np.ndarray) -> str:
-    if int(diff.max()) > 1:
-        return "unexpected: the reference and ONNX Runtime disagree by more than one step"
-    if fused and title == DEFINITION_CHECK:
-        return ("QLinearAdd folds the scales into r_a, r_b and c and rounds once per fused multiply-add; the "
-                "definition rounds after each step and divides by S_y. They round differently where the sum lies "
-                "within float32 rounding of a half-integer.")
-    if fused and a_q.size == 1:
+    if fused and title == KERNEL_CHECK and a_q.size == 1 and int(diff.max()) <= 1:
         return ("the first input is a single value, which ONNX Runtime folds into the constant c in an order the "
                 "reference does not reproduce")
-    if fused:
-        return "unexpected: this formula should match ONNX Runtime's x86 QLinearAdd exactly (another CPU?)"
-    if title == KERNEL_CHECK:
-        return "ONNX Runtime did not fuse this Add into QLinearAdd: it computed the definition in float32."
-    return "unexpected: the unfused graph computes exactly this"
+    return CAUSES.why(title, diff, fused)
 
 
 def _notes(kernel: RuntimeNode | None, fused: bool) -> list[str]:

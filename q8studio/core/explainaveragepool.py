@@ -13,6 +13,7 @@ import numpy as np
 
 from .data import Dataset
 from .explainrun import (
+    CheckCauses,
     WindowElement,
     WindowPoolExplanation,
     float_value,
@@ -34,6 +35,13 @@ from .weights import QuantParams
 FUSED_KERNEL = "QLinearAveragePool"
 KERNEL_CHECK = "QLinearAveragePool's float32 average"
 DEFINITION_CHECK = "dequantize, average, quantize (the QDQ graph)"
+CAUSES = CheckCauses(
+    KERNEL_CHECK, DEFINITION_CHECK,
+    rounding=("QLinearAveragePool adds Z_y to mean/S_y in float32 before rounding; the definition rounds first. "
+              "They round differently where mean/S_y lies within float32 rounding of a half-integer."),
+    kernel="unexpected: this formula should match ONNX Runtime's QLinearAveragePool exactly",
+    unfused="ONNX Runtime did not fuse this pooling: it averaged in float32 as the QDQ graph defines it",
+    unfused_definition="ONNX Runtime did not fuse this pooling: it averaged in float32 as the QDQ graph defines it")
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -116,14 +124,7 @@ def _cause(title: str, diff: np.ndarray, fused: bool) -> str:
     if fused and title == DEFINITION_CHECK and int(diff.max()) > 1:
         return ("QLinearAveragePool divides a window that reaches past the end pad (ceil_mode) by the whole kernel "
                 "size, the QDQ graph by the positions within the input and its pads: another function there")
-    if int(diff.max()) > 1:
-        return "unexpected: the reference and ONNX Runtime disagree by more than one step"
-    if fused and title == DEFINITION_CHECK:
-        return ("QLinearAveragePool adds Z_y to mean/S_y in float32 before rounding; the definition rounds first. "
-                "They round differently where mean/S_y lies within float32 rounding of a half-integer.")
-    if fused:
-        return "unexpected: this formula should match ONNX Runtime's QLinearAveragePool exactly"
-    return "ONNX Runtime did not fuse this pooling: it averaged in float32 as the QDQ graph defines it"
+    return CAUSES.why(title, diff, fused)
 
 
 def _notes(kernel: RuntimeNode | None, fused: bool) -> list[str]:

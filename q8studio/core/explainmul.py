@@ -15,6 +15,7 @@ import numpy as np
 
 from .data import Dataset
 from .explainrun import (
+    CheckCauses,
     BinaryElement,
     BinaryExplanation,
     binary_inputs,
@@ -37,6 +38,13 @@ from .weights import QuantParams
 FUSED_KERNEL = "QLinearMul"
 KERNEL_CHECK = "QLinearMul's integer product and float32 ratio (x86)"
 DEFINITION_CHECK = "dequantize, multiply, quantize (the QDQ graph)"
+CAUSES = CheckCauses(
+    KERNEL_CHECK, DEFINITION_CHECK,
+    rounding=("QLinearMul multiplies the integers exactly and applies one float32 ratio M = S_a·S_b/S_y; the "
+              "definition rounds each dequantized value, their product and its quotient by S_y. They round "
+              "differently where the product lies within float32 rounding of a half-integer."),
+    kernel="unexpected: this formula should match ONNX Runtime's x86 QLinearMul exactly (another CPU?)",
+    unfused="ONNX Runtime did not fuse this Mul into QLinearMul: it computed the definition in float32.")
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -90,7 +98,7 @@ def explain_mul(int8_model: LoadedModel, node: Node, data: Dataset, sample: int 
     fused = ran_as(kernel, FUSED_KERNEL)
     by_kernel = qlinear_mul(a_q, b_q, constants, y)
     by_definition = dequantize_mul_quantize(a_q, a, b_q, b, y, relu=relu)
-    checks = kernel_and_definition_checks(runtime, fused, lambda title, diff: _cause(title, diff, fused),
+    checks = kernel_and_definition_checks(runtime, fused, lambda title, diff: CAUSES.why(title, diff, fused),
                                           (KERNEL_CHECK, by_kernel), (DEFINITION_CHECK, by_definition))
     notes = list(notes or []) + run.sample.notes(run.output_shape) + _notes(kernel, fused)
     notes += kept_relu_notes(node, relu, float_model)
@@ -109,20 +117,6 @@ def explain_mul(int8_model: LoadedModel, node: Node, data: Dataset, sample: int 
         float_tensor=float_tensor, float_output=float_output, sqnr_db=requantized_sqnr(y, runtime, float_output),
         notes=notes,
     )
-
-
-def _cause(title: str, diff: np.ndarray, fused: bool) -> str:
-    if int(diff.max()) > 1:
-        return "unexpected: the reference and ONNX Runtime disagree by more than one step"
-    if fused and title == DEFINITION_CHECK:
-        return ("QLinearMul multiplies the integers exactly and applies one float32 ratio M = S_a·S_b/S_y; the "
-                "definition rounds each dequantized value, their product and its quotient by S_y. They round "
-                "differently where the product lies within float32 rounding of a half-integer.")
-    if fused:
-        return "unexpected: this formula should match ONNX Runtime's x86 QLinearMul exactly (another CPU?)"
-    if title == KERNEL_CHECK:
-        return "ONNX Runtime did not fuse this Mul into QLinearMul: it computed the definition in float32."
-    return "unexpected: the unfused graph computes exactly this"
 
 
 def _notes(kernel: RuntimeNode | None, fused: bool) -> list[str]:

@@ -15,6 +15,7 @@ import numpy as np
 
 from .data import Dataset
 from .explainrun import (
+    CheckCauses,
     ExplainedLayer,
     float_value,
     kernel_and_definition_checks,
@@ -40,6 +41,14 @@ from .weights import QuantParams
 FUSED_KERNEL = "QLinearGlobalAveragePool"
 KERNEL_CHECK = "QLinearGlobalAveragePool's int32 sum and float32 factor"
 DEFINITION_CHECK = "dequantize, average, quantize (the QDQ graph)"
+CAUSES = CheckCauses(
+    KERNEL_CHECK, DEFINITION_CHECK,
+    rounding=("QLinearGlobalAveragePool sums exactly in int32 and rounds once, after one float32 factor; the "
+              "definition rounds each dequantized value and the float32 mean. They round differently where the "
+              "mean lies within float32 rounding of a half-integer."),
+    kernel="unexpected: this formula should match ONNX Runtime's QLinearGlobalAveragePool exactly",
+    unfused="ONNX Runtime did not fuse this pooling: it averaged in float32, in an order of its own",
+    unfused_definition="ONNX Runtime did not fuse this pooling: it averaged in float32, in an order of its own")
 
 
 @dataclass(frozen=True)
@@ -107,7 +116,7 @@ def explain_global_average_pool(int8_model: LoadedModel, node: Node, data: Datas
     fused = ran_as(kernel, FUSED_KERNEL)
     by_kernel = qlinear_global_average_pool(x_q, x, y)
     by_definition = dequantize_average_quantize(x_q, x, y)
-    checks = kernel_and_definition_checks(runtime, fused, lambda title, diff: _cause(title, diff, fused),
+    checks = kernel_and_definition_checks(runtime, fused, lambda title, diff: CAUSES.why(title, diff, fused),
                                           (KERNEL_CHECK, by_kernel), (DEFINITION_CHECK, by_definition))
     notes = list(notes or []) + run.sample.notes(run.output_shape) + _notes(kernel, fused)
     float_tensor, float_output = float_value(float_model, graph, node, y.tensor, run.sample, threads, notes)
@@ -123,18 +132,6 @@ def explain_global_average_pool(int8_model: LoadedModel, node: Node, data: Datas
         float_tensor=float_tensor, float_output=float_output, sqnr_db=requantized_sqnr(y, runtime, float_output),
         notes=notes,
     )
-
-
-def _cause(title: str, diff: np.ndarray, fused: bool) -> str:
-    if int(diff.max()) > 1:
-        return "unexpected: the reference and ONNX Runtime disagree by more than one step"
-    if fused and title == DEFINITION_CHECK:
-        return ("QLinearGlobalAveragePool sums exactly in int32 and rounds once, after one float32 factor; the "
-                "definition rounds each dequantized value and the float32 mean. They round differently where the "
-                "mean lies within float32 rounding of a half-integer.")
-    if fused:
-        return "unexpected: this formula should match ONNX Runtime's QLinearGlobalAveragePool exactly"
-    return "ONNX Runtime did not fuse this pooling: it averaged in float32, in an order of its own"
 
 
 def _notes(kernel: RuntimeNode | None, fused: bool) -> list[str]:

@@ -270,6 +270,30 @@ def ran_as(kernel: RuntimeNode | None, fused_kernel: str) -> bool:
     return kernel is not None and kernel.op_type == fused_kernel
 
 
+UNEXPECTED_GAP = "unexpected: the reference and ONNX Runtime disagree by more than one step"
+
+
+@dataclass(frozen=True)
+class CheckCauses:
+    """Why a layer's two checks (:func:`kernel_and_definition_checks`) differ from ONNX Runtime where they do, in
+    the layer's own words; a difference beyond one step is unexpected whatever ran."""
+
+    kernel_check: str  # the titles of the two checks
+    definition_check: str
+    rounding: str  # fused: how the kernel rounds a near-tie otherwise than the definition
+    kernel: str  # fused, yet the kernel's reference differs: which kernel it was built to match
+    unfused: str  # not fused: why the kernel's reference differs
+    unfused_definition: str = "unexpected: the unfused graph computes exactly this"
+
+    def why(self, title: str, diff: np.ndarray, fused: bool) -> str:
+        """The cause for check ``title`` whose absolute differences are ``diff``."""
+        if int(diff.max()) > 1:
+            return UNEXPECTED_GAP
+        if fused:
+            return self.rounding if title == self.definition_check else self.kernel
+        return self.unfused if title == self.kernel_check else self.unfused_definition
+
+
 def kernel_and_definition_checks(runtime: np.ndarray, fused: bool, cause: Callable[[str, np.ndarray], str],
                                  kernel: tuple[str, np.ndarray], definition: tuple[str, np.ndarray]) -> list[Check]:
     """The fused kernel's reference and the QDQ graph's definition (each a title and its output) against ONNX

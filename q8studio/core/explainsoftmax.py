@@ -16,6 +16,7 @@ import numpy as np
 from .data import Dataset
 from .errors import Q8Error
 from .explainrun import (
+    CheckCauses,
     ExplainedLayer,
     float_value,
     kernel_and_definition_checks,
@@ -44,6 +45,15 @@ from .weights import QuantParams
 FUSED_KERNEL = "QLinearSoftmax"
 KERNEL_CHECK = "QLinearSoftmax's exponential table, float32 sum and K = floor(1/S_y) (x86)"
 DEFINITION_CHECK = "dequantize, softmax, quantize (the QDQ graph)"
+CAUSES = CheckCauses(
+    KERNEL_CHECK, DEFINITION_CHECK,
+    rounding=("QLinearSoftmax scales by K = floor(1/S_y), not 1/S_y, and takes its exponentials from a float32 "
+              "table; the definition divides the float32 softmax by S_y. An output whose value lies near a "
+              "half-integer rounds one step apart."),
+    kernel="unexpected: this formula matches ONNX Runtime 1.32's x86 QLinearSoftmax exactly (another version?)",
+    unfused="ONNX Runtime did not fuse this Softmax into QLinearSoftmax: it computed the definition in float32.",
+    unfused_definition=("the definition's float32 exponentials are numpy's, ONNX Runtime's round differently in the "
+                        "last bit: an output within a float32 step of a half-integer rounds one step apart"))
 
 
 @dataclass(frozen=True)
@@ -147,7 +157,7 @@ def explain_softmax(int8_model: LoadedModel, node: Node, data: Dataset, sample: 
     fused = ran_as(kernel, FUSED_KERNEL)
     by_kernel = qlinear_softmax(x_q, x, y, layout)
     by_definition = dequantize_softmax_quantize(x_q, x, y, layout)
-    checks = kernel_and_definition_checks(runtime, fused, lambda title, diff: _cause(title, diff, fused),
+    checks = kernel_and_definition_checks(runtime, fused, lambda title, diff: CAUSES.why(title, diff, fused),
                                           (KERNEL_CHECK, by_kernel), (DEFINITION_CHECK, by_definition))
     notes = list(notes or []) + run.sample.notes(run.output_shape) + _notes(kernel, fused, y)
     float_tensor, float_output = float_value(float_model, int8_model.graph, node, y.tensor, run.sample, threads, notes)
@@ -173,21 +183,6 @@ def explain_softmax(int8_model: LoadedModel, node: Node, data: Dataset, sample: 
         float_tensor=float_tensor, float_output=float_output, sqnr_db=requantized_sqnr(y, runtime, float_output),
         notes=notes,
     )
-
-
-def _cause(title: str, diff: np.ndarray, fused: bool) -> str:
-    if int(diff.max()) > 1:
-        return "unexpected: the reference and ONNX Runtime disagree by more than one step"
-    if fused and title == DEFINITION_CHECK:
-        return ("QLinearSoftmax scales by K = floor(1/S_y), not 1/S_y, and takes its exponentials from a float32 "
-                "table; the definition divides the float32 softmax by S_y. An output whose value lies near a "
-                "half-integer rounds one step apart.")
-    if fused:
-        return "unexpected: this formula matches ONNX Runtime 1.32's x86 QLinearSoftmax exactly (another version?)"
-    if title == KERNEL_CHECK:
-        return "ONNX Runtime did not fuse this Softmax into QLinearSoftmax: it computed the definition in float32."
-    return ("the definition's float32 exponentials are numpy's, ONNX Runtime's round differently in the last bit: "
-            "an output within a float32 step of a half-integer rounds one step apart")
 
 
 def _notes(kernel: RuntimeNode | None, fused: bool, y: QuantParams) -> list[str]:
