@@ -33,6 +33,7 @@ from .runtimegraph import RuntimeNode
 from .softmaxkernels import (
     Rows,
     dequantize_softmax_quantize,
+    exp_table,
     float_softmax,
     output_multiplier,
     qlinear_softmax,
@@ -129,6 +130,17 @@ class SoftmaxExplanation(ExplainedLayer):
     row: SoftmaxRow
     example: SoftmaxElement
 
+    @property
+    def reciprocal(self) -> float:
+        """1/S_y, which K rounds down."""
+        return 1.0 / float(np.float32(self.y.scale))
+
+    def table_shares(self) -> np.ndarray:
+        """E[d]/E[0] for d = 0..255: the share of the row's largest entry each distance keeps (0 where the
+        float32 entry underflows)."""
+        table = exp_table(self.x, self.length).astype(np.float64)
+        return table / table[0]
+
     def row_summary(self) -> str:
         """Where a row runs: "axis 1" or, before opset 13, "axis 1 on (flattened)"."""
         return f"axis {self.axis} on (flattened, opset < 13)" if self.flattened else f"axis {self.axis}"
@@ -191,8 +203,7 @@ def _notes(kernel: RuntimeNode | None, fused: bool, y: QuantParams) -> list[str]
     notes = [f"{FUSED_KERNEL} computes no exponential per element: once per run it tabulates exp(−S_x·d) for the "
              "256 distances d a code can lie below its row's largest (times a constant that cancels and keeps the sum "
              "in float32's range); per row it adds the entries in float32 and divides each by the sum."]
-    exact = 1.0 / float(np.float32(y.scale))
-    multiplier = float(output_multiplier(y))
+    exact, multiplier = 1.0 / float(np.float32(y.scale)), float(output_multiplier(y))
     if exact - multiplier >= 1e-3:  # not for a scale chosen as 1/K, whose reciprocal is K within float32
         notes.append(f"ONNX Runtime multiplies by K = floor(1/S_y) = {multiplier:g}, not 1/S_y = {exact:.6g}: every "
                      f"output is {100 * multiplier / exact:.3f}% of the definition's, {exact - multiplier:.3f} of a "

@@ -385,20 +385,19 @@ class ExplainPanel(QWidget):
         ex, row = expl.example, expl.row
         rows = [*_params_rows("x", expl.x), *_params_rows("y", expl.y), ("rows", expl.row_summary()),
                 ("D, values per row", f"{expl.length:,}"), ("b (table shift, steps of S_x)", f"{expl.shift:.6g}"),
-                ("K = floor(1/S_y)", f"{expl.multiplier:g} (1/S_y = {1.0 / float(np.float32(expl.y.scale)):.6g})")]
+                ("K = floor(1/S_y)", f"{expl.multiplier:g} (1/S_y = {expl.reciprocal:.6g})")]
         self._set_numbers(rows + _float_rows(expl))
         positions = np.arange(row.x_q.size, dtype=np.float64)
         self.row_curve.setData(np.append(positions - 0.5, positions[-1] + 0.5), row.kernel_y_q.astype(np.float64))
         self.quotient_curve.setData(positions, row.quotients + int(expl.y.zero_point))
         self.row_point.setData([float(ex.position)], [float(ex.kernel_y_q)])
-        distances = np.arange(256, dtype=np.float64)
-        shares = np.exp(-float(np.float32(expl.x.scale)) * distances)
-        shown = shares > 0  # past float64's range the log axis has no place for them
-        self.exp_curve.setData(distances[shown], shares[shown])
-        row_shares = row.entries.astype(np.float64) / float(np.exp(expl.shift * float(np.float32(expl.x.scale))))
+        shares = expl.table_shares()
+        shown = shares > 0  # an entry that underflowed to 0 has no place on the log axis
+        self.exp_curve.setData(np.flatnonzero(shown).astype(np.float64), shares[shown])
+        row_shares = shares[row.distances]
         seen = row_shares > 0
         self.exp_points.setData(row.distances[seen].astype(np.float64), row_shares[seen])
-        worked = [ex.position] if seen[ex.position] else []  # an entry that underflowed to 0 has no place
+        worked = [ex.position] if seen[ex.position] else []
         self.exp_point.setData(row.distances[worked].astype(np.float64), row_shares[worked])
         self.softmax_row.reflow()
         self.element_label.setText(
