@@ -8,6 +8,8 @@ import numpy as np
 import onnx
 from onnx import TensorProto, helper, numpy_helper
 
+from q8studio.core.model import LoadedModel
+from q8studio.core.session import INT8_KERNELS, BatchRunner, cpu_session, session_options
 from q8studio.core.weights import QuantParams
 
 LIGHT_MODELS = Path(onnx.__file__).parent / "backend" / "test" / "data" / "light"
@@ -241,6 +243,22 @@ def qdq_pooling(op_type: str, attributes: dict, shape: list, scales: tuple[float
     return helper.make_model(graph, opset_imports=[helper.make_opsetid("", 13)])
 
 
+KERNEL_WAYS = {"uint8": (TensorProto.UINT8, False), "int8": (TensorProto.INT8, False),
+               "int8 kernels": (TensorProto.INT8, True)}
+"""How ONNX Runtime may run an 8-bit layer: on uint8, on int8 as this CPU runs it (x86: converted to uint8), on int8
+with int8 kernels (ARM; x86 with the session option INT8_KERNELS): (qtype, int8_kernels) for :func:`run_exposed`."""
+
+
+def run_exposed(model: LoadedModel, names: list[str], feed: dict[str, np.ndarray], *, int8_kernels: bool = False
+                ) -> list[np.ndarray]:
+    """``model``'s tensors ``names`` on ``feed``, in the model's types, as ONNX Runtime runs it on this CPU, or with
+    ``int8_kernels`` as it runs it where its kernels take int8 codes."""
+    options = session_options()
+    if int8_kernels:
+        options.add_session_config_entry(INT8_KERNELS, "1")
+    return BatchRunner(model, cpu_session(model.proto, outputs=names, options=options)).run(names, feed)
+
+
 def quant_params(name: str, scale: float, zero: int, qtype: int) -> QuantParams:
     """One tensor's quantization, as the explain references take it."""
     dtype = np.uint8 if qtype == TensorProto.UINT8 else np.int8
@@ -275,6 +293,24 @@ def activation_net(alpha: float = 0.1) -> onnx.ModelProto:
              helper.make_node("Concat", ["m2", "l1"], ["cat"], name="/cat/Concat", axis=1),
              helper.make_node("Conv", ["cat", "w3"], ["y"], name="/conv3/Conv")]
     graph = helper.make_graph(nodes, "actnet",
+                              [helper.make_tensor_value_info("x", TensorProto.FLOAT, ["N", 3, 12, 12])],
+                              [helper.make_tensor_value_info("y", TensorProto.FLOAT, ["N", 4, None, None])], weights)
+    return helper.make_model(graph, opset_imports=[helper.make_opsetid("", 13)])
+
+
+def activation_chain() -> onnx.ModelProto:
+    """Conv -> LeakyRelu -> Conv -> Sigmoid -> Conv on [N, 3, 12, 12], node names as in :func:`activation_net`: each
+    tensor is read by one layer, so that with int8 activations ONNX Runtime on x86 converts every Quantize/Dequantize
+    pair to uint8 and fuses every layer (activation_net's fan-outs keep theirs int8, run in float)."""
+    rng = np.random.default_rng(0)
+    weights = [numpy_helper.from_array((rng.standard_normal(shape) * 0.3).astype(np.float32), name)
+               for name, shape in (("w1", (8, 3, 3, 3)), ("w2", (8, 8, 1, 1)), ("w3", (4, 8, 1, 1)))]
+    nodes = [helper.make_node("Conv", ["x", "w1"], ["c1"], name="/conv1/Conv", pads=[1, 1, 1, 1]),
+             helper.make_node("LeakyRelu", ["c1"], ["l1"], name="/act/LeakyRelu", alpha=0.1),
+             helper.make_node("Conv", ["l1", "w2"], ["c2"], name="/conv2/Conv"),
+             helper.make_node("Sigmoid", ["c2"], ["s2"], name="/gate/Sigmoid"),
+             helper.make_node("Conv", ["s2", "w3"], ["y"], name="/conv3/Conv")]
+    graph = helper.make_graph(nodes, "actchain",
                               [helper.make_tensor_value_info("x", TensorProto.FLOAT, ["N", 3, 12, 12])],
                               [helper.make_tensor_value_info("y", TensorProto.FLOAT, ["N", 4, None, None])], weights)
     return helper.make_model(graph, opset_imports=[helper.make_opsetid("", 13)])

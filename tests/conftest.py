@@ -9,7 +9,7 @@ from typing import Callable
 import numpy as np
 import pytest
 
-from builders import activation_net, save, small_cnn, write_npz
+from builders import activation_chain, activation_net, save, small_cnn, write_npz
 
 os.environ.setdefault("QT_QPA_PLATFORM", "offscreen")
 
@@ -29,8 +29,9 @@ def cnn_data(tmp_path: Path) -> Path:
 
 @pytest.fixture(scope="session")
 def quantized_net(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
-    """builders.activation_net and its data, quantized by q8studio with uint8 and with int8 activations: the
-    paths under "float", "data", "uint8", "int8"."""
+    """builders.activation_net and its data, quantized by q8studio with uint8 and with int8 activations, and
+    builders.activation_chain with int8 activations: the paths under "float", "data", "uint8", "int8", "chain",
+    "chain int8"."""
     from q8studio.core.data import load_data
     from q8studio.core.model import load_model
     from q8studio.core.quantize import quantize_model
@@ -38,12 +39,13 @@ def quantized_net(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
 
     folder = tmp_path_factory.mktemp("activations")
     images = np.random.default_rng(0).standard_normal((6, 3, 12, 12), np.float32)
-    paths = {"float": save(activation_net(), folder / "act.onnx"), "data": write_npz(folder / "x.npz", x=images)}
-    model = load_model(paths["float"])
-    for activation_type in ("uint8", "int8"):
-        paths[activation_type] = folder / f"act.{activation_type}.onnx"
-        quantize_model(model, load_data(paths["data"], model), Recipe(activation_type=activation_type),
-                       paths[activation_type])
+    paths = {"float": save(activation_net(), folder / "act.onnx"),
+             "chain": save(activation_chain(), folder / "chain.onnx"), "data": write_npz(folder / "x.npz", x=images)}
+    for float_key, activation_type in (("float", "uint8"), ("float", "int8"), ("chain", "int8")):
+        key = activation_type if float_key == "float" else f"chain {activation_type}"
+        model = load_model(paths[float_key])
+        paths[key] = folder / f"{float_key}.{activation_type}.onnx"
+        quantize_model(model, load_data(paths["data"], model), Recipe(activation_type=activation_type), paths[key])
     return paths
 
 

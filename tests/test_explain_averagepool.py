@@ -16,7 +16,7 @@ import numpy as np
 import pytest
 from onnx import TensorProto
 
-from builders import average_pool_net, qdq_pooling, quant_params, save, write_npz
+from builders import KERNEL_WAYS, average_pool_net, qdq_pooling, quant_params, run_exposed, save, write_npz
 from q8studio.__main__ import main
 from q8studio.core.data import load_data
 from q8studio.core.errors import Q8Error
@@ -27,7 +27,6 @@ from q8studio.core.poolkernels import dequantize_average_pool_quantize, qlinear_
 from q8studio.core.poolwindows import pool_geometry
 from q8studio.core.quantize import quantize_model
 from q8studio.core.recipe import Recipe
-from q8studio.core.session import cpu_session
 
 WINDOWS = {
     "2x2 stride 2": ({"kernel_shape": [2, 2], "strides": [2, 2]}, [2, 8, 16, 16]),
@@ -45,7 +44,8 @@ CEIL_AND_PADS = {"kernel_shape": [3, 3], "strides": [2, 2], "pads": [1, 1, 1, 1]
                  "count_include_pad": 1}
 
 
-def run_pooling(tmp_path: Path, attributes: dict, shape: list, qtype: int, rng: np.random.Generator) -> tuple:
+def run_pooling(tmp_path: Path, attributes: dict, shape: list, qtype: int, rng: np.random.Generator,
+                int8_kernels: bool = False) -> tuple:
     """One random quantization of an AveragePool, run by ONNX Runtime: its 8-bit input and output, the
     references' arguments."""
     low, high = (0, 256) if qtype == TensorProto.UINT8 else (-128, 128)
@@ -55,21 +55,21 @@ def run_pooling(tmp_path: Path, attributes: dict, shape: list, qtype: int, rng: 
     model = load_model(save(qdq_pooling("AveragePool", attributes, shape, scales, zeros, qtype), tmp_path / "p.onnx"))
     x = ((rng.standard_normal(shape) * 40 + rng.standard_normal(shape[:2] + [1] * (len(shape) - 2)) * 60)
          * scales[1]).astype(np.float32)  # means over the output's whole range, some beyond it
-    x_q, y_q = cpu_session(model.proto, outputs=["x_q", "y_q"]).run(["x_q", "y_q"], {"x": x})
+    x_q, y_q = run_exposed(model, ["x_q", "y_q"], {"x": x}, int8_kernels=int8_kernels)
     px, py = quant_params("x", scales[0], zeros[0], qtype), quant_params("y", scales[1], zeros[1], qtype)
     geometry = pool_geometry(model.graph.by_name["pool"], tuple(shape[2:]))
     return x_q, y_q, (x_q, px, py, geometry, y_q.shape[2:], bool(attributes.get("count_include_pad", 0)))
 
 
-@pytest.mark.parametrize("qtype", [TensorProto.UINT8, TensorProto.INT8], ids=["uint8", "int8"])
+@pytest.mark.parametrize("qtype, int8_kernels", KERNEL_WAYS.values(), ids=KERNEL_WAYS.keys())
 @pytest.mark.parametrize("attributes, shape", WINDOWS.values(), ids=WINDOWS.keys())
-def test_qlinear_average_pool_reference_is_bit_exact_with_onnx_runtime(tmp_path: Path, qtype: int, attributes: dict,
-                                                                       shape: list) -> None:
+def test_qlinear_average_pool_reference_is_bit_exact_with_onnx_runtime(tmp_path: Path, qtype: int, int8_kernels: bool,
+                                                                       attributes: dict, shape: list) -> None:
     rng = np.random.default_rng(7)
     differing = {"kernel": 0, "definition": 0}
     total = 0
     for _ in range(8):
-        x_q, y_q, arguments = run_pooling(tmp_path, attributes, shape, qtype, rng)
+        x_q, y_q, arguments = run_pooling(tmp_path, attributes, shape, qtype, rng, int8_kernels)
         assert qlinear_average_pool(*arguments).shape == y_q.shape
         differing["kernel"] += int(np.count_nonzero(qlinear_average_pool(*arguments) != y_q))
         differing["definition"] += int(np.count_nonzero(dequantize_average_pool_quantize(*arguments) != y_q))

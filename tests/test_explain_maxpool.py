@@ -16,7 +16,7 @@ import numpy as np
 import pytest
 from onnx import TensorProto
 
-from builders import qdq_pooling, quant_params, save, write_npz
+from builders import KERNEL_WAYS, qdq_pooling, quant_params, run_exposed, save, write_npz
 from q8studio.__main__ import main
 from q8studio.core.data import load_data
 from q8studio.core.demo import demo_assets
@@ -28,7 +28,6 @@ from q8studio.core.model import load_model
 from q8studio.core.poolwindows import pool_geometry
 from q8studio.core.quantize import quantize_model
 from q8studio.core.recipe import Recipe
-from q8studio.core.session import cpu_session
 
 
 WINDOWS = {
@@ -46,10 +45,10 @@ WINDOWS = {
 }
 
 
-@pytest.mark.parametrize("qtype", [TensorProto.UINT8, TensorProto.INT8], ids=["uint8", "int8"])
+@pytest.mark.parametrize("qtype, int8_kernels", KERNEL_WAYS.values(), ids=KERNEL_WAYS.keys())
 @pytest.mark.parametrize("attributes, shape", WINDOWS.values(), ids=WINDOWS.keys())
-def test_max_pool_references_are_bit_exact_with_onnx_runtime(tmp_path: Path, qtype: int, attributes: dict,
-                                                             shape: list) -> None:
+def test_max_pool_references_are_bit_exact_with_onnx_runtime(tmp_path: Path, qtype: int, int8_kernels: bool,
+                                                             attributes: dict, shape: list) -> None:
     rng = np.random.default_rng(5)
     low, high = (0, 256) if qtype == TensorProto.UINT8 else (-128, 128)
     for same in (True, False):  # the quantizer's own output quantization, and another one
@@ -59,7 +58,7 @@ def test_max_pool_references_are_bit_exact_with_onnx_runtime(tmp_path: Path, qty
         zeros = (z_x, z_x if same else int(rng.integers(low, high)))
         model = load_model(save(qdq_pooling("MaxPool", attributes, shape, scales, zeros, qtype), tmp_path / "pool.onnx"))
         x = (rng.standard_normal(shape) * 60 * s_x).astype(np.float32)  # saturates at both ends too
-        x_q, y_q = cpu_session(model.proto, outputs=["x_q", "y_q"]).run(["x_q", "y_q"], {"x": x})
+        x_q, y_q = run_exposed(model, ["x_q", "y_q"], {"x": x}, int8_kernels=int8_kernels)
         px, py = quant_params("x", scales[0], zeros[0], qtype), quant_params("y", scales[1], zeros[1], qtype)
         geometry = pool_geometry(model.graph.by_name["pool"], tuple(shape[2:]))
         by_kernel = max_pool_8bit(x_q, px, py, geometry, y_q.shape[2:])

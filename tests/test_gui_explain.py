@@ -35,10 +35,11 @@ def explanations(tmp_path_factory: pytest.TempPathFactory) -> dict[str, NodeExpl
     return found
 
 
-def explain_activation_net(paths: dict[str, Path], activation_type: str, node: str) -> Explanation:
-    """``node`` of the activation net quantized with ``activation_type`` (the quantized_net fixture), on sample 1."""
-    int8 = load_model(paths[activation_type])
-    return explain_node(int8, node, load_data(paths["data"], int8), 1, load_model(paths["float"]))
+def explain_activation_net(paths: dict[str, Path], net: str, node: str) -> Explanation:
+    """``node`` of a quantized activation net (the quantized_net fixture: "uint8", "chain int8"), on sample 1."""
+    int8 = load_model(paths[net])
+    float_net = "chain" if net.startswith("chain") else "float"
+    return explain_node(int8, node, load_data(paths["data"], int8), 1, load_model(paths[float_net]))
 
 
 def table_rows(panel: ExplainPanel) -> dict[str, str]:
@@ -211,7 +212,7 @@ def test_an_average_pool_shows_its_window_and_what_it_divides_by(qtbot, tmp_path
 
 
 def test_a_sigmoid_shows_its_table_and_the_entry_its_element_reads(qtbot, tmp_path: Path, quantized_net) -> None:
-    e = explain_activation_net(quantized_net, "int8", "/gate/Sigmoid")
+    e = explain_activation_net(quantized_net, "chain int8", "/gate/Sigmoid")
     panel = ExplainPanel()
     qtbot.addWidget(panel)
     panel.resize(620, 1400)

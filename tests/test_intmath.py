@@ -500,7 +500,8 @@ def test_qdq_conv_fused_by_onnxruntime_matches(case: ConvCase, relu: bool, tmp_p
 
 
 def test_int8_qdq_conv_runs_in_float_by_default_and_fuses_when_allowed(tmp_path) -> None:
-    """On x86 ONNX Runtime only fuses int8-activation QDQ Conv with session.qdqisint8allowed=1."""
+    """An int8 QDQ Conv fed int8 codes as they are (no QuantizeLinear pair for ONNX Runtime to turn into uint8)
+    fuses on x86 only with session.qdqisint8allowed=1."""
     case = replace(CONV_CASES[3], name="s8 qdq")
     t = conv_problem(case, seed=4)
     model = qdq_conv_model(t, case, relu=False)

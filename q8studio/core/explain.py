@@ -45,6 +45,7 @@ from .explainsample import sample_feed, sample_part
 from .explainsoftmax import SoftmaxExplanation, explain_softmax
 from .explainstep import WorkedElement, accumulators, conv_geometry, pick_element, worked_element
 from .floatpath import recorded_kept_in_float
+from .int8pairs import unfused_int8_note
 from .intkernels import channel_multipliers, qlinear_conv, qlinear_gemm, qlinear_matmul, runtime_multiplier
 from .intmath import Multiplier
 from .metrics import measure
@@ -95,6 +96,12 @@ Explanation = (NodeExplanation | AddExplanation | MulExplanation | PoolExplanati
 """What Explain tells of a layer, by kind: each has a title, checks against ONNX Runtime, notes and steps."""
 
 
+INTEGER_KERNELS = ("QLinear", "QGemm", "MatMulInteger", "ConvInteger")
+"""How the names of ONNX Runtime's integer kernels begin; any other kernel of a quantized layer computes in float."""
+
+CODE_KERNELS = ("MaxPool",)
+"""Layers whose plain kernel runs on 8-bit codes as they are."""
+
 WEIGHTLESS = {"Add": explain_add, "Mul": explain_mul, "GlobalAveragePool": explain_global_average_pool,
               "MaxPool": explain_max_pool, "AveragePool": explain_average_pool, "Sigmoid": explain_lookup,
               "LeakyRelu": explain_lookup, "Concat": explain_concat, "Softmax": explain_softmax}
@@ -142,8 +149,21 @@ def explain_node(
         raise Q8Error(refusal)
     weightless = WEIGHTLESS.get(node.op_type)
     if weightless is not None:
-        return weightless(int8_model, node, data, sample, float_model, element=element, threads=threads,
-                          notes=renamed)
+        explanation = weightless(int8_model, node, data, sample, float_model, element=element, threads=threads,
+                                 notes=renamed)
+    else:
+        explanation = _explain_weighted(int8_model, node, data, sample, float_model, element, threads, renamed)
+    if not explanation.runtime_kernel.startswith(INTEGER_KERNELS) and node.op_type not in CODE_KERNELS:
+        note = unfused_int8_note(graph, node)
+        explanation.notes += [note] if note else []
+    return explanation
+
+
+def _explain_weighted(int8_model: LoadedModel, node: Node, data: Dataset, sample: int,
+                      float_model: LoadedModel | None, element: tuple[int, ...] | None, threads: int,
+                      renamed: list[str]) -> NodeExplanation:
+    """A Conv's, Gemm's or MatMul's explanation."""
+    graph = int8_model.graph
     layer = _layer(int8_model, node)
     on_sample = sample_feed(int8_model, data, sample)
     exposed = [layer.x.tensor, layer.y_tensor] + ([layer.w.tensor] if layer.w.tensor not in graph.initializers else [])
@@ -332,13 +352,10 @@ def _cause(title: str, differing: int, diff: np.ndarray, kernel: RuntimeNode | N
 
 def _notes(node: Node, layer: _Layer, kernel: RuntimeNode | None, float_model: LoadedModel | None) -> list[str]:
     notes = []
-    if kernel is None or not kernel.op_type.startswith(("QLinear", "QGemm", "MatMulInteger", "ConvInteger")):
+    if kernel is None or not kernel.op_type.startswith(INTEGER_KERNELS):
         name = kernel.op_type if kernel else "an unknown kernel"
         notes.append(f"ONNX Runtime runs this node as {name}, a float kernel between DequantizeLinear and "
                      "QuantizeLinear: the integer arithmetic below is what it simulates, not what it executes.")
-        if layer.x.dtype == "int8" and node.op_type == "Conv":
-            notes.append("On x86 ONNX Runtime fuses int8-activation QDQ convolutions only with the session option "
-                         "session.qdqisint8allowed=1; uint8 activations fuse by default.")
     if layer.y is None:
         notes.append("The output is not re-quantized: it stays float32 (S_x * S_w * acc), read by float operators.")
     if layer.activation is not None:

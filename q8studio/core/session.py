@@ -6,6 +6,7 @@ from __future__ import annotations
 import copy
 import itertools
 import re
+import tempfile
 from collections.abc import Iterator, Sequence
 from pathlib import Path
 from typing import Literal
@@ -17,6 +18,7 @@ from onnx import numpy_helper
 
 from .data import Dataset
 from .errors import Q8Error, first_line
+from .int8pairs import PAIR_FUSER, as_int8, converted_quantizers, int8_quantizers, with_uint8_pairs
 from .model import LoadedModel, TensorInfo
 from .skeleton import SplitModel, with_weights_outside
 
@@ -62,6 +64,10 @@ def cpu_session(
     intermediate tensors ``outputs`` (not for a serialized model or a file); load failures become
     Q8Error. A file is read by ONNX Runtime itself, external data included.
 
+    Exposing tensors does not change the kernels ONNX Runtime runs: in a model with int8 activations,
+    the pairs it converts to uint8 are converted beforehand (see :mod:`.int8pairs`), and their exposed
+    codes come back as uint8 (:class:`BatchRunner` returns them as int8).
+
     A model's large weights reach ONNX Runtime in memory, as external initializers
     (:class:`~.skeleton.SplitModel`), not serialized with the graph: creating a VGG-19 session took
     2.1 s that way, 0.8 s this way. ONNX Runtime copies them while it creates the session; their
@@ -71,18 +77,61 @@ def cpu_session(
     if isinstance(model, onnx.ModelProto):
         model = with_weights_outside(model)
     if isinstance(model, SplitModel):
-        payload = with_outputs(model.shell, outputs).SerializeToString()
-        weights = [numpy_helper.to_array(tensor) for tensor in model.weights]  # alive until ONNX Runtime copied them
-        if weights:
-            options.add_external_initializers(
-                [tensor.name for tensor in model.weights], [ort.OrtValue.ortvalue_from_numpy(array) for array in weights]
-            )
-    elif outputs:
+        if outputs and converts_int8_pairs(options):
+            model = pairs_converted_as_run(model)
+        return _split_session(SplitModel(with_outputs(model.shell, outputs), model.weights), options)
+    if outputs:
         raise ValueError("exposing intermediate tensors needs the model in memory, not serialized or in a file")
-    else:
-        payload = str(model) if isinstance(model, Path) else model
+    return _session(str(model) if isinstance(model, Path) else model, options)
+
+
+INT8_KERNELS = "session.qdqisint8allowed"
+"""The session option with which ONNX Runtime runs int8 activations with int8 kernels on x86 too, as on ARM."""
+
+
+def converts_int8_pairs(options: ort.SessionOptions) -> bool:
+    """Whether a session with ``options`` may convert int8 pairs to uint8: it optimizes that far, and keeps
+    int8 kernels only where the CPU wants them (:data:`INT8_KERNELS` unset)."""
+    if int(options.graph_optimization_level) < int(ort.GraphOptimizationLevel.ORT_ENABLE_EXTENDED):
+        return False
     try:
-        return ort.InferenceSession(payload, options, providers=["CPUExecutionProvider"])
+        return options.get_session_config_entry(INT8_KERNELS) != "1"
+    except RuntimeError:  # not set
+        return True
+
+
+def pairs_converted_as_run(model: SplitModel) -> SplitModel:
+    """``model`` with the int8 QuantizeLinear -> DequantizeLinear pairs that ONNX Runtime converts to uint8, when
+    it runs the model as it stands, in uint8 already: exposing their codes then leaves them uint8."""
+    if not int8_quantizers(model.shell.graph):
+        return model
+    with tempfile.TemporaryDirectory(prefix="q8studio-pairs-") as folder:
+        options = session_options(threads=1)
+        options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_EXTENDED
+        options.optimized_model_filepath = str(Path(folder) / "optimized.onnx")
+        options.add_session_config_entry("session.optimized_model_external_initializers_file_name", "optimized.weights")
+        _split_session(model, options, disabled_optimizers=[PAIR_FUSER])
+        optimized = onnx.load(options.optimized_model_filepath, load_external_data=False)
+    converted = converted_quantizers(optimized.graph)
+    return SplitModel(with_uint8_pairs(model.shell, converted), model.weights) if converted else model
+
+
+def _split_session(model: SplitModel, options: ort.SessionOptions, *, disabled_optimizers: Sequence[str] = ()
+                   ) -> ort.InferenceSession:
+    """A session of ``model`` whose weights ONNX Runtime takes from memory."""
+    weights = [numpy_helper.to_array(tensor) for tensor in model.weights]  # alive until ONNX Runtime copied them
+    if weights:
+        options.add_external_initializers(
+            [tensor.name for tensor in model.weights], [ort.OrtValue.ortvalue_from_numpy(array) for array in weights]
+        )
+    return _session(model.shell.SerializeToString(), options, disabled_optimizers=disabled_optimizers)
+
+
+def _session(payload: bytes | str, options: ort.SessionOptions, *, disabled_optimizers: Sequence[str] = ()
+             ) -> ort.InferenceSession:
+    try:
+        return ort.InferenceSession(payload, options, providers=["CPUExecutionProvider"],
+                                    disabled_optimizers=list(disabled_optimizers) or None)
     except Exception as exc:  # ORT raises several unrelated exception types for bad models
         raise runtime_error("ONNX Runtime cannot load the model", exc) from None
 
@@ -207,11 +256,18 @@ class BatchRunner:
     Runtime rejects a batch of several, that batch and the rest of the pass run one sample at a time,
     that batch's outputs joined as described in :func:`join_samples`. A run that fails otherwise
     fails on the user's data or model: a Q8Error.
+
+    Tensors come back in the model's own types: the int8 codes of a pair that ONNX Runtime runs as uint8,
+    and that :func:`cpu_session` therefore exposed as uint8, are returned as int8.
     """
 
     def __init__(self, model: LoadedModel, session: ort.InferenceSession) -> None:
         self.session = session
         self.model = model
+        self.uint8_codes = {
+            output.name for output in session.get_outputs()
+            if output.type == "tensor(uint8)" and getattr(model.graph.tensors.get(output.name), "dtype", None) == "int8"
+        }
         self.name = model.path.name  # which model failed, in messages: a comparison runs two
         self.fixed = fixed_batch_size(model)
         self.run_size = self.fixed or samples_per_run(declared_output_bytes_per_sample(session))
@@ -239,6 +295,10 @@ class BatchRunner:
         what it returned sets :attr:`run_size` for the runs :meth:`feeds` cuts next."""
         samples = len(next(iter(feed.values())))
         values = self._run(names, feed, samples)
+        if self.uint8_codes:
+            output_names = names or [output.name for output in self.session.get_outputs()]
+            values = [as_int8(value) if name in self.uint8_codes else value
+                      for name, value in zip(output_names, values)]
         if not self.fixed:
             self.run_size = samples_per_run(sum(getattr(value, "nbytes", 0) for value in values) / samples)
         return values
