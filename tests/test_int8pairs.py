@@ -18,7 +18,8 @@ import pytest
 from builders import save, softmax_net, write_npz
 from q8studio.core.data import load_data
 from q8studio.core.evaluate import analyse_errors, dequantized_counterparts
-from q8studio.core.explain import explain_node
+from q8studio.core.demo import demo_assets
+from q8studio.core.explain import EXPLAINABLE_OPS, INTEGER_KERNELS, explain_node
 from q8studio.core.explainrun import kernel_name, kernel_of
 from q8studio.core.int8pairs import int8_quantizers
 from q8studio.core.metrics import ErrorAccumulator
@@ -30,6 +31,8 @@ from q8studio.core.runtimegraph import LAYOUT_OPS, RuntimeNode, open_session
 from q8studio.core.session import INT8_KERNELS, BatchRunner, cpu_session, session_options
 
 X86 = platform.machine().lower() in ("x86_64", "amd64", "i686", "x86")
+FUSABLE = [op for op in EXPLAINABLE_OPS if op != "MaxPool"]
+"""Layers ONNX Runtime runs with an integer kernel when it fuses them (a MaxPool runs on the codes either way)."""
 
 
 @pytest.fixture(scope="module")
@@ -127,3 +130,27 @@ def test_explain_says_which_shared_codes_keep_a_layer_in_float(quantized_net: di
     chain = load_model(quantized_net["chain int8"])
     e = explain_node(chain, "/gate/Sigmoid", load_data(quantized_net["data"], chain), 0)
     assert e.runtime_kernel == "QLinearSigmoid" and not any("go to one layer" in note for note in e.notes)
+
+
+@pytest.mark.parametrize("net", ["demo", "activation net"])
+def test_quantize_names_the_layers_int8_activations_leave_in_float(tmp_path: Path, quantized_net: dict, net: str
+                                                                   ) -> None:
+    """The note's layers are those whose kernel in ONNX Runtime's optimized graph computes in float."""
+    assets = demo_assets()
+    float_path, data_path = ((assets.model, assets.calibration) if net == "demo"
+                             else (quantized_net["float"], quantized_net["data"]))
+    model = load_model(float_path)
+    result = quantize_model(model, load_data(data_path, model, samples=32), Recipe(activation_type="int8"),
+                            tmp_path / "int8.onnx")
+    int8 = result.int8
+    _, kernels = open_session(int8.proto, tmp_path, threads=1)
+    in_float = [node.name for node in int8.graph.nodes if node.op_type in FUSABLE
+                and not kernel_name(kernel_of(kernels, int8.graph, node)).startswith(INTEGER_KERNELS)]
+    said = [note for note in result.prepared.notes if note.startswith("With int8 activations")]
+    if not X86:
+        return  # elsewhere ONNX Runtime's kernels take int8 codes and nothing needs saying
+    assert len(in_float) >= 5 and said == [said[0]]
+    assert f"runs {len(in_float)} quantized layers in float: " in said[0]
+    assert all(name in said[0] for name in in_float[:6])
+    uint8 = quantize_model(model, load_data(data_path, model, samples=32), Recipe(), tmp_path / "uint8.onnx")
+    assert not any(note.startswith("With int8 activations") for note in uint8.prepared.notes)

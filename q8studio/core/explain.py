@@ -45,7 +45,7 @@ from .explainsample import sample_feed, sample_part
 from .explainsoftmax import SoftmaxExplanation, explain_softmax
 from .explainstep import WorkedElement, accumulators, conv_geometry, pick_element, worked_element
 from .floatpath import recorded_kept_in_float
-from .int8pairs import unfused_int8_note
+from .int8pairs import CODE_KERNELS, unfused_int8_note
 from .intkernels import channel_multipliers, qlinear_conv, qlinear_gemm, qlinear_matmul, runtime_multiplier
 from .intmath import Multiplier
 from .metrics import measure
@@ -98,9 +98,6 @@ Explanation = (NodeExplanation | AddExplanation | MulExplanation | PoolExplanati
 
 INTEGER_KERNELS = ("QLinear", "QGemm", "MatMulInteger", "ConvInteger")
 """How the names of ONNX Runtime's integer kernels begin; any other kernel of a quantized layer computes in float."""
-
-CODE_KERNELS = ("MaxPool",)
-"""Layers whose plain kernel runs on 8-bit codes as they are."""
 
 WEIGHTLESS = {"Add": explain_add, "Mul": explain_mul, "GlobalAveragePool": explain_global_average_pool,
               "MaxPool": explain_max_pool, "AveragePool": explain_average_pool, "Sigmoid": explain_lookup,

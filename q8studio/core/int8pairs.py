@@ -24,6 +24,10 @@ import onnx
 from onnx import TensorProto, numpy_helper
 
 from .model import Graph, Node
+from .optypes import QDQ_OPS
+
+CODE_KERNELS = ("MaxPool",)
+"""Layers whose plain kernel runs on 8-bit codes as they are."""
 
 SHIFT = 128
 """What turns an int8 code or zero point into the uint8 one of the same real value."""
@@ -118,6 +122,13 @@ def _codes_beside(graph: Graph, node: Node) -> list[str]:
     after = [graph.nodes[i] for name in node.outputs for i in graph.consumers.get(name, [])]
     return ([n.inputs[0] for n in before if n.op_type == "DequantizeLinear" and n.inputs[0] in graph.producer]
             + [n.outputs[0] for n in after if n.op_type == "QuantizeLinear"])
+
+
+def layers_beside_shared_int8(graph: Graph) -> list[str]:
+    """The quantized layers of ``graph`` that read or write int8 codes going to several layers: those ONNX Runtime
+    on x86 runs in float. A MaxPool is not one: its plain kernel runs on the codes as they are."""
+    return [node.name for node in graph.nodes
+            if node.op_type not in QDQ_OPS and node.op_type not in CODE_KERNELS and shared_int8_codes(graph, node)]
 
 
 def unfused_int8_note(graph: Graph, node: Node) -> str | None:

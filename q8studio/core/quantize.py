@@ -34,6 +34,7 @@ from .fileio import atomic_path, check_outputs
 from .floatpath import keep_in_float
 from .floatnodes import FloatNode, find_float_nodes, nodes_to_keep_in_float
 from .heldoutputs import held_as_outputs, inputs_also_outputs, outputs_apart, outputs_rejoined, released
+from .int8pairs import layers_beside_shared_int8
 from .model import LoadedModel, load_model
 from .nameclash import names_restored, set_aside, stand_ins
 from .preprocess import PreparedModel, prepare_for_quantization
@@ -41,8 +42,8 @@ from .progress import NO_PROGRESS, Progress
 from .quietlog import quiet_root_logger
 from .recipe import Recipe
 from .refusals import require_float_tensors
-from .session import cpu_session, first_run_feed, runtime_error
-from .skeleton import save_with_weights_beside, skeleton_of
+from .session import cpu_session, first_run_feed, quantizers_run_as_uint8, runtime_error
+from .skeleton import save_with_weights_beside, skeleton_of, with_weights_outside
 from .softmaxscales import SoftmaxScale, softmax_output_scales
 from .stats import TensorStats
 from .subgraphs import holds_subgraphs, read_by_subgraphs_and_folded, sort_topologically
@@ -168,6 +169,8 @@ def quantize_model(
             with _naming_output(staging, output):
                 _check_it_runs(staging, first_run_feed(prepared.model, data))
                 int8 = _load_written(staging)
+        if recipe.activation_type == "int8":
+            prepared.notes.extend(_float_int8_layers_notes(int8))
 
     int8 = replace(int8, path=output)  # the file just moved from staging; its content is what was checked
     return QuantizeResult(
@@ -377,6 +380,18 @@ def _activation_scales(ranges: dict[str, tuple[float, float]], recipe: Recipe) -
     lows, highs = (np.array(bounds, dtype=np.float32) for bounds in zip(*ranges.values()))
     scales, _ = quant_params(lows, highs, qtype, symmetric)
     return dict(zip(ranges, scales.tolist()))
+
+
+def _float_int8_layers_notes(int8: LoadedModel) -> list[str]:
+    """Which layers ONNX Runtime on this CPU runs in float for want of uint8 codes (see :mod:`.int8pairs`)."""
+    layers = layers_beside_shared_int8(int8.graph)
+    if not layers or not quantizers_run_as_uint8(with_weights_outside(int8.proto)):
+        return []
+    shown = ", ".join(layers[:6]) + (f" and {len(layers) - 6} more" if len(layers) > 6 else "")
+    return [f"With int8 activations ONNX Runtime on this CPU runs {len(layers)} quantized layer"
+            f"{'' if len(layers) == 1 else 's'} in float: {shown}. Its kernels take uint8 codes, and it turns an "
+            "int8 Quantize/Dequantize pair into uint8 only where the codes go to one layer; these layers read or "
+            "write codes that go to several. uint8 activations (the default) fuse them."]
 
 
 def _per_tensor_notes(model: LoadedModel, keep_float: Collection[str]) -> list[str]:

@@ -103,8 +103,15 @@ def converts_int8_pairs(options: ort.SessionOptions) -> bool:
 def pairs_converted_as_run(model: SplitModel) -> SplitModel:
     """``model`` with the int8 QuantizeLinear -> DequantizeLinear pairs that ONNX Runtime converts to uint8, when
     it runs the model as it stands, in uint8 already: exposing their codes then leaves them uint8."""
+    converted = quantizers_run_as_uint8(model)
+    return SplitModel(with_uint8_pairs(model.shell, converted), model.weights) if converted else model
+
+
+def quantizers_run_as_uint8(model: SplitModel) -> frozenset[str]:
+    """The int8 QuantizeLinear nodes whose pairs ONNX Runtime converts to uint8 when it runs ``model`` as it
+    stands: asked of ONNX Runtime itself (see :mod:`.int8pairs`); none on a CPU whose kernels take int8."""
     if not int8_quantizers(model.shell.graph):
-        return model
+        return frozenset()
     with tempfile.TemporaryDirectory(prefix="q8studio-pairs-") as folder:
         options = session_options(threads=1)
         options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_EXTENDED
@@ -112,8 +119,7 @@ def pairs_converted_as_run(model: SplitModel) -> SplitModel:
         options.add_session_config_entry("session.optimized_model_external_initializers_file_name", "optimized.weights")
         _split_session(model, options, disabled_optimizers=[PAIR_FUSER])
         optimized = onnx.load(options.optimized_model_filepath, load_external_data=False)
-    converted = converted_quantizers(optimized.graph)
-    return SplitModel(with_uint8_pairs(model.shell, converted), model.weights) if converted else model
+    return converted_quantizers(optimized.graph)
 
 
 def _split_session(model: SplitModel, options: ort.SessionOptions, *, disabled_optimizers: Sequence[str] = ()
