@@ -558,3 +558,17 @@ def test_the_speed_tab_says_which_macs_are_unknown(qtbot, unknown_macs_profile: 
     assert "Integer kernels: 100% of the multiply-accumulates counted (unknown for mm2)" in summary.splitlines()
     assert all(op in TOOLTIPS["macs"] for op in ("Conv", "ConvTranspose", "Gemm", "MatMul", "LSTM", "GRU", "RNN", "?"))
     assert "batch 1" not in TOOLTIPS["macs"]  # the profiled run's shapes are counted, whatever its batch
+
+
+def test_int8_activations_say_which_layers_run_in_float(qtbot, demo: MainWindow, tmp_path: Path) -> None:
+    demo.quantize_panel.activation_type.setCurrentText("int8")
+    run = run_to_end(qtbot, demo)
+    unfused = run.result.unfused_int8
+    notes = demo.results.notes.text()
+    if not unfused:  # a CPU whose kernels take int8 codes fuses them all
+        assert "run in float" not in notes
+        return
+    assert f"int8 activations · so {fmt.count(len(unfused), 'layer')} run in float (hover for why) · " in notes
+    assert any(note.startswith("With int8 activations") for note in demo.results.notes.toolTip().splitlines())
+    assert "/stem/conv/Conv" in unfused
+    assert demo.grab().save(str(tmp_path / "int8_activations.png"))

@@ -94,6 +94,7 @@ class QuantizeResult:
     calibrated_on: CalibrationSource | None = None
     statistics_reused: int = 0  # how many tensors' statistics came from the previous run
     kept_float: tuple[str, ...] = ()  # the prepared (and int8) model's nodes the recipe kept in float
+    unfused_int8: tuple[str, ...] = ()  # quantized layers ONNX Runtime runs in float here for want of uint8 codes
 
     def float_node(self, name: str) -> FloatNode | None:
         """The record of node ``name`` if it computes in float in the int8 model, with why."""
@@ -169,8 +170,8 @@ def quantize_model(
             with _naming_output(staging, output):
                 _check_it_runs(staging, first_run_feed(prepared.model, data))
                 int8 = _load_written(staging)
-        if recipe.activation_type == "int8":
-            prepared.notes.extend(_float_int8_layers_notes(int8))
+        unfused_int8 = _unfused_int8_layers(int8) if recipe.activation_type == "int8" else ()
+        prepared.notes.extend([_unfused_int8_note(unfused_int8)] if unfused_int8 else [])
 
     int8 = replace(int8, path=output)  # the file just moved from staging; its content is what was checked
     return QuantizeResult(
@@ -187,6 +188,7 @@ def quantize_model(
         calibrated_on=source,
         statistics_reused=reused,
         kept_float=keep_float,
+        unfused_int8=unfused_int8,
     )
 
 
@@ -382,16 +384,18 @@ def _activation_scales(ranges: dict[str, tuple[float, float]], recipe: Recipe) -
     return dict(zip(ranges, scales.tolist()))
 
 
-def _float_int8_layers_notes(int8: LoadedModel) -> list[str]:
-    """Which layers ONNX Runtime on this CPU runs in float for want of uint8 codes (see :mod:`.int8pairs`)."""
+def _unfused_int8_layers(int8: LoadedModel) -> tuple[str, ...]:
+    """The quantized layers ONNX Runtime on this CPU runs in float for want of uint8 codes (see :mod:`.int8pairs`)."""
     layers = layers_beside_shared_int8(int8.graph)
-    if not layers or not quantizers_run_as_uint8(with_weights_outside(int8.proto)):
-        return []
+    return tuple(layers) if layers and quantizers_run_as_uint8(with_weights_outside(int8.proto)) else ()
+
+
+def _unfused_int8_note(layers: tuple[str, ...]) -> str:
     shown = ", ".join(layers[:6]) + (f" and {len(layers) - 6} more" if len(layers) > 6 else "")
-    return [f"With int8 activations ONNX Runtime on this CPU runs {len(layers)} quantized layer"
+    return (f"With int8 activations ONNX Runtime on this CPU runs {len(layers)} quantized layer"
             f"{'' if len(layers) == 1 else 's'} in float: {shown}. Its kernels take uint8 codes, and it turns an "
             "int8 Quantize/Dequantize pair into uint8 only where the codes go to one layer; these layers read or "
-            "write codes that go to several. uint8 activations (the default) fuse them."]
+            "write codes that go to several. uint8 activations (the default) fuse them.")
 
 
 def _per_tensor_notes(model: LoadedModel, keep_float: Collection[str]) -> list[str]:

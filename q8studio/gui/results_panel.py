@@ -258,6 +258,8 @@ class ResultsPanel(QWidget):
         tally = run.float_tally
         if tally.kept or tally.left:
             parts.append(float_note(tally))
+        if result.unfused_int8:  # beside the activation type that causes it
+            parts.insert(1, f"so {fmt.count(len(result.unfused_int8), 'layer')} run in float (hover for why)")
         if unstored:
             parts.append(UNSTORED_NOTE)
         self.notes.setText(" · ".join(parts))
