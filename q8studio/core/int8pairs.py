@@ -4,14 +4,18 @@ ONNX Runtime's x86 kernels take 8-bit activations as uint8. Before it fuses a mo
 are int8, it rewrites each QuantizeLinear -> DequantizeLinear pair of int8 to uint8 (codes and zero
 point + 128: the same real values), but only where the QuantizeLinear's output goes to that one
 DequantizeLinear. Exposing the output, as Explain does to read a layer's codes, makes it a model output
-too: the pair stays int8 and the layers on both sides of it run in float. On ``tests/builders.softmax_net``
-quantized with int8 activations, exposing the Softmax's codes ran the Softmax and the Conv after it in
-float and changed 92 of the 4,608 network outputs of 16 samples.
+too: the pair stays int8 and the layers beside it run otherwise than in the model as it stands. On
+``tests/builders.softmax_net`` with int8 activations, exposing the Softmax's codes ran the Softmax and the
+Conv after it in float where the model fuses both; on ``activation_net``, exposing its codes fused int8
+kernels (QLinearSigmoid, QLinearMul) for layers the model as it stands runs in float.
 
 So a session exposing tensors first converts, in the model itself, the pairs ONNX Runtime converts when
 it runs the model as it stands; ONNX Runtime is asked which (:func:`converted_quantizers`), as it decides
 after rewrites of its own and only on CPUs whose kernels want uint8. The exposed codes then come back as
 uint8, and :class:`~.session.BatchRunner` returns them in the model's int8 (:func:`as_int8`).
+
+The same rule says which layers a pair left int8 keeps in float (:func:`layers_beside_shared_int8`), for
+quantize's note and Explain's.
 """
 
 from __future__ import annotations
