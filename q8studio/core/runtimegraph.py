@@ -25,7 +25,7 @@ import onnxruntime as ort
 from .floatpath import is_written_out_dequantize
 from .model import Graph
 from .optypes import QDQ_OPS
-from .session import cpu_session, session_options
+from .session import cpu_session, session_options, write_optimized_graph
 
 LAYOUT_OPS = frozenset({"Transpose", "ReorderInput", "ReorderOutput"})
 _TOKEN_SUFFIX = re.compile(r"(_token_\d+)+$")
@@ -53,13 +53,12 @@ def open_session(
     files and the graph go to ``folder``, the graph's weights to a file of their own that is never read.
     A profiled session keeps ORT's spinning threads, as timing should (see session_options)."""
     options = session_options(threads=threads, spinning="always" if profile else "never")
-    options.optimized_model_filepath = str(folder / "optimized.onnx")
-    options.add_session_config_entry("session.optimized_model_external_initializers_file_name", "optimized.weights")
+    optimized_path = write_optimized_graph(options, folder)
     if profile:
         options.enable_profiling = True
         options.profile_file_prefix = str(folder / "profile")
     session = cpu_session(model, outputs=outputs, options=options)
-    optimized = onnx.load(options.optimized_model_filepath, load_external_data=False)
+    optimized = onnx.load(optimized_path, load_external_data=False)
     nodes = [
         RuntimeNode(n.name, n.op_type, n.domain, tuple(n.input), tuple(n.output)) for n in optimized.graph.node
     ]

@@ -115,11 +115,18 @@ def quantizers_run_as_uint8(model: SplitModel) -> frozenset[str]:
     with tempfile.TemporaryDirectory(prefix="q8studio-pairs-") as folder:
         options = session_options(threads=1)
         options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_EXTENDED
-        options.optimized_model_filepath = str(Path(folder) / "optimized.onnx")
-        options.add_session_config_entry("session.optimized_model_external_initializers_file_name", "optimized.weights")
+        optimized = write_optimized_graph(options, Path(folder))
         _split_session(model, options, disabled_optimizers=[PAIR_FUSER])
-        optimized = onnx.load(options.optimized_model_filepath, load_external_data=False)
-    return converted_quantizers(optimized.graph)
+        graph = onnx.load(optimized, load_external_data=False).graph
+    return converted_quantizers(graph)
+
+
+def write_optimized_graph(options: ort.SessionOptions, folder: Path) -> Path:
+    """Where a session made with ``options`` writes the graph it runs, in ``folder``: its weights go to a file
+    of their own that is never read, so only the graph is loaded back (``load_external_data=False``)."""
+    options.optimized_model_filepath = str(folder / "optimized.onnx")
+    options.add_session_config_entry("session.optimized_model_external_initializers_file_name", "optimized.weights")
+    return folder / "optimized.onnx"
 
 
 def _split_session(model: SplitModel, options: ort.SessionOptions, *, disabled_optimizers: Sequence[str] = ()
