@@ -225,18 +225,23 @@ def image_copies(folder: Path, count: int, classes: int = 2) -> Path:
 
 
 def qdq_pooling(op_type: str, attributes: dict, shape: list, scales: tuple[float, float], zeros: tuple[int, int],
-                qtype: int = TensorProto.UINT8, requantized: bool = True) -> onnx.ModelProto:
-    """float x -> Quantize/Dequantize -> a MaxPool or AveragePool named "pool" -> Quantize/Dequantize -> y, as a
-    quantizer writes it."""
+                qtype: int = TensorProto.UINT8, requantized: bool = True, operands: dict | None = None
+                ) -> onnx.ModelProto:
+    """float x -> Quantize/Dequantize -> a one-input layer named "pool" (a MaxPool, an AveragePool, a Transpose)
+    -> Quantize/Dequantize -> y, as a quantizer writes it; ``operands`` are the layer's stored inputs after x
+    (a Reshape's shape, a Gather's indices), in order, by name."""
     npt = np.uint8 if qtype == TensorProto.UINT8 else np.int8
+    operands = operands or {}
     nodes = [helper.make_node("QuantizeLinear", ["x", "s_x", "z_x"], ["x_q"]),
              helper.make_node("DequantizeLinear", ["x_q", "s_x", "z_x"], ["x_dq"]),
-             helper.make_node(op_type, ["x_dq"], ["pooled" if requantized else "y"], name="pool", **attributes)]
+             helper.make_node(op_type, ["x_dq", *operands], ["pooled" if requantized else "y"], name="pool",
+                              **attributes)]
     if requantized:
         nodes += [helper.make_node("QuantizeLinear", ["pooled", "s_y", "z_y"], ["y_q"]),
                   helper.make_node("DequantizeLinear", ["y_q", "s_y", "z_y"], ["y"])]
     initializers = [numpy_helper.from_array(np.array(s, np.float32), f"s_{n}") for n, s in zip("xy", scales)]
     initializers += [numpy_helper.from_array(np.array(z, npt), f"z_{n}") for n, z in zip("xy", zeros)]
+    initializers += [numpy_helper.from_array(np.asarray(value), name) for name, value in operands.items()]
     graph = helper.make_graph(nodes, "qdq_pooling", [helper.make_tensor_value_info("x", TensorProto.FLOAT, shape)],
                               [helper.make_tensor_value_info("y", TensorProto.FLOAT, [None] * len(shape))],
                               initializers)
@@ -329,3 +334,26 @@ def softmax_net(axis: int = 1, opset: int = 13) -> onnx.ModelProto:
                               [helper.make_tensor_value_info("x", TensorProto.FLOAT, ["N", 3, 12, 12])],
                               [helper.make_tensor_value_info("y", TensorProto.FLOAT, ["N", 4, None, None])], weights)
     return helper.make_model(graph, opset_imports=[helper.make_opsetid("", opset)])
+
+
+def mover_net() -> onnx.ModelProto:
+    """Conv -> Transpose -> Reshape -> Slice -> Gather -> Unsqueeze -> Squeeze -> Flatten -> MatMul on [N, 3, 8, 8]:
+    every layer between the Conv and the MatMul moves values without computing any."""
+    rng = np.random.default_rng(0)
+    inits = [_init("w1", (rng.standard_normal((8, 3, 3, 3)) * 0.3).astype(np.float32)),
+             _init("shape", np.array([0, 64, 8], np.int64)), _init("starts", np.array([0], np.int64)),
+             _init("ends", np.array([40], np.int64)), _init("axes", np.array([1], np.int64)),
+             _init("indices", np.array([0, 5, 39, 10, 5], np.int64)), _init("one", np.array([1], np.int64)),
+             _init("w2", (rng.standard_normal((40, 10)) * 0.3).astype(np.float32))]
+    nodes = [helper.make_node("Conv", ["x", "w1"], ["c1"], name="/conv1/Conv", pads=[1, 1, 1, 1]),
+             helper.make_node("Transpose", ["c1"], ["t"], name="/t/Transpose", perm=[0, 2, 3, 1]),
+             helper.make_node("Reshape", ["t", "shape"], ["r"], name="/r/Reshape"),
+             helper.make_node("Slice", ["r", "starts", "ends", "axes"], ["s"], name="/s/Slice"),
+             helper.make_node("Gather", ["s", "indices"], ["g"], name="/g/Gather", axis=1),
+             helper.make_node("Unsqueeze", ["g", "one"], ["u"], name="/u/Unsqueeze"),
+             helper.make_node("Squeeze", ["u", "one"], ["q"], name="/q/Squeeze"),
+             helper.make_node("Flatten", ["q"], ["f"], name="/f/Flatten"),
+             helper.make_node("MatMul", ["f", "w2"], ["y"], name="/fc/MatMul")]
+    graph = helper.make_graph(nodes, "movers", [helper.make_tensor_value_info("x", TensorProto.FLOAT, ["N", 3, 8, 8])],
+                              [helper.make_tensor_value_info("y", TensorProto.FLOAT, ["N", 10])], inits)
+    return helper.make_model(graph, opset_imports=[helper.make_opsetid("", 13)])

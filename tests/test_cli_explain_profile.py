@@ -140,8 +140,9 @@ def test_quantize_keep_slow_float(tmp_path: Path, capsys: pytest.CaptureFixture[
 
 
 @pytest.mark.parametrize("argv, message", [
-    (["explain", "{int8}", "--node", "/flatten/Flatten", "--data", "{test}"],
-     "not Conv/Gemm/MatMul/Add/Mul/GlobalAveragePool/MaxPool/AveragePool/Sigmoid/LeakyRelu/Concat/Softmax"),
+    (["explain", "{int8}", "--node", "image_QuantizeLinear", "--data", "{test}"],
+     "is QuantizeLinear, not Conv/Gemm/MatMul/Add/Mul/GlobalAveragePool/MaxPool/AveragePool/Sigmoid/LeakyRelu/Concat/"
+     "Softmax/Reshape/Flatten/Squeeze/Unsqueeze/Transpose/Slice/Gather"),
     (["explain", "{int8}", "--node", "/stem/bn/BatchNormalization", "--data", "{test}"], "add --float FLOAT.onnx"),
     (["explain", "{int8}", "--node", "/stem/conv/Conv", "--data", "{test}", "--sample", "100000"], "does not exist"),
     (["quantize", "{model}", "--calib", "{calib}", "-o", "{tmp}/x.onnx", "--keep-slow-float"], "needs --data DATA"),

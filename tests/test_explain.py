@@ -138,8 +138,9 @@ def test_explanation_serialises_to_json(demo: dict) -> None:
 
 @pytest.mark.parametrize(
     "node, message",
-    [("/flatten/Flatten", "not Conv/Gemm/MatMul/Add/Mul/GlobalAveragePool/MaxPool/AveragePool/Sigmoid/LeakyRelu/"
-                          "Concat/Softmax"),
+    [("image_QuantizeLinear", "is QuantizeLinear, not Conv/Gemm/MatMul/Add/Mul/GlobalAveragePool/MaxPool/"
+                              "AveragePool/Sigmoid/LeakyRelu/Concat/Softmax/Reshape/Flatten/Squeeze/Unsqueeze/"
+                              "Transpose/Slice/Gather"),
      ("/nope/Conv", "no node named"), ("/stem/conv/Conv", "Sample 99")],
 )
 def test_unexplainable_requests_are_user_errors(demo: dict, node: str, message: str) -> None:

@@ -146,7 +146,8 @@ def test_gemm_rows_wrap_and_messages_replace_the_content(qtbot, explanations) ->
     panel.show_explanation(None)
     assert panel.explanation is None
     assert ("Select a Conv, Gemm, MatMul, Add, Mul, GlobalAveragePool, MaxPool, AveragePool, Sigmoid, LeakyRelu, "
-            "Concat or Softmax node") in panel.message.text()
+            "Concat, Softmax, Reshape, Flatten, Squeeze, Unsqueeze, Transpose, Slice or Gather node"
+            ) in panel.message.text()
 
 
 def test_a_pooling_shows_its_channel_as_a_grid_and_no_weights(qtbot, explanations, tmp_path: Path) -> None:

@@ -95,10 +95,14 @@ def test_explain_dock_explains_the_selected_node_like_the_core(qtbot, demo: Main
     shown = explained(qtbot, demo, DEPTHWISE, sample=3)
     np.testing.assert_array_equal(shown.x_q, explain_node(run.int8, DEPTHWISE, test, 3).x_q)
 
-    demo.session.select("/flatten/Flatten")  # an op without 8-bit arithmetic to explain
-    refusal = "not Conv/Gemm/MatMul/Add/Mul/GlobalAveragePool/MaxPool/AveragePool/Sigmoid/LeakyRelu/Concat/Softmax"
-    qtbot.waitUntil(lambda: refusal in dock.panel.message.text(), timeout=10_000)
-    assert dock.panel.explanation is None and dock.panel.scroll.isHidden() and HINT in dock.panel.message.text()
+    demo.session.select("/flatten/Flatten")  # a layer that moves 8-bit values: a copy, no arithmetic
+    flattened = explained(qtbot, demo, "/flatten/Flatten", sample=3)
+    core_flatten = explain_node(run.int8, "/flatten/Flatten", test, 3, demo.session.model)
+    assert numbers(demo)["moves"] == core_flatten.movement == "[1, 32, 1, 1] → [1, 32], row-major order kept"
+    assert dock.panel.steps.toPlainText().splitlines() == core_flatten.steps()
+    assert flattened.runtime_kernel == "Flatten" and dock.panel.badge.text() == "bit-exact with ONNX Runtime"
+    assert dock.panel.grids.isHidden() and dock.panel.plot_row.isHidden() and dock.redirect.isHidden()
+    assert f"is input element <b>{list(core_flatten.example.source)}</b>" in dock.panel.element_label.text()
 
     demo.session.select("/block1/depthwise/bn/BatchNormalization")  # folded into the convolution in int8
     explained(qtbot, demo, DEPTHWISE, sample=3)
@@ -129,6 +133,7 @@ def test_explain_says_why_a_layer_is_float(qtbot, demo: MainWindow) -> None:
     qtbot.waitUntil(lambda: dock.panel.message.text().startswith(expected), timeout=5000)
     qtbot.waitUntil(lambda: not dock.runner.busy, timeout=10_000)  # nothing sent to the worker overwrites it
     assert dock.panel.message.text().startswith(expected) and dock.panel.explanation is None
+    assert HINT in dock.panel.message.text() and dock.panel.scroll.isHidden()
     assert "is computed as part of <b>/stem/conv/Conv</b>." in dock.redirect.text()
     assert "int8 computes" not in dock.redirect.text()
     demo.session.select(DEPTHWISE)  # an int8 layer is explained as before

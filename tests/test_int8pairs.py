@@ -24,6 +24,7 @@ from q8studio.core.explainrun import kernel_name, kernel_of
 from q8studio.core.int8pairs import int8_quantizers
 from q8studio.core.metrics import ErrorAccumulator
 from q8studio.core.model import LoadedModel, load_model
+from q8studio.core.movekernels import MOVERS
 from q8studio.core.optypes import QDQ_OPS
 from q8studio.core.quantize import quantize_model
 from q8studio.core.recipe import Recipe
@@ -31,8 +32,9 @@ from q8studio.core.runtimegraph import LAYOUT_OPS, RuntimeNode, open_session
 from q8studio.core.session import INT8_KERNELS, BatchRunner, cpu_session, session_options
 
 X86 = platform.machine().lower() in ("x86_64", "amd64", "i686", "x86")
-FUSABLE = [op for op in EXPLAINABLE_OPS if op != "MaxPool"]
-"""Layers ONNX Runtime runs with an integer kernel when it fuses them (a MaxPool runs on the codes either way)."""
+FUSABLE = [op for op in EXPLAINABLE_OPS if op != "MaxPool" and op not in MOVERS]
+"""Layers ONNX Runtime runs with an integer kernel when it fuses them (a MaxPool runs on the codes either way; a
+layer that moves values runs its own kernel on the codes)."""
 
 
 @pytest.fixture(scope="module")

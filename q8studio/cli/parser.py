@@ -133,7 +133,8 @@ def build_parser() -> argparse.ArgumentParser:
     explain.add_argument("int8_model", type=Path, help="the int8 QDQ model")
     explain.add_argument("--node", required=True, metavar="NAME",
                          help="a Conv, Gemm, MatMul, Add, Mul, GlobalAveragePool, MaxPool, AveragePool, Sigmoid, "
-                              "LeakyRelu, Concat or Softmax node; with "
+                              "LeakyRelu, Concat or Softmax node, or one that moves values (Reshape, Flatten, "
+                              "Squeeze, Unsqueeze, Transpose, Slice, Gather); with "
                               "--float, also a node quantization removed (a BatchNormalization, a Relu) to explain "
                               "the layer computing it")
     explain.add_argument("--data", type=Path, required=True, help="samples to run the layer on: .npz, .npy or image folder")

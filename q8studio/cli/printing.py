@@ -18,6 +18,7 @@ if TYPE_CHECKING:
     from ..core.explainconcat import ConcatExplanation
     from ..core.explainlookup import LookupExplanation
     from ..core.explainmaxpool import MaxPoolExplanation
+    from ..core.explainmove import MoveExplanation
     from ..core.explainmul import MulExplanation
     from ..core.explainpool import PoolExplanation
     from ..core.explainsoftmax import SoftmaxExplanation
@@ -118,6 +119,7 @@ def print_explanation(e: Explanation) -> None:
     from ..core.explainconcat import ConcatExplanation
     from ..core.explainlookup import LookupExplanation
     from ..core.explainmaxpool import MaxPoolExplanation
+    from ..core.explainmove import MoveExplanation
     from ..core.explainmul import MulExplanation
     from ..core.explainpool import PoolExplanation
     from ..core.explainsoftmax import SoftmaxExplanation
@@ -142,6 +144,9 @@ def print_explanation(e: Explanation) -> None:
         return
     if isinstance(e, SoftmaxExplanation):
         _print_softmax(e)
+        return
+    if isinstance(e, MoveExplanation):
+        _print_move(e)
         return
     print(f"{e.node}: {e.kind}, run by ONNX Runtime as {e.runtime_kernel} (sample {e.sample})")
     print(f"  input  x  {e.x.dtype:5}  S_x = {_values(e.x.scale)}  Z_x = {_values(e.x.zero_point)}")
@@ -260,8 +265,18 @@ def _print_softmax(e: SoftmaxExplanation) -> None:
     _print_worked_example(e, f"its row: x_q, then y_q ({row.x_q.size} values)", np.stack([row.x_q, row.kernel_y_q]))
 
 
+def _print_move(e: MoveExplanation) -> None:
+    """A layer that moves values: what it does to the shape, the two tensors, the checks, one element."""
+    print(f"{e.node}: {e.op_type} of an 8-bit tensor ({e.movement}), run by ONNX Runtime as {e.runtime_kernel} "
+          f"(sample {e.sample})")
+    _print_tensors((("x", e.x), ("y", e.y)))
+    _print_verdict(e)
+    _print_worked_example(e)
+
+
 def _print_worked_example(e: AddExplanation | MulExplanation | PoolExplanation | MaxPoolExplanation
-                          | AveragePoolExplanation | LookupExplanation | ConcatExplanation | SoftmaxExplanation,
+                          | AveragePoolExplanation | LookupExplanation | ConcatExplanation | SoftmaxExplanation
+                          | MoveExplanation,
                           grid_title: str = "", grid: np.ndarray | None = None) -> None:
     """The worked element of a layer without weights: its index, the values it reads as a grid, the steps."""
     print(f"worked example: output element {list(e.example.index)}")

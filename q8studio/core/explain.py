@@ -3,7 +3,7 @@
 For a Conv, Gemm or MatMul of a QDQ int8 model (an Add: :mod:`.explainadd`; a Mul: :mod:`.explainmul`; a
 GlobalAveragePool: :mod:`.explainpool`; a MaxPool or AveragePool: :mod:`.explainmaxpool`,
 :mod:`.explainaveragepool`; a Sigmoid or LeakyRelu: :mod:`.explainlookup`; a Concat: :mod:`.explainconcat`; a
-Softmax: :mod:`.explainsoftmax`)
+Softmax: :mod:`.explainsoftmax`; a layer that moves values, such as a Reshape or Transpose: :mod:`.explainmove`)
 this gathers what the integer kernel uses (S_x, Z_x from the DequantizeLinear on the input; w_q, S_w, Z_w
 from the one on the weight; the int32 bias; S_y, Z_y from the QuantizeLinear after the node;
 M = S_x S_w / S_y, times a Gemm's alpha, split into M0 and a shift n), runs the model on one sample with the
@@ -25,6 +25,7 @@ from .explainaveragepool import AveragePoolExplanation, explain_average_pool
 from .explainconcat import ConcatExplanation, explain_concat
 from .explainlookup import LookupExplanation, explain_lookup
 from .explainmaxpool import MaxPoolExplanation, explain_max_pool
+from .explainmove import MoveExplanation, explain_move
 from .explainmul import MulExplanation, explain_mul
 from .explainpool import PoolExplanation, explain_global_average_pool
 from .explainrun import (
@@ -50,13 +51,14 @@ from .intkernels import channel_multipliers, qlinear_conv, qlinear_gemm, qlinear
 from .intmath import Multiplier
 from .metrics import measure
 from .model import Graph, LoadedModel, Node, node_now_writing
+from .movekernels import MOVERS
 from .runtimegraph import RuntimeNode
 from .weights import QuantParams, qdq_params
 
 EXPLAINABLE_OPS = ("Conv", "Gemm", "MatMul", "Add", "Mul", "GlobalAveragePool", "MaxPool", "AveragePool", "Sigmoid",
-                   "LeakyRelu", "Concat", "Softmax")
+                   "LeakyRelu", "Concat", "Softmax", *MOVERS)
 EXPLAINABLE_WORDS = ("Conv, Gemm, MatMul, Add, Mul, GlobalAveragePool, MaxPool, AveragePool, Sigmoid, LeakyRelu, "
-                     "Concat or Softmax")
+                     "Concat, Softmax, Reshape, Flatten, Squeeze, Unsqueeze, Transpose, Slice or Gather")
 
 
 @dataclass(kw_only=True)
@@ -92,7 +94,7 @@ class NodeExplanation(ExplainedLayer):
 
 
 Explanation = (NodeExplanation | AddExplanation | MulExplanation | PoolExplanation | MaxPoolExplanation
-               | AveragePoolExplanation | LookupExplanation | ConcatExplanation | SoftmaxExplanation)
+               | AveragePoolExplanation | LookupExplanation | ConcatExplanation | SoftmaxExplanation | MoveExplanation)
 """What Explain tells of a layer, by kind: each has a title, checks against ONNX Runtime, notes and steps."""
 
 
@@ -101,7 +103,8 @@ INTEGER_KERNELS = ("QLinear", "QGemm", "MatMulInteger", "ConvInteger")
 
 WEIGHTLESS = {"Add": explain_add, "Mul": explain_mul, "GlobalAveragePool": explain_global_average_pool,
               "MaxPool": explain_max_pool, "AveragePool": explain_average_pool, "Sigmoid": explain_lookup,
-              "LeakyRelu": explain_lookup, "Concat": explain_concat, "Softmax": explain_softmax}
+              "LeakyRelu": explain_lookup, "Concat": explain_concat, "Softmax": explain_softmax,
+              **dict.fromkeys(MOVERS, explain_move)}
 """The layers without weights, each explained by its own module; Conv, Gemm and MatMul are explained here."""
 
 
@@ -137,7 +140,8 @@ def explain_node(
     :class:`~.explainpool.PoolExplanation`, a MaxPool a :class:`~.explainmaxpool.MaxPoolExplanation`, an
     AveragePool an :class:`~.explainaveragepool.AveragePoolExplanation`, a Sigmoid or LeakyRelu a
     :class:`~.explainlookup.LookupExplanation`, a Concat a :class:`~.explainconcat.ConcatExplanation`, a
-    Softmax a :class:`~.explainsoftmax.SoftmaxExplanation`.
+    Softmax a :class:`~.explainsoftmax.SoftmaxExplanation`, a layer that moves values (Reshape, Flatten, Squeeze,
+    Unsqueeze, Transpose, Slice, Gather) a :class:`~.explainmove.MoveExplanation`.
     """
     graph = int8_model.graph
     node, renamed = _find_node(graph, node_name, float_model.graph if float_model else None)

@@ -39,6 +39,7 @@ from ..core.explainaveragepool import AveragePoolExplanation
 from ..core.explainconcat import ConcatExplanation
 from ..core.explainlookup import LookupExplanation
 from ..core.explainmaxpool import MaxPoolExplanation
+from ..core.explainmove import MoveExplanation
 from ..core.explainmul import MulExplanation
 from ..core.explainpool import PoolExplanation
 from ..core.explainsoftmax import SoftmaxExplanation
@@ -219,7 +220,7 @@ class ExplainPanel(QWidget):
         self.plot_row.setVisible(isinstance(expl, NodeExplanation))
         self.lookup_row.setVisible(isinstance(expl, LookupExplanation))
         self.softmax_row.setVisible(isinstance(expl, SoftmaxExplanation))
-        self.grids.setVisible(not isinstance(expl, (AddExplanation, MulExplanation)))
+        self.grids.setVisible(not isinstance(expl, (AddExplanation, MulExplanation, MoveExplanation)))
         self.w_title.setVisible(isinstance(expl, NodeExplanation))
         self.w_table.setVisible(isinstance(expl, NodeExplanation))
         if isinstance(expl, AddExplanation):
@@ -242,6 +243,9 @@ class ExplainPanel(QWidget):
             return
         if isinstance(expl, SoftmaxExplanation):
             self._fill_softmax(expl)
+            return
+        if isinstance(expl, MoveExplanation):
+            self._fill_move(expl)
             return
         self._fill_numbers(expl)
         self._fill_plots(expl)
@@ -288,6 +292,16 @@ class ExplainPanel(QWidget):
         self.element_label.setText(
             f"Output element <b>{list(ex.index)}</b>: a_q = {ex.a_q}, b_q = {ex.b_q}, multiplied as the QDQ graph "
             "defines it, then as ONNX Runtime's QLinearMul computes it.")
+        self.steps.setPlainText("\n".join(expl.steps()))
+
+    def _fill_move(self, expl: MoveExplanation) -> None:
+        """A layer that moves values: the numbers, what it does to the shape, the input element the worked one is."""
+        rows = [*_params_rows("x", expl.x), *_params_rows("y", expl.y), ("moves", expl.movement)]
+        self._set_numbers(rows + _float_rows(expl))
+        ex = expl.example
+        self.element_label.setText(
+            f"Output element <b>{list(ex.index)}</b> is input element <b>{list(ex.source)}</b>: x_q = {ex.x_q}, "
+            f"as ONNX Runtime's {escape(expl.runtime_kernel)} moves it, then as the QDQ graph defines it.")
         self.steps.setPlainText("\n".join(expl.steps()))
 
     def _fill_pool(self, expl: PoolExplanation) -> None:
