@@ -205,15 +205,14 @@ class ResultsPanel(QWidget):
     def _errors_tab(self) -> QSplitter:
         """The float32 | int8 figures beside the per-layer table, inside the tab as the Speed tab has its
         summary: beside both tabs, they left the Speed tab's ten columns too little width. The notes on
-        the run share the table's title row, so that the figures keep their height."""
-        title_row = QHBoxLayout()
-        title_row.setSpacing(3 * self.fontMetrics().averageCharWidth())
-        title_row.addWidget(self.table_title)
-        title_row.addWidget(self.notes, 1)
+        the run sit under the table's title, above the table, so that the figures keep their height and
+        neither the title nor the notes is cut where the dock is narrow."""
         errors = QWidget()
         errors_layout = QVBoxLayout(errors)
         errors_layout.setContentsMargins(0, 2, 0, 0)
-        errors_layout.addLayout(title_row)
+        errors_layout.setSpacing(2)
+        errors_layout.addWidget(self.table_title)
+        errors_layout.addWidget(self.notes)
         errors_layout.addWidget(self.table, 1)
         splitter = QSplitter(Qt.Orientation.Horizontal)
         splitter.addWidget(self.summary)
