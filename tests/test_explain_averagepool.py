@@ -127,6 +127,26 @@ def test_a_corner_window_past_the_pads_shows_both_counts(tmp_path: Path) -> None
     assert f"definition: mean = {ex.total:.9g}/4" in "\n".join(e.steps())
 
 
+@pytest.mark.parametrize("attributes, exclude, said", [
+    (CEIL_AND_PADS, (), True),
+    ({**CEIL_AND_PADS, "count_include_pad": 0}, (), False),  # the kernel and the graph count alike
+    ({**CEIL_AND_PADS, "ceil_mode": 0}, (), False),  # no window reaches past the pads
+    (CEIL_AND_PADS, ("/pool/AveragePool",), False),  # kept in float: no QLinearAveragePool
+], ids=["ceil_mode and count_include_pad", "pads not counted", "floor mode", "kept in float"])
+def test_quantize_says_where_qlinear_average_pool_computes_another_function(tmp_path: Path, attributes: dict,
+                                                                           exclude: tuple, said: bool) -> None:
+    float_model = load_model(save(average_pool_net(attributes), tmp_path / "avgnet.onnx"))
+    data_path = write_npz(tmp_path / "x.npz", x=np.random.default_rng(0).standard_normal((8, 3, 12, 12), np.float32))
+    result = quantize_model(float_model, load_data(data_path, float_model), Recipe(exclude=exclude),
+                            tmp_path / "avgnet.int8.onnx")
+    notes = [note for note in result.prepared.notes if "reach past the end pads by the whole kernel size" in note]
+    assert len(notes) == said
+    if said:  # and it does: the definition differs from what ONNX Runtime computes
+        assert notes[0].startswith("/pool/AveragePool [AveragePool]") and "--exclude /pool/AveragePool" in notes[0]
+        e = explain_node(result.int8, "/pool/AveragePool", load_data(data_path, result.int8), 0)
+        assert e.runtime_kernel == "QLinearAveragePool" and not e.checks[1].exact
+
+
 def test_an_average_pool_whose_output_stays_float_is_refused_with_the_reason(tmp_path: Path) -> None:
     model = load_model(save(qdq_pooling("AveragePool", {"kernel_shape": [2, 2]}, ["N", 2, 4, 4], (0.1, 0.1), (0, 0),
                                         requantized=False), tmp_path / "p.onnx"))

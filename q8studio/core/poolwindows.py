@@ -56,6 +56,15 @@ def pool_geometry(node: Node, input_spatial: tuple[int, ...]) -> PoolGeometry:
     return PoolGeometry(kernel, strides, dilations, *resolved_pads(node, input_spatial, kernel, strides, dilations))
 
 
+def past_end_pads(node: Node, input_spatial: Sequence[int], out_spatial: Sequence[int]) -> bool:
+    """Whether a window of pooling ``node`` reaches past the input and its trailing pads, as only ``ceil_mode`` makes
+    one do: an AveragePool with ``count_include_pad`` has no single count for such a window (see
+    :mod:`.poolkernels`)."""
+    geometry = pool_geometry(node, tuple(input_spatial))
+    return any(int(geometry.positions(axis, out)[-1, -1]) >= size + geometry.pads_end[axis]
+               for axis, (size, out) in enumerate(zip(input_spatial, out_spatial)))
+
+
 def resolved_pads(node: Node, input_spatial: Sequence[int], kernel: Sequence[int], strides: Sequence[int],
                   dilations: Sequence[int]) -> tuple[tuple[int, ...], tuple[int, ...]]:
     """The leading and trailing pads per spatial axis of a Conv or pooling ``node``, ``auto_pad`` resolved as ONNX

@@ -35,8 +35,9 @@ from .floatpath import keep_in_float
 from .floatnodes import FloatNode, find_float_nodes, nodes_to_keep_in_float
 from .heldoutputs import held_as_outputs, inputs_also_outputs, outputs_apart, outputs_rejoined, released
 from .int8pairs import layers_beside_shared_int8
-from .model import LoadedModel, load_model
+from .model import Graph, LoadedModel, Node, load_model
 from .nameclash import names_restored, set_aside, stand_ins
+from .poolwindows import past_end_pads
 from .preprocess import PreparedModel, prepare_for_quantization
 from .progress import NO_PROGRESS, Progress
 from .quietlog import quiet_root_logger
@@ -172,6 +173,7 @@ def quantize_model(
                 int8 = _load_written(staging)
         unfused_int8 = _unfused_int8_layers(int8) if recipe.activation_type == "int8" else ()
         prepared.notes.extend([_unfused_int8_note(unfused_int8)] if unfused_int8 else [])
+        prepared.notes.extend(_average_pool_past_end_notes(int8, set(unfused_int8)))
 
     int8 = replace(int8, path=output)  # the file just moved from staging; its content is what was checked
     return QuantizeResult(
@@ -396,6 +398,35 @@ def _unfused_int8_note(layers: tuple[str, ...]) -> str:
             f"{'' if len(layers) == 1 else 's'} in float: {shown}. Its kernels take uint8 codes, and it turns an "
             "int8 Quantize/Dequantize pair into uint8 only where the codes go to one layer; these layers read or "
             "write codes that go to several. uint8 activations (the default) fuse them.")
+
+
+def _average_pool_past_end_notes(int8: LoadedModel, in_float: set[str]) -> list[str]:
+    """The quantized AveragePools ONNX Runtime's QLinearAveragePool computes otherwise than the model: with ceil_mode
+    and count_include_pad it divides a window reaching past the end pads by the whole kernel size, where ONNX (and
+    ONNX Runtime's float AveragePool) counts the positions within the input and its pads."""
+    graph, notes = int8.graph, []
+    for node in graph.nodes:
+        if (node.op_type != "AveragePool" or node.name in in_float or not node.attributes.get("ceil_mode")
+                or not node.attributes.get("count_include_pad") or not _quantized_around(graph, node)):
+            continue
+        shapes = [graph.tensors[t].shape if t in graph.tensors else None for t in (node.inputs[0], node.outputs[0])]
+        if not all(shape and all(isinstance(d, int) for d in shape[2:]) for shape in shapes):
+            continue  # the windows' place is unknown until it runs
+        if past_end_pads(node, shapes[0][2:], shapes[1][2:]):  # type: ignore[index]
+            notes.append(f"{node.name} [AveragePool] has ceil_mode and count_include_pad: ONNX Runtime's "
+                         "QLinearAveragePool divides its windows that reach past the end pads by the whole kernel "
+                         "size, where the model divides by the positions within the input and its pads, so those "
+                         f"outputs are another function in int8. Keep it in float (--exclude {node.name}) to avoid "
+                         "it; Explain shows where.")
+    return notes
+
+
+def _quantized_around(graph: Graph, node: Node) -> bool:
+    """Whether a DequantizeLinear feeds ``node`` and a QuantizeLinear reads its output: what ONNX Runtime fuses."""
+    producer = graph.producer.get(node.inputs[0])
+    readers = graph.consumers.get(node.outputs[0], [])
+    return (producer is not None and graph.nodes[producer].op_type == "DequantizeLinear"
+            and any(graph.nodes[i].op_type == "QuantizeLinear" for i in readers))
 
 
 def _per_tensor_notes(model: LoadedModel, keep_float: Collection[str]) -> list[str]:
