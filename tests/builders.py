@@ -357,3 +357,16 @@ def mover_net() -> onnx.ModelProto:
     graph = helper.make_graph(nodes, "movers", [helper.make_tensor_value_info("x", TensorProto.FLOAT, ["N", 3, 8, 8])],
                               [helper.make_tensor_value_info("y", TensorProto.FLOAT, ["N", 10])], inits)
     return helper.make_model(graph, opset_imports=[helper.make_opsetid("", 13)])
+
+
+def embedding_net() -> onnx.ModelProto:
+    """Token ids [N, 5] -> Gather from a stored [16, 8] table ("/emb/Gather") -> MatMul: an embedding lookup, whose
+    table the quantizer stores as 8-bit codes."""
+    rng = np.random.default_rng(0)
+    inits = [_init("table", rng.standard_normal((16, 8)).astype(np.float32)),
+             _init("w", (rng.standard_normal((8, 4)) * 0.3).astype(np.float32))]
+    nodes = [helper.make_node("Gather", ["table", "ids"], ["e"], name="/emb/Gather"),
+             helper.make_node("MatMul", ["e", "w"], ["y"], name="/fc/MatMul")]
+    graph = helper.make_graph(nodes, "embedding", [helper.make_tensor_value_info("ids", TensorProto.INT64, ["N", 5])],
+                              [helper.make_tensor_value_info("y", TensorProto.FLOAT, ["N", 5, 4])], inits)
+    return helper.make_model(graph, opset_imports=[helper.make_opsetid("", 13)])

@@ -16,7 +16,7 @@ import pytest
 from onnx import TensorProto, helper
 from onnx.reference import ReferenceEvaluator
 
-from builders import KERNEL_WAYS, mover_net, qdq_pooling, quant_params, run_exposed, save, write_npz
+from builders import KERNEL_WAYS, embedding_net, mover_net, qdq_pooling, quant_params, run_exposed, save, write_npz
 from q8studio.__main__ import main
 from q8studio.core.data import load_data
 from q8studio.core.demo import demo_assets
@@ -121,6 +121,20 @@ def test_every_move_of_a_quantized_net_is_a_bit_exact_copy(movers: dict[str, Pat
         assert e.runtime_kernel == e.op_type
         assert any(f"runs {e.op_type} on the {e.x.dtype} tensor itself" in n for n in e.notes)
     assert "y_q = x_q" in "\n".join(e.steps()) and json.loads(json.dumps(e.to_dict()))["movement"] == e.movement
+
+
+def test_an_embedding_lookup_copies_codes_of_the_stored_table(tmp_path: Path) -> None:
+    float_model = load_model(save(embedding_net(), tmp_path / "emb.onnx"))
+    ids = np.random.default_rng(3).integers(-16, 16, (6, 5)).astype(np.int64)  # negative ids count from the end
+    data_path = write_npz(tmp_path / "ids.npz", ids=ids)
+    int8 = quantize_model(float_model, load_data(data_path, float_model), Recipe(), tmp_path / "emb.int8.onnx").int8
+    e = explain_node(int8, "/emb/Gather", load_data(data_path, int8), 2, float_model)
+    assert e.runtime_kernel == "Gather" and all(c.bit_exact for c in e.checks) and e.checks[0].total == 40
+    assert e.x_q.shape == (16, 8) and e.x.tensor in int8.graph.initializers  # the table's stored codes
+    shown = ", ".join(str(i) for i in ids[2])
+    assert e.movement == f"[16, 8] → [1, 5, 8], indices [{shown}] along axis 0"
+    ex = e.example
+    assert ex.source == (int(ids[2, ex.index[1]]) % 16, ex.index[2]) and e.runtime[ex.index] == e.x_q[ex.source]
 
 
 @pytest.mark.parametrize("scales, zeros", [((0.05, 0.05), (128, 128)), ((0.05, 0.08), (128, 120))],

@@ -125,9 +125,8 @@ def explain_move(int8_model: LoadedModel, node: Node, data: Dataset, sample: int
     source = tuple(int(i) for i in np.unravel_index(int(at[index]), x_q.shape))
     return MoveExplanation(
         node=node.name, op_type=node.op_type, kind=node.op_type, runtime_kernel=kernel.op_type if kernel else MERGED,
-        sample=sample,
-        x=x, y=y, movement=_movement(node, x_q.shape, whole.shape, operands), x_q=x_q, runtime=runtime,
-        checks=checks,
+        sample=sample, x=x, y=y, movement=_movement(node, x_q.shape, whole.shape, operands), x_q=x_q,
+        runtime=runtime, checks=checks,
         example=MoveElement(index=index, source=source, x_q=int(x_q[source]),
                             **result_values(y, by_kernel, by_definition, runtime, float_output, index)),
         float_tensor=float_tensor, float_output=float_output, sqnr_db=requantized_sqnr(y, runtime, float_output),
