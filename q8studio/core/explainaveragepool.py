@@ -24,7 +24,7 @@ from .explainrun import (
     run_unary,
     unfused_note,
 )
-from .explainstep import checked_index, pick_element, result_lines, result_values
+from .explainstep import result_lines, result_values, worked_index
 from .model import LoadedModel, Node
 from .poolkernels import dequantize_average_pool_quantize, qlinear_average_pool, window_sums
 from .poolwindows import PoolGeometry, pool_geometry, window_mask, window_of
@@ -108,8 +108,7 @@ def explain_average_pool(int8_model: LoadedModel, node: Node, data: Dataset, sam
                                           (KERNEL_CHECK, by_kernel), (DEFINITION_CHECK, by_definition))
     notes = list(notes or []) + run.sample.notes(run.output_shape) + _notes(kernel, fused)
     float_tensor, float_output = float_value(float_model, graph, node, y.tensor, run.sample, threads, notes)
-    index = checked_index(node, element if element is not None else pick_element(runtime, y, float_output),
-                          runtime.shape)
+    index = worked_index(node, element, runtime, y, float_output)
     return AveragePoolExplanation(
         node=node.name, op_type="AveragePool", kind="AveragePool", runtime_kernel=kernel_name(kernel),
         sample=sample, x=x, y=y, geometry=geometry, count_include_pad=include_pad, x_q=x_q, runtime=runtime,

@@ -23,7 +23,7 @@ from .explainrun import (
     requantized_sqnr,
     run_unary,
 )
-from .explainstep import checked_index, pick_element, result_lines, result_values
+from .explainstep import result_lines, result_values, worked_index
 from .lookupkernels import (
     TABLE_KERNELS,
     function_summary,
@@ -130,8 +130,7 @@ def explain_lookup(int8_model: LoadedModel, node: Node, data: Dataset, sample: i
     checks = [checked_against_runtime(title, by_table, runtime, lambda diff: _cause(node.op_type, diff))]
     notes = list(notes or []) + run.sample.notes(run.output_shape) + _notes(node.op_type, kernel_name(kernel), fused)
     float_tensor, float_output = float_value(float_model, int8_model.graph, node, y.tensor, run.sample, threads, notes)
-    index = checked_index(node, element if element is not None else pick_element(runtime, y, float_output),
-                          runtime.shape)
+    index = worked_index(node, element, runtime, y, float_output)
     x_at = int(x_q[index])
     x_real = dequantized(np.array(x_at), x)
     return LookupExplanation(

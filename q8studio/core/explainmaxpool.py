@@ -22,7 +22,7 @@ from .explainrun import (
     requantized_sqnr,
     run_unary,
 )
-from .explainstep import checked_index, pick_element, result_lines, result_values
+from .explainstep import result_lines, result_values, worked_index
 from .maxpoolkernels import dequantize_max_quantize, max_pool_8bit
 from .model import LoadedModel, Node
 from .poolwindows import PoolGeometry, pool_geometry, window_of
@@ -98,8 +98,7 @@ def explain_max_pool(int8_model: LoadedModel, node: Node, data: Dataset, sample:
     if float_output is not None and on_8bit:
         notes.append("A MaxPool on 8-bit values adds no error of its own: where it differs from the float model, "
                      "the difference is its input's.")
-    index = checked_index(node, element if element is not None else pick_element(runtime, y, float_output),
-                          runtime.shape)
+    index = worked_index(node, element, runtime, y, float_output)
     return MaxPoolExplanation(
         node=node.name, op_type="MaxPool", kind="MaxPool", runtime_kernel=kernel_name(kernel), sample=sample, x=x, y=y,
         geometry=geometry, x_q=x_q, runtime=runtime, checks=checks,

@@ -25,7 +25,7 @@ from .explainrun import (
     unary_quantization,
 )
 from .explainsample import sample_feed
-from .explainstep import checked_index, pick_element, result_lines, result_values
+from .explainstep import result_lines, result_values, worked_index
 from .model import LoadedModel, Node
 from .movekernels import RESHAPES, dequantize_move_quantize, moved_8bit, source_positions
 from .qdq import same_quantization
@@ -120,8 +120,7 @@ def explain_move(int8_model: LoadedModel, node: Node, data: Dataset, sample: int
     if float_output is not None and on_8bit:
         notes.append(f"A {node.op_type} on 8-bit values adds no error of its own: where it differs from the float "
                      "model, the difference is its input's.")
-    index = checked_index(node, element if element is not None else pick_element(runtime, y, float_output),
-                          runtime.shape)
+    index = worked_index(node, element, runtime, y, float_output)
     source = tuple(int(i) for i in np.unravel_index(int(at[index]), x_q.shape))
     return MoveExplanation(
         node=node.name, op_type=node.op_type, kind=node.op_type, runtime_kernel=kernel.op_type if kernel else MERGED,

@@ -28,7 +28,7 @@ from .explainrun import (
     run_binary,
     unfused_note,
 )
-from .explainstep import checked_index, pick_element, result_lines, result_values
+from .explainstep import result_lines, result_values, worked_index
 from .model import LoadedModel, Node
 from .mulkernels import MulConstants, dequantize_mul_quantize, qlinear_mul, qlinear_mul_steps
 from .qdq import output_bounds
@@ -103,8 +103,7 @@ def explain_mul(int8_model: LoadedModel, node: Node, data: Dataset, sample: int 
     notes = list(notes or []) + run.sample.notes(run.output_shape) + _notes(kernel, fused)
     notes += kept_relu_notes(node, relu, float_model)
     float_tensor, float_output = float_value(float_model, int8_model.graph, node, y.tensor, run.sample, threads, notes)
-    index = checked_index(node, element if element is not None else pick_element(runtime, y, float_output),
-                          runtime.shape)
+    index = worked_index(node, element, runtime, y, float_output)
     inputs = binary_inputs(a, b, a_q, b_q, index, runtime.shape)
     product, scaled, shifted = qlinear_mul_steps(np.array(inputs["a_q"]), np.array(inputs["b_q"]), constants)
     return MulExplanation(

@@ -25,7 +25,7 @@ from .explainrun import (
     run_unary,
     unfused_note,
 )
-from .explainstep import checked_index, pick_element, result_lines, result_values
+from .explainstep import result_lines, result_values, worked_index
 from .model import LoadedModel, Node
 from .poolkernels import (
     channel_sums,
@@ -120,8 +120,7 @@ def explain_global_average_pool(int8_model: LoadedModel, node: Node, data: Datas
                                           (KERNEL_CHECK, by_kernel), (DEFINITION_CHECK, by_definition))
     notes = list(notes or []) + run.sample.notes(run.output_shape) + _notes(kernel, fused)
     float_tensor, float_output = float_value(float_model, graph, node, y.tensor, run.sample, threads, notes)
-    index = checked_index(node, element if element is not None else pick_element(runtime, y, float_output),
-                          runtime.shape)
+    index = worked_index(node, element, runtime, y, float_output)
     count = pooled_values(x_q)
     return PoolExplanation(
         node=node.name, op_type="GlobalAveragePool", kind="GlobalAveragePool", runtime_kernel=kernel_name(kernel),

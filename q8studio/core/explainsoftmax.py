@@ -26,7 +26,7 @@ from .explainrun import (
     run_unary,
     unfused_note,
 )
-from .explainstep import checked_index, pick_element, result_lines, result_values
+from .explainstep import result_lines, result_values, worked_index
 from .model import LoadedModel, Node
 from .qdq import dequantized, output_bounds
 from .runtimegraph import RuntimeNode
@@ -173,8 +173,7 @@ def explain_softmax(int8_model: LoadedModel, node: Node, data: Dataset, sample: 
                                           (KERNEL_CHECK, by_kernel), (DEFINITION_CHECK, by_definition))
     notes = list(notes or []) + run.sample.notes(run.output_shape) + _notes(kernel, fused, y)
     float_tensor, float_output = float_value(float_model, int8_model.graph, node, y.tensor, run.sample, threads, notes)
-    index = checked_index(node, element if element is not None else pick_element(runtime, y, float_output),
-                          runtime.shape)
+    index = worked_index(node, element, runtime, y, float_output)
     row_index, position = layout.place(index)
     row_codes = layout.rows(x_q)[row_index]
     sums = softmax_sums(row_codes[None], x, y)

@@ -197,6 +197,14 @@ def float_model_lines(y_real: float, float_value: float | None) -> list[str]:
     return [f"float model: {float_value:.6g} (int8 error {y_real - float_value:+.3g})"]
 
 
+def worked_index(node: Node, element: tuple[int, ...] | None, runtime: np.ndarray, y: QuantParams,
+                 float_output: np.ndarray | None) -> tuple[int, ...]:
+    """The output element to work through: the user's ``element`` (a Q8Error when it names none of the output), or
+    :func:`pick_element`'s."""
+    return checked_index(node, element if element is not None else pick_element(runtime, y, float_output),
+                         runtime.shape)
+
+
 def checked_index(node: Node, index: tuple[int, ...], shape: tuple[int, ...]) -> tuple[int, ...]:
     """``index`` as ints if it names an element of ``node``'s output of ``shape``; else a Q8Error saying why."""
     index = tuple(int(i) for i in index)
